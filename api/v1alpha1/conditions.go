@@ -1,0 +1,96 @@
+package v1alpha1
+
+// Condition types and reasons. Each reason's comment says when it surfaces.
+// True, False and Unknown mean what the type's comment says; Unknown always
+// means the controller has not yet observed the object.
+const (
+	// ConditionReady (LLMProvider): True when the provider can serve calls:
+	// its credentials and fallback chain resolve. False says why not.
+	ConditionReady = "Ready"
+	// ConditionRateLimited (both kinds): True while a quota window, the
+	// minimum interval, a backoff or a server's Retry-After holds calls back;
+	// the message says until when.
+	ConditionRateLimited = "RateLimited"
+	// ConditionDegraded (LLMProvider): True after consecutive failures or
+	// while the circuit is open.
+	ConditionDegraded = "Degraded"
+	// ConditionCostAlert (LLMProvider): True while the cost of the current
+	// day or month is above its threshold.
+	ConditionCostAlert = "CostAlert"
+	// ConditionWarm (LLMProvider, Ollama): True when at least one endpoint is
+	// warm; the message says how many of all.
+	ConditionWarm = "Warm"
+
+	// ConditionAdmitted (InferenceBatch): True once the items are loaded,
+	// filtered and handed to the provider's dispatcher.
+	ConditionAdmitted = "Admitted"
+	// ConditionBackingOff (InferenceBatch): True while failed calls of this
+	// batch wait for their retry.
+	ConditionBackingOff = "BackingOff"
+	// ConditionProgressing (InferenceBatch): True while items are being sent.
+	ConditionProgressing = "Progressing"
+	// ConditionComplete (InferenceBatch): True when every item has a stored
+	// result. kubectl wait --for=condition=Complete waits for it.
+	ConditionComplete = "Complete"
+	// ConditionFailed (InferenceBatch): True when the batch cannot go on or
+	// finished with failed items; the reason says why.
+	ConditionFailed = "Failed"
+	// ConditionSuspended (InferenceBatch): True while spec.suspend is true.
+	ConditionSuspended = "Suspended"
+)
+
+// Reasons.
+const (
+	// ReasonConfigured surfaces on Ready=True.
+	ReasonConfigured = "Configured"
+	// ReasonSecretNotFound surfaces on Ready=False when the credentials
+	// Secret does not exist.
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonKeyNotFound surfaces on Ready=False when the Secret lacks the key
+	// or the key is empty.
+	ReasonKeyNotFound = "KeyNotFound"
+	// ReasonFallbackNotFound surfaces on Ready=False when the fallback
+	// provider does not exist.
+	ReasonFallbackNotFound = "FallbackNotFound"
+	// ReasonFallbackCycle surfaces on Ready=False when following fallbacks
+	// comes back to this provider.
+	ReasonFallbackCycle = "FallbackCycle"
+
+	// ReasonMinuteWindowFull surfaces on RateLimited=True when the
+	// per-minute window is full.
+	ReasonMinuteWindowFull = "MinuteWindowFull"
+	// ReasonHourWindowFull surfaces on RateLimited=True when the per-hour
+	// window is full.
+	ReasonHourWindowFull = "HourWindowFull"
+	// ReasonDayWindowFull surfaces on RateLimited=True when the per-day
+	// window is full.
+	ReasonDayWindowFull = "DayWindowFull"
+	// ReasonTokenWindowFull surfaces on RateLimited=True when the
+	// tokens-per-minute window is full.
+	ReasonTokenWindowFull = "TokenWindowFull"
+	// ReasonMinInterval surfaces on RateLimited=True while the minimum
+	// interval since the last call has not passed.
+	ReasonMinInterval = "MinInterval"
+	// ReasonBackingOff surfaces on RateLimited=True during failure backoff.
+	ReasonBackingOff = "BackingOff"
+	// ReasonRetryAfter surfaces on RateLimited=True during a server's Retry-After.
+	ReasonRetryAfter = "RetryAfter"
+	// ReasonWithinLimits surfaces on RateLimited=False.
+	ReasonWithinLimits = "WithinLimits"
+
+	// ReasonDailyThresholdExceeded surfaces on CostAlert=True for the day.
+	ReasonDailyThresholdExceeded = "DailyThresholdExceeded"
+	// ReasonMonthlyThresholdExceeded surfaces on CostAlert=True for the month.
+	ReasonMonthlyThresholdExceeded = "MonthlyThresholdExceeded"
+
+	// ReasonProviderNotFound surfaces on Failed=True when providerRef names
+	// no LLMProvider.
+	ReasonProviderNotFound = "ProviderNotFound"
+	// ReasonInvalidItems surfaces on Failed=True when the items cannot be
+	// read (a missing ConfigMap or key, a bad JSONL line).
+	ReasonInvalidItems = "InvalidItems"
+	// ReasonDeadlineExceeded surfaces on Failed=True after activeDeadlineSeconds.
+	ReasonDeadlineExceeded = "DeadlineExceeded"
+	// ReasonItemsFailed surfaces on Failed=True when items failed after retries.
+	ReasonItemsFailed = "ItemsFailed"
+)

@@ -1,0 +1,89 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// InferenceBatchStatus is the progress of a batch.
+type InferenceBatchStatus struct {
+	// conditions: Admitted, RateLimited, BackingOff, Progressing, Complete,
+	// Failed and Suspended.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// observedGeneration is the spec generation the status was computed from.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// counts are the items by state.
+	// +optional
+	Counts ItemCounts `json:"counts,omitempty"`
+
+	// progress is "done/total" as kubectl get shows it, where done counts
+	// items with a stored result and total counts every item.
+	// +optional
+	Progress string `json:"progress,omitempty"`
+
+	// batches is how many batches of batchSize are done, of how many.
+	// +optional
+	Batches BatchCounts `json:"batches,omitempty"`
+
+	// startTime is when the batch was admitted.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+
+	// completionTime is when the batch completed or failed.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+
+	// estimatedCompletionTime is when the remaining items will be done if
+	// the provider's quota is the only limit.
+	// +optional
+	EstimatedCompletionTime *metav1.Time `json:"estimatedCompletionTime,omitempty"`
+
+	// results lists the objects holding the item results.
+	// +optional
+	// +kubebuilder:validation:MaxItems=1024
+	Results []ResultReference `json:"results,omitempty"`
+}
+
+// ItemCounts are the batch's items by state.
+type ItemCounts struct {
+	// total is every item of the batch, filtered ones included.
+	Total int32 `json:"total"`
+	// filtered were below minScore and never sent.
+	Filtered int32 `json:"filtered"`
+	// pending wait to be sent.
+	Pending int32 `json:"pending"`
+	// running are in flight.
+	Running int32 `json:"running"`
+	// succeeded have a stored successful result.
+	Succeeded int32 `json:"succeeded"`
+	// failed have a stored failure, after their retries.
+	Failed int32 `json:"failed"`
+	// cached reused an earlier result.
+	Cached int32 `json:"cached"`
+	// retries counts every retried call.
+	Retries int32 `json:"retries"`
+}
+
+// BatchCounts counts batches of batchSize items.
+type BatchCounts struct {
+	// done batches have every item's result stored.
+	Done int32 `json:"done"`
+	// total batches after filtering.
+	Total int32 `json:"total"`
+}
+
+// ResultReference names an object holding results.
+type ResultReference struct {
+	// kind of the object (ConfigMap).
+	Kind string `json:"kind"`
+	// name of the object, in the batch's namespace.
+	Name string `json:"name"`
+	// items is how many results it holds.
+	Items int32 `json:"items"`
+}

@@ -1,0 +1,200 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// CachePolicy says whether a batch reuses stored results.
+// +kubebuilder:validation:Enum=Disabled;Enabled
+type CachePolicy string
+
+const (
+	// CacheDisabled sends every item to the provider.
+	CacheDisabled CachePolicy = "Disabled"
+	// CacheEnabled reuses an earlier stored result for the same model,
+	// parameters and prompt, without a provider call.
+	CacheEnabled CachePolicy = "Enabled"
+)
+
+// OutputKind names where results are written.
+// +kubebuilder:validation:Enum=ConfigMap
+type OutputKind string
+
+// OutputConfigMap writes results as JSONL into ConfigMaps owned by the batch,
+// sharded below the 1 MiB object limit.
+const OutputConfigMap OutputKind = "ConfigMap"
+
+// InferenceBatchSpec describes one unit of prompt work.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.items) != has(self.itemsFrom)",message="exactly one of items or itemsFrom must be set"
+type InferenceBatchSpec struct {
+	// providerRef names the LLMProvider that runs the items.
+	// +required
+	ProviderRef ProviderReference `json:"providerRef"`
+
+	// model overrides the provider's default model.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Model string `json:"model,omitempty"`
+
+	// system is the system text sent with every prompt.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32768
+	System string `json:"system,omitempty"`
+
+	// maxTokens bounds the output of each call.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	MaxTokens *int32 `json:"maxTokens,omitempty"`
+
+	// temperature is the sampling temperature, a decimal string such as "0.2".
+	// +optional
+	Temperature Decimal `json:"temperature,omitempty"`
+
+	// items are the prompts, inline. Use itemsFrom for large batches.
+	// +optional
+	// +listType=map
+	// +listMapKey=id
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=1000
+	Items []Item `json:"items,omitempty"`
+
+	// itemsFrom reads the prompts as JSONL ({"id","prompt","score"} per line)
+	// from a ConfigMap key in the batch's namespace.
+	// +optional
+	ItemsFrom *ItemsSource `json:"itemsFrom,omitempty"`
+
+	// minScore drops items scoring below it; they are counted as filtered
+	// and never sent (original report: 0.20).
+	// +optional
+	// +kubebuilder:default="0.20"
+	MinScore Score `json:"minScore,omitempty"`
+
+	// batchSize is how many items are sent together before batchDelay.
+	// +optional
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	BatchSize int32 `json:"batchSize,omitempty"`
+
+	// batchDelay is the pause between two batches.
+	// +optional
+	// +kubebuilder:default="2s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="batchDelay must not be negative"
+	BatchDelay *metav1.Duration `json:"batchDelay,omitempty"`
+
+	// priority orders batches sharing a provider: higher goes first.
+	// +optional
+	// +kubebuilder:default=0
+	// +kubebuilder:validation:Minimum=-1000
+	// +kubebuilder:validation:Maximum=1000
+	Priority int32 `json:"priority,omitempty"`
+
+	// suspend pauses the batch: calls in flight finish, nothing new starts.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+
+	// activeDeadlineSeconds fails the batch with DeadlineExceeded this long
+	// after it started, keeping the results so far.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	ActiveDeadlineSeconds *int64 `json:"activeDeadlineSeconds,omitempty"`
+
+	// ttlSecondsAfterFinished deletes the batch, and its results, this long
+	// after it completed or failed.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
+
+	// output says where results go.
+	// +optional
+	// +kubebuilder:default={}
+	Output OutputSpec `json:"output,omitempty"`
+
+	// cache reuses stored results for identical model, parameters and prompt.
+	// +optional
+	// +kubebuilder:default=Disabled
+	Cache CachePolicy `json:"cache,omitempty"`
+}
+
+// Item is one prompt with its pre-score.
+type Item struct {
+	// id identifies the item in results; unique within the batch.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	ID string `json:"id"`
+	// prompt is the text sent to the model.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=16384
+	Prompt string `json:"prompt"`
+	// score is the item's pre-score; items below minScore are filtered.
+	// An item without a score is never filtered.
+	// +optional
+	Score Score `json:"score,omitempty"`
+}
+
+// ItemsSource points at JSONL items kept outside the batch.
+type ItemsSource struct {
+	// configMapKeyRef names the ConfigMap key holding the JSONL.
+	// +required
+	ConfigMapKeyRef ConfigMapKeyReference `json:"configMapKeyRef"`
+}
+
+// ConfigMapKeyReference names one key of a ConfigMap in the batch's namespace.
+type ConfigMapKeyReference struct {
+	// name of the ConfigMap.
+	// +required
+	Name LocalObjectName `json:"name"`
+	// key in the ConfigMap's data.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+}
+
+// OutputSpec says where results are written.
+type OutputSpec struct {
+	// kind of sink: ConfigMap (the only one today).
+	// +optional
+	// +kubebuilder:default=ConfigMap
+	Kind OutputKind `json:"kind,omitempty"`
+}
+
+// InferenceBatch is a unit of prompt work: the operator filters its items by
+// score, paces them in batches, runs them under the provider's quota with
+// retries, and records every item's result.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ib,categories=llmquota
+// +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.providerRef.name`
+// +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`
+// +kubebuilder:printcolumn:name="Filtered",type=integer,JSONPath=`.status.counts.filtered`
+// +kubebuilder:printcolumn:name="RateLimited",type=string,JSONPath=`.status.conditions[?(@.type=="RateLimited")].status`
+// +kubebuilder:printcolumn:name="Complete",type=string,JSONPath=`.status.conditions[?(@.type=="Complete")].status`
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.counts.failed`,priority=10
+// +kubebuilder:printcolumn:name="ETA",type=date,JSONPath=`.status.estimatedCompletionTime`,priority=10
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type InferenceBatch struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the work.
+	// +required
+	Spec InferenceBatchSpec `json:"spec"`
+	// status is its progress.
+	// +optional
+	Status InferenceBatchStatus `json:"status,omitempty"`
+}
+
+// InferenceBatchList is a list of InferenceBatches.
+//
+// +kubebuilder:object:root=true
+type InferenceBatchList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []InferenceBatch `json:"items"`
+}

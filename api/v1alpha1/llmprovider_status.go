@@ -1,0 +1,144 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// LLMProviderStatus is what the operator observes of a provider.
+type LLMProviderStatus struct {
+	// conditions: Ready, RateLimited, Degraded, CostAlert and, for Ollama, Warm.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// observedGeneration is the spec generation the status was computed from.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// usage is the live use of each configured window.
+	// +optional
+	Usage ProviderUsage `json:"usage,omitempty"`
+
+	// consecutiveFailures counts failed calls since the last success.
+	// +optional
+	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+
+	// backoffUntil is when the failure backoff or a server's Retry-After ends.
+	// +optional
+	BackoffUntil *metav1.Time `json:"backoffUntil,omitempty"`
+
+	// nextRequestAt is the earliest time the quota admits the next call.
+	// +optional
+	NextRequestAt *metav1.Time `json:"nextRequestAt,omitempty"`
+
+	// cost is what the calls cost today and this month, in USD.
+	// +optional
+	Cost *CostStatus `json:"cost,omitempty"`
+
+	// quota is the persisted state of the quota engine, so a restarted
+	// manager never exceeds a window.
+	// +optional
+	Quota *QuotaState `json:"quota,omitempty"`
+
+	// endpoints lists the Ollama endpoints with their warm state and GPU memory.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=256
+	Endpoints []EndpointStatus `json:"endpoints,omitempty"`
+}
+
+// ProviderUsage holds the use of each window the provider limits.
+type ProviderUsage struct {
+	// minute is the rolling-minute window.
+	// +optional
+	Minute *WindowUsage `json:"minute,omitempty"`
+	// hour is the rolling-hour window.
+	// +optional
+	Hour *WindowUsage `json:"hour,omitempty"`
+	// day is the rolling-day window.
+	// +optional
+	Day *WindowUsage `json:"day,omitempty"`
+	// tokensPerMinute is the rolling-minute token window.
+	// +optional
+	TokensPerMinute *WindowUsage `json:"tokensPerMinute,omitempty"`
+}
+
+// WindowUsage is the use of one window.
+type WindowUsage struct {
+	// used is what the window holds now.
+	Used int64 `json:"used"`
+	// limit is what the window may hold.
+	Limit int64 `json:"limit"`
+	// summary is "used/limit", as kubectl get shows it.
+	// +optional
+	Summary string `json:"summary,omitempty"`
+}
+
+// CostStatus is what the calls cost, in USD, per UTC period.
+type CostStatus struct {
+	// day is the UTC day the today figure is for (YYYY-MM-DD).
+	// +optional
+	Day string `json:"day,omitempty"`
+	// today is the cost of the calls made on day.
+	// +optional
+	Today Decimal `json:"today,omitempty"`
+	// month is the UTC month the thisMonth figure is for (YYYY-MM).
+	// +optional
+	Month string `json:"month,omitempty"`
+	// thisMonth is the cost of the calls made in month.
+	// +optional
+	ThisMonth Decimal `json:"thisMonth,omitempty"`
+}
+
+// QuotaState is the quota engine's persisted state. The manager reserves
+// slots in blocks before spending them, so a crash loses at most one block
+// and never lets a window be exceeded.
+type QuotaState struct {
+	// snapshot is the engine's versioned binary snapshot.
+	// +optional
+	// +kubebuilder:validation:MaxLength=262144
+	Snapshot []byte `json:"snapshot,omitempty"`
+	// updateTime is when the snapshot was taken.
+	// +optional
+	UpdateTime *metav1.Time `json:"updateTime,omitempty"`
+}
+
+// EndpointState is the warm state of one Ollama endpoint.
+// +kubebuilder:validation:Enum=Warm;Cold;Failed
+type EndpointState string
+
+const (
+	// EndpointWarm means the model is resident and the pod takes traffic.
+	EndpointWarm EndpointState = "Warm"
+	// EndpointCold means the model is not loaded yet.
+	EndpointCold EndpointState = "Cold"
+	// EndpointFailed means warmup failed after its retries.
+	EndpointFailed EndpointState = "Failed"
+)
+
+// EndpointStatus is one Ollama pod as the node agent reports it.
+type EndpointStatus struct {
+	// name of the pod.
+	Name string `json:"name"`
+	// address is the pod's Ollama base URL.
+	// +optional
+	Address string `json:"address,omitempty"`
+	// state says whether the model is warm.
+	// +optional
+	State EndpointState `json:"state,omitempty"`
+	// model is the model kept warm.
+	// +optional
+	Model string `json:"model,omitempty"`
+	// vramBytes is the GPU memory the model occupies.
+	// +optional
+	VRAMBytes int64 `json:"vramBytes,omitempty"`
+	// gpuMemoryUsedBytes is the node's GPU memory in use.
+	// +optional
+	GPUMemoryUsedBytes int64 `json:"gpuMemoryUsedBytes,omitempty"`
+	// gpuMemoryTotalBytes is the node's GPU memory in all.
+	// +optional
+	GPUMemoryTotalBytes int64 `json:"gpuMemoryTotalBytes,omitempty"`
+}

@@ -1,0 +1,285 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ProviderType names the API an LLMProvider speaks.
+// +kubebuilder:validation:Enum=Gemini;Anthropic;OpenAI;Ollama
+type ProviderType string
+
+const (
+	// ProviderGemini is Google's Gemini API (models/{model}:generateContent).
+	ProviderGemini ProviderType = "Gemini"
+	// ProviderAnthropic is Anthropic's Messages API.
+	ProviderAnthropic ProviderType = "Anthropic"
+	// ProviderOpenAI is OpenAI's Chat Completions API, or any server compatible with it.
+	ProviderOpenAI ProviderType = "OpenAI"
+	// ProviderOllama is a pool of Ollama pods, reached without credentials.
+	ProviderOllama ProviderType = "Ollama"
+)
+
+// LLMProviderSpec describes what one provider account or Ollama pool may take.
+//
+// +kubebuilder:validation:XValidation:rule="self.type == 'Ollama' || has(self.credentialsSecretRef)",message="credentialsSecretRef is required for hosted providers (Gemini, Anthropic, OpenAI)",fieldPath=".credentialsSecretRef"
+// +kubebuilder:validation:XValidation:rule="!has(self.ollama) || self.type == 'Ollama'",message="ollama is only allowed when type is Ollama",fieldPath=".ollama"
+type LLMProviderSpec struct {
+	// type is the API this provider speaks: Gemini, Anthropic, OpenAI or Ollama.
+	// +required
+	Type ProviderType `json:"type"`
+
+	// endpoint is the base URL of the API. When empty, the public endpoint of
+	// the type is used (for Ollama: each selected pod's address).
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHost() != ''",message="endpoint must be an absolute http or https URL"
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// model is the model used when an InferenceBatch names none.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Model string `json:"model,omitempty"`
+
+	// credentialsSecretRef points at the Secret key holding the API key.
+	// Required for hosted providers, not used for Ollama. The key is read at
+	// call time and never copied into status, events, logs or results.
+	// +optional
+	CredentialsSecretRef *SecretKeyReference `json:"credentialsSecretRef,omitempty"`
+
+	// limits is the quota the operator keeps every call inside.
+	// +optional
+	// +kubebuilder:default={}
+	Limits RateLimits `json:"limits,omitempty"`
+
+	// retry says how failed calls are retried.
+	// +optional
+	// +kubebuilder:default={maxRetries: 3, initialBackoff: "2s", maxBackoff: "60s"}
+	Retry *RetryPolicy `json:"retry,omitempty"`
+
+	// cost holds prices and the thresholds that raise the CostAlert condition.
+	// +optional
+	Cost *CostPolicy `json:"cost,omitempty"`
+
+	// fallback names another LLMProvider that serves items this one cannot:
+	// while its circuit is open, while no Ollama endpoint is warm, or when a
+	// prompt is longer than maxPromptLength.
+	// +optional
+	Fallback *ProviderReference `json:"fallback,omitempty"`
+
+	// maxPromptLength is the longest prompt, in characters, this provider
+	// takes; longer prompts go to the fallback (the original report's
+	// LLM_LOCAL_MAX_LENGTH).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MaxPromptLength *int32 `json:"maxPromptLength,omitempty"`
+
+	// ollama configures the pods of an Ollama pool. Only for type Ollama.
+	// +optional
+	Ollama *OllamaSpec `json:"ollama,omitempty"`
+}
+
+// SecretKeyReference names one key of a Secret.
+type SecretKeyReference struct {
+	// namespace of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+	// name of the Secret.
+	// +required
+	Name LocalObjectName `json:"name"`
+	// key within the Secret's data that holds the API key.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+}
+
+// ProviderReference names an LLMProvider.
+type ProviderReference struct {
+	// name of the LLMProvider.
+	// +required
+	Name LocalObjectName `json:"name"`
+}
+
+// RateLimits is a provider's quota. Every window is exact and rolling: there
+// are never more than N calls in any interval of its length.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.requestsPerHour) || !has(self.requestsPerMinute) || self.requestsPerHour >= self.requestsPerMinute",message="requestsPerHour must not be lower than requestsPerMinute",fieldPath=".requestsPerHour"
+// +kubebuilder:validation:XValidation:rule="!has(self.requestsPerDay) || !has(self.requestsPerHour) || self.requestsPerDay >= self.requestsPerHour",message="requestsPerDay must not be lower than requestsPerHour",fieldPath=".requestsPerDay"
+// +kubebuilder:validation:XValidation:rule="!has(self.requestsPerDay) || !has(self.requestsPerMinute) || self.requestsPerDay >= self.requestsPerMinute",message="requestsPerDay must not be lower than requestsPerMinute",fieldPath=".requestsPerDay"
+type RateLimits struct {
+	// requestsPerMinute is the most calls in any rolling minute.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	RequestsPerMinute *int32 `json:"requestsPerMinute,omitempty"`
+	// requestsPerHour is the most calls in any rolling hour.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=60000000
+	RequestsPerHour *int32 `json:"requestsPerHour,omitempty"`
+	// requestsPerDay is the most calls in any rolling 24 hours.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1440000000
+	RequestsPerDay *int32 `json:"requestsPerDay,omitempty"`
+	// tokensPerMinute is the most input plus output tokens in any rolling minute.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	TokensPerMinute *int64 `json:"tokensPerMinute,omitempty"`
+	// minInterval is the least time between the starts of two calls
+	// (the original report's LLM_MIN_INTERVAL_SEC, 3s for Gemini).
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="minInterval must not be negative"
+	MinInterval *metav1.Duration `json:"minInterval,omitempty"`
+	// maxConcurrency is the most calls in flight at once.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	MaxConcurrency int32 `json:"maxConcurrency,omitempty"`
+}
+
+// RetryPolicy says how failed calls are retried: after k consecutive failures
+// the provider holds for min(initialBackoff * 2^(k-1), maxBackoff), and a
+// server's Retry-After holds it until the time the server gave.
+//
+// +kubebuilder:validation:XValidation:rule="duration(self.maxBackoff) >= duration(self.initialBackoff)",message="maxBackoff must not be less than initialBackoff",fieldPath=".maxBackoff"
+type RetryPolicy struct {
+	// maxRetries is how many times one item is retried after its first
+	// attempt fails. Bad requests and auth failures are never retried.
+	// +optional
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	MaxRetries *int32 `json:"maxRetries,omitempty"`
+	// initialBackoff is the hold after the first failure (2s gives the
+	// original report's 2^failures seconds).
+	// +optional
+	// +kubebuilder:default="2s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="initialBackoff must be positive"
+	InitialBackoff *metav1.Duration `json:"initialBackoff,omitempty"`
+	// maxBackoff caps the hold (original report: 60s).
+	// +optional
+	// +kubebuilder:default="60s"
+	MaxBackoff *metav1.Duration `json:"maxBackoff,omitempty"`
+}
+
+// CostPolicy holds prices in USD and the alert thresholds.
+type CostPolicy struct {
+	// inputPerMillionTokens is the USD price of one million input tokens.
+	// +optional
+	InputPerMillionTokens Decimal `json:"inputPerMillionTokens,omitempty"`
+	// outputPerMillionTokens is the USD price of one million output tokens.
+	// +optional
+	OutputPerMillionTokens Decimal `json:"outputPerMillionTokens,omitempty"`
+	// perRequest is a flat USD price per call, added to the token prices.
+	// +optional
+	PerRequest Decimal `json:"perRequest,omitempty"`
+	// alerts are the spending thresholds that raise CostAlert.
+	// +optional
+	Alerts CostAlerts `json:"alerts,omitempty"`
+}
+
+// CostAlerts are spending thresholds in USD; each raises CostAlert and one
+// Warning Event per period when crossed.
+type CostAlerts struct {
+	// daily is the threshold for the current UTC day.
+	// +optional
+	Daily Decimal `json:"daily,omitempty"`
+	// monthly is the threshold for the current UTC month.
+	// +optional
+	Monthly Decimal `json:"monthly,omitempty"`
+}
+
+// OllamaSpec configures an Ollama pool: which pods serve it and how the node
+// agent keeps them warm and their GPUs clean.
+type OllamaSpec struct {
+	// namespace of the Ollama pods.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+	// podSelector selects the Ollama pods of this pool.
+	// +required
+	PodSelector metav1.LabelSelector `json:"podSelector"`
+	// port is the Ollama API port on each pod.
+	// +optional
+	// +kubebuilder:default=11434
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port,omitempty"`
+	// warmup says how the node agent preloads the model before traffic arrives.
+	// +optional
+	// +kubebuilder:default={}
+	Warmup WarmupSpec `json:"warmup,omitempty"`
+	// gpuCleanupInterval is how often idle models are unloaded
+	// (original report: 5m).
+	// +optional
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="gpuCleanupInterval must be at least 10s"
+	GPUCleanupInterval *metav1.Duration `json:"gpuCleanupInterval,omitempty"`
+	// gpuMemoryHighWatermark is the GPU memory use, in percent of total,
+	// above which the agent cleans up at once.
+	// +optional
+	// +kubebuilder:default=90
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	GPUMemoryHighWatermark int32 `json:"gpuMemoryHighWatermark,omitempty"`
+}
+
+// WarmupSpec configures model preloading.
+type WarmupSpec struct {
+	// retries is how many warmup attempts are made (original report: 3).
+	// +optional
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=20
+	Retries int32 `json:"retries,omitempty"`
+	// keepAlive is how long Ollama keeps the model loaded after a call.
+	// +optional
+	// +kubebuilder:default="30m"
+	KeepAlive *metav1.Duration `json:"keepAlive,omitempty"`
+	// timeout bounds one warmup attempt.
+	// +optional
+	// +kubebuilder:default="60s"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// LLMProvider is a provider account (Gemini, Anthropic, OpenAI) or a pool of
+// Ollama pods, with the quota every call to it is kept inside.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=llmp,categories=llmquota
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
+// +kubebuilder:printcolumn:name="Minute",type=string,JSONPath=`.status.usage.minute.summary`
+// +kubebuilder:printcolumn:name="Hour",type=string,JSONPath=`.status.usage.hour.summary`
+// +kubebuilder:printcolumn:name="Day",type=string,JSONPath=`.status.usage.day.summary`
+// +kubebuilder:printcolumn:name="Cost-Today",type=string,JSONPath=`.status.cost.today`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="RateLimited",type=string,JSONPath=`.status.conditions[?(@.type=="RateLimited")].status`
+// +kubebuilder:printcolumn:name="Model",type=string,JSONPath=`.spec.model`,priority=10
+// +kubebuilder:printcolumn:name="Fallback",type=string,JSONPath=`.spec.fallback.name`,priority=10
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type LLMProvider struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is what the provider may take.
+	// +required
+	Spec LLMProviderSpec `json:"spec"`
+	// status is what the operator observes.
+	// +optional
+	Status LLMProviderStatus `json:"status,omitempty"`
+}
+
+// LLMProviderList is a list of LLMProviders.
+//
+// +kubebuilder:object:root=true
+type LLMProviderList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []LLMProvider `json:"items"`
+}

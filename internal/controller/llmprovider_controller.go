@@ -1,0 +1,243 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+)
+
+// secretRefIndex indexes LLMProviders by the "namespace/name" of their
+// credentials Secret, so a Secret event wakes exactly the providers using it.
+const secretRefIndex = "spec.credentialsSecretRef"
+
+// LLMProviderReconciler keeps an LLMProvider's Ready condition true to what
+// only a controller can check: the credentials Secret and key exist, and the
+// fallback chain resolves without a cycle.
+type LLMProviderReconciler struct {
+	client.Client
+	// APIReader reads Secrets straight from the API server, so their data
+	// never sits in the manager's cache (the cache holds Secret metadata only).
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+}
+
+var _ reconcile.Reconciler = (*LLMProviderReconciler)(nil)
+
+// +kubebuilder:rbac:groups=llmquota.dev,resources=llmproviders,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=llmquota.dev,resources=llmproviders/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile computes the provider's Ready condition and writes status if it changed.
+func (r *LLMProviderReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var provider llmv1.LLMProvider
+	if err := r.Get(ctx, req.NamespacedName, &provider); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	before := provider.Status.DeepCopy()
+
+	ready, err := r.readiness(ctx, &provider)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	ready.ObservedGeneration = provider.Generation
+	ready.LastTransitionTime = metav1.NewTime(r.Clock.Now())
+	wasReady := meta.FindStatusCondition(before.Conditions, llmv1.ConditionReady)
+	meta.SetStatusCondition(&provider.Status.Conditions, ready)
+	provider.Status.ObservedGeneration = provider.Generation
+
+	if equality.Semantic.DeepEqual(before, &provider.Status) {
+		return ctrl.Result{}, nil
+	}
+	if err := r.Status().Update(ctx, &provider); err != nil {
+		return ctrl.Result{}, err
+	}
+	if wasReady == nil || wasReady.Status != ready.Status || wasReady.Reason != ready.Reason {
+		eventType := corev1.EventTypeNormal
+		if ready.Status != metav1.ConditionTrue {
+			eventType = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(&provider, nil, eventType, ready.Reason, "Reconcile", "%s", ready.Message)
+		logf.FromContext(ctx).Info("Provider readiness changed", "ready", ready.Status, "reason", ready.Reason)
+	}
+	return ctrl.Result{}, nil
+}
+
+// readiness returns the Ready condition: the first problem found, or Configured.
+func (r *LLMProviderReconciler) readiness(ctx context.Context, p *llmv1.LLMProvider) (metav1.Condition, error) {
+	if cond, err := r.checkCredentials(ctx, p); err != nil || cond != nil {
+		return derefCondition(cond), err
+	}
+	if cond, err := r.checkFallback(ctx, p); err != nil || cond != nil {
+		return derefCondition(cond), err
+	}
+	return metav1.Condition{Type: llmv1.ConditionReady, Status: metav1.ConditionTrue,
+		Reason: llmv1.ReasonConfigured, Message: "credentials and fallback chain resolve"}, nil
+}
+
+func derefCondition(c *metav1.Condition) metav1.Condition {
+	if c == nil {
+		return metav1.Condition{}
+	}
+	return *c
+}
+
+func notReady(reason, format string, args ...any) *metav1.Condition {
+	return &metav1.Condition{Type: llmv1.ConditionReady, Status: metav1.ConditionFalse,
+		Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// checkCredentials reports a missing Secret or key. It reads the Secret
+// uncached and never looks at, logs or returns the key's value.
+func (r *LLMProviderReconciler) checkCredentials(ctx context.Context, p *llmv1.LLMProvider) (*metav1.Condition, error) {
+	ref := p.Spec.CredentialsSecretRef
+	if ref == nil {
+		return nil, nil
+	}
+	var secret corev1.Secret
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: string(ref.Name)}, &secret)
+	switch {
+	case apierrors.IsNotFound(err):
+		return notReady(llmv1.ReasonSecretNotFound, "Secret %s/%s named by spec.credentialsSecretRef does not exist", ref.Namespace, ref.Name), nil
+	case err != nil:
+		return nil, fmt.Errorf("reading credentials Secret %s/%s: %w", ref.Namespace, ref.Name, err)
+	}
+	if len(secret.Data[ref.Key]) == 0 {
+		return notReady(llmv1.ReasonKeyNotFound, "Secret %s/%s has no non-empty key %q named by spec.credentialsSecretRef.key", ref.Namespace, ref.Name, ref.Key), nil
+	}
+	return nil, nil
+}
+
+// checkFallback follows the fallback chain and reports a missing provider or a loop.
+func (r *LLMProviderReconciler) checkFallback(ctx context.Context, p *llmv1.LLMProvider) (*metav1.Condition, error) {
+	chain := []string{p.Name}
+	for next := p.Spec.Fallback; next != nil; {
+		name := string(next.Name)
+		chain = append(chain, name)
+		if index(chain[:len(chain)-1], name) >= 0 {
+			return notReady(llmv1.ReasonFallbackCycle, "fallback chain loops: %s", joinChain(chain)), nil
+		}
+		var fb llmv1.LLMProvider
+		err := r.Get(ctx, types.NamespacedName{Name: name}, &fb)
+		switch {
+		case apierrors.IsNotFound(err):
+			return notReady(llmv1.ReasonFallbackNotFound, "fallback LLMProvider %q does not exist (chain: %s)", name, joinChain(chain)), nil
+		case err != nil:
+			return nil, fmt.Errorf("reading fallback LLMProvider %q: %w", name, err)
+		}
+		next = fb.Spec.Fallback
+	}
+	return nil, nil
+}
+
+func index(list []string, s string) int {
+	for i, v := range list {
+		if v == s {
+			return i
+		}
+	}
+	return -1
+}
+
+func joinChain(chain []string) string {
+	out := chain[0]
+	for _, c := range chain[1:] {
+		out += " -> " + c
+	}
+	return out
+}
+
+// SetupWithManager registers the reconciler. It watches Secret metadata only
+// (their data is read uncached when needed) and other providers, because a
+// change anywhere in a fallback chain can change this provider's readiness.
+func (r *LLMProviderReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &llmv1.LLMProvider{}, secretRefIndex,
+		func(o client.Object) []string {
+			ref := o.(*llmv1.LLMProvider).Spec.CredentialsSecretRef
+			if ref == nil {
+				return nil
+			}
+			return []string{ref.Namespace + "/" + string(ref.Name)}
+		}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&llmv1.LLMProvider{}).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.providersForSecret), builder.OnlyMetadata).
+		Watches(&llmv1.LLMProvider{}, handler.EnqueueRequestsFromMapFunc(r.providersReaching)).
+		Named("llmprovider").
+		Complete(r)
+}
+
+func (r *LLMProviderReconciler) providersForSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	var list llmv1.LLMProviderList
+	if err := r.List(ctx, &list, client.MatchingFields{secretRefIndex: o.GetNamespace() + "/" + o.GetName()}); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing providers for Secret", "secret", client.ObjectKeyFromObject(o))
+		return nil
+	}
+	return requestsFor(list.Items)
+}
+
+// providersReaching enqueues every provider whose fallback chain passes
+// through the changed one. Providers are few and cluster-scoped, so a scan
+// of the cache is cheap.
+func (r *LLMProviderReconciler) providersReaching(ctx context.Context, o client.Object) []reconcile.Request {
+	var list llmv1.LLMProviderList
+	if err := r.List(ctx, &list); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing providers")
+		return nil
+	}
+	fallbackOf := make(map[string]string, len(list.Items))
+	for _, p := range list.Items {
+		if p.Spec.Fallback != nil {
+			fallbackOf[p.Name] = string(p.Spec.Fallback.Name)
+		}
+	}
+	var reaching []llmv1.LLMProvider
+	for _, p := range list.Items {
+		if p.Name != o.GetName() && chainReaches(fallbackOf, p.Name, o.GetName()) {
+			reaching = append(reaching, p)
+		}
+	}
+	return requestsFor(reaching)
+}
+
+// chainReaches reports whether following fallbacks from start reaches target.
+func chainReaches(fallbackOf map[string]string, start, target string) bool {
+	seen := map[string]bool{start: true}
+	for cur, ok := fallbackOf[start]; ok; cur, ok = fallbackOf[cur] {
+		if cur == target {
+			return true
+		}
+		if seen[cur] {
+			return false
+		}
+		seen[cur] = true
+	}
+	return false
+}
+
+func requestsFor(providers []llmv1.LLMProvider) []reconcile.Request {
+	reqs := make([]reconcile.Request, 0, len(providers))
+	for _, p := range providers {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: p.Name}})
+	}
+	return reqs
+}
