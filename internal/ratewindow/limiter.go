@@ -1,0 +1,227 @@
+package ratewindow
+
+import (
+	"math"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Limiter enforces a Config. It is safe for concurrent use. Times passed in
+// should not go backwards; an admission stamped earlier than the previous
+// one is recorded at the previous one's time, which only holds calls back
+// longer, never shorter.
+type Limiter struct {
+	mu  sync.Mutex
+	cfg Config
+
+	admitted ring     // admission times, shared by every request window
+	tokens   costRing // the tokens window's entries
+
+	lastAdmit     int64 // time of the last admission; valid when hasAdmitted
+	hasAdmitted   bool
+	inFlight      int
+	failures      int
+	backoffUntil  int64
+	retryAfter    int64
+	reservedCalls int64
+	reservedToken int64
+}
+
+// New returns a Limiter for cfg, or an error naming what is wrong with cfg.
+func New(cfg Config) (*Limiter, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg.Windows = append([]Window(nil), cfg.Windows...)
+	if cfg.Tokens != nil {
+		t := *cfg.Tokens
+		cfg.Tokens = &t
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
+	}
+	return &Limiter{cfg: cfg, admitted: newRing(cfg.ringCapacity())}, nil
+}
+
+// Decide says whether a call of the given token cost would be admitted at
+// now, without admitting it.
+func (l *Limiter) Decide(now time.Time, cost int64) Decision {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.decide(now.UnixNano(), cost)
+}
+
+// Admit admits a call of the given token cost at now if every constraint
+// allows it, taking a concurrency slot that Release gives back.
+func (l *Limiter) Admit(now time.Time, cost int64) Decision {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := now.UnixNano()
+	d := l.decide(t, cost)
+	if !d.Allowed {
+		return d
+	}
+	if l.hasAdmitted && t < l.lastAdmit {
+		t = l.lastAdmit
+	}
+	l.admitted.push(t)
+	if l.cfg.Tokens != nil {
+		l.tokens.expire(t - int64(l.cfg.Tokens.Period))
+		l.addTokens(t, cost)
+	}
+	l.lastAdmit, l.hasAdmitted = t, true
+	l.inFlight++
+	l.reservedCalls = max(0, l.reservedCalls-1)
+	l.reservedToken = max(0, l.reservedToken-cost)
+	return d
+}
+
+// Release ends an admitted call: it frees its concurrency slot and applies
+// what the call taught (success, failure, Retry-After, extra tokens).
+func (l *Limiter) Release(now time.Time, r Result) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := now.UnixNano()
+	l.inFlight = max(0, l.inFlight-1)
+	switch r.Outcome {
+	case OutcomeSuccess:
+		l.failures, l.backoffUntil = 0, 0
+	case OutcomeFailure:
+		l.failures++
+		l.backoffUntil = max(l.backoffUntil, t+l.backoff(l.failures))
+	}
+	if !r.RetryAfter.IsZero() {
+		l.retryAfter = max(l.retryAfter, r.RetryAfter.UnixNano())
+	}
+	if l.cfg.Tokens != nil {
+		l.addTokens(t, r.ExtraTokens)
+	}
+}
+
+// addTokens records cost in the tokens window at t, or at the newest
+// entry's time if that is later, keeping the entries sorted.
+func (l *Limiter) addTokens(t, cost int64) {
+	if cost <= 0 {
+		return
+	}
+	if l.tokens.n > 0 {
+		last, _ := l.tokens.at(l.tokens.n - 1)
+		t = max(t, last)
+	}
+	l.tokens.push(t, cost)
+}
+
+// backoff returns the hold after k consecutive failures:
+// min(initial * 2^(k-1), max), shortened by up to Jitter.
+func (l *Limiter) backoff(k int) int64 {
+	initial, ceiling := int64(l.cfg.InitialBackoff), int64(l.cfg.MaxBackoff)
+	if initial == 0 {
+		return 0
+	}
+	hold := ceiling
+	if shift := k - 1; shift < 62 && initial <= ceiling>>shift {
+		hold = initial << shift
+	}
+	if l.cfg.Jitter > 0 {
+		hold -= int64(float64(hold) * l.cfg.Jitter * l.cfg.Rand())
+	}
+	return hold
+}
+
+// blocker remembers the constraint that holds a call back longest.
+type blocker struct {
+	now, at int64
+	reason  Reason
+	window  string
+}
+
+func (b *blocker) consider(until int64, r Reason, window string) {
+	if until > b.now && until > b.at {
+		b.at, b.reason, b.window = until, r, window
+	}
+}
+
+func (l *Limiter) decide(now, cost int64) Decision {
+	b := blocker{now: now, at: math.MinInt64}
+	for i := range l.cfg.Windows {
+		w := &l.cfg.Windows[i]
+		if int64(l.admitted.n) >= w.Limit {
+			b.consider(l.admitted.newest(int(w.Limit))+int64(w.Period), ReasonWindow, w.Name)
+		}
+	}
+	if tw := l.cfg.Tokens; tw != nil {
+		if cost > tw.Limit {
+			return Decision{Reason: ReasonTooLarge, Window: tw.Name}
+		}
+		if until, ok := l.tokensFreeAt(now, cost); !ok {
+			b.consider(until, ReasonTokens, tw.Name)
+		}
+	}
+	if l.hasAdmitted && l.cfg.MinInterval > 0 {
+		b.consider(l.lastAdmit+int64(l.cfg.MinInterval), ReasonMinInterval, "")
+	}
+	b.consider(l.backoffUntil, ReasonBackoff, "")
+	b.consider(l.retryAfter, ReasonRetryAfter, "")
+	switch {
+	case b.reason != ReasonNone:
+		return Decision{RetryAt: time.Unix(0, b.at), Reason: b.reason, Window: b.window}
+	case l.cfg.MaxConcurrency > 0 && l.inFlight >= l.cfg.MaxConcurrency:
+		return Decision{Reason: ReasonConcurrency}
+	case l.cfg.RequireReservation && l.reservedCalls <= 0:
+		return Decision{Reason: ReasonReservation}
+	}
+	return Decision{Allowed: true}
+}
+
+// tokensFreeAt reports whether cost fits the tokens window at now, and if
+// not, the earliest time enough of the window's entries have expired.
+func (l *Limiter) tokensFreeAt(now, cost int64) (int64, bool) {
+	tw := l.cfg.Tokens
+	cutoff := now - int64(tw.Period)
+	used, first := l.tokens.sum, 0
+	for ; first < l.tokens.n; first++ { // skip what has expired but not been dropped
+		t, c := l.tokens.at(first)
+		if t > cutoff {
+			break
+		}
+		used -= c
+	}
+	if used+cost <= tw.Limit {
+		return 0, true
+	}
+	for i := first; i < l.tokens.n; i++ {
+		t, c := l.tokens.at(i)
+		used -= c
+		if used+cost <= tw.Limit {
+			return t + int64(tw.Period), false
+		}
+	}
+	return math.MaxInt64, false // unreachable: cost <= Limit frees once all expire
+}
+
+// Reserve sets aside calls and tokens that the caller is about to persist as
+// spent (see Snapshot). Admissions draw from the reservation first; with
+// Config.RequireReservation, none happen without one.
+func (l *Limiter) Reserve(calls, tokens int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reservedCalls += max(0, calls)
+	l.reservedToken += max(0, tokens)
+}
+
+// Unreserve gives back what is left of the reservation and returns it.
+func (l *Limiter) Unreserve() (calls, tokens int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	calls, tokens = l.reservedCalls, l.reservedToken
+	l.reservedCalls, l.reservedToken = 0, 0
+	return calls, tokens
+}
+
+// Reserved returns what is left of the reservation.
+func (l *Limiter) Reserved() (calls, tokens int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.reservedCalls, l.reservedToken
+}

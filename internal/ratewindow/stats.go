@@ -1,0 +1,66 @@
+package ratewindow
+
+import "time"
+
+// WindowStats is the use of one window at a moment.
+type WindowStats struct {
+	Name   string
+	Used   int64
+	Limit  int64
+	Period time.Duration
+}
+
+// Stats is the state of a Limiter at a moment, for status and metrics.
+type Stats struct {
+	// Windows holds each request window, in Config order.
+	Windows []WindowStats
+	// Tokens is the tokens window, when configured.
+	Tokens *WindowStats
+	// InFlight counts admitted calls not yet released.
+	InFlight int
+	// ConsecutiveFailures counts failures since the last success.
+	ConsecutiveFailures int
+	// BackoffUntil is when the failure hold ends (zero when none).
+	BackoffUntil time.Time
+	// RetryAfterUntil is when the server's hold ends (zero when none).
+	RetryAfterUntil time.Time
+	// Next is the decision for a call without token cost at the moment asked.
+	Next Decision
+	// ReservedCalls and ReservedTokens are what is left of the reservation.
+	ReservedCalls, ReservedTokens int64
+}
+
+// Stats returns the Limiter's state at now.
+func (l *Limiter) Stats(now time.Time) Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := now.UnixNano()
+	s := Stats{
+		Windows:             make([]WindowStats, len(l.cfg.Windows)),
+		InFlight:            l.inFlight,
+		ConsecutiveFailures: l.failures,
+		Next:                l.decide(t, 0),
+		ReservedCalls:       l.reservedCalls,
+		ReservedTokens:      l.reservedToken,
+	}
+	for i, w := range l.cfg.Windows {
+		used := l.admitted.countSince(int(w.Limit), t-int64(w.Period))
+		s.Windows[i] = WindowStats{Name: w.Name, Used: int64(used), Limit: w.Limit, Period: w.Period}
+	}
+	if tw := l.cfg.Tokens; tw != nil {
+		used := int64(0)
+		for i := 0; i < l.tokens.n; i++ {
+			if at, c := l.tokens.at(i); at > t-int64(tw.Period) {
+				used += c
+			}
+		}
+		s.Tokens = &WindowStats{Name: tw.Name, Used: used, Limit: tw.Limit, Period: tw.Period}
+	}
+	if l.backoffUntil > t {
+		s.BackoffUntil = time.Unix(0, l.backoffUntil)
+	}
+	if l.retryAfter > t {
+		s.RetryAfterUntil = time.Unix(0, l.retryAfter)
+	}
+	return s
+}
