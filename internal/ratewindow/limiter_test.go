@@ -1,6 +1,8 @@
 package ratewindow
 
 import (
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -338,5 +340,30 @@ func TestStats(t *testing.T) {
 	// A minute later the minute window is empty again.
 	if got := l.Stats(at(90 * time.Second)).Windows[0].Used; got != 0 {
 		t.Fatalf("minute window used %d after it passed, want 0", got)
+	}
+}
+
+// TestConcurrentUse: many goroutines on one limiter never admit more than
+// the window holds (run with -race, as make test does).
+func TestConcurrentUse(t *testing.T) {
+	l, _ := New(Config{Windows: []Window{{Name: "w", Limit: 100, Period: time.Hour}}, MaxConcurrency: 8})
+	var wg sync.WaitGroup
+	var admitted atomic.Int64
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				now := at(time.Duration(g*200+i) * time.Millisecond)
+				if l.Admit(now, 0).Allowed {
+					admitted.Add(1)
+					l.Release(now, Result{Outcome: OutcomeSuccess})
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if admitted.Load() != 100 {
+		t.Fatalf("admitted %d, want exactly the window's 100", admitted.Load())
 	}
 }

@@ -1,0 +1,102 @@
+// Command provider-emulator serves the Gemini, Anthropic, OpenAI and Ollama
+// APIs on one port with per-key quotas and injected faults, for tests,
+// benchmarks and the demo. See docs/emulator.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/llmquota/llmquota/internal/emulator"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "provider-emulator:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		listen     = flag.String("listen", "127.0.0.1:8090", "Address to serve on.")
+		limits     = flag.String("limits", "", `Per-key quotas, such as "10/10s,600/1h,1500/24h". Empty: no quota.`)
+		latency    = flag.Duration("latency", 0, "Delay before every answer.")
+		keys       = flag.String("keys", "", "Comma-separated API keys to accept; empty accepts any non-empty key.")
+		script     = flag.String("script", "", `Faults for the first requests within quota, in order, such as "429,500,,hang".`)
+		retryAfter = flag.Duration("retry-after", 2*time.Second, "Retry-After of an injected 429.")
+		hangFor    = flag.Duration("hang-for", 30*time.Second, "How long an injected hang lasts unless the client gives up first.")
+		seed       = flag.Uint64("seed", 1, "Seed of the random faults.")
+		logFile    = flag.String("log", "", "Write every request as a JSON line to this file on exit.")
+		rates      emulator.FaultRates
+	)
+	flag.Float64Var(&rates.RateLimit, "fault-429", 0, "Probability of an injected 429 with Retry-After.")
+	flag.Float64Var(&rates.ServerError, "fault-500", 0, "Probability of an injected 500.")
+	flag.Float64Var(&rates.Unavailable, "fault-503", 0, "Probability of an injected 503.")
+	flag.Float64Var(&rates.Overloaded, "fault-529", 0, "Probability of an injected 529 (overloaded).")
+	flag.Float64Var(&rates.Hang, "fault-hang", 0, "Probability of a hang past the client's timeout.")
+	flag.Float64Var(&rates.Reset, "fault-reset", 0, "Probability of a connection reset.")
+	flag.Float64Var(&rates.Malformed, "fault-malformed", 0, "Probability of a malformed JSON body.")
+	flag.Parse()
+
+	cfg := emulator.Config{Latency: *latency, Faults: rates, RetryAfter: *retryAfter, HangFor: *hangFor, Seed: *seed}
+	var err error
+	if cfg.Limits, err = emulator.ParseLimits(*limits); err != nil {
+		return err
+	}
+	if cfg.Script, err = emulator.ParseScript(*script); err != nil {
+		return err
+	}
+	if *keys != "" {
+		cfg.Keys = strings.Split(*keys, ",")
+	}
+	srv := emulator.New(cfg)
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = httpSrv.Shutdown(shutdown)
+	}()
+	slog.Info("provider emulator serving", "address", ln.Addr().String(), "limits", *limits)
+	if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	if *logFile != "" {
+		return writeLog(*logFile, srv.Log())
+	}
+	return nil
+}
+
+func writeLog(path string, records []emulator.Record) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(f)
+	for _, r := range records {
+		if err := enc.Encode(r); err != nil {
+			_ = f.Close()
+			return err
+		}
+	}
+	return f.Close()
+}

@@ -1,0 +1,270 @@
+package emulator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Record is one request as the emulator saw it.
+type Record struct {
+	Time time.Time `json:"time"`
+	// API is gemini, anthropic, openai or ollama.
+	API string `json:"api"`
+	// KeyID identifies the API key without revealing it (a hash prefix).
+	KeyID      string `json:"keyID"`
+	Model      string `json:"model"`
+	PromptHash string `json:"promptHash"`
+	// Status is the HTTP status answered (0 for a reset connection).
+	Status int   `json:"status"`
+	Fault  Fault `json:"fault,omitempty"`
+	// Admitted is true when the request counted against the key's quota.
+	Admitted bool `json:"admitted"`
+}
+
+// Server is the emulator. It is an http.Handler.
+type Server struct {
+	cfg Config
+
+	mu       sync.Mutex
+	rng      *rand.Rand
+	script   int
+	admitted map[string][]time.Time // per key: admission times, oldest first
+	log      []Record
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) *Server {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.RetryAfter == 0 {
+		cfg.RetryAfter = 2 * time.Second
+	}
+	if cfg.HangFor == 0 {
+		cfg.HangFor = 30 * time.Second
+	}
+	return &Server{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0xe3)), admitted: map[string][]time.Time{}}
+}
+
+// Log returns a copy of every request received so far.
+func (s *Server) Log() []Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.log)
+}
+
+// call is one parsed request.
+type call struct {
+	api       dialect
+	key       string
+	model     string
+	prompt    string
+	maxTokens int
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c, ok := parse(r)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	rec := Record{Time: s.cfg.Now(), API: c.api.name(), KeyID: keyID(c.key), Model: c.model, PromptHash: hash(c.prompt)}
+	status, fault, retryAfter := s.decide(c, rec.Time)
+	rec.Status, rec.Fault, rec.Admitted = status, fault, status != http.StatusTooManyRequests && status != http.StatusUnauthorized && status != http.StatusBadRequest
+	if fault == FaultReset {
+		rec.Status = 0
+	}
+	s.mu.Lock()
+	s.log = append(s.log, rec)
+	s.mu.Unlock()
+
+	if s.cfg.Latency > 0 && !sleep(r.Context(), s.cfg.Latency) {
+		return
+	}
+	switch {
+	case fault == FaultHang:
+		sleep(r.Context(), s.cfg.HangFor)
+		c.api.writeError(w, http.StatusGatewayTimeout, 0)
+	case fault == FaultReset:
+		reset(w)
+	case fault == FaultMalformed:
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"candidates": [{"content": {"parts": [{"text": "trunc`))
+	case status != http.StatusOK:
+		c.api.writeError(w, status, retryAfter)
+	default:
+		s.rateLimitHeaders(w, c)
+		out := outputTokens(c)
+		c.api.writeSuccess(w, c, "emulated answer "+hash(c.prompt)[:16], promptTokens(c.prompt), out)
+	}
+}
+
+// decide applies authentication, the quota and the faults, in that order.
+func (s *Server) decide(c call, now time.Time) (int, Fault, time.Duration) {
+	if c.prompt == "" || c.model == "" {
+		return http.StatusBadRequest, FaultNone, 0
+	}
+	if c.api != ollama && (c.key == "" || (len(s.cfg.Keys) > 0 && !slices.Contains(s.cfg.Keys, c.key))) {
+		return http.StatusUnauthorized, FaultNone, 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if wait := s.quotaWait(c.key, now); wait > 0 {
+		return http.StatusTooManyRequests, FaultNone, wait
+	}
+	fault := s.nextFault()
+	if fault == FaultRateLimit {
+		return http.StatusTooManyRequests, fault, s.cfg.RetryAfter
+	}
+	s.admitted[c.key] = append(s.admitted[c.key], now)
+	switch fault {
+	case FaultServerError:
+		return http.StatusInternalServerError, fault, 0
+	case FaultUnavailable:
+		return http.StatusServiceUnavailable, fault, 0
+	case FaultOverloaded:
+		return 529, fault, 0
+	}
+	return http.StatusOK, fault, 0
+}
+
+// quotaWait returns how long until every window has room for one more
+// request from key, 0 if it has room now. It keeps only what can matter.
+func (s *Server) quotaWait(key string, now time.Time) time.Duration {
+	times := s.admitted[key]
+	longest := time.Duration(0)
+	var wait time.Duration
+	for _, l := range s.cfg.Limits {
+		longest = max(longest, l.Period)
+		inWindow := 0
+		for _, t := range times {
+			if t.After(now.Add(-l.Period)) {
+				inWindow++
+			}
+		}
+		if inWindow >= l.Requests {
+			// The (inWindow-Requests+1)-th oldest in the window must leave.
+			leaving := times[len(times)-inWindow+(inWindow-l.Requests)]
+			wait = max(wait, leaving.Add(l.Period).Sub(now))
+		}
+	}
+	for len(times) > 0 && !times[0].After(now.Add(-longest)) {
+		times = times[1:]
+	}
+	s.admitted[key] = times
+	return wait
+}
+
+func (s *Server) nextFault() Fault {
+	if s.script < len(s.cfg.Script) {
+		s.script++
+		return s.cfg.Script[s.script-1]
+	}
+	f := s.cfg.Faults
+	p := s.rng.Float64()
+	for _, c := range []struct {
+		rate  float64
+		fault Fault
+	}{{f.RateLimit, FaultRateLimit}, {f.ServerError, FaultServerError}, {f.Unavailable, FaultUnavailable},
+		{f.Overloaded, FaultOverloaded}, {f.Hang, FaultHang}, {f.Reset, FaultReset}, {f.Malformed, FaultMalformed}} {
+		if p < c.rate {
+			return c.fault
+		}
+		p -= c.rate
+	}
+	return FaultNone
+}
+
+// rateLimitHeaders tells the client what remains of its first window, as
+// Anthropic and OpenAI do.
+func (s *Server) rateLimitHeaders(w http.ResponseWriter, c call) {
+	if len(s.cfg.Limits) == 0 {
+		return
+	}
+	l := s.cfg.Limits[0]
+	now := s.cfg.Now()
+	s.mu.Lock()
+	used, oldest := 0, now
+	for _, t := range s.admitted[c.key] {
+		if t.After(now.Add(-l.Period)) {
+			if used == 0 {
+				oldest = t
+			}
+			used++
+		}
+	}
+	s.mu.Unlock()
+	c.api.writeLimits(w.Header(), l.Requests, l.Requests-used, oldest.Add(l.Period).Sub(now), now)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// reset closes the connection with a TCP RST, as a crashed proxy would.
+func reset(w http.ResponseWriter) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		return
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	if tcp, ok := conn.(*net.TCPConn); ok {
+		_ = tcp.SetLinger(0)
+	}
+	_ = conn.Close()
+}
+
+func hash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+func keyID(key string) string {
+	if key == "" {
+		return ""
+	}
+	return hash(key)[:12]
+}
+
+// promptTokens approximates a tokenizer: one token per 4 characters.
+func promptTokens(prompt string) int { return max(1, len(prompt)/4) }
+
+// outputTokens is deterministic per prompt, bounded by maxTokens.
+func outputTokens(c call) int {
+	n := 8 + int(hash(c.prompt)[0])%24
+	if c.maxTokens > 0 {
+		n = min(n, c.maxTokens)
+	}
+	return n
+}
+
+func decodeJSON(r *http.Request, v any) bool {
+	return json.NewDecoder(http.MaxBytesReader(nil, r.Body, 8<<20)).Decode(v) == nil
+}
+
+func bearer(h string) string {
+	token, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok {
+		return ""
+	}
+	return token
+}

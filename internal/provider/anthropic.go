@@ -1,0 +1,121 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// anthropicClient speaks the Messages API.
+type anthropicClient struct{ base }
+
+const anthropicVersion = "2023-06-01"
+
+type anthropicRequest struct {
+	Model       string             `json:"model"`
+	MaxTokens   int32              `json:"max_tokens"`
+	System      string             `json:"system,omitempty"`
+	Messages    []anthropicMessage `json:"messages"`
+	Temperature *json.Number       `json:"temperature,omitempty"`
+}
+
+type anthropicMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+type anthropicResponse struct {
+	Content []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	} `json:"content"`
+	StopReason string `json:"stop_reason"`
+	Usage      struct {
+		InputTokens  int64 `json:"input_tokens"`
+		OutputTokens int64 `json:"output_tokens"`
+	} `json:"usage"`
+}
+
+type anthropicError struct {
+	Type  string `json:"type"`
+	Error struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func (c *anthropicClient) Generate(ctx context.Context, req Request) (*Response, error) {
+	body := anthropicRequest{Model: req.Model, MaxTokens: req.MaxTokens, System: req.System,
+		Messages: []anthropicMessage{{Role: "user", Content: req.Prompt}}}
+	if body.MaxTokens == 0 {
+		body.MaxTokens = 1024 // required by the API
+	}
+	temp, err := temperature(req.Temperature)
+	if err != nil {
+		return nil, &Error{Class: ClassBadRequest, Message: err.Error()}
+	}
+	body.Temperature = temp
+
+	h := http.Header{}
+	h.Set("x-api-key", c.cfg.APIKey)
+	h.Set("anthropic-version", anthropicVersion)
+	start := c.cfg.Now()
+	r, err := c.post(ctx, c.cfg.Endpoint+"/v1/messages", body, h)
+	if err != nil {
+		return nil, err
+	}
+	limits := anthropicLimits(r.header)
+	if r.status != http.StatusOK {
+		var ae anthropicError
+		_ = json.Unmarshal(r.body, &ae)
+		e := c.statusError(r, ae.Error.Message)
+		switch ae.Error.Type {
+		case "rate_limit_error":
+			e.Class = ClassRateLimited
+		case "overloaded_error", "api_error":
+			e.Class = ClassServerError
+		case "authentication_error", "permission_error":
+			e.Class = ClassAuth
+		case "invalid_request_error":
+			if strings.Contains(ae.Error.Message, "prompt is too long") {
+				e.Class = ClassContextTooLong
+			}
+		}
+		if e.Class == ClassRateLimited && e.RetryAt.IsZero() {
+			e.RetryAt = limits.RequestsReset
+		}
+		e.RateLimit = limits
+		return nil, c.fail(e)
+	}
+	var out anthropicResponse
+	if err := json.Unmarshal(r.body, &out); err != nil {
+		return nil, c.malformed(r, err)
+	}
+	var text strings.Builder
+	for _, b := range out.Content {
+		if b.Type == "text" {
+			text.WriteString(b.Text)
+		}
+	}
+	return &Response{
+		Text:         text.String(),
+		InputTokens:  out.Usage.InputTokens,
+		OutputTokens: out.Usage.OutputTokens,
+		Latency:      c.cfg.Now().Sub(start),
+		FinishReason: out.StopReason,
+		RateLimit:    limits,
+	}, nil
+}
+
+// anthropicLimits reads anthropic-ratelimit-* headers (resets are RFC 3339).
+func anthropicLimits(h http.Header) RateLimit {
+	rl := RateLimit{
+		RequestsRemaining: headerInt(h, "anthropic-ratelimit-requests-remaining"),
+		TokensRemaining:   headerInt(h, "anthropic-ratelimit-tokens-remaining"),
+	}
+	rl.RequestsReset, _ = time.Parse(time.RFC3339, h.Get("anthropic-ratelimit-requests-reset"))
+	rl.TokensReset, _ = time.Parse(time.RFC3339, h.Get("anthropic-ratelimit-tokens-reset"))
+	return rl
+}

@@ -1,0 +1,117 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// openAIClient speaks Chat Completions, which most self-hosted servers
+// (vLLM, llama.cpp, LocalAI) also serve. The endpoint is the API root
+// including its version, e.g. https://api.openai.com/v1.
+type openAIClient struct{ base }
+
+type openAIRequest struct {
+	Model       string          `json:"model"`
+	Messages    []openAIMessage `json:"messages"`
+	MaxTokens   int32           `json:"max_tokens,omitempty"`
+	Temperature *json.Number    `json:"temperature,omitempty"`
+}
+
+type openAIMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+type openAIResponse struct {
+	Choices []struct {
+		Message      openAIMessage `json:"message"`
+		FinishReason string        `json:"finish_reason"`
+	} `json:"choices"`
+	Usage struct {
+		PromptTokens     int64 `json:"prompt_tokens"`
+		CompletionTokens int64 `json:"completion_tokens"`
+	} `json:"usage"`
+}
+
+type openAIError struct {
+	Error struct {
+		Message string `json:"message"`
+		Type    string `json:"type"`
+		Code    any    `json:"code"`
+	} `json:"error"`
+}
+
+func (c *openAIClient) Generate(ctx context.Context, req Request) (*Response, error) {
+	body := openAIRequest{Model: req.Model, MaxTokens: req.MaxTokens}
+	if req.System != "" {
+		body.Messages = append(body.Messages, openAIMessage{Role: "system", Content: req.System})
+	}
+	body.Messages = append(body.Messages, openAIMessage{Role: "user", Content: req.Prompt})
+	temp, err := temperature(req.Temperature)
+	if err != nil {
+		return nil, &Error{Class: ClassBadRequest, Message: err.Error()}
+	}
+	body.Temperature = temp
+
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+c.cfg.APIKey)
+	start := c.cfg.Now()
+	r, err := c.post(ctx, c.cfg.Endpoint+"/chat/completions", body, h)
+	if err != nil {
+		return nil, err
+	}
+	limits := c.limits(r.header)
+	if r.status != http.StatusOK {
+		var oe openAIError
+		_ = json.Unmarshal(r.body, &oe)
+		e := c.statusError(r, oe.Error.Message)
+		code, _ := oe.Error.Code.(string)
+		switch {
+		case code == "context_length_exceeded":
+			e.Class = ClassContextTooLong
+		case code == "insufficient_quota" || oe.Error.Type == "insufficient_quota":
+			e.Class = ClassAuth // billing: no wait fixes it
+		case code == "invalid_api_key":
+			e.Class = ClassAuth
+		}
+		if e.Class == ClassRateLimited && e.RetryAt.IsZero() {
+			e.RetryAt = limits.RequestsReset
+		}
+		e.RateLimit = limits
+		return nil, c.fail(e)
+	}
+	var out openAIResponse
+	if err := json.Unmarshal(r.body, &out); err != nil {
+		return nil, c.malformed(r, err)
+	}
+	if len(out.Choices) == 0 {
+		return nil, c.fail(&Error{Class: ClassServerError, StatusCode: r.status, Message: "no choices in response"})
+	}
+	return &Response{
+		Text:         out.Choices[0].Message.Content,
+		InputTokens:  out.Usage.PromptTokens,
+		OutputTokens: out.Usage.CompletionTokens,
+		Latency:      c.cfg.Now().Sub(start),
+		FinishReason: out.Choices[0].FinishReason,
+		RateLimit:    limits,
+	}, nil
+}
+
+// limits reads x-ratelimit-* headers; resets are durations such as "6m0s" or "20ms".
+func (c *openAIClient) limits(h http.Header) RateLimit {
+	rl := RateLimit{
+		RequestsRemaining: headerInt(h, "x-ratelimit-remaining-requests"),
+		TokensRemaining:   headerInt(h, "x-ratelimit-remaining-tokens"),
+	}
+	now := c.cfg.Now()
+	if d, err := time.ParseDuration(strings.TrimSpace(h.Get("x-ratelimit-reset-requests"))); err == nil {
+		rl.RequestsReset = now.Add(d)
+	}
+	if d, err := time.ParseDuration(strings.TrimSpace(h.Get("x-ratelimit-reset-tokens"))); err == nil {
+		rl.TokensReset = now.Add(d)
+	}
+	return rl
+}

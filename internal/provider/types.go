@@ -1,0 +1,113 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Type names an API.
+type Type string
+
+// The APIs this package speaks.
+const (
+	Gemini    Type = "Gemini"
+	Anthropic Type = "Anthropic"
+	OpenAI    Type = "OpenAI"
+	Ollama    Type = "Ollama"
+)
+
+// Request is one generation call.
+type Request struct {
+	// Model to call; required.
+	Model string
+	// Prompt is the user text; required.
+	Prompt string
+	// System is optional system text.
+	System string
+	// MaxTokens bounds the output; 0 leaves the API's default (Anthropic
+	// requires one, so 1024 is sent there).
+	MaxTokens int32
+	// Temperature is a decimal string such as "0.2"; empty leaves the default.
+	Temperature string
+}
+
+// Response is a successful call's result.
+type Response struct {
+	Text         string
+	InputTokens  int64
+	OutputTokens int64
+	Latency      time.Duration
+	// FinishReason is the API's own word (stop, end_turn, STOP, length...).
+	FinishReason string
+	// RateLimit is what the server said about the remaining quota.
+	RateLimit RateLimit
+}
+
+// RateLimit is what a server's rate-limit headers said. Remaining is -1
+// when the server did not say.
+type RateLimit struct {
+	RequestsRemaining int64
+	RequestsReset     time.Time
+	TokensRemaining   int64
+	TokensReset       time.Time
+}
+
+// Class classifies a failed call.
+type Class string
+
+// The classes of failure.
+const (
+	// ClassRateLimited: the server refused for quota (HTTP 429); RetryAt says until when.
+	ClassRateLimited Class = "RateLimited"
+	// ClassServerError: HTTP 5xx or 529 overloaded, or a malformed success body.
+	ClassServerError Class = "ServerError"
+	// ClassTimeout: no answer before the deadline.
+	ClassTimeout Class = "Timeout"
+	// ClassConnection: the connection failed or was reset.
+	ClassConnection Class = "ConnectionFailed"
+	// ClassBadRequest: the server refused the request itself (4xx); not retried.
+	ClassBadRequest Class = "BadRequest"
+	// ClassAuth: the key was refused or the account cannot pay (401, 403,
+	// insufficient quota); not retried, surfaces as a provider condition.
+	ClassAuth Class = "AuthFailed"
+	// ClassContextTooLong: the prompt is longer than the model takes; not retried.
+	ClassContextTooLong Class = "ContextTooLong"
+	// ClassCanceled: the caller canceled the call.
+	ClassCanceled Class = "Canceled"
+)
+
+// Error is a classified failure. Its message never contains the API key.
+type Error struct {
+	Class Class
+	// StatusCode is the HTTP status, 0 when none was received.
+	StatusCode int
+	// Message is the server's or transport's explanation, key redacted.
+	Message string
+	// RetryAt is when the server allows the next call (RateLimited), zero if unsaid.
+	RetryAt time.Time
+	// RateLimit is what the server's headers said, if anything.
+	RateLimit RateLimit
+}
+
+func (e *Error) Error() string {
+	if e.StatusCode != 0 {
+		return fmt.Sprintf("%s (HTTP %d): %s", e.Class, e.StatusCode, e.Message)
+	}
+	return fmt.Sprintf("%s: %s", e.Class, e.Message)
+}
+
+// Retryable reports whether sending the same request again can succeed.
+func (e *Error) Retryable() bool {
+	switch e.Class {
+	case ClassRateLimited, ClassServerError, ClassTimeout, ClassConnection:
+		return true
+	}
+	return false
+}
+
+// Client calls one provider API.
+type Client interface {
+	// Generate runs one call. A failure is always an *Error.
+	Generate(ctx context.Context, req Request) (*Response, error)
+}
