@@ -53,29 +53,39 @@ type InferenceBatchStatus struct {
 // ItemCounts are the batch's items by state.
 type ItemCounts struct {
 	// total is every item of the batch, filtered ones included.
-	Total int32 `json:"total"`
+	// +optional
+	Total int32 `json:"total,omitempty"`
 	// filtered were below minScore and never sent.
-	Filtered int32 `json:"filtered"`
+	// +optional
+	Filtered int32 `json:"filtered,omitempty"`
 	// pending wait to be sent.
-	Pending int32 `json:"pending"`
+	// +optional
+	Pending int32 `json:"pending,omitempty"`
 	// running are in flight.
-	Running int32 `json:"running"`
+	// +optional
+	Running int32 `json:"running,omitempty"`
 	// succeeded have a stored successful result.
-	Succeeded int32 `json:"succeeded"`
+	// +optional
+	Succeeded int32 `json:"succeeded,omitempty"`
 	// failed have a stored failure, after their retries.
-	Failed int32 `json:"failed"`
+	// +optional
+	Failed int32 `json:"failed,omitempty"`
 	// cached reused an earlier result.
-	Cached int32 `json:"cached"`
+	// +optional
+	Cached int32 `json:"cached,omitempty"`
 	// retries counts every retried call.
-	Retries int32 `json:"retries"`
+	// +optional
+	Retries int32 `json:"retries,omitempty"`
 }
 
 // BatchCounts counts batches of batchSize items.
 type BatchCounts struct {
 	// done batches have every item's result stored.
-	Done int32 `json:"done"`
+	// +optional
+	Done int32 `json:"done,omitempty"`
 	// total batches after filtering.
-	Total int32 `json:"total"`
+	// +optional
+	Total int32 `json:"total,omitempty"`
 }
 
 // ResultReference names an object holding results.

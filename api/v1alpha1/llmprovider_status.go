@@ -69,9 +69,11 @@ type ProviderUsage struct {
 // WindowUsage is the use of one window.
 type WindowUsage struct {
 	// used is what the window holds now.
-	Used int64 `json:"used"`
+	// +optional
+	Used int64 `json:"used,omitempty"`
 	// limit is what the window may hold.
-	Limit int64 `json:"limit"`
+	// +optional
+	Limit int64 `json:"limit,omitempty"`
 	// summary is "used/limit", as kubectl get shows it.
 	// +optional
 	Summary string `json:"summary,omitempty"`

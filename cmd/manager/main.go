@@ -19,6 +19,7 @@ import (
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/controller"
+	"github.com/llmquota/llmquota/internal/dispatch"
 )
 
 func main() {
@@ -69,13 +70,23 @@ func main() {
 		os.Exit(1)
 	}
 
+	// The dispatchers live as long as the manager; they start when this
+	// manager becomes leader, because reconcilers only run then.
+	ctx := ctrl.SetupSignalHandler()
+	registry := dispatch.NewRegistry()
+	recorder := mgr.GetEventRecorder("llmquota-manager")
 	if err := (&controller.LLMProviderReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("llmquota-manager"),
-		Clock:     clock.RealClock{},
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
+		Registry: registry, RunContext: ctx,
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "Setting up controller", "controller", "LLMProvider")
+		os.Exit(1)
+	}
+	if err := (&controller.InferenceBatchReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
+		Registry: registry, RunContext: ctx,
+	}).SetupWithManager(mgr); err != nil {
+		log.Error(err, "Setting up controller", "controller", "InferenceBatch")
 		os.Exit(1)
 	}
 
@@ -83,7 +94,7 @@ func main() {
 	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
 
 	log.Info("Starting manager")
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "Running manager")
 		os.Exit(1)
 	}

@@ -3,11 +3,12 @@ package controller
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -17,9 +18,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/dispatch"
 )
 
 // secretRefIndex indexes LLMProviders by the "namespace/name" of their
@@ -35,8 +38,18 @@ type LLMProviderReconciler struct {
 	// never sits in the manager's cache (the cache holds Secret metadata only).
 	APIReader client.Reader
 	Recorder  events.EventRecorder
-	Clock     clock.PassiveClock
+	Clock     clock.Clock
+	// Registry holds the running dispatchers; nil runs readiness checks only.
+	Registry *dispatch.Registry
+	// RunContext bounds the dispatchers' lifetime (the manager's).
+	RunContext context.Context
+	// HTTPClient calls the providers; nil uses a default.
+	HTTPClient *http.Client
 }
+
+// statusRefresh is how often a provider with a running dispatcher has its
+// usage refreshed; the status is written only when it changed.
+const statusRefresh = 2 * time.Second
 
 var _ reconcile.Reconciler = (*LLMProviderReconciler)(nil)
 
@@ -45,39 +58,81 @@ var _ reconcile.Reconciler = (*LLMProviderReconciler)(nil)
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile computes the provider's Ready condition and writes status if it changed.
+// Reconcile computes the provider's conditions, runs its dispatcher while it
+// is Ready, and writes status if it changed.
 func (r *LLMProviderReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	var provider llmv1.LLMProvider
-	if err := r.Get(ctx, req.NamespacedName, &provider); err != nil {
+	var p llmv1.LLMProvider
+	if err := r.Get(ctx, req.NamespacedName, &p); err != nil {
+		if apierrors.IsNotFound(err) && r.Registry != nil {
+			r.Registry.Stop(req.Name)
+			forgetProviderMetrics(req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	before := provider.Status.DeepCopy()
+	orig := p.DeepCopy()
+	now := r.Clock.Now()
 
-	ready, err := r.readiness(ctx, &provider)
+	ready, err := r.readiness(ctx, &p)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	ready.ObservedGeneration = provider.Generation
-	ready.LastTransitionTime = metav1.NewTime(r.Clock.Now())
-	wasReady := meta.FindStatusCondition(before.Conditions, llmv1.ConditionReady)
-	meta.SetStatusCondition(&provider.Status.Conditions, ready)
-	provider.Status.ObservedGeneration = provider.Generation
-
-	if equality.Semantic.DeepEqual(before, &provider.Status) {
-		return ctrl.Result{}, nil
+	var events []metav1.Condition // conditions whose change deserves an Event
+	if setCondition(&p.Status.Conditions, ready, p.Generation, now) {
+		events = append(events, ready)
 	}
-	if err := r.Status().Update(ctx, &provider); err != nil {
-		return ctrl.Result{}, err
-	}
-	if wasReady == nil || wasReady.Status != ready.Status || wasReady.Reason != ready.Reason {
-		eventType := corev1.EventTypeNormal
-		if ready.Status != metav1.ConditionTrue {
-			eventType = corev1.EventTypeWarning
+	result := ctrl.Result{}
+	if r.Registry != nil {
+		if ready.Status == metav1.ConditionTrue {
+			if err := r.ensureDispatcher(ctx, &p); err != nil {
+				return ctrl.Result{}, err
+			}
+			events = append(events, r.observeDispatcher(&p, now)...)
+			result.RequeueAfter = statusRefresh
+		} else {
+			r.Registry.Stop(p.Name)
 		}
-		r.Recorder.Eventf(&provider, nil, eventType, ready.Reason, "Reconcile", "%s", ready.Message)
-		logf.FromContext(ctx).Info("Provider readiness changed", "ready", ready.Status, "reason", ready.Reason)
 	}
-	return ctrl.Result{}, nil
+	p.Status.ObservedGeneration = p.Generation
+
+	if !equality.Semantic.DeepEqual(orig.Status, p.Status) {
+		if err := r.Status().Patch(ctx, &p, client.MergeFrom(orig)); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	for _, c := range events {
+		r.record(ctx, &p, c)
+	}
+	return result, nil
+}
+
+// observeDispatcher copies usage, cost and health into status, returning
+// the conditions that turned in a way worth an Event.
+func (r *LLMProviderReconciler) observeDispatcher(p *llmv1.LLMProvider, now time.Time) []metav1.Condition {
+	d := r.Registry.Get(p.Name)
+	if d == nil {
+		return nil
+	}
+	s := d.Stats(thresholds(p))
+	setUsage(&p.Status, s)
+	publishProviderMetrics(p.Name, s, now)
+	var changed []metav1.Condition
+	for _, c := range []metav1.Condition{rateLimitedCondition(s.Quota.Next, s.Queued), degradedCondition(s), costAlertCondition(p, s)} {
+		if setCondition(&p.Status.Conditions, c, p.Generation, now) && c.Status == metav1.ConditionTrue && c.Type != llmv1.ConditionRateLimited {
+			changed = append(changed, c)
+		}
+	}
+	return changed
+}
+
+// record emits an Event for a condition change: Warning unless it is a
+// healthy state.
+func (r *LLMProviderReconciler) record(ctx context.Context, p *llmv1.LLMProvider, c metav1.Condition) {
+	eventType := corev1.EventTypeWarning
+	if (c.Type == llmv1.ConditionReady) == (c.Status == metav1.ConditionTrue) {
+		eventType = corev1.EventTypeNormal
+	}
+	r.Recorder.Eventf(p, nil, eventType, c.Reason, "Reconcile", "%s", c.Message)
+	logf.FromContext(ctx).Info("Provider condition changed", "type", c.Type, "status", c.Status, "reason", c.Reason)
 }
 
 // readiness returns the Ready condition: the first problem found, or Configured.
@@ -168,6 +223,9 @@ func joinChain(chain []string) string {
 // (their data is read uncached when needed) and other providers, because a
 // change anywhere in a fallback chain can change this provider's readiness.
 func (r *LLMProviderReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.HTTPClient == nil {
+		r.HTTPClient = defaultHTTPClient
+	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &llmv1.LLMProvider{}, secretRefIndex,
 		func(o client.Object) []string {
 			ref := o.(*llmv1.LLMProvider).Spec.CredentialsSecretRef
@@ -178,10 +236,13 @@ func (r *LLMProviderReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}); err != nil {
 		return err
 	}
+	// Status writes (ours, and the dispatcher's quota persistence) change no
+	// generation; they must not wake the reconciler, which refreshes on a timer.
+	specChanged := builder.WithPredicates(predicate.GenerationChangedPredicate{})
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&llmv1.LLMProvider{}).
+		For(&llmv1.LLMProvider{}, specChanged).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.providersForSecret), builder.OnlyMetadata).
-		Watches(&llmv1.LLMProvider{}, handler.EnqueueRequestsFromMapFunc(r.providersReaching)).
+		Watches(&llmv1.LLMProvider{}, handler.EnqueueRequestsFromMapFunc(r.providersReaching), specChanged).
 		Named("llmprovider").
 		Complete(r)
 }

@@ -1,0 +1,280 @@
+package controller
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/dispatch"
+)
+
+// providerRefIndex indexes batches by the provider they name.
+const providerRefIndex = "spec.providerRef.name"
+
+// Requeue intervals. Progress is published at most once per batchRefresh
+// per batch, whatever the item rate: that bounds status writes.
+const (
+	batchRefresh    = time.Second
+	waitForProvider = 5 * time.Second
+	recheckItems    = 30 * time.Second
+)
+
+// InferenceBatchReconciler admits batches to their provider's dispatcher
+// and publishes their progress.
+type InferenceBatchReconciler struct {
+	client.Client
+	// APIReader reads ConfigMaps uncached (items and results).
+	APIReader  client.Reader
+	Recorder   events.EventRecorder
+	Clock      clock.Clock
+	Registry   *dispatch.Registry
+	RunContext context.Context
+	// RecheckItems is how often a batch with invalid items reads them
+	// again (ConfigMaps are not watched); 0 means 30s.
+	RecheckItems time.Duration
+
+	runs runs
+}
+
+var _ reconcile.Reconciler = (*InferenceBatchReconciler)(nil)
+
+// +kubebuilder:rbac:groups=llmquota.dev,resources=inferencebatches,verbs=get;list;watch;delete
+// +kubebuilder:rbac:groups=llmquota.dev,resources=inferencebatches/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;create;update
+
+// Reconcile runs the batch's phases and writes its status once, if it changed.
+func (r *InferenceBatchReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var b llmv1.InferenceBatch
+	if err := r.Get(ctx, req.NamespacedName, &b); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.runs.stop(req.NamespacedName) // deleted: stop its work, release its quota claim
+			forgetBatchMetrics(req.Namespace, req.Name)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	orig := b.DeepCopy()
+	result, err := r.reconcileBatch(ctx, &b)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	b.Status.ObservedGeneration = b.Generation
+	publishBatchMetrics(&b)
+	if !equality.Semantic.DeepEqual(orig.Status, b.Status) {
+		if err := r.Status().Patch(ctx, &b, client.MergeFrom(orig)); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	return result, nil
+}
+
+func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.InferenceBatch) (ctrl.Result, error) {
+	key := client.ObjectKeyFromObject(b)
+	now := r.Clock.Now()
+	if finished(b) {
+		r.runs.stop(key)
+		return r.expire(ctx, b, now)
+	}
+	if deadline, ok := deadlineOf(b); ok && !now.Before(deadline) {
+		return r.failDeadline(ctx, b, now)
+	}
+
+	var p llmv1.LLMProvider
+	if err := r.Get(ctx, types.NamespacedName{Name: string(b.Spec.ProviderRef.Name)}, &p); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
+		r.runs.stop(key)
+		r.transition(b, llmv1.ReasonProviderNotFound, fmt.Sprintf("LLMProvider %q named by spec.providerRef does not exist", b.Spec.ProviderRef.Name), true, now)
+		return ctrl.Result{}, nil // the provider watch wakes us when it appears
+	}
+	d := r.Registry.Get(p.Name)
+	if ready := meta.FindStatusCondition(p.Status.Conditions, llmv1.ConditionReady); ready == nil || ready.Status != metav1.ConditionTrue || d == nil {
+		msg := fmt.Sprintf("LLMProvider %q is not Ready", p.Name)
+		if ready != nil {
+			msg += ": " + ready.Message
+		}
+		r.transition(b, "ProviderNotReady", msg, false, now)
+		return ctrl.Result{RequeueAfter: waitForProvider}, nil
+	}
+
+	run := r.runs.get(key)
+	if run == nil || run.dispatcher != d || !d.Has(key.String()) {
+		r.runs.stop(key) // the provider's dispatcher was replaced: admit again, keeping results
+		var err error
+		if run, err = r.admit(ctx, b, d); err != nil {
+			if errors.Is(err, errInvalidItems) {
+				r.transition(b, llmv1.ReasonInvalidItems, err.Error(), true, now)
+				return ctrl.Result{RequeueAfter: cmp.Or(r.RecheckItems, recheckItems)}, nil
+			}
+			return ctrl.Result{}, err
+		}
+		r.runs.put(key, run)
+		if b.Status.StartTime == nil {
+			b.Status.StartTime = &metav1.Time{Time: now}
+		}
+		msg := fmt.Sprintf("%d of %d items to send to %s (%d filtered below minScore %s)", run.kept, run.total, p.Name, run.filtered, b.Spec.MinScore)
+		if setCondition(&b.Status.Conditions, metav1.Condition{Type: llmv1.ConditionAdmitted, Status: metav1.ConditionTrue, Reason: "Admitted", Message: msg}, b.Generation, now) {
+			r.Recorder.Eventf(b, nil, corev1.EventTypeNormal, "Admitted", "Admit", "%s", msg)
+		}
+	}
+	d.Suspend(key.String(), b.Spec.Suspend)
+
+	if r.observe(b, &p, run, d, now) {
+		r.runs.stop(key)
+		b.Status.CompletionTime = &metav1.Time{Time: now}
+		r.Recorder.Eventf(b, nil, corev1.EventTypeNormal, "Completed", "Complete", "%s", meta.FindStatusCondition(b.Status.Conditions, llmv1.ConditionComplete).Message)
+		logf.FromContext(ctx).Info("Batch complete", "succeeded", b.Status.Counts.Succeeded, "failed", b.Status.Counts.Failed, "cached", b.Status.Counts.Cached, "filtered", b.Status.Counts.Filtered)
+		return r.expire(ctx, b, now)
+	}
+	requeue := batchRefresh
+	if deadline, ok := deadlineOf(b); ok {
+		requeue = min(requeue, deadline.Sub(now))
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// observe publishes the run's progress and reports whether it is complete.
+func (r *InferenceBatchReconciler) observe(b *llmv1.InferenceBatch, p *llmv1.LLMProvider, run *batchRun, d *dispatch.Dispatcher, now time.Time) bool {
+	progress, _ := d.Progress(client.ObjectKeyFromObject(b).String())
+	stored := run.store.Counts()
+	remaining := run.kept - int(stored["succeeded"]+stored["failed"]+stored["cached"])
+	var interval time.Duration
+	if p.Spec.Limits.MinInterval != nil {
+		interval = p.Spec.Limits.MinInterval.Duration
+	}
+	o := observation{
+		total: run.total, kept: run.kept, filtered: run.filtered, stored: stored, progress: progress, refs: run.store.References(),
+		eta: dispatch.ETA(now, remaining, d.Stats(thresholds(p)).Quota, interval, int(b.Spec.BatchSize), durationOf(b.Spec.BatchDelay)),
+	}
+	wasLimited := meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionRateLimited)
+	complete := setProgress(b, o, now)
+	if c := meta.FindStatusCondition(b.Status.Conditions, llmv1.ConditionRateLimited); !wasLimited && c.Status == metav1.ConditionTrue &&
+		(c.Reason == llmv1.ReasonMinuteWindowFull || c.Reason == llmv1.ReasonHourWindowFull || c.Reason == llmv1.ReasonDayWindowFull) {
+		r.Recorder.Eventf(b, nil, corev1.EventTypeNormal, c.Reason, "Dispatch", "held back by LLMProvider %s: %s", p.Name, c.Message)
+	}
+	return complete
+}
+
+// transition records a batch that cannot run, with an Event when the reason is new.
+func (r *InferenceBatchReconciler) transition(b *llmv1.InferenceBatch, reason, message string, failed bool, now time.Time) {
+	oldReason := ""
+	if old := meta.FindStatusCondition(b.Status.Conditions, llmv1.ConditionAdmitted); old != nil {
+		oldReason = old.Reason // copied: waiting rewrites the condition in place
+	}
+	waiting(b, reason, message, failed, now)
+	if oldReason != reason {
+		r.Recorder.Eventf(b, nil, corev1.EventTypeWarning, reason, "Admit", "%s", message)
+	}
+}
+
+// failDeadline stops the batch at its activeDeadlineSeconds, keeping the
+// results written so far.
+func (r *InferenceBatchReconciler) failDeadline(ctx context.Context, b *llmv1.InferenceBatch, now time.Time) (ctrl.Result, error) {
+	key := client.ObjectKeyFromObject(b)
+	if run := r.runs.get(key); run != nil {
+		run.dispatcher.Remove(key.String())
+		if _, err := run.store.Flush(ctx); err != nil {
+			return ctrl.Result{}, err
+		}
+		stored := run.store.Counts()
+		b.Status.Counts.Succeeded, b.Status.Counts.Failed, b.Status.Counts.Cached = stored["succeeded"], stored["failed"], stored["cached"]
+		b.Status.Counts.Running = 0
+		b.Status.Results = run.store.References()
+		r.runs.stop(key)
+	}
+	msg := fmt.Sprintf("activeDeadlineSeconds (%ds) passed; %d items have results", *b.Spec.ActiveDeadlineSeconds,
+		b.Status.Counts.Succeeded+b.Status.Counts.Failed+b.Status.Counts.Cached)
+	set := func(c metav1.Condition) { setCondition(&b.Status.Conditions, c, b.Generation, now) }
+	set(metav1.Condition{Type: llmv1.ConditionFailed, Status: metav1.ConditionTrue, Reason: llmv1.ReasonDeadlineExceeded, Message: msg})
+	set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: llmv1.ReasonDeadlineExceeded, Message: msg})
+	set(metav1.Condition{Type: llmv1.ConditionComplete, Status: metav1.ConditionFalse, Reason: llmv1.ReasonDeadlineExceeded, Message: msg})
+	b.Status.CompletionTime = &metav1.Time{Time: now}
+	b.Status.EstimatedCompletionTime = nil
+	r.Recorder.Eventf(b, nil, corev1.EventTypeWarning, llmv1.ReasonDeadlineExceeded, "Fail", "%s", msg)
+	return r.expire(ctx, b, now)
+}
+
+// expire deletes a finished batch once ttlSecondsAfterFinished has passed.
+func (r *InferenceBatchReconciler) expire(ctx context.Context, b *llmv1.InferenceBatch, now time.Time) (ctrl.Result, error) {
+	if b.Spec.TTLSecondsAfterFinished == nil || b.Status.CompletionTime == nil {
+		return ctrl.Result{}, nil
+	}
+	at := b.Status.CompletionTime.Add(time.Duration(*b.Spec.TTLSecondsAfterFinished) * time.Second)
+	if now.Before(at) {
+		return ctrl.Result{RequeueAfter: at.Sub(now)}, nil
+	}
+	logf.FromContext(ctx).Info("Deleting finished batch after its TTL")
+	return ctrl.Result{}, client.IgnoreNotFound(r.Delete(ctx, b, client.PropagationPolicy(metav1.DeletePropagationBackground)))
+}
+
+func finished(b *llmv1.InferenceBatch) bool {
+	if meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionComplete) {
+		return true
+	}
+	f := meta.FindStatusCondition(b.Status.Conditions, llmv1.ConditionFailed)
+	return f != nil && f.Status == metav1.ConditionTrue && f.Reason == llmv1.ReasonDeadlineExceeded
+}
+
+func deadlineOf(b *llmv1.InferenceBatch) (time.Time, bool) {
+	if b.Spec.ActiveDeadlineSeconds == nil || b.Status.StartTime == nil {
+		return time.Time{}, false
+	}
+	return b.Status.StartTime.Add(time.Duration(*b.Spec.ActiveDeadlineSeconds) * time.Second), true
+}
+
+func durationOf(d *metav1.Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	return d.Duration
+}
+
+// SetupWithManager registers the reconciler. Batches are woken by their
+// own spec changes and by changes of the provider they name; progress is
+// published on a timer, so status writes do not wake the reconciler.
+func (r *InferenceBatchReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &llmv1.InferenceBatch{}, providerRefIndex,
+		func(o client.Object) []string {
+			return []string{string(o.(*llmv1.InferenceBatch).Spec.ProviderRef.Name)}
+		}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&llmv1.InferenceBatch{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&llmv1.LLMProvider{}, handler.EnqueueRequestsFromMapFunc(r.batchesOf),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Named("inferencebatch").
+		Complete(r)
+}
+
+func (r *InferenceBatchReconciler) batchesOf(ctx context.Context, o client.Object) []reconcile.Request {
+	var list llmv1.InferenceBatchList
+	if err := r.List(ctx, &list, client.MatchingFields{providerRefIndex: o.GetName()}); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing batches of provider", "provider", o.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, len(list.Items))
+	for i, b := range list.Items {
+		reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&b)}
+	}
+	return reqs
+}

@@ -1,0 +1,407 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/emulator"
+	"github.com/llmquota/llmquota/internal/results"
+)
+
+const emulatorKey = "emulator-key"
+
+// emulate starts a provider emulator for one spec.
+func emulate(cfg emulator.Config) (*emulator.Server, string) {
+	cfg.Keys = []string{emulatorKey}
+	emu := emulator.New(cfg)
+	srv := httptest.NewServer(emu)
+	DeferCleanup(srv.Close)
+	return emu, srv.URL
+}
+
+// providerFor creates a Gemini provider pointed at the emulator, with its
+// key in a Secret of ns; mutate adjusts the spec before creation.
+func providerFor(ns, endpoint string, mutate func(*llmv1.LLMProviderSpec)) *llmv1.LLMProvider {
+	ctx := context.Background()
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api-key"}, Data: map[string][]byte{"key": []byte(emulatorKey)}}
+	if err := k8sClient.Create(ctx, secret); err != nil {
+		Expect(client.IgnoreAlreadyExists(err)).To(Succeed())
+	}
+	providerSeq++
+	p := &llmv1.LLMProvider{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("emu-%s-%d", ns, providerSeq)},
+		Spec: llmv1.LLMProviderSpec{
+			Type: llmv1.ProviderGemini, Endpoint: endpoint, Model: "gemini-test",
+			CredentialsSecretRef: &llmv1.SecretKeyReference{Namespace: ns, Name: "api-key", Key: "key"},
+			Limits:               llmv1.RateLimits{RequestsPerMinute: ptr.To[int32](600), MaxConcurrency: 2},
+			Retry:                &llmv1.RetryPolicy{MaxRetries: ptr.To[int32](3), InitialBackoff: &metav1.Duration{Duration: 20 * time.Millisecond}, MaxBackoff: &metav1.Duration{Duration: 200 * time.Millisecond}},
+		},
+	}
+	if mutate != nil {
+		mutate(&p.Spec)
+	}
+	Expect(k8sClient.Create(ctx, p)).To(Succeed())
+	return p
+}
+
+func batchOf(ns, name, provider string, n int, mutate func(*llmv1.InferenceBatchSpec)) *llmv1.InferenceBatch {
+	b := &llmv1.InferenceBatch{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: llmv1.InferenceBatchSpec{
+			ProviderRef: llmv1.ProviderReference{Name: llmv1.LocalObjectName(provider)},
+			BatchSize:   5, BatchDelay: &metav1.Duration{Duration: 50 * time.Millisecond}, MinScore: "0.20",
+		},
+	}
+	for i := range n {
+		b.Spec.Items = append(b.Spec.Items, llmv1.Item{ID: fmt.Sprintf("item-%03d", i), Prompt: fmt.Sprintf("%s prompt %d", name, i), Score: "0.50"})
+	}
+	if mutate != nil {
+		mutate(&b.Spec)
+	}
+	Expect(k8sClient.Create(context.Background(), b)).To(Succeed())
+	return b
+}
+
+func getBatch(b *llmv1.InferenceBatch) func(Gomega) *llmv1.InferenceBatch {
+	return func(g Gomega) *llmv1.InferenceBatch {
+		var got llmv1.InferenceBatch
+		g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(b), &got)).To(Succeed())
+		return &got
+	}
+}
+
+func haveCondition(typ string, status metav1.ConditionStatus, reason string) OmegaMatcher {
+	return WithTransform(func(b *llmv1.InferenceBatch) *metav1.Condition {
+		return meta.FindStatusCondition(b.Status.Conditions, typ)
+	}, And(Not(BeNil()), HaveField("Status", status), HaveField("Reason", reason)))
+}
+
+func waitComplete(b *llmv1.InferenceBatch, within time.Duration) *llmv1.InferenceBatch {
+	Eventually(getBatch(b), within, interval).Should(haveCondition(llmv1.ConditionComplete, metav1.ConditionTrue, "AllItemsDone"))
+	return getBatch(b)(Default)
+}
+
+// storedResults reads a batch's result ConfigMaps, as a user would.
+func storedResults(b *llmv1.InferenceBatch) []results.Result {
+	var list corev1.ConfigMapList
+	Expect(k8sClient.List(context.Background(), &list, client.InNamespace(b.Namespace), client.MatchingLabels{results.LabelBatch: b.Name})).To(Succeed())
+	var out []results.Result
+	for _, cm := range list.Items {
+		out = append(out, results.Parse([]byte(cm.Data[results.DataKey]))...)
+	}
+	return out
+}
+
+// serverHeld checks the emulator's log: no key's window was ever exceeded.
+func serverHeld(log []emulator.Record, limits []emulator.Limit) {
+	for i, rec := range log {
+		for _, l := range limits {
+			n := 0
+			for _, prev := range log[:i+1] {
+				if prev.Admitted && prev.KeyID == rec.KeyID && prev.Time.After(rec.Time.Add(-l.Period)) {
+					n++
+				}
+			}
+			Expect(n).To(BeNumerically("<=", l.Requests), "request %d: window %v exceeded at the server", i, l.Period)
+		}
+	}
+}
+
+func warningReasons(obj client.Object) []string {
+	var evs eventsv1.EventList
+	Expect(k8sClient.List(context.Background(), &evs)).To(Succeed())
+	var out []string
+	for _, e := range evs.Items {
+		if e.Regarding.Name == obj.GetName() && e.Regarding.Namespace == obj.GetNamespace() {
+			out = append(out, e.Type+"/"+e.Reason)
+		}
+	}
+	return out
+}
+
+var _ = Describe("InferenceBatch", func() {
+	var ns string
+	ctx := context.Background()
+	BeforeEach(func() { ns = newNamespace() })
+
+	It("runs the original report's example: 136 items, 41 sent in batches of 5, all results stored", func() {
+		limits := []emulator.Limit{{Requests: 600, Period: time.Minute}}
+		emu, url := emulate(emulator.Config{Limits: limits})
+		p := providerFor(ns, url, nil)
+
+		data, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", "llmquota_v1alpha1_inferencebatch.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		var b llmv1.InferenceBatch
+		Expect(yaml.Unmarshal(data, &b)).To(Succeed())
+		b.Namespace, b.Spec.ProviderRef.Name = ns, llmv1.LocalObjectName(p.Name)
+		b.Spec.BatchDelay = &metav1.Duration{Duration: 100 * time.Millisecond}
+		Expect(k8sClient.Create(ctx, &b)).To(Succeed())
+
+		got := waitComplete(&b, timeout)
+		Expect(got.Status.Counts).To(Equal(llmv1.ItemCounts{Total: 136, Filtered: 95, Succeeded: 41}))
+		Expect(got.Status.Progress).To(Equal("41/136"))
+		Expect(got.Status.Batches).To(Equal(llmv1.BatchCounts{Done: 9, Total: 9}))
+		Expect(got.Status.StartTime).NotTo(BeNil())
+		Expect(got.Status.CompletionTime).NotTo(BeNil())
+		Expect(got).To(haveCondition(llmv1.ConditionFailed, metav1.ConditionFalse, "NoFailure"))
+
+		stored := storedResults(&b)
+		Expect(stored).To(HaveLen(136), "every item, filtered ones included, has one stored result")
+		byStatus := map[string]int{}
+		for _, r := range stored {
+			byStatus[r.Status]++
+			if r.Status == results.Succeeded {
+				Expect(r.Output).To(HavePrefix("emulated answer"))
+				Expect(r.TokensIn).To(BeNumerically(">", 0))
+				Expect(r.Provider).To(Equal(p.Name))
+			}
+		}
+		Expect(byStatus).To(Equal(map[string]int{results.Succeeded: 41, results.Filtered: 95}))
+		Expect(got.Status.Results).NotTo(BeEmpty())
+
+		log := emu.Log()
+		Expect(log).To(HaveLen(41), "only the 41 kept items were sent, each once")
+		serverHeld(log, limits)
+
+		By("showing usage and cost on the provider")
+		Eventually(func(g Gomega) {
+			var pp llmv1.LLMProvider
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(p), &pp)).To(Succeed())
+			g.Expect(pp.Status.Usage.Minute).NotTo(BeNil())
+			g.Expect(pp.Status.Usage.Minute.Limit).To(BeEquivalentTo(600))
+			g.Expect(pp.Status.Quota).NotTo(BeNil(), "the quota state is persisted")
+			g.Expect(pp.Status.Cost).NotTo(BeNil())
+		}, timeout, interval).Should(Succeed())
+		Expect(warningReasons(&b)).To(ContainElements("Normal/Admitted", "Normal/Completed"))
+	})
+
+	It("ends every item succeeded or failed with a reason under injected faults, within its retries", func() {
+		emu, url := emulate(emulator.Config{Seed: 11, RetryAfter: time.Second,
+			Faults: emulator.FaultRates{RateLimit: 0.3, ServerError: 0.1, Reset: 0.05, Hang: 0.03}, HangFor: 3 * time.Second})
+		// One call at a time, so the server's log orders the 429 before the next request.
+		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) { s.Limits.MaxConcurrency = 1 })
+		b := batchOf(ns, "faulty", p.Name, 20, func(s *llmv1.InferenceBatchSpec) { s.BatchSize = 20 })
+		got := waitComplete(b, 2*timeout)
+		Expect(got.Status.Counts.Succeeded + got.Status.Counts.Failed).To(BeEquivalentTo(20))
+		for _, r := range storedResults(b) {
+			Expect(r.Attempts).To(BeNumerically("<=", 4))
+			if r.Status == results.Failed {
+				Expect(r.ErrorClass).NotTo(BeEmpty())
+				Expect(r.Error).NotTo(BeEmpty())
+			}
+		}
+		log := emu.Log()
+		for i, rec := range log {
+			if rec.Status != 429 || i+1 == len(log) {
+				continue
+			}
+			Expect(log[i+1].Time).NotTo(BeTemporally("<", rec.Time.Add(time.Second)), "a request was sent during a Retry-After hold")
+		}
+	})
+
+	It("shares one provider fairly between two namespaces", func() {
+		_, url := emulate(emulator.Config{})
+		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) { s.Limits.MaxConcurrency = 1 })
+		big := batchOf(ns, "big", p.Name, 60, func(s *llmv1.InferenceBatchSpec) { s.BatchSize = 60 })
+		other := newNamespace()
+		small := batchOf(other, "small", p.Name, 6, func(s *llmv1.InferenceBatchSpec) { s.BatchSize = 6 })
+		waitComplete(small, timeout)
+		Expect(getBatch(big)(Default).Status.Counts.Succeeded).To(BeNumerically("<", 50), "the small namespace finished only after the big one")
+		waitComplete(big, timeout)
+	})
+
+	It("loses no result across manager restarts and never exceeds a window", func() {
+		limits := []emulator.Limit{{Requests: 600, Period: time.Minute}}
+		emu, url := emulate(emulator.Config{Limits: limits, Latency: 20 * time.Millisecond})
+		p := providerFor(ns, url, nil)
+		b := batchOf(ns, "restarted", p.Name, 40, func(s *llmv1.InferenceBatchSpec) { s.BatchSize = 4 })
+		for _, at := range []int32{8, 20} {
+			Eventually(func() int32 { return getBatch(b)(Default).Status.Counts.Succeeded }, timeout, 10*time.Millisecond).Should(BeNumerically(">=", at))
+			stopManager()
+			stopManager = startManager()
+		}
+		got := waitComplete(b, timeout)
+		Expect(got.Status.Counts.Succeeded).To(BeEquivalentTo(40))
+		ids := map[string]int{}
+		for _, r := range storedResults(b) {
+			ids[r.ID]++
+		}
+		Expect(ids).To(HaveLen(40))
+		for id, n := range ids {
+			Expect(n).To(Equal(1), "item %s stored %d times", id, n)
+		}
+		sent := len(emu.Log())
+		Expect(sent).To(BeNumerically("<=", 40+2*2*2), "re-sent more than the calls in flight (2 per restart, plus the results being written)")
+		serverHeld(emu.Log(), limits)
+	})
+
+	It("suspends and resumes", func() {
+		emu, url := emulate(emulator.Config{})
+		p := providerFor(ns, url, nil)
+		b := batchOf(ns, "paused", p.Name, 5, func(s *llmv1.InferenceBatchSpec) { s.Suspend = true })
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionSuspended, metav1.ConditionTrue, "SuspendedByUser"))
+		Consistently(func() int { return len(emu.Log()) }, time.Second, interval).Should(BeZero())
+		Expect(getBatch(b)(Default)).To(haveCondition(llmv1.ConditionProgressing, metav1.ConditionFalse, "Suspended"))
+
+		got := getBatch(b)(Default)
+		got.Spec.Suspend = false
+		Expect(k8sClient.Update(ctx, got)).To(Succeed())
+		waitComplete(b, timeout)
+		Expect(emu.Log()).To(HaveLen(5))
+	})
+
+	It("stops sending when a batch is deleted mid-run", func() {
+		emu, url := emulate(emulator.Config{})
+		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) {
+			s.Limits.RequestsPerMinute = ptr.To[int32](120)
+			s.Limits.MaxConcurrency = 1
+		})
+		b := batchOf(ns, "doomed", p.Name, 100, func(s *llmv1.InferenceBatchSpec) { s.BatchSize = 100 })
+		Eventually(func() int { return len(emu.Log()) }, timeout, interval).Should(BeNumerically(">=", 3))
+		Expect(k8sClient.Delete(ctx, b)).To(Succeed())
+		Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(b), &llmv1.InferenceBatch{}) }, timeout, interval).ShouldNot(Succeed())
+		atDelete := len(emu.Log())
+		Consistently(func() int { return len(emu.Log()) }, 2*time.Second, interval).Should(BeNumerically("<=", atDelete+1))
+	})
+
+	It("fails with DeadlineExceeded and keeps the results so far", func() {
+		_, url := emulate(emulator.Config{})
+		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) {
+			s.Limits.MinInterval = &metav1.Duration{Duration: 400 * time.Millisecond}
+		})
+		b := batchOf(ns, "late", p.Name, 50, func(s *llmv1.InferenceBatchSpec) {
+			s.ActiveDeadlineSeconds = ptr.To[int64](2)
+			s.BatchSize = 50
+		})
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionFailed, metav1.ConditionTrue, llmv1.ReasonDeadlineExceeded))
+		got := getBatch(b)(Default)
+		Expect(got.Status.Counts.Succeeded).To(BeNumerically(">", 0))
+		Expect(got.Status.Counts.Succeeded).To(BeNumerically("<", 50))
+		Expect(storedResults(b)).To(HaveLen(int(got.Status.Counts.Succeeded)))
+		Expect(got).To(haveCondition(llmv1.ConditionComplete, metav1.ConditionFalse, llmv1.ReasonDeadlineExceeded))
+	})
+
+	It("reuses stored results for identical prompts when the cache is enabled", func() {
+		emu, url := emulate(emulator.Config{})
+		p := providerFor(ns, url, nil)
+		first := batchOf(ns, "first", p.Name, 6, nil)
+		waitComplete(first, timeout)
+		second := batchOf(ns, "second", p.Name, 6, func(s *llmv1.InferenceBatchSpec) {
+			s.Cache = llmv1.CacheEnabled
+			for i := range s.Items {
+				s.Items[i].Prompt = strings.Replace(s.Items[i].Prompt, "second", "first", 1)
+			}
+		})
+		got := waitComplete(second, timeout)
+		Expect(got.Status.Counts.Cached).To(BeEquivalentTo(6))
+		Expect(emu.Log()).To(HaveLen(6), "the second batch made no provider call")
+		for _, r := range storedResults(second) {
+			Expect(r.Status).To(Equal(results.Cached))
+			Expect(r.Output).To(HavePrefix("emulated answer"))
+		}
+	})
+
+	It("sends items to the fallback while the primary is down", func() {
+		_, url := emulate(emulator.Config{})
+		backup := providerFor(ns, url, nil)
+		primary := providerFor(ns, "http://127.0.0.1:1", func(s *llmv1.LLMProviderSpec) {
+			s.Fallback = &llmv1.ProviderReference{Name: llmv1.LocalObjectName(backup.Name)}
+			s.Limits.MaxConcurrency = 1
+		})
+		b := batchOf(ns, "rerouted", primary.Name, 10, func(s *llmv1.InferenceBatchSpec) { s.BatchSize = 10 })
+		got := waitComplete(b, timeout)
+		served := map[string]int{}
+		for _, r := range storedResults(b) {
+			if r.Status == results.Succeeded {
+				served[r.Provider]++
+			}
+		}
+		Expect(served[backup.Name]).To(BeNumerically(">=", 8), "the fallback served the items once the circuit opened")
+		Expect(got.Status.Counts.Succeeded + got.Status.Counts.Failed).To(BeEquivalentTo(10))
+		Eventually(func(g Gomega) {
+			var pp llmv1.LLMProvider
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(primary), &pp)).To(Succeed())
+			g.Expect(meta.FindStatusCondition(pp.Status.Conditions, llmv1.ConditionDegraded)).To(HaveField("Status", metav1.ConditionTrue))
+		}, timeout, interval).Should(Succeed())
+	})
+
+	It("raises CostAlert with a Warning Event when the daily threshold is crossed", func() {
+		_, url := emulate(emulator.Config{})
+		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) {
+			s.Cost = &llmv1.CostPolicy{PerRequest: "0.01", Alerts: llmv1.CostAlerts{Daily: "0.05", Monthly: "100"}}
+		})
+		waitComplete(batchOf(ns, "spendy", p.Name, 8, nil), timeout)
+		Eventually(func(g Gomega) {
+			var pp llmv1.LLMProvider
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(p), &pp)).To(Succeed())
+			c := meta.FindStatusCondition(pp.Status.Conditions, llmv1.ConditionCostAlert)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
+			g.Expect(c.Reason).To(Equal(llmv1.ReasonDailyThresholdExceeded))
+			g.Expect(pp.Status.Cost.Today).To(BeEquivalentTo("0.08"))
+			g.Expect(warningReasons(&pp)).To(ContainElement("Warning/" + llmv1.ReasonDailyThresholdExceeded))
+		}, timeout, interval).Should(Succeed())
+	})
+
+	It("reports bad JSONL with its line number and recovers when the ConfigMap is fixed", func() {
+		_, url := emulate(emulator.Config{})
+		p := providerFor(ns, url, nil)
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "news"},
+			Data: map[string]string{"items.jsonl": "{\"id\":\"a\",\"prompt\":\"p\",\"score\":0.5}\n{\"id\":\"b\",\"prompt\":\n"}}
+		Expect(k8sClient.Create(ctx, cm)).To(Succeed())
+		b := &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "from-cm"}, Spec: llmv1.InferenceBatchSpec{
+			ProviderRef: llmv1.ProviderReference{Name: llmv1.LocalObjectName(p.Name)},
+			ItemsFrom:   &llmv1.ItemsSource{ConfigMapKeyRef: llmv1.ConfigMapKeyReference{Name: "news", Key: "items.jsonl"}},
+		}}
+		Expect(k8sClient.Create(ctx, b)).To(Succeed())
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionFailed, metav1.ConditionTrue, llmv1.ReasonInvalidItems))
+		Expect(meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionFailed).Message).To(ContainSubstring("line 2"))
+
+		cm.Data["items.jsonl"] = "{\"id\":\"a\",\"prompt\":\"p\",\"score\":0.5}\n{\"id\":\"b\",\"prompt\":\"q\",\"score\":0.1}\n"
+		Expect(k8sClient.Update(ctx, cm)).To(Succeed())
+		got := waitComplete(b, timeout)
+		Expect(got.Status.Counts).To(Equal(llmv1.ItemCounts{Total: 2, Filtered: 1, Succeeded: 1}))
+	})
+
+	It("waits for a missing provider, then runs", func() {
+		_, url := emulate(emulator.Config{})
+		b := batchOf(ns, "early", "not-yet-"+ns, 3, nil)
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionFailed, metav1.ConditionTrue, llmv1.ReasonProviderNotFound))
+		Expect(warningReasons(b)).To(ContainElement("Warning/" + llmv1.ReasonProviderNotFound))
+		p := providerFor(ns, url, nil)
+		p2 := p.DeepCopy()
+		p2.ObjectMeta = metav1.ObjectMeta{Name: "not-yet-" + ns}
+		Expect(k8sClient.Create(ctx, p2)).To(Succeed())
+		waitComplete(b, timeout)
+	})
+
+	It("waits while the provider's Secret is missing, then runs", func() {
+		_, url := emulate(emulator.Config{})
+		p := &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "keyless-" + ns}, Spec: llmv1.LLMProviderSpec{
+			Type: llmv1.ProviderGemini, Endpoint: url, Model: "m",
+			CredentialsSecretRef: &llmv1.SecretKeyReference{Namespace: ns, Name: "later", Key: "key"},
+		}}
+		Expect(k8sClient.Create(ctx, p)).To(Succeed())
+		b := batchOf(ns, "patient", p.Name, 3, nil)
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, "ProviderNotReady"))
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "later"},
+			Data: map[string][]byte{"key": []byte(emulatorKey)}})).To(Succeed())
+		waitComplete(b, timeout)
+	})
+})

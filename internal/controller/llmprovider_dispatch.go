@@ -1,0 +1,94 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/provider"
+)
+
+// ensureDispatcher runs a dispatcher matching the provider's spec and
+// credentials, carrying the quota state over from the previous one, or from
+// the status persisted by an earlier manager.
+func (r *LLMProviderReconciler) ensureDispatcher(ctx context.Context, p *llmv1.LLMProvider) error {
+	key, keyVersion, err := r.apiKey(ctx, p)
+	if err != nil {
+		return err
+	}
+	version := fmt.Sprintf("%d/%s", p.Generation, keyVersion)
+	if v, ok := r.Registry.Version(p.Name); ok && v == version {
+		return nil
+	}
+	var snapshot []byte
+	if old := r.Registry.Stop(p.Name); old != nil {
+		snapshot = old.Snapshot()
+	} else if p.Status.Quota != nil {
+		snapshot = p.Status.Quota.Snapshot
+	}
+	cfg := dispatchConfig(p)
+	cfg.Client, err = provider.New(provider.Config{Type: provider.Type(p.Spec.Type), Endpoint: p.Spec.Endpoint, APIKey: key, HTTPClient: r.HTTPClient})
+	if err != nil {
+		return err
+	}
+	cfg.Persist = r.persistQuota(p.Name)
+	d, err := dispatch.New(cfg, snapshot, r.Clock, logf.FromContext(ctx), r.Registry.Get)
+	if err != nil {
+		return err
+	}
+	if c := p.Status.Cost; c != nil {
+		d.SeedCost(c.Day, string(c.Today), c.Month, string(c.ThisMonth))
+	}
+	r.Registry.Start(r.RunContext, d, version)
+	logf.FromContext(ctx).Info("Started dispatcher", "version", version, "restoredQuota", len(snapshot) > 0)
+	return nil
+}
+
+// apiKey reads the provider's key (uncached) and the Secret's
+// resourceVersion, so a rotated key restarts the dispatcher.
+func (r *LLMProviderReconciler) apiKey(ctx context.Context, p *llmv1.LLMProvider) (string, string, error) {
+	ref := p.Spec.CredentialsSecretRef
+	if ref == nil {
+		return "", "", nil
+	}
+	var s corev1.Secret
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: string(ref.Name)}, &s); err != nil {
+		return "", "", fmt.Errorf("reading credentials Secret %s/%s: %w", ref.Namespace, ref.Name, err)
+	}
+	return string(s.Data[ref.Key]), s.ResourceVersion, nil
+}
+
+// persistQuota writes a quota snapshot into the provider's status with a
+// merge patch of that field alone, so it never races the reconciler's
+// other status fields.
+func (r *LLMProviderReconciler) persistQuota(name string) func(context.Context, []byte) error {
+	return func(ctx context.Context, snapshot []byte) error {
+		patch, err := json.Marshal(map[string]any{"status": map[string]any{"quota": llmv1.QuotaState{
+			Snapshot: snapshot, UpdateTime: &metav1.Time{Time: r.Clock.Now().Truncate(time.Second)},
+		}}})
+		if err != nil {
+			return err
+		}
+		p := &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		return r.Status().Patch(ctx, p, client.RawPatch(types.MergePatchType, patch))
+	}
+}
+
+// defaultHTTPClient bounds connection setup; each call's deadline comes
+// from the dispatcher.
+var defaultHTTPClient = &http.Client{Transport: &http.Transport{
+	Proxy:               http.ProxyFromEnvironment,
+	MaxIdleConnsPerHost: 16,
+	IdleConnTimeout:     90 * time.Second,
+	TLSHandshakeTimeout: 10 * time.Second,
+}}

@@ -1,0 +1,121 @@
+package controller
+
+import (
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/ratewindow"
+)
+
+// setUsage copies the dispatcher's live state into the provider's status.
+func setUsage(st *llmv1.LLMProviderStatus, s dispatch.Stats) {
+	st.Usage = llmv1.ProviderUsage{}
+	for _, w := range s.Quota.Windows {
+		u := &llmv1.WindowUsage{Used: w.Used, Limit: w.Limit, Summary: fmt.Sprintf("%d/%d", w.Used, w.Limit)}
+		switch w.Name {
+		case windowMinute:
+			st.Usage.Minute = u
+		case windowHour:
+			st.Usage.Hour = u
+		case windowDay:
+			st.Usage.Day = u
+		}
+	}
+	if t := s.Quota.Tokens; t != nil {
+		st.Usage.TokensPerMinute = &llmv1.WindowUsage{Used: t.Used, Limit: t.Limit, Summary: fmt.Sprintf("%d/%d", t.Used, t.Limit)}
+	}
+	st.ConsecutiveFailures = int32(s.Quota.ConsecutiveFailures)
+	st.BackoffUntil = timeOrNil(later(s.Quota.BackoffUntil, s.Quota.RetryAfterUntil))
+	st.NextRequestAt = timeOrNil(s.Quota.Next.RetryAt)
+	st.Cost = &llmv1.CostStatus{Day: s.Cost.Day, Today: llmv1.Decimal(s.Cost.Today), Month: s.Cost.Month, ThisMonth: llmv1.Decimal(s.Cost.ThisMonth)}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func timeOrNil(t time.Time) *metav1.Time {
+	if t.IsZero() {
+		return nil
+	}
+	mt := metav1.NewTime(t.Truncate(time.Second))
+	return &mt
+}
+
+// rateLimitedCondition says which constraint holds calls back, if any.
+// Only queued work makes a wait worth reporting.
+func rateLimitedCondition(next ratewindow.Decision, queued int) metav1.Condition {
+	c := metav1.Condition{Type: llmv1.ConditionRateLimited, Status: metav1.ConditionFalse, Reason: llmv1.ReasonWithinLimits, Message: "calls are admitted as they come"}
+	if next.Allowed || queued == 0 {
+		return c
+	}
+	reason := ""
+	switch next.Reason {
+	case ratewindow.ReasonWindow:
+		reason = map[string]string{windowMinute: llmv1.ReasonMinuteWindowFull, windowHour: llmv1.ReasonHourWindowFull, windowDay: llmv1.ReasonDayWindowFull}[next.Window]
+	case ratewindow.ReasonTokens:
+		reason = llmv1.ReasonTokenWindowFull
+	case ratewindow.ReasonMinInterval:
+		reason = llmv1.ReasonMinInterval
+	case ratewindow.ReasonBackoff:
+		reason = llmv1.ReasonBackingOff
+	case ratewindow.ReasonRetryAfter:
+		reason = llmv1.ReasonRetryAfter
+	}
+	if reason == "" || next.RetryAt.IsZero() {
+		return c
+	}
+	c.Status, c.Reason = metav1.ConditionTrue, reason
+	c.Message = "next call at " + next.RetryAt.UTC().Format(time.RFC3339)
+	return c
+}
+
+func degradedCondition(s dispatch.Stats) metav1.Condition {
+	switch {
+	case s.AuthError != "":
+		return metav1.Condition{Type: llmv1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: "AuthFailed",
+			Message: "the provider refused the credentials: " + s.AuthError}
+	case s.Quota.ConsecutiveFailures >= circuitThreshold:
+		return metav1.Condition{Type: llmv1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: "CircuitOpen",
+			Message: fmt.Sprintf("%d consecutive failures: new items go to the fallback while the backoff holds", s.Quota.ConsecutiveFailures)}
+	case s.Quota.ConsecutiveFailures >= degradedThreshold:
+		return metav1.Condition{Type: llmv1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: "ConsecutiveFailures",
+			Message: fmt.Sprintf("%d consecutive failures", s.Quota.ConsecutiveFailures)}
+	}
+	return metav1.Condition{Type: llmv1.ConditionDegraded, Status: metav1.ConditionFalse, Reason: "Healthy", Message: "recent calls succeed"}
+}
+
+func costAlertCondition(p *llmv1.LLMProvider, s dispatch.Stats) metav1.Condition {
+	c := metav1.Condition{Type: llmv1.ConditionCostAlert, Status: metav1.ConditionFalse, Reason: "WithinBudget",
+		Message: fmt.Sprintf("today %s USD, this month %s USD", s.Cost.Today, s.Cost.ThisMonth)}
+	th := thresholds(p)
+	switch {
+	case s.Cost.MonthlyExceeded:
+		c.Status, c.Reason = metav1.ConditionTrue, llmv1.ReasonMonthlyThresholdExceeded
+		c.Message = fmt.Sprintf("cost this month (%s) %s USD is above the monthly threshold %s USD", s.Cost.Month, s.Cost.ThisMonth, th.Monthly)
+	case s.Cost.DailyExceeded:
+		c.Status, c.Reason = metav1.ConditionTrue, llmv1.ReasonDailyThresholdExceeded
+		c.Message = fmt.Sprintf("cost today (%s) %s USD is above the daily threshold %s USD", s.Cost.Day, s.Cost.Today, th.Daily)
+	}
+	return c
+}
+
+// setCondition sets c at now and reports whether its status or reason changed.
+func setCondition(conds *[]metav1.Condition, c metav1.Condition, generation int64, now time.Time) bool {
+	changed := true
+	if old := meta.FindStatusCondition(*conds, c.Type); old != nil { // read before SetStatusCondition rewrites it in place
+		changed = old.Status != c.Status || old.Reason != c.Reason
+	}
+	c.ObservedGeneration = generation
+	c.LastTransitionTime = metav1.NewTime(now)
+	meta.SetStatusCondition(conds, c)
+	return changed
+}

@@ -1,0 +1,93 @@
+package controller
+
+import (
+	"time"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/cost"
+	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/ratewindow"
+)
+
+// Window names used in the quota engine and in status.
+const (
+	windowMinute = "minute"
+	windowHour   = "hour"
+	windowDay    = "day"
+	windowTokens = "tokensPerMinute"
+)
+
+// circuitThreshold consecutive failures send new items to the fallback.
+const circuitThreshold = 5
+
+// degradedThreshold consecutive failures raise the Degraded condition.
+const degradedThreshold = 3
+
+// dispatchConfig turns an LLMProvider's spec into the dispatcher's config
+// (without the client and the persistence hook, which need I/O).
+func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
+	spec := &p.Spec
+	lim := ratewindow.Config{}
+	add := func(name string, n *int32, period time.Duration) {
+		if n != nil {
+			lim.Windows = append(lim.Windows, ratewindow.Window{Name: name, Limit: int64(*n), Period: period})
+		}
+	}
+	add(windowMinute, spec.Limits.RequestsPerMinute, time.Minute)
+	add(windowHour, spec.Limits.RequestsPerHour, time.Hour)
+	add(windowDay, spec.Limits.RequestsPerDay, 24*time.Hour)
+	if t := spec.Limits.TokensPerMinute; t != nil {
+		lim.Tokens = &ratewindow.Window{Name: windowTokens, Limit: *t, Period: time.Minute}
+	}
+	if spec.Limits.MinInterval != nil {
+		lim.MinInterval = spec.Limits.MinInterval.Duration
+	}
+	lim.MaxConcurrency = int(max(1, spec.Limits.MaxConcurrency))
+	maxRetries := 3
+	lim.InitialBackoff, lim.MaxBackoff = 2*time.Second, 60*time.Second
+	if r := spec.Retry; r != nil {
+		if r.MaxRetries != nil {
+			maxRetries = int(*r.MaxRetries)
+		}
+		if r.InitialBackoff != nil {
+			lim.InitialBackoff = r.InitialBackoff.Duration
+		}
+		if r.MaxBackoff != nil {
+			lim.MaxBackoff = r.MaxBackoff.Duration
+		}
+	}
+	lim.MaxBackoff = max(lim.MaxBackoff, lim.InitialBackoff)
+	lim.Jitter = 0.2
+
+	cfg := dispatch.Config{
+		Name: p.Name, Limits: lim, DefaultModel: spec.Model, MaxRetries: maxRetries,
+		CircuitThreshold: circuitThreshold, ReserveBlock: reserveBlock(lim),
+	}
+	if spec.MaxPromptLength != nil {
+		cfg.MaxPromptLength = int(*spec.MaxPromptLength)
+	}
+	if spec.Fallback != nil {
+		cfg.Fallback = string(spec.Fallback.Name)
+	}
+	if c := spec.Cost; c != nil {
+		cfg.Prices = cost.Prices{InputPerMillion: string(c.InputPerMillionTokens), OutputPerMillion: string(c.OutputPerMillionTokens), PerRequest: string(c.PerRequest)}
+	}
+	return cfg
+}
+
+// reserveBlock sizes the quota reservation: a fifth of the smallest window
+// (so a crash loses at most that much), between 1 and 50 calls.
+func reserveBlock(lim ratewindow.Config) int64 {
+	smallest := int64(250)
+	for _, w := range lim.Windows {
+		smallest = min(smallest, w.Limit)
+	}
+	return max(1, min(50, smallest/5))
+}
+
+func thresholds(p *llmv1.LLMProvider) cost.Thresholds {
+	if p.Spec.Cost == nil {
+		return cost.Thresholds{}
+	}
+	return cost.Thresholds{Daily: string(p.Spec.Cost.Alerts.Daily), Monthly: string(p.Spec.Cost.Alerts.Monthly)}
+}

@@ -1,0 +1,130 @@
+// Package cost prices calls exactly (decimal arithmetic, no floats) and
+// keeps running totals per UTC day and month, with threshold checks for the
+// CostAlert condition. It imports nothing from Kubernetes.
+package cost
+
+import (
+	"fmt"
+	"math/big"
+	"time"
+)
+
+// Prices are USD decimal strings; empty means free.
+type Prices struct {
+	InputPerMillion, OutputPerMillion, PerRequest string
+}
+
+// Thresholds are USD decimal strings; empty means no alert.
+type Thresholds struct {
+	Daily, Monthly string
+}
+
+// Meter keeps the cost of calls per UTC day and month. It is not safe for
+// concurrent use; the dispatcher guards it.
+type Meter struct {
+	in, out, per *big.Rat
+	day, month   string
+	today, mtd   *big.Rat
+}
+
+// NewMeter parses prices; an error names the bad one.
+func NewMeter(p Prices) (*Meter, error) {
+	m := &Meter{today: new(big.Rat), mtd: new(big.Rat)}
+	var err error
+	if m.in, err = parse("inputPerMillionTokens", p.InputPerMillion); err != nil {
+		return nil, err
+	}
+	if m.out, err = parse("outputPerMillionTokens", p.OutputPerMillion); err != nil {
+		return nil, err
+	}
+	if m.per, err = parse("perRequest", p.PerRequest); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func parse(name, s string) (*big.Rat, error) {
+	r := new(big.Rat)
+	if s == "" {
+		return r, nil
+	}
+	if _, ok := r.SetString(s); !ok || r.Sign() < 0 {
+		return nil, fmt.Errorf("%s %q is not a non-negative decimal", name, s)
+	}
+	return r, nil
+}
+
+var million = big.NewRat(1_000_000, 1)
+
+// Price returns the cost of one call.
+func (m *Meter) Price(inTokens, outTokens int64) *big.Rat {
+	c := new(big.Rat).Set(m.per)
+	c.Add(c, new(big.Rat).Quo(new(big.Rat).Mul(m.in, big.NewRat(inTokens, 1)), million))
+	c.Add(c, new(big.Rat).Quo(new(big.Rat).Mul(m.out, big.NewRat(outTokens, 1)), million))
+	return c
+}
+
+// Add records a call made at now; a new UTC day or month starts its total afresh.
+func (m *Meter) Add(now time.Time, inTokens, outTokens int64) {
+	m.roll(now)
+	c := m.Price(inTokens, outTokens)
+	m.today.Add(m.today, c)
+	m.mtd.Add(m.mtd, c)
+}
+
+func (m *Meter) roll(now time.Time) {
+	day, month := now.UTC().Format(time.DateOnly), now.UTC().Format("2006-01")
+	if day != m.day {
+		m.day, m.today = day, new(big.Rat)
+	}
+	if month != m.month {
+		m.month, m.mtd = month, new(big.Rat)
+	}
+}
+
+// Seed restores totals persisted earlier for the given day and month; a
+// total for a period that has passed is ignored.
+func (m *Meter) Seed(now time.Time, day, today, month, thisMonth string) {
+	m.roll(now)
+	if r, ok := new(big.Rat).SetString(today); ok && day == m.day {
+		m.today = r
+	}
+	if r, ok := new(big.Rat).SetString(thisMonth); ok && month == m.month {
+		m.mtd = r
+	}
+}
+
+// Totals are the running costs at a moment, as decimal strings.
+type Totals struct {
+	Day, Today, Month, ThisMonth string
+	// DailyExceeded and MonthlyExceeded say a threshold is passed.
+	DailyExceeded, MonthlyExceeded bool
+}
+
+// Totals returns the totals at now against thresholds.
+func (m *Meter) Totals(now time.Time, t Thresholds) Totals {
+	m.roll(now)
+	return Totals{
+		Day: m.day, Today: Format(m.today), Month: m.month, ThisMonth: Format(m.mtd),
+		DailyExceeded:   exceeds(m.today, t.Daily),
+		MonthlyExceeded: exceeds(m.mtd, t.Monthly),
+	}
+}
+
+func exceeds(total *big.Rat, threshold string) bool {
+	if threshold == "" {
+		return false
+	}
+	limit, ok := new(big.Rat).SetString(threshold)
+	return ok && total.Cmp(limit) > 0
+}
+
+// Format renders USD with 6 decimals, trailing zeros trimmed to at least 2
+// (cost is shown to the micro-dollar; status keeps it exact enough to sum).
+func Format(r *big.Rat) string {
+	s := r.FloatString(6)
+	for len(s) > 0 && s[len(s)-1] == '0' && s[len(s)-3] != '.' {
+		s = s[:len(s)-1]
+	}
+	return s
+}

@@ -1,0 +1,306 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/llmquota/llmquota/internal/emulator"
+	"github.com/llmquota/llmquota/internal/provider"
+	"github.com/llmquota/llmquota/internal/ratewindow"
+)
+
+// collector gathers results in arrival order.
+type collector struct {
+	mu      sync.Mutex
+	results []Result
+	done    chan struct{}
+	want    int
+}
+
+func newCollector(want int) *collector { return &collector{done: make(chan struct{}), want: want} }
+
+func (c *collector) add(r Result) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.results = append(c.results, r)
+	if len(c.results) == c.want {
+		close(c.done)
+	}
+}
+
+func (c *collector) wait(t *testing.T, d time.Duration) []Result {
+	t.Helper()
+	select {
+	case <-c.done:
+	case <-time.After(d):
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		t.Fatalf("only %d of %d results after %v", len(c.results), c.want, d)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Result(nil), c.results...)
+}
+
+func items(prefix string, n int) []Item {
+	out := make([]Item, n)
+	for i := range out {
+		out[i] = Item{ID: fmt.Sprintf("%s-%03d", prefix, i), Prompt: fmt.Sprintf("prompt %s %d", prefix, i)}
+	}
+	return out
+}
+
+func emulated(t *testing.T, cfg emulator.Config) (*emulator.Server, provider.Client) {
+	t.Helper()
+	emu := emulator.New(cfg)
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	c, err := provider.New(provider.Config{Type: provider.Gemini, Endpoint: srv.URL, APIKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return emu, c
+}
+
+func start(t *testing.T, cfg Config) *Dispatcher {
+	t.Helper()
+	d, err := New(cfg, nil, clock.RealClock{}, logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return d
+}
+
+// windowsHeld checks the emulator's log: admitted requests never exceed a window.
+func windowsHeld(t *testing.T, log []emulator.Record, limits []emulator.Limit) {
+	t.Helper()
+	for i, rec := range log {
+		for _, l := range limits {
+			n := 0
+			for _, prev := range log[:i+1] {
+				if prev.Admitted && prev.Time.After(rec.Time.Add(-l.Period)) {
+					n++
+				}
+			}
+			if n > l.Requests {
+				t.Fatalf("request %d: %d admitted in %v, limit %d", i, n, l.Period, l.Requests)
+			}
+		}
+	}
+}
+
+// TestRunsUnderQuotaOverHTTP: every item gets a result, and the server saw
+// no window exceeded, while the quota was the bottleneck.
+func TestRunsUnderQuotaOverHTTP(t *testing.T) {
+	limits := []emulator.Limit{{Requests: 8, Period: time.Second}}
+	emu, client := emulated(t, emulator.Config{Limits: limits})
+	d := start(t, Config{Name: "p", Client: client, DefaultModel: "m", MaxRetries: 3,
+		Limits: ratewindow.Config{Windows: []ratewindow.Window{{Name: "second", Limit: 8, Period: time.Second}}, MaxConcurrency: 4}})
+	col := newCollector(30)
+	d.Submit(Batch{Key: "ns/b", Namespace: "ns", Size: 5, Items: items("a", 30), OnResult: col.add})
+	for _, r := range col.wait(t, 30*time.Second) {
+		if !r.Succeeded || r.Provider != "p" {
+			t.Fatalf("result %+v", r)
+		}
+	}
+	log := emu.Log()
+	if refused := len(log) - 30; refused > 2 {
+		t.Fatalf("server refused %d requests: the client-side windows do not match the server's", refused)
+	}
+	windowsHeld(t, log, limits)
+}
+
+// TestFaultsRetriedAndBounded: under injected 429s, 5xx, resets and
+// malformed bodies every item ends with a result, attempts stay within
+// maxRetries+1, and nothing is sent during a Retry-After hold.
+func TestFaultsRetriedAndBounded(t *testing.T) {
+	emu, client := emulated(t, emulator.Config{Seed: 3, RetryAfter: time.Second,
+		Faults: emulator.FaultRates{RateLimit: 0.3, ServerError: 0.1, Reset: 0.05, Malformed: 0.05}})
+	d := start(t, Config{Name: "p", Client: client, DefaultModel: "m", MaxRetries: 3,
+		Limits: ratewindow.Config{MaxConcurrency: 1, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}})
+	col := newCollector(40)
+	d.Submit(Batch{Key: "ns/b", Namespace: "ns", Size: 40, Items: items("a", 40), OnResult: col.add})
+	res := col.wait(t, 60*time.Second)
+	failed := 0
+	for _, r := range res {
+		if r.Attempts < 1 || r.Attempts > 4 {
+			t.Fatalf("item %s took %d attempts, want 1..4", r.ID, r.Attempts)
+		}
+		if !r.Succeeded {
+			failed++
+			if r.ErrorClass == "" || r.ErrorMessage == "" {
+				t.Fatalf("failed item without a reason: %+v", r)
+			}
+		}
+	}
+	log := emu.Log()
+	for i, rec := range log {
+		if rec.Status != 429 {
+			continue
+		}
+		for _, next := range log[i+1:] {
+			if next.Time.Before(rec.Time.Add(time.Second)) {
+				t.Fatalf("request at %v sent during the Retry-After hold that began at %v", next.Time, rec.Time)
+			}
+			break
+		}
+	}
+	t.Logf("%d requests for 40 items, %d failed after retries", len(log), failed)
+}
+
+// TestFairAcrossNamespaces: a namespace with 10 items is not starved by one
+// with 100 sharing the provider.
+func TestFairAcrossNamespaces(t *testing.T) {
+	_, client := emulated(t, emulator.Config{})
+	d := start(t, Config{Name: "p", Client: client, DefaultModel: "m", Limits: ratewindow.Config{MaxConcurrency: 1}})
+	col := newCollector(110)
+	d.Submit(Batch{Key: "big/b", Namespace: "big", Size: 100, Items: items("big", 100), OnResult: col.add})
+	d.Submit(Batch{Key: "small/b", Namespace: "small", Size: 10, Items: items("small", 10), OnResult: col.add})
+	res := col.wait(t, 60*time.Second)
+	lastSmall := 0
+	for i, r := range res {
+		if r.ID[:5] == "small" {
+			lastSmall = i
+		}
+	}
+	if lastSmall > 25 {
+		t.Fatalf("the small namespace's last item finished at position %d of 110: starved", lastSmall)
+	}
+}
+
+// TestPriorityFirst: a higher-priority batch is served before a lower one.
+func TestPriorityFirst(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))
+	stub := &stubClient{}
+	d, _ := New(Config{Name: "p", Client: stub, Limits: ratewindow.Config{MaxConcurrency: 1}}, nil, fc, logr.Discard(), nil)
+	col := newCollector(6)
+	d.Submit(Batch{Key: "a/low", Namespace: "a", Priority: 0, Size: 3, Items: items("low", 3), OnResult: col.add})
+	d.Submit(Batch{Key: "b/high", Namespace: "b", Priority: 10, Size: 3, Items: items("high", 3), OnResult: col.add})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+	res := col.wait(t, 10*time.Second)
+	for i, r := range res[:3] {
+		if r.ID[:4] != "high" {
+			t.Fatalf("result %d is %s: the low-priority batch went first", i, r.ID)
+		}
+	}
+}
+
+// TestBatchSizeAndDelay: on a fake clock, a batch sends Size items, waits
+// for them and Delay, then the next Size.
+func TestBatchSizeAndDelay(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))
+	stub := &stubClient{}
+	d, _ := New(Config{Name: "p", Client: stub, Limits: ratewindow.Config{MaxConcurrency: 10}}, nil, fc, logr.Discard(), nil)
+	col := newCollector(7)
+	d.Submit(Batch{Key: "ns/b", Namespace: "ns", Size: 3, Delay: 2 * time.Second, Items: items("x", 7), OnResult: col.add})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+
+	waitCalls := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for stub.count() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d calls, want %d", stub.count(), want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitCalls(3)
+	fc.Step(time.Second) // inside the delay: nothing new
+	time.Sleep(50 * time.Millisecond)
+	if stub.count() != 3 {
+		t.Fatalf("%d calls 1s into a 2s batch delay, want 3", stub.count())
+	}
+	fc.Step(time.Second)
+	waitCalls(6)
+	fc.Step(2 * time.Second)
+	waitCalls(7)
+	col.wait(t, 10*time.Second)
+	if p, _ := d.Progress("ns/b"); p.GroupsDone != 3 {
+		t.Fatalf("groups done %d, want 3", p.GroupsDone)
+	}
+}
+
+// TestFallbackForLongPrompts sends prompts over the length limit to the fallback.
+func TestFallbackForLongPrompts(t *testing.T) {
+	_, primaryClient := emulated(t, emulator.Config{})
+	_, fallbackClient := emulated(t, emulator.Config{})
+	var fb *Dispatcher
+	lookup := func(name string) *Dispatcher {
+		if name == "cloud" {
+			return fb
+		}
+		return nil
+	}
+	fb = start(t, Config{Name: "cloud", Client: fallbackClient, DefaultModel: "big"})
+	primary, _ := New(Config{Name: "local", Client: primaryClient, DefaultModel: "small", MaxPromptLength: 20, Fallback: "cloud"}, nil, clock.RealClock{}, logr.Discard(), lookup)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go primary.Run(ctx)
+	col := newCollector(2)
+	primary.Submit(Batch{Key: "ns/b", Namespace: "ns", Size: 2, Params: Params{Model: "small"}, OnResult: col.add,
+		Items: []Item{{ID: "short", Prompt: "hi"}, {ID: "long", Prompt: "a prompt well over twenty characters"}}})
+	for _, r := range col.wait(t, 10*time.Second) {
+		want := map[string]string{"short": "local", "long": "cloud"}[r.ID]
+		if r.Provider != want || !r.Succeeded {
+			t.Fatalf("item %s served by %s (%+v), want %s", r.ID, r.Provider, r, want)
+		}
+	}
+}
+
+func TestETA(t *testing.T) {
+	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	q := ratewindow.Stats{Windows: []ratewindow.WindowStats{{Name: "minute", Used: 8, Limit: 10, Period: time.Minute}}, Next: ratewindow.Decision{Allowed: true}}
+	cases := map[string]struct {
+		n           int
+		interval    time.Duration
+		size        int
+		delay, want time.Duration
+	}{
+		"fits the free slots, spaced by the interval": {n: 2, interval: 3 * time.Second, want: 3 * time.Second},
+		"needs one more period":                       {n: 12, want: time.Minute},
+		"needs three more periods":                    {n: 25, want: 3 * time.Minute},
+		"plus the delay between groups":               {n: 25, size: 5, delay: 2 * time.Second, want: 3*time.Minute + 4*2*time.Second},
+		"nothing left":                                {n: 0, want: 0},
+	}
+	for name, c := range cases {
+		if got := ETA(now, c.n, q, c.interval, c.size, c.delay).Sub(now); got != c.want {
+			t.Errorf("%s: %v, want %v", name, got, c.want)
+		}
+	}
+}
+
+// stubClient answers at once; for fake-clock tests of scheduling only.
+type stubClient struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (s *stubClient) Generate(_ context.Context, r provider.Request) (*provider.Response, error) {
+	s.mu.Lock()
+	s.n++
+	s.mu.Unlock()
+	return &provider.Response{Text: "ok " + r.Prompt, InputTokens: 1, OutputTokens: 1}, nil
+}
+
+func (s *stubClient) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}

@@ -1,0 +1,223 @@
+package dispatch
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
+
+	"github.com/llmquota/llmquota/internal/cost"
+	"github.com/llmquota/llmquota/internal/ratewindow"
+)
+
+// Dispatcher runs one provider's calls. Create it with New, start Run in a
+// goroutine, and hand it batches with Submit.
+type Dispatcher struct {
+	cfg     Config
+	limiter *ratewindow.Limiter
+	clock   clock.Clock
+	log     logr.Logger
+	lookup  Lookup
+	wake    chan struct{}
+
+	mu       sync.Mutex
+	batches  map[string]*batch
+	cursor   map[string]int // per priority level: round-robin position
+	limited  ratewindow.Decision
+	meter    *cost.Meter
+	requests map[string]int64 // by outcome class, for status and metrics
+	authErr  string           // the last auth failure, until a success
+	inFlight int
+}
+
+// batch is a submitted Batch and its progress.
+type batch struct {
+	Batch
+	queue      []Item
+	suspended  bool
+	inFlight   int
+	groupLeft  int // items of the current group without a final result
+	groupUnsen int // items of the current group still queued
+	groupsDone int
+	gateAt     time.Time
+	retries    int
+	removed    bool
+}
+
+// New returns a dispatcher for cfg. snapshot, when not empty, is the
+// quota state persisted by an earlier manager; what it reserved counts as
+// spent now.
+func New(cfg Config, snapshot []byte, c clock.Clock, log logr.Logger, lookup Lookup) (*Dispatcher, error) {
+	cfg.Limits.RequireReservation = cfg.Persist != nil
+	cfg.Limits.Windows = guarded(cfg.Limits.Windows)
+	if cfg.ReserveBlock < 1 {
+		cfg.ReserveBlock = 1
+	}
+	if cfg.CallTimeout == 0 {
+		cfg.CallTimeout = 2 * time.Minute
+	}
+	var lim *ratewindow.Limiter
+	var err error
+	if len(snapshot) > 0 {
+		lim, err = ratewindow.Restore(cfg.Limits, snapshot, c.Now())
+		if errors.Is(err, ratewindow.ErrCorrupt) {
+			log.Error(err, "Persisted quota state unreadable; starting with empty windows")
+			lim, err = ratewindow.New(cfg.Limits)
+		}
+	} else {
+		lim, err = ratewindow.New(cfg.Limits)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("quota of provider %s: %w", cfg.Name, err)
+	}
+	meter, err := cost.NewMeter(cfg.Prices)
+	if err != nil {
+		return nil, fmt.Errorf("prices of provider %s: %w", cfg.Name, err)
+	}
+	return &Dispatcher{
+		cfg: cfg, limiter: lim, clock: c, log: log.WithValues("provider", cfg.Name), lookup: lookup,
+		wake: make(chan struct{}, 1), batches: map[string]*batch{}, cursor: map[string]int{},
+		meter: meter, requests: map[string]int64{},
+	}, nil
+}
+
+// Name is the provider's name.
+func (d *Dispatcher) Name() string { return d.cfg.Name }
+
+func (d *Dispatcher) poke() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Submit adds a batch, or replaces the parameters of one already running
+// while keeping its progress.
+func (d *Dispatcher) Submit(b Batch) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if b.Size < 1 {
+		b.Size = 1
+	}
+	if old, ok := d.batches[b.Key]; ok && !old.removed {
+		old.Priority, old.Delay, old.Params, old.OnResult = b.Priority, b.Delay, b.Params, b.OnResult
+		return
+	}
+	nb := &batch{Batch: b, queue: append([]Item(nil), b.Items...), groupsDone: b.GroupsDone}
+	nb.startGroup(time.Time{})
+	d.batches[b.Key] = nb
+	d.poke()
+}
+
+// Has reports whether a batch is submitted.
+func (d *Dispatcher) Has(key string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.batches[key]
+	return ok
+}
+
+// Remove stops a batch: nothing new starts; calls in flight finish and
+// their results are dropped.
+func (d *Dispatcher) Remove(key string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if b, ok := d.batches[key]; ok {
+		b.removed = true
+		delete(d.batches, key)
+	}
+	d.poke()
+}
+
+// Suspend pauses (true) or resumes (false) a batch.
+func (d *Dispatcher) Suspend(key string, suspend bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if b, ok := d.batches[key]; ok && b.suspended != suspend {
+		b.suspended = suspend
+		d.poke()
+	}
+}
+
+// startGroup opens the next group of the batch at now+Delay (now zero: at once).
+func (b *batch) startGroup(now time.Time) {
+	n := min(b.Size, len(b.queue))
+	b.groupLeft, b.groupUnsen = n, n
+	if !now.IsZero() {
+		b.gateAt = now.Add(b.Delay)
+	}
+}
+
+// ready reports whether the batch may send its next item at now, and if
+// not, when its gate opens (zero: not by time).
+func (b *batch) ready(now time.Time) (bool, time.Time) {
+	if b.suspended || b.groupUnsen == 0 || len(b.queue) == 0 {
+		return false, time.Time{}
+	}
+	if now.Before(b.gateAt) {
+		return false, b.gateAt
+	}
+	return true, time.Time{}
+}
+
+// next picks the batch to serve: the highest priority with a ready item,
+// then round-robin across namespaces, then across batches of a namespace.
+// It returns the earliest gate time when nothing is ready.
+func (d *Dispatcher) next(now time.Time) (*batch, time.Time) {
+	var gate time.Time
+	best := int32(-1 << 31)
+	var candidates []*batch
+	for _, b := range d.batches {
+		ok, at := b.ready(now)
+		if !ok {
+			if !at.IsZero() && (gate.IsZero() || at.Before(gate)) {
+				gate = at
+			}
+			continue
+		}
+		switch {
+		case b.Priority > best:
+			best, candidates = b.Priority, []*batch{b}
+		case b.Priority == best:
+			candidates = append(candidates, b)
+		}
+	}
+	if len(candidates) == 0 {
+		return nil, gate
+	}
+	// Order by namespace, then key, and interleave namespaces: the i-th
+	// batch of every namespace before the (i+1)-th of any.
+	sort.Slice(candidates, func(i, j int) bool { return candidates[i].Key < candidates[j].Key })
+	rank := map[string]int{}
+	slots := make([]int, len(candidates))
+	for i, b := range candidates {
+		slots[i] = rank[b.Namespace]
+		rank[b.Namespace]++
+	}
+	order := make([]int, len(candidates))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return slots[order[a]] < slots[order[b]] })
+	level := fmt.Sprint(best)
+	pick := candidates[order[d.cursor[level]%len(order)]]
+	d.cursor[level]++
+	return pick, time.Time{}
+}
+
+// guarded lengthens each window by a guard time (1/50 of it, at most
+// 250ms): the server stamps a request when it arrives, later than we admit
+// it and by a varying delay, so a window exact on our side could still
+// count one too many on the server's.
+func guarded(ws []ratewindow.Window) []ratewindow.Window {
+	out := make([]ratewindow.Window, len(ws))
+	for i, w := range ws {
+		w.Period += min(250*time.Millisecond, w.Period/50)
+		out[i] = w
+	}
+	return out
+}

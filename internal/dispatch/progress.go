@@ -1,0 +1,103 @@
+package dispatch
+
+import (
+	"time"
+
+	"github.com/llmquota/llmquota/internal/cost"
+	"github.com/llmquota/llmquota/internal/ratewindow"
+)
+
+// Progress is a batch's state in the dispatcher.
+type Progress struct {
+	// Queued items wait to be sent (retries included); InFlight are being sent.
+	Queued, InFlight int
+	// GroupsDone counts finished groups of Size items.
+	GroupsDone int
+	// Retries counts retried attempts.
+	Retries int
+	// Suspended is true while the batch is paused.
+	Suspended bool
+	// Limit is the provider's decision holding the batch back (Allowed when none).
+	Limit ratewindow.Decision
+	// BackingOff is true while failures hold the provider back.
+	BackingOff bool
+}
+
+// Progress returns a batch's progress; ok is false if it is not submitted.
+func (d *Dispatcher) Progress(key string) (p Progress, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b, ok := d.batches[key]
+	if !ok {
+		return Progress{}, false
+	}
+	p = Progress{Queued: len(b.queue), InFlight: b.inFlight, GroupsDone: b.groupsDone, Retries: b.retries, Suspended: b.suspended}
+	if len(b.queue) > 0 && !b.suspended && !d.limited.Allowed {
+		p.Limit = d.limited
+		p.BackingOff = d.limited.Reason == ratewindow.ReasonBackoff
+	} else {
+		p.Limit = ratewindow.Decision{Allowed: true}
+	}
+	return p, true
+}
+
+// Stats is the provider's state for its status and metrics.
+type Stats struct {
+	Quota    ratewindow.Stats
+	Cost     cost.Totals
+	Requests map[string]int64
+	// AuthError is the last auth failure's message, until a call succeeds.
+	AuthError string
+	// Queued counts items waiting across all batches.
+	Queued int
+}
+
+// Stats returns the provider's state at now against the cost thresholds.
+func (d *Dispatcher) Stats(thresholds cost.Thresholds) Stats {
+	now := d.clock.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := Stats{Quota: d.limiter.Stats(now), Cost: d.meter.Totals(now, thresholds), AuthError: d.authErr, Requests: map[string]int64{}}
+	for k, v := range d.requests {
+		s.Requests[k] = v
+	}
+	for _, b := range d.batches {
+		s.Queued += len(b.queue)
+	}
+	return s
+}
+
+// SeedCost restores cost totals persisted in the provider's status.
+func (d *Dispatcher) SeedCost(day, today, month, thisMonth string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.meter.Seed(d.clock.Now(), day, today, month, thisMonth)
+}
+
+// Snapshot returns the quota state to persist (see ratewindow.Snapshot).
+func (d *Dispatcher) Snapshot() []byte { return d.limiter.Snapshot(d.clock.Now(), nil) }
+
+// ETA estimates when n more calls can have been admitted, when the quota
+// is the only limit: each window admits its limit per period, the interval
+// spaces calls, and groups of size wait delay between them.
+func ETA(now time.Time, n int, q ratewindow.Stats, minInterval time.Duration, size int, delay time.Duration) time.Time {
+	if n <= 0 {
+		return now
+	}
+	var need time.Duration
+	for _, w := range q.Windows {
+		free := max(0, w.Limit-w.Used)
+		if rest := int64(n) - free; rest > 0 {
+			periods := (rest + w.Limit - 1) / w.Limit
+			need = max(need, time.Duration(periods)*w.Period)
+		}
+	}
+	need = max(need, time.Duration(n-1)*minInterval)
+	if size > 0 {
+		need += time.Duration((n-1)/size) * delay
+	}
+	if !q.Next.Allowed && !q.Next.RetryAt.IsZero() && q.Next.RetryAt.After(now) {
+		need += q.Next.RetryAt.Sub(now)
+	}
+	return now.Add(need)
+}

@@ -1,0 +1,225 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/llmquota/llmquota/internal/provider"
+	"github.com/llmquota/llmquota/internal/ratewindow"
+)
+
+// Run serves the batches until ctx ends. On the way out it gives back the
+// unused reservation and persists the final quota state.
+func (d *Dispatcher) Run(ctx context.Context) {
+	defer d.shutdown()
+	for ctx.Err() == nil {
+		wait := d.step(ctx)
+		if wait < 0 {
+			continue
+		}
+		timer := d.clock.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-d.wake:
+		case <-timer.C():
+		}
+		timer.Stop()
+	}
+}
+
+// idle is how long the loop sleeps with nothing to do; a poke wakes it sooner.
+const idle = time.Minute
+
+// step starts at most one call. It returns how long to wait before the next
+// step, or -1 to step again at once.
+func (d *Dispatcher) step(ctx context.Context) time.Duration {
+	now := d.clock.Now()
+	d.mu.Lock()
+	b, gate := d.next(now)
+	if b == nil {
+		d.limited = ratewindow.Decision{Allowed: true}
+		d.mu.Unlock()
+		if gate.IsZero() {
+			return idle
+		}
+		return gate.Sub(now)
+	}
+	it := b.queue[0]
+	if fb := d.divert(it); fb != nil {
+		b.queue = b.queue[1:]
+		b.groupUnsen--
+		d.mu.Unlock()
+		d.sendToFallback(fb, b, it)
+		return -1
+	}
+	est := d.estimate(b, it)
+	dec := d.limiter.Admit(now, est)
+	if !dec.Allowed {
+		d.limited = dec
+		d.mu.Unlock()
+		switch dec.Reason {
+		case ratewindow.ReasonReservation:
+			d.reserve(ctx, est)
+			return -1
+		case ratewindow.ReasonConcurrency, ratewindow.ReasonTooLarge:
+			return idle // a release pokes the loop
+		}
+		return dec.RetryAt.Sub(now)
+	}
+	d.limited = dec
+	b.queue = b.queue[1:]
+	b.groupUnsen--
+	b.inFlight++
+	d.inFlight++
+	params := b.Params
+	d.mu.Unlock()
+	go d.call(ctx, b, params, it, est)
+	return -1
+}
+
+// estimate is the token cost charged at admission: the prompt at ~4
+// characters a token plus the output bound.
+func (d *Dispatcher) estimate(b *batch, it Item) int64 {
+	if d.cfg.Limits.Tokens == nil {
+		return 0
+	}
+	return int64(len(it.Prompt)+len(b.Params.System))/4 + int64(max(b.Params.MaxTokens, 256))
+}
+
+// reserve sets aside the next block of calls and persists it before any is
+// spent, so a crash cannot lose track of them.
+func (d *Dispatcher) reserve(ctx context.Context, est int64) {
+	d.limiter.Reserve(d.cfg.ReserveBlock, d.cfg.ReserveBlock*est)
+	snap := d.limiter.Snapshot(d.clock.Now(), nil)
+	if err := d.cfg.Persist(ctx, snap); err != nil {
+		d.limiter.Unreserve()
+		if ctx.Err() == nil {
+			d.log.Error(err, "Persisting quota reservation; retrying")
+			select {
+			case <-ctx.Done():
+			case <-d.clock.After(time.Second):
+			}
+		}
+	}
+}
+
+func (d *Dispatcher) shutdown() {
+	if d.cfg.Persist == nil {
+		return
+	}
+	if calls, _ := d.limiter.Unreserve(); calls == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.cfg.Persist(ctx, d.limiter.Snapshot(d.clock.Now(), nil)); err != nil {
+		d.log.Error(err, "Giving back the unused quota reservation")
+	}
+}
+
+// call runs one attempt and settles its outcome.
+func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item, est int64) {
+	it.Attempts++
+	model := params.Model
+	if model == "" {
+		model = d.cfg.DefaultModel
+	}
+	cctx, cancel := context.WithTimeout(ctx, d.cfg.CallTimeout)
+	resp, err := d.cfg.Client.Generate(cctx, provider.Request{
+		Model: model, Prompt: it.Prompt, System: params.System,
+		MaxTokens: params.MaxTokens, Temperature: params.Temperature,
+	})
+	cancel()
+	now := d.clock.Now()
+
+	var pe *provider.Error
+	switch {
+	case err == nil:
+		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeSuccess,
+			ExtraTokens: resp.InputTokens + resp.OutputTokens - est, RetryAfter: exhausted(resp.RateLimit, now)})
+	case errors.As(err, &pe):
+		d.limiter.Release(now, ratewindow.Result{Outcome: outcomeOf(pe), RetryAfter: pe.RetryAt})
+	default:
+		pe = &provider.Error{Class: provider.ClassConnection, Message: err.Error()}
+		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeFailure})
+	}
+
+	if r, report := d.settle(b, it, resp, pe, now); report != nil {
+		report(r)
+	}
+	d.poke()
+}
+
+// settle books a finished attempt: a retry goes back to the front of its
+// batch; otherwise it returns the item's final result and where to report
+// it. report is nil when there is nothing to report (retried, batch
+// removed, manager stopping).
+func (d *Dispatcher) settle(b *batch, it Item, resp *provider.Response, pe *provider.Error, now time.Time) (r Result, report func(Result)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b.inFlight--
+	d.inFlight--
+	if pe == nil {
+		d.requests["Succeeded"]++
+		d.authErr = ""
+		d.meter.Add(now, resp.InputTokens, resp.OutputTokens)
+	} else {
+		d.requests[string(pe.Class)]++
+		if pe.Class == provider.ClassAuth {
+			d.authErr = pe.Message
+		}
+	}
+	if b.removed || (pe != nil && pe.Class == provider.ClassCanceled) {
+		// Removed, or the manager is stopping: no result, so the item is
+		// sent again if the batch is admitted again.
+		return Result{}, nil
+	}
+	if pe != nil && pe.Retryable() && it.Attempts <= d.cfg.MaxRetries {
+		b.queue = append([]Item{it}, b.queue...)
+		b.groupUnsen++
+		b.retries++
+		return Result{}, nil
+	}
+	r = Result{ID: it.ID, Attempts: it.Attempts, Provider: d.cfg.Name}
+	if pe == nil {
+		r.Succeeded, r.Output, r.TokensIn, r.TokensOut, r.Latency = true, resp.Text, resp.InputTokens, resp.OutputTokens, resp.Latency
+	} else {
+		r.ErrorClass, r.ErrorMessage = string(pe.Class), pe.Message
+	}
+	d.finish(b, now)
+	return r, b.OnResult
+}
+
+// finish counts an item of the current group as done and opens the next
+// group once the whole group is.
+func (d *Dispatcher) finish(b *batch, now time.Time) {
+	b.groupLeft--
+	if b.groupLeft <= 0 && b.groupUnsen == 0 {
+		b.groupsDone++
+		b.startGroup(now)
+	}
+}
+
+// outcomeOf maps a failure to the backoff: provider trouble backs off, a
+// refusal of this request does not, and a 429 holds by its own Retry-After
+// (or backs off when it gave none).
+func outcomeOf(e *provider.Error) ratewindow.Outcome {
+	switch e.Class {
+	case provider.ClassServerError, provider.ClassTimeout, provider.ClassConnection:
+		return ratewindow.OutcomeFailure
+	case provider.ClassRateLimited:
+		if e.RetryAt.IsZero() {
+			return ratewindow.OutcomeFailure
+		}
+	}
+	return ratewindow.OutcomeNeutral
+}
+
+// exhausted turns "0 requests remaining until T" into a hold until T.
+func exhausted(rl provider.RateLimit, now time.Time) time.Time {
+	if rl.RequestsRemaining == 0 && rl.RequestsReset.After(now) {
+		return rl.RequestsReset
+	}
+	return time.Time{}
+}

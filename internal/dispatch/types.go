@@ -1,0 +1,91 @@
+package dispatch
+
+import (
+	"context"
+	"time"
+
+	"github.com/llmquota/llmquota/internal/cost"
+	"github.com/llmquota/llmquota/internal/provider"
+	"github.com/llmquota/llmquota/internal/ratewindow"
+)
+
+// Item is one prompt to send.
+type Item struct {
+	ID     string
+	Prompt string
+	// Attempts made so far (across restarts it starts again at 0).
+	Attempts int
+}
+
+// Params are the generation parameters of a batch.
+type Params struct {
+	Model, System string
+	MaxTokens     int32
+	Temperature   string
+}
+
+// Result is an item's final outcome.
+type Result struct {
+	ID           string
+	Succeeded    bool
+	Output       string
+	TokensIn     int64
+	TokensOut    int64
+	Attempts     int
+	Latency      time.Duration
+	Provider     string
+	ErrorClass   string
+	ErrorMessage string
+}
+
+// Batch is the work of one InferenceBatch handed to a dispatcher.
+type Batch struct {
+	// Key identifies the batch ("namespace/name").
+	Key       string
+	Namespace string
+	Priority  int32
+	// Size and Delay shape the batch's flow: Size items are sent, then the
+	// next Size wait until those finished and Delay passed.
+	Size  int
+	Delay time.Duration
+	// GroupsDone counts groups finished before this submission (a restart).
+	GroupsDone int
+	Params     Params
+	// Items are the items still to send, in order.
+	Items []Item
+	// OnResult receives each item's final result, from any goroutine.
+	OnResult func(Result)
+}
+
+// Config is what a dispatcher needs to know about its provider.
+type Config struct {
+	// Name of the LLMProvider.
+	Name string
+	// Limits are the quota; RequireReservation is set by the dispatcher.
+	Limits ratewindow.Config
+	// Client calls the provider.
+	Client provider.Client
+	// DefaultModel is used when a batch names no model.
+	DefaultModel string
+	// MaxRetries bounds the retries of one item after its first attempt.
+	MaxRetries int
+	// MaxPromptLength sends longer prompts to the fallback; 0 means no limit.
+	MaxPromptLength int
+	// Fallback names the provider that takes what this one cannot serve.
+	Fallback string
+	// CircuitThreshold is how many consecutive failures open the circuit,
+	// sending new items to the fallback while the backoff holds.
+	CircuitThreshold int
+	// Prices price the calls.
+	Prices cost.Prices
+	// CallTimeout bounds one call.
+	CallTimeout time.Duration
+	// ReserveBlock is how many calls are reserved, and persisted, at once.
+	ReserveBlock int64
+	// Persist writes a quota snapshot before its reserved calls are spent.
+	// Nil disables reservation (tests, or a deliberately ephemeral provider).
+	Persist func(ctx context.Context, snapshot []byte) error
+}
+
+// Lookup finds another provider's dispatcher (for fallbacks).
+type Lookup func(name string) *Dispatcher

@@ -1,0 +1,147 @@
+// Package items loads, checks and filters an InferenceBatch's prompt items:
+// JSONL parsing with line numbers, exact decimal score filtering (no
+// floats), and batch planning. It imports nothing from Kubernetes.
+package items
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+)
+
+// Item is one prompt with its optional pre-score.
+type Item struct {
+	ID     string
+	Prompt string
+	// Score is a decimal string; empty means unscored (never filtered).
+	Score string
+}
+
+// MaxJSONLItems bounds one ConfigMap's items.
+const MaxJSONLItems = 200_000
+
+// ParseJSONL reads one item per line: {"id": "...", "prompt": "...",
+// "score": 0.25}. The score may be a JSON number or a decimal string. Blank
+// lines are skipped. Every problem is reported with its line number; all
+// are collected, not just the first.
+func ParseJSONL(data []byte) ([]Item, error) {
+	var out []Item
+	var errs []error
+	seen := map[string]int{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := bytes.TrimSpace(sc.Bytes())
+		if len(text) == 0 {
+			continue
+		}
+		var raw struct {
+			ID     string          `json:"id"`
+			Prompt string          `json:"prompt"`
+			Score  json.RawMessage `json:"score"`
+		}
+		dec := json.NewDecoder(bytes.NewReader(text))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&raw); err != nil {
+			errs = append(errs, fmt.Errorf("line %d: %w", line, err))
+			continue
+		}
+		it := Item{ID: raw.ID, Prompt: raw.Prompt}
+		if len(raw.Score) > 0 && string(raw.Score) != "null" {
+			it.Score = strings.Trim(string(raw.Score), `"`)
+		}
+		if err := Check(it); err != nil {
+			errs = append(errs, fmt.Errorf("line %d: %w", line, err))
+			continue
+		}
+		if prev, dup := seen[it.ID]; dup {
+			errs = append(errs, fmt.Errorf("line %d: id %q already used on line %d", line, it.ID, prev))
+			continue
+		}
+		seen[it.ID] = line
+		out = append(out, it)
+		if len(out) > MaxJSONLItems {
+			return nil, fmt.Errorf("more than %d items", MaxJSONLItems)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("line %d: %w", line+1, err))
+	}
+	if len(errs) > 5 {
+		errs = append(errs[:5], fmt.Errorf("and %d more problems", len(errs)-5))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no items")
+	}
+	return out, nil
+}
+
+// Check validates one item as the CRD schema does for inline items.
+func Check(it Item) error {
+	switch {
+	case it.ID == "":
+		return errors.New("missing id")
+	case len(it.ID) > 128:
+		return fmt.Errorf("id %q is longer than 128 characters", it.ID[:32]+"...")
+	case it.Prompt == "":
+		return fmt.Errorf("item %q: missing prompt", it.ID)
+	}
+	if it.Score != "" {
+		s, ok := new(big.Rat).SetString(it.Score)
+		if !ok || s.Sign() < 0 || s.Cmp(big.NewRat(1, 1)) > 0 {
+			return fmt.Errorf("item %q: score %q is not a number between 0 and 1", it.ID, it.Score)
+		}
+	}
+	return nil
+}
+
+// Filter splits items into those scoring at least minScore, kept in order,
+// and those below it. Unscored items are kept. Comparison is exact.
+func Filter(all []Item, minScore string) (kept, filtered []Item, err error) {
+	threshold := new(big.Rat)
+	if minScore != "" {
+		if _, ok := threshold.SetString(minScore); !ok {
+			return nil, nil, fmt.Errorf("minScore %q is not a number", minScore)
+		}
+	}
+	for _, it := range all {
+		if it.Score != "" {
+			s, ok := new(big.Rat).SetString(it.Score)
+			if !ok {
+				return nil, nil, fmt.Errorf("item %q: score %q is not a number", it.ID, it.Score)
+			}
+			if s.Cmp(threshold) < 0 {
+				filtered = append(filtered, it)
+				continue
+			}
+		}
+		kept = append(kept, it)
+	}
+	return kept, filtered, nil
+}
+
+// Batches returns how many batches of size n items make.
+func Batches(items, size int) int {
+	if items == 0 || size <= 0 {
+		return 0
+	}
+	return (items + size - 1) / size
+}
+
+// Reduction is the filtered share in whole percent, as the original
+// report's batch_prefilter log line shows it.
+func Reduction(total, filtered int) int {
+	if total == 0 {
+		return 0
+	}
+	return (filtered*100 + total/2) / total
+}

@@ -1,0 +1,52 @@
+// Package metrics defines llmquota's Prometheus metrics, registered in
+// controller-runtime's registry so the manager's /metrics serves them.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+var (
+	// Requests counts provider calls by provider and outcome (Succeeded,
+	// RateLimited, ServerError, Timeout, ConnectionFailed, BadRequest,
+	// AuthFailed, ContextTooLong, Canceled).
+	Requests = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "llmquota_provider_requests",
+		Help: "Provider calls made by this manager since it started, by provider and outcome (Succeeded, RateLimited, ServerError, Timeout, ConnectionFailed, BadRequest, AuthFailed, ContextTooLong, Canceled).",
+	}, []string{"provider", "outcome"})
+	// WindowUsed is the admissions in each quota window.
+	WindowUsed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "llmquota_window_used",
+		Help: "Calls (or tokens, for tokensPerMinute) in each rolling quota window, by provider and window (minute, hour, day, tokensPerMinute).",
+	}, []string{"provider", "window"})
+	// WindowLimit is each quota window's limit.
+	WindowLimit = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "llmquota_window_limit",
+		Help: "Limit of each rolling quota window, by provider and window.",
+	}, []string{"provider", "window"})
+	// BackoffSeconds is how long the provider is held back.
+	BackoffSeconds = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "llmquota_backoff_seconds",
+		Help: "Seconds until the provider's failure backoff or Retry-After hold ends (0 when none), by provider.",
+	}, []string{"provider"})
+	// ConsecutiveFailures per provider.
+	ConsecutiveFailures = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "llmquota_consecutive_failures",
+		Help: "Failed calls since the last success, by provider.",
+	}, []string{"provider"})
+	// CostUSD is the cost per provider and period.
+	CostUSD = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "llmquota_cost_usd",
+		Help: "Cost of calls in USD by provider and period (today, month), UTC.",
+	}, []string{"provider", "period"})
+	// BatchItems counts a batch's items by state.
+	BatchItems = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "llmquota_batch_items",
+		Help: "Items of each InferenceBatch by state (total, filtered, pending, running, succeeded, failed, cached).",
+	}, []string{"namespace", "batch", "state"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(Requests, WindowUsed, WindowLimit, BackoffSeconds, ConsecutiveFailures, CostUSD, BatchItems)
+}
