@@ -74,6 +74,7 @@ bench: ## Run the Go benchmarks (figures go in docs/benchmarks.md).
 .PHONY: build
 build: ## Build the binaries into bin/.
 	go build -o $(LOCALBIN)/manager ./cmd/manager
+	go build -o $(LOCALBIN)/provider-emulator ./cmd/provider-emulator
 
 .PHONY: run
 run: ## Run the manager against the cluster in $KUBECONFIG.
@@ -101,5 +102,5 @@ clean: ## Remove built binaries (keeps the cached Kubernetes binaries).
 ##@ Demo
 
 .PHONY: demo
-demo: ## Run the main job end to end on a local control plane (not built yet: see docs/status.md).
-	@echo "make demo arrives with batch execution (the dispatcher and InferenceBatch reconciler); see docs/status.md" >&2; exit 1
+demo: k8s-bin build ## Run the main job end to end: local control plane, emulator, manager, the 136-item batch (DEMO_FLAGS=--keep to explore after).
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" KUBECTL="$(K8S_BIN)/kubectl" LLMQUOTA_BIN="$(LOCALBIN)" go run ./hack/demo $(DEMO_FLAGS)

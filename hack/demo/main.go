@@ -1,0 +1,355 @@
+// Command demo runs llmquota's main job end to end on this machine: a local
+// control plane (etcd + kube-apiserver, or the cluster in $KUBECONFIG), the
+// provider emulator with the original report's Gemini limits scaled down,
+// the manager, and the original report's 136-item batch. It shows progress
+// until the batch is Complete, prints the final state, and stops everything
+// it started. Run it through `make demo`.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/emulator"
+	"github.com/llmquota/llmquota/internal/results"
+)
+
+const demoKey = "demo-key"
+
+func main() {
+	keep := flag.Bool("keep", false, "Keep the control plane, emulator and manager running after the batch completes, until Ctrl-C.")
+	limit := flag.Duration("timeout", 6*time.Minute, "Give up if the batch is not Complete by then.")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *keep, *limit); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func say(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
+
+func run(ctx context.Context, keep bool, limit time.Duration) error {
+	dir, err := filepath.Abs(".demo")
+	if err != nil {
+		return err
+	}
+	_ = os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	bin := os.Getenv("LLMQUOTA_BIN")
+
+	kubeconfig := os.Getenv("KUBECONFIG")
+	if kubeconfig == "" {
+		say("Starting a local control plane (etcd and kube-apiserver from %s)", os.Getenv("KUBEBUILDER_ASSETS"))
+		env := &envtest.Environment{CRDDirectoryPaths: []string{"config/crd/bases"}, ErrorIfCRDPathMissing: true}
+		if _, err := env.Start(); err != nil {
+			return fmt.Errorf("starting the control plane: %w", err)
+		}
+		defer func() {
+			say("Stopping the control plane")
+			_ = env.Stop()
+		}()
+		admin, err := env.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, nil)
+		if err != nil {
+			return err
+		}
+		data, err := admin.KubeConfig()
+		if err != nil {
+			return err
+		}
+		kubeconfig = filepath.Join(dir, "kubeconfig")
+		if err := os.WriteFile(kubeconfig, data, 0o600); err != nil {
+			return err
+		}
+	} else {
+		say("Using the cluster in KUBECONFIG=%s; installing the CRDs", kubeconfig)
+		if err := kubectl(ctx, kubeconfig, "apply", "--server-side", "-f", "config/crd/bases"); err != nil {
+			return err
+		}
+	}
+	c, err := newClient(kubeconfig)
+	if err != nil {
+		return err
+	}
+
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
+	say("Starting the provider emulator at %s: Gemini limits scaled 6x (60/min, 3600/h, 9000/day), 150ms latency, 5%% injected 429s and 3%% 500s", endpoint)
+	emu, err := start(filepath.Join(dir, "emulator.log"), filepath.Join(bin, "provider-emulator"),
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--limits", "60/1m,3600/1h,9000/24h", "--latency", "150ms",
+		"--fault-429", "0.05", "--fault-500", "0.03", "--retry-after", "2s", "--keys", demoKey, "--log", filepath.Join(dir, "requests.jsonl"))
+	if err != nil {
+		return err
+	}
+	defer emu.stop("provider emulator")
+
+	say("Starting the manager (log: .demo/manager.log)")
+	mgr, err := start(filepath.Join(dir, "manager.log"), filepath.Join(bin, "manager"),
+		"--kubeconfig", kubeconfig, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0")
+	if err != nil {
+		return err
+	}
+	defer mgr.stop("manager")
+
+	say("Applying the Gemini provider (endpoint: the emulator) and the original report's 136-item batch")
+	if err := applyProvider(ctx, dir, kubeconfig, endpoint); err != nil {
+		return err
+	}
+	if err := kubectl(ctx, kubeconfig, "apply", "-n", "default", "-f", "config/samples/llmquota_v1alpha1_inferencebatch.yaml"); err != nil {
+		return err
+	}
+
+	if err := watch(ctx, c, limit); err != nil {
+		return err
+	}
+	say("Final state")
+	_ = kubectl(ctx, kubeconfig, "get", "llmproviders")
+	_ = kubectl(ctx, kubeconfig, "get", "inferencebatches", "-A", "-o", "wide")
+	_ = kubectl(ctx, kubeconfig, "get", "configmaps", "-n", "default", "-l", "llmquota.dev/batch=news-sentiment")
+	if err := showResults(ctx, c); err != nil {
+		return err
+	}
+	mgr.stop("manager")
+	emu.stop("provider emulator")
+	if err := checkServerLog(filepath.Join(dir, "requests.jsonl")); err != nil {
+		return err
+	}
+
+	if keep {
+		say("Everything keeps running. Try: KUBECONFIG=%s kubectl describe inferencebatch news-sentiment", kubeconfig)
+		say("Press Ctrl-C to stop")
+		<-ctx.Done()
+	}
+	return nil
+}
+
+// watch prints the batch's progress until it is Complete.
+func watch(ctx context.Context, c client.Client, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	key := types.NamespacedName{Namespace: "default", Name: "news-sentiment"}
+	last := ""
+	for {
+		var b llmv1.InferenceBatch
+		if err := c.Get(ctx, key, &b); err == nil {
+			line := progressLine(&b)
+			if line != last {
+				fmt.Printf("%s  %s\n", time.Now().Format("15:04:05"), line)
+				last = line
+			}
+			if meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionComplete) {
+				return nil
+			}
+			if f := meta.FindStatusCondition(b.Status.Conditions, llmv1.ConditionFailed); f != nil && f.Status == metav1.ConditionTrue && f.Reason != llmv1.ReasonItemsFailed {
+				return fmt.Errorf("batch failed: %s: %s", f.Reason, f.Message)
+			}
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the batch did not complete in time; see .demo/manager.log")
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("interrupted")
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func progressLine(b *llmv1.InferenceBatch) string {
+	s := b.Status
+	limited := "-"
+	if c := meta.FindStatusCondition(s.Conditions, llmv1.ConditionRateLimited); c != nil && c.Status == metav1.ConditionTrue {
+		limited = c.Reason
+	}
+	return fmt.Sprintf("progress %-7s filtered %-3d succeeded %-3d failed %-2d retries %-3d batches %d/%d  rate-limited: %s",
+		s.Progress, s.Counts.Filtered, s.Counts.Succeeded, s.Counts.Failed, s.Counts.Retries, s.Batches.Done, s.Batches.Total, limited)
+}
+
+// applyProvider applies the Gemini sample with the emulator's endpoint and
+// its limits scaled for a short demo, and the Secret holding its key.
+func applyProvider(ctx context.Context, dir, kubeconfig, endpoint string) error {
+	data, err := os.ReadFile("config/samples/llmquota_v1alpha1_llmprovider_gemini.yaml")
+	if err != nil {
+		return err
+	}
+	var p llmv1.LLMProvider
+	if err := yaml.Unmarshal(data, &p); err != nil {
+		return err
+	}
+	p.Spec.Endpoint = endpoint
+	p.Spec.Limits.RequestsPerMinute, p.Spec.Limits.RequestsPerHour, p.Spec.Limits.RequestsPerDay = ptr(60), ptr(3600), ptr(9000)
+	p.Spec.Limits.MinInterval = &metav1.Duration{Duration: 500 * time.Millisecond}
+	p.APIVersion, p.Kind = llmv1.GroupVersion.String(), "LLMProvider"
+	out, err := yaml.Marshal(&p)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, "provider-gemini.yaml")
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		return err
+	}
+	for _, args := range [][]string{
+		{"create", "namespace", "llmquota-system"},
+		{"-n", "llmquota-system", "create", "secret", "generic", "gemini-api-key", "--from-literal=api-key=" + demoKey},
+		{"apply", "-f", path},
+	} {
+		if err := kubectl(ctx, kubeconfig, args...); err != nil && !strings.Contains(err.Error(), "AlreadyExists") {
+			return err
+		}
+	}
+	return nil
+}
+
+func ptr(v int32) *int32 { return &v }
+
+func newClient(kubeconfig string) (client.Client, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	if err := llmv1.AddToScheme(scheme.Scheme); err != nil {
+		return nil, err
+	}
+	return client.New(cfg, client.Options{Scheme: scheme.Scheme})
+}
+
+func kubectl(ctx context.Context, kubeconfig string, args ...string) error {
+	cmd := exec.CommandContext(ctx, os.Getenv("KUBECTL"), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Stdout = os.Stdout
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// showResults prints a few stored results, as a user reads them.
+func showResults(ctx context.Context, c client.Client) error {
+	var list corev1.ConfigMapList
+	if err := c.List(ctx, &list, client.InNamespace("default"), client.MatchingLabels{results.LabelBatch: "news-sentiment"}); err != nil {
+		return err
+	}
+	say("Results are JSONL in those ConfigMaps, one line per item (kubectl get configmap news-sentiment-results-000 -o jsonpath='{.data.results\\.jsonl}'). Three of them:")
+	shown := 0
+	for _, cm := range list.Items {
+		for _, line := range strings.Split(cm.Data[results.DataKey], "\n") {
+			if strings.Contains(line, `"status":"succeeded"`) && shown < 3 {
+				fmt.Println("   ", line)
+				shown++
+			}
+		}
+	}
+	return nil
+}
+
+// checkServerLog reads what the emulator received and checks, from the
+// server's side, that no window of its quota was ever exceeded.
+func checkServerLog(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var log []emulator.Record
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var r emulator.Record
+		if err := json.Unmarshal([]byte(line), &r); err == nil {
+			log = append(log, r)
+		}
+	}
+	statuses := map[int]int{}
+	for i, r := range log {
+		statuses[r.Status]++
+		for _, w := range []struct {
+			n   int
+			per time.Duration
+		}{{60, time.Minute}, {3600, time.Hour}} {
+			count := 0
+			for _, prev := range log[:i+1] {
+				if prev.Admitted && prev.Time.After(r.Time.Add(-w.per)) {
+					count++
+				}
+			}
+			if count > w.n {
+				return fmt.Errorf("the emulator saw %d requests within %v at %v: a window was exceeded", count, w.per, r.Time)
+			}
+		}
+	}
+	say("The emulator received %d requests (by status: %v); no quota window was exceeded at the server", len(log), statuses)
+	return nil
+}
+
+// process is a child the demo started and must stop.
+type process struct {
+	cmd     *exec.Cmd
+	stopped bool
+}
+
+func start(logPath, path string, args ...string) (*process, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Its own process group: a Ctrl-C reaches only the demo, which then
+	// stops its children in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", path, err)
+	}
+	return &process{cmd: cmd}, nil
+}
+
+func (p *process) stop(name string) {
+	if p.stopped {
+		return
+	}
+	p.stopped = true
+	say("Stopping the %s", name)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+}
