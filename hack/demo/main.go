@@ -43,8 +43,9 @@ func main() {
 	limit := flag.Duration("timeout", 6*time.Minute, "Give up if the batch is not Complete by then.")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *keep, *limit); err != nil {
+	err := run(ctx, *keep, *limit)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
