@@ -73,8 +73,12 @@ type shard struct {
 // Store is one batch's results. Add buffers; Flush writes. Safe for
 // concurrent use.
 type Store struct {
-	c     client.Client
-	batch *llmv1.InferenceBatch
+	c client.Client
+	// owner is the batch's identity, copied: the caller keeps using its object.
+	owner metav1.OwnerReference
+	ns    string
+	// shardBytes is MaxShardBytes; tests lower it to exercise sharding.
+	shardBytes int
 
 	mu      sync.Mutex
 	shards  []*shard
@@ -90,7 +94,11 @@ func Load(ctx context.Context, reader client.Reader, c client.Client, batch *llm
 	if err := reader.List(ctx, &list, client.InNamespace(batch.Namespace), client.MatchingLabels{LabelBatch: batch.Name}); err != nil {
 		return nil, fmt.Errorf("listing result ConfigMaps: %w", err)
 	}
-	s := &Store{c: c, batch: batch, stored: map[string]Result{}}
+	yes := true
+	s := &Store{c: c, ns: batch.Namespace, shardBytes: MaxShardBytes, stored: map[string]Result{}, owner: metav1.OwnerReference{
+		APIVersion: llmv1.GroupVersion.String(), Kind: "InferenceBatch", Name: batch.Name, UID: batch.UID,
+		Controller: &yes, BlockOwnerDeletion: &yes,
+	}}
 	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
 	for i := range list.Items {
 		cm := &list.Items[i]
@@ -227,11 +235,11 @@ func (s *Store) Flush(ctx context.Context) (int, error) {
 func (s *Store) shardFor(n int) *shard {
 	if len(s.shards) > 0 {
 		last := s.shards[len(s.shards)-1]
-		if len(last.data)+n <= MaxShardBytes {
+		if len(last.data)+n <= s.shardBytes {
 			return last
 		}
 	}
-	sh := &shard{name: ShardName(s.batch.Name, len(s.shards))}
+	sh := &shard{name: ShardName(s.owner.Name, len(s.shards))}
 	s.shards = append(s.shards, sh)
 	return sh
 }
@@ -253,12 +261,12 @@ func ShardName(batch string, i int) string {
 func (s *Store) write(ctx context.Context, sh *shard) error {
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: sh.name, Namespace: s.batch.Namespace, ResourceVersion: sh.rv,
-			Labels: map[string]string{LabelBatch: s.batch.Name, LabelResults: "true"},
+			Name: sh.name, Namespace: s.ns, ResourceVersion: sh.rv,
+			Labels:          map[string]string{LabelBatch: s.owner.Name, LabelResults: "true"},
+			OwnerReferences: []metav1.OwnerReference{s.owner},
 		},
 		Data: map[string]string{DataKey: string(sh.data)},
 	}
-	setOwner(cm, s.batch)
 	var err error
 	if sh.exists {
 		err = s.c.Update(ctx, cm)
@@ -270,14 +278,6 @@ func (s *Store) write(ctx context.Context, sh *shard) error {
 	}
 	sh.rv, sh.exists = cm.ResourceVersion, true
 	return nil
-}
-
-func setOwner(cm *corev1.ConfigMap, b *llmv1.InferenceBatch) {
-	yes := true
-	cm.OwnerReferences = []metav1.OwnerReference{{
-		APIVersion: llmv1.GroupVersion.String(), Kind: "InferenceBatch", Name: b.Name, UID: b.UID,
-		Controller: &yes, BlockOwnerDeletion: &yes,
-	}}
 }
 
 // References lists the shards for the batch's status.
