@@ -295,22 +295,11 @@ func checkServerLog(path string) error {
 		}
 	}
 	statuses := map[int]int{}
-	for i, r := range log {
+	for _, r := range log {
 		statuses[r.Status]++
-		for _, w := range []struct {
-			n   int
-			per time.Duration
-		}{{60, time.Minute}, {3600, time.Hour}} {
-			count := 0
-			for _, prev := range log[:i+1] {
-				if prev.Admitted && prev.Time.After(r.Time.Add(-w.per)) {
-					count++
-				}
-			}
-			if count > w.n {
-				return fmt.Errorf("the emulator saw %d requests within %v at %v: a window was exceeded", count, w.per, r.Time)
-			}
-		}
+	}
+	if err := emulator.CheckWindows(log, []emulator.Limit{{Requests: 60, Period: time.Minute}, {Requests: 3600, Period: time.Hour}}); err != nil {
+		return fmt.Errorf("a quota window was exceeded at the server: %w", err)
 	}
 	say("The emulator received %d requests (by status: %v); no quota window was exceeded at the server", len(log), statuses)
 	return nil

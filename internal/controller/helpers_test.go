@@ -1,6 +1,10 @@
 package controller
 
 import (
+	"context"
+	"sync/atomic"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 )
 
@@ -9,4 +13,46 @@ import (
 func ctrlConfigSkipNameValidation() config.Controller {
 	skip := true
 	return config.Controller{SkipNameValidation: &skip}
+}
+
+// apiWrites counts every write the reconcilers make to the API server.
+var apiWrites atomic.Int64
+
+// counting wraps the manager's real client and counts its writes.
+type counting struct{ client.Client }
+
+func countingWrites(c client.Client) client.Client { return counting{c} }
+
+func (c counting) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	apiWrites.Add(1)
+	return c.Client.Create(ctx, obj, opts...)
+}
+
+func (c counting) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	apiWrites.Add(1)
+	return c.Client.Update(ctx, obj, opts...)
+}
+
+func (c counting) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	apiWrites.Add(1)
+	return c.Client.Patch(ctx, obj, patch, opts...)
+}
+
+func (c counting) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
+	apiWrites.Add(1)
+	return c.Client.Delete(ctx, obj, opts...)
+}
+
+func (c counting) Status() client.SubResourceWriter { return countingStatus{c.Client.Status()} }
+
+type countingStatus struct{ client.SubResourceWriter }
+
+func (c countingStatus) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+	apiWrites.Add(1)
+	return c.SubResourceWriter.Update(ctx, obj, opts...)
+}
+
+func (c countingStatus) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	apiWrites.Add(1)
+	return c.SubResourceWriter.Patch(ctx, obj, patch, opts...)
 }

@@ -108,21 +108,6 @@ func storedResults(b *llmv1.InferenceBatch) []results.Result {
 	return out
 }
 
-// serverHeld checks the emulator's log: no key's window was ever exceeded.
-func serverHeld(log []emulator.Record, limits []emulator.Limit) {
-	for i, rec := range log {
-		for _, l := range limits {
-			n := 0
-			for _, prev := range log[:i+1] {
-				if prev.Admitted && prev.KeyID == rec.KeyID && prev.Time.After(rec.Time.Add(-l.Period)) {
-					n++
-				}
-			}
-			Expect(n).To(BeNumerically("<=", l.Requests), "request %d: window %v exceeded at the server", i, l.Period)
-		}
-	}
-}
-
 func warningReasons(obj client.Object) []string {
 	var evs eventsv1.EventList
 	Expect(k8sClient.List(context.Background(), &evs)).To(Succeed())
@@ -177,7 +162,7 @@ var _ = Describe("InferenceBatch", func() {
 
 		log := emu.Log()
 		Expect(log).To(HaveLen(41), "only the 41 kept items were sent, each once")
-		serverHeld(log, limits)
+		Expect(emulator.CheckWindows(log, limits)).To(Succeed())
 
 		By("showing usage and cost on the provider")
 		Eventually(func(g Gomega) {
@@ -248,7 +233,7 @@ var _ = Describe("InferenceBatch", func() {
 		}
 		sent := len(emu.Log())
 		Expect(sent).To(BeNumerically("<=", 40+2*2*2), "re-sent more than the calls in flight (2 per restart, plus the results being written)")
-		serverHeld(emu.Log(), limits)
+		Expect(emulator.CheckWindows(emu.Log(), limits)).To(Succeed())
 	})
 
 	It("suspends and resumes", func() {
@@ -403,5 +388,33 @@ var _ = Describe("InferenceBatch", func() {
 		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "later"},
 			Data: map[string][]byte{"key": []byte(emulatorKey)}})).To(Succeed())
 		waitComplete(b, timeout)
+	})
+})
+
+var _ = Describe("API writes", func() {
+	It("stay well under one per item (figure for docs/benchmarks.md)", func() {
+		ns := newNamespace()
+		_, url := emulate(emulator.Config{})
+		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) {
+			s.Limits.RequestsPerMinute = ptr.To[int32](100000)
+			s.Limits.MaxConcurrency = 8
+		})
+		Eventually(func() bool {
+			var pp llmv1.LLMProvider
+			return k8sClient.Get(context.Background(), client.ObjectKeyFromObject(p), &pp) == nil &&
+				meta.IsStatusConditionTrue(pp.Status.Conditions, llmv1.ConditionReady)
+		}, timeout, interval).Should(BeTrue())
+		const n = 400
+		before := apiWrites.Load()
+		b := batchOf(ns, "bulk", p.Name, n, func(s *llmv1.InferenceBatchSpec) {
+			s.BatchSize = 1000
+			s.BatchDelay = nil
+		})
+		waitComplete(b, 2*timeout)
+		writes := apiWrites.Load() - before
+		perItem := float64(writes) / n
+		GinkgoWriter.Printf("API writes for %d items: %d (%.3f per item)\n", n, writes, perItem)
+		AddReportEntry("API writes per item", fmt.Sprintf("%.3f (%d writes for %d items)", perItem, writes, n))
+		Expect(perItem).To(BeNumerically("<", 1.0))
 	})
 })

@@ -77,12 +77,13 @@ func startManager() func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	registry := dispatch.NewRegistry()
 	recorder := mgr.GetEventRecorder("llmquota-manager")
+	c := countingWrites(mgr.GetClient())
 	Expect((&LLMProviderReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
+		Client: c, APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
 		Registry: registry, RunContext: ctx,
 	}).SetupWithManager(mgr)).To(Succeed())
 	Expect((&InferenceBatchReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
+		Client: c, APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
 		Registry: registry, RunContext: ctx, RecheckItems: time.Second,
 	}).SetupWithManager(mgr)).To(Succeed())
 	done := make(chan struct{})

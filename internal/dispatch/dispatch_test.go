@@ -83,24 +83,6 @@ func start(t *testing.T, cfg Config) *Dispatcher {
 	return d
 }
 
-// windowsHeld checks the emulator's log: admitted requests never exceed a window.
-func windowsHeld(t *testing.T, log []emulator.Record, limits []emulator.Limit) {
-	t.Helper()
-	for i, rec := range log {
-		for _, l := range limits {
-			n := 0
-			for _, prev := range log[:i+1] {
-				if prev.Admitted && prev.Time.After(rec.Time.Add(-l.Period)) {
-					n++
-				}
-			}
-			if n > l.Requests {
-				t.Fatalf("request %d: %d admitted in %v, limit %d", i, n, l.Period, l.Requests)
-			}
-		}
-	}
-}
-
 // TestRunsUnderQuotaOverHTTP: every item gets a result, and the server saw
 // no window exceeded, while the quota was the bottleneck.
 func TestRunsUnderQuotaOverHTTP(t *testing.T) {
@@ -119,7 +101,9 @@ func TestRunsUnderQuotaOverHTTP(t *testing.T) {
 	if refused := len(log) - 30; refused > 2 {
 		t.Fatalf("server refused %d requests: the client-side windows do not match the server's", refused)
 	}
-	windowsHeld(t, log, limits)
+	if err := emulator.CheckWindows(log, limits); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestFaultsRetriedAndBounded: under injected 429s, 5xx, resets and

@@ -155,3 +155,17 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal("unknown fault accepted")
 	}
 }
+
+func TestCheckWindowsFindsAViolation(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	log := []Record{{Time: t0, KeyID: "a", Admitted: true}, {Time: t0.Add(time.Second), KeyID: "b", Admitted: true},
+		{Time: t0.Add(2 * time.Second), KeyID: "a", Admitted: false}, {Time: t0.Add(3 * time.Second), KeyID: "a", Admitted: true}}
+	limits := []Limit{{Requests: 2, Period: time.Minute}}
+	if err := CheckWindows(log, limits); err != nil {
+		t.Fatalf("two admitted per key in a minute is within 2/min: %v", err)
+	}
+	log = append(log, Record{Time: t0.Add(59 * time.Second), KeyID: "a", Admitted: true})
+	if err := CheckWindows(log, limits); err == nil {
+		t.Fatal("a third admitted request of key a within the minute was not found")
+	}
+}

@@ -121,13 +121,8 @@ func TestRestoreRejectsCorruptInput(t *testing.T) {
 // TestSnapshotSize bounds the encoding: exact for the original report's
 // Gemini limits after a full day, bucketed for a million a day.
 func TestSnapshotSize(t *testing.T) {
-	l, _ := New(geminiConfig())
-	now := t0
-	for range 1500 {
-		l.Admit(now, 0)
-		l.Release(now, Result{Outcome: OutcomeSuccess})
-		now = now.Add(57 * time.Second)
-	}
+	l := fullGeminiDay()
+	now := t0.Add(1500 * 57 * time.Second)
 	snap := l.Snapshot(now, nil)
 	if len(snap) > 12<<10 {
 		t.Fatalf("1500/day snapshot is %d bytes, want under 12 KiB", len(snap))

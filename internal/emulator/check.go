@@ -1,0 +1,23 @@
+package emulator
+
+import "fmt"
+
+// CheckWindows proves from a request log, by brute force, that no API key
+// ever had more admitted requests than a limit allows in any window of its
+// period. It returns the first violation found, or nil.
+func CheckWindows(log []Record, limits []Limit) error {
+	for i, rec := range log {
+		for _, l := range limits {
+			n := 0
+			for _, prev := range log[:i+1] {
+				if prev.Admitted && prev.KeyID == rec.KeyID && prev.Time.After(rec.Time.Add(-l.Period)) {
+					n++
+				}
+			}
+			if n > l.Requests {
+				return fmt.Errorf("request %d at %v: %d admitted in the last %v, limit %d", i, rec.Time, n, l.Period, l.Requests)
+			}
+		}
+	}
+	return nil
+}
