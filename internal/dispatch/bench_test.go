@@ -3,7 +3,6 @@ package dispatch
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -16,25 +15,13 @@ import (
 	"github.com/llmquota/llmquota/internal/ratewindow"
 )
 
-// benchClient is a Gemini client on a zero-latency emulator over loopback.
-func benchClient(b *testing.B, cfg emulator.Config) (*emulator.Server, provider.Client) {
-	emu := emulator.New(cfg)
-	srv := httptest.NewServer(emu)
-	b.Cleanup(srv.Close)
-	c, err := provider.New(provider.Config{Type: provider.Gemini, Endpoint: srv.URL, APIKey: "k"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return emu, c
-}
-
 const benchWorkers = 8
 
 // BenchmarkDispatch sends b.N items through a dispatcher (8 in flight,
 // generous limits) to a zero-latency emulator: the dispatcher's overhead
 // on top of the HTTP calls themselves.
 func BenchmarkDispatch(b *testing.B) {
-	_, c := benchClient(b, emulator.Config{})
+	_, c := emulated(b, emulator.Config{})
 	d, _ := New(Config{Name: "p", Client: c, DefaultModel: "m", Limits: ratewindow.Config{
 		Windows:        []ratewindow.Window{{Name: "minute", Limit: 1 << 24, Period: time.Minute}},
 		MaxConcurrency: benchWorkers,
@@ -58,7 +45,7 @@ func BenchmarkDispatch(b *testing.B) {
 // BenchmarkBaselineDirectCalls makes the same calls from 8 goroutines with
 // no dispatcher: the ceiling the dispatcher is measured against.
 func BenchmarkBaselineDirectCalls(b *testing.B) {
-	_, c := benchClient(b, emulator.Config{})
+	_, c := emulated(b, emulator.Config{})
 	var next sync.Mutex
 	i := 0
 	var wg sync.WaitGroup
@@ -97,7 +84,7 @@ func BenchmarkBaselineDirectCalls(b *testing.B) {
 func BenchmarkQuotaUtilisation(b *testing.B) {
 	limits := []emulator.Limit{{Requests: 20, Period: time.Second}}
 	for b.Loop() {
-		emu, c := benchClient(b, emulator.Config{Limits: limits})
+		emu, c := emulated(b, emulator.Config{Limits: limits})
 		d, _ := New(Config{Name: "p", Client: c, DefaultModel: "m", Limits: ratewindow.Config{
 			Windows: []ratewindow.Window{{Name: "second", Limit: 20, Period: time.Second}}, MaxConcurrency: 4}},
 			nil, clock.RealClock{}, logr.Discard(), nil)

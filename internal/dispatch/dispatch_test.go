@@ -58,14 +58,15 @@ func items(prefix string, n int) []Item {
 	return out
 }
 
-func emulated(t *testing.T, cfg emulator.Config) (*emulator.Server, provider.Client) {
-	t.Helper()
+// emulated returns a Gemini client of an emulator serving over loopback.
+func emulated(tb testing.TB, cfg emulator.Config) (*emulator.Server, provider.Client) {
+	tb.Helper()
 	emu := emulator.New(cfg)
 	srv := httptest.NewServer(emu)
-	t.Cleanup(srv.Close)
+	tb.Cleanup(srv.Close)
 	c, err := provider.New(provider.Config{Type: provider.Gemini, Endpoint: srv.URL, APIKey: "k"})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return emu, c
 }

@@ -82,8 +82,9 @@ type Store struct {
 
 	mu      sync.Mutex
 	shards  []*shard
-	stored  map[string]Result // written to the API server
-	pending []Result          // added, not yet written
+	stored    map[string]Result // written to the API server
+	pending   []Result          // added, not yet written
+	pendingID map[string]bool   // ids in pending, for Has
 }
 
 // Load reads a batch's shards back with reader (uncached, so the manager
@@ -95,7 +96,7 @@ func Load(ctx context.Context, reader client.Reader, c client.Client, batch *llm
 		return nil, fmt.Errorf("listing result ConfigMaps: %w", err)
 	}
 	yes := true
-	s := &Store{c: c, ns: batch.Namespace, shardBytes: MaxShardBytes, stored: map[string]Result{}, owner: metav1.OwnerReference{
+	s := &Store{c: c, ns: batch.Namespace, shardBytes: MaxShardBytes, stored: map[string]Result{}, pendingID: map[string]bool{}, owner: metav1.OwnerReference{
 		APIVersion: llmv1.GroupVersion.String(), Kind: "InferenceBatch", Name: batch.Name, UID: batch.UID,
 		Controller: &yes, BlockOwnerDeletion: &yes,
 	}}
@@ -133,15 +134,8 @@ func Parse(data []byte) []Result {
 func (s *Store) Has(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.stored[id]; ok {
-		return true
-	}
-	for _, r := range s.pending {
-		if r.ID == id {
-			return true
-		}
-	}
-	return false
+	_, stored := s.stored[id]
+	return stored || s.pendingID[id]
 }
 
 // Stored returns a copy of the written results by id.
@@ -164,6 +158,7 @@ func (s *Store) Add(rs ...Result) {
 			r.Output, r.Truncated = r.Output[:maxOutputBytes], true
 		}
 		s.pending = append(s.pending, r)
+		s.pendingID[r.ID] = true
 	}
 }
 
@@ -226,6 +221,10 @@ func (s *Store) Flush(ctx context.Context) (int, error) {
 		stored += len(st.results)
 	}
 	s.pending = failed
+	clear(s.pendingID)
+	for _, r := range failed {
+		s.pendingID[r.ID] = true
+	}
 	s.dropEmptyShards()
 	return stored, firstErr
 }
