@@ -80,8 +80,8 @@ type Store struct {
 	// shardBytes is MaxShardBytes; tests lower it to exercise sharding.
 	shardBytes int
 
-	mu      sync.Mutex
-	shards  []*shard
+	mu        sync.Mutex
+	shards    []*shard
 	stored    map[string]Result // written to the API server
 	pending   []Result          // added, not yet written
 	pendingID map[string]bool   // ids in pending, for Has
