@@ -4,14 +4,20 @@
 K8S_VERSION ?= v1.37.2
 ETCD_VERSION ?= v3.6.16
 GOLANGCI_LINT_VERSION ?= v2.15.0
+KWOK_VERSION ?= v0.8.0
+HELM_VERSION ?= v3.22.0
 
 LOCALBIN ?= $(CURDIR)/bin
 K8S_BIN ?= $(LOCALBIN)/k8s/$(K8S_VERSION)-etcd$(ETCD_VERSION)
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 CONTROLLER_GEN ?= go tool controller-gen
+HELM ?= $(LOCALBIN)/tools/helm-$(HELM_VERSION)/helm
+KWOKCTL ?= $(LOCALBIN)/tools/kwok-$(KWOK_VERSION)/kwokctl
+PROMTOOL ?= $(LOCALBIN)/tools/promtool/promtool
+CHART := charts/llmquota
 
 # Paths `make manifests generate` writes; `make verify` fails if they drift.
-GENERATED := config/crd/bases config/rbac/role.yaml api/v1alpha1/zz_generated.deepcopy.go
+GENERATED := config/crd/bases config/rbac/role.yaml api/v1alpha1/zz_generated.deepcopy.go $(CHART)/crds $(CHART)/files/manager-role.yaml
 
 GO_TEST_FLAGS ?= -race -count=1
 
@@ -30,8 +36,10 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: ## Generate CRDs and RBAC from the kubebuilder markers.
+manifests: ## Generate CRDs and RBAC from the kubebuilder markers, and copy them into the chart.
 	$(CONTROLLER_GEN) rbac:roleName=llmquota-manager crd paths="./..." output:crd:artifacts:config=config/crd/bases
+	rm -f $(CHART)/crds/*.yaml && cp config/crd/bases/*.yaml $(CHART)/crds/
+	cp config/rbac/role.yaml $(CHART)/files/manager-role.yaml
 
 .PHONY: generate
 generate: ## Generate DeepCopy methods for the API types.
@@ -59,11 +67,17 @@ verify: manifests generate ## Regenerate, then fail if generated files differ fr
 ##@ Test
 
 .PHONY: test
-test: verify vet lint test-unit ## Everything CI runs: verify, vet, lint, unit and envtest suites.
+test: verify vet lint test-unit test-e2e ## Everything CI runs: verify, vet, lint, unit, envtest, chart and e2e suites.
 
 .PHONY: test-unit
-test-unit: k8s-bin ## Run the Go tests (unit and envtest) against the real API server.
-	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test $(GO_TEST_FLAGS) ./...
+test-unit: k8s-bin tools ## Run the Go tests (unit, envtest, chart) against the real API server, helm and promtool.
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: test-e2e
+test-e2e: build tools ## Install the chart into a KWOK cluster and run a batch end to end.
+	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) BIN_DIR=$(K8S_BIN) hack/build-k8s.sh --e2e >/dev/null
+	K8S_BIN="$(K8S_BIN)" HELM="$(HELM)" KWOKCTL="$(KWOKCTL)" KWOK="$(dir $(KWOKCTL))kwok" LLMQUOTA_BIN="$(LOCALBIN)" \
+		go test -tags e2e -count=1 -timeout 15m ./test/e2e/
 
 .PHONY: bench
 bench: ## Run the Go benchmarks (figures go in docs/benchmarks.md).
@@ -89,6 +103,10 @@ install: manifests ## Install the CRDs into the cluster in $KUBECONFIG.
 .PHONY: k8s-bin
 k8s-bin: ## Build etcd, kube-apiserver and kubectl from the Go module proxy (cached in bin/).
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) BIN_DIR=$(K8S_BIN) hack/build-k8s.sh >/dev/null
+
+.PHONY: tools
+tools: ## Build kwok, kwokctl and helm from the Go module proxy, extract promtool (cached in bin/tools).
+	KWOK_VERSION=$(KWOK_VERSION) HELM_VERSION=$(HELM_VERSION) hack/build-tools.sh >/dev/null
 
 $(GOLANGCI_LINT):
 	@mkdir -p $(LOCALBIN)/tmp

@@ -6,12 +6,18 @@ import (
 	"crypto/tls"
 	"flag"
 	"os"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -30,6 +36,7 @@ func main() {
 		leaderElect   bool
 		leaderElectNS string
 		enableHTTP2   bool
+		secretNS      string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to; \"0\" disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
@@ -37,6 +44,7 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so only one manager runs the controllers at a time.")
 	flag.StringVar(&leaderElectNS, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's namespace).")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics server (off by default: CVE-2023-44487).")
+	flag.StringVar(&secretNS, "secret-namespaces", "", "Comma-separated namespaces the manager watches Secrets in; empty: all (needs a cluster-wide Secret grant).")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -64,6 +72,7 @@ func main() {
 		LeaderElectionNamespace: leaderElectNS,
 		// Step down fast on SIGTERM so a standby takes over at once.
 		LeaderElectionReleaseOnCancel: true,
+		Cache:                         secretCache(secretNS),
 	})
 	if err != nil {
 		log.Error(err, "Creating manager")
@@ -98,4 +107,23 @@ func main() {
 		log.Error(err, "Running manager")
 		os.Exit(1)
 	}
+}
+
+// secretCache limits the Secret watch to the given namespaces, so the
+// manager needs Secret access there only (see the chart's
+// manager.secretNamespaces).
+func secretCache(namespaces string) cache.Options {
+	if namespaces == "" {
+		return cache.Options{}
+	}
+	only := map[string]cache.Config{}
+	for _, ns := range strings.Split(namespaces, ",") {
+		only[strings.TrimSpace(ns)] = cache.Config{}
+	}
+	secretMeta := &metav1.PartialObjectMetadata{}
+	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}: {Namespaces: only},
+		secretMeta:       {Namespaces: only},
+	}}
 }

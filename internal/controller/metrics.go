@@ -28,10 +28,19 @@ func publishProviderMetrics(name string, s dispatch.Stats, now time.Time) {
 	metrics.ConsecutiveFailures.WithLabelValues(name).Set(float64(s.Quota.ConsecutiveFailures))
 	metrics.CostUSD.WithLabelValues(name, "today").Set(decimalToFloat(s.Cost.Today))
 	metrics.CostUSD.WithLabelValues(name, "month").Set(decimalToFloat(s.Cost.ThisMonth))
+	metrics.CostAlert.WithLabelValues(name, "day").Set(boolToFloat(s.Cost.DailyExceeded))
+	metrics.CostAlert.WithLabelValues(name, "month").Set(boolToFloat(s.Cost.MonthlyExceeded))
+}
+
+func boolToFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func forgetProviderMetrics(name string) {
-	for _, v := range []*prometheus.GaugeVec{metrics.WindowUsed, metrics.WindowLimit, metrics.Requests, metrics.BackoffSeconds, metrics.ConsecutiveFailures, metrics.CostUSD} {
+	for _, v := range []*prometheus.GaugeVec{metrics.WindowUsed, metrics.WindowLimit, metrics.Requests, metrics.BackoffSeconds, metrics.ConsecutiveFailures, metrics.CostUSD, metrics.CostAlert} {
 		v.DeletePartialMatch(prometheus.Labels{"provider": name})
 	}
 }

@@ -40,6 +40,11 @@ var (
 		Name: "llmquota_cost_usd",
 		Help: "Cost of calls in USD by provider and period (today, month), UTC.",
 	}, []string{"provider", "period"})
+	// CostAlert is 1 while a provider's cost is past a threshold.
+	CostAlert = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "llmquota_cost_alert",
+		Help: "1 while the provider's cost is past its threshold for the period (day, month), else 0.",
+	}, []string{"provider", "period"})
 	// BatchItems counts a batch's items by state.
 	BatchItems = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "llmquota_batch_items",
@@ -48,5 +53,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(Requests, WindowUsed, WindowLimit, BackoffSeconds, ConsecutiveFailures, CostUSD, BatchItems)
+	metrics.Registry.MustRegister(Requests, WindowUsed, WindowLimit, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, BatchItems)
 }

@@ -1,0 +1,252 @@
+// Package chart tests the Helm chart with a real helm binary: lint, render
+// with default and non-default values, Pod Security "restricted" settings,
+// least-privilege RBAC, CRDs and RBAC in sync with config/, and the
+// PrometheusRule alerts with promtool. The binaries come from
+// hack/build-tools.sh (HELM and PROMTOOL, set by `make test`).
+package chart
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+)
+
+const chartDir = "../../charts/llmquota"
+
+func tool(t *testing.T, env string) string {
+	t.Helper()
+	p := os.Getenv(env)
+	if p == "" {
+		t.Fatalf("%s is not set: run through `make test`, which builds the tools with hack/build-tools.sh", env)
+	}
+	return p
+}
+
+func helm(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(tool(t, "HELM"), args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// render returns the chart's objects for the given --set values.
+func render(t *testing.T, sets ...string) []map[string]any {
+	t.Helper()
+	args := []string{"template", "rel", chartDir, "-n", "llmquota-system", "--kube-version", "1.37.2"}
+	for _, s := range sets {
+		args = append(args, "--set", s)
+	}
+	out, err := helm(t, args...)
+	if err != nil {
+		t.Fatalf("helm template %v: %v\n%s", sets, err, out)
+	}
+	var objs []map[string]any
+	for _, doc := range strings.Split(out, "\n---") {
+		var o map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
+			t.Fatalf("rendered YAML does not parse: %v\n%s", err, doc)
+		}
+		if o != nil {
+			objs = append(objs, o)
+		}
+	}
+	return objs
+}
+
+func kinds(objs []map[string]any) []string {
+	var out []string
+	for _, o := range objs {
+		out = append(out, o["kind"].(string)+"/"+o["metadata"].(map[string]any)["name"].(string))
+	}
+	return out
+}
+
+func find(objs []map[string]any, kind, name string) map[string]any {
+	for _, o := range objs {
+		if o["kind"] == kind && o["metadata"].(map[string]any)["name"] == name {
+			return o
+		}
+	}
+	return nil
+}
+
+func dig(o any, path ...string) any {
+	for _, p := range path {
+		m, ok := o.(map[string]any)
+		if !ok {
+			return nil
+		}
+		o = m[p]
+	}
+	return o
+}
+
+func TestLint(t *testing.T) {
+	for _, sets := range [][]string{nil, {"manager.replicas=2", "nodeAgent.enabled=true", "metrics.prometheusRule.enabled=true", "manager.secretNamespaces={llmquota-system}"}} {
+		args := []string{"lint", chartDir, "--strict"}
+		for _, s := range sets {
+			args = append(args, "--set", s)
+		}
+		if out, err := helm(t, args...); err != nil {
+			t.Fatalf("helm lint %v: %v\n%s", sets, err, out)
+		}
+	}
+}
+
+func TestDefaultInstall(t *testing.T) {
+	objs := render(t)
+	got := kinds(objs)
+	for _, want := range []string{"ServiceAccount/rel-llmquota-manager", "ClusterRole/rel-llmquota-manager", "ClusterRoleBinding/rel-llmquota-manager",
+		"Role/rel-llmquota-manager-leader-election", "Deployment/rel-llmquota-manager", "Service/rel-llmquota-manager-metrics", "NetworkPolicy/rel-llmquota-manager"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("default render lacks %s (has %v)", want, got)
+		}
+	}
+	for _, absent := range []string{"DaemonSet/rel-llmquota-node-agent", "PodDisruptionBudget/rel-llmquota-manager", "PrometheusRule/rel-llmquota-manager"} {
+		if slices.Contains(got, absent) {
+			t.Errorf("default render has %s, which is opt-in", absent)
+		}
+	}
+	rules := dig(find(objs, "ClusterRole", "rel-llmquota-manager"), "rules").([]any)
+	if !grants(rules, "secrets") {
+		t.Error("without secretNamespaces the manager needs a cluster-wide Secret grant")
+	}
+	if grants(rules, "pods") || grants(rules, "*") {
+		t.Error("the manager's ClusterRole grants more than its markers say")
+	}
+}
+
+func grants(rules []any, resource string) bool {
+	for _, r := range rules {
+		for _, res := range dig(r, "resources").([]any) {
+			if res == resource {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func TestNonDefaultValues(t *testing.T) {
+	objs := render(t, "manager.replicas=2", "nodeAgent.enabled=true", "metrics.prometheusRule.enabled=true",
+		"metrics.serviceMonitor.enabled=true", "manager.secretNamespaces={keys-a,keys-b}", "image.tag=v9", "networkPolicy.enabled=false")
+	got := kinds(objs)
+	for _, want := range []string{"PodDisruptionBudget/rel-llmquota-manager", "DaemonSet/rel-llmquota-node-agent", "PrometheusRule/rel-llmquota-manager",
+		"ServiceMonitor/rel-llmquota-manager", "Role/rel-llmquota-manager-secrets"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("render lacks %s", want)
+		}
+	}
+	if slices.Contains(got, "NetworkPolicy/rel-llmquota-manager") {
+		t.Error("networkPolicy.enabled=false still renders the NetworkPolicy")
+	}
+	if grants(dig(find(objs, "ClusterRole", "rel-llmquota-manager"), "rules").([]any), "secrets") {
+		t.Error("with secretNamespaces the manager must not read Secrets cluster-wide")
+	}
+	secretRoles := 0
+	for _, o := range objs {
+		if o["kind"] == "Role" && dig(o, "metadata", "name") == "rel-llmquota-manager-secrets" {
+			secretRoles++
+		}
+	}
+	if secretRoles != 2 {
+		t.Errorf("%d Secret Roles, want one per namespace (2)", secretRoles)
+	}
+	dep := find(objs, "Deployment", "rel-llmquota-manager")
+	if r := dig(dep, "spec", "replicas"); r != float64(2) {
+		t.Errorf("replicas %v", r)
+	}
+	c := dig(dep, "spec", "template", "spec", "containers").([]any)[0]
+	if !strings.HasSuffix(dig(c, "image").(string), ":v9") || !slices.Contains(dig(c, "args").([]any), any("--secret-namespaces=keys-a,keys-b")) {
+		t.Errorf("manager container %v", c)
+	}
+	agentRules := dig(find(objs, "ClusterRole", "rel-llmquota-node-agent"), "rules").([]any)
+	if grants(agentRules, "secrets") || !grants(agentRules, "pods/status") {
+		t.Errorf("node agent rules %v: it may patch pod status and must not read Secrets", agentRules)
+	}
+}
+
+// TestRestrictedPodSecurity checks every pod the chart makes against the
+// Pod Security "restricted" profile's requirements.
+func TestRestrictedPodSecurity(t *testing.T) {
+	for _, o := range render(t, "nodeAgent.enabled=true") {
+		spec := dig(o, "spec", "template", "spec")
+		if spec == nil {
+			continue
+		}
+		name := dig(o, "metadata", "name")
+		if dig(spec, "securityContext", "runAsNonRoot") != true || dig(spec, "securityContext", "seccompProfile", "type") != "RuntimeDefault" {
+			t.Errorf("%s: pod securityContext %v", name, dig(spec, "securityContext"))
+		}
+		for _, c := range dig(spec, "containers").([]any) {
+			sc := dig(c, "securityContext")
+			if dig(sc, "allowPrivilegeEscalation") != false || dig(sc, "readOnlyRootFilesystem") != true ||
+				!slices.Equal(dig(sc, "capabilities", "drop").([]any), []any{"ALL"}) {
+				t.Errorf("%s: container securityContext %v", name, sc)
+			}
+			if dig(c, "resources", "requests") == nil {
+				t.Errorf("%s: no resource requests", name)
+			}
+		}
+	}
+}
+
+func TestSchemaRefusesBadValues(t *testing.T) {
+	for _, bad := range []string{"manager.replicas=0", "manager.logLevel=loud", "metrics.prometheusRule.quotaWarningRatio=2", "nosuchkey=1"} {
+		if out, err := helm(t, "template", "rel", chartDir, "--kube-version", "1.37.2", "--set", bad); err == nil {
+			t.Errorf("--set %s rendered:\n%.200s", bad, out)
+		}
+	}
+}
+
+// TestInSyncWithConfig: the chart carries the generated CRDs and RBAC rules
+// byte for byte (`make manifests` copies them).
+func TestInSyncWithConfig(t *testing.T) {
+	pairs := map[string]string{filepath.Join(chartDir, "files", "manager-role.yaml"): "../../config/rbac/role.yaml"}
+	crds, _ := filepath.Glob("../../config/crd/bases/*.yaml")
+	for _, c := range crds {
+		pairs[filepath.Join(chartDir, "crds", filepath.Base(c))] = c
+	}
+	for chartFile, source := range pairs {
+		a, err1 := os.ReadFile(chartFile)
+		b, err2 := os.ReadFile(source)
+		if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s differs from %s: run make manifests", chartFile, source)
+		}
+	}
+}
+
+// TestAlerts renders the PrometheusRule and runs promtool's rule checks and
+// unit tests (alerts_test.yaml) on it.
+func TestAlerts(t *testing.T) {
+	objs := render(t, "metrics.prometheusRule.enabled=true", "nodeAgent.enabled=true")
+	spec := dig(find(objs, "PrometheusRule", "rel-llmquota-manager"), "spec")
+	data, err := yaml.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(rules, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests, _ := os.ReadFile("alerts_test.yaml")
+	if err := os.WriteFile(filepath.Join(dir, "alerts_test.yaml"), tests, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"check", "rules", rules}, {"test", "rules", filepath.Join(dir, "alerts_test.yaml")}} {
+		cmd := exec.Command(tool(t, "PROMTOOL"), args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("promtool %v: %v\n%s", args, err, out)
+		}
+	}
+}

@@ -1,0 +1,178 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+)
+
+const (
+	release   = "llmquota"
+	namespace = "llmquota-system"
+	sa        = "llmquota-manager"
+)
+
+var processes []*exec.Cmd
+
+func startProcess(logName, path string, args ...string) *exec.Cmd {
+	logFile, err := os.Create(filepath.Join(workDir, logName))
+	Expect(err).NotTo(HaveOccurred())
+	cmd := exec.Command(path, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	Expect(cmd.Start()).To(Succeed())
+	processes = append(processes, cmd)
+	return cmd
+}
+
+func stopProcesses() {
+	for _, p := range processes {
+		_ = p.Process.Signal(syscall.SIGTERM)
+		_, _ = p.Process.Wait()
+	}
+	processes = nil
+}
+
+// saKubeconfig writes a kubeconfig that authenticates as the chart's
+// manager ServiceAccount with a short-lived token.
+func saKubeconfig() string {
+	token := strings.TrimSpace(kubectl("-n", namespace, "create", "token", sa, "--duration", "1h"))
+	server := strings.TrimSpace(kubectl("config", "view", "--minify", "--raw", "-o", "jsonpath={.clusters[0].cluster.server}"))
+	ca := strings.TrimSpace(kubectl("config", "view", "--minify", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}"))
+	caLine := "insecure-skip-tls-verify: true"
+	if ca != "" {
+		caLine = "certificate-authority-data: " + ca
+	} else if file := strings.TrimSpace(kubectl("config", "view", "--minify", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority}")); file != "" {
+		data, err := os.ReadFile(file)
+		Expect(err).NotTo(HaveOccurred())
+		caLine = "certificate-authority-data: " + base64.StdEncoding.EncodeToString(data)
+	}
+	path := filepath.Join(workDir, "manager-sa.kubeconfig")
+	Expect(os.WriteFile(path, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: e2e, cluster: {server: %q, %s}}]
+users: [{name: manager, user: {token: %q}}]
+contexts: [{name: manager, context: {cluster: e2e, user: manager}}]
+current-context: manager
+`, server, caLine, token)), 0o600)).To(Succeed())
+	return path
+}
+
+// canI asks the API server (SelfSubjectAccessReview) whether the
+// ServiceAccount may do something; --quiet answers by exit code.
+func canI(saConfig string, args ...string) bool {
+	_, err := run(filepath.Join(env("K8S_BIN"), "kubectl"), append([]string{"--kubeconfig", saConfig, "auth", "can-i", "--quiet"}, args...)...)
+	return err == nil
+}
+
+var _ = Describe("The Helm chart on a real control plane", Ordered, func() {
+	var saConfig string
+
+	It("installs, and its Deployment becomes available", func() {
+		helm("install", release, chartDir, "-n", namespace, "--create-namespace", "--wait", "--timeout", "2m",
+			"--set", "manager.secretNamespaces={"+namespace+"}")
+		Expect(kubectl("-n", namespace, "get", "deployment", "llmquota-manager", "-o", "jsonpath={.status.availableReplicas}")).To(Equal("1"))
+		Expect(kubectl("get", "crd", "llmproviders.llmquota.dev", "inferencebatches.llmquota.dev", "-o", "name")).To(ContainSubstring("llmproviders"))
+	})
+
+	It("runs a batch to Complete with the manager authenticated as the chart's ServiceAccount", func() {
+		saConfig = saKubeconfig()
+		port := freePort()
+		endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
+		startProcess("emulator.log", filepath.Join(env("LLMQUOTA_BIN"), "provider-emulator"),
+			"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--limits", "60/1m", "--keys", "e2e-key")
+		startProcess("manager.log", filepath.Join(env("LLMQUOTA_BIN"), "manager"),
+			"--kubeconfig", saConfig, "--leader-elect", "--leader-election-namespace", namespace,
+			"--metrics-bind-address=0", "--health-probe-bind-address=0", "--secret-namespaces", namespace)
+
+		kubectl("-n", namespace, "create", "secret", "generic", "gemini-api-key", "--from-literal=api-key=e2e-key")
+		provider := strings.Replace(readFile(filepath.Join(samplesDir, "llmquota_v1alpha1_llmprovider_gemini.yaml")),
+			"  type: Gemini\n", "  type: Gemini\n  endpoint: "+endpoint+"\n", 1)
+		provider = strings.Replace(provider, "requestsPerMinute: 10", "requestsPerMinute: 60", 1)
+		provider = strings.Replace(provider, "minInterval: 3s", "minInterval: 100ms", 1)
+		applyText(provider)
+		kubectl("apply", "-n", "default", "-f", filepath.Join(samplesDir, "llmquota_v1alpha1_inferencebatch.yaml"))
+		kubectl("-n", "default", "patch", "inferencebatch", "news-sentiment", "--type", "merge", "-p", `{"spec":{"batchDelay":"200ms"}}`)
+
+		kubectl("wait", "--for=condition=Ready", "llmprovider/gemini", "--timeout=60s")
+		kubectl("-n", "default", "wait", "--for=condition=Complete", "inferencebatch/news-sentiment", "--timeout=180s")
+		Expect(kubectl("-n", "default", "get", "inferencebatch", "news-sentiment", "-o", "jsonpath={.status.progress} {.status.counts.filtered} {.status.counts.succeeded}")).
+			To(Equal("41/136 95 41"))
+		results := kubectl("-n", "default", "get", "configmap", "-l", "llmquota.dev/batch=news-sentiment", "-o", "jsonpath={.items[*].data.results\\.jsonl}")
+		Expect(strings.Count(results, `"status":"succeeded"`)).To(Equal(41))
+		Expect(strings.Count(results, `"status":"filtered"`)).To(Equal(95))
+		Expect(kubectl("get", "llmprovider", "gemini")).To(ContainSubstring("True"))
+
+		log := readFile(filepath.Join(workDir, "manager.log"))
+		var denied []string
+		for _, line := range strings.Split(log, "\n") {
+			if strings.Contains(line, "forbidden") {
+				denied = append(denied, line)
+			}
+		}
+		Expect(denied).To(BeEmpty(), "the chart's RBAC was not enough for the manager")
+		Expect(log).NotTo(ContainSubstring("e2e-key"), "the API key leaked into the log")
+	})
+
+	It("grants the manager what it needs and nothing more", func() {
+		for _, allowed := range [][]string{
+			{"get", "secrets", "-n", namespace}, {"watch", "llmproviders"}, {"patch", "llmproviders", "--subresource=status"},
+			{"patch", "inferencebatches", "--subresource=status", "-n", "default"}, {"create", "configmaps", "-n", "default"},
+			{"create", "leases", "-n", namespace}, {"create", "events.events.k8s.io", "-n", "default"}, {"create", "events", "-n", namespace},
+		} {
+			Expect(canI(saConfig, allowed...)).To(BeTrue(), "the manager may not %v", allowed)
+		}
+		for _, refused := range [][]string{
+			{"get", "secrets", "-n", "default"}, {"list", "secrets", "--all-namespaces"}, {"delete", "pods", "-n", namespace},
+			{"create", "deployments", "-n", namespace}, {"delete", "configmaps", "-n", "default"}, {"update", "llmproviders", "--subresource=finalizers"},
+			{"create", "leases", "-n", "default"}, {"create", "events", "-n", "default"}, {"delete", "llmproviders"}, {"*", "*"},
+		} {
+			Expect(canI(saConfig, refused...)).To(BeFalse(), "the manager may %v, which it does not need", refused)
+		}
+		By("and an action outside its RBAC is refused by the API server")
+		out, err := run(filepath.Join(env("K8S_BIN"), "kubectl"), "--kubeconfig", saConfig, "-n", "default", "get", "secrets")
+		Expect(err).To(HaveOccurred())
+		Expect(out).To(ContainSubstring("forbidden"))
+	})
+
+	It("upgrades with changed values", func() {
+		helm("upgrade", release, chartDir, "-n", namespace, "--wait", "--timeout", "2m",
+			"--set", "manager.secretNamespaces={"+namespace+"}", "--set", "manager.replicas=2", "--set", "manager.logLevel=debug")
+		Expect(kubectl("-n", namespace, "get", "deployment", "llmquota-manager", "-o", "jsonpath={.spec.replicas} {.status.availableReplicas}")).To(Equal("2 2"))
+		Expect(kubectl("-n", namespace, "get", "pdb", "llmquota-manager", "-o", "name")).To(ContainSubstring("llmquota-manager"))
+		Expect(kubectl("-n", namespace, "get", "deployment", "llmquota-manager", "-o", "jsonpath={.spec.template.spec.containers[0].args}")).To(ContainSubstring("--zap-log-level=debug"))
+	})
+
+	It("uninstalls, leaving only the CRDs", func() {
+		stopProcesses()
+		helm("uninstall", release, "-n", namespace, "--wait", "--timeout", "2m")
+		for _, kind := range []string{"deployments,services,serviceaccounts,roles,rolebindings,networkpolicies,poddisruptionbudgets", "clusterroles,clusterrolebindings"} {
+			Eventually(func() string {
+				out, _ := run(filepath.Join(env("K8S_BIN"), "kubectl"), "get", kind, "-A", "-l", "app.kubernetes.io/instance="+release, "-o", "name")
+				return strings.TrimSpace(out)
+			}, 30*time.Second, time.Second).Should(Or(BeEmpty(), ContainSubstring("No resources found")))
+		}
+		Expect(kubectl("get", "crd", "llmproviders.llmquota.dev", "-o", "name")).To(ContainSubstring("llmproviders"), "Helm keeps CRDs on uninstall")
+	})
+})
+
+func readFile(path string) string {
+	data, err := os.ReadFile(path)
+	Expect(err).NotTo(HaveOccurred())
+	return string(data)
+}
+
+func applyText(yaml string) {
+	path := filepath.Join(workDir, fmt.Sprintf("apply-%d.yaml", time.Now().UnixNano()))
+	Expect(os.WriteFile(path, []byte(yaml), 0o600)).To(Succeed())
+	kubectl("apply", "-f", path)
+}
