@@ -59,7 +59,7 @@ func must(name string, args ...string) string {
 }
 
 func kubectl(args ...string) string { return must(filepath.Join(env("K8S_BIN"), "kubectl"), args...) }
-func helm(args ...string) string    { return must(env("HELM"), args...) }
+func helm(args ...string)           { must(env("HELM"), args...) }
 
 var _ = BeforeSuite(func() {
 	var err error

@@ -24,14 +24,13 @@ const (
 
 var processes []*exec.Cmd
 
-func startProcess(logName, path string, args ...string) *exec.Cmd {
+func startProcess(logName, path string, args ...string) {
 	logFile, err := os.Create(filepath.Join(workDir, logName))
 	Expect(err).NotTo(HaveOccurred())
 	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	Expect(cmd.Start()).To(Succeed())
 	processes = append(processes, cmd)
-	return cmd
 }
 
 func stopProcesses() {
