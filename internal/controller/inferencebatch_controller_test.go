@@ -201,11 +201,21 @@ var _ = Describe("InferenceBatch", func() {
 	})
 
 	It("shares one provider fairly between two namespaces", func() {
-		_, url := emulate(emulator.Config{})
+		// 50ms a call, one at a time: the big batch alone takes 3s.
+		_, url := emulate(emulator.Config{Latency: 50 * time.Millisecond})
 		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) { s.Limits.MaxConcurrency = 1 })
-		big := batchOf(ns, "big", p.Name, 60, func(s *llmv1.InferenceBatchSpec) { s.BatchSize = 60 })
+		big := batchOf(ns, "big", p.Name, 60, func(s *llmv1.InferenceBatchSpec) { s.BatchSize = 60; s.Suspend = true })
 		other := newNamespace()
-		small := batchOf(other, "small", p.Name, 6, func(s *llmv1.InferenceBatchSpec) { s.BatchSize = 6 })
+		small := batchOf(other, "small", p.Name, 6, func(s *llmv1.InferenceBatchSpec) { s.BatchSize = 6; s.Suspend = true })
+		By("admitting both, then letting the big one start first")
+		for _, b := range []*llmv1.InferenceBatch{big, small} {
+			Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionTrue, "Admitted"))
+		}
+		for _, b := range []*llmv1.InferenceBatch{big, small} {
+			got := getBatch(b)(Default)
+			got.Spec.Suspend = false
+			Expect(k8sClient.Update(ctx, got)).To(Succeed())
+		}
 		waitComplete(small, timeout)
 		Expect(getBatch(big)(Default).Status.Counts.Succeeded).To(BeNumerically("<", 50), "the small namespace finished only after the big one")
 		waitComplete(big, timeout)

@@ -165,6 +165,27 @@ func TestFairAcrossNamespaces(t *testing.T) {
 	}
 }
 
+// TestFairWhileQuotaRefuses: asking while every slot is taken must not
+// cost a batch its turn (a bug the envtest fairness spec caught: with one
+// slot the loop asked twice per call and the cursor skipped the small
+// batch every time).
+func TestFairWhileQuotaRefuses(t *testing.T) {
+	_, client := emulated(t, emulator.Config{Latency: 20 * time.Millisecond})
+	d := start(t, Config{Name: "p", Client: client, DefaultModel: "m", Limits: ratewindow.Config{MaxConcurrency: 1}})
+	col := newCollector(66)
+	d.Submit(Batch{Key: "b/big", Namespace: "b", Size: 60, Items: items("big", 60), OnResult: col.add})
+	d.Submit(Batch{Key: "a/small", Namespace: "a", Size: 6, Items: items("small", 6), OnResult: col.add})
+	lastSmall := 0
+	for i, r := range col.wait(t, 30*time.Second) {
+		if r.ID[:5] == "small" {
+			lastSmall = i
+		}
+	}
+	if lastSmall > 13 {
+		t.Fatalf("the small batch's last item finished at position %d: its turns were skipped", lastSmall)
+	}
+}
+
 // TestPriorityFirst: a higher-priority batch is served before a lower one.
 func TestPriorityFirst(t *testing.T) {
 	fc := clocktesting.NewFakeClock(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))

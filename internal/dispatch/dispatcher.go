@@ -166,9 +166,10 @@ func (b *batch) ready(now time.Time) (bool, time.Time) {
 
 // next picks the batch to serve: the highest priority with a ready item,
 // then round-robin across namespaces, then across batches of a namespace.
-// It returns the earliest gate time when nothing is ready.
-func (d *Dispatcher) next(now time.Time) (*batch, time.Time) {
-	var gate time.Time
+// It returns the earliest gate time when nothing is ready. The round-robin
+// position moves only when the caller sends the item (served), so asking
+// while the quota refuses does not skip a batch's turn.
+func (d *Dispatcher) next(now time.Time) (b *batch, gate time.Time, served func()) {
 	best := int32(-1 << 31)
 	var candidates []*batch
 	for _, b := range d.batches {
@@ -187,7 +188,7 @@ func (d *Dispatcher) next(now time.Time) (*batch, time.Time) {
 		}
 	}
 	if len(candidates) == 0 {
-		return nil, gate
+		return nil, gate, nil
 	}
 	// Order by namespace, then key, and interleave namespaces: the i-th
 	// batch of every namespace before the (i+1)-th of any.
@@ -205,8 +206,7 @@ func (d *Dispatcher) next(now time.Time) (*batch, time.Time) {
 	sort.SliceStable(order, func(a, b int) bool { return slots[order[a]] < slots[order[b]] })
 	level := fmt.Sprint(best)
 	pick := candidates[order[d.cursor[level]%len(order)]]
-	d.cursor[level]++
-	return pick, time.Time{}
+	return pick, time.Time{}, func() { d.cursor[level]++ }
 }
 
 // guarded lengthens each window by a guard time (1/50 of it, at most

@@ -36,7 +36,7 @@ const idle = time.Minute
 func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	now := d.clock.Now()
 	d.mu.Lock()
-	b, gate := d.next(now)
+	b, gate, served := d.next(now)
 	if b == nil {
 		d.limited = ratewindow.Decision{Allowed: true}
 		d.mu.Unlock()
@@ -47,6 +47,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	}
 	it := b.queue[0]
 	if fb := d.divert(it); fb != nil {
+		served()
 		b.queue = b.queue[1:]
 		b.groupUnsen--
 		d.mu.Unlock()
@@ -68,6 +69,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 		return dec.RetryAt.Sub(now)
 	}
 	d.limited = dec
+	served()
 	b.queue = b.queue[1:]
 	b.groupUnsen--
 	b.inFlight++
