@@ -246,6 +246,28 @@ var _ = Describe("InferenceBatch", func() {
 		Expect(emulator.CheckWindows(emu.Log(), limits)).To(Succeed())
 	})
 
+	It("hands a running batch over to a standby manager on leader failover", func() {
+		limits := []emulator.Limit{{Requests: 600, Period: time.Minute}}
+		emu, url := emulate(emulator.Config{Limits: limits, Latency: 20 * time.Millisecond})
+		p := providerFor(ns, url, nil)
+		By("replacing the suite's manager with two that elect a leader")
+		stopManager()
+		stopLeader := startElectedManager()
+		b := batchOf(ns, "failover", p.Name, 30, func(s *llmv1.InferenceBatchSpec) { s.BatchSize = 3 })
+		Eventually(func() int32 { return getBatch(b)(Default).Status.Counts.Succeeded }, timeout, 10*time.Millisecond).Should(BeNumerically(">=", 6))
+		stopStandby := startElectedManager()
+		By("stopping the leader: the standby takes the lease and finishes the batch")
+		stopLeader()
+		got := waitComplete(b, timeout)
+		stopStandby()
+		stopManager = startManager()
+
+		Expect(got.Status.Counts.Succeeded).To(BeEquivalentTo(30))
+		Expect(storedResults(b)).To(HaveLen(30))
+		Expect(len(emu.Log())).To(BeNumerically("<=", 30+2*2), "re-sent more than the calls in flight at the failover")
+		Expect(emulator.CheckWindows(emu.Log(), limits)).To(Succeed())
+	})
+
 	It("suspends and resumes", func() {
 		emu, url := emulate(emulator.Config{})
 		p := providerFor(ns, url, nil)
@@ -262,17 +284,20 @@ var _ = Describe("InferenceBatch", func() {
 	})
 
 	It("stops sending when a batch is deleted mid-run", func() {
-		emu, url := emulate(emulator.Config{})
-		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) {
-			s.Limits.RequestsPerMinute = ptr.To[int32](120)
-			s.Limits.MaxConcurrency = 1
-		})
+		emu, url := emulate(emulator.Config{Latency: 20 * time.Millisecond})
+		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) { s.Limits.MaxConcurrency = 1 }) // ~10 calls a second
 		b := batchOf(ns, "doomed", p.Name, 100, func(s *llmv1.InferenceBatchSpec) { s.BatchSize = 100 })
 		Eventually(func() int { return len(emu.Log()) }, timeout, interval).Should(BeNumerically(">=", 3))
 		Expect(k8sClient.Delete(ctx, b)).To(Succeed())
-		Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(b), &llmv1.InferenceBatch{}) }, timeout, interval).ShouldNot(Succeed())
-		atDelete := len(emu.Log())
-		Consistently(func() int { return len(emu.Log()) }, 2*time.Second, interval).Should(BeNumerically("<=", atDelete+1))
+		By("the manager stops within a moment of seeing the deletion, and sends nothing more")
+		Eventually(func() bool {
+			before := len(emu.Log())
+			time.Sleep(300 * time.Millisecond)
+			return len(emu.Log()) == before
+		}, 10*time.Second, interval).Should(BeTrue())
+		stopped := len(emu.Log())
+		Consistently(func() int { return len(emu.Log()) }, 1500*time.Millisecond, interval).Should(Equal(stopped))
+		Expect(stopped).To(BeNumerically("<", 100), "the batch ran to the end although it was deleted")
 	})
 
 	It("fails with DeadlineExceeded and keeps the results so far", func() {

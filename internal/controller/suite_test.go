@@ -66,13 +66,23 @@ var _ = AfterSuite(func() {
 
 // startManager runs a manager with both reconcilers, as cmd/manager does,
 // and returns a function that stops it and waits until it has.
-func startManager() func() {
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             ctrlConfigSkipNameValidation(),
+func startManager() func() { return startManagerWith(ctrl.Options{}) }
+
+// startElectedManager runs a manager that competes for leadership, as the
+// replicas of a Deployment do, releasing the lease when stopped.
+func startElectedManager() func() {
+	return startManagerWith(ctrl.Options{
+		LeaderElection: true, LeaderElectionID: "manager.llmquota.dev", LeaderElectionNamespace: "default",
+		LeaderElectionReleaseOnCancel: true,
 	})
+}
+
+func startManagerWith(opts ctrl.Options) func() {
+	opts.Scheme = scheme.Scheme
+	opts.Metrics = metricsserver.Options{BindAddress: "0"}
+	opts.HealthProbeBindAddress = "0"
+	opts.Controller = ctrlConfigSkipNameValidation()
+	mgr, err := ctrl.NewManager(cfg, opts)
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
 	registry := dispatch.NewRegistry()
