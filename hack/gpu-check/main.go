@@ -15,20 +15,25 @@ import (
 )
 
 func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
 	r, err := gpu.Open(nvml.New())
 	if errors.Is(err, gpu.ErrNoNVML) {
 		fmt.Println("no NVML on this machine:", err)
-		return
+		return nil
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return err
 	}
 	defer func() { _ = r.Close() }()
 	devs, err := r.Devices()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return err
 	}
 	const mib = 1 << 20
 	for _, d := range devs {
@@ -39,6 +44,10 @@ func main() {
 			fmt.Printf("  pid %d uses %d MiB\n", p.PID, p.UsedBytes/mib)
 		}
 	}
-	out, _ := json.Marshal(devs)
+	out, err := json.Marshal(devs)
+	if err != nil {
+		return err
+	}
 	fmt.Println(string(out))
+	return nil
 }
