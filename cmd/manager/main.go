@@ -86,7 +86,7 @@ func main() {
 	recorder := mgr.GetEventRecorder("llmquota-manager")
 	if err := (&controller.LLMProviderReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
-		Registry: registry, RunContext: ctx,
+		Registry: registry, RunContext: ctx, SecretNamespaces: splitList(secretNS),
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "Setting up controller", "controller", "LLMProvider")
 		os.Exit(1)
@@ -117,8 +117,8 @@ func secretCache(namespaces string) cache.Options {
 		return cache.Options{}
 	}
 	only := map[string]cache.Config{}
-	for _, ns := range strings.Split(namespaces, ",") {
-		only[strings.TrimSpace(ns)] = cache.Config{}
+	for _, ns := range splitList(namespaces) {
+		only[ns] = cache.Config{}
 	}
 	secretMeta := &metav1.PartialObjectMetadata{}
 	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
@@ -126,4 +126,14 @@ func secretCache(namespaces string) cache.Options {
 		&corev1.Secret{}: {Namespaces: only},
 		secretMeta:       {Namespaces: only},
 	}}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }

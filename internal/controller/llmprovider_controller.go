@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -45,6 +48,11 @@ type LLMProviderReconciler struct {
 	RunContext context.Context
 	// HTTPClient calls the providers; nil uses a default.
 	HTTPClient *http.Client
+	// SecretNamespaces, when set, are the only namespaces whose Secrets the
+	// manager may read (--secret-namespaces).
+	SecretNamespaces []string
+
+	keys keyChecks
 }
 
 // statusRefresh is how often a provider with a running dispatcher has its
@@ -159,25 +167,88 @@ func notReady(reason, format string, args ...any) *metav1.Condition {
 		Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 
-// checkCredentials reports a missing Secret or key. It reads the Secret
-// uncached and never looks at, logs or returns the key's value.
+// checkCredentials reports a missing Secret or key. It reads the Secret's
+// data (uncached) only when its resourceVersion changed since the last
+// check, and never looks at, logs or returns the key's value.
 func (r *LLMProviderReconciler) checkCredentials(ctx context.Context, p *llmv1.LLMProvider) (*metav1.Condition, error) {
 	ref := p.Spec.CredentialsSecretRef
 	if ref == nil {
 		return nil, nil
 	}
-	var secret corev1.Secret
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: string(ref.Name)}, &secret)
-	switch {
-	case apierrors.IsNotFound(err):
-		return notReady(llmv1.ReasonSecretNotFound, "Secret %s/%s named by spec.credentialsSecretRef does not exist", ref.Namespace, ref.Name), nil
-	case err != nil:
-		return nil, fmt.Errorf("reading credentials Secret %s/%s: %w", ref.Namespace, ref.Name, err)
+	if len(r.SecretNamespaces) > 0 && !slices.Contains(r.SecretNamespaces, ref.Namespace) {
+		return notReady(llmv1.ReasonSecretNotFound, "Secret namespace %q named by spec.credentialsSecretRef is not one the manager may read (--secret-namespaces=%s)",
+			ref.Namespace, strings.Join(r.SecretNamespaces, ",")), nil
 	}
-	if len(secret.Data[ref.Key]) == 0 {
+	version, err := r.secretVersion(ctx, ref)
+	switch {
+	case err != nil:
+		return nil, err
+	case version == "":
+		return notReady(llmv1.ReasonSecretNotFound, "Secret %s/%s named by spec.credentialsSecretRef does not exist", ref.Namespace, ref.Name), nil
+	}
+	hasKey, known := r.keys.lookup(p.Name, version+"/"+ref.Key)
+	if !known {
+		var secret corev1.Secret
+		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: string(ref.Name)}, &secret)
+		switch {
+		case apierrors.IsNotFound(err):
+			return notReady(llmv1.ReasonSecretNotFound, "Secret %s/%s named by spec.credentialsSecretRef does not exist", ref.Namespace, ref.Name), nil
+		case err != nil:
+			return nil, fmt.Errorf("reading credentials Secret %s/%s: %w", ref.Namespace, ref.Name, err)
+		}
+		hasKey = len(secret.Data[ref.Key]) > 0
+		r.keys.remember(p.Name, version+"/"+ref.Key, hasKey)
+	}
+	if !hasKey {
 		return notReady(llmv1.ReasonKeyNotFound, "Secret %s/%s has no non-empty key %q named by spec.credentialsSecretRef.key", ref.Namespace, ref.Name, ref.Key), nil
 	}
 	return nil, nil
+}
+
+// secretVersion returns the credentials Secret's resourceVersion from the
+// metadata-only cache the Secret watch keeps, or "" if it does not exist.
+func (r *LLMProviderReconciler) secretVersion(ctx context.Context, ref *llmv1.SecretKeyReference) (string, error) {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	err := r.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: string(ref.Name)}, m)
+	if apierrors.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading credentials Secret %s/%s: %w", ref.Namespace, ref.Name, err)
+	}
+	return m.ResourceVersion, nil
+}
+
+// keyChecks remembers, per provider, whether the Secret at one
+// resourceVersion held the key: the answer, never the key.
+type keyChecks struct {
+	mu sync.Mutex
+	m  map[string]keyCheck
+}
+
+type keyCheck struct {
+	version string
+	hasKey  bool
+}
+
+func (k *keyChecks) lookup(provider, version string) (hasKey, known bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c, ok := k.m[provider]
+	if !ok || c.version != version {
+		return false, false
+	}
+	return c.hasKey, true
+}
+
+func (k *keyChecks) remember(provider, version string, hasKey bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.m == nil {
+		k.m = map[string]keyCheck{}
+	}
+	k.m[provider] = keyCheck{version: version, hasKey: hasKey}
 }
 
 // checkFallback follows the fallback chain and reports a missing provider or a loop.

@@ -178,3 +178,14 @@ var _ = Describe("chainReaches", func() {
 		Entry("no fallback", map[string]string{}, "a", "b", false),
 	)
 })
+
+var _ = Describe("checkCredentials with --secret-namespaces", func() {
+	It("names a Secret outside the namespaces the manager may read, without reading it", func() {
+		r := &LLMProviderReconciler{SecretNamespaces: []string{"llmquota-system"}}
+		cond, err := r.checkCredentials(context.Background(), hostedProvider("team-a", "key"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cond).To(haveReady(metav1.ConditionFalse, llmv1.ReasonSecretNotFound))
+		Expect(cond.Message).To(ContainSubstring(`"team-a"`))
+		Expect(cond.Message).To(ContainSubstring("--secret-namespaces=llmquota-system"))
+	})
+})

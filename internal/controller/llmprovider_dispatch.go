@@ -22,13 +22,20 @@ import (
 // credentials, carrying the quota state over from the previous one, or from
 // the status persisted by an earlier manager.
 func (r *LLMProviderReconciler) ensureDispatcher(ctx context.Context, p *llmv1.LLMProvider) error {
-	key, keyVersion, err := r.apiKey(ctx, p)
-	if err != nil {
-		return err
+	secretVersion := ""
+	if ref := p.Spec.CredentialsSecretRef; ref != nil {
+		var err error
+		if secretVersion, err = r.secretVersion(ctx, ref); err != nil {
+			return err
+		}
 	}
-	version := fmt.Sprintf("%d/%s", p.Generation, keyVersion)
+	version := fmt.Sprintf("%d/%s", p.Generation, secretVersion)
 	if v, ok := r.Registry.Version(p.Name); ok && v == version {
 		return nil
+	}
+	key, err := r.apiKey(ctx, p)
+	if err != nil {
+		return err
 	}
 	var snapshot []byte
 	if old := r.Registry.Stop(p.Name); old != nil {
@@ -54,18 +61,18 @@ func (r *LLMProviderReconciler) ensureDispatcher(ctx context.Context, p *llmv1.L
 	return nil
 }
 
-// apiKey reads the provider's key (uncached) and the Secret's
-// resourceVersion, so a rotated key restarts the dispatcher.
-func (r *LLMProviderReconciler) apiKey(ctx context.Context, p *llmv1.LLMProvider) (string, string, error) {
+// apiKey reads the provider's key, uncached, when its dispatcher starts
+// (a rotated key changes the Secret's resourceVersion and restarts it).
+func (r *LLMProviderReconciler) apiKey(ctx context.Context, p *llmv1.LLMProvider) (string, error) {
 	ref := p.Spec.CredentialsSecretRef
 	if ref == nil {
-		return "", "", nil
+		return "", nil
 	}
 	var s corev1.Secret
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: string(ref.Name)}, &s); err != nil {
-		return "", "", fmt.Errorf("reading credentials Secret %s/%s: %w", ref.Namespace, ref.Name, err)
+		return "", fmt.Errorf("reading credentials Secret %s/%s: %w", ref.Namespace, ref.Name, err)
 	}
-	return string(s.Data[ref.Key]), s.ResourceVersion, nil
+	return string(s.Data[ref.Key]), nil
 }
 
 // persistQuota writes a quota snapshot into the provider's status with a
