@@ -6,6 +6,7 @@ ETCD_VERSION ?= v3.6.16
 GOLANGCI_LINT_VERSION ?= v2.15.0
 KWOK_VERSION ?= v0.8.0
 HELM_VERSION ?= v3.22.0
+OLLAMA_VERSION ?= v0.17.4
 
 LOCALBIN ?= $(CURDIR)/bin
 K8S_BIN ?= $(LOCALBIN)/k8s/$(K8S_VERSION)-etcd$(ETCD_VERSION)
@@ -14,6 +15,7 @@ CONTROLLER_GEN ?= go tool controller-gen
 HELM ?= $(LOCALBIN)/tools/helm-$(HELM_VERSION)/helm
 KWOKCTL ?= $(LOCALBIN)/tools/kwok-$(KWOK_VERSION)/kwokctl
 PROMTOOL ?= $(LOCALBIN)/tools/promtool/promtool
+OLLAMA ?= $(LOCALBIN)/tools/ollama-$(OLLAMA_VERSION)/ollama
 CHART := charts/llmquota
 
 # Paths `make manifests generate` writes; `make verify` fails if they drift.
@@ -70,8 +72,8 @@ verify: manifests generate ## Regenerate, then fail if generated files differ fr
 test: verify vet lint test-unit test-e2e ## Everything CI runs: verify, vet, lint, unit, envtest, chart and e2e suites.
 
 .PHONY: test-unit
-test-unit: k8s-bin tools ## Run the Go tests (unit, envtest, chart) against the real API server, helm and promtool.
-	KUBEBUILDER_ASSETS="$(K8S_BIN)" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" go test $(GO_TEST_FLAGS) ./...
+test-unit: k8s-bin tools ollama-bin ## Run the Go tests (unit, envtest, chart, agent) against the real API server, helm, promtool and ollama.
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" OLLAMA="$(OLLAMA)" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: test-e2e
 test-e2e: build tools ## Install the chart into a KWOK cluster and run a batch end to end.
@@ -107,6 +109,10 @@ k8s-bin: ## Build etcd, kube-apiserver and kubectl from the Go module proxy (cac
 .PHONY: tools
 tools: ## Build kwok, kwokctl and helm from the Go module proxy, extract promtool (cached in bin/tools).
 	KWOK_VERSION=$(KWOK_VERSION) HELM_VERSION=$(HELM_VERSION) hack/build-tools.sh >/dev/null
+
+.PHONY: ollama-bin
+ollama-bin: ## Build a real Ollama server (CPU) from the Go module proxy for the agent's tests (cached in bin/tools).
+	OLLAMA_VERSION=$(OLLAMA_VERSION) hack/build-ollama.sh >/dev/null
 
 $(GOLANGCI_LINT):
 	@mkdir -p $(LOCALBIN)/tmp

@@ -1,0 +1,113 @@
+// Package ollama is the node agent's side of Ollama: load a model ahead of
+// traffic (warmup), see what is resident (/api/ps), unload what is idle to
+// free GPU memory, and choose what to unload.
+package ollama
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Client talks to one Ollama server.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// New returns a client for the Ollama API at base (http://host:11434).
+func New(base string, hc *http.Client) *Client {
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	return &Client{base: strings.TrimRight(base, "/"), http: hc}
+}
+
+// Running is a model resident in the server's memory.
+type Running struct {
+	Name      string    `json:"name"`
+	SizeBytes int64     `json:"size"`
+	VRAMBytes int64     `json:"size_vram"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Load preloads model (a generate call without a prompt) and keeps it
+// resident for keepAlive after the last use.
+func (c *Client) Load(ctx context.Context, model string, keepAlive time.Duration) error {
+	return c.generate(ctx, map[string]any{"model": model, "keep_alive": keepAlive.String()}, "load")
+}
+
+// Unload drops model from memory now (keep_alive 0).
+func (c *Client) Unload(ctx context.Context, model string) error {
+	return c.generate(ctx, map[string]any{"model": model, "keep_alive": 0}, "unload")
+}
+
+func (c *Client) generate(ctx context.Context, body map[string]any, want string) error {
+	var out struct {
+		DoneReason string `json:"done_reason"`
+	}
+	if err := c.do(ctx, http.MethodPost, "/api/generate", body, &out); err != nil {
+		return fmt.Errorf("%s %s: %w", want, body["model"], err)
+	}
+	return nil
+}
+
+// PS lists the resident models.
+func (c *Client) PS(ctx context.Context) ([]Running, error) {
+	var out struct {
+		Models []Running `json:"models"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/api/ps", nil, &out); err != nil {
+		return nil, fmt.Errorf("listing resident models: %w", err)
+	}
+	return out.Models, nil
+}
+
+// Resident reports whether model is in a /api/ps listing. Ollama names
+// models with a tag ("tiny:latest"); a name without one matches latest.
+func Resident(running []Running, model string) (Running, bool) {
+	for _, r := range running {
+		if r.Name == model || r.Name == model+":latest" {
+			return r, true
+		}
+	}
+	return Running{}, false
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(data, &e)
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, e.Error)
+	}
+	return json.Unmarshal(data, out)
+}
