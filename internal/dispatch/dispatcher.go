@@ -172,8 +172,8 @@ func (b *batch) ready(now time.Time) (bool, time.Time) {
 func (d *Dispatcher) next(now time.Time) (b *batch, gate time.Time, served func()) {
 	best := int32(-1 << 31)
 	var candidates []*batch
-	for _, b := range d.batches {
-		ok, at := b.ready(now)
+	for _, c := range d.batches {
+		ok, at := c.ready(now)
 		if !ok {
 			if !at.IsZero() && (gate.IsZero() || at.Before(gate)) {
 				gate = at
@@ -181,10 +181,10 @@ func (d *Dispatcher) next(now time.Time) (b *batch, gate time.Time, served func(
 			continue
 		}
 		switch {
-		case b.Priority > best:
-			best, candidates = b.Priority, []*batch{b}
-		case b.Priority == best:
-			candidates = append(candidates, b)
+		case c.Priority > best:
+			best, candidates = c.Priority, []*batch{c}
+		case c.Priority == best:
+			candidates = append(candidates, c)
 		}
 	}
 	if len(candidates) == 0 {
@@ -195,15 +195,15 @@ func (d *Dispatcher) next(now time.Time) (b *batch, gate time.Time, served func(
 	sort.Slice(candidates, func(i, j int) bool { return candidates[i].Key < candidates[j].Key })
 	rank := map[string]int{}
 	slots := make([]int, len(candidates))
-	for i, b := range candidates {
-		slots[i] = rank[b.Namespace]
-		rank[b.Namespace]++
+	for i, c := range candidates {
+		slots[i] = rank[c.Namespace]
+		rank[c.Namespace]++
 	}
 	order := make([]int, len(candidates))
 	for i := range order {
 		order[i] = i
 	}
-	sort.SliceStable(order, func(a, b int) bool { return slots[order[a]] < slots[order[b]] })
+	sort.SliceStable(order, func(x, y int) bool { return slots[order[x]] < slots[order[y]] })
 	level := fmt.Sprint(best)
 	pick := candidates[order[d.cursor[level]%len(order)]]
 	return pick, time.Time{}, func() { d.cursor[level]++ }
