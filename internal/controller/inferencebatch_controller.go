@@ -25,6 +25,7 @@ import (
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/results"
 )
 
 // providerRefIndex indexes batches by the provider they name.
@@ -156,7 +157,7 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 func (r *InferenceBatchReconciler) observe(b *llmv1.InferenceBatch, p *llmv1.LLMProvider, run *batchRun, d *dispatch.Dispatcher, now time.Time) bool {
 	progress, _ := d.Progress(client.ObjectKeyFromObject(b).String())
 	stored := run.store.Counts()
-	remaining := run.kept - int(stored["succeeded"]+stored["failed"]+stored["cached"])
+	remaining := run.kept - int(stored[results.Succeeded]+stored[results.Failed]+stored[results.Cached])
 	var interval time.Duration
 	if p.Spec.Limits.MinInterval != nil {
 		interval = p.Spec.Limits.MinInterval.Duration
@@ -196,7 +197,7 @@ func (r *InferenceBatchReconciler) failDeadline(ctx context.Context, b *llmv1.In
 			return ctrl.Result{}, err
 		}
 		stored := run.store.Counts()
-		b.Status.Counts.Succeeded, b.Status.Counts.Failed, b.Status.Counts.Cached = stored["succeeded"], stored["failed"], stored["cached"]
+		b.Status.Counts.Succeeded, b.Status.Counts.Failed, b.Status.Counts.Cached = stored[results.Succeeded], stored[results.Failed], stored[results.Cached]
 		b.Status.Counts.Running = 0
 		b.Status.Results = run.store.References()
 		r.runs.stop(key)

@@ -257,37 +257,20 @@ func (r *LLMProviderReconciler) checkFallback(ctx context.Context, p *llmv1.LLMP
 	for next := p.Spec.Fallback; next != nil; {
 		name := string(next.Name)
 		chain = append(chain, name)
-		if index(chain[:len(chain)-1], name) >= 0 {
-			return notReady(llmv1.ReasonFallbackCycle, "fallback chain loops: %s", joinChain(chain)), nil
+		if slices.Contains(chain[:len(chain)-1], name) {
+			return notReady(llmv1.ReasonFallbackCycle, "fallback chain loops: %s", strings.Join(chain, " -> ")), nil
 		}
 		var fb llmv1.LLMProvider
 		err := r.Get(ctx, types.NamespacedName{Name: name}, &fb)
 		switch {
 		case apierrors.IsNotFound(err):
-			return notReady(llmv1.ReasonFallbackNotFound, "fallback LLMProvider %q does not exist (chain: %s)", name, joinChain(chain)), nil
+			return notReady(llmv1.ReasonFallbackNotFound, "fallback LLMProvider %q does not exist (chain: %s)", name, strings.Join(chain, " -> ")), nil
 		case err != nil:
 			return nil, fmt.Errorf("reading fallback LLMProvider %q: %w", name, err)
 		}
 		next = fb.Spec.Fallback
 	}
 	return nil, nil
-}
-
-func index(list []string, s string) int {
-	for i, v := range list {
-		if v == s {
-			return i
-		}
-	}
-	return -1
-}
-
-func joinChain(chain []string) string {
-	out := chain[0]
-	for _, c := range chain[1:] {
-		out += " -> " + c
-	}
-	return out
 }
 
 // SetupWithManager registers the reconciler. It watches Secret metadata only

@@ -8,7 +8,7 @@ func (d *Dispatcher) divert(it Item) *Dispatcher {
 		return nil
 	}
 	tooLong := d.cfg.MaxPromptLength > 0 && len(it.Prompt) > d.cfg.MaxPromptLength
-	circuitOpen := d.cfg.CircuitThreshold > 0 && d.limiter.Stats(d.clock.Now()).ConsecutiveFailures >= d.cfg.CircuitThreshold
+	circuitOpen := d.cfg.CircuitThreshold > 0 && d.limiter.ConsecutiveFailures() >= d.cfg.CircuitThreshold
 	if !tooLong && !circuitOpen {
 		return nil
 	}

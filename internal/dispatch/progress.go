@@ -15,8 +15,6 @@ type Progress struct {
 	GroupsDone int
 	// Retries counts retried attempts.
 	Retries int
-	// Suspended is true while the batch is paused.
-	Suspended bool
 	// Limit is the provider's decision holding the batch back (Allowed when none).
 	Limit ratewindow.Decision
 	// BackingOff is true while failures hold the provider back.
@@ -31,7 +29,7 @@ func (d *Dispatcher) Progress(key string) (p Progress, ok bool) {
 	if !ok {
 		return Progress{}, false
 	}
-	p = Progress{Queued: len(b.queue), InFlight: b.inFlight, GroupsDone: b.groupsDone, Retries: b.retries, Suspended: b.suspended}
+	p = Progress{Queued: len(b.queue), InFlight: b.inFlight, GroupsDone: b.groupsDone, Retries: b.retries}
 	if len(b.queue) > 0 && !b.suspended && !d.limited.Allowed {
 		p.Limit = d.limited
 		p.BackingOff = d.limited.Reason == ratewindow.ReasonBackoff

@@ -200,6 +200,14 @@ func (l *Limiter) tokensFreeAt(now, cost int64) (int64, bool) {
 	return math.MaxInt64, false // unreachable: cost <= Limit frees once all expire
 }
 
+// ConsecutiveFailures returns the failures since the last success, without
+// the allocations of Stats (the dispatcher asks on every step).
+func (l *Limiter) ConsecutiveFailures() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failures
+}
+
 // Reserve sets aside calls and tokens that the caller is about to persist as
 // spent (see Snapshot). Admissions draw from the reservation first; with
 // Config.RequireReservation, none happen without one.

@@ -334,6 +334,9 @@ func TestStats(t *testing.T) {
 	if st.InFlight != 7 || st.ConsecutiveFailures != 1 || !st.BackoffUntil.Equal(at(27*time.Second)) {
 		t.Fatalf("stats %+v", st)
 	}
+	if l.ConsecutiveFailures() != st.ConsecutiveFailures {
+		t.Fatalf("ConsecutiveFailures %d, Stats says %d", l.ConsecutiveFailures(), st.ConsecutiveFailures)
+	}
 	if st.Next.Reason != ReasonBackoff {
 		t.Fatalf("next %+v, want backoff", st.Next)
 	}
