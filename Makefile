@@ -19,7 +19,7 @@ OLLAMA ?= $(LOCALBIN)/tools/ollama-$(OLLAMA_VERSION)/ollama
 CHART := charts/llmquota
 
 # Paths `make manifests generate` writes; `make verify` fails if they drift.
-GENERATED := config/crd/bases config/rbac/role.yaml api/v1alpha1/zz_generated.deepcopy.go $(CHART)/crds $(CHART)/files/manager-role.yaml
+GENERATED := config/crd/bases config/rbac/role.yaml config/rbac/node-agent api/v1alpha1/zz_generated.deepcopy.go $(CHART)/crds $(CHART)/files/manager-role.yaml $(CHART)/files/node-agent-role.yaml
 
 GO_TEST_FLAGS ?= -race -count=1
 
@@ -39,9 +39,12 @@ help: ## Show this help.
 
 .PHONY: manifests
 manifests: ## Generate CRDs and RBAC from the kubebuilder markers, and copy them into the chart.
-	$(CONTROLLER_GEN) rbac:roleName=llmquota-manager crd paths="./..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) crd paths="./api/..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=llmquota-manager paths="./internal/controller/..."
+	$(CONTROLLER_GEN) rbac:roleName=llmquota-node-agent paths="./internal/agent/..." output:rbac:artifacts:config=config/rbac/node-agent
 	rm -f $(CHART)/crds/*.yaml && cp config/crd/bases/*.yaml $(CHART)/crds/
 	cp config/rbac/role.yaml $(CHART)/files/manager-role.yaml
+	cp config/rbac/node-agent/role.yaml $(CHART)/files/node-agent-role.yaml
 
 .PHONY: generate
 generate: ## Generate DeepCopy methods for the API types.

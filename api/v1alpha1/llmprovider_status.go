@@ -125,6 +125,9 @@ const (
 type EndpointStatus struct {
 	// name of the pod.
 	Name string `json:"name"`
+	// node the pod runs on.
+	// +optional
+	Node string `json:"node,omitempty"`
 	// address is the pod's Ollama base URL.
 	// +optional
 	Address string `json:"address,omitempty"`
@@ -140,7 +143,12 @@ type EndpointStatus struct {
 	// gpuMemoryUsedBytes is the node's GPU memory in use.
 	// +optional
 	GPUMemoryUsedBytes int64 `json:"gpuMemoryUsedBytes,omitempty"`
-	// gpuMemoryTotalBytes is the node's GPU memory in all.
+	// gpuMemoryTotalBytes is the node's GPU memory in all (0 where the node
+	// has no NVML and the figures come from Ollama).
 	// +optional
 	GPUMemoryTotalBytes int64 `json:"gpuMemoryTotalBytes,omitempty"`
+	// message says why the endpoint is not warm, or how its warmup went.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
 }

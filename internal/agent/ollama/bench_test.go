@@ -15,8 +15,8 @@ import (
 // Warmup). It goes through the operator's own Ollama provider client, on
 // the tiny generated model and this machine's CPU.
 func BenchmarkFirstRequest(b *testing.B) {
-	c := shared.client()
-	gen, err := provider.New(provider.Config{Type: provider.Ollama, Endpoint: shared.url})
+	c := client()
+	gen, err := provider.New(provider.Config{Type: provider.Ollama, Endpoint: shared.URL})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 )
 
 func TestWarmupLoadsAndConfirms(t *testing.T) {
-	c := shared.client()
+	c := client()
 	w, err := Warmup(ctx(t), c, clock.RealClock{}, "tiny-a", 10*time.Minute, 3, 10*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +29,7 @@ func TestWarmupLoadsAndConfirms(t *testing.T) {
 }
 
 func TestRewarmAfterUnload(t *testing.T) {
-	c := shared.client()
+	c := client()
 	if _, err := Warmup(ctx(t), c, clock.RealClock{}, "tiny-b", time.Minute, 3, 10*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestRewarmAfterUnload(t *testing.T) {
 // TestCleanupUnloadsOnlyIdle: with both models resident and tiny-a used
 // just now, a cleanup unloads tiny-b only, and /api/ps confirms it.
 func TestCleanupUnloadsOnlyIdle(t *testing.T) {
-	c := shared.client()
+	c := client()
 	for _, m := range []string{"tiny-a", "tiny-b"} {
 		if _, err := Warmup(ctx(t), c, clock.RealClock{}, m, 10*time.Minute, 3, 10*time.Millisecond); err != nil {
 			t.Fatal(err)
@@ -92,7 +92,7 @@ func TestCleanupUnloadsOnlyIdle(t *testing.T) {
 }
 
 func TestWarmupFailsWithBoundedRetries(t *testing.T) {
-	c := shared.client()
+	c := client()
 	_, err := Warmup(ctx(t), c, clock.RealClock{}, "no-such-model", time.Minute, 3, 5*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "after 3 attempts") || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("got %v, want a failure after 3 attempts naming the 404", err)

@@ -1,0 +1,280 @@
+package reconciler
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/agent/ollama"
+)
+
+var _ = Describe("Node agent", func() {
+	var ctx context.Context
+	var ns string
+	ollamaAPI := func() *ollama.Client { return ollama.New(ollamaSrv.URL, nil) }
+
+	BeforeEach(func() {
+		ctx = context.Background()
+		// Every spec starts with nothing resident.
+		Expect(ollama.Unload(ctx, ollamaAPI(), []ollama.Model{{Name: "tiny-a"}, {Name: "tiny-b"}})).Error().NotTo(HaveOccurred())
+		nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "agent-"}}
+		Expect(k8sClient.Create(ctx, nsObj)).To(Succeed())
+		ns = nsObj.Name
+	})
+
+	It("warms a cold pod, sets ModelWarm with latency and attempt, and reports it; pods on other nodes are not its business", func() {
+		newPool(ctx, ns, "tiny-a", nil)
+		pod := newRunningPod(ctx, ns, "ollama-0", gpuNode, nil)
+		elsewhere := newRunningPod(ctx, ns, "ollama-elsewhere", "other-node", nil)
+
+		Eventually(podWarm(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(And(
+			HaveField("Status", corev1.ConditionTrue), HaveField("Reason", llmv1.PodReasonWarm),
+			HaveField("Message", MatchRegexp(`^model tiny-a warm in \d+(\.\d+)?m?s on attempt 1 of 3$`))))
+		Expect(resident(ctx, "tiny-a")).To(BeTrue(), "the model is resident in /api/ps")
+		Expect(testutil.ToFloat64(warmups.WithLabelValues(ns, "ollama-0", "tiny-a"))).To(Equal(1.0))
+		Expect(eventReasons(ctx, ns, "ollama-0")).To(ContainElement(llmv1.PodReasonWarm))
+
+		Eventually(report(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(And(
+			HaveField("Model", "tiny-a"), HaveField("Source", llmv1.GPUSourceNVML),
+			HaveField("GPUMemoryTotalBytes", int64(8*80*gib)), HaveField("GPUMemoryUsedBytes", int64(20*gib+7*gib))))
+
+		Expect(get(ctx, elsewhere)).To(Satisfy(func(p *corev1.Pod) bool {
+			return warmCondition(p) == nil && p.Annotations[llmv1.AnnotationEndpointReport] == ""
+		}),
+			"a pod of another node is left to that node's agent")
+	})
+
+	It("warms again after the model is unloaded or the container restarts", func() {
+		newPool(ctx, ns, "tiny-a", nil)
+		pod := newRunningPod(ctx, ns, "ollama-0", gpuNode, nil)
+		Eventually(podWarm(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(HaveField("Status", corev1.ConditionTrue))
+
+		Expect(ollama.Unload(ctx, ollamaAPI(), []ollama.Model{{Name: "tiny-a"}})).Error().NotTo(HaveOccurred())
+		Eventually(func() float64 { return testutil.ToFloat64(warmups.WithLabelValues(ns, "ollama-0", "tiny-a")) }).
+			WithTimeout(timeout).WithPolling(interval).Should(Equal(2.0), "the unloaded model is warmed again")
+		Expect(resident(ctx, "tiny-a")).To(BeTrue())
+
+		By("the container restarting: cold at once, warm again once it runs")
+		setContainer(ctx, pod, false)
+		Eventually(podWarm(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(And(
+			HaveField("Status", corev1.ConditionFalse), HaveField("Reason", llmv1.PodReasonWarming)))
+		Expect(ollama.Unload(ctx, ollamaAPI(), []ollama.Model{{Name: "tiny-a"}})).Error().NotTo(HaveOccurred())
+		setContainer(ctx, pod, true)
+		Eventually(podWarm(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(HaveField("Status", corev1.ConditionTrue))
+		Expect(testutil.ToFloat64(warmups.WithLabelValues(ns, "ollama-0", "tiny-a"))).To(Equal(3.0))
+	})
+
+	It("unloads idle models every gpuCleanupInterval, keeping the pool's model", func() {
+		newPool(ctx, ns, "tiny-a", nil)
+		pod := newRunningPod(ctx, ns, "ollama-0", gpuNode, nil)
+		Eventually(podWarm(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(HaveField("Status", corev1.ConditionTrue))
+		Expect(ollamaAPI().Load(ctx, "tiny-b", time.Hour)).To(Succeed())
+		before := testutil.ToFloat64(cleanups.WithLabelValues("Periodic"))
+
+		// Each turn moves the agent's clock past the 5m interval; once the
+		// agent has seen tiny-b, the next periodic cleanup finds it idle.
+		Eventually(func() bool {
+			agentClock.Shift(6 * time.Minute)
+			return resident(ctx, "tiny-b")
+		}).WithTimeout(timeout).WithPolling(time.Second).Should(BeFalse())
+		Expect(resident(ctx, "tiny-a")).To(BeTrue(), "the pool's model stays warm")
+		// The count and the Event follow once Unload has seen /api/ps confirm it.
+		Eventually(func() float64 { return testutil.ToFloat64(cleanups.WithLabelValues("Periodic")) - before }).
+			WithTimeout(timeout).WithPolling(interval).Should(Equal(1.0))
+		Eventually(func() []string { return eventNotes(ctx, ns, "ollama-0", "CleanedUp") }).WithTimeout(timeout).WithPolling(interval).Should(ContainElement(
+			MatchRegexp(`^Periodic cleanup unloaded tiny-b(:latest)?: [\d.]+ MiB freed per Ollama; GPU memory 27.0 GiB -> 27.0 GiB of 640.0 GiB$`)))
+		Expect(podWarm(ctx, pod)()).To(HaveField("Status", corev1.ConditionTrue))
+	})
+
+	It("cleans up at once when GPU memory passes the high watermark", func() {
+		newPool(ctx, ns, "tiny-a", nil)
+		pod := newRunningPod(ctx, ns, "ollama-0", gpuNode, nil)
+		Eventually(podWarm(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(HaveField("Status", corev1.ConditionTrue))
+		Expect(ollamaAPI().Load(ctx, "tiny-b", time.Hour)).To(Succeed())
+		before := testutil.ToFloat64(cleanups.WithLabelValues("Watermark"))
+
+		mockGPUUsed.Store(76 * gib) // 95% of GPU 0, over the default 90
+		DeferCleanup(func() { mockGPUUsed.Store(20 * gib) })
+		Eventually(func() bool { return resident(ctx, "tiny-b") }).WithTimeout(timeout).WithPolling(interval).Should(BeFalse())
+		Expect(resident(ctx, "tiny-a")).To(BeTrue(), "the pool's model is not evicted by pressure")
+		Eventually(func() float64 { return testutil.ToFloat64(cleanups.WithLabelValues("Watermark")) - before }).
+			WithTimeout(timeout).WithPolling(interval).Should(Equal(1.0))
+		Eventually(func() []string { return eventNotes(ctx, ns, "ollama-0", "CleanedUp") }).WithTimeout(timeout).WithPolling(interval).
+			Should(ContainElement(HavePrefix("Watermark cleanup unloaded tiny-b")))
+	})
+
+	It("acts once on a forced cleanup request and records it", func() {
+		newPool(ctx, ns, "tiny-a", nil)
+		pod := newRunningPod(ctx, ns, "ollama-0", gpuNode, nil)
+		Eventually(podWarm(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(HaveField("Status", corev1.ConditionTrue))
+		Expect(ollamaAPI().Load(ctx, "tiny-b", time.Hour)).To(Succeed())
+		before := testutil.ToFloat64(cleanups.WithLabelValues("Forced"))
+
+		annotate(ctx, pod, llmv1.AnnotationCleanupRequested, "2026-11-26T10:00:00Z")
+		Eventually(func() string { return get(ctx, pod).Annotations[llmv1.AnnotationCleanupHandled] }).
+			WithTimeout(timeout).WithPolling(interval).Should(Equal("2026-11-26T10:00:00Z"))
+		Expect(resident(ctx, "tiny-b")).To(BeFalse(), "everything was unloaded")
+		Eventually(func() float64 { return testutil.ToFloat64(warmups.WithLabelValues(ns, "ollama-0", "tiny-a")) }).
+			WithTimeout(timeout).WithPolling(interval).Should(Equal(2.0), "the pool's model is warmed again")
+		Expect(testutil.ToFloat64(cleanups.WithLabelValues("Forced")) - before).To(Equal(1.0))
+		Eventually(func() []string { return eventNotes(ctx, ns, "ollama-0", "CleanedUp") }).WithTimeout(timeout).WithPolling(interval).
+			Should(ContainElement(HavePrefix("Forced cleanup unloaded")))
+
+		By("the same request is not acted on again")
+		Expect(ollamaAPI().Load(ctx, "tiny-b", time.Hour)).To(Succeed())
+		annotate(ctx, pod, "touched", "yes") // wakes the agent
+		Consistently(func() bool { return resident(ctx, "tiny-b") }).WithTimeout(2 * time.Second).WithPolling(interval).Should(BeTrue())
+		Expect(testutil.ToFloat64(cleanups.WithLabelValues("Forced")) - before).To(Equal(1.0))
+	})
+
+	It("says why warmup failed, after exactly the configured attempts", func() {
+		newPool(ctx, ns, "no-such-model", func(o *llmv1.OllamaSpec) { o.Warmup.Retries = 2 })
+		pod := newRunningPod(ctx, ns, "ollama-0", gpuNode, nil)
+		Eventually(podWarm(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(And(
+			HaveField("Status", corev1.ConditionFalse), HaveField("Reason", llmv1.PodReasonWarmupFailed),
+			HaveField("Message", And(ContainSubstring("after 2 attempts"), ContainSubstring("404"), ContainSubstring("no-such-model")))))
+		Expect(testutil.ToFloat64(warmupFailures.WithLabelValues(ns, "ollama-0", "no-such-model"))).To(BeNumerically(">=", 1))
+		Expect(eventReasons(ctx, ns, "ollama-0")).To(ContainElement(llmv1.PodReasonWarmupFailed))
+
+		By("a pod whose Ollama is down (endpoint override to a closed port)")
+		down := newRunningPod(ctx, ns, "ollama-down", gpuNode, map[string]string{llmv1.AnnotationOllamaEndpoint: "http://127.0.0.1:1"})
+		Eventually(podWarm(ctx, down)).WithTimeout(timeout).WithPolling(interval).Should(And(
+			HaveField("Reason", llmv1.PodReasonWarmupFailed), HaveField("Message", ContainSubstring("refused"))))
+	})
+
+	It("reports from /api/ps on a node without NVML", func() {
+		newPool(ctx, ns, "tiny-a", nil)
+		pod := newRunningPod(ctx, ns, "ollama-cpu", cpuNode, nil)
+		Eventually(podWarm(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(HaveField("Status", corev1.ConditionTrue))
+		Eventually(report(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(And(
+			HaveField("Model", "tiny-a"), HaveField("Source", llmv1.GPUSourceOllama), HaveField("GPUMemoryTotalBytes", int64(0))))
+		Expect(testutil.ToFloat64(nvmlAvailable.WithLabelValues(cpuNode))).To(Equal(0.0))
+		Expect(testutil.ToFloat64(nvmlAvailable.WithLabelValues(gpuNode))).To(Equal(1.0))
+	})
+})
+
+// newPool creates an Ollama LLMProvider (named after the namespace) whose
+// pods are labelled app=ollama in ns, on the test's Ollama port.
+func newPool(ctx context.Context, ns, model string, mutate func(*llmv1.OllamaSpec)) {
+	o := &llmv1.OllamaSpec{Namespace: ns, PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "ollama"}},
+		Port: int32(ollamaSrv.Port), Warmup: llmv1.WarmupSpec{Retries: 3}}
+	if mutate != nil {
+		mutate(o)
+	}
+	p := &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: ns},
+		Spec: llmv1.LLMProviderSpec{Type: llmv1.ProviderOllama, Model: model, Ollama: o}}
+	Expect(k8sClient.Create(ctx, p)).To(Succeed())
+	DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(context.Background(), p))).To(Succeed()) })
+}
+
+// newRunningPod creates a pod on node as the scheduler and kubelet would
+// leave it: bound, running, with the loopback IP where the test's Ollama listens.
+func newRunningPod(ctx context.Context, ns, name, node string, annotations map[string]string) *corev1.Pod {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": "ollama"}, Annotations: annotations},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "ollama", Image: "ollama/ollama"}},
+			ReadinessGates: []corev1.PodReadinessGate{{ConditionType: llmv1.PodConditionModelWarm}}},
+	}
+	Expect(k8sClient.Create(ctx, pod)).To(Succeed())
+	DeferCleanup(func() {
+		Expect(client.IgnoreNotFound(k8sClient.Delete(context.Background(), pod, client.GracePeriodSeconds(0)))).To(Succeed())
+	})
+	// A merge patch without resourceVersion: the agent may already have
+	// written its first condition (the pod is pending).
+	status, _ := json.Marshal(map[string]any{"status": corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "127.0.0.1", PodIPs: []corev1.PodIP{{IP: "127.0.0.1"}}}})
+	Expect(k8sClient.Status().Patch(ctx, pod, client.RawPatch(types.MergePatchType, status))).To(Succeed())
+	setContainer(ctx, pod, true)
+	return pod
+}
+
+// setContainer marks the pod's container running, or waiting as after a crash.
+func setContainer(ctx context.Context, pod *corev1.Pod, running bool) {
+	Eventually(func() error {
+		p := get(ctx, pod)
+		cs := corev1.ContainerStatus{Name: "ollama", Image: "ollama/ollama", RestartCount: 0}
+		if old := p.Status.ContainerStatuses; len(old) == 1 {
+			cs.RestartCount = old[0].RestartCount
+		}
+		if running {
+			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.Now()}
+		} else {
+			cs.RestartCount++
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}
+		}
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{cs}
+		return k8sClient.Status().Update(ctx, p)
+	}).WithTimeout(timeout).Should(Succeed())
+}
+
+func annotate(ctx context.Context, pod *corev1.Pod, key, value string) {
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{key: value}}})
+	Expect(k8sClient.Patch(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name}},
+		client.RawPatch(types.MergePatchType, patch))).To(Succeed())
+}
+
+func get(ctx context.Context, pod *corev1.Pod) *corev1.Pod {
+	var p corev1.Pod
+	Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pod), &p)).To(Succeed())
+	return &p
+}
+
+// podWarm polls the pod's ModelWarm condition.
+func podWarm(ctx context.Context, pod *corev1.Pod) func() *corev1.PodCondition {
+	return func() *corev1.PodCondition { return warmCondition(get(ctx, pod)) }
+}
+
+func report(ctx context.Context, pod *corev1.Pod) func() llmv1.EndpointReport {
+	return func() llmv1.EndpointReport {
+		var r llmv1.EndpointReport
+		_ = json.Unmarshal([]byte(get(ctx, pod).Annotations[llmv1.AnnotationEndpointReport]), &r)
+		return r
+	}
+}
+
+func resident(ctx context.Context, model string) bool {
+	running, err := ollama.New(ollamaSrv.URL, nil).PS(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	_, ok := ollama.Resident(running, model)
+	return ok
+}
+
+func podEvents(ctx context.Context, ns, pod string) []eventsv1.Event {
+	var list eventsv1.EventList
+	Expect(k8sClient.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+	var out []eventsv1.Event
+	for _, e := range list.Items {
+		if e.Regarding.Name == pod {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func eventReasons(ctx context.Context, ns, pod string) []string {
+	var out []string
+	for _, e := range podEvents(ctx, ns, pod) {
+		out = append(out, e.Reason)
+	}
+	return out
+}
+
+func eventNotes(ctx context.Context, ns, pod, reason string) []string {
+	var out []string
+	for _, e := range podEvents(ctx, ns, pod) {
+		if e.Reason == reason {
+			out = append(out, strings.TrimSpace(e.Note))
+		}
+	}
+	return out
+}

@@ -1,0 +1,189 @@
+package reconciler
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/agent/gpu"
+	"github.com/llmquota/llmquota/internal/agent/ollama"
+)
+
+// Options tune the agent; zero values take the defaults.
+type Options struct {
+	// NodeName is the node the agent runs on (the downward API's spec.nodeName).
+	NodeName string
+	// PollInterval is how often each pod's /api/ps is checked, so an
+	// unloaded model is warmed again and idle models are noticed (30s).
+	PollInterval time.Duration
+	// GPUInterval is how often the GPUs are sampled for metrics and the
+	// high watermark (10s).
+	GPUInterval time.Duration
+	// CleanupMinGap is the least time between two cleanups of one pod (30s).
+	CleanupMinGap time.Duration
+	// WarmupBackoff is the pause after the first failed warmup attempt,
+	// doubling after each further one (1s).
+	WarmupBackoff time.Duration
+	// Transport carries the calls to Ollama (http.DefaultTransport).
+	Transport http.RoundTripper
+}
+
+func (o *Options) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.PollInterval, 30*time.Second)
+	def(&o.GPUInterval, 10*time.Second)
+	def(&o.CleanupMinGap, 30*time.Second)
+	def(&o.WarmupBackoff, time.Second)
+	if o.Transport == nil {
+		o.Transport = http.DefaultTransport
+	}
+}
+
+// PodReconciler keeps the Ollama pods of one node warm and clean.
+type PodReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+	Clock    clock.Clock
+	// GPU samples the node's GPUs; nil means none (reports come from Ollama).
+	GPU *gpu.Monitor
+	Options
+
+	mu        sync.Mutex
+	endpoints map[types.NamespacedName]*endpointState
+	devices   []gpu.Device // the latest GPU sample; nil without NVML
+	over      chan event.GenericEvent
+}
+
+// endpointState is what the agent remembers of one pod between passes.
+// Only that pod's reconcile touches it (controller-runtime never runs two
+// at once for one object), so it needs no lock of its own.
+type endpointState struct {
+	tracker   ollama.Tracker
+	schedule  ollama.Schedule
+	watermark int32
+}
+
+// Reconcile serves one pod: nothing unless an Ollama LLMProvider selects
+// it and it runs on this node.
+func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var pod corev1.Pod
+	if err := r.Get(ctx, req.NamespacedName, &pod); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	var providers llmv1.LLMProviderList
+	if err := r.List(ctx, &providers); err != nil {
+		return ctrl.Result{}, err
+	}
+	pool := poolFor(providers.Items, &pod)
+	if pool == nil || pod.Spec.NodeName != r.NodeName || pod.DeletionTimestamp != nil {
+		r.forget(req.NamespacedName)
+		return ctrl.Result{}, nil
+	}
+	return r.serve(ctx, &pod, pool, r.state(req.NamespacedName, pool))
+}
+
+// serve checks the pod's container and Ollama, cleans up what is due,
+// warms the pool's model if it is not resident, and reports.
+func (r *PodReconciler) serve(ctx context.Context, pod *corev1.Pod, pool *llmv1.LLMProvider, st *endpointState) (ctrl.Result, error) {
+	model := pool.Spec.Model
+	if model == "" {
+		return ctrl.Result{}, r.setWarm(ctx, pod, false, llmv1.PodReasonNoModel, "LLMProvider "+pool.Name+" names no spec.model to keep warm")
+	}
+	if ok, why := containersRunning(pod); !ok {
+		return ctrl.Result{}, r.setWarm(ctx, pod, false, llmv1.PodReasonWarming, why+"; the model is warmed once it runs")
+	}
+	ep := EndpointOf(pod, pool.Spec.Ollama)
+	if ep == "" {
+		return ctrl.Result{}, r.setWarm(ctx, pod, false, llmv1.PodReasonWarming, "pod has no IP yet; the model is warmed once it has")
+	}
+	c := ollama.New(ep, &http.Client{Transport: r.Transport, Timeout: warmupTimeout(pool.Spec.Ollama)})
+	wait := time.Duration(0)
+	running, err := c.PS(ctx)
+	if err == nil {
+		var cleaned bool
+		if wait, cleaned, err = r.cleanup(ctx, pod, pool, c, st, running); err != nil {
+			return ctrl.Result{}, err
+		}
+		if cleaned {
+			running, err = c.PS(ctx)
+		}
+	}
+	resident, isResident := ollama.Resident(running, model)
+	switch {
+	case err != nil || !isResident:
+		ok, werr := r.warm(ctx, pod, pool, c, ep)
+		if werr != nil {
+			return ctrl.Result{}, werr
+		}
+		if !ok {
+			return ctrl.Result{RequeueAfter: r.PollInterval}, nil
+		}
+		if running, err = c.PS(ctx); err == nil {
+			resident, _ = ollama.Resident(running, model)
+		}
+	case !warmIs(pod, corev1.ConditionTrue):
+		// Loaded by someone else, or warmed before the agent restarted.
+		if err := r.setWarm(ctx, pod, true, llmv1.PodReasonWarm, "model "+model+" is resident"); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if err := r.report(ctx, pod, model, resident, running); err != nil {
+		return ctrl.Result{}, err
+	}
+	next := r.PollInterval
+	if wait > 0 && wait < next {
+		next = wait
+	}
+	return ctrl.Result{RequeueAfter: next}, nil
+}
+
+// state returns the pod's remembered state, creating it on first sight.
+func (r *PodReconciler) state(key types.NamespacedName, pool *llmv1.LLMProvider) *endpointState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.endpoints == nil {
+		r.endpoints = map[types.NamespacedName]*endpointState{}
+	}
+	st, ok := r.endpoints[key]
+	if !ok {
+		st = &endpointState{}
+		r.endpoints[key] = st
+	}
+	st.watermark = pool.Spec.Ollama.GPUMemoryHighWatermark
+	return st
+}
+
+// forget drops a pod the agent no longer serves, and its metric series.
+func (r *PodReconciler) forget(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.endpoints[key]; ok {
+		delete(r.endpoints, key)
+		endpointWarm.DeleteLabelValues(key.Namespace, key.Name)
+	}
+}
+
+func warmupTimeout(o *llmv1.OllamaSpec) time.Duration {
+	if o.Warmup.Timeout != nil && o.Warmup.Timeout.Duration > 0 {
+		return o.Warmup.Timeout.Duration
+	}
+	return time.Minute
+}

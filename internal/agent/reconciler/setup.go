@@ -1,0 +1,154 @@
+package reconciler
+
+import (
+	"context"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/agent/gpu"
+)
+
+// CacheOptions limit the agent's Pod cache to its own node: an agent on
+// every GPU node must not hold every pod of the cluster.
+func CacheOptions(node string) cache.Options {
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Pod{}: {Field: fields.OneTermEqualSelector("spec.nodeName", node)},
+	}}
+}
+
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods/status,verbs=patch
+// +kubebuilder:rbac:groups=llmquota.dev,resources=llmproviders,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// SetupWithManager registers the reconciler and its GPU sampler. The
+// manager's cache must come from CacheOptions.
+func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.defaults()
+	r.over = make(chan event.GenericEvent, 64)
+	if err := mgr.Add(manager.RunnableFunc(r.sampleGPUs)); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&corev1.Pod{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
+			predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}, podStateChanged()))).
+		Watches(&llmv1.LLMProvider{}, handler.EnqueueRequestsFromMapFunc(r.podsForProvider),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(source.Channel(r.over, &handler.EnqueueRequestForObject{})).
+		// A warmup can take a minute: other pods must not wait on it.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		Named("node-agent").
+		Complete(r)
+}
+
+// podStateChanged passes the pod updates that matter besides spec and
+// metadata: its IP, phase and containers (a restart unloads the model).
+func podStateChanged() predicate.Funcs {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*corev1.Pod), e.ObjectNew.(*corev1.Pod)
+		if o.Status.PodIP != n.Status.PodIP || o.Status.Phase != n.Status.Phase || len(o.Status.ContainerStatuses) != len(n.Status.ContainerStatuses) {
+			return true
+		}
+		for i := range o.Status.ContainerStatuses {
+			a, b := o.Status.ContainerStatuses[i], n.Status.ContainerStatuses[i]
+			if a.RestartCount != b.RestartCount || (a.State.Running == nil) != (b.State.Running == nil) {
+				return true
+			}
+		}
+		return false
+	}}
+}
+
+// podsForProvider wakes the pods on this node that a changed provider selects.
+func (r *PodReconciler) podsForProvider(ctx context.Context, o client.Object) []reconcile.Request {
+	pods, err := r.podsOf(ctx, o.(*llmv1.LLMProvider))
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "Listing the pods of a provider")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(pods))
+	for _, p := range pods {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: p.Namespace, Name: p.Name}})
+	}
+	return reqs
+}
+
+// sampleGPUs samples the GPUs every GPUInterval for the metrics, and wakes
+// every pod whose provider's high watermark a device passes.
+func (r *PodReconciler) sampleGPUs(ctx context.Context) error {
+	if r.GPU == nil {
+		publishGPU(r.NodeName, nil, false)
+		return nil
+	}
+	defer func() { _ = r.GPU.Close() }()
+	for {
+		devices, ok := r.sampleGPU()
+		publishGPU(r.NodeName, devices, ok)
+		if ok {
+			r.wakeOverWatermark(ctx, devices)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.Clock.After(r.GPUInterval):
+		}
+	}
+}
+
+// sampleGPU reads the GPUs now and keeps the sample for the pods' passes.
+func (r *PodReconciler) sampleGPU() ([]gpu.Device, bool) {
+	if r.GPU == nil {
+		return nil, false
+	}
+	devices, ok := r.GPU.Sample()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.devices = nil
+	if ok {
+		r.devices = devices
+	}
+	return devices, ok
+}
+
+// latestGPU is the last sample; ok is false without one (no NVML).
+func (r *PodReconciler) latestGPU() ([]gpu.Device, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.devices, r.devices != nil
+}
+
+func (r *PodReconciler) wakeOverWatermark(ctx context.Context, devices []gpu.Device) {
+	r.mu.Lock()
+	var wake []types.NamespacedName
+	for key, st := range r.endpoints {
+		if gpu.OverBy(devices, st.watermark) > 0 {
+			wake = append(wake, key)
+		}
+	}
+	r.mu.Unlock()
+	for _, key := range wake {
+		select {
+		case r.over <- event.GenericEvent{Object: &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second): // the queue is backed up; the next sample tries again
+		}
+	}
+}
