@@ -8,16 +8,11 @@ import (
 	"os"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -72,7 +67,7 @@ func main() {
 		LeaderElectionNamespace: leaderElectNS,
 		// Step down fast on SIGTERM so a standby takes over at once.
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         secretCache(secretNS),
+		Cache:                         controller.CacheOptions(splitList(secretNS)),
 	})
 	if err != nil {
 		log.Error(err, "Creating manager")
@@ -107,25 +102,6 @@ func main() {
 		log.Error(err, "Running manager")
 		os.Exit(1)
 	}
-}
-
-// secretCache limits the Secret watch to the given namespaces, so the
-// manager needs Secret access there only (see the chart's
-// manager.secretNamespaces).
-func secretCache(namespaces string) cache.Options {
-	if namespaces == "" {
-		return cache.Options{}
-	}
-	only := map[string]cache.Config{}
-	for _, ns := range splitList(namespaces) {
-		only[ns] = cache.Config{}
-	}
-	secretMeta := &metav1.PartialObjectMetadata{}
-	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}: {Namespaces: only},
-		secretMeta:       {Namespaces: only},
-	}}
 }
 
 func splitList(s string) []string {

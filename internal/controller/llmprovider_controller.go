@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -26,6 +27,7 @@ import (
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/ollamapod"
 )
 
 // secretRefIndex indexes LLMProviders by the "namespace/name" of their
@@ -52,7 +54,8 @@ type LLMProviderReconciler struct {
 	// manager may read (--secret-namespaces).
 	SecretNamespaces []string
 
-	keys keyChecks
+	keys  keyChecks
+	pools pools
 }
 
 // statusRefresh is how often a provider with a running dispatcher has its
@@ -64,6 +67,7 @@ var _ reconcile.Reconciler = (*LLMProviderReconciler)(nil)
 // +kubebuilder:rbac:groups=llmquota.dev,resources=llmproviders,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=llmquota.dev,resources=llmproviders/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile computes the provider's conditions, runs its dispatcher while it
@@ -71,9 +75,12 @@ var _ reconcile.Reconciler = (*LLMProviderReconciler)(nil)
 func (r *LLMProviderReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var p llmv1.LLMProvider
 	if err := r.Get(ctx, req.NamespacedName, &p); err != nil {
-		if apierrors.IsNotFound(err) && r.Registry != nil {
-			r.Registry.Stop(req.Name)
-			forgetProviderMetrics(req.Name)
+		if apierrors.IsNotFound(err) {
+			r.pools.drop(req.Name)
+			if r.Registry != nil {
+				r.Registry.Stop(req.Name)
+				forgetProviderMetrics(req.Name)
+			}
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -87,6 +94,18 @@ func (r *LLMProviderReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	var events []metav1.Condition // conditions whose change deserves an Event
 	if setCondition(&p.Status.Conditions, ready, p.Generation, now) {
 		events = append(events, ready)
+	}
+	if ollamapod.IsPool(&p) {
+		warm, err := r.observePool(ctx, &p)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if setCondition(&p.Status.Conditions, warm, p.Generation, now) {
+			events = append(events, warm)
+		}
+	} else {
+		p.Status.Endpoints = nil
+		meta.RemoveStatusCondition(&p.Status.Conditions, llmv1.ConditionWarm)
 	}
 	result := ctrl.Result{}
 	if r.Registry != nil {
@@ -136,7 +155,8 @@ func (r *LLMProviderReconciler) observeDispatcher(p *llmv1.LLMProvider, now time
 // healthy state.
 func (r *LLMProviderReconciler) record(ctx context.Context, p *llmv1.LLMProvider, c metav1.Condition) {
 	eventType := corev1.EventTypeWarning
-	if (c.Type == llmv1.ConditionReady) == (c.Status == metav1.ConditionTrue) {
+	healthyWhenTrue := c.Type == llmv1.ConditionReady || c.Type == llmv1.ConditionWarm
+	if healthyWhenTrue == (c.Status == metav1.ConditionTrue) {
 		eventType = corev1.EventTypeNormal
 	}
 	r.Recorder.Eventf(p, nil, eventType, c.Reason, "Reconcile", "%s", c.Message)
@@ -297,6 +317,8 @@ func (r *LLMProviderReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&llmv1.LLMProvider{}, specChanged).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.providersForSecret), builder.OnlyMetadata).
 		Watches(&llmv1.LLMProvider{}, handler.EnqueueRequestsFromMapFunc(r.providersReaching), specChanged).
+		// Ollama pools follow their pods' warm state (see SlimPod).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.poolsOfPod)).
 		Named("llmprovider").
 		Complete(r)
 }

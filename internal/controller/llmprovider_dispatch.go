@@ -15,6 +15,7 @@ import (
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/ollamapod"
 	"github.com/llmquota/llmquota/internal/provider"
 )
 
@@ -47,6 +48,9 @@ func (r *LLMProviderReconciler) ensureDispatcher(ctx context.Context, p *llmv1.L
 	cfg.Client, err = provider.New(provider.Config{Type: provider.Type(p.Spec.Type), Endpoint: p.Spec.Endpoint, APIKey: key, HTTPClient: r.HTTPClient})
 	if err != nil {
 		return err
+	}
+	if ollamapod.IsPool(p) {
+		cfg.Endpoints = r.pools.get(p.Name)
 	}
 	cfg.Persist = r.persistQuota(p.Name)
 	d, err := dispatch.New(cfg, snapshot, r.Clock, logf.FromContext(ctx), r.Registry.Get)

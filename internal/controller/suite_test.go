@@ -82,6 +82,7 @@ func startManagerWith(opts ctrl.Options) func() {
 	opts.Metrics = metricsserver.Options{BindAddress: "0"}
 	opts.HealthProbeBindAddress = "0"
 	opts.Controller = ctrlConfigSkipNameValidation()
+	opts.Cache = CacheOptions(nil)
 	mgr, err := ctrl.NewManager(cfg, opts)
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())

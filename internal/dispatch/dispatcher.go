@@ -78,11 +78,15 @@ func New(cfg Config, snapshot []byte, c clock.Clock, log logr.Logger, lookup Loo
 	if err != nil {
 		return nil, fmt.Errorf("prices of provider %s: %w", cfg.Name, err)
 	}
-	return &Dispatcher{
+	d := &Dispatcher{
 		cfg: cfg, limiter: lim, clock: c, log: log.WithValues("provider", cfg.Name), lookup: lookup,
 		wake: make(chan struct{}, 1), batches: map[string]*batch{}, cursor: map[string]int{},
 		meter: meter, requests: map[string]int64{},
-	}, nil
+	}
+	if cfg.Endpoints != nil {
+		cfg.Endpoints.watch(d.poke)
+	}
+	return d, nil
 }
 
 // Name is the provider's name.

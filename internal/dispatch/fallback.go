@@ -1,18 +1,24 @@
 package dispatch
 
 // divert returns the fallback dispatcher an item should go to, or nil to
-// send it here: a prompt longer than this provider takes, or an open
-// circuit (consecutive failures past the threshold) while a fallback exists.
+// send it here: a prompt longer than this provider takes, an open circuit
+// (consecutive failures past the threshold), or a pool with no warm
+// endpoint, while a fallback exists.
 func (d *Dispatcher) divert(it Item) *Dispatcher {
 	if d.cfg.Fallback == "" || d.lookup == nil {
 		return nil
 	}
 	tooLong := d.cfg.MaxPromptLength > 0 && len(it.Prompt) > d.cfg.MaxPromptLength
 	circuitOpen := d.cfg.CircuitThreshold > 0 && d.limiter.ConsecutiveFailures() >= d.cfg.CircuitThreshold
-	if !tooLong && !circuitOpen {
+	if !tooLong && !circuitOpen && !d.noneWarm() {
 		return nil
 	}
 	return d.lookup(d.cfg.Fallback)
+}
+
+// noneWarm reports a pool without a warm endpoint.
+func (d *Dispatcher) noneWarm() bool {
+	return d.cfg.Endpoints != nil && d.cfg.Endpoints.Len() == 0
 }
 
 // sendToFallback hands one item to the fallback provider as a batch of its

@@ -54,6 +54,18 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 		d.sendToFallback(fb, b, it)
 		return -1
 	}
+	target := Endpoint{Client: d.cfg.Client}
+	if d.cfg.Endpoints != nil {
+		ep, ok := d.cfg.Endpoints.pick()
+		if !ok {
+			// No warm endpoint and no fallback to take the item: hold it
+			// until an endpoint is warm (Set pokes the loop).
+			d.limited = ratewindow.Decision{Allowed: true}
+			d.mu.Unlock()
+			return idle
+		}
+		target = ep
+	}
 	est := d.estimate(b, it)
 	dec := d.limiter.Admit(now, est)
 	if !dec.Allowed {
@@ -76,7 +88,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	d.inFlight++
 	params := b.Params
 	d.mu.Unlock()
-	go d.call(ctx, b, params, it, est)
+	go d.call(ctx, b, params, it, est, target)
 	return -1
 }
 
@@ -120,15 +132,15 @@ func (d *Dispatcher) shutdown() {
 	}
 }
 
-// call runs one attempt and settles its outcome.
-func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item, est int64) {
+// call runs one attempt against target and settles its outcome.
+func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item, est int64, target Endpoint) {
 	it.Attempts++
 	model := params.Model
 	if model == "" {
 		model = d.cfg.DefaultModel
 	}
 	cctx, cancel := context.WithTimeout(ctx, d.cfg.CallTimeout)
-	resp, err := d.cfg.Client.Generate(cctx, provider.Request{
+	resp, err := target.Client.Generate(cctx, provider.Request{
 		Model: model, Prompt: it.Prompt, System: params.System,
 		MaxTokens: params.MaxTokens, Temperature: params.Temperature,
 	})
@@ -147,6 +159,9 @@ func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item,
 		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeFailure})
 	}
 
+	if d.cfg.Endpoints != nil && target.Name != "" {
+		d.cfg.Endpoints.observe(target.Name, pe != nil && (pe.Class == provider.ClassServerError || pe.Class == provider.ClassTimeout))
+	}
 	if r, report := d.settle(b, it, resp, pe, now); report != nil {
 		report(r)
 	}

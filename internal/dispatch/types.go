@@ -65,6 +65,9 @@ type Config struct {
 	Limits ratewindow.Config
 	// Client calls the provider.
 	Client provider.Client
+	// Endpoints, when set, replace Client: each call goes to the next warm
+	// endpoint of the pool, and none is sent while no endpoint is warm.
+	Endpoints *Endpoints
 	// DefaultModel is used when a batch names no model.
 	DefaultModel string
 	// MaxRetries bounds the retries of one item after its first attempt.

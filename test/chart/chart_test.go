@@ -119,9 +119,22 @@ func TestDefaultInstall(t *testing.T) {
 	if !grants(rules, "secrets") {
 		t.Error("without secretNamespaces the manager needs a cluster-wide Secret grant")
 	}
-	if grants(rules, "pods") || grants(rules, "*") {
-		t.Error("the manager's ClusterRole grants more than its markers say")
+	if grants(rules, "*") || !slices.Equal(verbs(rules, "pods"), []string{"get", "list", "patch", "watch"}) {
+		t.Error("the manager's ClusterRole grants more than its markers say: on pods it reads Ollama pools and annotates cleanup requests, nothing else")
 	}
+}
+
+// verbs lists the verbs rules grant on resource.
+func verbs(rules []any, resource string) []string {
+	var out []string
+	for _, r := range rules {
+		if slices.Contains(dig(r, "resources").([]any), any(resource)) {
+			for _, v := range dig(r, "verbs").([]any) {
+				out = append(out, v.(string))
+			}
+		}
+	}
+	return out
 }
 
 func grants(rules []any, resource string) bool {
@@ -169,8 +182,14 @@ func TestNonDefaultValues(t *testing.T) {
 		t.Errorf("manager container %v", c)
 	}
 	agentRules := dig(find(objs, "ClusterRole", "rel-llmquota-node-agent"), "rules").([]any)
-	if grants(agentRules, "secrets") || !grants(agentRules, "pods/status") {
-		t.Errorf("node agent rules %v: it may patch pod status and must not read Secrets", agentRules)
+	if grants(agentRules, "secrets") || !slices.Equal(verbs(agentRules, "pods/status"), []string{"patch"}) ||
+		!slices.Equal(verbs(agentRules, "pods"), []string{"get", "list", "watch"}) {
+		t.Errorf("node agent rules %v: it reads pods, patches their status only, and must not read Secrets", agentRules)
+	}
+	ds := find(objs, "DaemonSet", "rel-llmquota-node-agent")
+	agent := dig(ds, "spec", "template", "spec", "containers").([]any)[0]
+	if dig(agent, "command").([]any)[0] != "/node-agent" || !slices.Contains(dig(agent, "args").([]any), any("--poll-interval=30s")) {
+		t.Errorf("node agent container %v", agent)
 	}
 }
 
@@ -210,7 +229,10 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 // TestInSyncWithConfig: the chart carries the generated CRDs and RBAC rules
 // byte for byte (`make manifests` copies them).
 func TestInSyncWithConfig(t *testing.T) {
-	pairs := map[string]string{filepath.Join(chartDir, "files", "manager-role.yaml"): "../../config/rbac/role.yaml"}
+	pairs := map[string]string{
+		filepath.Join(chartDir, "files", "manager-role.yaml"):    "../../config/rbac/role.yaml",
+		filepath.Join(chartDir, "files", "node-agent-role.yaml"): "../../config/rbac/node-agent/role.yaml",
+	}
 	crds, _ := filepath.Glob("../../config/crd/bases/*.yaml")
 	for _, c := range crds {
 		pairs[filepath.Join(chartDir, "crds", filepath.Base(c))] = c

@@ -127,6 +127,7 @@ var _ = Describe("The Helm chart on a real control plane", Ordered, func() {
 			{"get", "secrets", "-n", namespace}, {"watch", "llmproviders"}, {"patch", "llmproviders", "--subresource=status"},
 			{"patch", "inferencebatches", "--subresource=status", "-n", "default"}, {"create", "configmaps", "-n", "default"},
 			{"create", "leases", "-n", namespace}, {"create", "events.events.k8s.io", "-n", "default"}, {"create", "events", "-n", namespace},
+			{"watch", "pods", "--all-namespaces"}, {"patch", "pods", "-n", "default"},
 		} {
 			Expect(canI(saConfig, allowed...)).To(BeTrue(), "the manager may not %v", allowed)
 		}
@@ -134,6 +135,7 @@ var _ = Describe("The Helm chart on a real control plane", Ordered, func() {
 			{"get", "secrets", "-n", "default"}, {"list", "secrets", "--all-namespaces"}, {"delete", "pods", "-n", namespace},
 			{"create", "deployments", "-n", namespace}, {"delete", "configmaps", "-n", "default"}, {"update", "llmproviders", "--subresource=finalizers"},
 			{"create", "leases", "-n", "default"}, {"create", "events", "-n", "default"}, {"delete", "llmproviders"}, {"*", "*"},
+			{"create", "pods", "-n", "default"}, {"update", "pods", "-n", "default"}, {"patch", "pods", "--subresource=status", "-n", "default"},
 		} {
 			Expect(canI(saConfig, refused...)).To(BeFalse(), "the manager may %v, which it does not need", refused)
 		}

@@ -17,6 +17,7 @@ import (
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/agent/ollama"
+	"github.com/llmquota/llmquota/internal/ollamapod"
 )
 
 var _ = Describe("Node agent", func() {
@@ -50,7 +51,7 @@ var _ = Describe("Node agent", func() {
 			HaveField("GPUMemoryTotalBytes", int64(8*80*gib)), HaveField("GPUMemoryUsedBytes", int64(20*gib+7*gib))))
 
 		Expect(get(ctx, elsewhere)).To(Satisfy(func(p *corev1.Pod) bool {
-			return warmCondition(p) == nil && p.Annotations[llmv1.AnnotationEndpointReport] == ""
+			return ollamapod.WarmCondition(p) == nil && p.Annotations[llmv1.AnnotationEndpointReport] == ""
 		}),
 			"a pod of another node is left to that node's agent")
 	})
@@ -231,7 +232,7 @@ func get(ctx context.Context, pod *corev1.Pod) *corev1.Pod {
 
 // podWarm polls the pod's ModelWarm condition.
 func podWarm(ctx context.Context, pod *corev1.Pod) func() *corev1.PodCondition {
-	return func() *corev1.PodCondition { return warmCondition(get(ctx, pod)) }
+	return func() *corev1.PodCondition { return ollamapod.WarmCondition(get(ctx, pod)) }
 }
 
 func report(ctx context.Context, pod *corev1.Pod) func() llmv1.EndpointReport {

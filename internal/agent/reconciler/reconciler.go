@@ -18,6 +18,7 @@ import (
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/agent/gpu"
 	"github.com/llmquota/llmquota/internal/agent/ollama"
+	"github.com/llmquota/llmquota/internal/ollamapod"
 )
 
 // Options tune the agent; zero values take the defaults.
@@ -92,7 +93,7 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	if err := r.List(ctx, &providers); err != nil {
 		return ctrl.Result{}, err
 	}
-	pool := poolFor(providers.Items, &pod)
+	pool := ollamapod.PoolOf(providers.Items, &pod)
 	if pool == nil || pod.Spec.NodeName != r.NodeName || pod.DeletionTimestamp != nil {
 		r.forget(req.NamespacedName)
 		return ctrl.Result{}, nil
@@ -110,7 +111,7 @@ func (r *PodReconciler) serve(ctx context.Context, pod *corev1.Pod, pool *llmv1.
 	if ok, why := containersRunning(pod); !ok {
 		return ctrl.Result{}, r.setWarm(ctx, pod, false, llmv1.PodReasonWarming, why+"; the model is warmed once it runs")
 	}
-	ep := EndpointOf(pod, pool.Spec.Ollama)
+	ep := ollamapod.Endpoint(pod, pool.Spec.Ollama)
 	if ep == "" {
 		return ctrl.Result{}, r.setWarm(ctx, pod, false, llmv1.PodReasonWarming, "pod has no IP yet; the model is warmed once it has")
 	}
@@ -139,7 +140,7 @@ func (r *PodReconciler) serve(ctx context.Context, pod *corev1.Pod, pool *llmv1.
 		if running, err = c.PS(ctx); err == nil {
 			resident, _ = ollama.Resident(running, model)
 		}
-	case !warmIs(pod, corev1.ConditionTrue):
+	case !ollamapod.IsWarm(pod):
 		// Loaded by someone else, or warmed before the agent restarted.
 		if err := r.setWarm(ctx, pod, true, llmv1.PodReasonWarm, "model "+model+" is resident"); err != nil {
 			return ctrl.Result{}, err

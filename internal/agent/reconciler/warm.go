@@ -14,6 +14,7 @@ import (
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/agent/ollama"
+	"github.com/llmquota/llmquota/internal/ollamapod"
 )
 
 // warm loads the pool's model with the provider's warmup settings and
@@ -26,7 +27,7 @@ func (r *PodReconciler) warm(ctx context.Context, pod *corev1.Pod, pool *llmv1.L
 	if w.KeepAlive != nil {
 		keepAlive = w.KeepAlive.Duration
 	}
-	if c := warmCondition(pod); c == nil || c.Reason != llmv1.PodReasonWarmupFailed {
+	if c := ollamapod.WarmCondition(pod); c == nil || c.Reason != llmv1.PodReasonWarmupFailed {
 		// A failure stays on show while the next pass retries.
 		if err := r.setWarm(ctx, pod, false, llmv1.PodReasonWarming, fmt.Sprintf("loading model %s on %s", model, ep)); err != nil {
 			return false, err
@@ -64,7 +65,7 @@ func (r *PodReconciler) setWarm(ctx context.Context, pod *corev1.Pod, warm bool,
 	if len(message) > 1024 {
 		message = message[:1021] + "..."
 	}
-	old := warmCondition(pod)
+	old := ollamapod.WarmCondition(pod)
 	if old != nil && old.Status == status && old.Reason == reason && old.Message == message {
 		return nil
 	}
@@ -89,18 +90,4 @@ func (r *PodReconciler) patchStatus(ctx context.Context, pod *corev1.Pod, patch 
 	}
 	// A pod deleted meanwhile needs nothing more.
 	return client.IgnoreNotFound(r.Status().Patch(ctx, pod, client.RawPatch(types.StrategicMergePatchType, data)))
-}
-
-func warmCondition(pod *corev1.Pod) *corev1.PodCondition {
-	for i := range pod.Status.Conditions {
-		if pod.Status.Conditions[i].Type == llmv1.PodConditionModelWarm {
-			return &pod.Status.Conditions[i]
-		}
-	}
-	return nil
-}
-
-func warmIs(pod *corev1.Pod, s corev1.ConditionStatus) bool {
-	c := warmCondition(pod)
-	return c != nil && c.Status == s
 }
