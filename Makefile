@@ -79,9 +79,9 @@ test-unit: k8s-bin tools ollama-bin ## Run the Go tests (unit, envtest, chart, a
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" OLLAMA="$(OLLAMA)" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: test-e2e
-test-e2e: build tools ## Install the chart into a KWOK cluster and run a batch end to end.
+test-e2e: build tools ollama-bin ## Install the chart into a KWOK cluster; run a batch, and the node agent against a real Ollama, end to end.
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) BIN_DIR=$(K8S_BIN) hack/build-k8s.sh --e2e >/dev/null
-	K8S_BIN="$(K8S_BIN)" HELM="$(HELM)" KWOKCTL="$(KWOKCTL)" KWOK="$(dir $(KWOKCTL))kwok" LLMQUOTA_BIN="$(LOCALBIN)" \
+	K8S_BIN="$(K8S_BIN)" HELM="$(HELM)" KWOKCTL="$(KWOKCTL)" KWOK="$(dir $(KWOKCTL))kwok" LLMQUOTA_BIN="$(LOCALBIN)" OLLAMA="$(OLLAMA)" \
 		go test -tags e2e -count=1 -timeout 15m ./test/e2e/
 
 .PHONY: bench
@@ -94,6 +94,7 @@ bench: ## Run the Go benchmarks (figures go in docs/benchmarks.md).
 build: ## Build the binaries into bin/.
 	go build -o $(LOCALBIN)/manager ./cmd/manager
 	go build -o $(LOCALBIN)/provider-emulator ./cmd/provider-emulator
+	go build -o $(LOCALBIN)/node-agent ./cmd/node-agent
 
 .PHONY: run
 run: ## Run the manager against the cluster in $KUBECONFIG.

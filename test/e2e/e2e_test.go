@@ -14,12 +14,15 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	"github.com/llmquota/llmquota/internal/testbed/ollamaserver"
 )
 
 const (
 	release   = "llmquota"
 	namespace = "llmquota-system"
 	sa        = "llmquota-manager"
+	agentSA   = "llmquota-node-agent"
 )
 
 var processes []*exec.Cmd
@@ -41,9 +44,9 @@ func stopProcesses() {
 	processes = nil
 }
 
-// saKubeconfig writes a kubeconfig that authenticates as the chart's
-// manager ServiceAccount with a short-lived token.
-func saKubeconfig() string {
+// saKubeconfig writes a kubeconfig that authenticates as one of the
+// chart's ServiceAccounts with a short-lived token.
+func saKubeconfig(sa string) string {
 	token := strings.TrimSpace(kubectl("-n", namespace, "create", "token", sa, "--duration", "1h"))
 	server := strings.TrimSpace(kubectl("config", "view", "--minify", "--raw", "-o", "jsonpath={.clusters[0].cluster.server}"))
 	ca := strings.TrimSpace(kubectl("config", "view", "--minify", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}"))
@@ -55,7 +58,7 @@ func saKubeconfig() string {
 		Expect(err).NotTo(HaveOccurred())
 		caLine = "certificate-authority-data: " + base64.StdEncoding.EncodeToString(data)
 	}
-	path := filepath.Join(workDir, "manager-sa.kubeconfig")
+	path := filepath.Join(workDir, sa+".kubeconfig")
 	Expect(os.WriteFile(path, []byte(fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters: [{name: e2e, cluster: {server: %q, %s}}]
@@ -84,7 +87,7 @@ var _ = Describe("The Helm chart on a real control plane", Ordered, func() {
 	})
 
 	It("runs a batch to Complete with the manager authenticated as the chart's ServiceAccount", func() {
-		saConfig = saKubeconfig()
+		saConfig = saKubeconfig(sa)
 		port := freePort()
 		endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
 		startProcess("emulator.log", filepath.Join(env("LLMQUOTA_BIN"), "provider-emulator"),
@@ -145,6 +148,48 @@ var _ = Describe("The Helm chart on a real control plane", Ordered, func() {
 		Expect(out).To(ContainSubstring("forbidden"))
 	})
 
+	It("warms an Ollama pod through the node agent, as the chart's agent ServiceAccount, and runs a batch on it", func() {
+		helm("upgrade", release, chartDir, "-n", namespace, "--reuse-values", "--wait", "--timeout", "2m", "--set", "nodeAgent.enabled=true")
+		Expect(kubectl("-n", namespace, "get", "daemonset", "llmquota-node-agent", "-o", "jsonpath={.status.numberReady}")).To(Equal("2"))
+
+		ollama, err := ollamaserver.StartFromEnv()
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(ollama.Close)
+		DeferCleanup(func() {
+			if CurrentSpecReport().Failed() {
+				AddReportEntry("node-agent.log", readFile(filepath.Join(workDir, "node-agent.log")))
+				AddReportEntry("ollama.log", ollama.Log())
+			}
+		})
+		node := kubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.name}")
+		startProcess("node-agent.log", filepath.Join(env("LLMQUOTA_BIN"), "node-agent"),
+			"--kubeconfig", saKubeconfig(agentSA), "--node-name", node, "--poll-interval=1s",
+			"--metrics-bind-address=0", "--health-probe-bind-address=0")
+
+		kubectl("create", "namespace", "llm")
+		applyText(fmt.Sprintf(ollamaPool, node, ollama.URL))
+		kubectl("-n", "llm", "wait", "--for=condition=llmquota.dev/ModelWarm", "pod", "-l", "app=ollama", "--timeout=120s")
+		// KWOK's fake kubelet may write the pod's conditions back from a
+		// stale copy; the agent restores its own at the next poll.
+		Eventually(func() string {
+			return kubectl("-n", "llm", "get", "pod", "-l", "app=ollama", "-o", `jsonpath={.items[0].status.conditions[?(@.type=="llmquota.dev/ModelWarm")].message}`)
+		}, 30*time.Second, time.Second).Should(MatchRegexp(`^model tiny-a warm in \d+ms on attempt 1 of 3$`))
+		kubectl("wait", "--for=condition=Warm", "llmprovider/local-e2e", "--timeout=60s")
+		Expect(kubectl("get", "llmprovider", "local-e2e", "-o", "jsonpath={.status.endpoints[0].state} {.status.endpoints[0].model} {.status.endpoints[0].node}")).
+			To(Equal("Warm tiny-a " + node))
+
+		kubectl("-n", "llm", "wait", "--for=condition=Complete", "inferencebatch/on-ollama", "--timeout=120s")
+		results := kubectl("-n", "llm", "get", "configmap", "-l", "llmquota.dev/batch=on-ollama", "-o", "jsonpath={.items[*].data.results\\.jsonl}")
+		Expect(strings.Count(results, `"status":"succeeded"`)).To(Equal(3), results)
+
+		agentLog := readFile(filepath.Join(workDir, "node-agent.log"))
+		Expect(agentLog).NotTo(ContainSubstring("forbidden"), "the chart's RBAC was not enough for the agent")
+		Expect(strings.Count(agentLog, `"msg":"NVML is not available`)).To(Equal(1), "said once on a node without a driver")
+		for _, refused := range [][]string{{"patch", "pods", "-n", "llm"}, {"get", "secrets", "-n", namespace}, {"update", "llmproviders"}} {
+			Expect(canI(saKubeconfig(agentSA), refused...)).To(BeFalse(), "the agent may %v, which it does not need", refused)
+		}
+	})
+
 	It("upgrades with changed values", func() {
 		helm("upgrade", release, chartDir, "-n", namespace, "--wait", "--timeout", "2m",
 			"--set", "manager.secretNamespaces={"+namespace+"}", "--set", "manager.replicas=2", "--set", "manager.logLevel=debug")
@@ -165,6 +210,47 @@ var _ = Describe("The Helm chart on a real control plane", Ordered, func() {
 		Expect(kubectl("get", "crd", "llmproviders.llmquota.dev", "-o", "name")).To(ContainSubstring("llmproviders"), "Helm keeps CRDs on uninstall")
 	})
 })
+
+// ollamaPool is an Ollama pool on one node whose pod reaches a real
+// ollama serve through the endpoint override (KWOK pods have fake IPs),
+// with its LLMProvider and a batch of three prompts (format: node, URL).
+const ollamaPool = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ollama, namespace: llm}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: ollama}}
+  template:
+    metadata:
+      labels: {app: ollama}
+      annotations: {llmquota.dev/ollama-endpoint: "%[2]s"}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: "%[1]s"}
+      tolerations: [{operator: Exists}]
+      readinessGates: [{conditionType: llmquota.dev/ModelWarm}]
+      containers: [{name: ollama, image: ollama/ollama:0.17.4}]
+---
+apiVersion: llmquota.dev/v1alpha1
+kind: LLMProvider
+metadata: {name: local-e2e}
+spec:
+  type: Ollama
+  model: tiny-a
+  limits: {requestsPerMinute: 600, maxConcurrency: 1}
+  ollama:
+    namespace: llm
+    podSelector: {matchLabels: {app: ollama}}
+---
+apiVersion: llmquota.dev/v1alpha1
+kind: InferenceBatch
+metadata: {name: on-ollama, namespace: llm}
+spec:
+  providerRef: {name: local-e2e}
+  items:
+  - {id: a, prompt: "first", score: "0.9"}
+  - {id: b, prompt: "second", score: "0.9"}
+  - {id: c, prompt: "third", score: "0.9"}
+`
 
 func readFile(path string) string {
 	data, err := os.ReadFile(path)

@@ -77,6 +77,9 @@ type endpointState struct {
 	tracker   ollama.Tracker
 	schedule  ollama.Schedule
 	watermark int32
+	// warmMessage is how the last warmup went, shown again should the
+	// condition be lost while the model stays resident.
+	warmMessage string
 }
 
 // Reconcile serves one pod: nothing unless an Ollama LLMProvider selects
@@ -130,7 +133,7 @@ func (r *PodReconciler) serve(ctx context.Context, pod *corev1.Pod, pool *llmv1.
 	resident, isResident := ollama.Resident(running, model)
 	switch {
 	case err != nil || !isResident:
-		ok, werr := r.warm(ctx, pod, pool, c, ep)
+		ok, werr := r.warm(ctx, pod, pool, c, ep, st)
 		if werr != nil {
 			return ctrl.Result{}, werr
 		}
@@ -141,8 +144,13 @@ func (r *PodReconciler) serve(ctx context.Context, pod *corev1.Pod, pool *llmv1.
 			resident, _ = ollama.Resident(running, model)
 		}
 	case !ollamapod.IsWarm(pod):
-		// Loaded by someone else, or warmed before the agent restarted.
-		if err := r.setWarm(ctx, pod, true, llmv1.PodReasonWarm, "model "+model+" is resident"); err != nil {
+		// Loaded by someone else, warmed before the agent restarted, or
+		// the condition was lost (another writer replaced the conditions).
+		msg := st.warmMessage
+		if msg == "" {
+			msg = "model " + model + " is resident"
+		}
+		if err := r.setWarm(ctx, pod, true, llmv1.PodReasonWarm, msg); err != nil {
 			return ctrl.Result{}, err
 		}
 	}

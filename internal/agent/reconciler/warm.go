@@ -20,7 +20,7 @@ import (
 // warm loads the pool's model with the provider's warmup settings and
 // records how it went in the pod's condition, an Event and the metrics.
 // ok is false when every attempt failed.
-func (r *PodReconciler) warm(ctx context.Context, pod *corev1.Pod, pool *llmv1.LLMProvider, c *ollama.Client, ep string) (ok bool, err error) {
+func (r *PodReconciler) warm(ctx context.Context, pod *corev1.Pod, pool *llmv1.LLMProvider, c *ollama.Client, ep string, st *endpointState) (ok bool, err error) {
 	model, w := pool.Spec.Model, pool.Spec.Ollama.Warmup
 	attempts := int(max(1, w.Retries))
 	keepAlive := 30 * time.Minute
@@ -49,6 +49,7 @@ func (r *PodReconciler) warm(ctx context.Context, pod *corev1.Pod, pool *llmv1.L
 	warmupLatency.WithLabelValues(model).Observe(warmed.Latency.Seconds())
 	endpointWarm.WithLabelValues(pod.Namespace, pod.Name).Set(1)
 	msg := fmt.Sprintf("model %s warm in %v on attempt %d of %d", model, warmed.Latency.Round(time.Millisecond), warmed.Attempt, attempts)
+	st.warmMessage = msg
 	log.Info("gpu_warmup_success", "latency", warmed.Latency.Round(time.Millisecond).String(), "attempt", warmed.Attempt)
 	r.Recorder.Eventf(pod, nil, corev1.EventTypeNormal, llmv1.PodReasonWarm, "Warmup", "%s", msg)
 	return true, r.setWarm(ctx, pod, true, llmv1.PodReasonWarm, msg)

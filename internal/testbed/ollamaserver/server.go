@@ -99,6 +99,12 @@ func (s *Server) setUp() error {
 	return nil
 }
 
+// Log returns what the server has logged so far (for failing tests).
+func (s *Server) Log() string {
+	data, _ := os.ReadFile(filepath.Join(s.dir, "ollama.log"))
+	return string(data)
+}
+
 // Close stops the server and removes its home.
 func (s *Server) Close() {
 	if s.cmd != nil && s.cmd.Process != nil {
