@@ -260,6 +260,7 @@ type WarmupSpec struct {
 // +kubebuilder:printcolumn:name="Cost-Today",type=string,JSONPath=`.status.cost.today`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="RateLimited",type=string,JSONPath=`.status.conditions[?(@.type=="RateLimited")].status`
+// +kubebuilder:printcolumn:name="Warm",type=string,JSONPath=`.status.conditions[?(@.type=="Warm")].message`,priority=10
 // +kubebuilder:printcolumn:name="Model",type=string,JSONPath=`.spec.model`,priority=10
 // +kubebuilder:printcolumn:name="Fallback",type=string,JSONPath=`.spec.fallback.name`,priority=10
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
