@@ -130,38 +130,41 @@ func (r *PodReconciler) serve(ctx context.Context, pod *corev1.Pod, pool *llmv1.
 			running, err = c.PS(ctx)
 		}
 	}
-	resident, isResident := ollama.Resident(running, model)
-	switch {
-	case err != nil || !isResident:
-		ok, werr := r.warm(ctx, pod, pool, c, ep, st)
-		if werr != nil {
-			return ctrl.Result{}, werr
+	if err != nil || !isResident(running, model) {
+		if ok, err := r.warm(ctx, pod, pool, c, ep, st); err != nil || !ok {
+			return ctrl.Result{RequeueAfter: r.PollInterval}, err
 		}
-		if !ok {
-			return ctrl.Result{RequeueAfter: r.PollInterval}, nil
-		}
-		if running, err = c.PS(ctx); err == nil {
-			resident, _ = ollama.Resident(running, model)
-		}
-	case !ollamapod.IsWarm(pod):
-		// Loaded by someone else, warmed before the agent restarted, or
-		// the condition was lost (another writer replaced the conditions).
-		msg := st.warmMessage
-		if msg == "" {
-			msg = "model " + model + " is resident"
-		}
-		if err := r.setWarm(ctx, pod, true, llmv1.PodReasonWarm, msg); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	if err := r.report(ctx, pod, model, resident, running); err != nil {
+		running, _ = c.PS(ctx)
+	} else if err := r.confirmWarm(ctx, pod, st, model); err != nil {
 		return ctrl.Result{}, err
 	}
-	next := r.PollInterval
-	if wait > 0 && wait < next {
-		next = wait
+	endpointWarm.WithLabelValues(pod.Namespace, pod.Name).Set(1)
+	if err := r.report(ctx, pod, model, running); err != nil {
+		return ctrl.Result{}, err
 	}
-	return ctrl.Result{RequeueAfter: next}, nil
+	if wait > 0 && wait < r.PollInterval {
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
+	return ctrl.Result{RequeueAfter: r.PollInterval}, nil
+}
+
+// confirmWarm sets ModelWarm=True for a resident model when the pod does
+// not show it: loaded by someone else, warmed before the agent restarted,
+// or the condition was lost (another writer replaced the conditions).
+func (r *PodReconciler) confirmWarm(ctx context.Context, pod *corev1.Pod, st *endpointState, model string) error {
+	if ollamapod.IsWarm(pod) {
+		return nil
+	}
+	msg := st.warmMessage
+	if msg == "" {
+		msg = "model " + model + " is resident"
+	}
+	return r.setWarm(ctx, pod, true, llmv1.PodReasonWarm, msg)
+}
+
+func isResident(running []ollama.Running, model string) bool {
+	_, ok := ollama.Resident(running, model)
+	return ok
 }
 
 // state returns the pod's remembered state, creating it on first sight.

@@ -17,7 +17,8 @@ const reportStep = 64 << 20
 
 // report writes the pod's EndpointReport annotation when it changed by
 // more than reportStep.
-func (r *PodReconciler) report(ctx context.Context, pod *corev1.Pod, model string, resident ollama.Running, running []ollama.Running) error {
+func (r *PodReconciler) report(ctx context.Context, pod *corev1.Pod, model string, running []ollama.Running) error {
+	resident, _ := ollama.Resident(running, model)
 	rep := llmv1.EndpointReport{Model: model, VRAMBytes: resident.VRAMBytes}
 	if devices, ok := r.latestGPU(); ok {
 		used, total := gpu.Totals(devices)
