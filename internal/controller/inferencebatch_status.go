@@ -57,6 +57,9 @@ func setProgress(b *llmv1.InferenceBatch, o observation, now time.Time) (complet
 		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: "AllItemsDone", Message: "every item has a stored result"})
 	case b.Spec.Suspend:
 		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: "Suspended", Message: "spec.suspend is true"})
+	case o.progress.NoWarmEndpoint && o.progress.InFlight == 0:
+		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: "NoWarmEndpoint",
+			Message: fmt.Sprintf("%d of %d items done; no endpoint of Ollama pool %s is warm, the rest wait until one is", done, o.kept, b.Spec.ProviderRef.Name)})
 	default:
 		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionTrue, Reason: "ItemsRunning",
 			Message: fmt.Sprintf("%d of %d items done, %d in flight", done, o.kept, o.progress.InFlight)})

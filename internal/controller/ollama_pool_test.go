@@ -55,7 +55,7 @@ var _ = Describe("Ollama pools", func() {
 		Eventually(providerStatus(p), timeout, interval).Should(WithTransform(warmOf, And(
 			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", "NoWarmEndpoint"), HaveField("Message", "0/2 endpoints warm; calls wait until one is"))))
 		second := batchOf(ns, "second", p.Name, 6, nil)
-		Eventually(getBatch(second), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionTrue, "Admitted"))
+		Eventually(getBatch(second), timeout, interval).Should(haveCondition(llmv1.ConditionProgressing, metav1.ConditionFalse, "NoWarmEndpoint"))
 		Consistently(func() int { return len(emuA.Log()) + len(emuB.Log()) }, 500*time.Millisecond, interval).Should(Equal(12))
 
 		By("another pod turns warm: the waiting items go to it")
