@@ -43,8 +43,11 @@ func (r *PodReconciler) cleanup(ctx context.Context, pod *corev1.Pod, pool *llmv
 	if len(unload) > 0 {
 		freed, uerr := ollama.Unload(ctx, c, unload)
 		if uerr != nil {
+			// Tried again after the minimum gap; a forced request stays
+			// pending until it succeeds.
 			log.Error(uerr, "Cleanup could not unload every model")
 			r.Recorder.Eventf(pod, nil, corev1.EventTypeWarning, "CleanupFailed", "Cleanup", "%s cleanup: %v", trigger, uerr)
+			return r.CleanupMinGap, true, nil
 		}
 		cleaned = true
 		cleanups.WithLabelValues(string(trigger)).Inc()
