@@ -32,6 +32,7 @@ func main() {
 		leaderElectNS string
 		enableHTTP2   bool
 		secretNS      string
+		ollamaNS      string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to; \"0\" disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
@@ -40,6 +41,7 @@ func main() {
 	flag.StringVar(&leaderElectNS, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's namespace).")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics server (off by default: CVE-2023-44487).")
 	flag.StringVar(&secretNS, "secret-namespaces", "", "Comma-separated namespaces the manager watches Secrets in; empty: all (needs a cluster-wide Secret grant).")
+	flag.StringVar(&ollamaNS, "ollama-namespaces", "", "Comma-separated namespaces the manager watches Ollama pool pods in; empty: all (needs a cluster-wide pod grant).")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -67,7 +69,7 @@ func main() {
 		LeaderElectionNamespace: leaderElectNS,
 		// Step down fast on SIGTERM so a standby takes over at once.
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         controller.CacheOptions(splitList(secretNS)),
+		Cache:                         controller.CacheOptions(splitList(secretNS), splitList(ollamaNS)),
 	})
 	if err != nil {
 		log.Error(err, "Creating manager")
@@ -81,7 +83,7 @@ func main() {
 	recorder := mgr.GetEventRecorder("llmquota-manager")
 	if err := (&controller.LLMProviderReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
-		Registry: registry, RunContext: ctx, SecretNamespaces: splitList(secretNS),
+		Registry: registry, RunContext: ctx, SecretNamespaces: splitList(secretNS), OllamaNamespaces: splitList(ollamaNS),
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "Setting up controller", "controller", "LLMProvider")
 		os.Exit(1)

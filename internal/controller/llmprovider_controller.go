@@ -53,6 +53,9 @@ type LLMProviderReconciler struct {
 	// SecretNamespaces, when set, are the only namespaces whose Secrets the
 	// manager may read (--secret-namespaces).
 	SecretNamespaces []string
+	// OllamaNamespaces, when set, are the only namespaces whose pods the
+	// manager watches (--ollama-namespaces).
+	OllamaNamespaces []string
 
 	keys  keyChecks
 	pools pools

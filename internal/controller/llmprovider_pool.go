@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +60,14 @@ func (p *pools) drop(name string) {
 // dispatcher at the warm ones, asks for a cleanup of pods that keep
 // failing, and returns the Warm condition.
 func (r *LLMProviderReconciler) observePool(ctx context.Context, p *llmv1.LLMProvider) (metav1.Condition, error) {
+	eps := r.pools.get(p.Name)
+	if ns := p.Spec.Ollama.Namespace; len(r.OllamaNamespaces) > 0 && !slices.Contains(r.OllamaNamespaces, ns) {
+		eps.Set(nil)
+		p.Status.Endpoints = nil
+		return metav1.Condition{Type: llmv1.ConditionWarm, Status: metav1.ConditionFalse, Reason: "NamespaceNotWatched",
+			Message: fmt.Sprintf("namespace %q named by spec.ollama.namespace is not one the manager watches pods in (--ollama-namespaces=%s)",
+				ns, strings.Join(r.OllamaNamespaces, ","))}, nil
+	}
 	var list corev1.PodList
 	if err := r.List(ctx, &list, client.InNamespace(p.Spec.Ollama.Namespace)); err != nil {
 		return metav1.Condition{}, fmt.Errorf("listing the pods of Ollama pool %s: %w", p.Name, err)
@@ -93,7 +102,6 @@ func (r *LLMProviderReconciler) observePool(ctx context.Context, p *llmv1.LLMPro
 		}
 		warm = []dispatch.Endpoint{{Address: p.Spec.Endpoint, Client: c}}
 	}
-	eps := r.pools.get(p.Name)
 	eps.Set(warm)
 	if len(statuses) > maxEndpoints {
 		statuses = statuses[:maxEndpoints]

@@ -186,3 +186,16 @@ func providerEvents(name, reason string) []string {
 	}
 	return out
 }
+
+var _ = Describe("Ollama pools with --ollama-namespaces", func() {
+	It("names a pool outside the namespaces the manager watches, and sends it nothing", func() {
+		r := &LLMProviderReconciler{OllamaNamespaces: []string{"llm", "llm-gpu"}}
+		p := &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "elsewhere"}, Spec: llmv1.LLMProviderSpec{Type: llmv1.ProviderOllama,
+			Ollama: &llmv1.OllamaSpec{Namespace: "team-a", PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "ollama"}}}}}
+		cond, err := r.observePool(context.Background(), p)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cond).To(And(HaveField("Status", metav1.ConditionFalse), HaveField("Reason", "NamespaceNotWatched"),
+			HaveField("Message", `namespace "team-a" named by spec.ollama.namespace is not one the manager watches pods in (--ollama-namespaces=llm,llm-gpu)`)))
+		Expect(r.pools.get("elsewhere").Len()).To(BeZero())
+	})
+})

@@ -82,7 +82,7 @@ func startManagerWith(opts ctrl.Options) func() {
 	opts.Metrics = metricsserver.Options{BindAddress: "0"}
 	opts.HealthProbeBindAddress = "0"
 	opts.Controller = ctrlConfigSkipNameValidation()
-	opts.Cache = CacheOptions(nil)
+	opts.Cache = CacheOptions(nil, nil)
 	mgr, err := ctrl.NewManager(cfg, opts)
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())

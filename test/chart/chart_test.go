@@ -150,7 +150,8 @@ func grants(rules []any, resource string) bool {
 
 func TestNonDefaultValues(t *testing.T) {
 	objs := render(t, "manager.replicas=2", "nodeAgent.enabled=true", "metrics.prometheusRule.enabled=true",
-		"metrics.serviceMonitor.enabled=true", "manager.secretNamespaces={keys-a,keys-b}", "image.tag=v9", "networkPolicy.enabled=false")
+		"metrics.serviceMonitor.enabled=true", "manager.secretNamespaces={keys-a,keys-b}", "image.tag=v9", "networkPolicy.enabled=false",
+		"manager.ollamaNamespaces={llm}")
 	got := kinds(objs)
 	for _, want := range []string{"PodDisruptionBudget/rel-llmquota-manager", "DaemonSet/rel-llmquota-node-agent", "PrometheusRule/rel-llmquota-manager",
 		"ServiceMonitor/rel-llmquota-manager", "Role/rel-llmquota-manager-secrets"} {
@@ -161,8 +162,12 @@ func TestNonDefaultValues(t *testing.T) {
 	if slices.Contains(got, "NetworkPolicy/rel-llmquota-manager") {
 		t.Error("networkPolicy.enabled=false still renders the NetworkPolicy")
 	}
-	if grants(dig(find(objs, "ClusterRole", "rel-llmquota-manager"), "rules").([]any), "secrets") {
-		t.Error("with secretNamespaces the manager must not read Secrets cluster-wide")
+	if rules := dig(find(objs, "ClusterRole", "rel-llmquota-manager"), "rules").([]any); grants(rules, "secrets") || grants(rules, "pods") {
+		t.Error("with secretNamespaces and ollamaNamespaces the manager must not read Secrets or pods cluster-wide")
+	}
+	podRole := find(objs, "Role", "rel-llmquota-manager-pods")
+	if dig(podRole, "metadata", "namespace") != "llm" || !slices.Equal(verbs(dig(podRole, "rules").([]any), "pods"), []string{"get", "list", "patch", "watch"}) {
+		t.Errorf("pod Role in the Ollama namespace: %v", podRole)
 	}
 	secretRoles := 0
 	for _, o := range objs {
@@ -178,7 +183,8 @@ func TestNonDefaultValues(t *testing.T) {
 		t.Errorf("replicas %v", r)
 	}
 	c := dig(dep, "spec", "template", "spec", "containers").([]any)[0]
-	if !strings.HasSuffix(dig(c, "image").(string), ":v9") || !slices.Contains(dig(c, "args").([]any), any("--secret-namespaces=keys-a,keys-b")) {
+	if !strings.HasSuffix(dig(c, "image").(string), ":v9") || !slices.Contains(dig(c, "args").([]any), any("--secret-namespaces=keys-a,keys-b")) ||
+		!slices.Contains(dig(c, "args").([]any), any("--ollama-namespaces=llm")) {
 		t.Errorf("manager container %v", c)
 	}
 	agentRules := dig(find(objs, "ClusterRole", "rel-llmquota-node-agent"), "rules").([]any)
