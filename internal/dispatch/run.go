@@ -54,17 +54,12 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 		d.sendToFallback(fb, b, it)
 		return -1
 	}
-	target := Endpoint{Client: d.cfg.Client}
-	if d.cfg.Endpoints != nil {
-		ep, ok := d.cfg.Endpoints.pick()
-		if !ok {
-			// No warm endpoint and no fallback to take the item: hold it
-			// until an endpoint is warm (Set pokes the loop).
-			d.limited = ratewindow.Decision{Allowed: true}
-			d.mu.Unlock()
-			return idle
-		}
-		target = ep
+	if d.noneWarm() {
+		// No warm endpoint and no fallback to take the item: hold it until
+		// an endpoint is warm (Endpoints.Set pokes the loop).
+		d.limited = ratewindow.Decision{Allowed: true}
+		d.mu.Unlock()
+		return idle
 	}
 	est := d.estimate(b, it)
 	dec := d.limiter.Admit(now, est)
@@ -79,6 +74,18 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 			return idle // a release pokes the loop
 		}
 		return dec.RetryAt.Sub(now)
+	}
+	// The endpoint is chosen only once the call is admitted, so refusals
+	// do not skew the round robin.
+	target := Endpoint{Client: d.cfg.Client}
+	if d.cfg.Endpoints != nil {
+		ep, ok := d.cfg.Endpoints.pick()
+		if !ok { // the last endpoint went cold just now; the slot stays spent
+			d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
+			d.mu.Unlock()
+			return idle
+		}
+		target = ep
 	}
 	d.limited = dec
 	served()
