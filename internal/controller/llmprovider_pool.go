@@ -126,8 +126,7 @@ func endpointStatus(pod *corev1.Pod, o *llmv1.OllamaSpec) llmv1.EndpointStatus {
 	} else {
 		st.Message = "no node agent has reported on this pod yet"
 	}
-	var rep llmv1.EndpointReport
-	if raw := pod.Annotations[llmv1.AnnotationEndpointReport]; raw != "" && json.Unmarshal([]byte(raw), &rep) == nil {
+	if rep, ok := ollamapod.Report(pod); ok {
 		st.Model, st.VRAMBytes, st.GPUMemoryUsedBytes, st.GPUMemoryTotalBytes = rep.Model, rep.VRAMBytes, rep.GPUMemoryUsedBytes, rep.GPUMemoryTotalBytes
 	}
 	if len(st.Message) > 1024 {

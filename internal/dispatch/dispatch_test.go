@@ -71,9 +71,12 @@ func emulated(tb testing.TB, cfg emulator.Config) (*emulator.Server, provider.Cl
 	return emu, c
 }
 
-func start(t *testing.T, cfg Config) *Dispatcher {
+func start(t *testing.T, cfg Config) *Dispatcher { return startWith(t, cfg, nil) }
+
+// startWith runs a dispatcher that finds other providers through lookup.
+func startWith(t *testing.T, cfg Config, lookup Lookup) *Dispatcher {
 	t.Helper()
-	d, err := New(cfg, nil, clock.RealClock{}, logr.Discard(), nil)
+	d, err := New(cfg, nil, clock.RealClock{}, logr.Discard(), lookup)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +85,19 @@ func start(t *testing.T, cfg Config) *Dispatcher {
 	go func() { d.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return d
+}
+
+// cloudFallback runs a provider "cloud" on an emulator and returns a
+// Lookup that finds it.
+func cloudFallback(t *testing.T) Lookup {
+	_, c := emulated(t, emulator.Config{})
+	fb := start(t, Config{Name: "cloud", Client: c, DefaultModel: "big"})
+	return func(name string) *Dispatcher {
+		if name == "cloud" {
+			return fb
+		}
+		return nil
+	}
 }
 
 // TestRunsUnderQuotaOverHTTP: every item gets a result, and the server saw
@@ -246,19 +262,7 @@ func TestBatchSizeAndDelay(t *testing.T) {
 // TestFallbackForLongPrompts sends prompts over the length limit to the fallback.
 func TestFallbackForLongPrompts(t *testing.T) {
 	_, primaryClient := emulated(t, emulator.Config{})
-	_, fallbackClient := emulated(t, emulator.Config{})
-	var fb *Dispatcher
-	lookup := func(name string) *Dispatcher {
-		if name == "cloud" {
-			return fb
-		}
-		return nil
-	}
-	fb = start(t, Config{Name: "cloud", Client: fallbackClient, DefaultModel: "big"})
-	primary, _ := New(Config{Name: "local", Client: primaryClient, DefaultModel: "small", MaxPromptLength: 20, Fallback: "cloud"}, nil, clock.RealClock{}, logr.Discard(), lookup)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go primary.Run(ctx)
+	primary := startWith(t, Config{Name: "local", Client: primaryClient, DefaultModel: "small", MaxPromptLength: 20, Fallback: "cloud"}, cloudFallback(t))
 	col := newCollector(2)
 	primary.Submit(Batch{Key: "ns/b", Namespace: "ns", Size: 2, Params: Params{Model: "small"}, OnResult: col.add,
 		Items: []Item{{ID: "short", Prompt: "hi"}, {ID: "long", Prompt: "a prompt well over twenty characters"}}})

@@ -1,14 +1,10 @@
 package dispatch
 
 import (
-	"context"
 	"net/http/httptest"
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/go-logr/logr"
-	"k8s.io/utils/clock"
 
 	"github.com/llmquota/llmquota/internal/cost"
 	"github.com/llmquota/llmquota/internal/emulator"
@@ -73,22 +69,7 @@ func TestSendsOnlyToWarmEndpoints(t *testing.T) {
 // TestNoWarmEndpointGoesToFallback: a pool with no warm endpoint hands its
 // items to the fallback provider.
 func TestNoWarmEndpointGoesToFallback(t *testing.T) {
-	_, cloudClient := emulated(t, emulator.Config{})
-	var fb *Dispatcher
-	lookup := func(name string) *Dispatcher {
-		if name == "cloud" {
-			return fb
-		}
-		return nil
-	}
-	fb = start(t, Config{Name: "cloud", Client: cloudClient, DefaultModel: "big"})
-	pool, err := New(Config{Name: "pool", Endpoints: &Endpoints{}, DefaultModel: "tiny", Fallback: "cloud"}, nil, clock.RealClock{}, logr.Discard(), lookup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go pool.Run(ctx)
+	pool := startWith(t, Config{Name: "pool", Endpoints: &Endpoints{}, DefaultModel: "tiny", Fallback: "cloud"}, cloudFallback(t))
 	col := newCollector(3)
 	pool.Submit(Batch{Key: "ns/b", Namespace: "ns", Size: 3, Items: items("z", 3), OnResult: col.add})
 	for _, r := range col.wait(t, 10*time.Second) {

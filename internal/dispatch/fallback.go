@@ -5,12 +5,18 @@ package dispatch
 // (consecutive failures past the threshold), or a pool with no warm
 // endpoint, while a fallback exists.
 func (d *Dispatcher) divert(it Item) *Dispatcher {
-	if d.cfg.Fallback == "" || d.lookup == nil {
-		return nil
-	}
 	tooLong := d.cfg.MaxPromptLength > 0 && len(it.Prompt) > d.cfg.MaxPromptLength
 	circuitOpen := d.cfg.CircuitThreshold > 0 && d.limiter.ConsecutiveFailures() >= d.cfg.CircuitThreshold
 	if !tooLong && !circuitOpen && !d.noneWarm() {
+		return nil
+	}
+	return d.fallback()
+}
+
+// fallback returns the running fallback dispatcher, or nil when there is
+// none (not configured, or not running).
+func (d *Dispatcher) fallback() *Dispatcher {
+	if d.cfg.Fallback == "" || d.lookup == nil {
 		return nil
 	}
 	return d.lookup(d.cfg.Fallback)

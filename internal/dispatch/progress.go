@@ -20,7 +20,7 @@ type Progress struct {
 	// BackingOff is true while failures hold the provider back.
 	BackingOff bool
 	// NoWarmEndpoint is true while the batch's items wait because no
-	// endpoint of the Ollama pool is warm (and it has no fallback).
+	// endpoint of the Ollama pool is warm (and no fallback runs to take them).
 	NoWarmEndpoint bool
 }
 
@@ -33,7 +33,7 @@ func (d *Dispatcher) Progress(key string) (p Progress, ok bool) {
 		return Progress{}, false
 	}
 	p = Progress{Queued: len(b.queue), InFlight: b.inFlight, GroupsDone: b.groupsDone, Retries: b.retries}
-	p.NoWarmEndpoint = len(b.queue) > 0 && !b.suspended && d.noneWarm() && d.cfg.Fallback == ""
+	p.NoWarmEndpoint = len(b.queue) > 0 && !b.suspended && d.noneWarm() && d.fallback() == nil
 	if len(b.queue) > 0 && !b.suspended && !d.limited.Allowed {
 		p.Limit = d.limited
 		p.BackingOff = d.limited.Reason == ratewindow.ReasonBackoff

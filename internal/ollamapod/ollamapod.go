@@ -5,6 +5,7 @@
 package ollamapod
 
 import (
+	"encoding/json"
 	"net"
 	"slices"
 	"strconv"
@@ -78,4 +79,14 @@ func WarmCondition(pod *corev1.Pod) *corev1.PodCondition {
 func IsWarm(pod *corev1.Pod) bool {
 	c := WarmCondition(pod)
 	return c != nil && c.Status == corev1.ConditionTrue && pod.DeletionTimestamp == nil
+}
+
+// Report returns the node agent's EndpointReport for the pod; ok is false
+// when there is none, or it does not parse.
+func Report(pod *corev1.Pod) (r llmv1.EndpointReport, ok bool) {
+	raw := pod.Annotations[llmv1.AnnotationEndpointReport]
+	if raw == "" || json.Unmarshal([]byte(raw), &r) != nil {
+		return llmv1.EndpointReport{}, false
+	}
+	return r, true
 }

@@ -76,3 +76,18 @@ func TestIsWarm(t *testing.T) {
 		t.Fatal("a pod without the condition is cold")
 	}
 }
+
+func TestReport(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{
+		llmv1.AnnotationEndpointReport: `{"model":"tiny","vramBytes":5,"gpuMemoryTotalBytes":80,"source":"NVML"}`}}}
+	if r, ok := Report(pod); !ok || r != (llmv1.EndpointReport{Model: "tiny", VRAMBytes: 5, GPUMemoryTotalBytes: 80, Source: llmv1.GPUSourceNVML}) {
+		t.Fatalf("report %+v %v", r, ok)
+	}
+	pod.Annotations[llmv1.AnnotationEndpointReport] = "{not json"
+	if _, ok := Report(pod); ok {
+		t.Fatal("a report that does not parse is no report")
+	}
+	if _, ok := Report(&corev1.Pod{}); ok {
+		t.Fatal("no annotation, no report")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/agent/gpu"
 	"github.com/llmquota/llmquota/internal/agent/ollama"
+	"github.com/llmquota/llmquota/internal/ollamapod"
 )
 
 // reportStep is the smallest change in a GPU figure worth a write: the
@@ -29,8 +30,7 @@ func (r *PodReconciler) report(ctx context.Context, pod *corev1.Pod, model strin
 		}
 		rep.Source = llmv1.GPUSourceOllama
 	}
-	var old llmv1.EndpointReport
-	if raw, ok := pod.Annotations[llmv1.AnnotationEndpointReport]; ok && json.Unmarshal([]byte(raw), &old) == nil && !differs(old, rep) {
+	if old, ok := ollamapod.Report(pod); ok && !differs(old, rep) {
 		return nil
 	}
 	data, err := json.Marshal(rep)
