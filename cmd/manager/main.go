@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -21,6 +22,8 @@ import (
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/controller"
 	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/memlimit"
+	"github.com/llmquota/llmquota/internal/results"
 )
 
 func main() {
@@ -33,6 +36,9 @@ func main() {
 		enableHTTP2   bool
 		secretNS      string
 		ollamaNS      string
+		workers       int
+		flushEvery    time.Duration
+		flushItems    int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to; \"0\" disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
@@ -42,11 +48,19 @@ func main() {
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics server (off by default: CVE-2023-44487).")
 	flag.StringVar(&secretNS, "secret-namespaces", "", "Comma-separated namespaces the manager watches Secrets in; empty: all (needs a cluster-wide Secret grant).")
 	flag.StringVar(&ollamaNS, "ollama-namespaces", "", "Comma-separated namespaces the manager watches Ollama pool pods in; empty: all (needs a cluster-wide pod grant).")
+	flag.IntVar(&workers, "batch-workers", 8, "How many InferenceBatches are admitted and published at once.")
+	flag.DurationVar(&flushEvery, "results-flush-interval", 10*time.Second, "Longest a result waits before it is written to its batch's results; bounds what a crash re-sends.")
+	flag.IntVar(&flushItems, "results-flush-items", 100, "Write a batch's results once this many wait, without waiting for --results-flush-interval.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
+	if limit, err := memlimit.Set(os.Getenv); err != nil {
+		log.Error(err, "Ignoring the container memory limit")
+	} else if limit > 0 {
+		log.Info("Go memory limit set from the container's", "bytes", limit)
+	}
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -90,7 +104,8 @@ func main() {
 	}
 	if err := (&controller.InferenceBatchReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
-		Registry: registry, RunContext: ctx,
+		Registry: registry, RunContext: ctx, Workers: workers,
+		FlushPolicy: results.FlushPolicy{Interval: flushEvery, Items: flushItems},
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "Setting up controller", "controller", "InferenceBatch")
 		os.Exit(1)

@@ -23,11 +23,17 @@ import (
 // by the user resolves.
 var errInvalidItems = errors.New("invalid items")
 
-// loadItems returns the batch's items, inline or from its ConfigMap.
+// loadItems returns the batch's items, inline or from its ConfigMap. The
+// cache keeps batches without their inline items (see CacheOptions), so
+// they are read here, once per admission, uncached.
 func (r *InferenceBatchReconciler) loadItems(ctx context.Context, b *llmv1.InferenceBatch) ([]items.Item, error) {
 	if b.Spec.ItemsFrom == nil {
-		out := make([]items.Item, len(b.Spec.Items))
-		for i, it := range b.Spec.Items {
+		var whole llmv1.InferenceBatch
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(b), &whole); err != nil {
+			return nil, err
+		}
+		out := make([]items.Item, len(whole.Spec.Items))
+		for i, it := range whole.Spec.Items {
 			out[i] = items.Item{ID: it.ID, Prompt: it.Prompt, Score: string(it.Score)}
 		}
 		return out, nil
@@ -53,8 +59,10 @@ func (r *InferenceBatchReconciler) loadItems(ctx context.Context, b *llmv1.Infer
 }
 
 // admit loads and filters the items, records the filtered and cached ones,
-// and hands what has no result yet to the provider's dispatcher.
-func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.InferenceBatch, d *dispatch.Dispatcher) (*batchRun, error) {
+// and hands what has no result yet to the provider's dispatcher. A batch
+// admitted again (its provider's dispatcher was replaced) keeps its store,
+// results waiting for their write included.
+func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.InferenceBatch, d *dispatch.Dispatcher, prev *batchRun) (*batchRun, error) {
 	log := logf.FromContext(ctx)
 	all, err := r.loadItems(ctx, b)
 	if err != nil {
@@ -67,14 +75,14 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 	log.Info("batch_prefilter", "original", len(all), "kept", len(kept), "filtered", len(filtered),
 		"reduction", fmt.Sprintf("%d%%", items.Reduction(len(all), len(filtered))))
 
-	store, err := results.Load(ctx, r.APIReader, r.Client, b)
-	if err != nil {
+	var store *results.Store
+	if prev != nil {
+		store = prev.store
+	} else if store, err = results.Load(ctx, results.Options{Lister: r.Client, Reader: r.APIReader, Writer: r.Client, Clock: r.Clock}, b); err != nil {
 		return nil, err
 	}
 	for _, it := range filtered {
-		if !store.Has(it.ID) {
-			store.Add(results.Result{ID: it.ID, Status: results.Filtered})
-		}
+		store.Add(results.Result{ID: it.ID, Status: results.Filtered})
 	}
 	params := paramsOf(b)
 	keys := make(map[string]string, len(kept))
@@ -86,9 +94,6 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 			return nil, err
 		}
 	}
-	if _, err := store.Flush(ctx); err != nil {
-		return nil, err
-	}
 
 	var pending []dispatch.Item
 	for _, it := range kept {
@@ -96,17 +101,20 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 			pending = append(pending, dispatch.Item{ID: it.ID, Prompt: it.Prompt})
 		}
 	}
+	key := client.ObjectKeyFromObject(b)
 	size := int(max(1, b.Spec.BatchSize))
 	runCtx, cancel := context.WithCancel(r.RunContext)
 	run := &batchRun{store: store, dispatcher: d, kept: len(kept), filtered: len(filtered), total: len(all),
-		cancel: cancel, kick: make(chan struct{}, 1), cacheKeys: keys}
+		cancel: cancel, kick: make(chan struct{}, 1), cacheKeys: keys, policy: r.FlushPolicy, clock: r.Clock,
+		changed: func() { r.tell(runCtx, key) }}
 	go run.flush(runCtx, log)
+	run.poke() // the filtered and cached results may be due at once
 	d.Submit(dispatch.Batch{
-		Key: client.ObjectKeyFromObject(b).String(), Namespace: b.Namespace, Priority: b.Spec.Priority,
+		Key: key.String(), Namespace: b.Namespace, Priority: b.Spec.Priority,
 		Size: size, Delay: durationOf(b.Spec.BatchDelay), GroupsDone: (len(kept) - len(pending)) / size,
-		Params: params, Items: pending, OnResult: run.onResult,
+		Params: params, Items: pending, OnResult: run.onResult, OnChange: run.changed,
 	})
-	d.Suspend(client.ObjectKeyFromObject(b).String(), b.Spec.Suspend)
+	d.Suspend(key.String(), b.Spec.Suspend)
 	return run, nil
 }
 

@@ -18,10 +18,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/dispatch"
@@ -31,10 +34,11 @@ import (
 // providerRefIndex indexes batches by the provider they name.
 const providerRefIndex = "spec.providerRef.name"
 
-// Requeue intervals. Progress is published at most once per batchRefresh
-// per batch, whatever the item rate: that bounds status writes.
+// Intervals. A running batch's status is written when its dispatcher or
+// result writer tells of news, at most once per statusInterval, whatever
+// the item rate: that bounds status writes.
 const (
-	batchRefresh    = time.Second
+	statusInterval  = time.Second
 	waitForProvider = 5 * time.Second
 	recheckItems    = 30 * time.Second
 )
@@ -52,15 +56,22 @@ type InferenceBatchReconciler struct {
 	// RecheckItems is how often a batch with invalid items reads them
 	// again (ConfigMaps are not watched); 0 means 30s.
 	RecheckItems time.Duration
+	// FlushPolicy bounds how often a batch's results are written.
+	FlushPolicy results.FlushPolicy
+	// Workers is how many batches are reconciled at once; 0 means 1.
+	Workers int
 
 	runs runs
+	// news carries batches whose runs have progress to publish (results
+	// stored, a quota window filled) into the reconcile queue.
+	news chan event.TypedGenericEvent[*llmv1.InferenceBatch]
 }
 
 var _ reconcile.Reconciler = (*InferenceBatchReconciler)(nil)
 
 // +kubebuilder:rbac:groups=llmquota.dev,resources=inferencebatches,verbs=get;list;watch;delete
 // +kubebuilder:rbac:groups=llmquota.dev,resources=inferencebatches/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;create;update
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update
 
 // Reconcile runs the batch's phases and writes its status once, if it changed.
 func (r *InferenceBatchReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -79,10 +90,16 @@ func (r *InferenceBatchReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	b.Status.ObservedGeneration = b.Generation
 	publishBatchMetrics(&b)
-	if !equality.Semantic.DeepEqual(orig.Status, b.Status) {
-		if err := r.Status().Patch(ctx, &b, client.MergeFrom(orig)); err != nil {
-			return ctrl.Result{}, err
+	if equality.Semantic.DeepEqual(orig.Status, b.Status) {
+		return result, nil
+	}
+	if run := r.runs.get(req.NamespacedName); run != nil {
+		if wait := run.throttle(r.Clock.Now(), statusInterval); wait > 0 {
+			return ctrl.Result{RequeueAfter: wait}, nil // written at most once per statusInterval
 		}
+	}
+	if err := r.Status().Patch(ctx, &b, client.MergeFrom(orig)); err != nil {
+		return ctrl.Result{}, err
 	}
 	return result, nil
 }
@@ -119,9 +136,10 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 
 	run := r.runs.get(key)
 	if run == nil || run.dispatcher != d || !d.Has(key.String()) {
+		prev := run
 		r.runs.stop(key) // the provider's dispatcher was replaced: admit again, keeping results
 		var err error
-		if run, err = r.admit(ctx, b, d); err != nil {
+		if run, err = r.admit(ctx, b, d, prev); err != nil {
 			if errors.Is(err, errInvalidItems) {
 				r.transition(b, llmv1.ReasonInvalidItems, err.Error(), true, now)
 				return ctrl.Result{RequeueAfter: cmp.Or(r.RecheckItems, recheckItems)}, nil
@@ -146,24 +164,24 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 		logf.FromContext(ctx).Info("Batch complete", "succeeded", b.Status.Counts.Succeeded, "failed", b.Status.Counts.Failed, "cached", b.Status.Counts.Cached, "filtered", b.Status.Counts.Filtered)
 		return r.expire(ctx, b, now)
 	}
-	requeue := batchRefresh
 	if deadline, ok := deadlineOf(b); ok {
-		requeue = min(requeue, deadline.Sub(now))
+		return ctrl.Result{RequeueAfter: deadline.Sub(now)}, nil
 	}
-	return ctrl.Result{RequeueAfter: requeue}, nil
+	return ctrl.Result{}, nil // the run tells when there is news
 }
 
 // observe publishes the run's progress and reports whether it is complete.
 func (r *InferenceBatchReconciler) observe(b *llmv1.InferenceBatch, p *llmv1.LLMProvider, run *batchRun, d *dispatch.Dispatcher, now time.Time) bool {
 	progress, _ := d.Progress(client.ObjectKeyFromObject(b).String())
 	stored := run.store.Counts()
+	waiting, _ := run.store.Pending()
 	remaining := run.kept - int(stored[results.Succeeded]+stored[results.Failed]+stored[results.Cached])
 	var interval time.Duration
 	if p.Spec.Limits.MinInterval != nil {
 		interval = p.Spec.Limits.MinInterval.Duration
 	}
 	o := observation{
-		total: run.total, kept: run.kept, filtered: run.filtered, stored: stored, progress: progress, refs: run.store.References(),
+		total: run.total, kept: run.kept, filtered: run.filtered, stored: stored, progress: progress, refs: run.store.References(), waiting: waiting,
 		eta: dispatch.ETA(now, remaining, d.Stats(thresholds(p)).Quota, interval, int(b.Spec.BatchSize), durationOf(b.Spec.BatchDelay)),
 	}
 	wasLimited := meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionRateLimited)
@@ -250,8 +268,9 @@ func durationOf(d *metav1.Duration) time.Duration {
 }
 
 // SetupWithManager registers the reconciler. Batches are woken by their
-// own spec changes and by changes of the provider they name; progress is
-// published on a timer, so status writes do not wake the reconciler.
+// own spec changes, by changes of the provider they name, and by news from
+// their runs (a channel source), so status writes do not wake the
+// reconciler and nothing is polled.
 func (r *InferenceBatchReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &llmv1.InferenceBatch{}, providerRefIndex,
 		func(o client.Object) []string {
@@ -259,12 +278,27 @@ func (r *InferenceBatchReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}); err != nil {
 		return err
 	}
+	r.news = make(chan event.TypedGenericEvent[*llmv1.InferenceBatch], newsBuffer)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&llmv1.InferenceBatch{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&llmv1.LLMProvider{}, handler.EnqueueRequestsFromMapFunc(r.batchesOf),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(source.Channel(r.news, &handler.TypedEnqueueRequestForObject[*llmv1.InferenceBatch]{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.Workers)}).
 		Named("inferencebatch").
 		Complete(r)
+}
+
+// newsBuffer is how many batches' news may wait to enter the queue; the
+// queue drains it continuously and merges news of the same batch.
+const newsBuffer = 1024
+
+// tell queues the batch for a reconcile that publishes its progress.
+func (r *InferenceBatchReconciler) tell(ctx context.Context, key types.NamespacedName) {
+	select {
+	case r.news <- event.TypedGenericEvent[*llmv1.InferenceBatch]{Object: &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
+	case <-ctx.Done():
+	}
 }
 
 func (r *InferenceBatchReconciler) batchesOf(ctx context.Context, o client.Object) []reconcile.Request {

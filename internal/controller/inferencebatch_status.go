@@ -19,6 +19,8 @@ type observation struct {
 	progress              dispatch.Progress
 	eta                   time.Time
 	refs                  []llmv1.ResultReference
+	// waiting counts results (filtered ones included) not yet written.
+	waiting int
 }
 
 // setProgress writes counts and conditions from an observation and reports
@@ -40,7 +42,7 @@ func setProgress(b *llmv1.InferenceBatch, o observation, now time.Time) (complet
 		st.Batches.Done = st.Batches.Total
 	}
 	st.Results = o.refs
-	complete = int(done) >= o.kept
+	complete = int(done) >= o.kept && o.waiting == 0
 
 	set := func(c metav1.Condition) { setCondition(&st.Conditions, c, b.Generation, now) }
 	limited := rateLimitedCondition(o.progress.Limit, o.progress.Queued)

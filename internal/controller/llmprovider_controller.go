@@ -300,9 +300,6 @@ func (r *LLMProviderReconciler) checkFallback(ctx context.Context, p *llmv1.LLMP
 // (their data is read uncached when needed) and other providers, because a
 // change anywhere in a fallback chain can change this provider's readiness.
 func (r *LLMProviderReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.HTTPClient == nil {
-		r.HTTPClient = defaultHTTPClient
-	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &llmv1.LLMProvider{}, secretRefIndex,
 		func(o client.Object) []string {
 			ref := o.(*llmv1.LLMProvider).Spec.CredentialsSecretRef

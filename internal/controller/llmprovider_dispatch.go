@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -45,7 +44,11 @@ func (r *LLMProviderReconciler) ensureDispatcher(ctx context.Context, p *llmv1.L
 		snapshot = p.Status.Quota.Snapshot
 	}
 	cfg := dispatchConfig(p)
-	cfg.Client, err = provider.New(provider.Config{Type: provider.Type(p.Spec.Type), Endpoint: p.Spec.Endpoint, APIKey: key, HTTPClient: r.HTTPClient})
+	hc := r.HTTPClient
+	if hc == nil {
+		hc = provider.NewHTTPClient(cfg.Limits.MaxConcurrency)
+	}
+	cfg.Client, err = provider.New(provider.Config{Type: provider.Type(p.Spec.Type), Endpoint: p.Spec.Endpoint, APIKey: key, HTTPClient: hc})
 	if err != nil {
 		return err
 	}
@@ -94,12 +97,3 @@ func (r *LLMProviderReconciler) persistQuota(name string) func(context.Context, 
 		return r.Status().Patch(ctx, p, client.RawPatch(types.MergePatchType, patch))
 	}
 }
-
-// defaultHTTPClient bounds connection setup; each call's deadline comes
-// from the dispatcher.
-var defaultHTTPClient = &http.Client{Transport: &http.Transport{
-	Proxy:               http.ProxyFromEnvironment,
-	MaxIdleConnsPerHost: 16,
-	IdleConnTimeout:     90 * time.Second,
-	TLSHandshakeTimeout: 10 * time.Second,
-}}

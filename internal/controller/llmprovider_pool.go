@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -83,7 +84,7 @@ func (r *LLMProviderReconciler) observePool(ctx context.Context, p *llmv1.LLMPro
 	for _, pod := range pods {
 		st := endpointStatus(pod, p.Spec.Ollama)
 		if st.State == llmv1.EndpointWarm {
-			c, err := provider.New(provider.Config{Type: provider.Ollama, Endpoint: st.Address, HTTPClient: r.HTTPClient})
+			c, err := provider.New(provider.Config{Type: provider.Ollama, Endpoint: st.Address, HTTPClient: r.poolHTTPClient()})
 			if err != nil {
 				st.State, st.Message = llmv1.EndpointFailed, fmt.Sprintf("address %q: %v", st.Address, err)
 			} else {
@@ -96,7 +97,7 @@ func (r *LLMProviderReconciler) observePool(ctx context.Context, p *llmv1.LLMPro
 	if p.Spec.Endpoint != "" && warmPods > 0 {
 		// One address for the pool (a Service whose readiness gate keeps
 		// cold pods out): sent to while any pod is warm.
-		c, err := provider.New(provider.Config{Type: provider.Ollama, Endpoint: p.Spec.Endpoint, HTTPClient: r.HTTPClient})
+		c, err := provider.New(provider.Config{Type: provider.Ollama, Endpoint: p.Spec.Endpoint, HTTPClient: r.poolHTTPClient()})
 		if err != nil {
 			return metav1.Condition{}, err
 		}
@@ -225,3 +226,14 @@ func SlimPod(obj any) (any, error) {
 	}
 	return slim, nil
 }
+
+// poolHTTPClient carries the calls to Ollama pods: one transport for every
+// pool, keeping up to 16 idle connections to each pod.
+func (r *LLMProviderReconciler) poolHTTPClient() *http.Client {
+	if r.HTTPClient != nil {
+		return r.HTTPClient
+	}
+	return ollamaHTTPClient
+}
+
+var ollamaHTTPClient = provider.NewHTTPClient(16)

@@ -32,6 +32,16 @@ type Dispatcher struct {
 	requests map[string]int64 // by outcome class, for status and metrics
 	authErr  string           // the last auth failure, until a success
 	inFlight int
+	// held is what held the batches back when they were last told (OnChange).
+	held holdState
+}
+
+// holdState is what a batch's owner shows of the dispatcher's state.
+type holdState struct {
+	allowed  bool
+	reason   ratewindow.Reason
+	window   string
+	noneWarm bool
 }
 
 // batch is a submitted Batch and its progress.
@@ -81,7 +91,7 @@ func New(cfg Config, snapshot []byte, c clock.Clock, log logr.Logger, lookup Loo
 	d := &Dispatcher{
 		cfg: cfg, limiter: lim, clock: c, log: log.WithValues("provider", cfg.Name), lookup: lookup,
 		wake: make(chan struct{}, 1), batches: map[string]*batch{}, cursor: map[string]int{},
-		meter: meter, requests: map[string]int64{},
+		meter: meter, requests: map[string]int64{}, held: holdState{allowed: true},
 	}
 	if cfg.Endpoints != nil {
 		cfg.Endpoints.watch(d.poke)
@@ -108,7 +118,7 @@ func (d *Dispatcher) Submit(b Batch) {
 		b.Size = 1
 	}
 	if old, ok := d.batches[b.Key]; ok && !old.removed {
-		old.Priority, old.Delay, old.Params, old.OnResult = b.Priority, b.Delay, b.Params, b.OnResult
+		old.Priority, old.Delay, old.Params, old.OnResult, old.OnChange = b.Priority, b.Delay, b.Params, b.OnResult, b.OnChange
 		return
 	}
 	nb := &batch{Batch: b, queue: append([]Item(nil), b.Items...), groupsDone: b.GroupsDone}

@@ -15,6 +15,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	defer d.shutdown()
 	for ctx.Err() == nil {
 		wait := d.step(ctx)
+		d.tellChanges()
 		if wait < 0 {
 			continue
 		}
@@ -25,6 +26,28 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		case <-timer.C():
 		}
 		timer.Stop()
+	}
+}
+
+// tellChanges calls OnChange of every batch with items waiting when what
+// holds them back changed since they were last told.
+func (d *Dispatcher) tellChanges() {
+	d.mu.Lock()
+	now := holdState{allowed: d.limited.Allowed, reason: d.limited.Reason, window: d.limited.Window, noneWarm: d.noneWarm()}
+	if now == d.held {
+		d.mu.Unlock()
+		return
+	}
+	d.held = now
+	var tell []func()
+	for _, b := range d.batches {
+		if b.OnChange != nil && len(b.queue) > 0 {
+			tell = append(tell, b.OnChange)
+		}
+	}
+	d.mu.Unlock()
+	for _, f := range tell {
+		f()
 	}
 }
 

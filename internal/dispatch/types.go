@@ -55,6 +55,12 @@ type Batch struct {
 	Items []Item
 	// OnResult receives each item's final result, from any goroutine.
 	OnResult func(Result)
+	// OnChange, when set, is called (from the dispatcher's goroutine, never
+	// under its lock) when what holds the batch back changes: a quota
+	// window fills or frees, a backoff or Retry-After starts or ends, the
+	// Ollama pool loses or regains its last warm endpoint. Progress is
+	// pushed to its owner this way instead of being polled.
+	OnChange func()
 }
 
 // Config is what a dispatcher needs to know about its provider.

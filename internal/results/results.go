@@ -2,6 +2,13 @@
 // ConfigMaps owned by the batch, sharded below the 1 MiB object limit. An
 // item counts as done only once its result is written here; a restarted
 // manager reads the shards back and sends only what has no result.
+//
+// The store is built for large batches: results are buffered and written
+// in bounded flushes (see FlushPolicy), a flush appends to the open shard
+// without copying it, a write that meets an outside edit re-reads the shard
+// and merges instead of failing, and a result's bytes are released once it
+// is stored (the store keeps only each id's status, and the bytes of the
+// one shard still open for appends).
 package results
 
 import (
@@ -12,9 +19,12 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
@@ -62,54 +72,87 @@ type Result struct {
 	CacheKey string `json:"cacheKey,omitempty"`
 }
 
-type shard struct {
-	name   string
-	data   []byte
-	count  int32
-	rv     string // resourceVersion; empty until created
-	exists bool
+// Options are what a Store reads and writes with.
+type Options struct {
+	// Lister lists the batch's shard ConfigMaps by label. The manager
+	// passes its cache, which holds only the metadata of result ConfigMaps,
+	// so admitting a batch that never stored anything costs no API call.
+	Lister client.Reader
+	// Reader reads a shard's data, uncached (the manager keeps no informer
+	// of ConfigMap data).
+	Reader client.Reader
+	// Writer creates and updates the shards.
+	Writer client.Client
+	// Clock stamps when results start waiting for a flush; nil is the real clock.
+	Clock clock.PassiveClock
 }
 
 // Store is one batch's results. Add buffers; Flush writes. Safe for
 // concurrent use.
 type Store struct {
-	c client.Client
+	opts Options
 	// owner is the batch's identity, copied: the caller keeps using its object.
 	owner metav1.OwnerReference
 	ns    string
 	// shardBytes is MaxShardBytes; tests lower it to exercise sharding.
 	shardBytes int
 
-	mu        sync.Mutex
-	shards    []*shard
-	stored    map[string]Result // written to the API server
-	pending   []Result          // added, not yet written
-	pendingID map[string]bool   // ids in pending, for Has
+	mu sync.Mutex
+	// shards are the batch's ConfigMaps in order; only the last one holds
+	// its bytes (the others are full and never written again).
+	shards []*shard
+	// stored maps each written result's id to its status: the result's
+	// bytes are released once written.
+	stored map[string]string
+	counts map[string]int32
+	// pending results are added, not yet written; pendingSince is when the
+	// oldest of them was added.
+	pending      []Result
+	pendingID    map[string]bool
+	pendingSince time.Time
 }
 
-// Load reads a batch's shards back with reader (uncached, so the manager
-// keeps no ConfigMap informer) and returns a Store that writes with c.
+// Load reads a batch's shards back and returns a Store that writes more.
 // Shards of an earlier batch with the same name (another UID) are ignored.
-func Load(ctx context.Context, reader client.Reader, c client.Client, batch *llmv1.InferenceBatch) (*Store, error) {
-	var list corev1.ConfigMapList
-	if err := reader.List(ctx, &list, client.InNamespace(batch.Namespace), client.MatchingLabels{LabelBatch: batch.Name}); err != nil {
-		return nil, fmt.Errorf("listing result ConfigMaps: %w", err)
+func Load(ctx context.Context, opts Options, batch *llmv1.InferenceBatch) (*Store, error) {
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
 	}
 	yes := true
-	s := &Store{c: c, ns: batch.Namespace, shardBytes: MaxShardBytes, stored: map[string]Result{}, pendingID: map[string]bool{}, owner: metav1.OwnerReference{
-		APIVersion: llmv1.GroupVersion.String(), Kind: "InferenceBatch", Name: batch.Name, UID: batch.UID,
-		Controller: &yes, BlockOwnerDeletion: &yes,
-	}}
-	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
+	s := &Store{opts: opts, ns: batch.Namespace, shardBytes: MaxShardBytes,
+		stored: map[string]string{}, counts: map[string]int32{}, pendingID: map[string]bool{},
+		owner: metav1.OwnerReference{
+			APIVersion: llmv1.GroupVersion.String(), Kind: "InferenceBatch", Name: batch.Name, UID: batch.UID,
+			Controller: &yes, BlockOwnerDeletion: &yes,
+		}}
+	var list metav1.PartialObjectMetadataList
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMapList"))
+	if err := opts.Lister.List(ctx, &list, client.InNamespace(batch.Namespace), client.MatchingLabels{LabelBatch: batch.Name}); err != nil {
+		return nil, fmt.Errorf("listing result ConfigMaps: %w", err)
+	}
+	var names []string
 	for i := range list.Items {
-		cm := &list.Items[i]
-		if !metav1.IsControlledBy(cm, batch) {
-			continue
+		if metav1.IsControlledBy(&list.Items[i], batch) {
+			names = append(names, list.Items[i].Name)
 		}
-		sh := &shard{name: cm.Name, data: []byte(cm.Data[DataKey]), rv: cm.ResourceVersion, exists: true}
-		for _, r := range Parse(sh.data) {
-			s.stored[r.ID] = r
-			sh.count++
+	}
+	sort.Strings(names)
+	for i, name := range names {
+		var cm corev1.ConfigMap
+		if err := opts.Reader.Get(ctx, types.NamespacedName{Namespace: batch.Namespace, Name: name}, &cm); err != nil {
+			return nil, fmt.Errorf("reading results ConfigMap %s: %w", name, err)
+		}
+		sh := &shard{name: name, exists: true}
+		sh.adopt(&cm)
+		for _, r := range scanIDs([]byte(cm.Data[DataKey])) {
+			if s.record(r.ID, r.Status) {
+				sh.count++
+			}
+		}
+		if i == len(names)-1 && len(sh.data) < s.shardBytes {
+			sh.open = true // appends continue here
+		} else {
+			sh.data = nil
 		}
 		s.shards = append(s.shards, sh)
 	}
@@ -130,6 +173,48 @@ func Parse(data []byte) []Result {
 	return out
 }
 
+// idLine is the part of a result line the store keeps.
+type idLine struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+// scanIDs reads the ids and statuses of JSONL results without their outputs.
+func scanIDs(data []byte) []idLine {
+	var out []idLine
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64<<10), MaxShardBytes+1)
+	for sc.Scan() {
+		var r idLine
+		if json.Unmarshal(sc.Bytes(), &r) == nil && r.ID != "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// record marks id stored with status; false if it already was.
+func (s *Store) record(id, status string) bool {
+	if _, ok := s.stored[id]; ok {
+		return false
+	}
+	status = intern(status)
+	s.stored[id] = status
+	s.counts[status]++
+	return true
+}
+
+// intern returns the package's constant for a known status, so a
+// 100,000-item batch keeps one copy of each status string, not one per id.
+func intern(status string) string {
+	for _, known := range [...]string{Succeeded, Failed, Filtered, Cached} {
+		if status == known {
+			return known
+		}
+	}
+	return status
+}
+
 // Has reports whether id has a stored or pending result.
 func (s *Store) Has(id string) bool {
 	s.mu.Lock()
@@ -138,145 +223,40 @@ func (s *Store) Has(id string) bool {
 	return stored || s.pendingID[id]
 }
 
-// Stored returns a copy of the written results by id.
-func (s *Store) Stored() map[string]Result {
+// StatusOf returns the status of id's stored result; false if none is stored.
+func (s *Store) StatusOf(id string) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]Result, len(s.stored))
-	for k, v := range s.stored {
-		out[k] = v
-	}
-	return out
+	st, ok := s.stored[id]
+	return st, ok
 }
 
-// Add buffers results for the next Flush.
+// Add buffers results for the next Flush. A result for an id that already
+// has one, stored or pending, is dropped: the first result of an item wins.
 func (s *Store) Add(rs ...Result) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range rs {
+		if _, ok := s.stored[r.ID]; ok || s.pendingID[r.ID] {
+			continue
+		}
 		if len(r.Output) > maxOutputBytes {
 			r.Output, r.Truncated = r.Output[:maxOutputBytes], true
+		}
+		if len(s.pending) == 0 {
+			s.pendingSince = s.opts.Clock.Now()
 		}
 		s.pending = append(s.pending, r)
 		s.pendingID[r.ID] = true
 	}
 }
 
-// Pending reports how many results wait for a Flush.
-func (s *Store) Pending() int {
+// Pending reports how many results wait for a Flush, and since when the
+// oldest of them has waited.
+func (s *Store) Pending() (int, time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.pending)
-}
-
-// Flush writes the buffered results and returns how many it stored. A
-// result whose shard could not be written stays buffered for the next Flush
-// and does not count as stored.
-func (s *Store) Flush(ctx context.Context) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.pending) == 0 {
-		return 0, nil
-	}
-	type staged struct {
-		sh        *shard
-		prevData  []byte
-		prevCount int32
-		results   []Result
-	}
-	var order []*staged
-	bySh := map[*shard]*staged{}
-	for _, r := range s.pending {
-		line, err := json.Marshal(r)
-		if err != nil {
-			return 0, err
-		}
-		line = append(line, '\n')
-		sh := s.shardFor(len(line))
-		st := bySh[sh]
-		if st == nil {
-			st = &staged{sh: sh, prevData: sh.data, prevCount: sh.count}
-			bySh[sh] = st
-			order = append(order, st)
-		}
-		sh.data = append(sh.data[:len(sh.data):len(sh.data)], line...)
-		sh.count++
-		st.results = append(st.results, r)
-	}
-	var failed []Result
-	var firstErr error
-	stored := 0
-	for _, st := range order {
-		if err := s.write(ctx, st.sh); err != nil {
-			st.sh.data, st.sh.count = st.prevData, st.prevCount
-			failed = append(failed, st.results...)
-			if firstErr == nil {
-				firstErr = err
-			}
-			continue
-		}
-		for _, r := range st.results {
-			s.stored[r.ID] = r
-		}
-		stored += len(st.results)
-	}
-	s.pending = failed
-	clear(s.pendingID)
-	for _, r := range failed {
-		s.pendingID[r.ID] = true
-	}
-	s.dropEmptyShards()
-	return stored, firstErr
-}
-
-// shardFor returns the shard a line of n bytes goes into, opening a new one
-// when the last is full.
-func (s *Store) shardFor(n int) *shard {
-	if len(s.shards) > 0 {
-		last := s.shards[len(s.shards)-1]
-		if len(last.data)+n <= s.shardBytes {
-			return last
-		}
-	}
-	sh := &shard{name: ShardName(s.owner.Name, len(s.shards))}
-	s.shards = append(s.shards, sh)
-	return sh
-}
-
-func (s *Store) dropEmptyShards() {
-	for len(s.shards) > 0 && !s.shards[len(s.shards)-1].exists && s.shards[len(s.shards)-1].count == 0 {
-		s.shards = s.shards[:len(s.shards)-1]
-	}
-}
-
-// ShardName names the i-th result ConfigMap of a batch.
-func ShardName(batch string, i int) string {
-	if len(batch) > 230 {
-		batch = batch[:230]
-	}
-	return fmt.Sprintf("%s-results-%03d", batch, i)
-}
-
-func (s *Store) write(ctx context.Context, sh *shard) error {
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: sh.name, Namespace: s.ns, ResourceVersion: sh.rv,
-			Labels:          map[string]string{LabelBatch: s.owner.Name, LabelResults: "true"},
-			OwnerReferences: []metav1.OwnerReference{s.owner},
-		},
-		Data: map[string]string{DataKey: string(sh.data)},
-	}
-	var err error
-	if sh.exists {
-		err = s.c.Update(ctx, cm)
-	} else {
-		err = s.c.Create(ctx, cm)
-	}
-	if err != nil {
-		return fmt.Errorf("writing results ConfigMap %s: %w", sh.name, err)
-	}
-	sh.rv, sh.exists = cm.ResourceVersion, true
-	return nil
+	return len(s.pending), s.pendingSince
 }
 
 // References lists the shards for the batch's status.
@@ -296,9 +276,17 @@ func (s *Store) References() []llmv1.ResultReference {
 func (s *Store) Counts() map[string]int32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := map[string]int32{}
-	for _, r := range s.stored {
-		out[r.Status]++
+	out := make(map[string]int32, len(s.counts))
+	for k, v := range s.counts {
+		out[k] = v
 	}
 	return out
+}
+
+// ShardName names the i-th result ConfigMap of a batch.
+func ShardName(batch string, i int) string {
+	if len(batch) > 230 {
+		batch = batch[:230]
+	}
+	return fmt.Sprintf("%s-results-%03d", batch, i)
 }
