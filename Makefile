@@ -88,6 +88,13 @@ test-e2e: build tools ollama-bin ## Install the chart into a KWOK cluster; run a
 bench: ## Run the Go benchmarks (figures go in docs/benchmarks.md).
 	go test -run '^$$' -bench . -benchmem ./internal/...
 
+SIZES ?= 100 300 1000
+LATENCY ?= 200ms
+BENCH_SCALE_FLAGS ?=
+.PHONY: bench-scale
+bench-scale: k8s-bin build ## Scale benchmark: SIZES batches of 100 items on a real API server, emulator at LATENCY, the real manager (docs/benchmarks.md).
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" LLMQUOTA_BIN="$(LOCALBIN)" go run ./hack/bench-scale --sizes "$(shell echo $(SIZES) | tr ' ' ',')" --latency $(LATENCY) $(BENCH_SCALE_FLAGS)
+
 ##@ Build
 
 .PHONY: build

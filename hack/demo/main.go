@@ -12,7 +12,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -34,6 +33,7 @@ import (
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/emulator"
 	"github.com/llmquota/llmquota/internal/results"
+	"github.com/llmquota/llmquota/internal/testbed/process"
 )
 
 const demoKey = "demo-key"
@@ -98,27 +98,27 @@ func run(ctx context.Context, keep bool, limit time.Duration) error {
 		return err
 	}
 
-	port, err := freePort()
+	port, err := process.FreePort()
 	if err != nil {
 		return err
 	}
 	endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
 	say("Starting the provider emulator at %s: Gemini limits scaled 6x (60/min, 3600/h, 9000/day), 150ms latency, 5%% injected 429s and 3%% 500s", endpoint)
-	emu, err := start(filepath.Join(dir, "emulator.log"), filepath.Join(bin, "provider-emulator"),
+	emu, err := process.Start(filepath.Join(dir, "emulator.log"), filepath.Join(bin, "provider-emulator"),
 		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--limits", "60/1m,3600/1h,9000/24h", "--latency", "150ms",
 		"--fault-429", "0.05", "--fault-500", "0.03", "--retry-after", "2s", "--keys", demoKey, "--log", filepath.Join(dir, "requests.jsonl"))
 	if err != nil {
 		return err
 	}
-	defer emu.stop("provider emulator")
+	defer stop(emu, "provider emulator")
 
 	say("Starting the manager (log: .demo/manager.log)")
-	mgr, err := start(filepath.Join(dir, "manager.log"), filepath.Join(bin, "manager"),
+	mgr, err := process.Start(filepath.Join(dir, "manager.log"), filepath.Join(bin, "manager"),
 		"--kubeconfig", kubeconfig, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0")
 	if err != nil {
 		return err
 	}
-	defer mgr.stop("manager")
+	defer stop(mgr, "manager")
 
 	say("Applying the Gemini provider (endpoint: the emulator) and the original report's 136-item batch")
 	if err := applyProvider(ctx, dir, kubeconfig, endpoint); err != nil {
@@ -138,8 +138,8 @@ func run(ctx context.Context, keep bool, limit time.Duration) error {
 	if err := showResults(ctx, c); err != nil {
 		return err
 	}
-	mgr.stop("manager")
-	emu.stop("provider emulator")
+	stop(mgr, "manager")
+	stop(emu, "provider emulator")
 	if err := checkServerLog(filepath.Join(dir, "requests.jsonl")); err != nil {
 		return err
 	}
@@ -252,15 +252,6 @@ func kubectl(ctx context.Context, kubeconfig string, args ...string) error {
 	return nil
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // showResults prints a few stored results, as a user reads them.
 func showResults(ctx context.Context, c client.Client) error {
 	var list corev1.ConfigMapList
@@ -305,41 +296,11 @@ func checkServerLog(path string) error {
 	return nil
 }
 
-// process is a child the demo started and must stop.
-type process struct {
-	cmd     *exec.Cmd
-	stopped bool
-}
-
-func start(logPath, path string, args ...string) (*process, error) {
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(path, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Its own process group: a Ctrl-C reaches only the demo, which then
-	// stops its children in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", path, err)
-	}
-	return &process{cmd: cmd}, nil
-}
-
-func (p *process) stop(name string) {
-	if p.stopped {
+// stop stops a child the demo started, saying so.
+func stop(p *process.Process, name string) {
+	if p.Stopped() {
 		return
 	}
-	p.stopped = true
 	say("Stopping the %s", name)
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-done
-	}
+	p.Stop()
 }

@@ -75,14 +75,20 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 	return cfg
 }
 
+// maxReserveBlock caps a quota reservation: each block costs one status
+// write, so at 1,000 calls a block a provider at 1,000 calls/s writes
+// once a second.
+const maxReserveBlock = 1000
+
 // reserveBlock sizes the quota reservation: a fifth of the smallest window
-// (so a crash loses at most that much), between 1 and 50 calls.
+// (so a crash loses at most that much of any window), between 1 and
+// maxReserveBlock calls.
 func reserveBlock(lim ratewindow.Config) int64 {
-	smallest := int64(250)
+	smallest := int64(5 * maxReserveBlock)
 	for _, w := range lim.Windows {
 		smallest = min(smallest, w.Limit)
 	}
-	return max(1, min(50, smallest/5))
+	return max(1, min(maxReserveBlock, smallest/5))
 }
 
 func thresholds(p *llmv1.LLMProvider) cost.Thresholds {

@@ -87,9 +87,7 @@ func (run *batchRun) poke() {
 	}
 }
 
-// storedAll reports whether every item of the batch has a stored result.
-func (run *batchRun) storedAll() bool { return run.storedCount() >= run.total }
-
+// storedCount is how many items of the batch have a stored result.
 func (run *batchRun) storedCount() int {
 	n := 0
 	for _, c := range run.store.Counts() {

@@ -32,6 +32,7 @@ type Dispatcher struct {
 	requests map[string]int64 // by outcome class, for status and metrics
 	authErr  string           // the last auth failure, until a success
 	inFlight int
+	seq      uint64 // batches submitted so far
 	// held is what held the batches back when they were last told (OnChange).
 	held holdState
 }
@@ -56,6 +57,7 @@ type batch struct {
 	gateAt     time.Time
 	retries    int
 	removed    bool
+	seq        uint64 // submission order, for FIFO within a namespace
 }
 
 // New returns a dispatcher for cfg. snapshot, when not empty, is the
@@ -121,7 +123,8 @@ func (d *Dispatcher) Submit(b Batch) {
 		old.Priority, old.Delay, old.Params, old.OnResult, old.OnChange = b.Priority, b.Delay, b.Params, b.OnResult, b.OnChange
 		return
 	}
-	nb := &batch{Batch: b, queue: append([]Item(nil), b.Items...), groupsDone: b.GroupsDone}
+	d.seq++
+	nb := &batch{Batch: b, queue: append([]Item(nil), b.Items...), groupsDone: b.GroupsDone, seq: d.seq}
 	nb.startGroup(time.Time{})
 	d.batches[b.Key] = nb
 	d.poke()
@@ -179,7 +182,7 @@ func (b *batch) ready(now time.Time) (bool, time.Time) {
 }
 
 // next picks the batch to serve: the highest priority with a ready item,
-// then round-robin across namespaces, then across batches of a namespace.
+// then round-robin across namespaces, then the oldest of the namespace.
 // It returns the earliest gate time when nothing is ready. The round-robin
 // position moves only when the caller sends the item (served), so asking
 // while the quota refuses does not skip a batch's turn.
@@ -204,22 +207,22 @@ func (d *Dispatcher) next(now time.Time) (b *batch, gate time.Time, served func(
 	if len(candidates) == 0 {
 		return nil, gate, nil
 	}
-	// Order by namespace, then key, and interleave namespaces: the i-th
-	// batch of every namespace before the (i+1)-th of any.
-	sort.Slice(candidates, func(i, j int) bool { return candidates[i].Key < candidates[j].Key })
-	rank := map[string]int{}
-	slots := make([]int, len(candidates))
-	for i, c := range candidates {
-		slots[i] = rank[c.Namespace]
-		rank[c.Namespace]++
+	// FIFO within a namespace: its oldest ready batch is its candidate, so
+	// a namespace's batches finish one after another rather than all
+	// crawling at once; namespaces take turns (round robin).
+	head := map[string]*batch{}
+	for _, c := range candidates {
+		if h, ok := head[c.Namespace]; !ok || c.seq < h.seq {
+			head[c.Namespace] = c
+		}
 	}
-	order := make([]int, len(candidates))
-	for i := range order {
-		order[i] = i
+	order := make([]*batch, 0, len(head))
+	for _, h := range head {
+		order = append(order, h)
 	}
-	sort.SliceStable(order, func(x, y int) bool { return slots[order[x]] < slots[order[y]] })
+	sort.Slice(order, func(i, j int) bool { return order[i].Namespace < order[j].Namespace })
 	level := fmt.Sprint(best)
-	pick := candidates[order[d.cursor[level]%len(order)]]
+	pick := order[d.cursor[level]%len(order)]
 	return pick, time.Time{}, func() { d.cursor[level]++ }
 }
 

@@ -33,7 +33,14 @@ func (d *Dispatcher) Run(ctx context.Context) {
 // holds them back changed since they were last told.
 func (d *Dispatcher) tellChanges() {
 	d.mu.Lock()
-	now := holdState{allowed: d.limited.Allowed, reason: d.limited.Reason, window: d.limited.Window, noneWarm: d.noneWarm()}
+	now := holdState{allowed: true, noneWarm: d.noneWarm()}
+	switch d.limited.Reason {
+	case ratewindow.ReasonWindow, ratewindow.ReasonTokens, ratewindow.ReasonBackoff, ratewindow.ReasonRetryAfter:
+		// Holds a batch shows. The pace of minInterval and a full set of
+		// concurrency slots change with every call: telling them would
+		// cost a status write per call.
+		now = holdState{allowed: d.limited.Allowed, reason: d.limited.Reason, window: d.limited.Window, noneWarm: now.noneWarm}
+	}
 	if now == d.held {
 		d.mu.Unlock()
 		return

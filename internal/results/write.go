@@ -124,7 +124,8 @@ func (s *Store) write(ctx context.Context, sh *shard, data []byte) ([]byte, []id
 			sh.exists, sh.rv = false, "" // deleted meanwhile: create it again with all we hold
 			continue
 		}
-		if !(apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)) || attempt == writeAttempts {
+		changed := apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
+		if !changed || attempt == writeAttempts {
 			return nil, nil, fmt.Errorf("writing results ConfigMap %s: %w", sh.name, err)
 		}
 		var server corev1.ConfigMap

@@ -1,0 +1,473 @@
+// Command bench-scale measures llmquota at production scale: for each size
+// it starts a fresh control plane (etcd + kube-apiserver), the provider
+// emulator with a fixed latency and no quota, and the real manager binary;
+// creates that many InferenceBatches in parallel across namespaces; waits
+// until all are Complete; and prints time to all Complete, admission
+// p50/p99, items/s, manager peak RSS and CPU seconds, API writes per item
+// (the manager's rest_client_requests_total), etcd growth and the result
+// bytes stored, and how far a batch's status lagged behind its stored
+// results. Run it through `make bench-scale`.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/results"
+	"github.com/llmquota/llmquota/internal/testbed/process"
+)
+
+type config struct {
+	sizes                          []int
+	items, namespaces, concurrency int
+	batchSize, workers, flushItems int
+	latency, flushEvery, timeout   time.Duration
+	batchDelay                     time.Duration
+}
+
+func main() {
+	var c config
+	sizes := flag.String("sizes", "100,300,1000", "Comma-separated numbers of InferenceBatches, one run each.")
+	flag.IntVar(&c.items, "items", 100, "Items per batch.")
+	flag.IntVar(&c.namespaces, "namespaces", 100, "Namespaces the batches are spread across.")
+	flag.IntVar(&c.concurrency, "concurrency", 256, "The provider's maxConcurrency.")
+	flag.IntVar(&c.batchSize, "batch-size", 20, "Each batch's spec.batchSize.")
+	flag.DurationVar(&c.batchDelay, "batch-delay", 0, "Each batch's spec.batchDelay.")
+	flag.DurationVar(&c.latency, "latency", 200*time.Millisecond, "The emulator's latency per call.")
+	flag.IntVar(&c.workers, "workers", 8, "The manager's --batch-workers.")
+	flag.DurationVar(&c.flushEvery, "flush-interval", 10*time.Second, "The manager's --results-flush-interval.")
+	flag.IntVar(&c.flushItems, "flush-items", 100, "The manager's --results-flush-items.")
+	flag.DurationVar(&c.timeout, "timeout", 20*time.Minute, "Give up a run after this long.")
+	flag.Parse()
+	for _, s := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "bench-scale: bad size %q\n", s)
+			os.Exit(2)
+		}
+		c.sizes = append(c.sizes, n)
+	}
+	fmt.Printf("# %d items per batch across %d namespaces; provider latency %s, maxConcurrency %d; batchSize %d, batchDelay %s; manager --batch-workers=%d --results-flush-interval=%s --results-flush-items=%d\n",
+		c.items, c.namespaces, c.latency, c.concurrency, c.batchSize, c.batchDelay, c.workers, c.flushEvery, c.flushItems)
+	fmt.Println("| batches | items | all Complete | admission p50 / p99 | items/s | manager peak RSS | manager CPU | API writes / item | etcd growth | result bytes | status lag max |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, n := range c.sizes {
+		row, err := run(c, n)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench-scale: %d batches: %v\n", n, err)
+			os.Exit(1)
+		}
+		fmt.Println(row)
+	}
+}
+
+// run measures one size on a fresh control plane.
+func run(c config, batches int) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "bench-scale-")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	bin := os.Getenv("LLMQUOTA_BIN")
+
+	env := &envtest.Environment{CRDDirectoryPaths: []string{"config/crd/bases"}, ErrorIfCRDPathMissing: true}
+	env.ControlPlane.GetAPIServer().Configure().Append("max-requests-inflight", "2000").Append("max-mutating-requests-inflight", "1000")
+	cfg, err := env.Start()
+	if err != nil {
+		return "", fmt.Errorf("starting the control plane (KUBEBUILDER_ASSETS): %w", err)
+	}
+	defer func() { _ = env.Stop() }()
+	kubeconfig, err := writeKubeconfig(env, dir)
+	if err != nil {
+		return "", err
+	}
+	if err := llmv1.AddToScheme(scheme.Scheme); err != nil {
+		return "", err
+	}
+	cfg.QPS, cfg.Burst = 2000, 4000
+	k, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme.Scheme})
+	if err != nil {
+		return "", err
+	}
+
+	port, err := process.FreePort()
+	if err != nil {
+		return "", err
+	}
+	emu, err := process.Start(filepath.Join(dir, "emulator.log"), filepath.Join(bin, "provider-emulator"),
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--latency", c.latency.String(), "--keys", "bench-key")
+	if err != nil {
+		return "", err
+	}
+	defer emu.Stop()
+	metricsPort, err := process.FreePort()
+	if err != nil {
+		return "", err
+	}
+	mgr, err := process.Start(filepath.Join(dir, "manager.log"), filepath.Join(bin, "manager"),
+		"--kubeconfig", kubeconfig, "--leader-elect=false", "--health-probe-bind-address=0",
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort), "--metrics-secure=false",
+		fmt.Sprintf("--batch-workers=%d", c.workers), "--results-flush-interval="+c.flushEvery.String(),
+		fmt.Sprintf("--results-flush-items=%d", c.flushItems))
+	if err != nil {
+		return "", err
+	}
+	defer mgr.Stop()
+
+	if err := createProvider(ctx, k, c, port); err != nil {
+		return "", err
+	}
+	for i := range c.namespaces {
+		if err := k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("team-%03d", i)}}); err != nil {
+			return "", err
+		}
+	}
+	etcdBefore, err := etcdSize(env)
+	if err != nil {
+		return "", err
+	}
+	writesBefore, err := managerWrites(metricsPort)
+	if err != nil {
+		return "", fmt.Errorf("reading the manager's metrics: %w", err)
+	}
+
+	w := newWatcher()
+	go w.batches(ctx, k)
+	go w.shards(ctx, k)
+	start := time.Now()
+	if err := createBatches(ctx, k, c, batches, w); err != nil {
+		return "", err
+	}
+	if err := w.waitComplete(ctx, batches); err != nil {
+		return "", fmt.Errorf("%w (manager log: keep it with a breakpoint in %s)", err, dir)
+	}
+	elapsed := time.Since(start)
+	usage, err := process.UsageOf(mgr.Pid())
+	if err != nil {
+		return "", err
+	}
+	writes, err := managerWrites(metricsPort)
+	if err != nil {
+		return "", err
+	}
+	etcdAfter, err := etcdSize(env)
+	if err != nil {
+		return "", err
+	}
+	resultBytes, err := storedResultBytes(ctx, k)
+	if err != nil {
+		return "", err
+	}
+	items := batches * c.items
+	p50, p99 := w.admission(0.50), w.admission(0.99)
+	byMethod, sum := delta(writesBefore, writes)
+	return fmt.Sprintf("| %d | %d | %.1f s | %s / %s | %.0f | %.0f MiB | %.1f s | %.3f (%s) | %.1f MiB | %.1f MiB | %s |",
+		batches, items, elapsed.Seconds(), p50.Round(time.Millisecond), p99.Round(time.Millisecond), float64(items)/elapsed.Seconds(),
+		float64(usage.PeakRSS)/(1<<20), usage.CPU.Seconds(), float64(sum)/float64(items), byMethod,
+		float64(etcdAfter-etcdBefore)/(1<<20), float64(resultBytes)/(1<<20), w.maxLag().Round(time.Millisecond)), nil
+}
+
+func writeKubeconfig(env *envtest.Environment, dir string) (string, error) {
+	admin, err := env.AddUser(envtest.User{Name: "bench-admin", Groups: []string{"system:masters"}}, &rest.Config{QPS: 2000, Burst: 4000})
+	if err != nil {
+		return "", err
+	}
+	data, err := admin.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "kubeconfig")
+	return path, os.WriteFile(path, data, 0o600)
+}
+
+func createProvider(ctx context.Context, k client.Client, c config, port int) error {
+	if err := k.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "bench-key"},
+		StringData: map[string]string{"apiKey": "bench-key"}}); err != nil {
+		return err
+	}
+	return k.Create(ctx, &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: llmv1.LLMProviderSpec{
+		Type: llmv1.ProviderGemini, Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), Model: "bench-model",
+		CredentialsSecretRef: &llmv1.SecretKeyReference{Namespace: "default", Name: "bench-key", Key: "apiKey"},
+		Limits:               llmv1.RateLimits{RequestsPerMinute: ptr.To[int32](1000000), MaxConcurrency: int32(c.concurrency)},
+	}})
+}
+
+// createBatches creates n batches from 16 goroutines, round robin over the
+// namespaces, and records when each was created.
+func createBatches(ctx context.Context, k client.Client, c config, n int, w *watcher) error {
+	next := make(chan int)
+	errs := make(chan error, 16)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				b := batch(c, i)
+				w.created(b.Namespace+"/"+b.Name, time.Now())
+				if err := k.Create(ctx, b); err != nil {
+					errs <- fmt.Errorf("creating batch %s/%s: %w", b.Namespace, b.Name, err)
+					return
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func batch(c config, i int) *llmv1.InferenceBatch {
+	b := &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("team-%03d", i%c.namespaces), Name: fmt.Sprintf("batch-%05d", i)},
+		Spec: llmv1.InferenceBatchSpec{ProviderRef: llmv1.ProviderReference{Name: "bench"}, MinScore: "0", BatchSize: int32(c.batchSize),
+			BatchDelay: &metav1.Duration{Duration: c.batchDelay}}}
+	for j := range c.items {
+		// 100-byte prompts, as a news headline with its context.
+		b.Spec.Items = append(b.Spec.Items, llmv1.Item{ID: fmt.Sprintf("item-%05d", j), Score: "0.5",
+			Prompt: fmt.Sprintf("Rate the sentiment of headline %05d of batch %05d for the trading desk: %s", j, i, strings.Repeat("x", 20))})
+	}
+	return b
+}
+
+// etcdSize reads etcd's database size from its metrics.
+func etcdSize(env *envtest.Environment) (int64, error) {
+	v, err := scrape(env.ControlPlane.Etcd.URL.String()+"/metrics", "etcd_mvcc_db_total_size_in_bytes", nil)
+	return int64(v), err
+}
+
+// writeMethods are the HTTP methods that write to the API server.
+var writeMethods = []string{"POST", "PUT", "PATCH", "DELETE"}
+
+// managerWrites counts the manager's writes to the API server by method.
+func managerWrites(port int) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, m := range writeMethods {
+		v, err := scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", port), "rest_client_requests_total", func(labels string) bool {
+			return strings.Contains(labels, `method="`+m+`"`)
+		})
+		if err != nil {
+			return nil, err
+		}
+		out[m] = int64(v)
+	}
+	return out, nil
+}
+
+// delta formats the writes made between two readings and returns their sum.
+func delta(before, after map[string]int64) (string, int64) {
+	var parts []string
+	var sum int64
+	for _, m := range writeMethods {
+		if d := after[m] - before[m]; d > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", m, d))
+			sum += d
+		}
+	}
+	return strings.Join(parts, ", "), sum
+}
+
+// scrape sums the samples of metric whose labels match (nil: all).
+func scrape(url, metric string, match func(labels string) bool) (float64, error) {
+	resp, err := http.Get(url) //nolint:gosec,noctx // a loopback URL of a process this command started
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var sum float64
+	found := false
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, metric) || (len(line) > len(metric) && line[len(metric)] != '{' && line[len(metric)] != ' ') {
+			continue
+		}
+		labels, value, _ := strings.Cut(line[len(metric):], " ")
+		if match != nil && !match(labels) {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
+		if err != nil {
+			return 0, err
+		}
+		sum += v
+		found = true
+	}
+	if !found && match == nil {
+		return 0, fmt.Errorf("%s not found at %s", metric, url)
+	}
+	return sum, sc.Err()
+}
+
+func storedResultBytes(ctx context.Context, k client.Client) (int64, error) {
+	var list corev1.ConfigMapList
+	if err := k.List(ctx, &list, client.MatchingLabels{results.LabelResults: "true"}); err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, cm := range list.Items {
+		n += int64(len(cm.Data[results.DataKey]))
+	}
+	return n, nil
+}
+
+// watcher follows batches and result shards as a user's watch would.
+type watcher struct {
+	mu        sync.Mutex
+	createdAt map[string]time.Time
+	admitted  map[string]time.Duration
+	complete  map[string]bool
+	// storedAt[batch][n]: when the shards first held n results; lag is how
+	// long after that the batch's status first showed n done.
+	storedAt map[string]map[int]time.Time
+	lag      time.Duration
+	changed  chan struct{}
+}
+
+func newWatcher() *watcher {
+	return &watcher{createdAt: map[string]time.Time{}, admitted: map[string]time.Duration{}, complete: map[string]bool{},
+		storedAt: map[string]map[int]time.Time{}, changed: make(chan struct{}, 1)}
+}
+
+func (w *watcher) created(key string, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.createdAt[key] = at
+}
+
+func (w *watcher) batches(ctx context.Context, k client.WithWatch) {
+	watchLoop(ctx, k, &llmv1.InferenceBatchList{}, func(obj any) {
+		b, ok := obj.(*llmv1.InferenceBatch)
+		if !ok {
+			return
+		}
+		now, key := time.Now(), b.Namespace+"/"+b.Name
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if _, seen := w.admitted[key]; !seen && meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionAdmitted) {
+			if at, ok := w.createdAt[key]; ok {
+				w.admitted[key] = now.Sub(at)
+			}
+		}
+		done := int(b.Status.Counts.Succeeded + b.Status.Counts.Failed + b.Status.Counts.Cached + b.Status.Counts.Filtered)
+		for n, at := range w.storedAt[key] {
+			if n <= done {
+				w.lag = max(w.lag, now.Sub(at))
+				delete(w.storedAt[key], n)
+			}
+		}
+		if meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionComplete) && !w.complete[key] {
+			w.complete[key] = true
+			select {
+			case w.changed <- struct{}{}:
+			default:
+			}
+		}
+	})
+}
+
+func (w *watcher) shards(ctx context.Context, k client.WithWatch) {
+	counts := map[string]int{} // shard -> results
+	watchLoop(ctx, k, &corev1.ConfigMapList{}, func(obj any) {
+		cm, ok := obj.(*corev1.ConfigMap)
+		if !ok || cm.Labels[results.LabelResults] != "true" {
+			return
+		}
+		now := time.Now()
+		counts[cm.Namespace+"/"+cm.Name] = strings.Count(cm.Data[results.DataKey], "\n")
+		key := cm.Namespace + "/" + cm.Labels[results.LabelBatch]
+		total := 0
+		for name, n := range counts {
+			if strings.HasPrefix(name, key+"-results-") {
+				total += n
+			}
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.storedAt[key] == nil {
+			w.storedAt[key] = map[int]time.Time{}
+		}
+		if _, ok := w.storedAt[key][total]; !ok && !w.complete[key] {
+			w.storedAt[key][total] = now
+		}
+	})
+}
+
+// watchLoop watches list's kind in every namespace, calling on for each
+// object added or modified, and watches again when the server ends a watch.
+func watchLoop(ctx context.Context, k client.WithWatch, list client.ObjectList, on func(any)) {
+	for ctx.Err() == nil {
+		wi, err := k.Watch(ctx, list)
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		for ev := range wi.ResultChan() {
+			on(ev.Object)
+		}
+		wi.Stop()
+	}
+}
+
+func (w *watcher) waitComplete(ctx context.Context, n int) error {
+	for {
+		w.mu.Lock()
+		done := len(w.complete)
+		w.mu.Unlock()
+		if done >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("timed out: " + strconv.Itoa(done) + " of " + strconv.Itoa(n) + " batches Complete")
+		case <-w.changed:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (w *watcher) admission(q float64) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var ds []time.Duration
+	for _, d := range w.admitted {
+		ds = append(ds, d)
+	}
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	return ds[min(len(ds)-1, int(q*float64(len(ds))))]
+}
+
+func (w *watcher) maxLag() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lag
+}
