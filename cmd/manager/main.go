@@ -20,6 +20,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/batchrun"
 	"github.com/llmquota/llmquota/internal/controller"
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/memlimit"
@@ -39,6 +40,7 @@ func main() {
 		workers       int
 		flushEvery    time.Duration
 		flushItems    int
+		pprofAddr     string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to; \"0\" disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
@@ -51,6 +53,7 @@ func main() {
 	flag.IntVar(&workers, "batch-workers", 8, "How many InferenceBatches are admitted and published at once.")
 	flag.DurationVar(&flushEvery, "results-flush-interval", 10*time.Second, "Longest a result waits before it is written to its batch's results; bounds what a crash re-sends.")
 	flag.IntVar(&flushItems, "results-flush-items", 100, "Write a batch's results once this many wait, without waiting for --results-flush-interval.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of the Go profiling endpoints (/debug/pprof); \"0\" disables them.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -78,6 +81,7 @@ func main() {
 		Scheme:                  scheme,
 		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  probeAddr,
+		PprofBindAddress:        pprofAddr,
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "manager.llmquota.dev",
 		LeaderElectionNamespace: leaderElectNS,
@@ -90,22 +94,23 @@ func main() {
 		os.Exit(1)
 	}
 
-	// The dispatchers live as long as the manager; they start when this
-	// manager becomes leader, because reconcilers only run then.
-	ctx := ctrl.SetupSignalHandler()
+	// The dispatchers and the batch runs live while this manager leads: on
+	// shutdown the manager waits until they wrote their results and quota.
 	registry := dispatch.NewRegistry()
+	runs := batchrun.New(clock.RealClock{}, results.FlushPolicy{Interval: flushEvery, Items: flushItems})
+	utilruntime.Must(mgr.Add(registry))
+	utilruntime.Must(mgr.Add(runs))
 	recorder := mgr.GetEventRecorder("llmquota-manager")
 	if err := (&controller.LLMProviderReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
-		Registry: registry, RunContext: ctx, SecretNamespaces: splitList(secretNS), OllamaNamespaces: splitList(ollamaNS),
+		Registry: registry, SecretNamespaces: splitList(secretNS), OllamaNamespaces: splitList(ollamaNS),
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "Setting up controller", "controller", "LLMProvider")
 		os.Exit(1)
 	}
 	if err := (&controller.InferenceBatchReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
-		Registry: registry, RunContext: ctx, Workers: workers,
-		FlushPolicy: results.FlushPolicy{Interval: flushEvery, Items: flushItems},
+		Registry: registry, Runtime: runs, Workers: workers,
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "Setting up controller", "controller", "InferenceBatch")
 		os.Exit(1)
@@ -115,7 +120,7 @@ func main() {
 	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
 
 	log.Info("Starting manager")
-	if err := mgr.Start(ctx); err != nil {
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "Running manager")
 		os.Exit(1)
 	}

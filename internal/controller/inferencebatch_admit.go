@@ -14,6 +14,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/batchrun"
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/items"
 	"github.com/llmquota/llmquota/internal/results"
@@ -22,6 +23,9 @@ import (
 // errInvalidItems marks problems with the batch's items that only a fix
 // by the user resolves.
 var errInvalidItems = errors.New("invalid items")
+
+// errStopping says the manager is stopping: nothing new is launched.
+var errStopping = errors.New("the manager is stopping")
 
 // loadItems returns the batch's items, inline or from its ConfigMap. The
 // cache keeps batches without their inline items (see CacheOptions), so
@@ -62,7 +66,7 @@ func (r *InferenceBatchReconciler) loadItems(ctx context.Context, b *llmv1.Infer
 // and hands what has no result yet to the provider's dispatcher. A batch
 // admitted again (its provider's dispatcher was replaced) keeps its store,
 // results waiting for their write included.
-func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.InferenceBatch, d *dispatch.Dispatcher, prev *batchRun) (*batchRun, error) {
+func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.InferenceBatch, d *dispatch.Dispatcher, prev *batchrun.Run) (*batchrun.Run, error) {
 	log := logf.FromContext(ctx)
 	all, err := r.loadItems(ctx, b)
 	if err != nil {
@@ -77,7 +81,7 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 
 	var store *results.Store
 	if prev != nil {
-		store = prev.store
+		store = prev.Store
 	} else if store, err = results.Load(ctx, results.Options{Lister: r.Client, Reader: r.APIReader, Writer: r.Client, Clock: r.Clock}, b); err != nil {
 		return nil, err
 	}
@@ -101,20 +105,19 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 			pending = append(pending, dispatch.Item{ID: it.ID, Prompt: it.Prompt})
 		}
 	}
-	key := client.ObjectKeyFromObject(b)
 	size := int(max(1, b.Spec.BatchSize))
-	runCtx, cancel := context.WithCancel(r.RunContext)
-	run := &batchRun{store: store, dispatcher: d, kept: len(kept), filtered: len(filtered), total: len(all),
-		cancel: cancel, kick: make(chan struct{}, 1), cacheKeys: keys, policy: r.FlushPolicy, clock: r.Clock,
-		changed: func() { r.tell(runCtx, key) }}
-	go run.flush(runCtx, log)
-	run.poke() // the filtered and cached results may be due at once
-	d.Submit(dispatch.Batch{
-		Key: key.String(), Namespace: b.Namespace, Priority: b.Spec.Priority,
-		Size: size, Delay: durationOf(b.Spec.BatchDelay), GroupsDone: (len(kept) - len(pending)) / size,
-		Params: params, Items: pending, OnResult: run.onResult, OnChange: run.changed,
+	run := r.Runtime.Launch(batchrun.Spec{
+		Key: client.ObjectKeyFromObject(b), Store: store, Dispatcher: d, CacheKeys: keys,
+		Kept: len(kept), Filtered: len(filtered), Total: len(all),
+		Batch: dispatch.Batch{
+			Namespace: b.Namespace, Priority: b.Spec.Priority, Size: size, Delay: durationOf(b.Spec.BatchDelay),
+			GroupsDone: (len(kept) - len(pending)) / size, Params: params, Items: pending,
+		},
 	})
-	d.Suspend(key.String(), b.Spec.Suspend)
+	if run == nil {
+		return nil, errStopping
+	}
+	d.Suspend(run.Key.String(), b.Spec.Suspend)
 	return run, nil
 }
 

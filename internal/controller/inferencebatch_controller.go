@@ -14,11 +14,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -27,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/batchrun"
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/results"
 )
@@ -48,23 +51,17 @@ const (
 type InferenceBatchReconciler struct {
 	client.Client
 	// APIReader reads ConfigMaps uncached (items and results).
-	APIReader  client.Reader
-	Recorder   events.EventRecorder
-	Clock      clock.Clock
-	Registry   *dispatch.Registry
-	RunContext context.Context
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.Clock
+	Registry  *dispatch.Registry
+	// Runtime runs the admitted batches and tells of their news.
+	Runtime *batchrun.Runtime
 	// RecheckItems is how often a batch with invalid items reads them
 	// again (ConfigMaps are not watched); 0 means 30s.
 	RecheckItems time.Duration
-	// FlushPolicy bounds how often a batch's results are written.
-	FlushPolicy results.FlushPolicy
 	// Workers is how many batches are reconciled at once; 0 means 1.
 	Workers int
-
-	runs runs
-	// news carries batches whose runs have progress to publish (results
-	// stored, a quota window filled) into the reconcile queue.
-	news chan event.TypedGenericEvent[*llmv1.InferenceBatch]
 }
 
 var _ reconcile.Reconciler = (*InferenceBatchReconciler)(nil)
@@ -78,7 +75,7 @@ func (r *InferenceBatchReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	var b llmv1.InferenceBatch
 	if err := r.Get(ctx, req.NamespacedName, &b); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.runs.stop(req.NamespacedName) // deleted: stop its work, release its quota claim
+			r.Runtime.Stop(req.NamespacedName) // deleted: stop its work, release its quota claim
 			forgetBatchMetrics(req.Namespace, req.Name)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -93,8 +90,8 @@ func (r *InferenceBatchReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if equality.Semantic.DeepEqual(orig.Status, b.Status) {
 		return result, nil
 	}
-	if run := r.runs.get(req.NamespacedName); run != nil {
-		if wait := run.throttle(r.Clock.Now(), statusInterval); wait > 0 {
+	if run := r.Runtime.Get(req.NamespacedName); run != nil {
+		if wait := run.Throttle(r.Clock.Now(), statusInterval); wait > 0 {
 			return ctrl.Result{RequeueAfter: wait}, nil // written at most once per statusInterval
 		}
 	}
@@ -108,7 +105,7 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 	key := client.ObjectKeyFromObject(b)
 	now := r.Clock.Now()
 	if finished(b) {
-		r.runs.stop(key)
+		r.Runtime.Stop(key)
 		return r.expire(ctx, b, now)
 	}
 	if deadline, ok := deadlineOf(b); ok && !now.Before(deadline) {
@@ -120,7 +117,7 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 		if !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, err
 		}
-		r.runs.stop(key)
+		r.Runtime.Stop(key)
 		r.transition(b, llmv1.ReasonProviderNotFound, fmt.Sprintf("LLMProvider %q named by spec.providerRef does not exist", b.Spec.ProviderRef.Name), true, now)
 		return ctrl.Result{}, nil // the provider watch wakes us when it appears
 	}
@@ -134,23 +131,25 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 		return ctrl.Result{RequeueAfter: waitForProvider}, nil
 	}
 
-	run := r.runs.get(key)
-	if run == nil || run.dispatcher != d || !d.Has(key.String()) {
+	run := r.Runtime.Get(key)
+	if run == nil || run.Dispatcher != d || !d.Has(key.String()) {
 		prev := run
-		r.runs.stop(key) // the provider's dispatcher was replaced: admit again, keeping results
+		r.Runtime.Stop(key) // the provider's dispatcher was replaced: admit again, keeping results
 		var err error
 		if run, err = r.admit(ctx, b, d, prev); err != nil {
+			if errors.Is(err, errStopping) {
+				return ctrl.Result{}, nil
+			}
 			if errors.Is(err, errInvalidItems) {
 				r.transition(b, llmv1.ReasonInvalidItems, err.Error(), true, now)
 				return ctrl.Result{RequeueAfter: cmp.Or(r.RecheckItems, recheckItems)}, nil
 			}
 			return ctrl.Result{}, err
 		}
-		r.runs.put(key, run)
 		if b.Status.StartTime == nil {
 			b.Status.StartTime = &metav1.Time{Time: now}
 		}
-		msg := fmt.Sprintf("%d of %d items to send to %s (%d filtered below minScore %s)", run.kept, run.total, p.Name, run.filtered, b.Spec.MinScore)
+		msg := fmt.Sprintf("%d of %d items to send to %s (%d filtered below minScore %s)", run.Kept, run.Total, p.Name, run.Filtered, b.Spec.MinScore)
 		if setCondition(&b.Status.Conditions, metav1.Condition{Type: llmv1.ConditionAdmitted, Status: metav1.ConditionTrue, Reason: "Admitted", Message: msg}, b.Generation, now) {
 			r.Recorder.Eventf(b, nil, corev1.EventTypeNormal, "Admitted", "Admit", "%s", msg)
 		}
@@ -158,7 +157,7 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 	d.Suspend(key.String(), b.Spec.Suspend)
 
 	if r.observe(b, &p, run, d, now) {
-		r.runs.stop(key)
+		r.Runtime.Stop(key)
 		b.Status.CompletionTime = &metav1.Time{Time: now}
 		r.Recorder.Eventf(b, nil, corev1.EventTypeNormal, "Completed", "Complete", "%s", meta.FindStatusCondition(b.Status.Conditions, llmv1.ConditionComplete).Message)
 		logf.FromContext(ctx).Info("Batch complete", "succeeded", b.Status.Counts.Succeeded, "failed", b.Status.Counts.Failed, "cached", b.Status.Counts.Cached, "filtered", b.Status.Counts.Filtered)
@@ -171,17 +170,17 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 }
 
 // observe publishes the run's progress and reports whether it is complete.
-func (r *InferenceBatchReconciler) observe(b *llmv1.InferenceBatch, p *llmv1.LLMProvider, run *batchRun, d *dispatch.Dispatcher, now time.Time) bool {
+func (r *InferenceBatchReconciler) observe(b *llmv1.InferenceBatch, p *llmv1.LLMProvider, run *batchrun.Run, d *dispatch.Dispatcher, now time.Time) bool {
 	progress, _ := d.Progress(client.ObjectKeyFromObject(b).String())
-	stored := run.store.Counts()
-	waiting, _ := run.store.Pending()
-	remaining := run.kept - int(stored[results.Succeeded]+stored[results.Failed]+stored[results.Cached])
+	stored := run.Store.Counts()
+	waiting, _ := run.Store.Pending()
+	remaining := run.Kept - int(stored[results.Succeeded]+stored[results.Failed]+stored[results.Cached])
 	var interval time.Duration
 	if p.Spec.Limits.MinInterval != nil {
 		interval = p.Spec.Limits.MinInterval.Duration
 	}
 	o := observation{
-		total: run.total, kept: run.kept, filtered: run.filtered, stored: stored, progress: progress, refs: run.store.References(), waiting: waiting,
+		total: run.Total, kept: run.Kept, filtered: run.Filtered, stored: stored, progress: progress, refs: run.Store.References(), waiting: waiting,
 		eta: dispatch.ETA(now, remaining, d.Stats(thresholds(p)).Quota, interval, int(b.Spec.BatchSize), durationOf(b.Spec.BatchDelay)),
 	}
 	wasLimited := meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionRateLimited)
@@ -209,16 +208,16 @@ func (r *InferenceBatchReconciler) transition(b *llmv1.InferenceBatch, reason, m
 // results written so far.
 func (r *InferenceBatchReconciler) failDeadline(ctx context.Context, b *llmv1.InferenceBatch, now time.Time) (ctrl.Result, error) {
 	key := client.ObjectKeyFromObject(b)
-	if run := r.runs.get(key); run != nil {
-		run.dispatcher.Remove(key.String())
-		if _, err := run.store.Flush(ctx); err != nil {
+	if run := r.Runtime.Get(key); run != nil {
+		run.Dispatcher.Remove(key.String())
+		if _, err := run.Store.Flush(ctx); err != nil {
 			return ctrl.Result{}, err
 		}
-		stored := run.store.Counts()
+		stored := run.Store.Counts()
 		b.Status.Counts.Succeeded, b.Status.Counts.Failed, b.Status.Counts.Cached = stored[results.Succeeded], stored[results.Failed], stored[results.Cached]
 		b.Status.Counts.Running = 0
-		b.Status.Results = run.store.References()
-		r.runs.stop(key)
+		b.Status.Results = run.Store.References()
+		r.Runtime.Stop(key)
 	}
 	msg := fmt.Sprintf("activeDeadlineSeconds (%ds) passed; %d items have results", *b.Spec.ActiveDeadlineSeconds,
 		b.Status.Counts.Succeeded+b.Status.Counts.Failed+b.Status.Counts.Cached)
@@ -278,26 +277,30 @@ func (r *InferenceBatchReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}); err != nil {
 		return err
 	}
-	r.news = make(chan event.TypedGenericEvent[*llmv1.InferenceBatch], newsBuffer)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&llmv1.InferenceBatch{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&llmv1.LLMProvider{}, handler.EnqueueRequestsFromMapFunc(r.batchesOf),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		WatchesRawSource(source.Channel(r.news, &handler.TypedEnqueueRequestForObject[*llmv1.InferenceBatch]{})).
+		WatchesRawSource(source.Channel(r.Runtime.News(), newsHandler())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.Workers)}).
 		Named("inferencebatch").
 		Complete(r)
 }
 
-// newsBuffer is how many batches' news may wait to enter the queue; the
-// queue drains it continuously and merges news of the same batch.
-const newsBuffer = 1024
-
-// tell queues the batch for a reconcile that publishes its progress.
-func (r *InferenceBatchReconciler) tell(ctx context.Context, key types.NamespacedName) {
-	select {
-	case r.news <- event.TypedGenericEvent[*llmv1.InferenceBatch]{Object: &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
-	case <-ctx.Done():
+// newsHandler queues a batch with news behind admissions and spec
+// changes (controller-runtime's priority queue, on by default): a batch
+// waiting for admission never waits behind progress publishes.
+func newsHandler() handler.TypedEventHandler[*llmv1.InferenceBatch, reconcile.Request] {
+	low := handler.LowPriority
+	return handler.TypedFuncs[*llmv1.InferenceBatch, reconcile.Request]{
+		GenericFunc: func(_ context.Context, e event.TypedGenericEvent[*llmv1.InferenceBatch], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(e.Object)}
+			if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+				pq.AddWithOpts(priorityqueue.AddOpts{Priority: &low}, req)
+				return
+			}
+			q.Add(req)
+		},
 	}
 }
 

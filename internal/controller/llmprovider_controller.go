@@ -46,8 +46,6 @@ type LLMProviderReconciler struct {
 	Clock     clock.Clock
 	// Registry holds the running dispatchers; nil runs readiness checks only.
 	Registry *dispatch.Registry
-	// RunContext bounds the dispatchers' lifetime (the manager's).
-	RunContext context.Context
 	// HTTPClient calls the providers; nil uses a default.
 	HTTPClient *http.Client
 	// SecretNamespaces, when set, are the only namespaces whose Secrets the

@@ -63,7 +63,7 @@ func (r *LLMProviderReconciler) ensureDispatcher(ctx context.Context, p *llmv1.L
 	if c := p.Status.Cost; c != nil {
 		d.SeedCost(c.Day, string(c.Today), c.Month, string(c.ThisMonth))
 	}
-	r.Registry.Start(r.RunContext, d, version)
+	r.Registry.Run(d, version)
 	logf.FromContext(ctx).Info("Started dispatcher", "version", version, "restoredQuota", len(snapshot) > 0)
 	return nil
 }

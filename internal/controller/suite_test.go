@@ -20,7 +20,9 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/batchrun"
 	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/results"
 )
 
 const (
@@ -87,15 +89,18 @@ func startManagerWith(opts ctrl.Options) func() {
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
 	registry := dispatch.NewRegistry()
+	runs := batchrun.New(clock.RealClock{}, results.FlushPolicy{})
+	Expect(mgr.Add(registry)).To(Succeed())
+	Expect(mgr.Add(runs)).To(Succeed())
 	recorder := mgr.GetEventRecorder("llmquota-manager")
 	c := countingWrites(mgr.GetClient())
 	Expect((&LLMProviderReconciler{
 		Client: c, APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
-		Registry: registry, RunContext: ctx,
+		Registry: registry,
 	}).SetupWithManager(mgr)).To(Succeed())
 	Expect((&InferenceBatchReconciler{
 		Client: c, APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
-		Registry: registry, RunContext: ctx, RecheckItems: time.Second,
+		Registry: registry, Runtime: runs, RecheckItems: time.Second, Workers: 4,
 	}).SetupWithManager(mgr)).To(Succeed())
 	done := make(chan struct{})
 	go func() {

@@ -5,10 +5,18 @@ import (
 	"sync"
 )
 
-// Registry holds the running dispatchers, one per provider.
+// Registry holds the running dispatchers, one per provider. It is a
+// manager Runnable that needs leader election: dispatchers run only while
+// their manager leads, under the context Start receives, and Start returns
+// only after every dispatcher stopped and persisted its final quota state,
+// so a clean shutdown gives back the unused part of each reservation.
 type Registry struct {
-	mu      sync.Mutex
-	running map[string]*entry
+	started chan struct{}
+	ctx     context.Context
+
+	mu       sync.Mutex
+	running  map[string]*entry
+	stopping bool
 }
 
 type entry struct {
@@ -19,8 +27,32 @@ type entry struct {
 	version string
 }
 
-// NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{running: map[string]*entry{}} }
+// NewRegistry returns an empty registry; dispatchers run once it is started.
+func NewRegistry() *Registry {
+	return &Registry{running: map[string]*entry{}, started: make(chan struct{})}
+}
+
+// Start runs the registry until ctx ends, then stops every dispatcher and
+// waits until each persisted its final quota state.
+func (r *Registry) Start(ctx context.Context) error {
+	r.ctx = ctx
+	close(r.started)
+	<-ctx.Done()
+	r.mu.Lock()
+	r.stopping = true
+	names := make([]string, 0, len(r.running))
+	for name := range r.running {
+		names = append(names, name)
+	}
+	r.mu.Unlock()
+	for _, name := range names {
+		r.Stop(name)
+	}
+	return nil
+}
+
+// NeedLeaderElection says dispatchers run on the leader only.
+func (r *Registry) NeedLeaderElection() bool { return true }
 
 // Get returns a provider's dispatcher, or nil.
 func (r *Registry) Get(name string) *Dispatcher {
@@ -43,14 +75,22 @@ func (r *Registry) Version(name string) (string, bool) {
 	return e.version, true
 }
 
-// Start runs d under ctx. Stop the provider's previous dispatcher first and
-// build d from its final Snapshot, so the quota carries over; batches of
-// the previous one are resubmitted by their owners when they notice.
-func (r *Registry) Start(ctx context.Context, d *Dispatcher, version string) {
+// Run runs d until the registry stops (it waits until the registry has
+// started). Stop the provider's previous dispatcher first and build d from
+// its final Snapshot, so the quota carries over; batches of the previous
+// one are resubmitted by their owners when they notice. A registry that is
+// stopping runs nothing new.
+func (r *Registry) Run(d *Dispatcher, version string) {
+	<-r.started
 	r.Stop(d.Name())
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(r.ctx)
 	e := &entry{d: d, cancel: cancel, done: make(chan struct{}), version: version}
 	r.mu.Lock()
+	if r.stopping {
+		r.mu.Unlock()
+		cancel()
+		return
+	}
 	r.running[d.Name()] = e
 	r.mu.Unlock()
 	go func() {

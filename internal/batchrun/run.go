@@ -1,0 +1,127 @@
+package batchrun
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/results"
+)
+
+// Run is a batch this manager admitted: where its results go and the
+// dispatcher running its items.
+type Run struct {
+	Spec
+	cancel context.CancelFunc
+	kick   chan struct{}
+	policy results.FlushPolicy
+	clock  clock.Clock
+	// changed tells the reconciler the batch has news to publish: results
+	// were stored, or what holds it back changed.
+	changed func()
+
+	mu sync.Mutex
+	// published is when the batch's status was last written.
+	published time.Time
+}
+
+// onResult stores a dispatcher result and wakes the writer.
+func (run *Run) onResult(r dispatch.Result) {
+	stored := toStored(r)
+	stored.CacheKey = run.CacheKeys[r.ID]
+	run.Store.Add(stored)
+	run.poke()
+}
+
+func (run *Run) poke() {
+	select {
+	case run.kick <- struct{}{}:
+	default:
+	}
+}
+
+// StoredCount is how many items of the batch have a stored result.
+func (run *Run) StoredCount() int {
+	n := 0
+	for _, c := range run.Store.Counts() {
+		n += int(c)
+	}
+	return n
+}
+
+// Throttle says how long to wait before the batch's status may be written
+// again at now, given one write per every, or 0 if it may be written now
+// (and records the write).
+func (run *Run) Throttle(now time.Time, every time.Duration) time.Duration {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	if wait := run.published.Add(every).Sub(now); wait > 0 {
+		return wait
+	}
+	run.published = now
+	return 0
+}
+
+// write flushes results as the flush policy says: once enough wait, once
+// the oldest waited long enough, or at once when they are the batch's last.
+// Every write that stored something tells the reconciler. Failed writes
+// are retried; the results stay buffered (not counted done) until written.
+func (run *Run) write(ctx context.Context) {
+	log := logf.FromContext(ctx).WithValues("batch", run.Key)
+	for {
+		pending, since := run.Store.Pending()
+		due, wait := run.policy.Due(run.clock.Now(), since, pending, run.StoredCount()+pending >= run.Total)
+		if due {
+			n, err := run.Store.Flush(ctx)
+			if n > 0 {
+				run.changed()
+			}
+			if err == nil {
+				continue
+			}
+			if ctx.Err() == nil {
+				log.Error(err, "Writing results; retrying")
+			}
+			wait = time.Second
+		}
+		if !run.sleep(ctx, wait) {
+			final, cancel := context.WithTimeout(context.Background(), finalWrite)
+			if _, err := run.Store.Flush(final); err != nil {
+				log.Error(err, "Writing the last results")
+			}
+			cancel()
+			return
+		}
+	}
+}
+
+// sleep waits for a kick, for wait to pass (0: no time limit), or for ctx
+// to end (false).
+func (run *Run) sleep(ctx context.Context, wait time.Duration) bool {
+	var tick <-chan time.Time
+	if wait > 0 {
+		t := run.clock.NewTimer(wait)
+		defer t.Stop()
+		tick = t.C()
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-run.kick:
+	case <-tick:
+	}
+	return true
+}
+
+func toStored(r dispatch.Result) results.Result {
+	out := results.Result{ID: r.ID, Status: results.Succeeded, Output: r.Output, TokensIn: r.TokensIn, TokensOut: r.TokensOut,
+		Attempts: r.Attempts, LatencyMs: r.Latency.Milliseconds(), Provider: r.Provider, ErrorClass: r.ErrorClass, Error: r.ErrorMessage}
+	if !r.Succeeded {
+		out.Status = results.Failed
+	}
+	return out
+}

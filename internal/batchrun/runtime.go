@@ -1,0 +1,142 @@
+// Package batchrun is the manager's long-lived batch runtime, kept out of
+// the reconcilers: the runs of admitted batches, each with its result
+// store, the writer that flushes it, and its place in a provider's
+// dispatcher. It is a leader-elected manager Runnable. The InferenceBatch
+// reconciler launches, reads and stops runs; a run tells the reconciler of
+// news (results stored, a quota hold began or ended) through News, a
+// channel the reconciler watches, instead of being polled. When the
+// manager stops, Start returns only after every run wrote what it held.
+package batchrun
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/results"
+)
+
+// NewsBuffer is how many batches' news may wait to enter the reconcile
+// queue; the queue drains it continuously and merges news of one batch.
+const NewsBuffer = 1024
+
+// Runtime holds the runs of admitted batches. Create it with New, add it
+// to the manager, and launch runs once it is started.
+type Runtime struct {
+	clock  clock.Clock
+	policy results.FlushPolicy
+	news   chan event.TypedGenericEvent[*llmv1.InferenceBatch]
+
+	started chan struct{}
+	ctx     context.Context
+	writers sync.WaitGroup // the runs' result writers
+
+	mu       sync.Mutex
+	runs     map[types.NamespacedName]*Run
+	stopping bool
+}
+
+// New returns a runtime whose runs write results as policy says.
+func New(c clock.Clock, policy results.FlushPolicy) *Runtime {
+	return &Runtime{clock: c, policy: policy, news: make(chan event.TypedGenericEvent[*llmv1.InferenceBatch], NewsBuffer),
+		started: make(chan struct{}), runs: map[types.NamespacedName]*Run{}}
+}
+
+// Start runs until ctx ends, then stops every run and waits until each
+// wrote the results it held.
+func (rt *Runtime) Start(ctx context.Context) error {
+	rt.ctx = ctx
+	close(rt.started)
+	<-ctx.Done()
+	rt.mu.Lock()
+	rt.stopping = true
+	rt.mu.Unlock()
+	rt.writers.Wait()
+	return nil
+}
+
+// NeedLeaderElection says runs live on the leader only.
+func (rt *Runtime) NeedLeaderElection() bool { return true }
+
+// News is the channel of batches with news to publish.
+func (rt *Runtime) News() <-chan event.TypedGenericEvent[*llmv1.InferenceBatch] { return rt.news }
+
+// Spec is a batch to run.
+type Spec struct {
+	Key   types.NamespacedName
+	Store *results.Store
+	// Dispatcher runs Batch's items; OnResult and OnChange are the run's.
+	Dispatcher *dispatch.Dispatcher
+	Batch      dispatch.Batch
+	// Kept, Filtered and Total count the batch's items: at or above
+	// minScore, below it, and all.
+	Kept, Filtered, Total int
+	// CacheKeys hold each item's cache key, stored with its result.
+	CacheKeys map[string]string
+}
+
+// Launch starts a run (waiting until the runtime has started): its result
+// writer, and its items in the dispatcher. It replaces a run of the same
+// batch. It returns nil when the runtime is stopping.
+func (rt *Runtime) Launch(s Spec) *Run {
+	<-rt.started
+	rt.Stop(s.Key)
+	ctx, cancel := context.WithCancel(rt.ctx)
+	run := &Run{Spec: s, cancel: cancel, kick: make(chan struct{}, 1), policy: rt.policy, clock: rt.clock}
+	run.changed = func() { rt.tell(ctx, s.Key) }
+	rt.mu.Lock()
+	if rt.stopping {
+		rt.mu.Unlock()
+		cancel()
+		return nil
+	}
+	rt.runs[s.Key] = run
+	rt.writers.Add(1)
+	rt.mu.Unlock()
+	go func() {
+		defer rt.writers.Done()
+		run.write(ctx)
+	}()
+	run.poke() // the filtered and cached results may be due at once
+	s.Batch.Key, s.Batch.OnResult, s.Batch.OnChange = s.Key.String(), run.onResult, run.changed
+	s.Dispatcher.Submit(s.Batch)
+	return run
+}
+
+// Get returns a batch's run, or nil.
+func (rt *Runtime) Get(key types.NamespacedName) *Run {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.runs[key]
+}
+
+// Stop removes a run: its items leave the dispatcher and its writer
+// writes what it holds, then ends. What the run held is released.
+func (rt *Runtime) Stop(key types.NamespacedName) {
+	rt.mu.Lock()
+	run := rt.runs[key]
+	delete(rt.runs, key)
+	rt.mu.Unlock()
+	if run != nil {
+		run.Dispatcher.Remove(key.String())
+		run.cancel()
+	}
+}
+
+// tell queues the batch for a reconcile that publishes its progress.
+func (rt *Runtime) tell(ctx context.Context, key types.NamespacedName) {
+	select {
+	case rt.news <- event.TypedGenericEvent[*llmv1.InferenceBatch]{Object: &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
+	case <-ctx.Done():
+	}
+}
+
+// finalWrite bounds a stopping run's last result write.
+const finalWrite = 10 * time.Second

@@ -1,0 +1,191 @@
+package batchrun
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/emulator"
+	"github.com/llmquota/llmquota/internal/provider"
+	"github.com/llmquota/llmquota/internal/ratewindow"
+	"github.com/llmquota/llmquota/internal/results"
+)
+
+// writes counts the ConfigMap writes a store makes.
+type writes struct {
+	client.Client
+	n atomic.Int64
+}
+
+func (w *writes) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	w.n.Add(1)
+	return w.Client.Create(ctx, obj, opts...)
+}
+
+func (w *writes) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	w.n.Add(1)
+	return w.Client.Update(ctx, obj, opts...)
+}
+
+// bed is a real API server, a dispatcher calling the emulator over HTTP,
+// and a runtime on a fake clock.
+type bed struct {
+	c       *writes
+	d       *dispatch.Dispatcher
+	rt      *Runtime
+	clock   *clocktesting.FakeClock
+	stop    func()
+	stopped chan struct{}
+}
+
+func newBed(t *testing.T, policy results.FlushPolicy) *bed {
+	t.Helper()
+	if err := llmv1.AddToScheme(scheme.Scheme); err != nil {
+		t.Fatal(err)
+	}
+	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("start envtest (run through make test, which sets KUBEBUILDER_ASSETS): %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	k, err := client.New(cfg, client.Options{Scheme: scheme.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emulator.New(emulator.Config{}))
+	t.Cleanup(srv.Close)
+	pc, err := provider.New(provider.Config{Type: provider.Gemini, Endpoint: srv.URL, APIKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := dispatch.New(dispatch.Config{Name: "p", Client: pc, DefaultModel: "m", Limits: ratewindow.Config{MaxConcurrency: 4}},
+		nil, clock.RealClock{}, logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go d.Run(ctx)
+	fc := clocktesting.NewFakeClock(time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC))
+	b := &bed{c: &writes{Client: k}, d: d, rt: New(fc, policy), clock: fc, stopped: make(chan struct{})}
+	go func() { _ = b.rt.Start(ctx); close(b.stopped) }()
+	b.stop = cancel
+	t.Cleanup(func() { cancel(); <-b.stopped })
+	return b
+}
+
+// launch runs n items of a new batch whose Total is total.
+func (b *bed) launch(t *testing.T, name string, n, total int) *Run {
+	t.Helper()
+	ctx := context.Background()
+	batch := &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec: llmv1.InferenceBatchSpec{ProviderRef: llmv1.ProviderReference{Name: "p"}, Items: []llmv1.Item{{ID: "a", Prompt: "p"}}}}
+	if err := b.c.Client.Create(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	store, err := results.Load(ctx, results.Options{Lister: b.c.Client, Reader: b.c.Client, Writer: b.c, Clock: b.clock}, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items []dispatch.Item
+	for i := range n {
+		items = append(items, dispatch.Item{ID: fmt.Sprintf("i%d", i), Prompt: "rate this"})
+	}
+	return b.rt.Launch(Spec{Key: client.ObjectKeyFromObject(batch), Store: store, Dispatcher: b.d, Kept: total, Total: total,
+		Batch: dispatch.Batch{Namespace: "default", Size: n, Items: items}})
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func pending(r *Run) int {
+	n, _ := r.Store.Pending()
+	return n
+}
+
+// TestResultsWrittenByPolicyWithNews: a run writes once Items results wait
+// and at once for the batch's last, and tells of each write on News.
+func TestResultsWrittenByPolicyWithNews(t *testing.T) {
+	b := newBed(t, results.FlushPolicy{Interval: time.Hour, Items: 3})
+	run := b.launch(t, "by-count", 5, 5)
+	eventually(t, "all 5 results stored", func() bool { return run.StoredCount() == 5 })
+	if n := b.c.n.Load(); n < 2 || n > 3 {
+		t.Fatalf("%d ConfigMap writes for 5 results at 3 a write (the last 2 at once), want 2 or 3", n)
+	}
+	news := 0
+	for len(b.rt.News()) > 0 {
+		e := <-b.rt.News()
+		if e.Object.Name != "by-count" {
+			t.Fatalf("news of %s", e.Object.Name)
+		}
+		news++
+	}
+	if int64(news) != b.c.n.Load() {
+		t.Fatalf("%d news for %d writes; want one each", news, b.c.n.Load())
+	}
+}
+
+// TestResultsWaitAtMostTheInterval: results that are neither enough nor
+// the batch's last are written once the oldest has waited the interval, on
+// the runtime's clock, and not before.
+func TestResultsWaitAtMostTheInterval(t *testing.T) {
+	b := newBed(t, results.FlushPolicy{Interval: 10 * time.Second, Items: 100})
+	run := b.launch(t, "by-age", 2, 3)
+	eventually(t, "2 results waiting", func() bool { return pending(run) == 2 })
+	b.clock.Step(9 * time.Second)
+	time.Sleep(200 * time.Millisecond)
+	if n := b.c.n.Load(); n != 0 || run.StoredCount() != 0 {
+		t.Fatalf("%d writes, %d stored 9s after the first result; want none before 10s", n, run.StoredCount())
+	}
+	b.clock.Step(time.Second)
+	eventually(t, "the results written at 10s", func() bool { return run.StoredCount() == 2 })
+	if n := b.c.n.Load(); n != 1 {
+		t.Fatalf("%d writes, want 1", n)
+	}
+}
+
+// TestStopWritesWhatRunsHold: when the manager stops, Start returns only
+// after every run wrote the results it held, and nothing new launches.
+func TestStopWritesWhatRunsHold(t *testing.T) {
+	b := newBed(t, results.FlushPolicy{Interval: time.Hour, Items: 100})
+	run := b.launch(t, "held", 3, 10)
+	eventually(t, "3 results waiting", func() bool { return pending(run) == 3 })
+	b.stop()
+	<-b.stopped
+	if run.StoredCount() != 3 {
+		t.Fatalf("%d results stored at stop, want the 3 held", run.StoredCount())
+	}
+	var cm corev1.ConfigMap
+	if err := b.c.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: results.ShardName("held", 0)}, &cm); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(results.Parse([]byte(cm.Data[results.DataKey]))); got != 3 {
+		t.Fatalf("the shard holds %d results, want 3", got)
+	}
+	if late := b.rt.Launch(Spec{Key: client.ObjectKey{Namespace: "default", Name: "late"}, Dispatcher: b.d}); late != nil {
+		t.Fatal("a stopped runtime launched a run")
+	}
+}
