@@ -7,6 +7,7 @@ GOLANGCI_LINT_VERSION ?= v2.15.0
 KWOK_VERSION ?= v0.8.0
 HELM_VERSION ?= v3.22.0
 OLLAMA_VERSION ?= v0.17.4
+MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
 
 LOCALBIN ?= $(CURDIR)/bin
 K8S_BIN ?= $(LOCALBIN)/k8s/$(K8S_VERSION)-etcd$(ETCD_VERSION)
@@ -16,6 +17,7 @@ HELM ?= $(LOCALBIN)/tools/helm-$(HELM_VERSION)/helm
 KWOKCTL ?= $(LOCALBIN)/tools/kwok-$(KWOK_VERSION)/kwokctl
 PROMTOOL ?= $(LOCALBIN)/tools/promtool/promtool
 OLLAMA ?= $(LOCALBIN)/tools/ollama-$(OLLAMA_VERSION)/ollama
+MINIO ?= $(LOCALBIN)/tools/minio-$(MINIO_VERSION)/minio
 CHART := charts/llmquota
 
 # Paths `make manifests generate` writes; `make verify` fails if they drift.
@@ -75,8 +77,8 @@ verify: manifests generate ## Regenerate, then fail if generated files differ fr
 test: verify vet lint test-unit test-e2e ## Everything CI runs: verify, vet, lint, unit, envtest, chart and e2e suites.
 
 .PHONY: test-unit
-test-unit: k8s-bin tools ollama-bin ## Run the Go tests (unit, envtest, chart, agent) against the real API server, helm, promtool and ollama.
-	KUBEBUILDER_ASSETS="$(K8S_BIN)" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" OLLAMA="$(OLLAMA)" go test $(GO_TEST_FLAGS) ./...
+test-unit: k8s-bin tools ollama-bin ## Run the Go tests (unit, envtest, chart, agent) against the real API server, helm, promtool, ollama and MinIO.
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" OLLAMA="$(OLLAMA)" MINIO="$(MINIO)" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: test-e2e
 test-e2e: build tools ollama-bin ## Install the chart into a KWOK cluster; run a batch, and the node agent against a real Ollama, end to end.
@@ -92,8 +94,8 @@ SIZES ?= 100 300 1000
 LATENCY ?= 200ms
 BENCH_SCALE_FLAGS ?=
 .PHONY: bench-scale
-bench-scale: k8s-bin build ## Scale benchmark: SIZES batches of 100 items on a real API server, emulator at LATENCY, the real manager (docs/benchmarks.md).
-	KUBEBUILDER_ASSETS="$(K8S_BIN)" LLMQUOTA_BIN="$(LOCALBIN)" go run ./hack/bench-scale --sizes "$(shell echo $(SIZES) | tr ' ' ',')" --latency $(LATENCY) $(BENCH_SCALE_FLAGS)
+bench-scale: k8s-bin tools build ## Scale benchmark: SIZES batches of 100 items on a real API server, emulator at LATENCY, the real manager (docs/benchmarks.md).
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" LLMQUOTA_BIN="$(LOCALBIN)" MINIO="$(MINIO)" go run ./hack/bench-scale --sizes "$(shell echo $(SIZES) | tr ' ' ',')" --latency $(LATENCY) $(BENCH_SCALE_FLAGS)
 
 ##@ Build
 
@@ -118,8 +120,8 @@ k8s-bin: ## Build etcd, kube-apiserver and kubectl from the Go module proxy (cac
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) BIN_DIR=$(K8S_BIN) hack/build-k8s.sh >/dev/null
 
 .PHONY: tools
-tools: ## Build kwok, kwokctl and helm from the Go module proxy, extract promtool (cached in bin/tools).
-	KWOK_VERSION=$(KWOK_VERSION) HELM_VERSION=$(HELM_VERSION) hack/build-tools.sh >/dev/null
+tools: ## Build kwok, kwokctl, helm and minio from the Go module proxy, extract promtool (cached in bin/tools).
+	KWOK_VERSION=$(KWOK_VERSION) HELM_VERSION=$(HELM_VERSION) MINIO_VERSION=$(MINIO_VERSION) hack/build-tools.sh >/dev/null
 
 .PHONY: ollama-bin
 ollama-bin: ## Build a real Ollama server (CPU) from the Go module proxy for the agent's tests (cached in bin/tools).

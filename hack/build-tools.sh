@@ -3,6 +3,8 @@
 # bin/tools/<tool>-<version>/, each reused when present:
 #   kwok, kwokctl  built from the Go module proxy (sigs.k8s.io/kwok)
 #   helm           built from the Go module proxy (helm.sh/helm/v3)
+#   minio          a real S3-compatible server for the object-storage
+#                  tests, built from the Go module proxy
 #   promtool       extracted from Debian's prometheus package (no install,
 #                  so no Prometheus service is set up on the machine)
 # Usage: hack/build-tools.sh   (prints "name=path" lines for each tool)
@@ -10,6 +12,7 @@ set -euo pipefail
 
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
+MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools=$root/bin/tools
 log() { echo "build-tools: $*" >&2; }
@@ -24,6 +27,12 @@ helm_dir=$tools/helm-$HELM_VERSION
 if [[ ! -x $helm_dir/helm ]]; then
   log "building helm $HELM_VERSION"
   GOBIN=$helm_dir CGO_ENABLED=0 go install -ldflags "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+fi
+
+minio_dir=$tools/minio-$MINIO_VERSION
+if [[ ! -x $minio_dir/minio ]]; then
+  log "building minio $MINIO_VERSION (about 5 minutes cold)"
+  GOBIN=$minio_dir CGO_ENABLED=0 go install "github.com/minio/minio@$MINIO_VERSION"
 fi
 
 prom_dir=$tools/promtool
@@ -41,3 +50,4 @@ echo "kwok=$kwok_dir/kwok"
 echo "kwokctl=$kwok_dir/kwokctl"
 echo "helm=$helm_dir/helm"
 echo "promtool=$prom_dir/promtool"
+echo "minio=$minio_dir/minio"

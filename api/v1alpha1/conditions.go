@@ -87,8 +87,15 @@ const (
 	// no LLMProvider.
 	ReasonProviderNotFound = "ProviderNotFound"
 	// ReasonInvalidItems surfaces on Failed=True when the items cannot be
-	// read (a missing ConfigMap or key, a bad JSONL line).
+	// read (a missing ConfigMap, key, bucket, object or credentials Secret,
+	// credentials the store refuses, a bad JSONL line); the message names
+	// the object and the line. The items are read again every 30s.
 	ReasonInvalidItems = "InvalidItems"
+	// ReasonOutputUnavailable surfaces on Failed=True when the results
+	// cannot be written where spec.output says (a missing bucket or
+	// credentials Secret, credentials the store refuses); checked again
+	// every 30s.
+	ReasonOutputUnavailable = "OutputUnavailable"
 	// ReasonDeadlineExceeded surfaces on Failed=True after activeDeadlineSeconds.
 	ReasonDeadlineExceeded = "DeadlineExceeded"
 	// ReasonItemsFailed surfaces on Failed=True when items failed after retries.

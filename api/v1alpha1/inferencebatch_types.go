@@ -17,12 +17,17 @@ const (
 )
 
 // OutputKind names where results are written.
-// +kubebuilder:validation:Enum=ConfigMap
+// +kubebuilder:validation:Enum=ConfigMap;S3
 type OutputKind string
 
-// OutputConfigMap writes results as JSONL into ConfigMaps owned by the batch,
-// sharded below the 1 MiB object limit.
-const OutputConfigMap OutputKind = "ConfigMap"
+const (
+	// OutputConfigMap writes results as JSONL into ConfigMaps owned by the
+	// batch, sharded below the 1 MiB object limit: for small batches.
+	OutputConfigMap OutputKind = "ConfigMap"
+	// OutputS3 writes results as JSONL objects (parts of bounded size, then
+	// a manifest) into S3-compatible object storage: for large batches.
+	OutputS3 OutputKind = "S3"
+)
 
 // InferenceBatchSpec describes one unit of prompt work.
 //
@@ -136,11 +141,65 @@ type Item struct {
 	Score Score `json:"score,omitempty"`
 }
 
-// ItemsSource points at JSONL items kept outside the batch.
+// ItemsSource points at JSONL items kept outside the batch: a ConfigMap
+// key (up to 1 MiB) or an object in S3-compatible storage (any size).
+//
+// +kubebuilder:validation:XValidation:rule="has(self.configMapKeyRef) != has(self.s3)",message="itemsFrom needs exactly one of configMapKeyRef and s3"
 type ItemsSource struct {
 	// configMapKeyRef names the ConfigMap key holding the JSONL.
+	// +optional
+	ConfigMapKeyRef *ConfigMapKeyReference `json:"configMapKeyRef,omitempty"`
+	// s3 names a JSONL object in S3-compatible object storage, read as a
+	// stream when the batch is admitted.
+	// +optional
+	S3 *S3ObjectReference `json:"s3,omitempty"`
+}
+
+// S3Bucket locates a bucket of S3-compatible object storage (AWS S3, GCS
+// through its S3 interoperability, MinIO, Ceph RGW) and the credentials
+// that reach it.
+type S3Bucket struct {
+	// endpoint is the store's base URL, such as
+	// https://s3.us-east-1.amazonaws.com, https://storage.googleapis.com or
+	// http://minio.minio.svc:9000.
 	// +required
-	ConfigMapKeyRef ConfigMapKeyReference `json:"configMapKeyRef"`
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^https?://[^/?#]+/?$`
+	Endpoint string `json:"endpoint"`
+	// region of the bucket; empty lets the client ask the store.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Region string `json:"region,omitempty"`
+	// bucket is the bucket's name.
+	// +required
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9][a-z0-9.-]*[a-z0-9]$`
+	Bucket string `json:"bucket"`
+	// credentialsSecretName names a Secret in the batch's namespace with
+	// the keys accessKeyID and secretAccessKey.
+	// +required
+	CredentialsSecretName LocalObjectName `json:"credentialsSecretName"`
+}
+
+// S3ObjectReference names one object.
+type S3ObjectReference struct {
+	S3Bucket `json:",inline"`
+	// key is the object's key.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Key string `json:"key"`
+}
+
+// S3Output is where an S3 sink writes: parts <prefix>part-NNNNN.jsonl and,
+// once every item has a result, <prefix>manifest.json.
+type S3Output struct {
+	S3Bucket `json:",inline"`
+	// prefix of the result objects; empty means "<namespace>/<batch>/".
+	// +optional
+	// +kubebuilder:validation:MaxLength=900
+	Prefix string `json:"prefix,omitempty"`
 }
 
 // ConfigMapKeyReference names one key of a ConfigMap in the batch's namespace.
@@ -156,11 +215,17 @@ type ConfigMapKeyReference struct {
 }
 
 // OutputSpec says where results are written.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.kind) || self.kind != 'S3' || has(self.s3)",message="output.s3 is required when output.kind is S3"
+// +kubebuilder:validation:XValidation:rule="(has(self.kind) && self.kind == 'S3') || !has(self.s3)",message="output.s3 is set but output.kind is not S3"
 type OutputSpec struct {
-	// kind of sink: ConfigMap (the only one today).
+	// kind of sink: ConfigMap (the default, for small batches) or S3.
 	// +optional
 	// +kubebuilder:default=ConfigMap
 	Kind OutputKind `json:"kind,omitempty"`
+	// s3 is where results go when kind is S3.
+	// +optional
+	S3 *S3Output `json:"s3,omitempty"`
 }
 
 // InferenceBatch is a unit of prompt work: the operator filters its items by

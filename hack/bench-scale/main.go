@@ -3,7 +3,8 @@
 // emulator with a fixed latency and no quota, and the real manager binary;
 // creates that many InferenceBatches in parallel across namespaces; waits
 // until all are Complete; and prints time to all Complete, admission
-// p50/p99, items/s, manager peak RSS and CPU seconds, API writes per item
+// p50/p99 (from the create call's answer until the watch shows
+// Admitted=True), items/s, manager peak RSS and CPU seconds, API writes per item
 // (the manager's rest_client_requests_total), etcd growth and the result
 // bytes stored, and how far a batch's status lagged behind its stored
 // results. Run it through `make bench-scale`.
@@ -44,6 +45,7 @@ type config struct {
 	batchSize, workers, flushItems int
 	latency, flushEvery, timeout   time.Duration
 	batchDelay                     time.Duration
+	pprof                          string
 }
 
 func main() {
@@ -58,6 +60,7 @@ func main() {
 	flag.IntVar(&c.workers, "workers", 8, "The manager's --batch-workers.")
 	flag.DurationVar(&c.flushEvery, "flush-interval", 10*time.Second, "The manager's --results-flush-interval.")
 	flag.IntVar(&c.flushItems, "flush-items", 100, "The manager's --results-flush-items.")
+	flag.StringVar(&c.pprof, "pprof", "0", "The manager's --pprof-bind-address, to profile it during a run.")
 	flag.DurationVar(&c.timeout, "timeout", 20*time.Minute, "Give up a run after this long.")
 	flag.Parse()
 	for _, s := range strings.Split(*sizes, ",") {
@@ -131,7 +134,7 @@ func run(c config, batches int) (string, error) {
 		"--kubeconfig", kubeconfig, "--leader-elect=false", "--health-probe-bind-address=0",
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort), "--metrics-secure=false",
 		fmt.Sprintf("--batch-workers=%d", c.workers), "--results-flush-interval="+c.flushEvery.String(),
-		fmt.Sprintf("--results-flush-items=%d", c.flushItems))
+		fmt.Sprintf("--results-flush-items=%d", c.flushItems), "--pprof-bind-address="+c.pprof)
 	if err != nil {
 		return "", err
 	}
@@ -161,6 +164,7 @@ func run(c config, batches int) (string, error) {
 	if err := createBatches(ctx, k, c, batches, w); err != nil {
 		return "", err
 	}
+	fmt.Fprintf(os.Stderr, "bench-scale: %d batches created in %.1f s\n", batches, time.Since(start).Seconds())
 	if err := w.waitComplete(ctx, batches); err != nil {
 		return "", fmt.Errorf("%w (manager log: keep it with a breakpoint in %s)", err, dir)
 	}
@@ -227,11 +231,11 @@ func createBatches(ctx context.Context, k client.Client, c config, n int, w *wat
 			defer wg.Done()
 			for i := range next {
 				b := batch(c, i)
-				w.created(b.Namespace+"/"+b.Name, time.Now())
 				if err := k.Create(ctx, b); err != nil {
 					errs <- fmt.Errorf("creating batch %s/%s: %w", b.Namespace, b.Name, err)
 					return
 				}
+				w.created(b.Namespace+"/"+b.Name, time.Now())
 			}
 		}()
 	}
@@ -371,9 +375,11 @@ func (w *watcher) batches(ctx context.Context, k client.WithWatch) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		if _, seen := w.admitted[key]; !seen && meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionAdmitted) {
-			if at, ok := w.createdAt[key]; ok {
-				w.admitted[key] = now.Sub(at)
+			at, ok := w.createdAt[key]
+			if !ok { // the watch was faster than the create's answer
+				at = now
 			}
+			w.admitted[key] = now.Sub(at)
 		}
 		done := int(b.Status.Counts.Succeeded + b.Status.Counts.Failed + b.Status.Counts.Cached + b.Status.Counts.Filtered)
 		for n, at := range w.storedAt[key] {

@@ -72,15 +72,16 @@ func (run *Run) Throttle(now time.Time, every time.Duration) time.Duration {
 // are retried; the results stay buffered (not counted done) until written.
 func (run *Run) write(ctx context.Context) {
 	log := logf.FromContext(ctx).WithValues("batch", run.Key)
+	retry := false // the last write failed: write again after a pause, due or not
 	for {
 		pending, since := run.Store.Pending()
 		due, wait := run.policy.Due(run.clock.Now(), since, pending, run.StoredCount()+pending >= run.Total)
-		if due {
+		if due || retry {
 			n, err := run.Store.Flush(ctx)
 			if n > 0 {
 				run.changed()
 			}
-			if err == nil {
+			if retry = err != nil; !retry {
 				continue
 			}
 			if ctx.Err() == nil {

@@ -71,7 +71,10 @@ func (rt *Runtime) News() <-chan event.TypedGenericEvent[*llmv1.InferenceBatch] 
 // Spec is a batch to run.
 type Spec struct {
 	Key   types.NamespacedName
-	Store *results.Store
+	Store results.Sink
+	// Policy, when set, replaces the runtime's flush policy for this run
+	// (object storage writes large parts).
+	Policy *results.FlushPolicy
 	// Dispatcher runs Batch's items; OnResult and OnChange are the run's.
 	Dispatcher *dispatch.Dispatcher
 	Batch      dispatch.Batch
@@ -90,6 +93,9 @@ func (rt *Runtime) Launch(s Spec) *Run {
 	rt.Stop(s.Key)
 	ctx, cancel := context.WithCancel(rt.ctx)
 	run := &Run{Spec: s, cancel: cancel, kick: make(chan struct{}, 1), policy: rt.policy, clock: rt.clock}
+	if s.Policy != nil {
+		run.policy = *s.Policy
+	}
 	run.changed = func() { rt.tell(ctx, s.Key) }
 	rt.mu.Lock()
 	if rt.stopping {

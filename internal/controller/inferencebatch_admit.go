@@ -27,7 +27,8 @@ var errInvalidItems = errors.New("invalid items")
 // errStopping says the manager is stopping: nothing new is launched.
 var errStopping = errors.New("the manager is stopping")
 
-// loadItems returns the batch's items, inline or from its ConfigMap. The
+// loadItems returns the batch's items, inline, from its ConfigMap or from
+// object storage. The
 // cache keeps batches without their inline items (see CacheOptions), so
 // they are read here, once per admission, uncached.
 func (r *InferenceBatchReconciler) loadItems(ctx context.Context, b *llmv1.InferenceBatch) ([]items.Item, error) {
@@ -41,6 +42,9 @@ func (r *InferenceBatchReconciler) loadItems(ctx context.Context, b *llmv1.Infer
 			out[i] = items.Item{ID: it.ID, Prompt: it.Prompt, Score: string(it.Score)}
 		}
 		return out, nil
+	}
+	if b.Spec.ItemsFrom.S3 != nil {
+		return r.loadS3Items(ctx, b)
 	}
 	ref := b.Spec.ItemsFrom.ConfigMapKeyRef
 	var cm corev1.ConfigMap
@@ -79,10 +83,11 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 	log.Info("batch_prefilter", "original", len(all), "kept", len(kept), "filtered", len(filtered),
 		"reduction", fmt.Sprintf("%d%%", items.Reduction(len(all), len(filtered))))
 
-	var store *results.Store
+	var store results.Sink
+	var policy *results.FlushPolicy
 	if prev != nil {
-		store = prev.Store
-	} else if store, err = results.Load(ctx, results.Options{Lister: r.Client, Reader: r.APIReader, Writer: r.Client, Clock: r.Clock}, b); err != nil {
+		store, policy = prev.Store, prev.Policy
+	} else if store, policy, err = r.openSink(ctx, b); err != nil {
 		return nil, err
 	}
 	for _, it := range filtered {
@@ -107,7 +112,7 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 	}
 	size := int(max(1, b.Spec.BatchSize))
 	run := r.Runtime.Launch(batchrun.Spec{
-		Key: client.ObjectKeyFromObject(b), Store: store, Dispatcher: d, CacheKeys: keys,
+		Key: client.ObjectKeyFromObject(b), Store: store, Policy: policy, Dispatcher: d, CacheKeys: keys,
 		Kept: len(kept), Filtered: len(filtered), Total: len(all),
 		Batch: dispatch.Batch{
 			Namespace: b.Namespace, Priority: b.Spec.Priority, Size: size, Delay: durationOf(b.Spec.BatchDelay),
@@ -141,7 +146,7 @@ func cacheKey(p dispatch.Params, prompt string) string {
 
 // reuseCached records, as cached, every kept item whose cache key matches a
 // successful result stored by any batch of the namespace.
-func (r *InferenceBatchReconciler) reuseCached(ctx context.Context, b *llmv1.InferenceBatch, store *results.Store, kept []items.Item, keys map[string]string) error {
+func (r *InferenceBatchReconciler) reuseCached(ctx context.Context, b *llmv1.InferenceBatch, store results.Sink, kept []items.Item, keys map[string]string) error {
 	var list corev1.ConfigMapList
 	if err := r.APIReader.List(ctx, &list, client.InNamespace(b.Namespace), client.MatchingLabels{results.LabelResults: "true"}); err != nil {
 		return err

@@ -140,9 +140,11 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 			if errors.Is(err, errStopping) {
 				return ctrl.Result{}, nil
 			}
-			if errors.Is(err, errInvalidItems) {
-				r.transition(b, llmv1.ReasonInvalidItems, err.Error(), true, now)
-				return ctrl.Result{RequeueAfter: cmp.Or(r.RecheckItems, recheckItems)}, nil
+			for kind, reason := range map[error]string{errInvalidItems: llmv1.ReasonInvalidItems, errOutput: llmv1.ReasonOutputUnavailable} {
+				if errors.Is(err, kind) {
+					r.transition(b, reason, err.Error(), true, now)
+					return ctrl.Result{RequeueAfter: cmp.Or(r.RecheckItems, recheckItems)}, nil
+				}
 			}
 			return ctrl.Result{}, err
 		}

@@ -387,7 +387,7 @@ var _ = Describe("InferenceBatch", func() {
 		Expect(k8sClient.Create(ctx, cm)).To(Succeed())
 		b := &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "from-cm"}, Spec: llmv1.InferenceBatchSpec{
 			ProviderRef: llmv1.ProviderReference{Name: llmv1.LocalObjectName(p.Name)},
-			ItemsFrom:   &llmv1.ItemsSource{ConfigMapKeyRef: llmv1.ConfigMapKeyReference{Name: "news", Key: "items.jsonl"}},
+			ItemsFrom:   &llmv1.ItemsSource{ConfigMapKeyRef: &llmv1.ConfigMapKeyReference{Name: "news", Key: "items.jsonl"}},
 		}}
 		Expect(k8sClient.Create(ctx, b)).To(Succeed())
 		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionFailed, metav1.ConditionTrue, llmv1.ReasonInvalidItems))

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"strings"
 )
@@ -28,11 +29,15 @@ const MaxJSONLItems = 200_000
 // "score": 0.25}. The score may be a JSON number or a decimal string. Blank
 // lines are skipped. Every problem is reported with its line number; all
 // are collected, not just the first.
-func ParseJSONL(data []byte) ([]Item, error) {
+func ParseJSONL(data []byte) ([]Item, error) { return ReadJSONL(bytes.NewReader(data)) }
+
+// ReadJSONL is ParseJSONL reading from r as it goes (an object streamed
+// from object storage): the input is never held whole, only its items.
+func ReadJSONL(r io.Reader) ([]Item, error) {
 	var out []Item
 	var errs []error
 	seen := map[string]int{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	line := 0
 	for sc.Scan() {

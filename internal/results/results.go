@@ -87,22 +87,30 @@ type Options struct {
 	Clock clock.PassiveClock
 }
 
-// Store is one batch's results. Add buffers; Flush writes. Safe for
-// concurrent use.
-type Store struct {
-	opts Options
-	// owner is the batch's identity, copied: the caller keeps using its object.
-	owner metav1.OwnerReference
-	ns    string
-	// shardBytes is MaxShardBytes; tests lower it to exercise sharding.
-	shardBytes int
+// Sink is where a batch's results go: Add buffers, Flush writes, and an
+// item counts as done once its result is written. Store (ConfigMaps) and
+// S3Store (object storage) implement it; both are safe for concurrent use.
+type Sink interface {
+	// Add buffers results; one for an id that already has one is dropped.
+	Add(rs ...Result)
+	// Has reports whether id has a stored or buffered result.
+	Has(id string) bool
+	// Pending reports how many results wait, and since when the oldest has.
+	Pending() (int, time.Time)
+	// Flush writes what waits and returns how many it stored.
+	Flush(ctx context.Context) (int, error)
+	// Counts tallies stored results by status.
+	Counts() map[string]int32
+	// References names where the results are, for the batch's status.
+	References() []llmv1.ResultReference
+}
 
-	mu sync.Mutex
-	// shards are the batch's ConfigMaps in order; only the last one holds
-	// its bytes (the others are full and never written again).
-	shards []*shard
-	// stored maps each written result's id to its status: the result's
-	// bytes are released once written.
+// ledger is what every sink keeps: the status of each stored result (its
+// bytes are released once written) and the results waiting for a write.
+type ledger struct {
+	clock clock.PassiveClock
+
+	mu     sync.Mutex
 	stored map[string]string
 	counts map[string]int32
 	// pending results are added, not yet written; pendingSince is when the
@@ -112,15 +120,34 @@ type Store struct {
 	pendingSince time.Time
 }
 
+func newLedger(c clock.PassiveClock) ledger {
+	if c == nil {
+		c = clock.RealClock{}
+	}
+	return ledger{clock: c, stored: map[string]string{}, counts: map[string]int32{}, pendingID: map[string]bool{}}
+}
+
+// Store is one batch's results in ConfigMaps owned by the batch.
+type Store struct {
+	ledger
+	opts Options
+	// owner is the batch's identity, copied: the caller keeps using its object.
+	owner metav1.OwnerReference
+	ns    string
+	// shardBytes is MaxShardBytes; tests lower it to exercise sharding.
+	shardBytes int
+	// shards are the batch's ConfigMaps in order; only the last one holds
+	// its bytes (the others are full and never written again).
+	shards []*shard
+}
+
+var _ Sink = (*Store)(nil)
+
 // Load reads a batch's shards back and returns a Store that writes more.
 // Shards of an earlier batch with the same name (another UID) are ignored.
 func Load(ctx context.Context, opts Options, batch *llmv1.InferenceBatch) (*Store, error) {
-	if opts.Clock == nil {
-		opts.Clock = clock.RealClock{}
-	}
 	yes := true
-	s := &Store{opts: opts, ns: batch.Namespace, shardBytes: MaxShardBytes,
-		stored: map[string]string{}, counts: map[string]int32{}, pendingID: map[string]bool{},
+	s := &Store{ledger: newLedger(opts.Clock), opts: opts, ns: batch.Namespace, shardBytes: MaxShardBytes,
 		owner: metav1.OwnerReference{
 			APIVersion: llmv1.GroupVersion.String(), Kind: "InferenceBatch", Name: batch.Name, UID: batch.UID,
 			Controller: &yes, BlockOwnerDeletion: &yes,
@@ -194,7 +221,7 @@ func scanIDs(data []byte) []idLine {
 }
 
 // record marks id stored with status; false if it already was.
-func (s *Store) record(id, status string) bool {
+func (s *ledger) record(id, status string) bool {
 	if _, ok := s.stored[id]; ok {
 		return false
 	}
@@ -216,7 +243,7 @@ func intern(status string) string {
 }
 
 // Has reports whether id has a stored or pending result.
-func (s *Store) Has(id string) bool {
+func (s *ledger) Has(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, stored := s.stored[id]
@@ -224,7 +251,7 @@ func (s *Store) Has(id string) bool {
 }
 
 // StatusOf returns the status of id's stored result; false if none is stored.
-func (s *Store) StatusOf(id string) (string, bool) {
+func (s *ledger) StatusOf(id string) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, ok := s.stored[id]
@@ -233,7 +260,7 @@ func (s *Store) StatusOf(id string) (string, bool) {
 
 // Add buffers results for the next Flush. A result for an id that already
 // has one, stored or pending, is dropped: the first result of an item wins.
-func (s *Store) Add(rs ...Result) {
+func (s *ledger) Add(rs ...Result) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range rs {
@@ -244,7 +271,7 @@ func (s *Store) Add(rs ...Result) {
 			r.Output, r.Truncated = r.Output[:maxOutputBytes], true
 		}
 		if len(s.pending) == 0 {
-			s.pendingSince = s.opts.Clock.Now()
+			s.pendingSince = s.clock.Now()
 		}
 		s.pending = append(s.pending, r)
 		s.pendingID[r.ID] = true
@@ -253,7 +280,7 @@ func (s *Store) Add(rs ...Result) {
 
 // Pending reports how many results wait for a Flush, and since when the
 // oldest of them has waited.
-func (s *Store) Pending() (int, time.Time) {
+func (s *ledger) Pending() (int, time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.pending), s.pendingSince
@@ -273,7 +300,7 @@ func (s *Store) References() []llmv1.ResultReference {
 }
 
 // Counts tallies stored results by status.
-func (s *Store) Counts() map[string]int32 {
+func (s *ledger) Counts() map[string]int32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make(map[string]int32, len(s.counts))

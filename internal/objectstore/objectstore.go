@@ -1,0 +1,158 @@
+// Package objectstore reads and writes objects in S3-compatible storage
+// (AWS S3, GCS through its S3 interoperability, MinIO, Ceph RGW) for large
+// batches: their JSONL input, read as a stream, and their results, written
+// as parts of bounded size and a manifest.
+//
+// It uses minio-go: one small module that speaks SigV4 to every
+// S3-compatible store, streams GETs and PUTs, and brings no cloud SDK's
+// configuration chain (the credentials come only from the Secret the batch
+// names, never from the manager's environment).
+package objectstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// Secret keys holding the credentials.
+const (
+	AccessKeyID     = "accessKeyID"
+	SecretAccessKey = "secretAccessKey"
+)
+
+// Location is a bucket and how to reach it.
+type Location struct {
+	Endpoint, Region, Bucket string
+	AccessKeyID, SecretKey   string
+}
+
+// Store is a client of one bucket.
+type Store struct {
+	c      *minio.Client
+	bucket string
+	where  string // s3://bucket, for messages
+}
+
+// Open returns a client of loc's bucket. It does not call the store.
+func Open(loc Location) (*Store, error) {
+	u, err := url.Parse(loc.Endpoint)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("endpoint %q is not an http(s) URL", loc.Endpoint)
+	}
+	if loc.AccessKeyID == "" || loc.SecretKey == "" {
+		return nil, fmt.Errorf("credentials need both %s and %s", AccessKeyID, SecretAccessKey)
+	}
+	c, err := minio.New(u.Host, &minio.Options{
+		Creds:  credentials.NewStaticV4(loc.AccessKeyID, loc.SecretKey, ""),
+		Secure: u.Scheme == "https", Region: loc.Region,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Store{c: c, bucket: loc.Bucket, where: "s3://" + loc.Bucket}, nil
+}
+
+// URL names an object for messages and status: s3://bucket/key.
+func (s *Store) URL(key string) string { return s.where + "/" + key }
+
+// Reader streams one object. Its Err says why a read stopped early (the
+// object vanished or changed, the connection broke), apart from a scanner
+// that stopped at a bad line.
+type Reader struct {
+	obj *minio.Object
+	err error
+	// ETag identifies the version read: a later read of the same version
+	// fails if the object changed meanwhile.
+	ETag string
+}
+
+// Read implements io.Reader, remembering the first error that is not EOF.
+func (r *Reader) Read(p []byte) (int, error) {
+	n, err := r.obj.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
+
+// Err is the first read error that was not the object's end.
+func (r *Reader) Err() error { return r.err }
+
+// Close releases the connection.
+func (r *Reader) Close() error { return r.obj.Close() }
+
+// Get opens key for reading, checking that it exists and can be read; etag,
+// when not empty, requires that exact version.
+func (s *Store) Get(ctx context.Context, key, etag string) (*Reader, error) {
+	opts := minio.GetObjectOptions{}
+	if etag != "" {
+		if err := opts.SetMatchETag(etag); err != nil {
+			return nil, err
+		}
+	}
+	obj, err := s.c.GetObject(ctx, s.bucket, key, opts)
+	if err != nil {
+		return nil, s.explain(key, err)
+	}
+	info, err := obj.Stat() // the first request: errors show here
+	if err != nil {
+		_ = obj.Close()
+		return nil, s.explain(key, err)
+	}
+	return &Reader{obj: obj, ETag: info.ETag}, nil
+}
+
+// Put writes data as key.
+func (s *Store) Put(ctx context.Context, key string, data []byte, contentType string) error {
+	_, err := s.c.PutObject(ctx, s.bucket, key, strings.NewReader(string(data)), int64(len(data)),
+		minio.PutObjectOptions{ContentType: contentType})
+	if err != nil {
+		return s.explain(key, err)
+	}
+	return nil
+}
+
+// List returns the keys under prefix, in order.
+func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
+	var keys []string
+	for obj := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if obj.Err != nil {
+			return nil, s.explain(prefix, obj.Err)
+		}
+		keys = append(keys, obj.Key)
+	}
+	return keys, nil
+}
+
+// Problem is a failure the user must fix (a missing bucket or object, or
+// credentials the store refuses), as opposed to one that passes by itself.
+type Problem struct {
+	URL, Code, Message string
+}
+
+func (p *Problem) Error() string { return fmt.Sprintf("%s: %s (%s)", p.URL, p.Message, p.Code) }
+
+// explain turns the store's error into a Problem that names the object
+// when the user must act, and otherwise wraps it with the object's URL.
+func (s *Store) explain(key string, err error) error {
+	resp := minio.ToErrorResponse(err)
+	msg := map[string]string{
+		"NoSuchBucket":          "the bucket does not exist",
+		"NoSuchKey":             "the object does not exist",
+		"AccessDenied":          "the store refused the credentials' access",
+		"InvalidAccessKeyId":    "the store does not know the access key id",
+		"SignatureDoesNotMatch": "the secret access key is wrong",
+		"PreconditionFailed":    "the object changed since the batch was admitted",
+	}[resp.Code]
+	if msg == "" {
+		return fmt.Errorf("%s: %w", s.URL(key), err)
+	}
+	return &Problem{URL: s.URL(key), Code: resp.Code, Message: msg}
+}
