@@ -94,8 +94,15 @@ const (
 	// ReasonOutputUnavailable surfaces on Failed=True when the results
 	// cannot be written where spec.output says (a missing bucket or
 	// credentials Secret, credentials the store refuses); checked again
-	// every 30s.
+	// every 30s. On a running batch it surfaces on Progressing=False while
+	// its results cannot be written (the bucket deleted, the ConfigMap's
+	// namespace terminating): they wait, buffered, and are written as soon
+	// as the store takes them.
 	ReasonOutputUnavailable = "OutputUnavailable"
+	// ReasonLargeResultsInEtcd is the reason of a Warning Event at
+	// admission when a batch of more than 10,000 items writes its results
+	// to ConfigMaps (in etcd) rather than object storage.
+	ReasonLargeResultsInEtcd = "LargeResultsInEtcd"
 	// ReasonDeadlineExceeded surfaces on Failed=True after activeDeadlineSeconds.
 	ReasonDeadlineExceeded = "DeadlineExceeded"
 	// ReasonItemsFailed surfaces on Failed=True when items failed after retries.

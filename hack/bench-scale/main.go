@@ -16,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,9 +35,13 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/memlimit"
+	"github.com/llmquota/llmquota/internal/objectstore"
 	"github.com/llmquota/llmquota/internal/results"
+	"github.com/llmquota/llmquota/internal/testbed/minioserver"
 	"github.com/llmquota/llmquota/internal/testbed/process"
 )
 
@@ -46,6 +52,12 @@ type config struct {
 	latency, flushEvery, timeout   time.Duration
 	batchDelay                     time.Duration
 	pprof                          string
+	// s3 reads every batch's items from, and writes its results to, a
+	// real MinIO (the S3 sink) instead of inline items and ConfigMaps.
+	s3 bool
+	// memoryLimit is the container limit the manager is told of, as the
+	// chart tells it (LLMQUOTA_MEMORY_LIMIT); 0 tells none.
+	memoryLimit int64
 }
 
 func main() {
@@ -60,9 +72,12 @@ func main() {
 	flag.IntVar(&c.workers, "workers", 8, "The manager's --batch-workers.")
 	flag.DurationVar(&c.flushEvery, "flush-interval", 10*time.Second, "The manager's --results-flush-interval.")
 	flag.IntVar(&c.flushItems, "flush-items", 100, "The manager's --results-flush-items.")
+	flag.BoolVar(&c.s3, "s3", false, "Items from and results to object storage (a real MinIO from $MINIO) instead of inline items and ConfigMaps.")
+	flag.Int64Var(&c.memoryLimit, "memory-limit", 256<<20, "Bytes of the container memory limit passed to the manager as the chart does (LLMQUOTA_MEMORY_LIMIT; the chart's default is 256Mi); 0: none.")
 	flag.StringVar(&c.pprof, "pprof", "0", "The manager's --pprof-bind-address, to profile it during a run.")
 	flag.DurationVar(&c.timeout, "timeout", 20*time.Minute, "Give up a run after this long.")
 	flag.Parse()
+	ctrllog.SetLogger(logr.Discard()) // envtest logs nothing the table needs
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
@@ -71,8 +86,12 @@ func main() {
 		}
 		c.sizes = append(c.sizes, n)
 	}
-	fmt.Printf("# %d items per batch across %d namespaces; provider latency %s, maxConcurrency %d; batchSize %d, batchDelay %s; manager --batch-workers=%d --results-flush-interval=%s --results-flush-items=%d\n",
-		c.items, c.namespaces, c.latency, c.concurrency, c.batchSize, c.batchDelay, c.workers, c.flushEvery, c.flushItems)
+	sink := "inline items, ConfigMap sink"
+	if c.s3 {
+		sink = "items from S3, S3 sink (MinIO)"
+	}
+	fmt.Printf("# %d items per batch across %d namespaces, %s; provider latency %s, maxConcurrency %d; batchSize %d, batchDelay %s; manager --batch-workers=%d --results-flush-interval=%s --results-flush-items=%d, container memory limit %d MiB\n",
+		c.items, c.namespaces, sink, c.latency, c.concurrency, c.batchSize, c.batchDelay, c.workers, c.flushEvery, c.flushItems, c.memoryLimit>>20)
 	fmt.Println("| batches | items | all Complete | admission p50 / p99 | items/s | manager peak RSS | manager CPU | API writes / item | etcd growth | result bytes | status lag max |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, n := range c.sizes {
@@ -130,6 +149,11 @@ func run(c config, batches int) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if c.memoryLimit > 0 {
+		if err := os.Setenv(memlimit.EnvVar, strconv.FormatInt(c.memoryLimit, 10)); err != nil {
+			return "", err
+		}
+	}
 	mgr, err := process.Start(filepath.Join(dir, "manager.log"), filepath.Join(bin, "manager"),
 		"--kubeconfig", kubeconfig, "--leader-elect=false", "--health-probe-bind-address=0",
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort), "--metrics-secure=false",
@@ -143,10 +167,17 @@ func run(c config, batches int) (string, error) {
 	if err := createProvider(ctx, k, c, port); err != nil {
 		return "", err
 	}
-	for i := range c.namespaces {
+	for i := range min(c.namespaces, batches) {
 		if err := k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("team-%03d", i)}}); err != nil {
 			return "", err
 		}
+	}
+	var store *objects
+	if c.s3 {
+		if store, err = startObjects(ctx, k, c, batches); err != nil {
+			return "", err
+		}
+		defer store.srv.Close()
 	}
 	etcdBefore, err := etcdSize(env)
 	if err != nil {
@@ -161,7 +192,7 @@ func run(c config, batches int) (string, error) {
 	go w.batches(ctx, k)
 	go w.shards(ctx, k)
 	start := time.Now()
-	if err := createBatches(ctx, k, c, batches, w); err != nil {
+	if err := createBatches(ctx, k, c, batches, w, store); err != nil {
 		return "", err
 	}
 	fmt.Fprintf(os.Stderr, "bench-scale: %d batches created in %.1f s\n", batches, time.Since(start).Seconds())
@@ -181,9 +212,13 @@ func run(c config, batches int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	resultBytes, err := storedResultBytes(ctx, k)
+	resultBytes, err := storedResultBytes(ctx, k, store)
 	if err != nil {
 		return "", err
+	}
+	lag := w.maxLag().Round(time.Millisecond).String()
+	if c.s3 {
+		lag = "-" // no ConfigMaps to watch
 	}
 	items := batches * c.items
 	p50, p99 := w.admission(0.50), w.admission(0.99)
@@ -191,7 +226,7 @@ func run(c config, batches int) (string, error) {
 	return fmt.Sprintf("| %d | %d | %.1f s | %s / %s | %.0f | %.0f MiB | %.1f s | %.3f (%s) | %.1f MiB | %.1f MiB | %s |",
 		batches, items, elapsed.Seconds(), p50.Round(time.Millisecond), p99.Round(time.Millisecond), float64(items)/elapsed.Seconds(),
 		float64(usage.PeakRSS)/(1<<20), usage.CPU.Seconds(), float64(sum)/float64(items), byMethod,
-		float64(etcdAfter-etcdBefore)/(1<<20), float64(resultBytes)/(1<<20), w.maxLag().Round(time.Millisecond)), nil
+		float64(etcdAfter-etcdBefore)/(1<<20), float64(resultBytes)/(1<<20), lag), nil
 }
 
 func writeKubeconfig(env *envtest.Environment, dir string) (string, error) {
@@ -221,7 +256,7 @@ func createProvider(ctx context.Context, k client.Client, c config, port int) er
 
 // createBatches creates n batches from 16 goroutines, round robin over the
 // namespaces, and records when each was created.
-func createBatches(ctx context.Context, k client.Client, c config, n int, w *watcher) error {
+func createBatches(ctx context.Context, k client.Client, c config, n int, w *watcher, store *objects) error {
 	next := make(chan int)
 	errs := make(chan error, 16)
 	var wg sync.WaitGroup
@@ -230,7 +265,7 @@ func createBatches(ctx context.Context, k client.Client, c config, n int, w *wat
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				b := batch(c, i)
+				b := batch(c, i, store)
 				if err := k.Create(ctx, b); err != nil {
 					errs <- fmt.Errorf("creating batch %s/%s: %w", b.Namespace, b.Name, err)
 					return
@@ -248,16 +283,65 @@ func createBatches(ctx context.Context, k client.Client, c config, n int, w *wat
 	return <-errs
 }
 
-func batch(c config, i int) *llmv1.InferenceBatch {
+func batch(c config, i int, store *objects) *llmv1.InferenceBatch {
 	b := &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("team-%03d", i%c.namespaces), Name: fmt.Sprintf("batch-%05d", i)},
 		Spec: llmv1.InferenceBatchSpec{ProviderRef: llmv1.ProviderReference{Name: "bench"}, MinScore: "0", BatchSize: int32(c.batchSize),
 			BatchDelay: &metav1.Duration{Duration: c.batchDelay}}}
+	if store != nil {
+		b.Spec.ItemsFrom = &llmv1.ItemsSource{S3: &llmv1.S3ObjectReference{S3Bucket: store.bucket, Key: inputKey(i)}}
+		b.Spec.Output = llmv1.OutputSpec{Kind: llmv1.OutputS3, S3: &llmv1.S3Output{S3Bucket: store.bucket}}
+		return b
+	}
 	for j := range c.items {
-		// 100-byte prompts, as a news headline with its context.
-		b.Spec.Items = append(b.Spec.Items, llmv1.Item{ID: fmt.Sprintf("item-%05d", j), Score: "0.5",
-			Prompt: fmt.Sprintf("Rate the sentiment of headline %05d of batch %05d for the trading desk: %s", j, i, strings.Repeat("x", 20))})
+		b.Spec.Items = append(b.Spec.Items, llmv1.Item{ID: fmt.Sprintf("item-%06d", j), Score: "0.5", Prompt: prompt(i, j)})
 	}
 	return b
+}
+
+// prompt is a 100-byte prompt, as a news headline with its context.
+func prompt(batch, item int) string {
+	return fmt.Sprintf("Rate the sentiment of headline %06d of batch %05d for the trading desk: %s", item, batch, strings.Repeat("x", 19))
+}
+
+func inputKey(i int) string { return fmt.Sprintf("in/batch-%05d.jsonl", i) }
+
+// objects is the MinIO of an S3 run and the bucket its batches use.
+type objects struct {
+	srv    *minioserver.Server
+	store  *objectstore.Store
+	bucket llmv1.S3Bucket
+}
+
+// startObjects starts MinIO, uploads every batch's JSONL and gives each
+// namespace the Secret with the credentials.
+func startObjects(ctx context.Context, k client.Client, c config, batches int) (*objects, error) {
+	srv, err := minioserver.StartFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	o := &objects{srv: srv, bucket: llmv1.S3Bucket{Endpoint: srv.Endpoint, Bucket: "bench", CredentialsSecretName: "s3"}}
+	if err := srv.MakeBucket("bench"); err != nil {
+		return nil, err
+	}
+	if o.store, err = objectstore.Open(objectstore.Location{Endpoint: srv.Endpoint, Bucket: "bench", AccessKeyID: minioserver.User, SecretKey: minioserver.Password}); err != nil {
+		return nil, err
+	}
+	for i := range min(c.namespaces, batches) {
+		if err := k.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("team-%03d", i), Name: "s3"},
+			StringData: map[string]string{objectstore.AccessKeyID: minioserver.User, objectstore.SecretAccessKey: minioserver.Password}}); err != nil {
+			return nil, err
+		}
+	}
+	for i := range batches {
+		var b strings.Builder
+		for j := range c.items {
+			fmt.Fprintf(&b, "{\"id\":\"item-%06d\",\"prompt\":%q,\"score\":0.5}\n", j, prompt(i, j))
+		}
+		if err := o.store.Put(ctx, inputKey(i), []byte(b.String()), "application/x-ndjson"); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
 }
 
 // etcdSize reads etcd's database size from its metrics.
@@ -329,7 +413,10 @@ func scrape(url, metric string, match func(labels string) bool) (float64, error)
 	return sum, sc.Err()
 }
 
-func storedResultBytes(ctx context.Context, k client.Client) (int64, error) {
+func storedResultBytes(ctx context.Context, k client.Client, store *objects) (int64, error) {
+	if store != nil {
+		return store.resultBytes(ctx)
+	}
 	var list corev1.ConfigMapList
 	if err := k.List(ctx, &list, client.MatchingLabels{results.LabelResults: "true"}); err != nil {
 		return 0, err
@@ -476,4 +563,29 @@ func (w *watcher) maxLag() time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.lag
+}
+
+// resultBytes adds up the result parts in the bucket.
+func (o *objects) resultBytes(ctx context.Context) (int64, error) {
+	keys, err := o.store.List(ctx, "team-")
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, key := range keys {
+		if !strings.Contains(key, "/part-") {
+			continue
+		}
+		r, err := o.store.Get(ctx, key, "")
+		if err != nil {
+			return 0, err
+		}
+		m, err := io.Copy(io.Discard, r)
+		_ = r.Close()
+		if err != nil {
+			return 0, err
+		}
+		n += m
+	}
+	return n, nil
 }

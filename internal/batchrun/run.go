@@ -27,12 +27,34 @@ type Run struct {
 	mu sync.Mutex
 	// published is when the batch's status was last written.
 	published time.Time
+	// writeErr is why the last result write failed; nil once one succeeds.
+	writeErr error
+}
+
+// WriteError says why results could not be written (the results wait,
+// buffered, and the write is retried); nil when the last write succeeded.
+func (run *Run) WriteError() error {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	return run.writeErr
+}
+
+// noteWrite records a write's outcome and reports whether it changed
+// what WriteError says.
+func (run *Run) noteWrite(err error) bool {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	changed := (err == nil) != (run.writeErr == nil)
+	run.writeErr = err
+	return changed
 }
 
 // onResult stores a dispatcher result and wakes the writer.
 func (run *Run) onResult(r dispatch.Result) {
 	stored := toStored(r)
-	stored.CacheKey = run.CacheKeys[r.ID]
+	if run.CacheKey != nil && r.Prompt != "" {
+		stored.CacheKey = run.CacheKey(r.Prompt)
+	}
 	run.Store.Add(stored)
 	run.poke()
 }
@@ -78,7 +100,7 @@ func (run *Run) write(ctx context.Context) {
 		due, wait := run.policy.Due(run.clock.Now(), since, pending, run.StoredCount()+pending >= run.Total)
 		if due || retry {
 			n, err := run.Store.Flush(ctx)
-			if n > 0 {
+			if n > 0 || (ctx.Err() == nil && run.noteWrite(err)) {
 				run.changed()
 			}
 			if retry = err != nil; !retry {

@@ -81,8 +81,10 @@ type Spec struct {
 	// Kept, Filtered and Total count the batch's items: at or above
 	// minScore, below it, and all.
 	Kept, Filtered, Total int
-	// CacheKeys hold each item's cache key, stored with its result.
-	CacheKeys map[string]string
+	// CacheKey gives a prompt's cache key (model, parameters, prompt),
+	// stored with its result so later batches can reuse it. It is computed
+	// when the result comes, so no key is held per waiting item.
+	CacheKey func(prompt string) string
 }
 
 // Launch starts a run (waiting until the runtime has started): its result

@@ -94,12 +94,9 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 		store.Add(results.Result{ID: it.ID, Status: results.Filtered})
 	}
 	params := paramsOf(b)
-	keys := make(map[string]string, len(kept))
-	for _, it := range kept {
-		keys[it.ID] = cacheKey(params, it.Prompt)
-	}
+	keyOf := func(prompt string) string { return cacheKey(params, prompt) }
 	if b.Spec.Cache == llmv1.CacheEnabled {
-		if err := r.reuseCached(ctx, b, store, kept, keys); err != nil {
+		if err := r.reuseCached(ctx, b, store, kept, keyOf); err != nil {
 			return nil, err
 		}
 	}
@@ -112,7 +109,7 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 	}
 	size := int(max(1, b.Spec.BatchSize))
 	run := r.Runtime.Launch(batchrun.Spec{
-		Key: client.ObjectKeyFromObject(b), Store: store, Policy: policy, Dispatcher: d, CacheKeys: keys,
+		Key: client.ObjectKeyFromObject(b), Store: store, Policy: policy, Dispatcher: d, CacheKey: keyOf,
 		Kept: len(kept), Filtered: len(filtered), Total: len(all),
 		Batch: dispatch.Batch{
 			Namespace: b.Namespace, Priority: b.Spec.Priority, Size: size, Delay: durationOf(b.Spec.BatchDelay),
@@ -146,7 +143,7 @@ func cacheKey(p dispatch.Params, prompt string) string {
 
 // reuseCached records, as cached, every kept item whose cache key matches a
 // successful result stored by any batch of the namespace.
-func (r *InferenceBatchReconciler) reuseCached(ctx context.Context, b *llmv1.InferenceBatch, store results.Sink, kept []items.Item, keys map[string]string) error {
+func (r *InferenceBatchReconciler) reuseCached(ctx context.Context, b *llmv1.InferenceBatch, store results.Sink, kept []items.Item, keyOf func(prompt string) string) error {
 	var list corev1.ConfigMapList
 	if err := r.APIReader.List(ctx, &list, client.InNamespace(b.Namespace), client.MatchingLabels{results.LabelResults: "true"}); err != nil {
 		return err
@@ -163,7 +160,7 @@ func (r *InferenceBatchReconciler) reuseCached(ctx context.Context, b *llmv1.Inf
 		if store.Has(it.ID) {
 			continue
 		}
-		if hit, ok := known[keys[it.ID]]; ok {
+		if hit, ok := known[keyOf(it.Prompt)]; ok {
 			store.Add(results.Result{ID: it.ID, Status: results.Cached, Output: hit.Output, TokensIn: hit.TokensIn,
 				TokensOut: hit.TokensOut, Provider: hit.Provider, CacheKey: hit.CacheKey})
 		}

@@ -154,6 +154,11 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 		msg := fmt.Sprintf("%d of %d items to send to %s (%d filtered below minScore %s)", run.Kept, run.Total, p.Name, run.Filtered, b.Spec.MinScore)
 		if setCondition(&b.Status.Conditions, metav1.Condition{Type: llmv1.ConditionAdmitted, Status: metav1.ConditionTrue, Reason: "Admitted", Message: msg}, b.Generation, now) {
 			r.Recorder.Eventf(b, nil, corev1.EventTypeNormal, "Admitted", "Admit", "%s", msg)
+			if b.Spec.Output.Kind != llmv1.OutputS3 && run.Total > results.ConfigMapItemsAdvised {
+				r.Recorder.Eventf(b, nil, corev1.EventTypeWarning, llmv1.ReasonLargeResultsInEtcd, "Admit",
+					"%d results will be stored in ConfigMaps, in etcd; above %d items, write them to object storage (spec.output.kind: S3)",
+					run.Total, results.ConfigMapItemsAdvised)
+			}
 		}
 	}
 	d.Suspend(key.String(), b.Spec.Suspend)
@@ -183,7 +188,8 @@ func (r *InferenceBatchReconciler) observe(b *llmv1.InferenceBatch, p *llmv1.LLM
 	}
 	o := observation{
 		total: run.Total, kept: run.Kept, filtered: run.Filtered, stored: stored, progress: progress, refs: run.Store.References(), waiting: waiting,
-		eta: dispatch.ETA(now, remaining, d.Stats(thresholds(p)).Quota, interval, int(b.Spec.BatchSize), durationOf(b.Spec.BatchDelay)),
+		writeErr: run.WriteError(),
+		eta:      dispatch.ETA(now, remaining, d.Stats(thresholds(p)).Quota, interval, int(b.Spec.BatchSize), durationOf(b.Spec.BatchDelay)),
 	}
 	wasLimited := meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionRateLimited)
 	complete := setProgress(b, o, now)

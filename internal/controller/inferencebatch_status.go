@@ -21,6 +21,8 @@ type observation struct {
 	refs                  []llmv1.ResultReference
 	// waiting counts results (filtered ones included) not yet written.
 	waiting int
+	// writeErr says why results could not be written, when they cannot.
+	writeErr error
 }
 
 // setProgress writes counts and conditions from an observation and reports
@@ -59,6 +61,9 @@ func setProgress(b *llmv1.InferenceBatch, o observation, now time.Time) (complet
 		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: "AllItemsDone", Message: "every item has a stored result"})
 	case b.Spec.Suspend:
 		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: "Suspended", Message: "spec.suspend is true"})
+	case o.writeErr != nil:
+		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: llmv1.ReasonOutputUnavailable,
+			Message: fmt.Sprintf("%d results wait to be written, retried every second: %v", o.waiting, o.writeErr)})
 	case o.progress.NoWarmEndpoint && o.progress.InFlight == 0:
 		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: "NoWarmEndpoint",
 			Message: fmt.Sprintf("%d of %d items done; no endpoint of Ollama pool %s is warm, the rest wait until one is", done, o.kept, b.Spec.ProviderRef.Name)})

@@ -117,6 +117,20 @@ var _ = Describe("Object storage", Ordered, func() {
 		Expect(manifest2(srv, "later", ns+"/missing/manifest.json").Counts[results.Succeeded]).To(BeEquivalentTo(4))
 	})
 
+	It("keeps the results of a run whose bucket vanished until it is back, saying so", func() {
+		Expect(srv.MakeBucket("vanishing")).To(Succeed())
+		Expect(bucket.Put(ctx, "in/v.jsonl", jsonl(50, 0), "")).To(Succeed())
+		b := s3Batch("vanishing", "in/v.jsonl", location("vanishing"), "out/")
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionTrue, "Admitted"))
+		Expect(srv.RemoveBucket("vanishing")).To(Succeed())
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonOutputUnavailable))
+		Expect(meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionProgressing).Message).
+			To(And(ContainSubstring("50 results wait"), ContainSubstring("s3://vanishing/out/part-00000.jsonl: the bucket does not exist")))
+		Expect(srv.MakeBucket("vanishing")).To(Succeed())
+		Expect(waitComplete(b, timeout).Status.Counts.Succeeded).To(BeEquivalentTo(50))
+		Expect(manifest2(srv, "vanishing", "out/manifest.json").Counts[results.Succeeded]).To(BeEquivalentTo(50))
+	})
+
 	It("refuses credentials the store does not know, naming the bucket", func() {
 		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "wrong"},
 			Data: map[string][]byte{objectstore.AccessKeyID: []byte("nobody"), objectstore.SecretAccessKey: []byte("nothing-at-all")}})).To(Succeed())

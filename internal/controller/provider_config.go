@@ -76,9 +76,9 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 }
 
 // maxReserveBlock caps a quota reservation: each block costs one status
-// write, so at 1,000 calls a block a provider at 1,000 calls/s writes
-// once a second.
-const maxReserveBlock = 1000
+// write, so at 10,000 calls a block a provider at 1,000 calls/s writes
+// once every 10 s, and a 100,000-item batch costs 10 writes.
+const maxReserveBlock = 10_000
 
 // reserveBlock sizes the quota reservation: a fifth of the smallest window
 // (so a crash loses at most that much of any window), between 1 and

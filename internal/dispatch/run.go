@@ -235,7 +235,7 @@ func (d *Dispatcher) settle(b *batch, it Item, resp *provider.Response, pe *prov
 		b.retries++
 		return Result{}, nil
 	}
-	r = Result{ID: it.ID, Attempts: it.Attempts, Provider: d.cfg.Name}
+	r = Result{ID: it.ID, Prompt: it.Prompt, Attempts: it.Attempts, Provider: d.cfg.Name}
 	if pe == nil {
 		r.Succeeded, r.Output, r.TokensIn, r.TokensOut, r.Latency = true, resp.Text, resp.InputTokens, resp.OutputTokens, resp.Latency
 	} else {

@@ -26,7 +26,9 @@ type Params struct {
 
 // Result is an item's final outcome.
 type Result struct {
-	ID           string
+	ID string
+	// Prompt is the prompt sent (the item's own string, not a copy).
+	Prompt       string
 	Succeeded    bool
 	Output       string
 	TokensIn     int64

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"strings"
 
@@ -33,6 +34,16 @@ type Location struct {
 	AccessKeyID, SecretKey   string
 }
 
+// transport carries every client's requests: one connection pool for the
+// manager, however many batches read or write object storage (a client of
+// its own per batch would keep a pool, and idle connections, per batch).
+var transport http.RoundTripper = func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	t.DisableCompression = true // objects are read as they are stored
+	return t
+}()
+
 // Store is a client of one bucket.
 type Store struct {
 	c      *minio.Client
@@ -51,7 +62,7 @@ func Open(loc Location) (*Store, error) {
 	}
 	c, err := minio.New(u.Host, &minio.Options{
 		Creds:  credentials.NewStaticV4(loc.AccessKeyID, loc.SecretKey, ""),
-		Secure: u.Scheme == "https", Region: loc.Region,
+		Secure: u.Scheme == "https", Region: loc.Region, Transport: transport,
 	})
 	if err != nil {
 		return nil, err

@@ -48,6 +48,14 @@ const (
 	DataKey = "results.jsonl"
 )
 
+// ConfigMapItemsAdvised is the size rule for the ConfigMap sink: above
+// this many items a batch's results (a few MiB at typical output sizes)
+// belong in object storage, and the manager says so in a Warning Event.
+// etcd is sized for control-plane objects (2 GiB by default, 8 GiB at
+// most, for the whole cluster), and every result write there stays in its
+// history until compaction.
+const ConfigMapItemsAdvised = 10_000
+
 // MaxShardBytes keeps each ConfigMap well under the 1 MiB object limit,
 // leaving room for metadata.
 const MaxShardBytes = 900 << 10

@@ -111,3 +111,12 @@ func (s *Server) MakeBucket(name string) error {
 	}
 	return c.MakeBucket(context.Background(), name, minio.MakeBucketOptions{})
 }
+
+// RemoveBucket deletes a bucket and everything in it.
+func (s *Server) RemoveBucket(name string) error {
+	c, err := minio.New(strings.TrimPrefix(s.Endpoint, "http://"), &minio.Options{Creds: credentials.NewStaticV4(User, Password, "")})
+	if err != nil {
+		return err
+	}
+	return c.RemoveBucketWithOptions(context.Background(), name, minio.RemoveBucketOptions{ForceDelete: true})
+}

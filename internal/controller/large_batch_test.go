@@ -1,0 +1,37 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/emulator"
+	"github.com/llmquota/llmquota/internal/results"
+)
+
+var _ = Describe("The ConfigMap sink's size rule", func() {
+	It("warns when a batch of more than 10,000 items writes its results to etcd", func() {
+		ns := newNamespace()
+		var b strings.Builder
+		for i := range results.ConfigMapItemsAdvised + 1 {
+			fmt.Fprintf(&b, "{\"id\":\"n%05d\",\"prompt\":\"p\",\"score\":0.01}\n", i) // all filtered: no calls
+		}
+		Expect(k8sClient.Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "many"},
+			Data: map[string]string{"items.jsonl": b.String()}})).To(Succeed())
+		_, url := emulate(emulator.Config{})
+		p := providerFor(ns, url, nil)
+		batch := batchOf(ns, "many", p.Name, 0, func(s *llmv1.InferenceBatchSpec) {
+			s.Items = nil
+			s.ItemsFrom = &llmv1.ItemsSource{ConfigMapKeyRef: &llmv1.ConfigMapKeyReference{Name: "many", Key: "items.jsonl"}}
+		})
+		got := waitComplete(batch, timeout)
+		Expect(got.Status.Counts.Filtered).To(BeEquivalentTo(results.ConfigMapItemsAdvised + 1))
+		Eventually(func() []string { return warningReasons(batch) }, timeout, interval).Should(ContainElement("Warning/" + llmv1.ReasonLargeResultsInEtcd))
+	})
+})
