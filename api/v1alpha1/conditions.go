@@ -99,6 +99,13 @@ const (
 	// namespace terminating): they wait, buffered, and are written as soon
 	// as the store takes them.
 	ReasonOutputUnavailable = "OutputUnavailable"
+	// ReasonInputUnavailable surfaces on Progressing=False while the rest
+	// of a running batch's input (an object in S3-compatible storage, read
+	// as the batch runs) cannot be read: the object vanished or changed
+	// since admission, or the store cannot be reached. The message names
+	// the object and the last line read; it is read again every 30s, and
+	// the results so far are kept.
+	ReasonInputUnavailable = "InputUnavailable"
 	// ReasonLargeResultsInEtcd is the reason of a Warning Event at
 	// admission when a batch of more than 10,000 items writes its results
 	// to ConfigMaps (in etcd) rather than object storage.

@@ -55,6 +55,9 @@ type config struct {
 	// s3 reads every batch's items from, and writes its results to, a
 	// real MinIO (the S3 sink) instead of inline items and ConfigMaps.
 	s3 bool
+	// baseline runs this manager binary instead of bin/manager, with only
+	// the flags every version has (the first wave's, for the baseline row).
+	baseline string
 	// memoryLimit is the container limit the manager is told of, as the
 	// chart tells it (LLMQUOTA_MEMORY_LIMIT); 0 tells none.
 	memoryLimit int64
@@ -73,6 +76,7 @@ func main() {
 	flag.DurationVar(&c.flushEvery, "flush-interval", 10*time.Second, "The manager's --results-flush-interval.")
 	flag.IntVar(&c.flushItems, "flush-items", 100, "The manager's --results-flush-items.")
 	flag.BoolVar(&c.s3, "s3", false, "Items from and results to object storage (a real MinIO from $MINIO) instead of inline items and ConfigMaps.")
+	flag.StringVar(&c.baseline, "baseline-manager", "", "Measure this manager binary instead (an older build, such as the first wave's), passing only the flags it knows.")
 	flag.Int64Var(&c.memoryLimit, "memory-limit", 256<<20, "Bytes of the container memory limit passed to the manager as the chart does (LLMQUOTA_MEMORY_LIMIT; the chart's default is 256Mi); 0: none.")
 	flag.StringVar(&c.pprof, "pprof", "0", "The manager's --pprof-bind-address, to profile it during a run.")
 	flag.DurationVar(&c.timeout, "timeout", 20*time.Minute, "Give up a run after this long.")
@@ -89,6 +93,9 @@ func main() {
 	sink := "inline items, ConfigMap sink"
 	if c.s3 {
 		sink = "items from S3, S3 sink (MinIO)"
+	}
+	if c.baseline != "" {
+		fmt.Printf("# baseline: %s\n", c.baseline)
 	}
 	fmt.Printf("# %d items per batch across %d namespaces, %s; provider latency %s, maxConcurrency %d; batchSize %d, batchDelay %s; manager --batch-workers=%d --results-flush-interval=%s --results-flush-items=%d, container memory limit %d MiB\n",
 		c.items, c.namespaces, sink, c.latency, c.concurrency, c.batchSize, c.batchDelay, c.workers, c.flushEvery, c.flushItems, c.memoryLimit>>20)
@@ -154,11 +161,15 @@ func run(c config, batches int) (string, error) {
 			return "", err
 		}
 	}
-	mgr, err := process.Start(filepath.Join(dir, "manager.log"), filepath.Join(bin, "manager"),
-		"--kubeconfig", kubeconfig, "--leader-elect=false", "--health-probe-bind-address=0",
-		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort), "--metrics-secure=false",
-		fmt.Sprintf("--batch-workers=%d", c.workers), "--results-flush-interval="+c.flushEvery.String(),
-		fmt.Sprintf("--results-flush-items=%d", c.flushItems), "--pprof-bind-address="+c.pprof)
+	path, args := filepath.Join(bin, "manager"), []string{"--kubeconfig", kubeconfig, "--leader-elect=false", "--health-probe-bind-address=0",
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort), "--metrics-secure=false"}
+	if c.baseline != "" {
+		path = c.baseline
+	} else {
+		args = append(args, fmt.Sprintf("--batch-workers=%d", c.workers), "--results-flush-interval="+c.flushEvery.String(),
+			fmt.Sprintf("--results-flush-items=%d", c.flushItems), "--pprof-bind-address="+c.pprof)
+	}
+	mgr, err := process.Start(filepath.Join(dir, "manager.log"), path, args...)
 	if err != nil {
 		return "", err
 	}

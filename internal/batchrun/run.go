@@ -29,6 +29,58 @@ type Run struct {
 	published time.Time
 	// writeErr is why the last result write failed; nil once one succeeds.
 	writeErr error
+	// readErr is why the input could not be read on; nil while it reads.
+	readErr error
+}
+
+// ReadError says why the rest of the batch's input cannot be read (it is
+// read again every RereadInput); nil while it reads.
+func (run *Run) ReadError() error {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	return run.readErr
+}
+
+func (run *Run) noteRead(err error) {
+	run.mu.Lock()
+	changed := (err == nil) != (run.readErr == nil)
+	run.readErr = err
+	run.mu.Unlock()
+	if changed {
+		run.changed()
+	}
+}
+
+// read streams the batch's input into feed, waking the dispatcher for each
+// item, until the input ends (feed is closed) or ctx does. A read that
+// breaks off is tried again after RereadInput; Source skips what it sent.
+func (run *Run) read(ctx context.Context, feed chan<- dispatch.Item) {
+	emit := func(it dispatch.Item) bool {
+		select {
+		case feed <- it:
+			run.Dispatcher.Wake()
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for {
+		err := run.Source(ctx, emit)
+		if ctx.Err() != nil {
+			return
+		}
+		run.noteRead(err)
+		if err == nil {
+			close(feed)
+			return
+		}
+		logf.FromContext(ctx).Error(err, "Reading the batch's input; trying again", "batch", run.Key, "after", RereadInput)
+		select {
+		case <-ctx.Done():
+			return
+		case <-run.clock.After(RereadInput):
+		}
+	}
 }
 
 // WriteError says why results could not be written (the results wait,

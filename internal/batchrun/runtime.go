@@ -85,7 +85,21 @@ type Spec struct {
 	// stored with its result so later batches can reuse it. It is computed
 	// when the result comes, so no key is held per waiting item.
 	CacheKey func(prompt string) string
+	// Source, when set, streams the batch's items after Batch.Items: it
+	// calls emit with each item to send, in order, and returns at the
+	// input's end (nil) or when the input cannot be read (an error naming
+	// it). After an error it is called again, a RereadInput later; it must
+	// not emit an item twice. emit blocks while the dispatcher has enough
+	// items waiting, so a large input is never held whole.
+	Source func(ctx context.Context, emit func(dispatch.Item) bool) error
 }
+
+// feedBuffer bounds the items read ahead of the dispatcher, per batch.
+const feedBuffer = 1024
+
+// RereadInput is how long a run waits before reading its input again
+// after the read broke off.
+var RereadInput = 30 * time.Second
 
 // Launch starts a run (waiting until the runtime has started): its result
 // writer, and its items in the dispatcher. It replaces a run of the same
@@ -114,6 +128,11 @@ func (rt *Runtime) Launch(s Spec) *Run {
 	}()
 	run.poke() // the filtered and cached results may be due at once
 	s.Batch.Key, s.Batch.OnResult, s.Batch.OnChange = s.Key.String(), run.onResult, run.changed
+	if s.Source != nil {
+		feed := make(chan dispatch.Item, min(feedBuffer, 2*max(1, s.Batch.Size)))
+		s.Batch.Feed = feed
+		go run.read(ctx, feed)
+	}
 	s.Dispatcher.Submit(s.Batch)
 	return run
 }

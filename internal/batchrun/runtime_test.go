@@ -2,9 +2,9 @@ package batchrun
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http/httptest"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,11 +12,9 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/dispatch"
@@ -24,6 +22,7 @@ import (
 	"github.com/llmquota/llmquota/internal/provider"
 	"github.com/llmquota/llmquota/internal/ratewindow"
 	"github.com/llmquota/llmquota/internal/results"
+	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 )
 
 // writes counts the ConfigMap writes a store makes.
@@ -55,19 +54,7 @@ type bed struct {
 
 func newBed(t *testing.T, policy results.FlushPolicy) *bed {
 	t.Helper()
-	if err := llmv1.AddToScheme(scheme.Scheme); err != nil {
-		t.Fatal(err)
-	}
-	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("start envtest (run through make test, which sets KUBEBUILDER_ASSETS): %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	k, err := client.New(cfg, client.Options{Scheme: scheme.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := apiserver.Start(t)
 	srv := httptest.NewServer(emulator.New(emulator.Config{}))
 	t.Cleanup(srv.Close)
 	pc, err := provider.New(provider.Config{Type: provider.Gemini, Endpoint: srv.URL, APIKey: "k"})
@@ -188,4 +175,61 @@ func TestStopWritesWhatRunsHold(t *testing.T) {
 	if late := b.rt.Launch(Spec{Key: client.ObjectKey{Namespace: "default", Name: "late"}, Dispatcher: b.d}); late != nil {
 		t.Fatal("a stopped runtime launched a run")
 	}
+}
+
+// TestInputReadAsTheBatchRuns: a run streams its items from Source into
+// the dispatcher; when the read breaks off, ReadError says why and news is
+// told, and the read resumes after RereadInput (on the runtime's clock)
+// where it stopped: every item gets one result, none is sent twice.
+func TestInputReadAsTheBatchRuns(t *testing.T) {
+	b := newBed(t, results.FlushPolicy{})
+	ctx := context.Background()
+	batch := &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "streamed"},
+		Spec: llmv1.InferenceBatchSpec{ProviderRef: llmv1.ProviderReference{Name: "p"}, Items: []llmv1.Item{{ID: "a", Prompt: "p"}}}}
+	if err := b.c.Client.Create(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	store, err := results.Load(ctx, results.Options{Lister: b.c.Client, Reader: b.c.Client, Writer: b.c, Clock: b.clock}, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	emitted := 0
+	broken := errors.New("s3://in/x.jsonl after line 3: connection reset")
+	source := func(ctx context.Context, emit func(dispatch.Item) bool) error {
+		calls.Add(1)
+		for ; emitted < 5; emitted++ {
+			if emitted == 3 && calls.Load() == 1 {
+				return broken
+			}
+			if !emit(dispatch.Item{ID: fmt.Sprintf("s%d", emitted), Prompt: "rate this"}) {
+				return nil
+			}
+		}
+		return nil
+	}
+	run := b.rt.Launch(Spec{Key: client.ObjectKeyFromObject(batch), Store: store, Dispatcher: b.d, Kept: 5, Total: 5,
+		Batch: dispatch.Batch{Namespace: "default", Size: 2}, Source: source})
+	eventually(t, "3 results and the read error", func() bool { return run.StoredCount() == 3 && run.ReadError() != nil })
+	if !errors.Is(run.ReadError(), broken) {
+		t.Fatalf("ReadError = %v", run.ReadError())
+	}
+	eventually(t, "the read waiting to try again", b.clock.HasWaiters)
+	b.clock.Step(RereadInput)
+	eventually(t, "all 5 results", func() bool { return run.StoredCount() == 5 })
+	if run.ReadError() != nil || calls.Load() != 2 {
+		t.Fatalf("read error %v after %d reads; want none after 2", run.ReadError(), calls.Load())
+	}
+	if n := len(results.Parse([]byte(shardData(t, b.c.Client, "streamed")))); n != 5 {
+		t.Fatalf("%d results stored, want 5 (none twice)", n)
+	}
+}
+
+func shardData(t *testing.T, c client.Client, batch string) string {
+	t.Helper()
+	var cm corev1.ConfigMap
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: results.ShardName(batch, 0)}, &cm); err != nil {
+		t.Fatal(err)
+	}
+	return cm.Data[results.DataKey]
 }

@@ -27,8 +27,7 @@ var errInvalidItems = errors.New("invalid items")
 // errStopping says the manager is stopping: nothing new is launched.
 var errStopping = errors.New("the manager is stopping")
 
-// loadItems returns the batch's items, inline, from its ConfigMap or from
-// object storage. The
+// loadItems returns the batch's items, inline or from its ConfigMap. The
 // cache keeps batches without their inline items (see CacheOptions), so
 // they are read here, once per admission, uncached.
 func (r *InferenceBatchReconciler) loadItems(ctx context.Context, b *llmv1.InferenceBatch) ([]items.Item, error) {
@@ -42,9 +41,6 @@ func (r *InferenceBatchReconciler) loadItems(ctx context.Context, b *llmv1.Infer
 			out[i] = items.Item{ID: it.ID, Prompt: it.Prompt, Score: string(it.Score)}
 		}
 		return out, nil
-	}
-	if b.Spec.ItemsFrom.S3 != nil {
-		return r.loadS3Items(ctx, b)
 	}
 	ref := b.Spec.ItemsFrom.ConfigMapKeyRef
 	var cm corev1.ConfigMap
@@ -66,22 +62,60 @@ func (r *InferenceBatchReconciler) loadItems(ctx context.Context, b *llmv1.Infer
 	return list, nil
 }
 
-// admit loads and filters the items, records the filtered and cached ones,
-// and hands what has no result yet to the provider's dispatcher. A batch
-// admitted again (its provider's dispatcher was replaced) keeps its store,
-// results waiting for their write included.
-func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.InferenceBatch, d *dispatch.Dispatcher, prev *batchrun.Run) (*batchrun.Run, error) {
-	log := logf.FromContext(ctx)
+// input is what admission learned of a batch's items.
+type input struct {
+	total, kept int
+	// filtered are the ids below minScore.
+	filtered []string
+	// items are the kept items when they are held (inline, ConfigMap).
+	items []items.Item
+	// stream, for items in object storage, reads the kept items again, in
+	// order, as the batch runs; each returns false to stop.
+	stream func(ctx context.Context, each func(items.Item) bool) error
+}
+
+// input loads the batch's items, or for object storage counts them in one
+// streamed pass, and splits them by minScore.
+func (r *InferenceBatchReconciler) input(ctx context.Context, b *llmv1.InferenceBatch) (input, error) {
+	keeps, err := items.Threshold(string(b.Spec.MinScore))
+	if err != nil {
+		return input{}, fmt.Errorf("%w: %w", errInvalidItems, err)
+	}
+	if b.Spec.ItemsFrom != nil && b.Spec.ItemsFrom.S3 != nil {
+		return r.scanS3Items(ctx, b, keeps)
+	}
 	all, err := r.loadItems(ctx, b)
+	if err != nil {
+		return input{}, err
+	}
+	in := input{total: len(all)}
+	for _, it := range all {
+		ok, err := keeps(it)
+		if err != nil {
+			return input{}, fmt.Errorf("%w: %w", errInvalidItems, err)
+		}
+		if ok {
+			in.items = append(in.items, it)
+		} else {
+			in.filtered = append(in.filtered, it.ID)
+		}
+	}
+	in.kept = len(in.items)
+	return in, nil
+}
+
+// admit loads and filters the items, records the filtered and cached ones,
+// and hands what has no result yet to the provider's dispatcher: held
+// items at once, items in object storage as a stream while the batch
+// runs. A batch admitted again (its provider's dispatcher was replaced)
+// keeps its store, results waiting for their write included.
+func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.InferenceBatch, d *dispatch.Dispatcher, prev *batchrun.Run) (*batchrun.Run, error) {
+	in, err := r.input(ctx, b)
 	if err != nil {
 		return nil, err
 	}
-	kept, filtered, err := items.Filter(all, string(b.Spec.MinScore))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errInvalidItems, err)
-	}
-	log.Info("batch_prefilter", "original", len(all), "kept", len(kept), "filtered", len(filtered),
-		"reduction", fmt.Sprintf("%d%%", items.Reduction(len(all), len(filtered))))
+	logf.FromContext(ctx).Info("batch_prefilter", "original", in.total, "kept", in.kept, "filtered", len(in.filtered),
+		"reduction", fmt.Sprintf("%d%%", items.Reduction(in.total, len(in.filtered))))
 
 	var store results.Sink
 	var policy *results.FlushPolicy
@@ -90,32 +124,61 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 	} else if store, policy, err = r.openSink(ctx, b); err != nil {
 		return nil, err
 	}
-	for _, it := range filtered {
-		store.Add(results.Result{ID: it.ID, Status: results.Filtered})
+	for _, id := range in.filtered {
+		store.Add(results.Result{ID: id, Status: results.Filtered})
 	}
 	params := paramsOf(b)
 	keyOf := func(prompt string) string { return cacheKey(params, prompt) }
+	var known map[string]results.Result
 	if b.Spec.Cache == llmv1.CacheEnabled {
-		if err := r.reuseCached(ctx, b, store, kept, keyOf); err != nil {
+		if known, err = r.knownResults(ctx, b.Namespace); err != nil {
 			return nil, err
 		}
 	}
+	// send says whether an item still needs a call, recording a cache hit.
+	send := func(it items.Item) bool {
+		if store.Has(it.ID) {
+			return false
+		}
+		if hit, ok := known[keyOf(it.Prompt)]; ok {
+			store.Add(results.Result{ID: it.ID, Status: results.Cached, Output: hit.Output, TokensIn: hit.TokensIn,
+				TokensOut: hit.TokensOut, Provider: hit.Provider, CacheKey: hit.CacheKey})
+			return false
+		}
+		return true
+	}
 
-	var pending []dispatch.Item
-	for _, it := range kept {
-		if !store.Has(it.ID) {
-			pending = append(pending, dispatch.Item{ID: it.ID, Prompt: it.Prompt})
+	size := int(max(1, b.Spec.BatchSize))
+	spec := batchrun.Spec{
+		Key: client.ObjectKeyFromObject(b), Store: store, Policy: policy, Dispatcher: d, CacheKey: keyOf,
+		Kept: in.kept, Filtered: len(in.filtered), Total: in.total,
+		Batch: dispatch.Batch{Namespace: b.Namespace, Priority: b.Spec.Priority, Size: size, Delay: durationOf(b.Spec.BatchDelay), Params: params},
+	}
+	for _, it := range in.items {
+		if send(it) {
+			spec.Batch.Items = append(spec.Batch.Items, dispatch.Item{ID: it.ID, Prompt: it.Prompt})
 		}
 	}
-	size := int(max(1, b.Spec.BatchSize))
-	run := r.Runtime.Launch(batchrun.Spec{
-		Key: client.ObjectKeyFromObject(b), Store: store, Policy: policy, Dispatcher: d, CacheKey: keyOf,
-		Kept: len(kept), Filtered: len(filtered), Total: len(all),
-		Batch: dispatch.Batch{
-			Namespace: b.Namespace, Priority: b.Spec.Priority, Size: size, Delay: durationOf(b.Spec.BatchDelay),
-			GroupsDone: (len(kept) - len(pending)) / size, Params: params, Items: pending,
-		},
-	})
+	if in.stream != nil {
+		sent := map[string]bool{} // ids handed over, so a read after a break sends none twice
+		spec.Source = func(ctx context.Context, emit func(dispatch.Item) bool) error {
+			return in.stream(ctx, func(it items.Item) bool {
+				if sent[it.ID] || !send(it) {
+					return true
+				}
+				sent[it.ID] = true
+				return emit(dispatch.Item{ID: it.ID, Prompt: it.Prompt})
+			})
+		}
+	}
+	done := 0
+	for status, n := range store.Counts() {
+		if status != results.Filtered {
+			done += int(n)
+		}
+	}
+	spec.Batch.GroupsDone = done / size
+	run := r.Runtime.Launch(spec)
 	if run == nil {
 		return nil, errStopping
 	}
@@ -141,12 +204,12 @@ func cacheKey(p dispatch.Params, prompt string) string {
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
 
-// reuseCached records, as cached, every kept item whose cache key matches a
-// successful result stored by any batch of the namespace.
-func (r *InferenceBatchReconciler) reuseCached(ctx context.Context, b *llmv1.InferenceBatch, store results.Sink, kept []items.Item, keyOf func(prompt string) string) error {
+// knownResults are the successful results stored by the batches of a
+// namespace with the ConfigMap sink, by cache key.
+func (r *InferenceBatchReconciler) knownResults(ctx context.Context, namespace string) (map[string]results.Result, error) {
 	var list corev1.ConfigMapList
-	if err := r.APIReader.List(ctx, &list, client.InNamespace(b.Namespace), client.MatchingLabels{results.LabelResults: "true"}); err != nil {
-		return err
+	if err := r.APIReader.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{results.LabelResults: "true"}); err != nil {
+		return nil, err
 	}
 	known := map[string]results.Result{}
 	for _, cm := range list.Items {
@@ -156,14 +219,5 @@ func (r *InferenceBatchReconciler) reuseCached(ctx context.Context, b *llmv1.Inf
 			}
 		}
 	}
-	for _, it := range kept {
-		if store.Has(it.ID) {
-			continue
-		}
-		if hit, ok := known[keyOf(it.Prompt)]; ok {
-			store.Add(results.Result{ID: it.ID, Status: results.Cached, Output: hit.Output, TokensIn: hit.TokensIn,
-				TokensOut: hit.TokensOut, Provider: hit.Provider, CacheKey: hit.CacheKey})
-		}
-	}
-	return nil
+	return known, nil
 }

@@ -44,29 +44,78 @@ func (r *InferenceBatchReconciler) openBucket(ctx context.Context, b *llmv1.Infe
 	return store, nil
 }
 
-// loadS3Items reads the batch's JSONL object as a stream: the object is
-// never held whole, only its items.
-func (r *InferenceBatchReconciler) loadS3Items(ctx context.Context, b *llmv1.InferenceBatch) ([]items.Item, error) {
+// scanS3Items reads the batch's JSONL object once, as a stream, to check
+// every line and count the items, keeping only the ids below minScore; the
+// input's stream reads the kept items again, as the batch runs, from the
+// same version of the object (its ETag), so the object is never held whole.
+func (r *InferenceBatchReconciler) scanS3Items(ctx context.Context, b *llmv1.InferenceBatch, keeps func(items.Item) (bool, error)) (input, error) {
 	ref := b.Spec.ItemsFrom.S3
 	store, err := r.openBucket(ctx, b, ref.S3Bucket)
 	if err != nil {
-		return nil, userFault(errInvalidItems, err)
+		return input{}, userFault(errInvalidItems, err)
 	}
-	obj, err := store.Get(ctx, ref.Key, "")
+	var in input
+	etag, err := readS3Items(ctx, store, ref.Key, "", func(it items.Item) (bool, error) {
+		ok, err := keeps(it)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			in.kept++
+		} else {
+			in.filtered = append(in.filtered, it.ID)
+		}
+		return true, nil
+	})
 	if err != nil {
-		return nil, userFault(errInvalidItems, err)
+		return input{}, err
+	}
+	in.total = in.kept + len(in.filtered)
+	if in.total == 0 {
+		return input{}, fmt.Errorf("%w: %s: no items", errInvalidItems, store.URL(ref.Key))
+	}
+	in.stream = func(ctx context.Context, each func(items.Item) bool) error {
+		_, err := readS3Items(ctx, store, ref.Key, etag, func(it items.Item) (bool, error) {
+			if ok, _ := keeps(it); !ok {
+				return true, nil
+			}
+			return each(it), nil
+		})
+		return err
+	}
+	return in, nil
+}
+
+// errStop ends a scan early without an error.
+var errStop = errors.New("stop")
+
+// readS3Items streams key's items (etag: that version only) into each,
+// until each says stop, and returns the version read. Bad lines are the
+// user's to fix (errInvalidItems); a read that breaks off is not.
+func readS3Items(ctx context.Context, store *objectstore.Store, key, etag string, each func(items.Item) (bool, error)) (string, error) {
+	obj, err := store.Get(ctx, key, etag)
+	if err != nil {
+		return "", userFault(errInvalidItems, err)
 	}
 	defer func() { _ = obj.Close() }()
-	list, err := items.ReadJSONL(obj)
-	if rerr := obj.Err(); rerr != nil {
+	last := 0
+	_, err = items.ScanJSONL(obj, func(line int, it items.Item) error {
+		last = line
+		more, err := each(it)
+		if err == nil && !more {
+			err = errStop
+		}
+		return err
+	})
+	if rerr := obj.Err(); rerr != nil && !errors.Is(err, errStop) {
 		// The read broke off (the object vanished, the connection reset):
-		// not the user's lines; admission is tried again.
-		return nil, fmt.Errorf("reading %s: %w", store.URL(ref.Key), rerr)
+		// not the user's lines.
+		return "", fmt.Errorf("reading %s after line %d: %w", store.URL(key), last, rerr)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", errInvalidItems, store.URL(ref.Key), err)
+	if err != nil && !errors.Is(err, errStop) {
+		return "", fmt.Errorf("%w: %s: %w", errInvalidItems, store.URL(key), err)
 	}
-	return list, nil
+	return obj.ETag, nil
 }
 
 // openSink returns where the batch's results go: the previous run's sink

@@ -23,6 +23,8 @@ type observation struct {
 	waiting int
 	// writeErr says why results could not be written, when they cannot.
 	writeErr error
+	// readErr says why the rest of the input cannot be read, when it cannot.
+	readErr error
 }
 
 // setProgress writes counts and conditions from an observation and reports
@@ -61,6 +63,9 @@ func setProgress(b *llmv1.InferenceBatch, o observation, now time.Time) (complet
 		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: "AllItemsDone", Message: "every item has a stored result"})
 	case b.Spec.Suspend:
 		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: "Suspended", Message: "spec.suspend is true"})
+	case o.readErr != nil:
+		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: llmv1.ReasonInputUnavailable,
+			Message: fmt.Sprintf("%d of %d items done; the rest of the input cannot be read, read again every 30s: %v", done, o.kept, o.readErr)})
 	case o.writeErr != nil:
 		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: llmv1.ReasonOutputUnavailable,
 			Message: fmt.Sprintf("%d results wait to be written, retried every second: %v", o.waiting, o.writeErr)})

@@ -58,6 +58,7 @@ type batch struct {
 	retries    int
 	removed    bool
 	seq        uint64 // submission order, for FIFO within a namespace
+	feed       <-chan Item
 }
 
 // New returns a dispatcher for cfg. snapshot, when not empty, is the
@@ -124,7 +125,7 @@ func (d *Dispatcher) Submit(b Batch) {
 		return
 	}
 	d.seq++
-	nb := &batch{Batch: b, queue: append([]Item(nil), b.Items...), groupsDone: b.GroupsDone, seq: d.seq}
+	nb := &batch{Batch: b, queue: append([]Item(nil), b.Items...), groupsDone: b.GroupsDone, seq: d.seq, feed: b.Feed}
 	nb.startGroup(time.Time{})
 	d.batches[b.Key] = nb
 	d.poke()
@@ -160,8 +161,33 @@ func (d *Dispatcher) Suspend(key string, suspend bool) {
 	}
 }
 
+// Wake makes a sleeping dispatcher look at its batches again (a Feed sent
+// an item).
+func (d *Dispatcher) Wake() { d.poke() }
+
+// topUp takes items waiting in the feed until the queue holds want; a
+// closed feed is done with.
+func (b *batch) topUp(want int) {
+	for b.feed != nil && len(b.queue) < want {
+		select {
+		case it, ok := <-b.feed:
+			if !ok {
+				b.feed = nil
+				return
+			}
+			b.queue = append(b.queue, it)
+		default:
+			return
+		}
+	}
+}
+
+// more reports whether the batch has items left to send, queued or to come.
+func (b *batch) more() bool { return len(b.queue) > 0 || b.feed != nil }
+
 // startGroup opens the next group of the batch at now+Delay (now zero: at once).
 func (b *batch) startGroup(now time.Time) {
+	b.topUp(b.Size)
 	n := min(b.Size, len(b.queue))
 	b.groupLeft, b.groupUnsen = n, n
 	if !now.IsZero() {
@@ -172,6 +198,12 @@ func (b *batch) startGroup(now time.Time) {
 // ready reports whether the batch may send its next item at now, and if
 // not, when its gate opens (zero: not by time).
 func (b *batch) ready(now time.Time) (bool, time.Time) {
+	if b.feed != nil {
+		b.topUp(b.Size)
+		if b.groupLeft == 0 && len(b.queue) > 0 { // the group opened empty while the feed lagged
+			b.startGroup(time.Time{})
+		}
+	}
 	if b.suspended || b.groupUnsen == 0 || len(b.queue) == 0 {
 		return false, time.Time{}
 	}

@@ -33,8 +33,8 @@ func (d *Dispatcher) Progress(key string) (p Progress, ok bool) {
 		return Progress{}, false
 	}
 	p = Progress{Queued: len(b.queue), InFlight: b.inFlight, GroupsDone: b.groupsDone, Retries: b.retries}
-	p.NoWarmEndpoint = len(b.queue) > 0 && !b.suspended && d.noneWarm() && d.fallback() == nil
-	if len(b.queue) > 0 && !b.suspended && !d.limited.Allowed {
+	p.NoWarmEndpoint = b.more() && !b.suspended && d.noneWarm() && d.fallback() == nil
+	if b.more() && !b.suspended && !d.limited.Allowed {
 		p.Limit = d.limited
 		p.BackingOff = d.limited.Reason == ratewindow.ReasonBackoff
 	} else {

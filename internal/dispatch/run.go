@@ -48,7 +48,7 @@ func (d *Dispatcher) tellChanges() {
 	d.held = now
 	var tell []func()
 	for _, b := range d.batches {
-		if b.OnChange != nil && len(b.queue) > 0 {
+		if b.OnChange != nil && b.more() {
 			tell = append(tell, b.OnChange)
 		}
 	}

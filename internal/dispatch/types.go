@@ -55,6 +55,11 @@ type Batch struct {
 	Params     Params
 	// Items are the items still to send, in order.
 	Items []Item
+	// Feed, when set, brings more items after Items, in order, until it is
+	// closed: a large input is read as the batch runs instead of being held
+	// whole. Its sender calls Wake after each send, so that a sleeping
+	// dispatcher sees the item.
+	Feed <-chan Item
 	// OnResult receives each item's final result, from any goroutine.
 	OnResult func(Result)
 	// OnChange, when set, is called (from the dispatcher's goroutine, never

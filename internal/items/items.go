@@ -35,11 +35,30 @@ func ParseJSONL(data []byte) ([]Item, error) { return ReadJSONL(bytes.NewReader(
 // from object storage): the input is never held whole, only its items.
 func ReadJSONL(r io.Reader) ([]Item, error) {
 	var out []Item
+	n, err := ScanJSONL(r, func(_ int, it Item) error {
+		out = append(out, it)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, errors.New("no items")
+	}
+	return out, nil
+}
+
+// ScanJSONL reads items from r as ParseJSONL does, calling each with every
+// valid item and its line number, and holds none of them: it keeps only
+// the ids seen, to refuse duplicates. It returns how many items it read.
+// Problems are collected with their line numbers (the first five, then a
+// count); an error from each stops the scan.
+func ScanJSONL(r io.Reader, each func(line int, it Item) error) (int, error) {
 	var errs []error
 	seen := map[string]int{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	line := 0
+	line, n := 0, 0
 	for sc.Scan() {
 		line++
 		text := bytes.TrimSpace(sc.Bytes())
@@ -70,9 +89,13 @@ func ReadJSONL(r io.Reader) ([]Item, error) {
 			continue
 		}
 		seen[it.ID] = line
-		out = append(out, it)
-		if len(out) > MaxJSONLItems {
-			return nil, fmt.Errorf("more than %d items", MaxJSONLItems)
+		if n++; n > MaxJSONLItems {
+			return n, fmt.Errorf("line %d: more than %d items", line, MaxJSONLItems)
+		}
+		if len(errs) == 0 {
+			if err := each(line, it); err != nil {
+				return n, err
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -81,13 +104,7 @@ func ReadJSONL(r io.Reader) ([]Item, error) {
 	if len(errs) > 5 {
 		errs = append(errs[:5], fmt.Errorf("and %d more problems", len(errs)-5))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no items")
-	}
-	return out, nil
+	return n, errors.Join(errs...)
 }
 
 // Check validates one item as the CRD schema does for inline items.
@@ -112,26 +129,43 @@ func Check(it Item) error {
 // Filter splits items into those scoring at least minScore, kept in order,
 // and those below it. Unscored items are kept. Comparison is exact.
 func Filter(all []Item, minScore string) (kept, filtered []Item, err error) {
+	keeps, err := Threshold(minScore)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, it := range all {
+		ok, err := keeps(it)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
+			kept = append(kept, it)
+		} else {
+			filtered = append(filtered, it)
+		}
+	}
+	return kept, filtered, nil
+}
+
+// Threshold returns the test Filter applies to one item: true when it
+// scores at least minScore or has no score. Comparison is exact.
+func Threshold(minScore string) (func(Item) (bool, error), error) {
 	threshold := new(big.Rat)
 	if minScore != "" {
 		if _, ok := threshold.SetString(minScore); !ok {
-			return nil, nil, fmt.Errorf("minScore %q is not a number", minScore)
+			return nil, fmt.Errorf("minScore %q is not a number", minScore)
 		}
 	}
-	for _, it := range all {
-		if it.Score != "" {
-			s, ok := new(big.Rat).SetString(it.Score)
-			if !ok {
-				return nil, nil, fmt.Errorf("item %q: score %q is not a number", it.ID, it.Score)
-			}
-			if s.Cmp(threshold) < 0 {
-				filtered = append(filtered, it)
-				continue
-			}
+	return func(it Item) (bool, error) {
+		if it.Score == "" {
+			return true, nil
 		}
-		kept = append(kept, it)
-	}
-	return kept, filtered, nil
+		s, ok := new(big.Rat).SetString(it.Score)
+		if !ok {
+			return false, fmt.Errorf("item %q: score %q is not a number", it.ID, it.Score)
+		}
+		return s.Cmp(threshold) >= 0, nil
+	}, nil
 }
 
 // Batches returns how many batches of size n items make.
