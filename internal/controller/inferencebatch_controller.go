@@ -62,6 +62,9 @@ type InferenceBatchReconciler struct {
 	RecheckItems time.Duration
 	// Workers is how many batches are reconciled at once; 0 means 1.
 	Workers int
+	// HoldInputBytes is the largest object-storage input held whole;
+	// larger ones are streamed as the batch runs. 0 means HoldInputBytes.
+	HoldInputBytes int64
 }
 
 var _ reconcile.Reconciler = (*InferenceBatchReconciler)(nil)

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,10 +45,17 @@ func (r *InferenceBatchReconciler) openBucket(ctx context.Context, b *llmv1.Infe
 	return store, nil
 }
 
+// HoldInputBytes is the largest input object whose items are held, like
+// a ConfigMap's; a larger one is streamed as the batch runs. Holding small
+// inputs keeps a thousand small batches from keeping a thousand streams
+// (connections and buffers) open.
+const HoldInputBytes = 1 << 20
+
 // scanS3Items reads the batch's JSONL object once, as a stream, to check
-// every line and count the items, keeping only the ids below minScore; the
-// input's stream reads the kept items again, as the batch runs, from the
-// same version of the object (its ETag), so the object is never held whole.
+// every line and count the items, keeping the ids below minScore (and, for
+// an object of at most HoldInputBytes, the kept items). For a larger object
+// the input's stream reads the kept items again, as the batch runs, from
+// the same version of the object (its ETag): it is never held whole.
 func (r *InferenceBatchReconciler) scanS3Items(ctx context.Context, b *llmv1.InferenceBatch, keeps func(items.Item) (bool, error)) (input, error) {
 	ref := b.Spec.ItemsFrom.S3
 	store, err := r.openBucket(ctx, b, ref.S3Bucket)
@@ -55,15 +63,20 @@ func (r *InferenceBatchReconciler) scanS3Items(ctx context.Context, b *llmv1.Inf
 		return input{}, userFault(errInvalidItems, err)
 	}
 	var in input
-	etag, err := readS3Items(ctx, store, ref.Key, "", func(it items.Item) (bool, error) {
+	hold, limit := false, cmp.Or(r.HoldInputBytes, HoldInputBytes)
+	etag, err := readS3Items(ctx, store, ref.Key, "", func(size int64) { hold = size <= limit }, func(it items.Item) (bool, error) {
 		ok, err := keeps(it)
 		if err != nil {
 			return false, err
 		}
+		switch {
+		case !ok:
+			in.filtered = append(in.filtered, it.ID)
+		case hold:
+			in.items = append(in.items, it)
+		}
 		if ok {
 			in.kept++
-		} else {
-			in.filtered = append(in.filtered, it.ID)
 		}
 		return true, nil
 	})
@@ -74,8 +87,11 @@ func (r *InferenceBatchReconciler) scanS3Items(ctx context.Context, b *llmv1.Inf
 	if in.total == 0 {
 		return input{}, fmt.Errorf("%w: %s: no items", errInvalidItems, store.URL(ref.Key))
 	}
+	if hold {
+		return in, nil
+	}
 	in.stream = func(ctx context.Context, each func(items.Item) bool) error {
-		_, err := readS3Items(ctx, store, ref.Key, etag, func(it items.Item) (bool, error) {
+		_, err := readS3Items(ctx, store, ref.Key, etag, nil, func(it items.Item) (bool, error) {
 			if ok, _ := keeps(it); !ok {
 				return true, nil
 			}
@@ -90,14 +106,18 @@ func (r *InferenceBatchReconciler) scanS3Items(ctx context.Context, b *llmv1.Inf
 var errStop = errors.New("stop")
 
 // readS3Items streams key's items (etag: that version only) into each,
-// until each says stop, and returns the version read. Bad lines are the
-// user's to fix (errInvalidItems); a read that breaks off is not.
-func readS3Items(ctx context.Context, store *objectstore.Store, key, etag string, each func(items.Item) (bool, error)) (string, error) {
+// until each says stop, and returns the version read; sized, when set,
+// learns the object's size first. Bad lines are the user's to fix
+// (errInvalidItems); a read that breaks off is not.
+func readS3Items(ctx context.Context, store *objectstore.Store, key, etag string, sized func(int64), each func(items.Item) (bool, error)) (string, error) {
 	obj, err := store.Get(ctx, key, etag)
 	if err != nil {
 		return "", userFault(errInvalidItems, err)
 	}
 	defer func() { _ = obj.Close() }()
+	if sized != nil {
+		sized(obj.Size)
+	}
 	last := 0
 	_, err = items.ScanJSONL(obj, func(line int, it items.Item) error {
 		last = line

@@ -78,7 +78,7 @@ var _ = Describe("Object storage", Ordered, func() {
 		p = providerFor(ns, url, func(s *llmv1.LLMProviderSpec) { s.Limits.MaxConcurrency = 8 })
 	})
 
-	It("reads the items from an object and writes the results as parts and a manifest", func() {
+	It("streams the items of an object larger than it holds, and writes the results as parts and a manifest", func() {
 		Expect(bucket.Put(ctx, "in/news.jsonl", jsonl(300, 100), "")).To(Succeed())
 		b := s3Batch("from-s3", "in/news.jsonl", location("batches"), "out/news/")
 		got := waitComplete(b, timeout)

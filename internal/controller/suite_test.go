@@ -101,6 +101,7 @@ func startManagerWith(opts ctrl.Options) func() {
 	Expect((&InferenceBatchReconciler{
 		Client: c, APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
 		Registry: registry, Runtime: runs, RecheckItems: time.Second, Workers: 4,
+		HoldInputBytes: 4 << 10, // the object-storage specs' inputs above 4 KiB are streamed
 	}).SetupWithManager(mgr)).To(Succeed())
 	done := make(chan struct{})
 	go func() {

@@ -57,7 +57,7 @@ func ScanJSONL(r io.Reader, each func(line int, it Item) error) (int, error) {
 	var errs []error
 	seen := map[string]int{}
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	sc.Buffer(make([]byte, 4<<10), 4<<20) // grows for long lines; small for the many streams of small batches
 	line, n := 0, 0
 	for sc.Scan() {
 		line++

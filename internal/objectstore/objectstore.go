@@ -82,6 +82,8 @@ type Reader struct {
 	// ETag identifies the version read: a later read of the same version
 	// fails if the object changed meanwhile.
 	ETag string
+	// Size is the object's size in bytes.
+	Size int64
 }
 
 // Read implements io.Reader, remembering the first error that is not EOF.
@@ -117,7 +119,7 @@ func (s *Store) Get(ctx context.Context, key, etag string) (*Reader, error) {
 		_ = obj.Close()
 		return nil, s.explain(key, err)
 	}
-	return &Reader{obj: obj, ETag: info.ETag}, nil
+	return &Reader{obj: obj, ETag: info.ETag, Size: info.Size}, nil
 }
 
 // Put writes data as key.
