@@ -140,6 +140,9 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 		if store.Has(it.ID) {
 			return false
 		}
+		if known == nil {
+			return true
+		}
 		if hit, ok := known[keyOf(it.Prompt)]; ok {
 			store.Add(results.Result{ID: it.ID, Status: results.Cached, Output: hit.Output, TokensIn: hit.TokensIn,
 				TokensOut: hit.TokensOut, Provider: hit.Provider, CacheKey: hit.CacheKey})

@@ -187,6 +187,15 @@ func TestNonDefaultValues(t *testing.T) {
 		!slices.Contains(dig(c, "args").([]any), any("--ollama-namespaces=llm")) {
 		t.Errorf("manager container %v", c)
 	}
+	for _, arg := range []string{"--batch-workers=8", "--results-flush-interval=10s", "--results-flush-items=100"} {
+		if !slices.Contains(dig(c, "args").([]any), any(arg)) {
+			t.Errorf("manager args lack %s: %v", arg, dig(c, "args"))
+		}
+	}
+	env := dig(c, "env").([]any)[0]
+	if dig(env, "name") != "LLMQUOTA_MEMORY_LIMIT" || dig(env, "valueFrom", "resourceFieldRef", "resource") != "limits.memory" {
+		t.Errorf("the manager is not told its memory limit: %v", env)
+	}
 	agentRules := dig(find(objs, "ClusterRole", "rel-llmquota-node-agent"), "rules").([]any)
 	if grants(agentRules, "secrets") || !slices.Equal(verbs(agentRules, "pods/status"), []string{"patch"}) ||
 		!slices.Equal(verbs(agentRules, "pods"), []string{"get", "list", "watch"}) {
@@ -225,7 +234,8 @@ func TestRestrictedPodSecurity(t *testing.T) {
 }
 
 func TestSchemaRefusesBadValues(t *testing.T) {
-	for _, bad := range []string{"manager.replicas=0", "manager.logLevel=loud", "metrics.prometheusRule.quotaWarningRatio=2", "nosuchkey=1"} {
+	for _, bad := range []string{"manager.replicas=0", "manager.logLevel=loud", "metrics.prometheusRule.quotaWarningRatio=2", "nosuchkey=1",
+		"manager.batchWorkers=0", "manager.resultsFlush.interval=soon", "manager.resultsFlush.items=0"} {
 		if out, err := helm(t, "template", "rel", chartDir, "--kube-version", "1.37.2", "--set", bad); err == nil {
 			t.Errorf("--set %s rendered:\n%.200s", bad, out)
 		}
