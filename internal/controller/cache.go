@@ -39,18 +39,22 @@ func CacheOptions(secretNamespaces, podNamespaces []string) cache.Options {
 	return cache.Options{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()}
 }
 
-// SlimBatch is the cache transform of InferenceBatches: it drops their
-// inline items, the last-applied annotation that repeats them, and
-// managedFields. Items are read uncached where they are needed (admission),
-// so a thousand 1,000-item batches cost the cache their status, not their
-// prompts. Nothing may write a cached batch's spec back.
+// SlimBatch is the cache transform of InferenceBatches: it drops
+// managedFields and the last-applied annotation (which repeats the items),
+// and, once the batch was admitted (status.startTime is set), its inline
+// items. A new batch keeps its items until its admission reads them; after
+// that a thousand 1,000-item batches cost the cache their status, not
+// their prompts, and an admission again (a restart) reads them uncached.
+// Nothing may write a cached batch's spec back.
 func SlimBatch(obj any) (any, error) {
 	b, ok := obj.(*llmv1.InferenceBatch)
 	if !ok {
 		return obj, nil
 	}
 	b.ManagedFields = nil
-	b.Spec.Items = nil
+	if b.Status.StartTime != nil {
+		b.Spec.Items = nil
+	}
 	if _, ok := b.Annotations[lastApplied]; ok {
 		a := make(map[string]string, len(b.Annotations)-1)
 		for k, v := range b.Annotations {

@@ -85,3 +85,31 @@ func BenchmarkPodCacheFootprint(b *testing.B) {
 	b.ReportMetric(float64(len(full)), "full-bytes/pod")
 	b.ReportMetric(float64(slimBytes), "slim-bytes/pod")
 }
+
+// TestSlimBatchKeepsItemsUntilAdmitted: a new batch keeps its inline items
+// in the cache for its admission; an admitted one drops them, and every
+// batch drops managedFields and the last-applied copy of its items.
+func TestSlimBatchKeepsItemsUntilAdmitted(t *testing.T) {
+	batch := func(admitted bool) *llmv1.InferenceBatch {
+		b := &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Name: "b", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}},
+			Annotations: map[string]string{lastApplied: `{"spec":{"items":[]}}`, "team": "news"}},
+			Spec: llmv1.InferenceBatchSpec{Items: []llmv1.Item{{ID: "a", Prompt: "p"}}}}
+		if admitted {
+			b.Status.StartTime = &metav1.Time{}
+		}
+		return b
+	}
+	for _, admitted := range []bool{false, true} {
+		out, err := SlimBatch(batch(admitted))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := out.(*llmv1.InferenceBatch)
+		if (len(b.Spec.Items) == 0) != admitted {
+			t.Errorf("admitted %v: %d items cached", admitted, len(b.Spec.Items))
+		}
+		if b.ManagedFields != nil || b.Annotations[lastApplied] != "" || b.Annotations["team"] != "news" {
+			t.Errorf("admitted %v: managedFields %v, annotations %v", admitted, b.ManagedFields, b.Annotations)
+		}
+	}
+}

@@ -28,13 +28,16 @@ var errInvalidItems = errors.New("invalid items")
 var errStopping = errors.New("the manager is stopping")
 
 // loadItems returns the batch's items, inline or from its ConfigMap. The
-// cache keeps batches without their inline items (see CacheOptions), so
-// they are read here, once per admission, uncached.
+// cache drops a batch's inline items once it was admitted (SlimBatch), so
+// a batch admitted again reads them here, uncached.
 func (r *InferenceBatchReconciler) loadItems(ctx context.Context, b *llmv1.InferenceBatch) ([]items.Item, error) {
 	if b.Spec.ItemsFrom == nil {
-		var whole llmv1.InferenceBatch
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(b), &whole); err != nil {
-			return nil, err
+		whole := b
+		if len(b.Spec.Items) == 0 {
+			whole = &llmv1.InferenceBatch{}
+			if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(b), whole); err != nil {
+				return nil, err
+			}
 		}
 		out := make([]items.Item, len(whole.Spec.Items))
 		for i, it := range whole.Spec.Items {

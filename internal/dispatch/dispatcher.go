@@ -3,7 +3,8 @@ package dispatch
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,7 +27,7 @@ type Dispatcher struct {
 
 	mu       sync.Mutex
 	batches  map[string]*batch
-	cursor   map[string]int // per priority level: round-robin position
+	cursor   map[int32]int // per priority level: round-robin position
 	limited  ratewindow.Decision
 	meter    *cost.Meter
 	requests map[string]int64 // by outcome class, for status and metrics
@@ -35,6 +36,11 @@ type Dispatcher struct {
 	seq      uint64 // batches submitted so far
 	// held is what held the batches back when they were last told (OnChange).
 	held holdState
+	// scratch is next's working space, kept between calls.
+	scratch struct {
+		candidates, order []*batch
+		head              map[string]*batch
+	}
 }
 
 // holdState is what a batch's owner shows of the dispatcher's state.
@@ -93,9 +99,10 @@ func New(cfg Config, snapshot []byte, c clock.Clock, log logr.Logger, lookup Loo
 	}
 	d := &Dispatcher{
 		cfg: cfg, limiter: lim, clock: c, log: log.WithValues("provider", cfg.Name), lookup: lookup,
-		wake: make(chan struct{}, 1), batches: map[string]*batch{}, cursor: map[string]int{},
+		wake: make(chan struct{}, 1), batches: map[string]*batch{}, cursor: map[int32]int{},
 		meter: meter, requests: map[string]int64{}, held: holdState{allowed: true},
 	}
+	d.scratch.head = map[string]*batch{}
 	if cfg.Endpoints != nil {
 		cfg.Endpoints.watch(d.poke)
 	}
@@ -220,7 +227,9 @@ func (b *batch) ready(now time.Time) (bool, time.Time) {
 // while the quota refuses does not skip a batch's turn.
 func (d *Dispatcher) next(now time.Time) (b *batch, gate time.Time, served func()) {
 	best := int32(-1 << 31)
-	var candidates []*batch
+	// The slices and map are the dispatcher's, reused: this runs for every
+	// call over every batch, and allocated most of the manager's garbage.
+	candidates := d.scratch.candidates[:0]
 	for _, c := range d.batches {
 		ok, at := c.ready(now)
 		if !ok {
@@ -231,31 +240,33 @@ func (d *Dispatcher) next(now time.Time) (b *batch, gate time.Time, served func(
 		}
 		switch {
 		case c.Priority > best:
-			best, candidates = c.Priority, []*batch{c}
+			best, candidates = c.Priority, append(candidates[:0], c)
 		case c.Priority == best:
 			candidates = append(candidates, c)
 		}
 	}
+	d.scratch.candidates = candidates
 	if len(candidates) == 0 {
 		return nil, gate, nil
 	}
 	// FIFO within a namespace: its oldest ready batch is its candidate, so
 	// a namespace's batches finish one after another rather than all
 	// crawling at once; namespaces take turns (round robin).
-	head := map[string]*batch{}
+	head := d.scratch.head
+	clear(head)
 	for _, c := range candidates {
 		if h, ok := head[c.Namespace]; !ok || c.seq < h.seq {
 			head[c.Namespace] = c
 		}
 	}
-	order := make([]*batch, 0, len(head))
+	order := d.scratch.order[:0]
 	for _, h := range head {
 		order = append(order, h)
 	}
-	sort.Slice(order, func(i, j int) bool { return order[i].Namespace < order[j].Namespace })
-	level := fmt.Sprint(best)
-	pick := order[d.cursor[level]%len(order)]
-	return pick, time.Time{}, func() { d.cursor[level]++ }
+	slices.SortFunc(order, func(a, b *batch) int { return strings.Compare(a.Namespace, b.Namespace) })
+	d.scratch.order = order
+	pick := order[d.cursor[best]%len(order)]
+	return pick, time.Time{}, func() { d.cursor[best]++ }
 }
 
 // guarded lengthens each window by a guard time (1/50 of it, at most
