@@ -61,6 +61,8 @@ type config struct {
 	// memoryLimit is the container limit the manager is told of, as the
 	// chart tells it (LLMQUOTA_MEMORY_LIMIT); 0 tells none.
 	memoryLimit int64
+	// keep keeps each run's directory (manager and emulator logs).
+	keep bool
 }
 
 func main() {
@@ -77,6 +79,7 @@ func main() {
 	flag.IntVar(&c.flushItems, "flush-items", 100, "The manager's --results-flush-items.")
 	flag.BoolVar(&c.s3, "s3", false, "Items from and results to object storage (a real MinIO from $MINIO) instead of inline items and ConfigMaps.")
 	flag.StringVar(&c.baseline, "baseline-manager", "", "Measure this manager binary instead (an older build, such as the first wave's), passing only the flags it knows.")
+	flag.BoolVar(&c.keep, "keep", false, "Keep each run's directory with the manager's and the emulator's logs.")
 	flag.Int64Var(&c.memoryLimit, "memory-limit", 256<<20, "Bytes of the container memory limit passed to the manager as the chart does (LLMQUOTA_MEMORY_LIMIT; the chart's default is 256Mi); 0: none.")
 	flag.StringVar(&c.pprof, "pprof", "0", "The manager's --pprof-bind-address, to profile it during a run.")
 	flag.DurationVar(&c.timeout, "timeout", 20*time.Minute, "Give up a run after this long.")
@@ -119,7 +122,11 @@ func run(c config, batches int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer func() { _ = os.RemoveAll(dir) }()
+	if c.keep {
+		fmt.Fprintf(os.Stderr, "bench-scale: logs kept in %s\n", dir)
+	} else {
+		defer func() { _ = os.RemoveAll(dir) }()
+	}
 	bin := os.Getenv("LLMQUOTA_BIN")
 
 	env := &envtest.Environment{CRDDirectoryPaths: []string{"config/crd/bases"}, ErrorIfCRDPathMissing: true}
