@@ -76,8 +76,8 @@ func newBed(t *testing.T, policy results.FlushPolicy) *bed {
 	return b
 }
 
-// launch runs n items of a new batch whose Total is total.
-func (b *bed) launch(t *testing.T, name string, n, total int) *Run {
+// batch creates a batch named name and loads its (empty) result store.
+func (b *bed) batch(t *testing.T, name string) (*llmv1.InferenceBatch, *results.Store) {
 	t.Helper()
 	ctx := context.Background()
 	batch := &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
@@ -89,6 +89,13 @@ func (b *bed) launch(t *testing.T, name string, n, total int) *Run {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return batch, store
+}
+
+// launch runs n items of a new batch whose Total is total.
+func (b *bed) launch(t *testing.T, name string, n, total int) *Run {
+	t.Helper()
+	batch, store := b.batch(t, name)
 	var items []dispatch.Item
 	for i := range n {
 		items = append(items, dispatch.Item{ID: fmt.Sprintf("i%d", i), Prompt: "rate this"})
@@ -183,16 +190,7 @@ func TestStopWritesWhatRunsHold(t *testing.T) {
 // where it stopped: every item gets one result, none is sent twice.
 func TestInputReadAsTheBatchRuns(t *testing.T) {
 	b := newBed(t, results.FlushPolicy{})
-	ctx := context.Background()
-	batch := &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "streamed"},
-		Spec: llmv1.InferenceBatchSpec{ProviderRef: llmv1.ProviderReference{Name: "p"}, Items: []llmv1.Item{{ID: "a", Prompt: "p"}}}}
-	if err := b.c.Client.Create(ctx, batch); err != nil {
-		t.Fatal(err)
-	}
-	store, err := results.Load(ctx, results.Options{Lister: b.c.Client, Reader: b.c.Client, Writer: b.c, Clock: b.clock}, batch)
-	if err != nil {
-		t.Fatal(err)
-	}
+	batch, store := b.batch(t, "streamed")
 	var calls atomic.Int32
 	emitted := 0
 	broken := errors.New("s3://in/x.jsonl after line 3: connection reset")
