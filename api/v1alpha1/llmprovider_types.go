@@ -264,6 +264,7 @@ type WarmupSpec struct {
 // +kubebuilder:printcolumn:name="Model",type=string,JSONPath=`.spec.model`,priority=10
 // +kubebuilder:printcolumn:name="Fallback",type=string,JSONPath=`.spec.fallback.name`,priority=10
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.fallback) || self.spec.fallback.name != self.metadata.name",message="spec.fallback must name another LLMProvider, not this one",fieldPath=".spec.fallback.name"
 type LLMProvider struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -159,10 +159,9 @@ var _ = Describe("LLMProvider readiness", func() {
 		}
 	})
 
-	It("refuses a provider that falls back to itself", func() {
+	It("refuses a provider that falls back to itself at apply", func() {
 		self := "self-" + ns
-		Expect(k8sClient.Create(ctx, ollamaProvider(self, self))).To(Succeed())
-		Eventually(readyOf(self), timeout, interval).Should(haveReady(metav1.ConditionFalse, llmv1.ReasonFallbackCycle))
+		Expect(k8sClient.Create(ctx, ollamaProvider(self, self))).To(MatchError(ContainSubstring("spec.fallback must name another LLMProvider, not this one")))
 	})
 })
 
