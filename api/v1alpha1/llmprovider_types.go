@@ -184,6 +184,8 @@ type CostPolicy struct {
 
 // CostAlerts are spending thresholds in USD; each raises CostAlert and one
 // Warning Event per period when crossed.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.daily) || !has(self.monthly) || double(self.monthly) >= double(self.daily)",message="alerts.monthly must not be lower than alerts.daily",fieldPath=".monthly"
 type CostAlerts struct {
 	// daily is the threshold for the current UTC day.
 	// +optional

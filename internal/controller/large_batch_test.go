@@ -35,3 +35,17 @@ var _ = Describe("The ConfigMap sink's size rule", func() {
 		Eventually(func() []string { return warningReasons(batch) }, timeout, interval).Should(ContainElement("Warning/" + llmv1.ReasonLargeResultsInEtcd))
 	})
 })
+
+var _ = Describe("A key written with --from-file", func() {
+	It("works: its trailing newline is not part of the key", func() {
+		ns := newNamespace()
+		Expect(k8sClient.Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "from-file"},
+			Data: map[string][]byte{"key": []byte(emulatorKey + "\n")}})).To(Succeed())
+		_, url := emulate(emulator.Config{})
+		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) {
+			s.CredentialsSecretRef = &llmv1.SecretKeyReference{Namespace: ns, Name: "from-file", Key: "key"}
+		})
+		got := waitComplete(batchOf(ns, "newline", p.Name, 3, nil), timeout)
+		Expect(got.Status.Counts.Succeeded).To(BeEquivalentTo(3))
+	})
+})

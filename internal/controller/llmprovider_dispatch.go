@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -79,7 +80,9 @@ func (r *LLMProviderReconciler) apiKey(ctx context.Context, p *llmv1.LLMProvider
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: string(ref.Name)}, &s); err != nil {
 		return "", fmt.Errorf("reading credentials Secret %s/%s: %w", ref.Namespace, ref.Name, err)
 	}
-	return string(s.Data[ref.Key]), nil
+	// A key written with `kubectl create secret --from-file` ends with a
+	// newline, which no provider's key holds and no HTTP header may carry.
+	return strings.TrimSpace(string(s.Data[ref.Key])), nil
 }
 
 // persistQuota writes a quota snapshot into the provider's status with a

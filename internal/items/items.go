@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"regexp"
 	"strings"
 )
 
@@ -117,14 +118,17 @@ func Check(it Item) error {
 	case it.Prompt == "":
 		return fmt.Errorf("item %q: missing prompt", it.ID)
 	}
-	if it.Score != "" {
-		s, ok := new(big.Rat).SetString(it.Score)
-		if !ok || s.Sign() < 0 || s.Cmp(big.NewRat(1, 1)) > 0 {
-			return fmt.Errorf("item %q: score %q is not a number between 0 and 1", it.ID, it.Score)
-		}
+	if it.Score != "" && !scoreGrammar.MatchString(it.Score) {
+		return fmt.Errorf("item %q: score %q is not a decimal between 0 and 1 such as 0.20", it.ID, it.Score)
 	}
 	return nil
 }
+
+// scoreGrammar is the grammar of a score, the same as the CRD's rule for
+// api/v1alpha1.Score, so an item is refused or accepted alike inline and in
+// JSONL: a plain decimal between 0 and 1 with at most 12 decimals; no
+// fractions, exponents or hex floats (test/integration checks both agree).
+var scoreGrammar = regexp.MustCompile(`^(0([.][0-9]{1,12})?|1([.]0{1,12})?)$`)
 
 // Filter splits items into those scoring at least minScore, kept in order,
 // and those below it. Unscored items are kept. Comparison is exact.

@@ -36,7 +36,7 @@ func TestParseJSONLReportsLineNumbers(t *testing.T) {
 		"missing id":    {`{"prompt":"p"}`, []string{"line 1: missing id"}},
 		"missing text":  {`{"id":"a"}`, []string{`line 1: item "a": missing prompt`}},
 		"duplicate":     {"{\"id\":\"a\",\"prompt\":\"p\"}\n{\"id\":\"a\",\"prompt\":\"q\"}", []string{`line 2: id "a" already used on line 1`}},
-		"score range":   {`{"id":"a","prompt":"p","score":1.5}`, []string{`line 1: item "a": score "1.5" is not a number between 0 and 1`}},
+		"score range":   {`{"id":"a","prompt":"p","score":1.5}`, []string{`line 1: item "a": score "1.5" is not a decimal between 0 and 1 such as 0.20`}},
 		"unknown field": {`{"id":"a","prompt":"p","scor":0.5}`, []string{"line 1:", "unknown field"}},
 		"several":       {"{}\n{\"id\":\"x\"}\n", []string{"line 1:", "line 2:"}},
 		"empty":         {"\n\n", []string{"no items"}},

@@ -84,6 +84,8 @@ var _ = Describe("LLMProvider validation", func() {
 		func(e []edit, want ...string) { refused(goodProvider, e, want...) },
 		Entry("zero requestsPerMinute", edits(set(int64(0), "spec", "limits", "requestsPerMinute")),
 			"spec.limits.requestsPerMinute", "greater than or equal to 1"),
+		Entry("a monthly alert lower than the daily one", edits(set(map[string]any{"daily": "50.00", "monthly": "5.00"}, "spec", "cost", "alerts")),
+			"spec.cost.alerts.monthly", "alerts.monthly must not be lower than alerts.daily"),
 		Entry("a provider that is its own fallback", edits(del("metadata", "generateName"), set("gemini", "metadata", "name"),
 			set(map[string]any{"name": "gemini"}, "spec", "fallback")),
 			"spec.fallback.name", "spec.fallback must name another LLMProvider, not this one"),
