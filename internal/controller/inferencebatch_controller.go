@@ -192,7 +192,7 @@ func (r *InferenceBatchReconciler) observe(b *llmv1.InferenceBatch, p *llmv1.LLM
 	o := observation{
 		total: run.Total, kept: run.Kept, filtered: run.Filtered, stored: stored, progress: progress, refs: run.Store.References(), waiting: waiting,
 		writeErr: run.WriteError(), readErr: run.ReadError(),
-		eta: dispatch.ETA(now, remaining, d.Stats(thresholds(p)).Quota, interval, int(b.Spec.BatchSize), durationOf(b.Spec.BatchDelay)),
+		eta: dispatch.ETA(now, remaining, d.Quota(), interval, int(b.Spec.BatchSize), durationOf(b.Spec.BatchDelay)),
 	}
 	wasLimited := meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionRateLimited)
 	complete := setProgress(b, o, now)

@@ -69,6 +69,11 @@ func (d *Dispatcher) Stats(thresholds cost.Thresholds) Stats {
 	return s
 }
 
+// Quota returns the provider's quota state now: what Stats reports of it,
+// without the cost totals and the walk over every batch (a batch's status
+// needs only this, for its ETA).
+func (d *Dispatcher) Quota() ratewindow.Stats { return d.limiter.Stats(d.clock.Now()) }
+
 // SeedCost restores cost totals persisted in the provider's status.
 func (d *Dispatcher) SeedCost(day, today, month, thisMonth string) {
 	d.mu.Lock()

@@ -10,13 +10,13 @@
 package objectstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -124,7 +124,7 @@ func (s *Store) Get(ctx context.Context, key, etag string) (*Reader, error) {
 
 // Put writes data as key.
 func (s *Store) Put(ctx context.Context, key string, data []byte, contentType string) error {
-	_, err := s.c.PutObject(ctx, s.bucket, key, strings.NewReader(string(data)), int64(len(data)),
+	_, err := s.c.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)),
 		minio.PutObjectOptions{ContentType: contentType})
 	if err != nil {
 		return s.explain(key, err)
