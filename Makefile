@@ -20,6 +20,16 @@ OLLAMA ?= $(LOCALBIN)/tools/ollama-$(OLLAMA_VERSION)/ollama
 MINIO ?= $(LOCALBIN)/tools/minio-$(MINIO_VERSION)/minio
 CHART := charts/llmquota
 
+# Image names, tag and labels (make images): the tag is `git describe`, every
+# file time is the commit's, so the same commit gives the same digests.
+IMAGE_REPOSITORY ?= ghcr.io/llmquota
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGES_DIR ?= $(LOCALBIN)/images
+IMAGE_DEBS := ca-certificates libc6 libstdc++6 libgcc-s1
+IMAGE_LDFLAGS := -s -w -X github.com/llmquota/llmquota/internal/version.Version=$(VERSION)
+
 # Paths `make manifests generate` writes; `make verify` fails if they drift.
 GENERATED := config/crd/bases config/rbac/role.yaml config/rbac/node-agent api/v1alpha1/zz_generated.deepcopy.go $(CHART)/crds $(CHART)/files/manager-role.yaml $(CHART)/files/node-agent-role.yaml
 
@@ -74,7 +84,7 @@ verify: manifests generate ## Regenerate, then fail if generated files differ fr
 ##@ Test
 
 .PHONY: test
-test: verify vet lint test-unit test-e2e ## Everything CI runs: verify, vet, lint, unit, envtest, chart and e2e suites.
+test: verify vet lint test-unit test-e2e test-cluster ## Everything CI runs: verify, vet, lint, unit, envtest, chart, KWOK e2e and real-cluster suites.
 
 .PHONY: test-unit
 test-unit: k8s-bin tools ollama-bin ## Run the Go tests (unit, envtest, chart, agent) against the real API server, helm, promtool, ollama and MinIO.
@@ -85,6 +95,29 @@ test-e2e: build tools ollama-bin ## Install the chart into a KWOK cluster; run a
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) BIN_DIR=$(K8S_BIN) hack/build-k8s.sh --e2e >/dev/null
 	K8S_BIN="$(K8S_BIN)" HELM="$(HELM)" KWOKCTL="$(KWOKCTL)" KWOK="$(dir $(KWOKCTL))kwok" LLMQUOTA_BIN="$(LOCALBIN)" OLLAMA="$(OLLAMA)" \
 		go test -tags e2e -count=1 -timeout 15m ./test/e2e/
+
+CLUSTER_DIR ?= /tmp/llmquota-cluster
+# read when make starts, before any cluster: what check-clean expects back
+IP_FORWARD_BEFORE := $(shell sysctl -n net.ipv4.ip_forward 2>/dev/null)
+.PHONY: test-cluster
+test-cluster: images cluster-images cluster-deps ## On a real single-node cluster (kubelet, containerd): install the chart from the built images and run batches through crashes and upgrades.
+	hack/images/reproducible.sh $(LOCALBIN) $(LOCALBIN)/debs $(IMAGES_DIR) -- --repository $(IMAGE_REPOSITORY) \
+		--version $(VERSION) --revision $(REVISION) --created $(SOURCE_DATE_EPOCH)
+	K8S_BIN=$(K8S_BIN) CLUSTER_DIR=$(CLUSTER_DIR) hack/cluster/up.sh >/dev/null
+	KUBECONFIG=$(CLUSTER_DIR)/admin.kubeconfig K8S_BIN=$(K8S_BIN) HELM=$(HELM) CLUSTER_DIR=$(CLUSTER_DIR) \
+		IMAGE_REPOSITORY=$(IMAGE_REPOSITORY) IMAGE_TAG=$(VERSION) go test -tags cluster -count=1 -timeout 20m ./test/cluster/ \
+		|| { KEEP=1 K8S_BIN=$(K8S_BIN) CLUSTER_DIR=$(CLUSTER_DIR) hack/cluster/down.sh; echo "test-cluster failed; logs kept in $(CLUSTER_DIR)/logs"; exit 1; }
+	K8S_BIN=$(K8S_BIN) CLUSTER_DIR=$(CLUSTER_DIR) hack/cluster/down.sh
+	IP_FORWARD_BEFORE=$(IP_FORWARD_BEFORE) CLUSTER_DIR=$(CLUSTER_DIR) hack/cluster/check-clean.sh
+	K8S_BIN=$(K8S_BIN) CLUSTER_DIR=$(CLUSTER_DIR) IP_FORWARD_BEFORE=$(IP_FORWARD_BEFORE) hack/cluster/crash-check.sh
+
+.PHONY: cluster-up
+cluster-up: images cluster-images cluster-deps ## Start the real single-node cluster with the built images (prints its kubeconfig); cluster-down stops it.
+	@K8S_BIN=$(K8S_BIN) CLUSTER_DIR=$(CLUSTER_DIR) hack/cluster/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the real cluster and undo every change it made to the machine.
+	K8S_BIN=$(K8S_BIN) CLUSTER_DIR=$(CLUSTER_DIR) hack/cluster/down.sh
 
 .PHONY: bench
 bench: ## Run the Go benchmarks (figures go in docs/benchmarks.md).
@@ -100,10 +133,22 @@ bench-scale: k8s-bin tools build ## Scale benchmark: SIZES batches of 100 items 
 ##@ Build
 
 .PHONY: build
-build: ## Build the binaries into bin/.
-	go build -o $(LOCALBIN)/manager ./cmd/manager
-	go build -o $(LOCALBIN)/provider-emulator ./cmd/provider-emulator
-	go build -o $(LOCALBIN)/node-agent ./cmd/node-agent
+build: ## Build the binaries into bin/, as the images hold them (static but for the agent's glibc, for NVML).
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(IMAGE_LDFLAGS)" -o $(LOCALBIN)/manager ./cmd/manager
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(IMAGE_LDFLAGS)" -o $(LOCALBIN)/provider-emulator ./cmd/provider-emulator
+	CGO_ENABLED=1 go build -trimpath -ldflags "$(IMAGE_LDFLAGS)" -o $(LOCALBIN)/node-agent ./cmd/node-agent
+
+.PHONY: images
+images: build ## Build the manager, node-agent and provider-emulator OCI image archives into bin/images, without a container engine.
+	hack/images/debs.sh $(LOCALBIN)/debs $(IMAGE_DEBS)
+	go run ./hack/images --bin $(LOCALBIN) --debs $(LOCALBIN)/debs --out $(IMAGES_DIR) --repository $(IMAGE_REPOSITORY) \
+		--version $(VERSION) --revision $(REVISION) --created $(SOURCE_DATE_EPOCH) $(IMAGES_FLAGS)
+
+.PHONY: cluster-images
+cluster-images: ollama-bin ## Build the real cluster's test-only images (pause, ollama-tiny with generated models) into bin/cluster-images.
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(LOCALBIN)/pause ./hack/cluster/pause
+	go run ./hack/images --products=false --pause $(LOCALBIN)/pause --ollama $(OLLAMA) --debs $(LOCALBIN)/debs \
+		--out $(LOCALBIN)/cluster-images --created $(SOURCE_DATE_EPOCH)
 
 .PHONY: run
 run: ## Run the manager against the cluster in $KUBECONFIG.
@@ -123,6 +168,11 @@ k8s-bin: ## Build etcd, kube-apiserver and kubectl from the Go module proxy (cac
 tools: ## Build kwok, kwokctl, helm and minio from the Go module proxy, extract promtool (cached in bin/tools).
 	KWOK_VERSION=$(KWOK_VERSION) HELM_VERSION=$(HELM_VERSION) MINIO_VERSION=$(MINIO_VERSION) hack/build-tools.sh >/dev/null
 
+.PHONY: cluster-deps
+cluster-deps: tools ## Build the kubelet, kube-proxy and the control plane from the Go module proxy; install containerd, runc and the CNI plugins from Debian.
+	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) BIN_DIR=$(K8S_BIN) hack/build-k8s.sh --node >/dev/null
+	hack/cluster/deps.sh
+
 .PHONY: ollama-bin
 ollama-bin: ## Build a real Ollama server (CPU) from the Go module proxy for the agent's tests (cached in bin/tools).
 	OLLAMA_VERSION=$(OLLAMA_VERSION) hack/build-ollama.sh >/dev/null
@@ -134,7 +184,8 @@ $(GOLANGCI_LINT):
 
 .PHONY: clean
 clean: ## Remove built binaries (keeps the cached Kubernetes binaries).
-	rm -f $(LOCALBIN)/manager
+	rm -f $(LOCALBIN)/manager $(LOCALBIN)/node-agent $(LOCALBIN)/provider-emulator $(LOCALBIN)/pause
+	rm -rf $(IMAGES_DIR) $(LOCALBIN)/cluster-images
 
 ##@ Demo
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # build-k8s.sh builds the real Kubernetes control-plane binaries the tests use
 # (etcd, kube-apiserver, kubectl; with --e2e also kube-controller-manager and
-# kube-scheduler) from the Go module proxy, because release tarballs and
+# kube-scheduler; with --node also the kubelet and kube-proxy, for the real
+# single-node cluster of `make test-cluster`) from the Go module proxy, because release tarballs and
 # setup-envtest downloads are not reachable here.
 #
 # Output: $BIN_DIR (default bin/k8s/<k8s>-etcd<etcd>), keyed by version so a
 # version bump rebuilds and an unchanged version costs nothing.
-# Usage: hack/build-k8s.sh [--e2e]   (prints the output folder on stdout)
+# Usage: hack/build-k8s.sh [--e2e|--node]   (prints the output folder on stdout)
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.37.2}
@@ -17,7 +18,10 @@ src=$root/bin/src
 mkdir -p "$out" "$src"
 
 want=(kube-apiserver kubectl)
-[[ "${1:-}" == "--e2e" ]] && want+=(kube-controller-manager kube-scheduler)
+case "${1:-}" in
+  --e2e) want+=(kube-controller-manager kube-scheduler) ;;
+  --node) want+=(kube-controller-manager kube-scheduler kubelet kube-proxy) ;;
+esac
 
 log() { echo "build-k8s: $*" >&2; }
 
@@ -25,7 +29,7 @@ log() { echo "build-k8s: $*" >&2; }
 # zip does not ship; point each one at the published module instead.
 k8s_wrapper() {
   local dir=$src/k8s-$K8S_VERSION staging
-  [[ -f $dir/.ready ]] && { echo "$dir"; return; }
+  [[ -f $dir/.ready-node ]] && { echo "$dir"; return; }
   mkdir -p "$dir"
   local modfile
   modfile=$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
@@ -41,9 +45,9 @@ k8s_wrapper() {
     for m in $staging; do echo "	$m => $m v0${K8S_VERSION#v1}"; done
     echo ")"
   } >"$dir/go.mod"
-  (cd "$dir" && for b in kube-apiserver kubectl kube-controller-manager kube-scheduler; do
+  (cd "$dir" && for b in kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy; do
      echo "tool k8s.io/kubernetes/cmd/$b" >>go.mod; done && go mod tidy >&2)
-  touch "$dir/.ready"
+  touch "$dir/.ready-node"
   echo "$dir"
 }
 

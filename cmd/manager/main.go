@@ -25,6 +25,7 @@ import (
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/memlimit"
 	"github.com/llmquota/llmquota/internal/results"
+	"github.com/llmquota/llmquota/internal/version"
 )
 
 func main() {
@@ -119,7 +120,7 @@ func main() {
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
 
-	log.Info("Starting manager")
+	log.Info("Starting manager", "version", version.Version)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "Running manager")
 		os.Exit(1)

@@ -20,6 +20,7 @@ import (
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/agent/gpu"
 	"github.com/llmquota/llmquota/internal/agent/reconciler"
+	"github.com/llmquota/llmquota/internal/version"
 )
 
 func main() {
@@ -72,7 +73,7 @@ func main() {
 	}
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
-	log.Info("Starting node agent", "node", opts.NodeName)
+	log.Info("Starting node agent", "version", version.Version, "node", opts.NodeName)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "Running node agent")
 		os.Exit(1)

@@ -39,6 +39,7 @@ func run() error {
 		hangFor    = flag.Duration("hang-for", 30*time.Second, "How long an injected hang lasts unless the client gives up first.")
 		seed       = flag.Uint64("seed", 1, "Seed of the random faults.")
 		logFile    = flag.String("log", "", "Write every request as a JSON line to this file on exit.")
+		logStream  = flag.Bool("log-requests", false, "Also write every request as a JSON line to stdout as it arrives (for a Pod's log).")
 		rates      emulator.FaultRates
 	)
 	flag.Float64Var(&rates.RateLimit, "fault-429", 0, "Probability of an injected 429 with Retry-After.")
@@ -60,6 +61,10 @@ func run() error {
 	}
 	if *keys != "" {
 		cfg.Keys = strings.Split(*keys, ",")
+	}
+	if *logStream {
+		enc := json.NewEncoder(os.Stdout)
+		cfg.OnRequest = func(r emulator.Record) { _ = enc.Encode(r) }
 	}
 	srv := emulator.New(cfg)
 

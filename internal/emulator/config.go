@@ -55,6 +55,9 @@ type Config struct {
 	Seed uint64
 	// Now reads the clock; nil uses time.Now.
 	Now func() time.Time
+	// OnRequest, when set, sees every request's record as it is logged, in
+	// log order (the emulator's --log-requests streams them to stdout).
+	OnRequest func(Record)
 }
 
 // ParseLimits parses "10/10s,600/1h" into Limits.

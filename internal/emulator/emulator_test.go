@@ -169,3 +169,27 @@ func TestCheckWindowsFindsAViolation(t *testing.T) {
 		t.Fatal("a third admitted request of key a within the minute was not found")
 	}
 }
+
+// TestOnRequestStreamsTheLog: the streamed records are the log, in order,
+// quota refusals included.
+func TestOnRequestStreamsTheLog(t *testing.T) {
+	var streamed []Record
+	emu := New(Config{Limits: []Limit{{Requests: 2, Period: time.Minute}}, OnRequest: func(r Record) { streamed = append(streamed, r) }})
+	srv := httptest.NewServer(emu)
+	defer srv.Close()
+	for i := range 3 {
+		post(t, srv.URL, "key", "p"+strconv.Itoa(i))
+	}
+	log := emu.Log()
+	if len(streamed) != 3 || len(log) != 3 {
+		t.Fatalf("streamed %d, logged %d; want 3 and 3", len(streamed), len(log))
+	}
+	for i := range log {
+		if streamed[i] != log[i] {
+			t.Fatalf("record %d: streamed %+v, logged %+v", i, streamed[i], log[i])
+		}
+	}
+	if streamed[2].Status != http.StatusTooManyRequests || streamed[2].Admitted {
+		t.Fatalf("the third request: %+v, want a 429 not admitted", streamed[2])
+	}
+}

@@ -85,6 +85,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.log = append(s.log, rec)
+	if s.cfg.OnRequest != nil {
+		s.cfg.OnRequest(rec)
+	}
 	s.mu.Unlock()
 
 	if s.cfg.Latency > 0 && !sleep(r.Context(), s.cfg.Latency) {

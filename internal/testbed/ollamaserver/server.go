@@ -143,3 +143,7 @@ func (s *Server) create(name string, seed uint64) error {
 	}
 	return nil
 }
+
+// ModelsDir is the server's model store (OLLAMA_MODELS), holding the
+// generated models once Start returned.
+func (s *Server) ModelsDir() string { return filepath.Join(s.dir, "models") }

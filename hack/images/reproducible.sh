@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# reproducible.sh checks that image digests depend only on the inputs: it
+# builds the images a second time, into another folder, from copies of the
+# binaries and packages with other file times, and compares the digests
+# with those of `make images`.
+# Usage: hack/images/reproducible.sh BIN_DIR DEB_DIR IMAGES_DIR -- ARGS...   (ARGS: the tool's --version, --revision, ...)
+set -euo pipefail
+bin=$1 debs=$2 images=$3; shift 4
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+mkdir "$tmp/bin" && cp "$bin"/{manager,node-agent,provider-emulator} "$tmp/bin/" && cp -r "$debs" "$tmp/debs"
+touch -d '2001-02-03 04:05:06' "$tmp"/bin/* "$tmp"/debs/*
+go run ./hack/images --bin "$tmp/bin" --debs "$tmp/debs" --out "$tmp/out" "$@" >/dev/null
+status=0
+for d in "$images"/*.digest; do
+  n=$(basename "$d")
+  [[ -f $tmp/out/$n ]] || continue
+  if cmp -s "$d" "$tmp/out/$n"; then echo "reproducible: ${n%.digest} $(cat "$d")"
+  else echo "NOT reproducible: ${n%.digest}: $(cat "$d") then $(cat "$tmp/out/$n")"; status=1; fi
+done
+exit $status

@@ -1,0 +1,221 @@
+//go:build cluster
+
+package cluster
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+)
+
+const (
+	release   = "llmquota"
+	namespace = "llmquota-system"
+	work      = "work"
+	// emulatorLimit is the quota the emulator enforces on every API key;
+	// the providers ask for the same requestsPerMinute.
+	emulatorLimit = "30/1m"
+	// steadyItems make a batch that outlasts a quota window twice at
+	// 30 requests a minute: long enough to crash, delete and upgrade the
+	// leader in the middle of it.
+	steadyItems = 75
+)
+
+var chartDir, _ = filepath.Abs("../../charts/llmquota")
+
+// restrictedNamespaces are where everything runs, under the restricted Pod
+// Security profile, enforced.
+var restrictedNamespaces = []string{namespace, "providers", "llm", work}
+
+func installArgs(cmd string) []string {
+	repo, tag := env("IMAGE_REPOSITORY"), env("IMAGE_TAG")
+	return []string{cmd, release, chartDir, "-n", namespace, "--wait", "--timeout", "3m",
+		"--set", "image.repository=" + repo + "/manager", "--set", "image.tag=" + tag, "--set", "image.pullPolicy=Never",
+		"--set", "nodeAgent.enabled=true", "--set", "nodeAgent.nvml=false", "--set", "nodeAgent.pollInterval=2s",
+		"--set", "nodeAgent.image.repository=" + repo + "/node-agent", "--set", "nodeAgent.image.tag=" + tag,
+		"--set", "manager.replicas=2", "--set", "manager.secretNamespaces={" + namespace + "}"}
+}
+
+var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
+	BeforeAll(func() {
+		for _, ns := range restrictedNamespaces {
+			kubectl("create", "namespace", ns)
+			kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
+		}
+		kubectl("label", "nodes", "--all", "nvidia.com/gpu.present=true") // the agent's nodeSelector
+		apply(fmt.Sprintf(emulatorYAML, env("IMAGE_REPOSITORY"), env("IMAGE_TAG"), emulatorLimit))
+		apply(ollamaPoolYAML)
+	})
+
+	It("keeps an Ollama pod out of Ready while its model is cold (no agent yet)", func() {
+		kubectl("-n", "llm", "wait", "--for=condition=ContainersReady", "pod", "-l", "app=ollama", "--timeout=120s")
+		Consistently(func() string {
+			return kubectl("-n", "llm", "get", "pod", "-l", "app=ollama", "-o", `jsonpath={.items[0].status.conditions[?(@.type=="Ready")].status} {.items[0].status.conditions[?(@.type=="Ready")].reason}`)
+		}, 3*time.Second, time.Second).Should(Equal("False ReadinessGatesNotReady"))
+	})
+
+	It("installs the chart with the built images: two managers and the node agent, Ready, locked down", func() {
+		helm(installArgs("install")...)
+		Expect(kubectl("-n", namespace, "get", "deployment", "llmquota-manager", "-o", "jsonpath={.status.readyReplicas}")).To(Equal("2"))
+		Expect(kubectl("-n", namespace, "get", "daemonset", "llmquota-node-agent", "-o", "jsonpath={.status.numberReady}")).To(Equal("1"))
+		Eventually(leaderPod, 60*time.Second, time.Second).ShouldNot(BeEmpty())
+
+		By("each container's process, as containerd runs it: uid 65532, no capabilities, no new privileges, seccomp")
+		for _, component := range []string{"manager", "node-agent"} {
+			pods := strings.Fields(kubectl("-n", namespace, "get", "pod", "-l", "app.kubernetes.io/component="+component, "-o", "jsonpath={.items[*].metadata.name}"))
+			Expect(pods).NotTo(BeEmpty())
+			for _, pod := range pods {
+				status := procStatus(hostPID(pod))
+				Expect(status).To(MatchRegexp(`(?m)^Uid:\s+65532\s`), pod)
+				Expect(status).To(MatchRegexp(`(?m)^CapEff:\s+0+$`), pod)
+				Expect(status).To(MatchRegexp(`(?m)^NoNewPrivs:\s+1$`), pod)
+				Expect(status).To(MatchRegexp(`(?m)^Seccomp:\s+2$`), pod)
+			}
+		}
+		By("and the images' version in their logs")
+		Expect(kubectl("-n", namespace, "logs", leaderPod())).To(ContainSubstring(`"version":"` + env("IMAGE_TAG") + `"`))
+	})
+
+	It("turns the Ollama pod Ready once the agent warmed its model, and runs a batch on the pool", func() {
+		apply(ollamaProviderYAML)
+		kubectl("-n", "llm", "wait", "--for=condition=llmquota.dev/ModelWarm", "pod", "-l", "app=ollama", "--timeout=120s")
+		kubectl("-n", "llm", "wait", "--for=condition=Ready", "pod", "-l", "app=ollama", "--timeout=60s")
+		warm := kubectl("-n", "llm", "get", "pod", "-l", "app=ollama", "-o", `jsonpath={.items[0].status.conditions[?(@.type=="llmquota.dev/ModelWarm")].lastTransitionTime}`)
+		ready := kubectl("-n", "llm", "get", "pod", "-l", "app=ollama", "-o", `jsonpath={.items[0].status.conditions[?(@.type=="Ready")].lastTransitionTime}`)
+		Expect(ready >= warm).To(BeTrue(), "Ready at %s, before the model was warm at %s", ready, warm)
+		kubectl("wait", "--for=condition=Warm", "llmprovider/local", "--timeout=60s")
+
+		kubectl("-n", "llm", "wait", "--for=condition=Complete", "inferencebatch/on-ollama", "--timeout=120s")
+		Expect(resultsOf("llm", "on-ollama")).To(HaveLen(3))
+		Expect(countStatus(resultsOf("llm", "on-ollama"), "succeeded")).To(Equal(3))
+	})
+
+	It("runs the original report's 136-item batch to Complete through the emulator Service", func() {
+		createKey("gemini-api-key", "report-key")
+		apply(providerYAML("gemini", "gemini-api-key"))
+		kubectl("wait", "--for=condition=Ready", "llmprovider/gemini", "--timeout=60s")
+		sample, err := os.ReadFile(filepath.Join("../../config/samples", "llmquota_v1alpha1_inferencebatch.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		apply(strings.Replace(string(sample), "batchDelay: 2s", "batchDelay: 200ms", 1))
+		// 41 calls at 30 a minute: the second minute's window is needed.
+		kubectl("-n", "default", "wait", "--for=condition=Complete", "inferencebatch/news-sentiment", "--timeout=240s")
+		Expect(kubectl("-n", "default", "get", "inferencebatch", "news-sentiment", "-o", "jsonpath={.status.progress} {.status.counts.filtered} {.status.counts.succeeded}")).
+			To(Equal("41/136 95 41"))
+		rs := resultsOf("default", "news-sentiment")
+		Expect(rs).To(HaveLen(136))
+		Expect(countStatus(rs, "succeeded")).To(Equal(41))
+	})
+
+	It("serves the manager's metrics over HTTPS to a scraper the chart's metrics-reader role allows, and to no one else", func() {
+		kubectl("-n", namespace, "create", "serviceaccount", "scraper")
+		kubectl("create", "clusterrolebinding", "llmquota-scraper", "--clusterrole=llmquota-manager-metrics-reader", "--serviceaccount="+namespace+":scraper")
+		url := fmt.Sprintf("https://%s:8443/metrics", kubectl("-n", namespace, "get", "pod", leaderPod(), "-o", "jsonpath={.status.podIP}"))
+		allowed := strings.TrimSpace(kubectl("-n", namespace, "create", "token", "scraper"))
+		other := strings.TrimSpace(kubectl("-n", namespace, "create", "token", "default"))
+		Eventually(func() (int, error) { code, _, err := scrape(url, allowed); return code, err }, 30*time.Second, time.Second).Should(Equal(http.StatusOK))
+		_, body, err := scrape(url, allowed)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(body).To(ContainSubstring(`llmquota_provider_requests`))
+		Expect(body).To(ContainSubstring(`llmquota_window_limit{`))
+		Expect(scrapeCode(url, "")).To(Equal(http.StatusUnauthorized))
+		Expect(scrapeCode(url, other)).To(Equal(http.StatusForbidden))
+	})
+
+	Describe("a batch that outlives its managers", Ordered, func() {
+		BeforeAll(func() {
+			createKey("steady-api-key", "steady-key")
+			apply(providerYAML("steady", "steady-api-key"))
+			kubectl("wait", "--for=condition=Ready", "llmprovider/steady", "--timeout=60s")
+			apply(steadyBatchYAML(steadyItems))
+		})
+
+		It("survives kill -9 of the leader's container: the kubelet restarts it and a manager takes over", func() {
+			waitSucceeded("steady", 5)
+			pod, holder := leaderPod(), leaseHolder()
+			restarts := atoi(kubectl("-n", namespace, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].restartCount}"))
+			ctr("tasks", "kill", "-s", "SIGKILL", containerID(pod))
+			Eventually(func() string {
+				return kubectl("-n", namespace, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].lastState.terminated.exitCode}")
+			}, 60*time.Second, time.Second).Should(Equal(fmt.Sprintf("%d 137", restarts+1)))
+			Eventually(leaseHolder, 90*time.Second, time.Second).ShouldNot(Or(Equal(holder), BeEmpty()))
+			GinkgoWriter.Printf("after kill -9 of %s, %s leads\n", pod, leaseHolder())
+			waitSucceeded("steady", succeeded("steady")+1)
+		})
+
+		It("survives deleting the leader Pod: the other replica takes over", func() {
+			pod := leaderPod()
+			kubectl("-n", namespace, "delete", "pod", pod, "--wait=false")
+			Eventually(leaderPod, 90*time.Second, time.Second).ShouldNot(Or(Equal(pod), BeEmpty()))
+			waitSucceeded("steady", succeeded("steady")+1)
+		})
+
+		It("survives helm upgrade rolling the Deployment", func() {
+			generation := atoi(kubectl("-n", namespace, "get", "deployment", "llmquota-manager", "-o", "jsonpath={.metadata.generation}"))
+			helm(append(installArgs("upgrade"), "--set", "manager.logLevel=debug")...)
+			Expect(atoi(kubectl("-n", namespace, "get", "deployment", "llmquota-manager", "-o", "jsonpath={.metadata.generation}"))).To(BeNumerically(">", generation))
+			kubectl("-n", namespace, "rollout", "status", "deployment/llmquota-manager", "--timeout=180s")
+		})
+
+		It("completes with every result and without one request over the provider's window", func() {
+			kubectl("-n", work, "wait", "--for=condition=Complete", "inferencebatch/steady", "--timeout=300s")
+			rs := resultsOf(work, "steady")
+			Expect(rs).To(HaveLen(steadyItems), "a result was lost")
+			Expect(countStatus(rs, "succeeded")).To(Equal(steadyItems))
+
+			log := emulatorLog()
+			Expect(log).NotTo(BeEmpty())
+			limits, err := emulatorLimits()
+			Expect(err).NotTo(HaveOccurred())
+			Expect(checkWindows(log, limits)).To(Succeed())
+			for _, r := range log {
+				Expect(r.Status).NotTo(Equal(http.StatusTooManyRequests), "the emulator refused a request over quota: %+v", r)
+			}
+		})
+	})
+
+	It("uninstalls, leaving only the CRDs", func() {
+		helm("uninstall", release, "-n", namespace, "--wait", "--timeout", "2m")
+		for _, kind := range []string{"deployments,daemonsets,services,serviceaccounts,roles,rolebindings,networkpolicies,poddisruptionbudgets,pods", "clusterroles,clusterrolebindings"} {
+			Eventually(func() string {
+				out, _ := run("", filepath.Join(env("K8S_BIN"), "kubectl"), "get", kind, "-A", "-l", "app.kubernetes.io/instance="+release, "-o", "name")
+				return strings.TrimSpace(out)
+			}, 60*time.Second, time.Second).Should(Or(BeEmpty(), ContainSubstring("No resources found")))
+		}
+		Expect(kubectl("get", "crd", "llmproviders.llmquota.dev", "inferencebatches.llmquota.dev", "-o", "name")).To(ContainSubstring("inferencebatches"), "Helm keeps CRDs on uninstall")
+	})
+})
+
+// scrape GETs the metrics endpoint with a bearer token (none if empty);
+// the manager serves a self-signed certificate, as the chart's
+// ServiceMonitor expects.
+func scrape(url, token string) (int, string, error) {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // self-signed, as in the chart's ServiceMonitor
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
+}
+
+func scrapeCode(url, token string) int {
+	code, _, err := scrape(url, token)
+	Expect(err).NotTo(HaveOccurred())
+	return code
+}

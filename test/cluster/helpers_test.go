@@ -1,0 +1,225 @@
+//go:build cluster
+
+package cluster
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/llmquota/llmquota/internal/emulator"
+	"github.com/llmquota/llmquota/internal/results"
+)
+
+// leaseHolder is the identity holding the managers' leader lease.
+func leaseHolder() string {
+	out, _ := run("", kubectlPath(), "-n", namespace, "get", "lease", "manager.llmquota.dev", "-o", "jsonpath={.spec.holderIdentity}")
+	return strings.TrimSpace(out)
+}
+
+// leaderPod is the Pod whose manager leads (an identity is pod_uuid).
+func leaderPod() string {
+	pod, _, _ := strings.Cut(leaseHolder(), "_")
+	return pod
+}
+
+// containerID is the containerd id of a Pod's first container.
+func containerID(pod string) string {
+	id := kubectl("-n", namespace, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].containerID}")
+	Expect(id).To(HavePrefix("containerd://"))
+	return strings.TrimPrefix(id, "containerd://")
+}
+
+// hostPID is the host's pid of a Pod's first container, from containerd.
+func hostPID(pod string) string {
+	id := containerID(pod)
+	for _, line := range strings.Split(ctr("tasks", "ls"), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == id {
+			return f[1]
+		}
+	}
+	Fail("containerd runs no task for " + pod)
+	return ""
+}
+
+func procStatus(pid string) string {
+	data, err := os.ReadFile("/proc/" + pid + "/status")
+	Expect(err).NotTo(HaveOccurred())
+	return string(data)
+}
+
+// createKey stores a provider API key where the chart lets the manager read it.
+func createKey(name, key string) {
+	kubectl("-n", namespace, "create", "secret", "generic", name, "--from-literal=api-key="+key)
+}
+
+// resultsOf reads a batch's results from its ConfigMaps, one per item id.
+func resultsOf(ns, batch string) map[string]results.Result {
+	out := kubectl("-n", ns, "get", "configmap", "-l", "llmquota.dev/batch="+batch, "-o", `go-template={{range .items}}{{index .data "results.jsonl"}}{{"\n"}}{{end}}`)
+	byID := map[string]results.Result{}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var r results.Result
+		Expect(json.Unmarshal([]byte(line), &r)).To(Succeed(), line)
+		byID[r.ID] = r
+	}
+	return byID
+}
+
+func countStatus(rs map[string]results.Result, status string) int {
+	n := 0
+	for _, r := range rs {
+		if r.Status == status {
+			n++
+		}
+	}
+	return n
+}
+
+// succeeded is a work-namespace batch's published count of succeeded items.
+func succeeded(batch string) int {
+	return atoi(kubectl("-n", work, "get", "inferencebatch", batch, "-o", "jsonpath={.status.counts.succeeded}"))
+}
+
+func waitSucceeded(batch string, n int) {
+	EventuallyWithOffset(1, func() int { return succeeded(batch) }, 3*time.Minute, time.Second).Should(BeNumerically(">=", n))
+}
+
+// emulatorLog is every request the emulator answered, from its Pod's log
+// (--log-requests).
+func emulatorLog() []emulator.Record {
+	out := kubectl("-n", "providers", "logs", "deployment/emulator")
+	var log []emulator.Record
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var r emulator.Record
+		if json.Unmarshal(sc.Bytes(), &r) == nil && r.API != "" {
+			log = append(log, r)
+		}
+	}
+	return log
+}
+
+func emulatorLimits() ([]emulator.Limit, error) { return emulator.ParseLimits(emulatorLimit) }
+
+func checkWindows(log []emulator.Record, limits []emulator.Limit) error {
+	return emulator.CheckWindows(log, limits)
+}
+
+// providerYAML is a Gemini-type provider on the emulator's Service, asking
+// for the emulator's quota.
+func providerYAML(name, secret string) string {
+	return fmt.Sprintf(`apiVersion: llmquota.dev/v1alpha1
+kind: LLMProvider
+metadata: {name: %s}
+spec:
+  type: Gemini
+  model: gemini-2.5-flash
+  endpoint: http://%s
+  credentialsSecretRef: {namespace: %s, name: %s, key: api-key}
+  limits: {requestsPerMinute: 30, minInterval: 1s, maxConcurrency: 2}
+  retry: {maxRetries: 3, initialBackoff: 1s, maxBackoff: 10s}
+`, name, emulatorIP, namespace, secret)
+}
+
+// steadyBatchYAML is n items that all pass minScore.
+func steadyBatchYAML(n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: llmquota.dev/v1alpha1\nkind: InferenceBatch\nmetadata: {name: steady, namespace: %s}\nspec:\n  providerRef: {name: steady}\n  batchSize: 10\n  batchDelay: 500ms\n  items:\n", work)
+	for i := range n {
+		fmt.Fprintf(&b, "  - {id: item-%03d, score: \"0.9\", prompt: \"Classify headline %d\"}\n", i, i)
+	}
+	return b.String()
+}
+
+func kubectlPath() string { return env("K8S_BIN") + "/kubectl" }
+
+// emulatorIP is the emulator Service's fixed ClusterIP: the test cluster
+// runs no DNS, and a fixed address needs none.
+const emulatorIP = "10.96.100.100"
+
+// emulatorYAML runs the provider emulator image as a Deployment behind a
+// Service (format: repository, tag, limits).
+const emulatorYAML = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: emulator, namespace: providers}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: emulator}}
+  template:
+    metadata: {labels: {app: emulator}}
+    spec:
+      securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+      containers:
+      - name: emulator
+        image: %s/provider-emulator:%s
+        imagePullPolicy: Never
+        args: [--listen=0.0.0.0:8090, --limits=%s, --log-requests]
+        ports: [{name: http, containerPort: 8090}]
+        readinessProbe: {tcpSocket: {port: http}, periodSeconds: 1}
+        securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: emulator, namespace: providers}
+spec:
+  clusterIP: ` + emulatorIP + `
+  selector: {app: emulator}
+  ports: [{port: 80, targetPort: http}]
+`
+
+// ollamaPoolYAML is an Ollama pool of one pod, from the test image holding
+// the CPU ollama binary and generated tiny models, behind the ModelWarm
+// readiness gate.
+const ollamaPoolYAML = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ollama, namespace: llm}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: ollama}}
+  template:
+    metadata: {labels: {app: ollama}}
+    spec:
+      readinessGates: [{conditionType: llmquota.dev/ModelWarm}]
+      securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+      containers:
+      - name: ollama
+        image: localhost/llmquota-test/ollama-tiny:test
+        imagePullPolicy: Never
+        ports: [{name: http, containerPort: 11434}]
+        readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 1}
+        securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+        volumeMounts: [{name: tmp, mountPath: /tmp}]
+      volumes: [{name: tmp, emptyDir: {}}]
+`
+
+// ollamaProviderYAML is the pool's LLMProvider and a batch of three prompts.
+const ollamaProviderYAML = `apiVersion: llmquota.dev/v1alpha1
+kind: LLMProvider
+metadata: {name: local}
+spec:
+  type: Ollama
+  model: tiny-a
+  limits: {requestsPerMinute: 600, maxConcurrency: 1}
+  ollama:
+    namespace: llm
+    podSelector: {matchLabels: {app: ollama}}
+---
+apiVersion: llmquota.dev/v1alpha1
+kind: InferenceBatch
+metadata: {name: on-ollama, namespace: llm}
+spec:
+  providerRef: {name: local}
+  items:
+  - {id: a, prompt: "first", score: "0.9"}
+  - {id: b, prompt: "second", score: "0.9"}
+  - {id: c, prompt: "third", score: "0.9"}
+`
