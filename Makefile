@@ -16,6 +16,7 @@ CONTROLLER_GEN ?= go tool controller-gen
 HELM ?= $(LOCALBIN)/tools/helm-$(HELM_VERSION)/helm
 KWOKCTL ?= $(LOCALBIN)/tools/kwok-$(KWOK_VERSION)/kwokctl
 PROMTOOL ?= $(LOCALBIN)/tools/promtool/promtool
+PROMETHEUS ?= $(LOCALBIN)/tools/promtool/prometheus
 OLLAMA ?= $(LOCALBIN)/tools/ollama-$(OLLAMA_VERSION)/ollama
 MINIO ?= $(LOCALBIN)/tools/minio-$(MINIO_VERSION)/minio
 CHART := charts/llmquota
@@ -104,7 +105,7 @@ test-cluster: images cluster-images cluster-deps ## On a real single-node cluste
 	hack/images/reproducible.sh $(LOCALBIN) $(LOCALBIN)/debs $(IMAGES_DIR) -- --repository $(IMAGE_REPOSITORY) \
 		--version $(VERSION) --revision $(REVISION) --created $(SOURCE_DATE_EPOCH)
 	K8S_BIN=$(K8S_BIN) CLUSTER_DIR=$(CLUSTER_DIR) hack/cluster/up.sh >/dev/null
-	KUBECONFIG=$(CLUSTER_DIR)/admin.kubeconfig K8S_BIN=$(K8S_BIN) HELM=$(HELM) CLUSTER_DIR=$(CLUSTER_DIR) \
+	KUBECONFIG=$(CLUSTER_DIR)/admin.kubeconfig K8S_BIN=$(K8S_BIN) HELM=$(HELM) PROMETHEUS=$(PROMETHEUS) CLUSTER_DIR=$(CLUSTER_DIR) \
 		IMAGE_REPOSITORY=$(IMAGE_REPOSITORY) IMAGE_TAG=$(VERSION) go test -tags cluster -count=1 -timeout 20m ./test/cluster/ \
 		|| { KEEP=1 K8S_BIN=$(K8S_BIN) CLUSTER_DIR=$(CLUSTER_DIR) hack/cluster/down.sh; echo "test-cluster failed; logs kept in $(CLUSTER_DIR)/logs"; exit 1; }
 	K8S_BIN=$(K8S_BIN) CLUSTER_DIR=$(CLUSTER_DIR) hack/cluster/down.sh

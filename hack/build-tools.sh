@@ -5,8 +5,8 @@
 #   helm           built from the Go module proxy (helm.sh/helm/v3)
 #   minio          a real S3-compatible server for the object-storage
 #                  tests, built from the Go module proxy
-#   promtool       extracted from Debian's prometheus package (no install,
-#                  so no Prometheus service is set up on the machine)
+#   promtool,      extracted from Debian's prometheus package (no install,
+#   prometheus     so no Prometheus service is set up on the machine)
 # Usage: hack/build-tools.sh   (prints "name=path" lines for each tool)
 set -euo pipefail
 
@@ -36,18 +36,19 @@ if [[ ! -x $minio_dir/minio ]]; then
 fi
 
 prom_dir=$tools/promtool
-if [[ ! -x $prom_dir/promtool ]]; then
-  log "extracting promtool from Debian's prometheus package"
+if [[ ! -x $prom_dir/promtool || ! -x $prom_dir/prometheus ]]; then
+  log "extracting promtool and prometheus from Debian's prometheus package"
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   (cd "$work" && { apt-get download prometheus >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get download prometheus >/dev/null; }; })
   dpkg-deb -x "$work"/prometheus_*.deb "$work/x"
   mkdir -p "$prom_dir"
-  cp "$work/x/usr/bin/promtool" "$prom_dir/promtool"
+  cp "$work/x/usr/bin/promtool" "$work/x/usr/bin/prometheus" "$prom_dir/"
 fi
 
 echo "kwok=$kwok_dir/kwok"
 echo "kwokctl=$kwok_dir/kwokctl"
 echo "helm=$helm_dir/helm"
 echo "promtool=$prom_dir/promtool"
+echo "prometheus=$prom_dir/prometheus"
 echo "minio=$minio_dir/minio"

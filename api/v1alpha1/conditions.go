@@ -86,6 +86,10 @@ const (
 	// ReasonProviderNotFound surfaces on Failed=True when providerRef names
 	// no LLMProvider.
 	ReasonProviderNotFound = "ProviderNotFound"
+	// ReasonNoModel surfaces on Failed=True when neither the batch's
+	// spec.model nor its provider's names a model to call; nothing is sent
+	// until one of them does.
+	ReasonNoModel = "NoModel"
 	// ReasonInvalidItems surfaces on Failed=True when the items cannot be
 	// read (a missing ConfigMap, key, bucket, object or credentials Secret,
 	// credentials the store refuses, a bad JSONL line); the message names

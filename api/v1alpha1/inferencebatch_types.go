@@ -32,6 +32,7 @@ const (
 // InferenceBatchSpec describes one unit of prompt work.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.items) != has(self.itemsFrom)",message="exactly one of items or itemsFrom must be set"
+// +kubebuilder:validation:XValidation:rule="!has(self.items) || self.items.map(i, size(bytes(i.prompt)) + size(i.id)).sum() <= 1048576",message="inline items may hold at most 1 MiB of prompts and ids, so that the object fits etcd's 1.5 MiB request limit: put larger batches in itemsFrom (a ConfigMap, or an S3 object for any size)"
 type InferenceBatchSpec struct {
 	// providerRef names the LLMProvider that runs the items.
 	// +required
@@ -57,7 +58,9 @@ type InferenceBatchSpec struct {
 	// +optional
 	Temperature Decimal `json:"temperature,omitempty"`
 
-	// items are the prompts, inline. Use itemsFrom for large batches.
+	// items are the prompts, inline, at most 1 MiB of prompts and ids in all
+	// (an object must fit etcd's 1.5 MiB request limit). Use itemsFrom for
+	// larger batches.
 	// +optional
 	// +listType=map
 	// +listMapKey=id

@@ -124,6 +124,12 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 		r.transition(b, llmv1.ReasonProviderNotFound, fmt.Sprintf("LLMProvider %q named by spec.providerRef does not exist", b.Spec.ProviderRef.Name), true, now)
 		return ctrl.Result{}, nil // the provider watch wakes us when it appears
 	}
+	if b.Spec.Model == "" && p.Spec.Model == "" {
+		// Every call would fail with the provider's own error: say so now.
+		r.Runtime.Stop(key)
+		r.transition(b, llmv1.ReasonNoModel, fmt.Sprintf("neither spec.model nor LLMProvider %q's spec.model names a model to call: set one of them", p.Name), true, now)
+		return ctrl.Result{}, nil // an edit of the batch or the provider wakes us
+	}
 	d := r.Registry.Get(p.Name)
 	if ready := meta.FindStatusCondition(p.Status.Conditions, llmv1.ConditionReady); ready == nil || ready.Status != metav1.ConditionTrue || d == nil {
 		msg := fmt.Sprintf("LLMProvider %q is not Ready", p.Name)

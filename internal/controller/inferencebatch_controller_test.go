@@ -15,6 +15,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -408,6 +409,17 @@ var _ = Describe("InferenceBatch", func() {
 		p2 := p.DeepCopy()
 		p2.ObjectMeta = metav1.ObjectMeta{Name: "not-yet-" + ns}
 		Expect(k8sClient.Create(ctx, p2)).To(Succeed())
+		waitComplete(b, timeout)
+	})
+
+	It("refuses a batch with no model anywhere at admission, sends nothing, and runs once one is named", func() {
+		emu, url := emulate(emulator.Config{})
+		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) { s.Model = "" })
+		b := batchOf(ns, "modelless", p.Name, 3, nil)
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionFailed, metav1.ConditionTrue, llmv1.ReasonNoModel))
+		Expect(warningReasons(b)).To(ContainElement("Warning/" + llmv1.ReasonNoModel))
+		Expect(emu.Log()).To(BeEmpty(), "a call was sent without a model")
+		Expect(k8sClient.Patch(ctx, b, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"model":"gemini-test"}}`)))).To(Succeed())
 		waitComplete(b, timeout)
 	})
 

@@ -28,7 +28,7 @@ var errOutput = errors.New("output unavailable")
 // and go nowhere but the client.
 func (r *InferenceBatchReconciler) openBucket(ctx context.Context, b *llmv1.InferenceBatch, bucket llmv1.S3Bucket) (*objectstore.Store, error) {
 	var s corev1.Secret
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: string(bucket.CredentialsSecretName)}, &s); err != nil {
+	if err := readSecret(ctx, r.APIReader, types.NamespacedName{Namespace: b.Namespace, Name: string(bucket.CredentialsSecretName)}, &s); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, &objectstore.Problem{URL: "s3://" + bucket.Bucket, Code: "SecretNotFound",
 				Message: fmt.Sprintf("Secret %q named by credentialsSecretName does not exist", bucket.CredentialsSecretName)}

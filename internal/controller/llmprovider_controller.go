@@ -210,7 +210,7 @@ func (r *LLMProviderReconciler) checkCredentials(ctx context.Context, p *llmv1.L
 	hasKey, known := r.keys.lookup(p.Name, version+"/"+ref.Key)
 	if !known {
 		var secret corev1.Secret
-		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: string(ref.Name)}, &secret)
+		err := readSecret(ctx, r.APIReader, types.NamespacedName{Namespace: ref.Namespace, Name: string(ref.Name)}, &secret)
 		switch {
 		case apierrors.IsNotFound(err):
 			return notReady(llmv1.ReasonSecretNotFound, "Secret %s/%s named by spec.credentialsSecretRef does not exist", ref.Namespace, ref.Name), nil

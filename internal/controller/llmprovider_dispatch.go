@@ -77,7 +77,7 @@ func (r *LLMProviderReconciler) apiKey(ctx context.Context, p *llmv1.LLMProvider
 		return "", nil
 	}
 	var s corev1.Secret
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: string(ref.Name)}, &s); err != nil {
+	if err := readSecret(ctx, r.APIReader, types.NamespacedName{Namespace: ref.Namespace, Name: string(ref.Name)}, &s); err != nil {
 		return "", fmt.Errorf("reading credentials Secret %s/%s: %w", ref.Namespace, ref.Name, err)
 	}
 	// A key written with `kubectl create secret --from-file` ends with a

@@ -314,3 +314,20 @@ func (s *stubClient) count() int {
 	defer s.mu.Unlock()
 	return s.n
 }
+
+// TestMinIntervalHoldsAtTheServer: the server stamps a request when it
+// arrives, a varying delay after we admitted it, so an interval exact on
+// our side can be short on the server's; the guard keeps every gap at the
+// server at least minInterval (issue 13, item 7).
+func TestMinIntervalHoldsAtTheServer(t *testing.T) {
+	const interval = 50 * time.Millisecond
+	emu, client := emulated(t, emulator.Config{})
+	d := start(t, Config{Name: "p", Client: client, DefaultModel: "m",
+		Limits: ratewindow.Config{MinInterval: interval, MaxConcurrency: 4}})
+	col := newCollector(61)
+	d.Submit(Batch{Key: "ns/b", Namespace: "ns", Size: 61, Items: items("a", 61), OnResult: col.add})
+	col.wait(t, 60*time.Second)
+	if err := emulator.CheckInterval(emu.Log(), interval); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -73,6 +73,7 @@ type batch struct {
 func New(cfg Config, snapshot []byte, c clock.Clock, log logr.Logger, lookup Lookup) (*Dispatcher, error) {
 	cfg.Limits.RequireReservation = cfg.Persist != nil
 	cfg.Limits.Windows = guarded(cfg.Limits.Windows)
+	cfg.Limits.MinInterval += guard(cfg.Limits.MinInterval)
 	if cfg.ReserveBlock < 1 {
 		cfg.ReserveBlock = 1
 	}
@@ -269,15 +270,24 @@ func (d *Dispatcher) next(now time.Time) (b *batch, gate time.Time, served func(
 	return pick, time.Time{}, func() { d.cursor[best]++ }
 }
 
-// guarded lengthens each window by a guard time (1/50 of it, at most
-// 250ms): the server stamps a request when it arrives, later than we admit
-// it and by a varying delay, so a window exact on our side could still
-// count one too many on the server's.
+// guarded lengthens each window by its guard time.
 func guarded(ws []ratewindow.Window) []ratewindow.Window {
 	out := make([]ratewindow.Window, len(ws))
 	for i, w := range ws {
-		w.Period += min(250*time.Millisecond, w.Period/50)
+		w.Period += guard(w.Period)
 		out[i] = w
 	}
 	return out
+}
+
+// guard is how much longer than a window or minimum interval we wait (1/50
+// of it, at least 5ms, at most 250ms): the server stamps a
+// request when it arrives, later than we admit it and by a varying delay,
+// so a window or interval exact on our side could still be short on the
+// server's.
+func guard(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return min(250*time.Millisecond, max(5*time.Millisecond, d/50))
 }

@@ -193,3 +193,15 @@ func TestOnRequestStreamsTheLog(t *testing.T) {
 		t.Fatalf("the third request: %+v, want a 429 not admitted", streamed[2])
 	}
 }
+
+func TestCheckIntervalFindsAnEarlyRequest(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	log := []Record{{Time: t0, KeyID: "a"}, {Time: t0.Add(50 * time.Millisecond), KeyID: "b"}, {Time: t0.Add(100 * time.Millisecond), KeyID: "a"}}
+	if err := CheckInterval(log, 100*time.Millisecond); err != nil {
+		t.Fatalf("an exact interval, and another key in between: %v", err)
+	}
+	log = append(log, Record{Time: t0.Add(199 * time.Millisecond), KeyID: "a"})
+	if err := CheckInterval(log, 100*time.Millisecond); err == nil {
+		t.Fatal("a request 99ms after the last of its key passed a 100ms interval")
+	}
+}

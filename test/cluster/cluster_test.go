@@ -127,6 +127,18 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 		Expect(body).To(ContainSubstring(`llmquota_window_limit{`))
 		Expect(scrapeCode(url, "")).To(Equal(http.StatusUnauthorized))
 		Expect(scrapeCode(url, other)).To(Equal(http.StatusForbidden))
+
+		By("and a real Prometheus scrapes both replicas with that token")
+		var targets, want []string
+		for _, ip := range strings.Fields(kubectl("-n", namespace, "get", "pod", "-l", "app.kubernetes.io/component=manager", "-o", "jsonpath={.items[*].status.podIP}")) {
+			targets = append(targets, ip+":8443")
+			want = append(want, ip+":8443=1")
+		}
+		prom := startPrometheus(targets, allowed)
+		Eventually(scrapeHealth(prom), 60*time.Second, time.Second).Should(ConsistOf(want))
+		Eventually(func() ([]promSample, error) {
+			return promQuery(prom, `llmquota_window_limit{provider="gemini",window="minute"}`)
+		}, 30*time.Second, time.Second).Should(ContainElement(HaveField("Value", "30")))
 	})
 
 	Describe("a batch that outlives its managers", Ordered, func() {

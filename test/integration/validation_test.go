@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -214,6 +215,26 @@ var _ = Describe("InferenceBatch validation", func() {
 		Entry("temperature that is no number", edits(set("hot", "spec", "temperature")),
 			"spec.temperature", "must be a non-negative decimal number"),
 	)
+
+	It("refuses inline items over 1 MiB with a message naming the limit and itemsFrom, not etcd's raw error", func() {
+		list := make([]any, 100)
+		for i := range list {
+			list[i] = item("id", fmt.Sprintf("item-%04d", i), "prompt", strings.Repeat("é", 6000)) // 12,000 bytes, 6,000 characters
+		}
+		refused(goodBatch, edits(set(list, "spec", "items")), "at most 1 MiB of prompts and ids", "etcd's 1.5 MiB", "itemsFrom")
+	})
+
+	It("stores an inline batch just under the bound: a valid object fits etcd", func() {
+		list := make([]any, 1000)
+		for i := range list {
+			list[i] = item("id", fmt.Sprintf("item-%04d", i), "prompt", strings.Repeat("x", 1035), "score", "0.5")
+		}
+		u := manifest(goodBatch, set(list, "spec", "items"), set(strings.Repeat("s", 32768), "spec", "system"))
+		u.SetNamespace("default")
+		u.SetName("just-under-the-bound")
+		Expect(k8sClient.Create(context.Background(), u)).To(Succeed())
+		Expect(k8sClient.Delete(context.Background(), u)).To(Succeed())
+	})
 
 	It("accepts the largest inline batch within the CEL cost budget", func() {
 		list := make([]any, 1000)

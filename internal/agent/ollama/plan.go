@@ -39,6 +39,20 @@ type Schedule struct {
 	LastAny time.Time
 }
 
+// Ran records a cleanup pass of trigger t at now that unloaded n models:
+// a periodic pass restarts the periodic clock; the minimum gap between
+// cleanups starts only from a pass that did something (unloaded a model, or
+// answered a forced request), so a watermark or periodic pass that found
+// nothing to unload does not hold back the next cleanup, or a forced one.
+func (s *Schedule) Ran(now time.Time, t Trigger, n int) {
+	if t == TriggerPeriodic {
+		s.LastPeriodic = now
+	}
+	if n > 0 || t == TriggerForced {
+		s.LastAny = now
+	}
+}
+
 // Pressure is what asks for a cleanup besides the clock.
 type Pressure struct {
 	// Forced is true while a cleanup request is not yet handled.

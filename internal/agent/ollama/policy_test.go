@@ -110,3 +110,43 @@ func TestPolicyDecide(t *testing.T) {
 		}
 	}
 }
+
+// TestAPassThatUnloadsNothingKeepsNoGap: a watermark pass with nothing
+// evictable (only the pool's model resident) does not start the minimum
+// gap, so a forced request right after runs at once; a pass that unloaded
+// something does start it (issue 13, item 8).
+func TestAPassThatUnloadsNothingKeepsNoGap(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	p := Policy{Interval: 5 * time.Minute, MinGap: 30 * time.Second, Keep: "pool"}
+	onlyPool := []Model{{Name: "pool:latest", VRAMBytes: 10, LastUsed: t0}}
+	s := Schedule{LastPeriodic: t0}
+	trig, unload, _ := p.Decide(t0, s, Pressure{NeedBytes: 1}, onlyPool)
+	if trig != TriggerWatermark || len(unload) != 0 {
+		t.Fatalf("watermark pass: %q %v, want a watermark pass with nothing to unload", trig, names(unload))
+	}
+	s.Ran(t0, trig, len(unload))
+	if trig, _, wait := p.Decide(t0.Add(time.Second), s, Pressure{Forced: true}, onlyPool); trig != TriggerForced {
+		t.Fatalf("a forced request a second after an empty watermark pass: %q, held %v", trig, wait)
+	}
+	s.Ran(t0.Add(time.Second), TriggerForced, 1)
+	if trig, _, wait := p.Decide(t0.Add(2*time.Second), s, Pressure{NeedBytes: 1}, onlyPool); trig != "" || wait != 29*time.Second {
+		t.Fatalf("a watermark pass a second after a forced cleanup: %q, wait %v; want held 29s", trig, wait)
+	}
+	periodic := Schedule{LastPeriodic: t0.Add(-10 * time.Minute)}
+	periodic.Ran(t0, TriggerPeriodic, 0)
+	if !periodic.LastPeriodic.Equal(t0) || !periodic.LastAny.IsZero() {
+		t.Fatalf("an empty periodic pass: %+v, want the periodic clock restarted and no gap", periodic)
+	}
+}
+
+func TestUnloadWaitGrowsWithTheModels(t *testing.T) {
+	// Ollama frees one model at a time, ~0.6 s each for 6.5 GiB models.
+	for _, n := range []int{1, 8, 16} {
+		if w := UnloadWait(n); w < time.Duration(n)*time.Second || w < 5*time.Second {
+			t.Errorf("UnloadWait(%d) = %v: too short for %d models freed one at a time", n, w, n)
+		}
+	}
+	if UnloadWait(8) <= UnloadWait(1) {
+		t.Error("the wait does not grow with the number of models")
+	}
+}

@@ -35,10 +35,7 @@ func (r *PodReconciler) cleanup(ctx context.Context, pod *corev1.Pod, pool *llmv
 	if trigger == "" {
 		return wait, false, nil
 	}
-	st.schedule.LastAny = now
-	if trigger == ollama.TriggerPeriodic {
-		st.schedule.LastPeriodic = now
-	}
+	st.schedule.Ran(now, trigger, len(unload))
 	log := logf.FromContext(ctx).WithValues("trigger", trigger)
 	if len(unload) > 0 {
 		freed, uerr := ollama.Unload(ctx, c, unload)

@@ -135,6 +135,9 @@ func (r *PodReconciler) serve(ctx context.Context, pod *corev1.Pod, pool *llmv1.
 			return ctrl.Result{RequeueAfter: r.PollInterval}, err
 		}
 		running, _ = c.PS(ctx)
+		// The last GPU sample may have been taken while the model loaded:
+		// read again, so the report shows the memory the model now holds.
+		r.sampleGPU()
 	} else if err := r.confirmWarm(ctx, pod, st, model); err != nil {
 		return ctrl.Result{}, err
 	}
