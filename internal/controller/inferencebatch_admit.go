@@ -188,7 +188,7 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 	if run == nil {
 		return nil, errStopping
 	}
-	d.Suspend(run.Key.String(), b.Spec.Suspend)
+	d.Adjust(run.Key.String(), b.Spec.Suspend, b.Spec.Priority)
 	return run, nil
 }
 

@@ -170,7 +170,7 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 			}
 		}
 	}
-	d.Suspend(key.String(), b.Spec.Suspend)
+	d.Adjust(key.String(), b.Spec.Suspend, b.Spec.Priority) // the fields a running batch takes at once
 
 	if r.observe(b, &p, run, d, now) {
 		r.Runtime.Stop(key)

@@ -331,3 +331,40 @@ func TestMinIntervalHoldsAtTheServer(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAdjustAppliesPriorityAndSuspend: a priority raised after submission
+// reorders the batches, and a suspended batch sends nothing until resumed
+// (issue 13, item 1).
+func TestAdjustAppliesPriorityAndSuspend(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC))
+	d, _ := New(Config{Name: "p", Client: &stubClient{}, Limits: ratewindow.Config{MaxConcurrency: 1}}, nil, fc, logr.Discard(), nil)
+	order := newCollector(9)
+	first, urgent, later := newCollector(3), newCollector(3), newCollector(3)
+	both := func(c *collector) func(Result) { return func(r Result) { c.add(r); order.add(r) } }
+	d.Submit(Batch{Key: "a/first", Namespace: "a", Size: 3, Items: items("first", 3), OnResult: both(first)})
+	d.Submit(Batch{Key: "b/urgent", Namespace: "b", Size: 3, Items: items("urgent", 3), OnResult: both(urgent)})
+	d.Submit(Batch{Key: "c/later", Namespace: "c", Size: 3, Items: items("later", 3), OnResult: both(later)})
+	d.Adjust("b/urgent", false, 10)
+	d.Adjust("c/later", true, 20) // suspended: nothing of it until resumed, whatever its priority
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+	first.wait(t, 10*time.Second)
+	urgent.wait(t, 10*time.Second)
+	d.Adjust("c/later", false, 20)
+	res := order.wait(t, 10*time.Second)
+	for i, r := range res {
+		want := []string{"urgent", "first", "later"}[i/3]
+		if r.ID[:len(want)] != want {
+			t.Fatalf("result %d is %s, want one of %s: order %v", i, r.ID, want, ids(res))
+		}
+	}
+}
+
+func ids(rs []Result) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.ID
+	}
+	return out
+}

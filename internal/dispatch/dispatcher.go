@@ -159,12 +159,14 @@ func (d *Dispatcher) Remove(key string) {
 	d.poke()
 }
 
-// Suspend pauses (true) or resumes (false) a batch.
-func (d *Dispatcher) Suspend(key string, suspend bool) {
+// Adjust applies what may change on a running batch: suspend pauses
+// (true) or resumes (false) it, priority reorders it among the provider's
+// batches from its next call on.
+func (d *Dispatcher) Adjust(key string, suspend bool, priority int32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if b, ok := d.batches[key]; ok && b.suspended != suspend {
-		b.suspended = suspend
+	if b, ok := d.batches[key]; ok && (b.suspended != suspend || b.Priority != priority) {
+		b.suspended, b.Priority = suspend, priority
 		d.poke()
 	}
 }

@@ -102,8 +102,8 @@ var _ = Describe("The Helm chart on a real control plane", Ordered, func() {
 		provider = strings.Replace(provider, "requestsPerMinute: 10", "requestsPerMinute: 60", 1)
 		provider = strings.Replace(provider, "minInterval: 3s", "minInterval: 100ms", 1)
 		applyText(provider)
-		kubectl("apply", "-n", "default", "-f", filepath.Join(samplesDir, "llmquota_v1alpha1_inferencebatch.yaml"))
-		kubectl("-n", "default", "patch", "inferencebatch", "news-sentiment", "--type", "merge", "-p", `{"spec":{"batchDelay":"200ms"}}`)
+		// batchDelay is set before apply: an admitted batch's pacing is fixed.
+		applyText(strings.Replace(readFile(filepath.Join(samplesDir, "llmquota_v1alpha1_inferencebatch.yaml")), "batchDelay: 2s", "batchDelay: 200ms", 1))
 
 		kubectl("wait", "--for=condition=Ready", "llmprovider/gemini", "--timeout=60s")
 		kubectl("-n", "default", "wait", "--for=condition=Complete", "inferencebatch/news-sentiment", "--timeout=180s")
