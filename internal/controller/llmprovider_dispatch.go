@@ -30,8 +30,20 @@ func (r *LLMProviderReconciler) ensureDispatcher(ctx context.Context, p *llmv1.L
 			return err
 		}
 	}
-	version := fmt.Sprintf("%d/%s", p.Generation, secretVersion)
-	if v, ok := r.Registry.Version(p.Name); ok && v == version {
+	// The connection (what the client talks to, with which key) needs a new
+	// dispatcher; any other edit is applied to the running one in place.
+	conn := fmt.Sprintf("%s %s %s %t", p.Spec.Type, p.Spec.Endpoint, secretVersion, ollamapod.IsPool(p))
+	version := fmt.Sprintf("%s|%d", conn, p.Generation)
+	running, ok := r.Registry.Version(p.Name)
+	if ok && running == version {
+		return nil
+	}
+	if d := r.Registry.Get(p.Name); ok && d != nil && strings.HasPrefix(running, conn+"|") {
+		if err := d.Reconfigure(dispatchConfig(p)); err != nil {
+			return err
+		}
+		r.Registry.SetVersion(p.Name, version)
+		logf.FromContext(ctx).Info("Reconfigured dispatcher in place", "generation", p.Generation)
 		return nil
 	}
 	key, err := r.apiKey(ctx, p)

@@ -30,17 +30,29 @@ type Meter struct {
 // NewMeter parses prices; an error names the bad one.
 func NewMeter(p Prices) (*Meter, error) {
 	m := &Meter{today: new(big.Rat), mtd: new(big.Rat)}
-	var err error
-	if m.in, err = parse("inputPerMillionTokens", p.InputPerMillion); err != nil {
-		return nil, err
-	}
-	if m.out, err = parse("outputPerMillionTokens", p.OutputPerMillion); err != nil {
-		return nil, err
-	}
-	if m.per, err = parse("perRequest", p.PerRequest); err != nil {
+	if err := m.Reprice(p); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// Reprice sets new prices for the calls from now on, keeping the totals
+// so far; on an error (naming the bad price) nothing changes.
+func (m *Meter) Reprice(p Prices) error {
+	in, err := parse("inputPerMillionTokens", p.InputPerMillion)
+	if err != nil {
+		return err
+	}
+	out, err := parse("outputPerMillionTokens", p.OutputPerMillion)
+	if err != nil {
+		return err
+	}
+	per, err := parse("perRequest", p.PerRequest)
+	if err != nil {
+		return err
+	}
+	m.in, m.out, m.per = in, out, per
+	return nil
 }
 
 func parse(name, s string) (*big.Rat, error) {

@@ -71,15 +71,7 @@ type batch struct {
 // quota state persisted by an earlier manager; what it reserved counts as
 // spent now.
 func New(cfg Config, snapshot []byte, c clock.Clock, log logr.Logger, lookup Lookup) (*Dispatcher, error) {
-	cfg.Limits.RequireReservation = cfg.Persist != nil
-	cfg.Limits.Windows = guarded(cfg.Limits.Windows)
-	cfg.Limits.MinInterval += guard(cfg.Limits.MinInterval)
-	if cfg.ReserveBlock < 1 {
-		cfg.ReserveBlock = 1
-	}
-	if cfg.CallTimeout == 0 {
-		cfg.CallTimeout = 2 * time.Minute
-	}
+	cfg = normalized(cfg)
 	var lim *ratewindow.Limiter
 	var err error
 	if len(snapshot) > 0 {
@@ -108,6 +100,47 @@ func New(cfg Config, snapshot []byte, c clock.Clock, log logr.Logger, lookup Loo
 		cfg.Endpoints.watch(d.poke)
 	}
 	return d, nil
+}
+
+// normalized fills in a config's defaults and guards its limits.
+func normalized(cfg Config) Config {
+	cfg.Limits.RequireReservation = cfg.Persist != nil
+	cfg.Limits.Windows = guarded(cfg.Limits.Windows)
+	cfg.Limits.MinInterval += guard(cfg.Limits.MinInterval)
+	if cfg.ReserveBlock < 1 {
+		cfg.ReserveBlock = 1
+	}
+	if cfg.CallTimeout == 0 {
+		cfg.CallTimeout = 2 * time.Minute
+	}
+	return cfg
+}
+
+// Reconfigure applies an edited provider's settings in place: limits,
+// retries, prices, default model, fallback, circuit threshold, prompt
+// length and call timeout. What the dispatcher has learned stays: its
+// quota windows and reservation, the calls in flight, the failure backoff,
+// a Retry-After, the cost totals, the batches and their progress. The
+// connection (client, endpoints, where the quota is persisted) is not
+// changed here: a new endpoint or key needs a new dispatcher. On an error
+// nothing changes.
+func (d *Dispatcher) Reconfigure(cfg Config) error {
+	cfg = normalized(cfg)
+	cfg.Limits.RequireReservation = d.cfg.Persist != nil
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := cost.NewMeter(cfg.Prices); err != nil { // checked before anything changes
+		return fmt.Errorf("prices of provider %s: %w", d.cfg.Name, err)
+	}
+	if err := d.limiter.Reconfigure(cfg.Limits); err != nil {
+		return fmt.Errorf("quota of provider %s: %w", d.cfg.Name, err)
+	}
+	_ = d.meter.Reprice(cfg.Prices)
+	// Field by field: calls in flight read the connection fields unlocked.
+	d.cfg.Limits, d.cfg.DefaultModel, d.cfg.MaxRetries, d.cfg.MaxPromptLength = cfg.Limits, cfg.DefaultModel, cfg.MaxRetries, cfg.MaxPromptLength
+	d.cfg.Fallback, d.cfg.CircuitThreshold, d.cfg.Prices, d.cfg.CallTimeout = cfg.Fallback, cfg.CircuitThreshold, cfg.Prices, cfg.CallTimeout
+	d.poke()
+	return nil
 }
 
 // Name is the provider's name.

@@ -75,6 +75,16 @@ func (r *Registry) Version(name string) (string, bool) {
 	return e.version, true
 }
 
+// SetVersion records that a provider's running dispatcher now runs
+// version (after Reconfigure).
+func (r *Registry) SetVersion(name, version string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.running[name]; ok {
+		e.version = version
+	}
+}
+
 // Run runs d until the registry stops (it waits until the registry has
 // started). Stop the provider's previous dispatcher first and build d from
 // its final Snapshot, so the quota carries over; batches of the previous

@@ -124,8 +124,12 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	b.inFlight++
 	d.inFlight++
 	params := b.Params
+	if params.Model == "" {
+		params.Model = d.cfg.DefaultModel
+	}
+	timeout := d.cfg.CallTimeout // read under the lock: Reconfigure may change both
 	d.mu.Unlock()
-	go d.call(ctx, b, params, it, est, target)
+	go d.call(ctx, b, params, it, est, target, timeout)
 	return -1
 }
 
@@ -170,15 +174,11 @@ func (d *Dispatcher) shutdown() {
 }
 
 // call runs one attempt against target and settles its outcome.
-func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item, est int64, target Endpoint) {
+func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item, est int64, target Endpoint, timeout time.Duration) {
 	it.Attempts++
-	model := params.Model
-	if model == "" {
-		model = d.cfg.DefaultModel
-	}
-	cctx, cancel := context.WithTimeout(ctx, d.cfg.CallTimeout)
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	resp, err := target.Client.Generate(cctx, provider.Request{
-		Model: model, Prompt: it.Prompt, System: params.System,
+		Model: params.Model, Prompt: it.Prompt, System: params.System,
 		MaxTokens: params.MaxTokens, Temperature: params.Temperature,
 	})
 	cancel()

@@ -44,6 +44,40 @@ func New(cfg Config) (*Limiter, error) {
 	return &Limiter{cfg: cfg, admitted: newRing(cfg.ringCapacity())}, nil
 }
 
+// Reconfigure changes the limits in place, keeping what the limiter has
+// learned: the admission history (the newest entries the new windows
+// need), the tokens window's entries, the calls in flight, the failure
+// backoff, a Retry-After and the reservation. A provider edited while it
+// runs thus neither forgets what it sent nor cancels what is in flight.
+func (l *Limiter) Reconfigure(cfg Config) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	cfg.Windows = append([]Window(nil), cfg.Windows...)
+	if cfg.Tokens != nil {
+		t := *cfg.Tokens
+		cfg.Tokens = &t
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// Never fewer than the entries held: a window lowered now and raised
+	// again later still counts what was sent before.
+	if c := max(cfg.ringCapacity(), l.admitted.n); c != l.admitted.max {
+		l.admitted = l.admitted.resized(c)
+	}
+	if cfg.Tokens == nil {
+		l.tokens = costRing{}
+	}
+	if cfg.InitialBackoff == 0 {
+		l.backoffUntil = 0 // backoff turned off: no hold left over
+	}
+	l.cfg = cfg
+	return nil
+}
+
 // Decide says whether a call of the given token cost would be admitted at
 // now, without admitting it.
 func (l *Limiter) Decide(now time.Time, cost int64) Decision {

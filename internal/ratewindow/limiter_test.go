@@ -370,3 +370,57 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("admitted %d, want exactly the window's 100", admitted.Load())
 	}
 }
+
+// TestReconfigureKeepsWhatWasLearned: lowering, raising and adding windows
+// in place keeps the admission history, the calls in flight and the
+// backoff (issue 13, item 2).
+func TestReconfigureKeepsWhatWasLearned(t *testing.T) {
+	l, err := New(Config{Windows: []Window{{Name: "minute", Limit: 10, Period: time.Minute}}, MaxConcurrency: 8,
+		InitialBackoff: time.Second, MaxBackoff: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		if d := l.Admit(at(time.Duration(i)*time.Second), 0); !d.Allowed {
+			t.Fatalf("admission %d refused: %+v", i, d)
+		}
+	}
+	l.Release(at(6*time.Second), Result{Outcome: OutcomeFailure}) // 5 in flight, backoff to t0+7s
+
+	// Lower the minute to 5: the six already sent fill it until the first expires.
+	if err := l.Reconfigure(Config{Windows: []Window{{Name: "minute", Limit: 5, Period: time.Minute}}, MaxConcurrency: 8,
+		InitialBackoff: time.Second, MaxBackoff: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	d := l.Decide(at(30*time.Second), 0)
+	if d.Allowed || d.Reason != ReasonWindow || !d.RetryAt.Equal(at(61*time.Second)) {
+		t.Fatalf("after lowering the minute to 5: %+v, want held by the window until t0+61s", d)
+	}
+
+	// Raise it to 100 and add an hour of 7: the hour counts the six too.
+	if err := l.Reconfigure(Config{Windows: []Window{{Name: "minute", Limit: 100, Period: time.Minute}, {Name: "hour", Limit: 7, Period: time.Hour}},
+		MaxConcurrency: 8, InitialBackoff: time.Second, MaxBackoff: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if d := l.Decide(at(6500*time.Millisecond), 0); d.Reason != ReasonBackoff {
+		t.Fatalf("the failure backoff was forgotten: %+v", d)
+	}
+	if d := l.Admit(at(30*time.Second), 0); !d.Allowed {
+		t.Fatalf("the seventh call of the hour: %+v", d)
+	}
+	d = l.Decide(at(31*time.Second), 0)
+	if d.Allowed || d.Window != "hour" || !d.RetryAt.Equal(at(time.Hour)) {
+		t.Fatalf("the eighth call of the hour: %+v, want held by the hour until t0+1h", d)
+	}
+	// Six in flight now (five before, one more): concurrency 8 still has room, and
+	// lowering it to 6 is full.
+	if err := l.Reconfigure(Config{Windows: []Window{{Name: "minute", Limit: 100, Period: time.Minute}}, MaxConcurrency: 6}); err != nil {
+		t.Fatal(err)
+	}
+	if d := l.Decide(at(40*time.Second), 0); d.Reason != ReasonConcurrency {
+		t.Fatalf("six calls in flight under a concurrency of 6: %+v", d)
+	}
+	if err := l.Reconfigure(Config{Windows: []Window{{Name: "minute", Limit: 0, Period: time.Minute}}}); err == nil {
+		t.Fatal("a window of limit 0 was accepted")
+	}
+}

@@ -128,3 +128,13 @@ func (c *costRing) expire(cutoff int64) {
 		c.n--
 	}
 }
+
+// resized returns a ring of capacity max holding the newest entries of r
+// that fit, oldest first.
+func (r *ring) resized(max int) ring {
+	out := newRing(max)
+	for i := r.n - min(r.n, max); i < r.n; i++ {
+		out.push(r.at(i))
+	}
+	return out
+}
