@@ -19,6 +19,10 @@ import (
 	"github.com/llmquota/llmquota/internal/provider"
 )
 
+// drainTimeout bounds how long a provider's reconcile waits for the calls
+// in flight of a dispatcher it replaces.
+const drainTimeout = 30 * time.Second
+
 // ensureDispatcher runs a dispatcher matching the provider's spec and
 // credentials, carrying the quota state over from the previous one, or from
 // the status persisted by an earlier manager.
@@ -51,6 +55,14 @@ func (r *LLMProviderReconciler) ensureDispatcher(ctx context.Context, p *llmv1.L
 		return err
 	}
 	var snapshot []byte
+	if old := r.Registry.Get(p.Name); old != nil {
+		// A new endpoint or key: let the calls in flight finish and report
+		// first, so none is cancelled and sent again (bounded: a call that
+		// outlasts drainTimeout is cancelled and sent again by the new one).
+		dctx, cancel := context.WithTimeout(ctx, drainTimeout)
+		old.Drain(dctx)
+		cancel()
+	}
 	if old := r.Registry.Stop(p.Name); old != nil {
 		snapshot = old.Snapshot()
 	} else if p.Status.Quota != nil {

@@ -51,3 +51,28 @@ var _ = Describe("Editing a provider mid-batch", func() {
 		}, timeout, interval).Should(Succeed())
 	})
 })
+
+var _ = Describe("Moving a provider to another endpoint mid-batch", func() {
+	ctx := context.Background()
+
+	It("lets the calls in flight finish first: no call is sent twice", func() {
+		ns := newNamespace()
+		before, oldURL := emulate(emulator.Config{Latency: 500 * time.Millisecond})
+		after, newURL := emulate(emulator.Config{Latency: 50 * time.Millisecond})
+		p := providerFor(ns, oldURL, nil)
+		b := batchOf(ns, "moving", p.Name, 12, nil)
+		Eventually(func() int { return len(before.Log()) }, timeout, 10*time.Millisecond).Should(BeNumerically(">=", 2))
+
+		Expect(k8sClient.Patch(ctx, p, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"endpoint":"`+newURL+`"}}`)))).To(Succeed())
+		waitComplete(b, timeout)
+		seen := map[string]int{}
+		for _, r := range append(before.Log(), after.Log()...) {
+			seen[r.PromptHash]++
+		}
+		Expect(seen).To(HaveLen(12))
+		for prompt, n := range seen {
+			Expect(n).To(Equal(1), "prompt %s sent %d times across the move", prompt, n)
+		}
+		Expect(after.Log()).NotTo(BeEmpty(), "nothing went to the new endpoint")
+	})
+})

@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -33,7 +34,9 @@ type Dispatcher struct {
 	requests map[string]int64 // by outcome class, for status and metrics
 	authErr  string           // the last auth failure, until a success
 	inFlight int
-	seq      uint64 // batches submitted so far
+	draining bool           // Drain was called: no new call starts
+	calls    sync.WaitGroup // calls started and not yet reported
+	seq      uint64         // batches submitted so far
 	// held is what held the batches back when they were last told (OnChange).
 	held holdState
 	// scratch is next's working space, kept between calls.
@@ -141,6 +144,23 @@ func (d *Dispatcher) Reconfigure(cfg Config) error {
 	d.cfg.Fallback, d.cfg.CircuitThreshold, d.cfg.Prices, d.cfg.CallTimeout = cfg.Fallback, cfg.CircuitThreshold, cfg.Prices, cfg.CallTimeout
 	d.poke()
 	return nil
+}
+
+// Drain stops starting calls and waits until those in flight have
+// finished and reported their results, or until ctx ends. A dispatcher
+// replaced because its connection changed (a new endpoint or key) drains
+// first, so its calls in flight are neither cancelled nor sent again.
+func (d *Dispatcher) Drain(ctx context.Context) {
+	d.mu.Lock()
+	d.draining = true
+	d.mu.Unlock()
+	d.poke()
+	done := make(chan struct{})
+	go func() { d.calls.Wait(); close(done) }()
+	select {
+	case <-ctx.Done():
+	case <-done:
+	}
 }
 
 // Name is the provider's name.

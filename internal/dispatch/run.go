@@ -66,6 +66,10 @@ const idle = time.Minute
 func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	now := d.clock.Now()
 	d.mu.Lock()
+	if d.draining {
+		d.mu.Unlock()
+		return idle
+	}
 	b, gate, served := d.next(now)
 	if b == nil {
 		d.limited = ratewindow.Decision{Allowed: true}
@@ -128,6 +132,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 		params.Model = d.cfg.DefaultModel
 	}
 	timeout := d.cfg.CallTimeout // read under the lock: Reconfigure may change both
+	d.calls.Add(1)               // under the lock, so Drain sees every call it must wait for
 	d.mu.Unlock()
 	go d.call(ctx, b, params, it, est, target, timeout)
 	return -1
@@ -175,6 +180,7 @@ func (d *Dispatcher) shutdown() {
 
 // call runs one attempt against target and settles its outcome.
 func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item, est int64, target Endpoint, timeout time.Duration) {
+	defer d.calls.Done() // after the result is reported: see Drain
 	it.Attempts++
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	resp, err := target.Client.Generate(cctx, provider.Request{
