@@ -30,8 +30,18 @@ type Limiter struct {
 
 // New returns a Limiter for cfg, or an error naming what is wrong with cfg.
 func New(cfg Config) (*Limiter, error) {
-	if err := cfg.validate(); err != nil {
+	cfg, err := owned(cfg)
+	if err != nil {
 		return nil, err
+	}
+	return &Limiter{cfg: cfg, admitted: newRing(cfg.ringCapacity())}, nil
+}
+
+// owned checks cfg and returns a copy the caller cannot change afterwards,
+// with its defaults filled in.
+func owned(cfg Config) (Config, error) {
+	if err := cfg.validate(); err != nil {
+		return Config{}, err
 	}
 	cfg.Windows = append([]Window(nil), cfg.Windows...)
 	if cfg.Tokens != nil {
@@ -41,7 +51,7 @@ func New(cfg Config) (*Limiter, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Float64
 	}
-	return &Limiter{cfg: cfg, admitted: newRing(cfg.ringCapacity())}, nil
+	return cfg, nil
 }
 
 // Reconfigure changes the limits in place, keeping what the limiter has
@@ -50,16 +60,9 @@ func New(cfg Config) (*Limiter, error) {
 // backoff, a Retry-After and the reservation. A provider edited while it
 // runs thus neither forgets what it sent nor cancels what is in flight.
 func (l *Limiter) Reconfigure(cfg Config) error {
-	if err := cfg.validate(); err != nil {
+	cfg, err := owned(cfg)
+	if err != nil {
 		return err
-	}
-	cfg.Windows = append([]Window(nil), cfg.Windows...)
-	if cfg.Tokens != nil {
-		t := *cfg.Tokens
-		cfg.Tokens = &t
-	}
-	if cfg.Rand == nil {
-		cfg.Rand = rand.Float64
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
