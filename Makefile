@@ -27,6 +27,10 @@ IMAGE_REPOSITORY ?= ghcr.io/llmquota
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+# Read once: every binary and image of one make run carries the same ones.
+VERSION := $(VERSION)
+REVISION := $(REVISION)
+SOURCE_DATE_EPOCH := $(SOURCE_DATE_EPOCH)
 IMAGES_DIR ?= $(LOCALBIN)/images
 IMAGE_DEBS := ca-certificates libc6 libstdc++6 libgcc-s1
 IMAGE_LDFLAGS := -s -w -X github.com/llmquota/llmquota/internal/version.Version=$(VERSION)

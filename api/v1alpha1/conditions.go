@@ -83,6 +83,14 @@ const (
 	// ReasonMonthlyThresholdExceeded surfaces on CostAlert=True for the month.
 	ReasonMonthlyThresholdExceeded = "MonthlyThresholdExceeded"
 
+	// ReasonDailyBudgetExhausted surfaces on RateLimited=True (provider and
+	// batch) while spec.cost.budgets.daily has no room for the next call's
+	// worst-case cost; the message says when the UTC day resets it.
+	ReasonDailyBudgetExhausted = "DailyBudgetExhausted"
+	// ReasonMonthlyBudgetExhausted is the same for spec.cost.budgets.monthly
+	// and the UTC month.
+	ReasonMonthlyBudgetExhausted = "MonthlyBudgetExhausted"
+
 	// ReasonProviderNotFound surfaces on Failed=True when providerRef names
 	// no LLMProvider.
 	ReasonProviderNotFound = "ProviderNotFound"

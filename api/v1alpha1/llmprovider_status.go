@@ -93,6 +93,28 @@ type CostStatus struct {
 	// thisMonth is the cost of the calls made in month.
 	// +optional
 	ThisMonth Decimal `json:"thisMonth,omitempty"`
+	// committed is what the manager may have spent by now under
+	// spec.cost.budgets. It is written before calls beyond it are sent, so a
+	// manager that restarts counts it as spent and cannot overspend; only
+	// the dispatcher writes it.
+	// +optional
+	Committed *CostCommitment `json:"committed,omitempty"`
+}
+
+// CostCommitment is spend committed ahead under budgets, per period.
+type CostCommitment struct {
+	// day is the UTC day (YYYY-MM-DD) today is for.
+	// +optional
+	Day string `json:"day,omitempty"`
+	// today is the most the calls of day may have cost.
+	// +optional
+	Today Decimal `json:"today,omitempty"`
+	// month is the UTC month (YYYY-MM) thisMonth is for.
+	// +optional
+	Month string `json:"month,omitempty"`
+	// thisMonth is the most the calls of month may have cost.
+	// +optional
+	ThisMonth Decimal `json:"thisMonth,omitempty"`
 }
 
 // QuotaState is the quota engine's persisted state. The manager reserves

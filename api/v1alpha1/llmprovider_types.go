@@ -180,6 +180,24 @@ type CostPolicy struct {
 	// alerts are the spending thresholds that raise CostAlert.
 	// +optional
 	Alerts CostAlerts `json:"alerts,omitempty"`
+	// budgets are hard limits on spend: a call is sent only if its
+	// worst-case cost (input tokens estimated from the prompt, the batch's
+	// maxTokens of output) fits what is left of the UTC day's and month's
+	// budget; batches wait until the period resets.
+	// +optional
+	Budgets CostBudgets `json:"budgets,omitempty"`
+}
+
+// CostBudgets are hard spending limits in USD per UTC day and month.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.daily) || !has(self.monthly) || double(self.monthly) >= double(self.daily)",message="budgets.monthly must not be lower than budgets.daily",fieldPath=".monthly"
+type CostBudgets struct {
+	// daily is the most the calls of one UTC day may cost.
+	// +optional
+	Daily Decimal `json:"daily,omitempty"`
+	// monthly is the most the calls of one UTC month may cost.
+	// +optional
+	Monthly Decimal `json:"monthly,omitempty"`
 }
 
 // CostAlerts are spending thresholds in USD; each raises CostAlert and one

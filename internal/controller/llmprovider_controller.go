@@ -144,7 +144,7 @@ func (r *LLMProviderReconciler) observeDispatcher(p *llmv1.LLMProvider, now time
 	setUsage(&p.Status, s)
 	publishProviderMetrics(p.Name, s, now)
 	var changed []metav1.Condition
-	for _, c := range []metav1.Condition{rateLimitedCondition(s.Quota.Next, s.Queued), degradedCondition(s), costAlertCondition(p, s)} {
+	for _, c := range []metav1.Condition{rateLimitedCondition(heldBy(s), s.Queued), degradedCondition(s), costAlertCondition(p, s)} {
 		if setCondition(&p.Status.Conditions, c, p.Generation, now) && c.Status == metav1.ConditionTrue && c.Type != llmv1.ConditionRateLimited {
 			changed = append(changed, c)
 		}

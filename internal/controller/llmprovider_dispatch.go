@@ -14,6 +14,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/cost"
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/ollamapod"
 	"github.com/llmquota/llmquota/internal/provider"
@@ -81,12 +82,17 @@ func (r *LLMProviderReconciler) ensureDispatcher(ctx context.Context, p *llmv1.L
 		cfg.Endpoints = r.pools.get(p.Name)
 	}
 	cfg.Persist = r.persistQuota(p.Name)
+	cfg.PersistCost = r.persistCost(p.Name)
 	d, err := dispatch.New(cfg, snapshot, r.Clock, logf.FromContext(ctx), r.Registry.Get)
 	if err != nil {
 		return err
 	}
 	if c := p.Status.Cost; c != nil {
-		d.SeedCost(c.Day, string(c.Today), c.Month, string(c.ThisMonth))
+		var committed cost.Period
+		if k := c.Committed; k != nil {
+			committed = cost.Period{Day: k.Day, Today: string(k.Today), Month: k.Month, ThisMonth: string(k.ThisMonth)}
+		}
+		d.SeedCost(cost.Period{Day: c.Day, Today: string(c.Today), Month: c.Month, ThisMonth: string(c.ThisMonth)}, committed)
 	}
 	r.Registry.Run(d, version)
 	logf.FromContext(ctx).Info("Started dispatcher", "version", version, "restoredQuota", len(snapshot) > 0)
@@ -107,6 +113,20 @@ func (r *LLMProviderReconciler) apiKey(ctx context.Context, p *llmv1.LLMProvider
 	// A key written with `kubectl create secret --from-file` ends with a
 	// newline, which no provider's key holds and no HTTP header may carry.
 	return strings.TrimSpace(string(s.Data[ref.Key])), nil
+}
+
+// persistCost writes the spend committed under budgets into the
+// provider's status, with a merge patch of that field alone.
+func (r *LLMProviderReconciler) persistCost(name string) func(context.Context, cost.Period) error {
+	return func(ctx context.Context, c cost.Period) error {
+		patch, err := json.Marshal(map[string]any{"status": map[string]any{"cost": map[string]any{"committed": llmv1.CostCommitment{
+			Day: c.Day, Today: llmv1.Decimal(c.Today), Month: c.Month, ThisMonth: llmv1.Decimal(c.ThisMonth)}}}})
+		if err != nil {
+			return err
+		}
+		p := &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		return r.Status().Patch(ctx, p, client.RawPatch(types.MergePatchType, patch))
+	}
 }
 
 // persistQuota writes a quota snapshot into the provider's status with a

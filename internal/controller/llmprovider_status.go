@@ -32,7 +32,11 @@ func setUsage(st *llmv1.LLMProviderStatus, s dispatch.Stats) {
 	st.ConsecutiveFailures = int32(s.Quota.ConsecutiveFailures)
 	st.BackoffUntil = timeOrNil(later(s.Quota.BackoffUntil, s.Quota.RetryAfterUntil))
 	st.NextRequestAt = timeOrNil(s.Quota.Next.RetryAt)
-	st.Cost = &llmv1.CostStatus{Day: s.Cost.Day, Today: llmv1.Decimal(s.Cost.Today), Month: s.Cost.Month, ThisMonth: llmv1.Decimal(s.Cost.ThisMonth)}
+	var committed *llmv1.CostCommitment
+	if st.Cost != nil {
+		committed = st.Cost.Committed // written by the dispatcher alone (persistCost)
+	}
+	st.Cost = &llmv1.CostStatus{Day: s.Cost.Day, Today: llmv1.Decimal(s.Cost.Today), Month: s.Cost.Month, ThisMonth: llmv1.Decimal(s.Cost.ThisMonth), Committed: committed}
 }
 
 func later(a, b time.Time) time.Time {
@@ -48,6 +52,15 @@ func timeOrNil(t time.Time) *metav1.Time {
 	}
 	mt := metav1.NewTime(t.Truncate(time.Second))
 	return &mt
+}
+
+// heldBy is what holds the provider's next call back: its budget, or its
+// quota.
+func heldBy(s dispatch.Stats) ratewindow.Decision {
+	if !s.Held.Allowed {
+		return s.Held
+	}
+	return s.Quota.Next
 }
 
 // rateLimitedCondition says which constraint holds calls back, if any.
@@ -69,12 +82,18 @@ func rateLimitedCondition(next ratewindow.Decision, queued int) metav1.Condition
 		reason = llmv1.ReasonBackingOff
 	case ratewindow.ReasonRetryAfter:
 		reason = llmv1.ReasonRetryAfter
+	case ratewindow.ReasonBudget:
+		reason = map[string]string{"daily": llmv1.ReasonDailyBudgetExhausted, "monthly": llmv1.ReasonMonthlyBudgetExhausted}[next.Window]
 	}
 	if reason == "" || next.RetryAt.IsZero() {
 		return c
 	}
 	c.Status, c.Reason = metav1.ConditionTrue, reason
 	c.Message = "next call at " + next.RetryAt.UTC().Format(time.RFC3339)
+	if next.Reason == ratewindow.ReasonBudget {
+		c.Message = fmt.Sprintf("the %s budget (spec.cost.budgets.%s) has no room for the next call's worst-case cost; it resets at %s",
+			next.Window, next.Window, next.RetryAt.UTC().Format(time.RFC3339))
+	}
 	return c
 }
 

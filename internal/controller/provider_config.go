@@ -71,6 +71,7 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 	}
 	if c := spec.Cost; c != nil {
 		cfg.Prices = cost.Prices{InputPerMillion: string(c.InputPerMillionTokens), OutputPerMillion: string(c.OutputPerMillionTokens), PerRequest: string(c.PerRequest)}
+		cfg.Budgets = cost.Budgets{Daily: string(c.Budgets.Daily), Monthly: string(c.Budgets.Monthly)}
 	}
 	return cfg
 }

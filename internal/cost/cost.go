@@ -25,11 +25,18 @@ type Meter struct {
 	in, out, per *big.Rat
 	day, month   string
 	today, mtd   *big.Rat
+	// reserved is the worst-case cost of the calls in flight (Admit to
+	// Settle); it carries over a new day or month, where they will land.
+	reserved *big.Rat
+	// committedDay and committedMonth are the spend persisted as possibly
+	// made (Commit); nextDay and nextMonth what Admit asked to commit.
+	committedDay, committedMonth, nextDay, nextMonth *big.Rat
 }
 
 // NewMeter parses prices; an error names the bad one.
 func NewMeter(p Prices) (*Meter, error) {
-	m := &Meter{today: new(big.Rat), mtd: new(big.Rat)}
+	m := &Meter{today: new(big.Rat), mtd: new(big.Rat), reserved: new(big.Rat),
+		committedDay: new(big.Rat), committedMonth: new(big.Rat), nextDay: new(big.Rat), nextMonth: new(big.Rat)}
 	if err := m.Reprice(p); err != nil {
 		return nil, err
 	}
@@ -87,23 +94,50 @@ func (m *Meter) Add(now time.Time, inTokens, outTokens int64) {
 func (m *Meter) roll(now time.Time) {
 	day, month := now.UTC().Format(time.DateOnly), now.UTC().Format("2006-01")
 	if day != m.day {
-		m.day, m.today = day, new(big.Rat)
+		m.day, m.today, m.committedDay = day, new(big.Rat), new(big.Rat)
 	}
 	if month != m.month {
-		m.month, m.mtd = month, new(big.Rat)
+		m.month, m.mtd, m.committedMonth = month, new(big.Rat), new(big.Rat)
 	}
 }
 
-// Seed restores totals persisted earlier for the given day and month; a
-// total for a period that has passed is ignored.
-func (m *Meter) Seed(now time.Time, day, today, month, thisMonth string) {
+// Seed restores totals persisted earlier; a figure for a period that has
+// passed is ignored. committed, the spend committed under budgets (see
+// Admit), counts as spent where higher: the calls of a manager that
+// stopped without writing its totals may have cost up to that much.
+func (m *Meter) Seed(now time.Time, totals, committed Period) {
 	m.roll(now)
-	if r, ok := new(big.Rat).SetString(today); ok && day == m.day {
-		m.today = r
+	if totals.Day == m.day {
+		m.today = maxOf(m.today, totals.Today)
 	}
-	if r, ok := new(big.Rat).SetString(thisMonth); ok && month == m.month {
-		m.mtd = r
+	if totals.Month == m.month {
+		m.mtd = maxOf(m.mtd, totals.ThisMonth)
 	}
+	if committed.Day == m.day {
+		m.today = maxOf(m.today, committed.Today)
+		m.committedDay = maxOf(new(big.Rat), committed.Today)
+	}
+	if committed.Month == m.month {
+		m.mtd = maxOf(m.mtd, committed.ThisMonth)
+		m.committedMonth = maxOf(new(big.Rat), committed.ThisMonth)
+	}
+}
+
+// Period is a day's and a month's amounts, as persisted: USD decimal
+// strings for the UTC day (YYYY-MM-DD) and month (YYYY-MM) they are for.
+type Period struct {
+	Day, Today, Month, ThisMonth string
+}
+
+// maxOf is the largest of r and the decimal strings that parse.
+func maxOf(r *big.Rat, decimals ...string) *big.Rat {
+	out := new(big.Rat).Set(r)
+	for _, s := range decimals {
+		if v, ok := new(big.Rat).SetString(s); ok && v.Cmp(out) > 0 {
+			out = v
+		}
+	}
+	return out
 }
 
 // Totals are the running costs at a moment, as decimal strings.

@@ -41,7 +41,7 @@ func TestTotalsRollOverAndAlert(t *testing.T) {
 func TestSeedIgnoresPastPeriods(t *testing.T) {
 	m, _ := NewMeter(Prices{})
 	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
-	m.Seed(now, "2026-11-25", "3.00", "2026-11", "10.50")
+	m.Seed(now, Period{Day: "2026-11-25", Today: "3.00", Month: "2026-11", ThisMonth: "10.50"}, Period{})
 	got := m.Totals(now, Thresholds{})
 	if got.Today != "0.00" || got.ThisMonth != "10.50" {
 		t.Fatalf("got %+v: yesterday's total must not count today", got)

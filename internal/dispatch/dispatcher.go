@@ -120,8 +120,8 @@ func normalized(cfg Config) Config {
 }
 
 // Reconfigure applies an edited provider's settings in place: limits,
-// retries, prices, default model, fallback, circuit threshold, prompt
-// length and call timeout. What the dispatcher has learned stays: its
+// retries, prices, budgets, default model, fallback, circuit threshold,
+// prompt length and call timeout. What the dispatcher has learned stays: its
 // quota windows and reservation, the calls in flight, the failure backoff,
 // a Retry-After, the cost totals, the batches and their progress. The
 // connection (client, endpoints, where the quota is persisted) is not
@@ -142,6 +142,7 @@ func (d *Dispatcher) Reconfigure(cfg Config) error {
 	// Field by field: calls in flight read the connection fields unlocked.
 	d.cfg.Limits, d.cfg.DefaultModel, d.cfg.MaxRetries, d.cfg.MaxPromptLength = cfg.Limits, cfg.DefaultModel, cfg.MaxRetries, cfg.MaxPromptLength
 	d.cfg.Fallback, d.cfg.CircuitThreshold, d.cfg.Prices, d.cfg.CallTimeout = cfg.Fallback, cfg.CircuitThreshold, cfg.Prices, cfg.CallTimeout
+	d.cfg.Budgets = cfg.Budgets
 	d.poke()
 	return nil
 }

@@ -52,6 +52,9 @@ type Stats struct {
 	AuthError string
 	// Queued counts items waiting across all batches.
 	Queued int
+	// Held is what held the last call back when the dispatcher's own
+	// budget did (Reason ratewindow.ReasonBudget); otherwise Allowed.
+	Held ratewindow.Decision
 }
 
 // Stats returns the provider's state at now against the cost thresholds.
@@ -66,6 +69,10 @@ func (d *Dispatcher) Stats(thresholds cost.Thresholds) Stats {
 	for _, b := range d.batches {
 		s.Queued += len(b.queue)
 	}
+	s.Held = ratewindow.Decision{Allowed: true}
+	if d.limited.Reason == ratewindow.ReasonBudget && now.Before(d.limited.RetryAt) {
+		s.Held = d.limited
+	}
 	return s
 }
 
@@ -75,10 +82,10 @@ func (d *Dispatcher) Stats(thresholds cost.Thresholds) Stats {
 func (d *Dispatcher) Quota() ratewindow.Stats { return d.limiter.Stats(d.clock.Now()) }
 
 // SeedCost restores cost totals persisted in the provider's status.
-func (d *Dispatcher) SeedCost(day, today, month, thisMonth string) {
+func (d *Dispatcher) SeedCost(totals, committed cost.Period) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.meter.Seed(d.clock.Now(), day, today, month, thisMonth)
+	d.meter.Seed(d.clock.Now(), totals, committed)
 }
 
 // Snapshot returns the quota state to persist (see ratewindow.Snapshot).

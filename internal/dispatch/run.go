@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"math/big"
 	"time"
 
 	"github.com/llmquota/llmquota/internal/provider"
@@ -35,7 +36,7 @@ func (d *Dispatcher) tellChanges() {
 	d.mu.Lock()
 	now := holdState{allowed: true, noneWarm: d.noneWarm()}
 	switch d.limited.Reason {
-	case ratewindow.ReasonWindow, ratewindow.ReasonTokens, ratewindow.ReasonBackoff, ratewindow.ReasonRetryAfter:
+	case ratewindow.ReasonWindow, ratewindow.ReasonTokens, ratewindow.ReasonBackoff, ratewindow.ReasonRetryAfter, ratewindow.ReasonBudget:
 		// Holds a batch shows. The pace of minInterval and a full set of
 		// concurrency slots change with every call: telling them would
 		// cost a status write per call.
@@ -95,9 +96,22 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 		d.mu.Unlock()
 		return idle
 	}
+	worst, hold := d.budget(now, b, it)
+	if hold != nil {
+		if hold.Commit {
+			p := d.meter.ToCommit()
+			d.mu.Unlock()
+			d.commitCost(ctx, p)
+			return -1
+		}
+		d.limited = ratewindow.Decision{Reason: ratewindow.ReasonBudget, Window: hold.Period, RetryAt: hold.Until}
+		d.mu.Unlock()
+		return hold.Until.Sub(now)
+	}
 	est := d.estimate(b, it)
 	dec := d.limiter.Admit(now, est)
 	if !dec.Allowed {
+		d.unbudget(now, worst)
 		d.limited = dec
 		d.mu.Unlock()
 		switch dec.Reason {
@@ -116,6 +130,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 		ep, ok := d.cfg.Endpoints.pick()
 		if !ok { // the last endpoint went cold just now; the slot stays spent
 			d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
+			d.unbudget(now, worst)
 			d.mu.Unlock()
 			return idle
 		}
@@ -134,7 +149,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	timeout := d.cfg.CallTimeout // read under the lock: Reconfigure may change both
 	d.calls.Add(1)               // under the lock, so Drain sees every call it must wait for
 	d.mu.Unlock()
-	go d.call(ctx, b, params, it, est, target, timeout)
+	go d.call(ctx, b, params, it, est, worst, target, timeout)
 	return -1
 }
 
@@ -179,7 +194,7 @@ func (d *Dispatcher) shutdown() {
 }
 
 // call runs one attempt against target and settles its outcome.
-func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item, est int64, target Endpoint, timeout time.Duration) {
+func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item, est int64, worst *big.Rat, target Endpoint, timeout time.Duration) {
 	defer d.calls.Done() // after the result is reported: see Drain
 	it.Attempts++
 	cctx, cancel := context.WithTimeout(ctx, timeout)
@@ -205,7 +220,7 @@ func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item,
 	if d.cfg.Endpoints != nil && target.Name != "" {
 		d.cfg.Endpoints.observe(target.Name, pe != nil && (pe.Class == provider.ClassServerError || pe.Class == provider.ClassTimeout))
 	}
-	if r, report := d.settle(b, it, resp, pe, now); report != nil {
+	if r, report := d.settle(b, it, resp, pe, worst, now); report != nil {
 		report(r)
 	}
 	d.poke()
@@ -215,15 +230,19 @@ func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item,
 // batch; otherwise it returns the item's final result and where to report
 // it. report is nil when there is nothing to report (retried, batch
 // removed, manager stopping).
-func (d *Dispatcher) settle(b *batch, it Item, resp *provider.Response, pe *provider.Error, now time.Time) (r Result, report func(Result)) {
+func (d *Dispatcher) settle(b *batch, it Item, resp *provider.Response, pe *provider.Error, worst *big.Rat, now time.Time) (r Result, report func(Result)) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	b.inFlight--
 	d.inFlight--
+	if worst != nil {
+		d.settleBudget(now, worst, resp, pe)
+	} else if pe == nil {
+		d.meter.Add(now, resp.InputTokens, resp.OutputTokens)
+	}
 	if pe == nil {
 		d.requests["Succeeded"]++
 		d.authErr = ""
-		d.meter.Add(now, resp.InputTokens, resp.OutputTokens)
 	} else {
 		d.requests[string(pe.Class)]++
 		if pe.Class == provider.ClassAuth {

@@ -98,6 +98,12 @@ type Config struct {
 	CallTimeout time.Duration
 	// ReserveBlock is how many calls are reserved, and persisted, at once.
 	ReserveBlock int64
+	// Budgets are hard spending limits (see cost.Meter.Admit); with any set,
+	// PersistCost must be set too.
+	Budgets cost.Budgets
+	// PersistCost writes the spend committed under Budgets before calls
+	// beyond the last commitment are sent.
+	PersistCost func(ctx context.Context, committed cost.Period) error
 	// Persist writes a quota snapshot before its reserved calls are spent.
 	// Nil disables reservation (tests, or a deliberately ephemeral provider).
 	Persist func(ctx context.Context, snapshot []byte) error

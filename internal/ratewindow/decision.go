@@ -25,9 +25,13 @@ const (
 	ReasonReservation
 	// ReasonTooLarge means the cost is above the tokens window's limit; no wait helps.
 	ReasonTooLarge
+	// ReasonBudget is never given by a Limiter: a caller holding calls for
+	// a spending budget of its own reports it in a Decision of its own
+	// (Window names the budget, RetryAt when it resets).
+	ReasonBudget
 )
 
-var reasonNames = [...]string{"None", "Window", "Tokens", "MinInterval", "Backoff", "RetryAfter", "Concurrency", "Reservation", "TooLarge"}
+var reasonNames = [...]string{"None", "Window", "Tokens", "MinInterval", "Backoff", "RetryAfter", "Concurrency", "Reservation", "TooLarge", "Budget"}
 
 // String returns the reason's name.
 func (r Reason) String() string {

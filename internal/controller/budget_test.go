@@ -1,0 +1,66 @@
+package controller
+
+import (
+	"context"
+	"math/big"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/emulator"
+)
+
+// Issue 13, item 5: hard budgets stop spend before it happens, across a
+// restart, with exact decimal arithmetic.
+var _ = Describe("Budgets", func() {
+	It("send only the calls that fit the daily budget, across a restart, and say which budget holds the batch until when", func() {
+		ns := newNamespace()
+		emu, url := emulate(emulator.Config{Latency: 50 * time.Millisecond})
+		// Each call costs exactly 0.01 USD: five fit a daily budget of 0.05.
+		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) {
+			s.Cost = &llmv1.CostPolicy{PerRequest: "0.01", Budgets: llmv1.CostBudgets{Daily: "0.05", Monthly: "1.00"}}
+			s.Limits.MaxConcurrency = 1
+		})
+		b := batchOf(ns, "frugal", p.Name, 8, nil)
+		Eventually(func() int { return len(emu.Log()) }, timeout, 10*time.Millisecond).Should(BeNumerically(">=", 3))
+		stopManager()
+		func() {
+			defer func() { stopManager = startManager() }()
+			Expect(len(emu.Log())).To(BeNumerically("<=", 5))
+		}()
+
+		tomorrow := time.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour).Format(time.RFC3339)
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionRateLimited, metav1.ConditionTrue, llmv1.ReasonDailyBudgetExhausted))
+		Expect(apimeta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionRateLimited).Message).To(ContainSubstring("resets at " + tomorrow))
+		Eventually(func(g Gomega) {
+			var got llmv1.LLMProvider
+			g.Expect(k8sClient.Get(context.Background(), types.NamespacedName{Name: p.Name}, &got)).To(Succeed())
+			c := apimeta.FindStatusCondition(got.Status.Conditions, llmv1.ConditionRateLimited)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal(llmv1.ReasonDailyBudgetExhausted))
+			g.Expect(got.Status.Cost.Committed).NotTo(BeNil())
+			committed, ok := new(big.Rat).SetString(string(got.Status.Cost.Committed.Today))
+			g.Expect(ok).To(BeTrue())
+			g.Expect(committed.Cmp(big.NewRat(5, 100))).To(BeNumerically("<=", 0), "committed %s, past the budget", committed.FloatString(6))
+		}, timeout, interval).Should(Succeed())
+		// At most five calls reach the server (0.05 at 0.01 each), whatever the
+		// restart cut off; at least three (the budget, not the test, stopped it).
+		Consistently(func() int { return len(emu.Log()) }, 2*time.Second, 100*time.Millisecond).Should(SatisfyAll(BeNumerically(">=", 3), BeNumerically("<=", 5)),
+			"the calls sent cost more than the daily budget of 0.05")
+		answered := map[string]bool{}
+		for _, r := range emu.Log() {
+			if r.Status == 200 {
+				answered[r.PromptHash] = true
+			}
+		}
+		// The server logs a 200 as the call arrives: one the stop cut off
+		// before its answer came back is charged but has no result.
+		Eventually(func() int32 { return getBatch(b)(Default).Status.Counts.Succeeded }, timeout, interval).Should(
+			SatisfyAll(BeNumerically("<=", len(answered)), BeNumerically(">=", len(answered)-1)))
+	})
+})

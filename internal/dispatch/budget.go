@@ -1,0 +1,82 @@
+package dispatch
+
+import (
+	"context"
+	"math/big"
+	"time"
+
+	"github.com/llmquota/llmquota/internal/cost"
+	"github.com/llmquota/llmquota/internal/provider"
+)
+
+// defaultWorstOutput is the output a call is charged for in a budget when
+// its batch sets no maxTokens: the provider's own cap is unknown here.
+const defaultWorstOutput = 4096
+
+// budget checks the item's worst-case cost against the provider's budgets
+// (called under d.mu). A nil hold means the call may go, with worst
+// reserved (nil without budgets); settle or unbudget ends the reservation.
+func (d *Dispatcher) budget(now time.Time, b *batch, it Item) (worst *big.Rat, hold *cost.Hold) {
+	if !d.cfg.Budgets.Set() {
+		return nil, nil
+	}
+	out := int64(b.Params.MaxTokens)
+	if out <= 0 {
+		out = defaultWorstOutput
+	}
+	worst = d.meter.Price(cost.WorstInputTokens(len(it.Prompt)+len(b.Params.System)), out)
+	if hold = d.meter.Admit(now, worst, d.cfg.Budgets); hold != nil {
+		return nil, hold
+	}
+	return worst, nil
+}
+
+// unbudget gives back the reservation of a call that was not sent (called
+// under d.mu).
+func (d *Dispatcher) unbudget(now time.Time, worst *big.Rat) {
+	if worst != nil {
+		d.meter.Settle(now, worst, 0, 0, false)
+	}
+}
+
+// commitCost persists the spend committed ahead under budgets before any
+// of it is spent, so a restart cannot overspend; on failure nothing is
+// committed and the loop asks again after a second.
+func (d *Dispatcher) commitCost(ctx context.Context, p cost.Period) {
+	if d.cfg.PersistCost == nil {
+		d.mu.Lock()
+		d.meter.Commit(p)
+		d.mu.Unlock()
+		return
+	}
+	if err := d.cfg.PersistCost(ctx, p); err != nil {
+		if ctx.Err() == nil {
+			d.log.Error(err, "Persisting the committed spend; retrying")
+			select {
+			case <-ctx.Done():
+			case <-d.clock.After(time.Second):
+			}
+		}
+		return
+	}
+	d.mu.Lock()
+	d.meter.Commit(p)
+	d.mu.Unlock()
+}
+
+// settleBudget ends a call's reservation (called under d.mu) and charges
+// what it cost: its tokens when it answered; its worst case when the
+// outcome is unknown (a timeout, a cut connection, a call cancelled in
+// flight), since the provider may have run and billed it; nothing when the
+// provider refused it.
+func (d *Dispatcher) settleBudget(now time.Time, worst *big.Rat, resp *provider.Response, pe *provider.Error) {
+	switch {
+	case pe == nil:
+		d.meter.Settle(now, worst, resp.InputTokens, resp.OutputTokens, true)
+	case pe.Class == provider.ClassTimeout || pe.Class == provider.ClassConnection || pe.Class == provider.ClassCanceled:
+		d.meter.Settle(now, worst, 0, 0, false)
+		d.meter.Charge(now, worst)
+	default:
+		d.meter.Settle(now, worst, 0, 0, false)
+	}
+}
