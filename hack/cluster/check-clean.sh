@@ -5,8 +5,8 @@
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
 left=()
-for p in $(pgrep -f -- "$CLUSTER_DIR" 2>/dev/null); do
-  [[ $p == "$$" ]] || left+=("process $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-120)")
+for p in $(cluster_pids); do
+  left+=("process $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-120)")
 done
 n=$(grep -cF "$CLUSTER_DIR" /proc/self/mounts) && left+=("$n mounts under $CLUSTER_DIR")
 for s in iptables-save ip6tables-save; do

@@ -9,7 +9,7 @@ source "$here/env.sh"
 "$here/up.sh" >/dev/null
 kc run crash-probe --image="$SANDBOX_IMAGE" --image-pull-policy=Never --restart=Never >/dev/null
 kc wait --for=condition=Ready pod/crash-probe --timeout=120s >/dev/null
-pkill -KILL -f -- "$CLUSTER_DIR" || true
+for p in $(cluster_pids); do kill -KILL "$p" 2>/dev/null; done
 sleep 1
 echo "cluster crash-check: killed every process of the cluster; starting again" >&2
 "$here/up.sh" >/dev/null

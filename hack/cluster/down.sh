@@ -49,9 +49,7 @@ for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $CTRD_SOCK" 2>/dev/null)
 
 # 3. The control plane, then anything else still naming CLUSTER_DIR.
 stop kube-scheduler; stop kube-controller-manager; stop kube-apiserver; stop etcd
-for p in $(pgrep -f -- "$CLUSTER_DIR" 2>/dev/null); do
-  [[ $p == "$$" ]] || { ours "$p" && kill -KILL "$p" 2>/dev/null; }
-done
+for p in $(cluster_pids); do kill -KILL "$p" 2>/dev/null; done
 
 # 4. Mounts under CLUSTER_DIR (volumes, rootfs overlays, netns, the kubelet root), deepest first.
 for ((pass = 0; pass < 3; pass++)); do

@@ -46,3 +46,19 @@ PIDS=$CLUSTER_DIR/pids
 
 kc() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 cctr() { ctr --address "$CTRD_SOCK" -n k8s.io "$@"; }
+
+# cluster_pids lists the live processes whose command line names
+# CLUSTER_DIR, except this script and its ancestors: the shell make runs a
+# recipe in names CLUSTER_DIR too, and must not be taken for the cluster's.
+cluster_pids() {
+  local skip=" " p=$$ pid
+  while [[ -n $p && $p -gt 1 ]]; do
+    skip+="$p "
+    p=$(awk '{print $4}' "/proc/$p/stat" 2>/dev/null)
+  done
+  for pid in $(pgrep -f -- "$CLUSTER_DIR" 2>/dev/null); do
+    [[ $skip == *" $pid "* ]] && continue
+    [[ $(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null) == Z ]] && continue
+    echo "$pid"
+  done
+}

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/agent/gpu"
 	"github.com/llmquota/llmquota/internal/agent/ollama"
 	"github.com/llmquota/llmquota/internal/ollamapod"
 )
@@ -59,6 +60,19 @@ var _ = Describe("Node agent", func() {
 			return ollamapod.WarmCondition(p) == nil && p.Annotations[llmv1.AnnotationEndpointReport] == ""
 		}),
 			"a pod of another node is left to that node's agent")
+	})
+
+	// Issue 13, item 8: the report right after a warm-up shows the memory
+	// the model now holds, not the sample taken while it loaded.
+	It("reads the GPUs again after a warm-up, so its first report counts the model", func() {
+		const node = "gpu-node-slow"
+		// GPUs sampled once an hour: only a read after the warm-up can see the model.
+		startAgentSampling(testEnv.Config, node, func() (*gpu.Reader, error) { return gpu.Open(loadAwareH100("tiny-a")) }, time.Hour)
+		newPool(ctx, ns, "tiny-a", nil)
+		pod := newRunningPod(ctx, ns, "ollama-slow", node, nil)
+		Eventually(podWarm(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(HaveField("Status", corev1.ConditionTrue))
+		Eventually(report(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(
+			HaveField("GPUMemoryUsedBytes", int64(20*gib+5*gib+7*gib)), "the report kept the reading from before the model loaded")
 	})
 
 	It("warms again after the model is unloaded or the container restarts", func() {

@@ -24,6 +24,7 @@ import (
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/agent/gpu"
+	"github.com/llmquota/llmquota/internal/agent/ollama"
 	"github.com/llmquota/llmquota/internal/testbed/ollamaserver"
 )
 
@@ -80,8 +81,13 @@ var _ = BeforeSuite(func() {
 })
 
 // startAgent runs an agent for node as cmd/node-agent does, with short
-// intervals, until the suite ends.
+// intervals, until the suite (or the spec that started it) ends.
 func startAgent(cfg *rest.Config, node string, open func() (*gpu.Reader, error)) {
+	startAgentSampling(cfg, node, open, 100*time.Millisecond)
+}
+
+// startAgentSampling is startAgent with the GPUs sampled every gpuInterval.
+func startAgentSampling(cfg *rest.Config, node string, open func() (*gpu.Reader, error), gpuInterval time.Duration) {
 	skip := true
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
@@ -91,7 +97,7 @@ func startAgent(cfg *rest.Config, node string, open func() (*gpu.Reader, error))
 	r := &PodReconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("llmquota-node-agent"), Clock: agentClock,
 		GPU: gpu.NewMonitor(open, ctrl.Log.WithName(node)),
-		Options: Options{NodeName: node, PollInterval: 300 * time.Millisecond, GPUInterval: 100 * time.Millisecond,
+		Options: Options{NodeName: node, PollInterval: 300 * time.Millisecond, GPUInterval: gpuInterval,
 			CleanupMinGap: time.Second, WarmupBackoff: 10 * time.Millisecond},
 	}
 	Expect(r.SetupWithManager(mgr)).To(Succeed())
@@ -120,6 +126,23 @@ func h100() *server.Server {
 		}
 		d.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{Gpu: 40}, nvml.SUCCESS }
 		d.GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) { return nil, nvml.SUCCESS }
+	}
+	return s
+}
+
+// loadAwareH100 is h100 whose device 0 uses 5 GiB more while model is
+// resident in the suite's real Ollama: the memory a warm-up takes.
+func loadAwareH100(model string) *server.Server {
+	s := h100()
+	d := s.Devices[0].(*server.Device)
+	d.GetMemoryInfo_v2Func = func() (nvml.Memory_v2, nvml.Return) {
+		used := uint64(20 * gib)
+		if running, err := ollama.New(ollamaSrv.URL, nil).PS(context.Background()); err == nil {
+			if _, ok := ollama.Resident(running, model); ok {
+				used += 5 * gib
+			}
+		}
+		return nvml.Memory_v2{Total: 80 * gib, Used: used, Free: 80*gib - used}, nvml.SUCCESS
 	}
 	return s
 }
