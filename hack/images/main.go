@@ -69,8 +69,8 @@ func run(o options) error {
 		ref string
 	}
 	var specs []named
-	for _, s := range products {
-		if o.products {
+	if o.products {
+		for _, s := range products {
 			s.binary = filepath.Join(o.binDir, s.name)
 			specs = append(specs, named{s, fmt.Sprintf("%s/%s:%s", o.repository, s.name, o.version)})
 		}
@@ -87,15 +87,14 @@ func run(o options) error {
 		specs = append(specs, named{ollamaTest(o.ollama, server.ModelsDir()), testRepository + "/ollama-tiny:" + testTag})
 	}
 	for _, s := range specs {
-		ref := s.ref
-		digest, err := build(o, s.spec, ref, filepath.Join(o.outDir, s.name+".tar"))
+		digest, err := build(o, s.spec, s.ref, filepath.Join(o.outDir, s.name+".tar"))
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 		if err := os.WriteFile(filepath.Join(o.outDir, s.name+".digest"), []byte(digest+"\n"), 0o644); err != nil {
 			return err
 		}
-		fmt.Printf("%s %s@%s\n", filepath.Join(o.outDir, s.name+".tar"), ref, digest)
+		fmt.Printf("%s %s@%s\n", filepath.Join(o.outDir, s.name+".tar"), s.ref, digest)
 	}
 	return nil
 }

@@ -82,6 +82,7 @@ func (r *LLMProviderReconciler) ensureDispatcher(ctx context.Context, p *llmv1.L
 		cfg.Endpoints = r.pools.get(p.Name)
 	}
 	cfg.Persist = r.persistQuota(p.Name)
+	cfg.OnCall = observeCall(p.Name)
 	cfg.PersistCost = r.persistCost(p.Name)
 	d, err := dispatch.New(cfg, snapshot, r.Clock, logf.FromContext(ctx), r.Registry.Get)
 	if err != nil {

@@ -20,9 +20,6 @@ func publishProviderMetrics(name string, s dispatch.Stats, now time.Time) {
 		metrics.WindowUsed.WithLabelValues(name, t.Name).Set(float64(t.Used))
 		metrics.WindowLimit.WithLabelValues(name, t.Name).Set(float64(t.Limit))
 	}
-	for outcome, n := range s.Requests {
-		metrics.Requests.WithLabelValues(name, outcome).Set(float64(n))
-	}
 	hold := later(s.Quota.BackoffUntil, s.Quota.RetryAfterUntil)
 	metrics.BackoffSeconds.WithLabelValues(name).Set(max(0, hold.Sub(now).Seconds()))
 	metrics.ConsecutiveFailures.WithLabelValues(name).Set(float64(s.Quota.ConsecutiveFailures))
@@ -40,8 +37,18 @@ func boolToFloat(b bool) float64 {
 }
 
 func forgetProviderMetrics(name string) {
-	for _, v := range []*prometheus.GaugeVec{metrics.WindowUsed, metrics.WindowLimit, metrics.Requests, metrics.BackoffSeconds, metrics.ConsecutiveFailures, metrics.CostUSD, metrics.CostAlert} {
+	for _, v := range []*prometheus.GaugeVec{metrics.WindowUsed, metrics.WindowLimit, metrics.BackoffSeconds, metrics.ConsecutiveFailures, metrics.CostUSD, metrics.CostAlert} {
 		v.DeletePartialMatch(prometheus.Labels{"provider": name})
+	}
+	metrics.RequestsTotal.DeletePartialMatch(prometheus.Labels{"provider": name})
+	metrics.CallDuration.DeletePartialMatch(prometheus.Labels{"provider": name})
+}
+
+// observeCall counts one settled provider call and its duration.
+func observeCall(provider string) func(outcome string, took time.Duration) {
+	return func(outcome string, took time.Duration) {
+		metrics.RequestsTotal.WithLabelValues(provider, outcome).Inc()
+		metrics.CallDuration.WithLabelValues(provider, outcome).Observe(took.Seconds())
 	}
 }
 

@@ -7,11 +7,13 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	. "github.com/onsi/gomega/gstruct"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/emulator"
+	"github.com/llmquota/llmquota/internal/metrics"
 )
 
 // Issue 13, item 2: editing a provider's limits, retry policy or cost
@@ -44,6 +46,8 @@ var _ = Describe("Editing a provider mid-batch", func() {
 		}
 		Expect(log).To(HaveLen(20), "calls sent again after the edit")
 		Expect(seen).To(HaveLen(20))
+		Expect(testutil.ToFloat64(metrics.RequestsTotal.WithLabelValues(p.Name, "Succeeded"))).To(Equal(20.0),
+			"llmquota_provider_requests_total counts every call across the edit")
 		By("and the new limits show, counting what was sent before the edit")
 		Eventually(func(g Gomega) {
 			g.Expect(k8sClient.Get(ctx, types.NamespacedName{Name: p.Name}, &got)).To(Succeed())

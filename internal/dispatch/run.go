@@ -198,6 +198,7 @@ func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item,
 	defer d.calls.Done() // after the result is reported: see Drain
 	it.Attempts++
 	cctx, cancel := context.WithTimeout(ctx, timeout)
+	started := d.clock.Now()
 	resp, err := target.Client.Generate(cctx, provider.Request{
 		Model: params.Model, Prompt: it.Prompt, System: params.System,
 		MaxTokens: params.MaxTokens, Temperature: params.Temperature,
@@ -219,6 +220,13 @@ func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item,
 
 	if d.cfg.Endpoints != nil && target.Name != "" {
 		d.cfg.Endpoints.observe(target.Name, pe != nil && (pe.Class == provider.ClassServerError || pe.Class == provider.ClassTimeout))
+	}
+	if d.cfg.OnCall != nil {
+		outcome := "Succeeded"
+		if pe != nil {
+			outcome = string(pe.Class)
+		}
+		d.cfg.OnCall(outcome, now.Sub(started))
 	}
 	if r, report := d.settle(b, it, resp, pe, worst, now); report != nil {
 		report(r)

@@ -104,6 +104,10 @@ type Config struct {
 	// PersistCost writes the spend committed under Budgets before calls
 	// beyond the last commitment are sent.
 	PersistCost func(ctx context.Context, committed cost.Period) error
+	// OnCall, when set, sees each call as it settles: its outcome
+	// ("Succeeded" or the failure class) and how long it took. It is called
+	// from the call's goroutine, never under the dispatcher's lock.
+	OnCall func(outcome string, took time.Duration)
 	// Persist writes a quota snapshot before its reserved calls are spent.
 	// Nil disables reservation (tests, or a deliberately ephemeral provider).
 	Persist func(ctx context.Context, snapshot []byte) error

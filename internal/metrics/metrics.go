@@ -8,12 +8,20 @@ import (
 )
 
 var (
-	// Requests counts provider calls by provider and outcome (Succeeded,
-	// RateLimited, ServerError, Timeout, ConnectionFailed, BadRequest,
-	// AuthFailed, ContextTooLong, Canceled).
-	Requests = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "llmquota_provider_requests",
-		Help: "Provider calls made by this manager since it started, by provider and outcome (Succeeded, RateLimited, ServerError, Timeout, ConnectionFailed, BadRequest, AuthFailed, ContextTooLong, Canceled).",
+	// RequestsTotal counts provider calls as they settle, by provider and
+	// outcome (Succeeded, RateLimited, ServerError, Timeout,
+	// ConnectionFailed, BadRequest, AuthFailed, ContextTooLong, Canceled).
+	// A counter of the process: a provider edit or a new dispatcher does not
+	// reset it.
+	RequestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmquota_provider_requests_total",
+		Help: "Provider calls made by this manager, counted as they settle, by provider and outcome (Succeeded, RateLimited, ServerError, Timeout, ConnectionFailed, BadRequest, AuthFailed, ContextTooLong, Canceled).",
+	}, []string{"provider", "outcome"})
+	// CallDuration is how long provider calls take, by provider and outcome.
+	CallDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "llmquota_provider_call_duration_seconds",
+		Help:    "Duration of provider calls in seconds, from send to answer (or failure), by provider and outcome.",
+		Buckets: prometheus.ExponentialBuckets(0.05, 2, 12), // 50 ms to about 100 s
 	}, []string{"provider", "outcome"})
 	// WindowUsed is the admissions in each quota window.
 	WindowUsed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -53,5 +61,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(Requests, WindowUsed, WindowLimit, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, BatchItems)
+	metrics.Registry.MustRegister(RequestsTotal, CallDuration, WindowUsed, WindowLimit, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, BatchItems)
 }
