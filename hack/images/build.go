@@ -44,13 +44,9 @@ type namedLayer struct {
 	what  string
 }
 
-// build assembles one image and writes it as an OCI archive at out,
-// returning the manifest digest.
-func build(o options, s spec, ref, out string) (string, error) {
-	certs, err := readDeb(o.debDir, "ca-certificates", caBundle)
-	if err != nil {
-		return "", err
-	}
+// build assembles one image on the base with the CA bundle certs and
+// writes it as an OCI archive at out, returning the manifest digest.
+func build(o options, certs []byte, s spec, ref, out string) (string, error) {
 	layers := []namedLayer{{baseFiles(certs), "base: passwd, group, nsswitch.conf, CA certificates, /tmp"}}
 	if len(s.debs) > 0 {
 		libs := layerFiles{}

@@ -86,8 +86,12 @@ func run(o options) error {
 		defer server.Close()
 		specs = append(specs, named{ollamaTest(o.ollama, server.ModelsDir()), testRepository + "/ollama-tiny:" + testTag})
 	}
+	certs, err := readDeb(o.debDir, "ca-certificates", caBundle)
+	if err != nil {
+		return err
+	}
 	for _, s := range specs {
-		digest, err := build(o, s.spec, s.ref, filepath.Join(o.outDir, s.name+".tar"))
+		digest, err := build(o, certs, s.spec, s.ref, filepath.Join(o.outDir, s.name+".tar"))
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}

@@ -31,8 +31,7 @@ type Dispatcher struct {
 	cursor   map[int32]int // per priority level: round-robin position
 	limited  ratewindow.Decision
 	meter    *cost.Meter
-	requests map[string]int64 // by outcome class, for status and metrics
-	authErr  string           // the last auth failure, until a success
+	authErr  string // the last auth failure, until a success
 	inFlight int
 	draining bool           // Drain was called: no new call starts
 	calls    sync.WaitGroup // calls started and not yet reported
@@ -96,7 +95,7 @@ func New(cfg Config, snapshot []byte, c clock.Clock, log logr.Logger, lookup Loo
 	d := &Dispatcher{
 		cfg: cfg, limiter: lim, clock: c, log: log.WithValues("provider", cfg.Name), lookup: lookup,
 		wake: make(chan struct{}, 1), batches: map[string]*batch{}, cursor: map[int32]int{},
-		meter: meter, requests: map[string]int64{}, held: holdState{allowed: true},
+		meter: meter, held: holdState{allowed: true},
 	}
 	d.scratch.head = map[string]*batch{}
 	if cfg.Endpoints != nil {

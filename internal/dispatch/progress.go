@@ -45,9 +45,8 @@ func (d *Dispatcher) Progress(key string) (p Progress, ok bool) {
 
 // Stats is the provider's state for its status and metrics.
 type Stats struct {
-	Quota    ratewindow.Stats
-	Cost     cost.Totals
-	Requests map[string]int64
+	Quota ratewindow.Stats
+	Cost  cost.Totals
 	// AuthError is the last auth failure's message, until a call succeeds.
 	AuthError string
 	// Queued counts items waiting across all batches.
@@ -62,10 +61,7 @@ func (d *Dispatcher) Stats(thresholds cost.Thresholds) Stats {
 	now := d.clock.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s := Stats{Quota: d.limiter.Stats(now), Cost: d.meter.Totals(now, thresholds), AuthError: d.authErr, Requests: map[string]int64{}}
-	for k, v := range d.requests {
-		s.Requests[k] = v
-	}
+	s := Stats{Quota: d.limiter.Stats(now), Cost: d.meter.Totals(now, thresholds), AuthError: d.authErr}
 	for _, b := range d.batches {
 		s.Queued += len(b.queue)
 	}

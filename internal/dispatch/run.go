@@ -248,14 +248,11 @@ func (d *Dispatcher) settle(b *batch, it Item, resp *provider.Response, pe *prov
 	} else if pe == nil {
 		d.meter.Add(now, resp.InputTokens, resp.OutputTokens)
 	}
-	if pe == nil {
-		d.requests["Succeeded"]++
+	switch {
+	case pe == nil:
 		d.authErr = ""
-	} else {
-		d.requests[string(pe.Class)]++
-		if pe.Class == provider.ClassAuth {
-			d.authErr = pe.Message
-		}
+	case pe.Class == provider.ClassAuth:
+		d.authErr = pe.Message
 	}
 	if b.removed || (pe != nil && pe.Class == provider.ClassCanceled) {
 		// Removed, or the manager is stopping: no result, so the item is

@@ -14,6 +14,8 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	"github.com/llmquota/llmquota/internal/emulator"
 )
 
 const (
@@ -185,9 +187,9 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 
 			log := emulatorLog()
 			Expect(log).NotTo(BeEmpty())
-			limits, err := emulatorLimits()
+			limits, err := emulator.ParseLimits(emulatorLimit)
 			Expect(err).NotTo(HaveOccurred())
-			Expect(checkWindows(log, limits)).To(Succeed())
+			Expect(emulator.CheckWindows(log, limits)).To(Succeed())
 			for _, r := range log {
 				Expect(r.Status).NotTo(Equal(http.StatusTooManyRequests), "the emulator refused a request over quota: %+v", r)
 			}
@@ -198,7 +200,7 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 		helm("uninstall", release, "-n", namespace, "--wait", "--timeout", "2m")
 		for _, kind := range []string{"deployments,daemonsets,services,serviceaccounts,roles,rolebindings,networkpolicies,poddisruptionbudgets,pods", "clusterroles,clusterrolebindings"} {
 			Eventually(func() string {
-				out, _ := run("", filepath.Join(env("K8S_BIN"), "kubectl"), "get", kind, "-A", "-l", "app.kubernetes.io/instance="+release, "-o", "name")
+				out, _ := run("", kubectlPath(), "get", kind, "-A", "-l", "app.kubernetes.io/instance="+release, "-o", "name")
 				return strings.TrimSpace(out)
 			}, 60*time.Second, time.Second).Should(Or(BeEmpty(), ContainSubstring("No resources found")))
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -108,12 +109,6 @@ func emulatorLog() []emulator.Record {
 	return log
 }
 
-func emulatorLimits() ([]emulator.Limit, error) { return emulator.ParseLimits(emulatorLimit) }
-
-func checkWindows(log []emulator.Record, limits []emulator.Limit) error {
-	return emulator.CheckWindows(log, limits)
-}
-
 // providerYAML is a Gemini-type provider on the emulator's Service, asking
 // for the emulator's quota.
 func providerYAML(name, secret string) string {
@@ -140,7 +135,7 @@ func steadyBatchYAML(n int) string {
 	return b.String()
 }
 
-func kubectlPath() string { return env("K8S_BIN") + "/kubectl" }
+func kubectlPath() string { return filepath.Join(env("K8S_BIN"), "kubectl") }
 
 // emulatorIP is the emulator Service's fixed ClusterIP: the test cluster
 // runs no DNS, and a fixed address needs none.

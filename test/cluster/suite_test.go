@@ -60,7 +60,7 @@ func kubectl(args ...string) string {
 func helm(args ...string) { must("", env("HELM"), args...) }
 
 // apply applies YAML through kubectl's standard input.
-func apply(yaml string) { must(yaml, filepath.Join(env("K8S_BIN"), "kubectl"), "apply", "-f", "-") }
+func apply(yaml string) { must(yaml, kubectlPath(), "apply", "-f", "-") }
 
 // ctr runs containerd's client against the cluster's own containerd.
 func ctr(args ...string) string {
@@ -88,7 +88,7 @@ var _ = ReportAfterEach(func(r SpecReport) {
 	if !r.Failed() {
 		return
 	}
-	k := filepath.Join(env("K8S_BIN"), "kubectl")
+	k := kubectlPath()
 	for _, args := range [][]string{
 		{"get", "pods", "-A", "-o", "wide"},
 		{"get", "events", "-A", "--sort-by=.lastTimestamp"},
