@@ -66,6 +66,10 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 
 	It("installs the chart with the built images: two managers and the node agent, Ready, locked down", func() {
 		helm(installArgs("install")...)
+		// helm --wait counts a one-node DaemonSet ready at zero Ready pods (desired minus maxUnavailable),
+		// so wait for the rollouts themselves before reading their counts.
+		kubectl("-n", namespace, "rollout", "status", "deployment/llmquota-manager", "--timeout=120s")
+		kubectl("-n", namespace, "rollout", "status", "daemonset/llmquota-node-agent", "--timeout=120s")
 		Expect(kubectl("-n", namespace, "get", "deployment", "llmquota-manager", "-o", "jsonpath={.status.readyReplicas}")).To(Equal("2"))
 		Expect(kubectl("-n", namespace, "get", "daemonset", "llmquota-node-agent", "-o", "jsonpath={.status.numberReady}")).To(Equal("1"))
 		Eventually(leaderPod, 60*time.Second, time.Second).ShouldNot(BeEmpty())
