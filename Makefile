@@ -12,6 +12,9 @@ MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
 LOCALBIN ?= $(CURDIR)/bin
 K8S_BIN ?= $(LOCALBIN)/k8s/$(K8S_VERSION)-etcd$(ETCD_VERSION)
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+# kube-api-linter has no releases yet: a pseudo-version, as its README asks.
+KAL_VERSION ?= v0.0.0-20260716143926-092fe0c72997
+KUBE_API_LINTER ?= $(LOCALBIN)/golangci-lint-kube-api-linter-$(KAL_VERSION)
 CONTROLLER_GEN ?= go tool controller-gen
 HELM ?= $(LOCALBIN)/tools/helm-$(HELM_VERSION)/helm
 KWOKCTL ?= $(LOCALBIN)/tools/kwok-$(KWOK_VERSION)/kwokctl
@@ -76,8 +79,12 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: lint
-lint: $(GOLANGCI_LINT) ## Run golangci-lint.
+lint: $(GOLANGCI_LINT) lint-api ## Run golangci-lint, and kube-api-linter on the API types.
 	$(GOLANGCI_LINT) run ./...
+
+.PHONY: lint-api
+lint-api: $(KUBE_API_LINTER) ## Check api/ against the Kubernetes API conventions (kube-api-linter, .golangci-kal.yml).
+	$(KUBE_API_LINTER) run -c .golangci-kal.yml ./api/...
 
 .PHONY: verify
 verify: manifests generate ## Regenerate, then fail if generated files differ from the commit or gofmt would change a file.
@@ -142,6 +149,7 @@ build: ## Build the binaries into bin/, as the images hold them (static but for 
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(IMAGE_LDFLAGS)" -o $(LOCALBIN)/manager ./cmd/manager
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(IMAGE_LDFLAGS)" -o $(LOCALBIN)/provider-emulator ./cmd/provider-emulator
 	CGO_ENABLED=1 go build -trimpath -ldflags "$(IMAGE_LDFLAGS)" -o $(LOCALBIN)/node-agent ./cmd/node-agent
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(IMAGE_LDFLAGS)" -o $(LOCALBIN)/kubectl-llmquota ./cmd/kubectl-llmquota
 
 .PHONY: images
 images: build ## Build the manager, node-agent and provider-emulator OCI image archives into bin/images, without a container engine.
@@ -181,6 +189,11 @@ cluster-deps: tools ## Build the kubelet, kube-proxy and the control plane from 
 .PHONY: ollama-bin
 ollama-bin: ## Build a real Ollama server (CPU) from the Go module proxy for the agent's tests (cached in bin/tools).
 	OLLAMA_VERSION=$(OLLAMA_VERSION) hack/build-ollama.sh >/dev/null
+
+$(KUBE_API_LINTER):
+	@mkdir -p $(LOCALBIN)/tmp
+	GOBIN=$(LOCALBIN)/tmp go install sigs.k8s.io/kube-api-linter/cmd/golangci-lint-kube-api-linter@$(KAL_VERSION)
+	mv $(LOCALBIN)/tmp/golangci-lint-kube-api-linter $@
 
 $(GOLANGCI_LINT):
 	@mkdir -p $(LOCALBIN)/tmp

@@ -30,11 +30,20 @@ const (
 	// ConditionProgressing (InferenceBatch): True while items are being sent.
 	ConditionProgressing = "Progressing"
 	// ConditionComplete (InferenceBatch): True when every item has a stored
-	// result. kubectl wait --for=condition=Complete waits for it.
+	// result and none failed: the batch succeeded. Terminal, like a Job's.
+	// kubectl wait --for=condition=Complete waits for it.
 	ConditionComplete = "Complete"
-	// ConditionFailed (InferenceBatch): True when the batch cannot go on or
-	// finished with failed items; the reason says why.
+	// ConditionFailed (InferenceBatch): True when the batch finished without
+	// succeeding: some items failed after their retries (ItemsFailed; every
+	// item still has a stored result) or activeDeadlineSeconds passed
+	// (DeadlineExceeded). Terminal, like a Job's. A batch that waits (for
+	// its provider, its input, a model) is never Failed: Admitted=False says
+	// why it waits.
 	ConditionFailed = "Failed"
+	// ConditionFinished (InferenceBatch): True once the batch is Complete or
+	// Failed, with the reason Succeeded, ItemsFailed or DeadlineExceeded, so
+	// one kubectl wait --for=condition=Finished covers both outcomes.
+	ConditionFinished = "Finished"
 	// ConditionSuspended (InferenceBatch): True while spec.suspend is true.
 	ConditionSuspended = "Suspended"
 )
@@ -91,19 +100,76 @@ const (
 	// and the UTC month.
 	ReasonMonthlyBudgetExhausted = "MonthlyBudgetExhausted"
 
-	// ReasonProviderNotFound surfaces on Failed=True when providerRef names
-	// no LLMProvider.
+	// ReasonAuthFailed surfaces on LLMProvider Degraded=True and Ready=False
+	// when the provider refused the credentials (HTTP 401/403). New batches
+	// wait (Admitted=False ProviderNotReady); it clears when a call
+	// succeeds or the Secret changes.
+	ReasonAuthFailed = "AuthFailed"
+	// ReasonCircuitOpen surfaces on Degraded=True after enough consecutive
+	// failures that new items go to the fallback while the backoff holds.
+	ReasonCircuitOpen = "CircuitOpen"
+	// ReasonConsecutiveFailures surfaces on Degraded=True after several
+	// failed calls in a row.
+	ReasonConsecutiveFailures = "ConsecutiveFailures"
+	// ReasonHealthy surfaces on Degraded=False: recent calls succeed.
+	ReasonHealthy = "Healthy"
+	// ReasonWithinThreshold surfaces on CostAlert=False.
+	ReasonWithinThreshold = "WithinThreshold"
+	// ReasonEndpointsWarm surfaces on Warm=True (Ollama pools).
+	ReasonEndpointsWarm = "EndpointsWarm"
+	// ReasonNoWarmEndpoint surfaces on an Ollama pool's Warm=False when
+	// none of its pods is warm, and on a batch's Progressing=False while its
+	// items wait for one.
+	ReasonNoWarmEndpoint = "NoWarmEndpoint"
+	// ReasonNoEndpoints surfaces on Warm=False when no pod matches the
+	// pool's selector.
+	ReasonNoEndpoints = "NoEndpoints"
+	// ReasonNamespaceNotWatched surfaces on Warm=False when the pool's pods
+	// are in a namespace outside --ollama-namespaces.
+	ReasonNamespaceNotWatched = "NamespaceNotWatched"
+
+	// ReasonAdmitted surfaces on Admitted=True.
+	ReasonAdmitted = "Admitted"
+	// ReasonRunning surfaces on Progressing=True while items are sent.
+	ReasonRunning = "Running"
+	// ReasonSuspended surfaces on Suspended=True and Progressing=False
+	// while spec.suspend is true.
+	ReasonSuspended = "Suspended"
+	// ReasonNotSuspended surfaces on Suspended=False.
+	ReasonNotSuspended = "NotSuspended"
+	// ReasonFailuresBackingOff surfaces on BackingOff=True.
+	ReasonFailuresBackingOff = "FailuresBackingOff"
+	// ReasonNotBackingOff surfaces on BackingOff=False.
+	ReasonNotBackingOff = "NotBackingOff"
+	// ReasonItemsPending surfaces on Complete=False while items wait for a
+	// result.
+	ReasonItemsPending = "ItemsPending"
+	// ReasonNoFailure surfaces on Failed=False.
+	ReasonNoFailure = "NoFailure"
+	// ReasonNotFinished surfaces on Finished=False.
+	ReasonNotFinished = "NotFinished"
+	// ReasonSucceeded surfaces on Complete=True, Finished=True and
+	// Progressing=False when every item succeeded (or reused a result).
+	ReasonSucceeded = "Succeeded"
+
+	// ReasonProviderNotFound surfaces on Admitted=False (and
+	// Progressing=False) when providerRef names no LLMProvider; the batch
+	// is admitted as soon as it appears.
 	ReasonProviderNotFound = "ProviderNotFound"
-	// ReasonNoModel surfaces on Failed=True when neither the batch's
+	// ReasonProviderNotReady surfaces on Admitted=False when the provider
+	// is not Ready (a missing Secret, a refused key, a fallback loop); the
+	// message carries the provider's own reason.
+	ReasonProviderNotReady = "ProviderNotReady"
+	// ReasonNoModel surfaces on Admitted=False when neither the batch's
 	// spec.model nor its provider's names a model to call; nothing is sent
 	// until one of them does.
 	ReasonNoModel = "NoModel"
-	// ReasonInvalidItems surfaces on Failed=True when the items cannot be
+	// ReasonInvalidItems surfaces on Admitted=False when the items cannot be
 	// read (a missing ConfigMap, key, bucket, object or credentials Secret,
 	// credentials the store refuses, a bad JSONL line); the message names
 	// the object and the line. The items are read again every 30s.
 	ReasonInvalidItems = "InvalidItems"
-	// ReasonOutputUnavailable surfaces on Failed=True when the results
+	// ReasonOutputUnavailable surfaces on Admitted=False when the results
 	// cannot be written where spec.output says (a missing bucket or
 	// credentials Secret, credentials the store refuses); checked again
 	// every 30s. On a running batch it surfaces on Progressing=False while
@@ -122,8 +188,11 @@ const (
 	// admission when a batch of more than 10,000 items writes its results
 	// to ConfigMaps (in etcd) rather than object storage.
 	ReasonLargeResultsInEtcd = "LargeResultsInEtcd"
-	// ReasonDeadlineExceeded surfaces on Failed=True after activeDeadlineSeconds.
+	// ReasonDeadlineExceeded surfaces on Failed=True, Finished=True and
+	// Progressing=False after activeDeadlineSeconds.
 	ReasonDeadlineExceeded = "DeadlineExceeded"
-	// ReasonItemsFailed surfaces on Failed=True when items failed after retries.
+	// ReasonItemsFailed surfaces on Failed=True, Finished=True,
+	// Complete=False and Progressing=False when every item has a result and
+	// at least one failed after its retries.
 	ReasonItemsFailed = "ItemsFailed"
 )

@@ -6,8 +6,9 @@ import (
 
 // InferenceBatchStatus is the progress of a batch.
 type InferenceBatchStatus struct {
-	// conditions: Admitted, RateLimited, BackingOff, Progressing, Complete,
-	// Failed and Suspended.
+	// conditions are Admitted, RateLimited, BackingOff, Progressing,
+	// Suspended, and the terminal Complete, Failed and Finished (see
+	// conditions.go).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -23,7 +24,8 @@ type InferenceBatchStatus struct {
 	Counts ItemCounts `json:"counts,omitempty"`
 
 	// progress is "done/total" as kubectl get shows it, where done counts
-	// items with a stored result and total counts every item.
+	// items with a stored result (filtered items included: their result
+	// says "filtered") and total counts every item.
 	// +optional
 	Progress string `json:"progress,omitempty"`
 
@@ -47,6 +49,7 @@ type InferenceBatchStatus struct {
 	// results lists the objects holding the item results.
 	// +optional
 	// +kubebuilder:validation:MaxItems=1024
+	// +listType=atomic
 	Results []ResultReference `json:"results,omitempty"`
 }
 
@@ -66,10 +69,10 @@ type ItemCounts struct {
 	Running int32 `json:"running,omitempty"`
 	// succeeded have a stored successful result.
 	// +optional
-	Succeeded int32 `json:"succeeded,omitempty"`
+	Succeeded int32 `json:"succeeded"`
 	// failed have a stored failure, after their retries.
 	// +optional
-	Failed int32 `json:"failed,omitempty"`
+	Failed int32 `json:"failed"`
 	// cached reused an earlier result.
 	// +optional
 	Cached int32 `json:"cached,omitempty"`
@@ -90,10 +93,13 @@ type BatchCounts struct {
 
 // ResultReference names an object holding results.
 type ResultReference struct {
-	// kind of the object (ConfigMap).
+	// kind of the object: ConfigMap, or S3 for a manifest in object storage.
+	// +required
 	Kind string `json:"kind"`
-	// name of the object, in the batch's namespace.
+	// name of the object, in the batch's namespace (s3://bucket/key for S3).
+	// +required
 	Name string `json:"name"`
 	// items is how many results it holds.
+	// +required
 	Items int32 `json:"items"`
 }

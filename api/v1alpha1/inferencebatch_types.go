@@ -49,6 +49,7 @@ type InferenceBatchSpec struct {
 	System string `json:"system,omitempty"`
 
 	// maxTokens bounds the output of each call.
+	// 1 to 1000000.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000000
@@ -75,24 +76,31 @@ type InferenceBatchSpec struct {
 
 	// minScore drops items scoring below it; they are counted as filtered
 	// and never sent (original report: 0.20).
+	// Defaults to 0.20.
 	// +optional
 	// +kubebuilder:default="0.20"
 	MinScore Score `json:"minScore,omitempty"`
 
-	// batchSize is how many items are sent together before batchDelay.
+	// batchSize is how many items are sent together before
+	// batchDelayMilliseconds.
+	// Defaults to 5; 1 to 1000.
 	// +optional
 	// +kubebuilder:default=5
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000
 	BatchSize int32 `json:"batchSize,omitempty"`
 
-	// batchDelay is the pause between two batches.
+	// batchDelayMilliseconds is the pause between two batches, in
+	// milliseconds (the original report's 2 seconds: 2000).
+	// Defaults to 2000; 0 to 3600000.
 	// +optional
-	// +kubebuilder:default="2s"
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="batchDelay must not be negative"
-	BatchDelay *metav1.Duration `json:"batchDelay,omitempty"`
+	// +kubebuilder:default=2000
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=3600000
+	BatchDelayMilliseconds *int32 `json:"batchDelayMilliseconds,omitempty"`
 
 	// priority orders batches sharing a provider: higher goes first.
+	// Defaults to 0; -1000 to 1000.
 	// +optional
 	// +kubebuilder:default=0
 	// +kubebuilder:validation:Minimum=-1000
@@ -105,12 +113,14 @@ type InferenceBatchSpec struct {
 
 	// activeDeadlineSeconds fails the batch with DeadlineExceeded this long
 	// after it started, keeping the results so far.
+	// At least 1.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	ActiveDeadlineSeconds *int64 `json:"activeDeadlineSeconds,omitempty"`
 
 	// ttlSecondsAfterFinished deletes the batch, and its results, this long
 	// after it completed or failed.
+	// At least 0.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
@@ -118,9 +128,10 @@ type InferenceBatchSpec struct {
 	// output says where results go.
 	// +optional
 	// +kubebuilder:default={}
-	Output OutputSpec `json:"output,omitempty"`
+	Output OutputSpec `json:"output,omitzero"`
 
 	// cache reuses stored results for identical model, parameters and prompt.
+	// Defaults to Disabled.
 	// +optional
 	// +kubebuilder:default=Disabled
 	Cache CachePolicy `json:"cache,omitempty"`
@@ -223,6 +234,7 @@ type ConfigMapKeyReference struct {
 // +kubebuilder:validation:XValidation:rule="(has(self.kind) && self.kind == 'S3') || !has(self.s3)",message="output.s3 is set but output.kind is not S3"
 type OutputSpec struct {
 	// kind of sink: ConfigMap (the default, for small batches) or S3.
+	// Defaults to ConfigMap.
 	// +optional
 	// +kubebuilder:default=ConfigMap
 	Kind OutputKind `json:"kind,omitempty"`
@@ -238,23 +250,26 @@ type OutputSpec struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ib,categories=llmquota
-// +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.providerRef.name`
-// +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`
-// +kubebuilder:printcolumn:name="Filtered",type=integer,JSONPath=`.status.counts.filtered`
-// +kubebuilder:printcolumn:name="RateLimited",type=string,JSONPath=`.status.conditions[?(@.type=="RateLimited")].status`
-// +kubebuilder:printcolumn:name="Complete",type=string,JSONPath=`.status.conditions[?(@.type=="Complete")].status`
-// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.counts.failed`,priority=10
-// +kubebuilder:printcolumn:name="ETA",type=date,JSONPath=`.status.estimatedCompletionTime`,priority=10
-// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.providerRef.name`,description="The LLMProvider whose quota the calls run under"
+// +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`,description="Items with a stored result (filtered ones included) of all items"
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.counts.failed`,description="Items that failed after their retries"
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Progressing")].reason`,description="Running; why the batch waits (ProviderNotFound, NoModel, MinuteWindowFull, Suspended...); or how it finished (Succeeded, ItemsFailed, DeadlineExceeded)"
+// +kubebuilder:printcolumn:name="ETA",type=string,JSONPath=`.status.estimatedCompletionTime`,description="When the remaining items will be done (UTC) if the provider's quota is the only limit"
+// +kubebuilder:printcolumn:name="Filtered",type=integer,JSONPath=`.status.counts.filtered`,priority=10,description="Items below minScore, never sent"
+// +kubebuilder:printcolumn:name="Succeeded",type=integer,JSONPath=`.status.counts.succeeded`,priority=10,description="Items with a successful result"
+// +kubebuilder:printcolumn:name="RateLimited",type=string,JSONPath=`.status.conditions[?(@.type=="RateLimited")].reason`,priority=10,description="What holds the provider's calls back, or WithinLimits"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`,description="Time since the batch was created"
 //
 // Once admitted, a batch's work is fixed, as a Job's pod template is:
 // only suspend, priority and activeDeadlineSeconds change a running batch
 // (applied at once); the rest is refused at apply.
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.status) || !has(oldSelf.status.startTime) || (self.spec.providerRef.name == oldSelf.spec.providerRef.name && (has(self.spec.model) == has(oldSelf.spec.model) && (!has(self.spec.model) || self.spec.model == oldSelf.spec.model)) && (has(self.spec.system) == has(oldSelf.spec.system) && (!has(self.spec.system) || self.spec.system == oldSelf.spec.system)) && (has(self.spec.maxTokens) == has(oldSelf.spec.maxTokens) && (!has(self.spec.maxTokens) || self.spec.maxTokens == oldSelf.spec.maxTokens)) && (has(self.spec.temperature) == has(oldSelf.spec.temperature) && (!has(self.spec.temperature) || self.spec.temperature == oldSelf.spec.temperature)))",message="spec.providerRef, model, system, maxTokens and temperature cannot change once the batch is admitted (status.startTime is set): its calls would differ by timing; create a new InferenceBatch"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.status) || !has(oldSelf.status.startTime) || ((has(self.spec.items) == has(oldSelf.spec.items) && (!has(self.spec.items) || self.spec.items == oldSelf.spec.items)) && (has(self.spec.itemsFrom) == has(oldSelf.spec.itemsFrom) && (!has(self.spec.itemsFrom) || self.spec.itemsFrom == oldSelf.spec.itemsFrom)) && (has(self.spec.minScore) == has(oldSelf.spec.minScore) && (!has(self.spec.minScore) || self.spec.minScore == oldSelf.spec.minScore)))",message="spec.items, itemsFrom and minScore cannot change once the batch is admitted (status.startTime is set): create a new InferenceBatch for other items"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.status) || !has(oldSelf.status.startTime) || ((has(self.spec.batchSize) == has(oldSelf.spec.batchSize) && (!has(self.spec.batchSize) || self.spec.batchSize == oldSelf.spec.batchSize)) && (has(self.spec.batchDelay) == has(oldSelf.spec.batchDelay) && (!has(self.spec.batchDelay) || self.spec.batchDelay == oldSelf.spec.batchDelay)) && (has(self.spec.cache) == has(oldSelf.spec.cache) && (!has(self.spec.cache) || self.spec.cache == oldSelf.spec.cache)) && (has(self.spec.output) == has(oldSelf.spec.output) && (!has(self.spec.output) || self.spec.output == oldSelf.spec.output)))",message="spec.batchSize, batchDelay, cache and output cannot change once the batch is admitted (status.startTime is set); suspend, priority and activeDeadlineSeconds can"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.status) || !has(oldSelf.status.startTime) || ((has(self.spec.batchSize) == has(oldSelf.spec.batchSize) && (!has(self.spec.batchSize) || self.spec.batchSize == oldSelf.spec.batchSize)) && (has(self.spec.batchDelayMilliseconds) == has(oldSelf.spec.batchDelayMilliseconds) && (!has(self.spec.batchDelayMilliseconds) || self.spec.batchDelayMilliseconds == oldSelf.spec.batchDelayMilliseconds)) && (has(self.spec.cache) == has(oldSelf.spec.cache) && (!has(self.spec.cache) || self.spec.cache == oldSelf.spec.cache)) && (has(self.spec.output) == has(oldSelf.spec.output) && (!has(self.spec.output) || self.spec.output == oldSelf.spec.output)))",message="spec.batchSize, batchDelayMilliseconds, cache and output cannot change once the batch is admitted (status.startTime is set); suspend, priority and activeDeadlineSeconds can"
 type InferenceBatch struct {
-	metav1.TypeMeta   `json:",inline"`
+	metav1.TypeMeta `json:",inline"`
+	// metadata is the standard object metadata.
+	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// spec is the work.

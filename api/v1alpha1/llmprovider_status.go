@@ -6,7 +6,8 @@ import (
 
 // LLMProviderStatus is what the operator observes of a provider.
 type LLMProviderStatus struct {
-	// conditions: Ready, RateLimited, Degraded, CostAlert and, for Ollama, Warm.
+	// conditions are Ready, RateLimited, Degraded, CostAlert and, for
+	// Ollama, Warm.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -36,11 +37,6 @@ type LLMProviderStatus struct {
 	// cost is what the calls cost today and this month, in USD.
 	// +optional
 	Cost *CostStatus `json:"cost,omitempty"`
-
-	// quota is the persisted state of the quota engine, so a restarted
-	// manager never exceeds a window.
-	// +optional
-	Quota *QuotaState `json:"quota,omitempty"`
 
 	// endpoints lists the Ollama endpoints with their warm state and GPU memory.
 	// +optional
@@ -74,10 +70,14 @@ type WindowUsage struct {
 	// limit is what the window may hold.
 	// +optional
 	Limit int64 `json:"limit,omitempty"`
-	// summary is "used/limit", as kubectl get shows it.
+	// summary is "used/limit", as kubectl get shows it, or "unlimited" for a
+	// window the spec does not limit.
 	// +optional
 	Summary string `json:"summary,omitempty"`
 }
+
+// UnlimitedSummary is the summary of a window the spec does not limit.
+const UnlimitedSummary = "unlimited"
 
 // CostStatus is what the calls cost, in USD, per UTC period.
 type CostStatus struct {
@@ -117,19 +117,6 @@ type CostCommitment struct {
 	ThisMonth Decimal `json:"thisMonth,omitempty"`
 }
 
-// QuotaState is the quota engine's persisted state. The manager reserves
-// slots in blocks before spending them, so a crash loses at most one block
-// and never lets a window be exceeded.
-type QuotaState struct {
-	// snapshot is the engine's versioned binary snapshot.
-	// +optional
-	// +kubebuilder:validation:MaxLength=262144
-	Snapshot []byte `json:"snapshot,omitempty"`
-	// updateTime is when the snapshot was taken.
-	// +optional
-	UpdateTime *metav1.Time `json:"updateTime,omitempty"`
-}
-
 // EndpointState is the warm state of one Ollama endpoint.
 // +kubebuilder:validation:Enum=Warm;Cold;Failed
 type EndpointState string
@@ -146,6 +133,7 @@ const (
 // EndpointStatus is one Ollama pod as the node agent reports it.
 type EndpointStatus struct {
 	// name of the pod.
+	// +required
 	Name string `json:"name"`
 	// node the pod runs on.
 	// +optional

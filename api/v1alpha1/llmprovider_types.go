@@ -49,11 +49,11 @@ type LLMProviderSpec struct {
 	// limits is the quota the operator keeps every call inside.
 	// +optional
 	// +kubebuilder:default={}
-	Limits RateLimits `json:"limits,omitempty"`
+	Limits RateLimits `json:"limits,omitzero"`
 
 	// retry says how failed calls are retried.
 	// +optional
-	// +kubebuilder:default={maxRetries: 3, initialBackoff: "2s", maxBackoff: "60s"}
+	// +kubebuilder:default={maxRetries: 3, initialBackoffMilliseconds: 2000, maxBackoffMilliseconds: 60000}
 	Retry *RetryPolicy `json:"retry,omitempty"`
 
 	// cost holds prices and the thresholds that raise the CostAlert condition.
@@ -69,6 +69,7 @@ type LLMProviderSpec struct {
 	// maxPromptLength is the longest prompt, in characters, this provider
 	// takes; longer prompts go to the fallback (the original report's
 	// LLM_LOCAL_MAX_LENGTH).
+	// At least 1.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	MaxPromptLength *int32 `json:"maxPromptLength,omitempty"`
@@ -110,30 +111,38 @@ type ProviderReference struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.requestsPerDay) || !has(self.requestsPerMinute) || self.requestsPerDay >= self.requestsPerMinute",message="requestsPerDay must not be lower than requestsPerMinute",fieldPath=".requestsPerDay"
 type RateLimits struct {
 	// requestsPerMinute is the most calls in any rolling minute.
+	// 1 to 1000000.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000000
 	RequestsPerMinute *int32 `json:"requestsPerMinute,omitempty"`
 	// requestsPerHour is the most calls in any rolling hour.
+	// 1 to 60000000.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=60000000
 	RequestsPerHour *int32 `json:"requestsPerHour,omitempty"`
 	// requestsPerDay is the most calls in any rolling 24 hours.
+	// 1 to 1440000000.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1440000000
 	RequestsPerDay *int32 `json:"requestsPerDay,omitempty"`
 	// tokensPerMinute is the most input plus output tokens in any rolling minute.
+	// At least 1.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	TokensPerMinute *int64 `json:"tokensPerMinute,omitempty"`
-	// minInterval is the least time between the starts of two calls
-	// (the original report's LLM_MIN_INTERVAL_SEC, 3s for Gemini).
+	// minIntervalMilliseconds is the least time between the starts of two
+	// calls, in milliseconds (the original report's LLM_MIN_INTERVAL_SEC,
+	// 3 seconds for Gemini: 3000).
+	// 0 to 86400000.
 	// +optional
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="minInterval must not be negative"
-	MinInterval *metav1.Duration `json:"minInterval,omitempty"`
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=86400000
+	MinIntervalMilliseconds *int32 `json:"minIntervalMilliseconds,omitempty"`
 	// maxConcurrency is the most calls in flight at once.
+	// Defaults to 1; 1 to 10000.
 	// +optional
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=1
@@ -142,28 +151,36 @@ type RateLimits struct {
 }
 
 // RetryPolicy says how failed calls are retried: after k consecutive failures
-// the provider holds for min(initialBackoff * 2^(k-1), maxBackoff), and a
-// server's Retry-After holds it until the time the server gave.
+// the provider holds for min(initialBackoffMilliseconds * 2^(k-1),
+// maxBackoffMilliseconds), and a server's Retry-After holds it until the
+// time the server gave.
 //
-// +kubebuilder:validation:XValidation:rule="duration(self.maxBackoff) >= duration(self.initialBackoff)",message="maxBackoff must not be less than initialBackoff",fieldPath=".maxBackoff"
+// +kubebuilder:validation:XValidation:rule="!has(self.maxBackoffMilliseconds) || !has(self.initialBackoffMilliseconds) || self.maxBackoffMilliseconds >= self.initialBackoffMilliseconds",message="maxBackoffMilliseconds must not be less than initialBackoffMilliseconds",fieldPath=".maxBackoffMilliseconds"
 type RetryPolicy struct {
 	// maxRetries is how many times one item is retried after its first
 	// attempt fails. Bad requests and auth failures are never retried.
+	// Defaults to 3; 0 to 100.
 	// +optional
 	// +kubebuilder:default=3
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
 	MaxRetries *int32 `json:"maxRetries,omitempty"`
-	// initialBackoff is the hold after the first failure (2s gives the
-	// original report's 2^failures seconds).
+	// initialBackoffMilliseconds is the hold after the first failure, in
+	// milliseconds (2000 gives the original report's 2^failures seconds).
+	// Defaults to 2000; 1 to 3600000.
 	// +optional
-	// +kubebuilder:default="2s"
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="initialBackoff must be positive"
-	InitialBackoff *metav1.Duration `json:"initialBackoff,omitempty"`
-	// maxBackoff caps the hold (original report: 60s).
+	// +kubebuilder:default=2000
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=3600000
+	InitialBackoffMilliseconds *int32 `json:"initialBackoffMilliseconds,omitempty"`
+	// maxBackoffMilliseconds caps the hold, in milliseconds (original
+	// report: 60 seconds).
+	// Defaults to 60000; 1 to 86400000.
 	// +optional
-	// +kubebuilder:default="60s"
-	MaxBackoff *metav1.Duration `json:"maxBackoff,omitempty"`
+	// +kubebuilder:default=60000
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=86400000
+	MaxBackoffMilliseconds *int32 `json:"maxBackoffMilliseconds,omitempty"`
 }
 
 // CostPolicy holds prices in USD and the alert thresholds.
@@ -225,6 +242,7 @@ type OllamaSpec struct {
 	// +required
 	PodSelector metav1.LabelSelector `json:"podSelector"`
 	// port is the Ollama API port on each pod.
+	// Defaults to 11434; 1 to 65535.
 	// +optional
 	// +kubebuilder:default=11434
 	// +kubebuilder:validation:Minimum=1
@@ -233,15 +251,18 @@ type OllamaSpec struct {
 	// warmup says how the node agent preloads the model before traffic arrives.
 	// +optional
 	// +kubebuilder:default={}
-	Warmup WarmupSpec `json:"warmup,omitempty"`
-	// gpuCleanupInterval is how often idle models are unloaded
-	// (original report: 5m).
+	Warmup WarmupSpec `json:"warmup,omitzero"`
+	// gpuCleanupIntervalSeconds is how often idle models are unloaded, in
+	// seconds (original report: 5 minutes).
+	// Defaults to 300; 10 to 86400.
 	// +optional
-	// +kubebuilder:default="5m"
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="gpuCleanupInterval must be at least 10s"
-	GPUCleanupInterval *metav1.Duration `json:"gpuCleanupInterval,omitempty"`
+	// +kubebuilder:default=300
+	// +kubebuilder:validation:Minimum=10
+	// +kubebuilder:validation:Maximum=86400
+	GPUCleanupIntervalSeconds *int32 `json:"gpuCleanupIntervalSeconds,omitempty"`
 	// gpuMemoryHighWatermark is the GPU memory use, in percent of total,
 	// above which the agent cleans up at once.
+	// Defaults to 90; 1 to 100.
 	// +optional
 	// +kubebuilder:default=90
 	// +kubebuilder:validation:Minimum=1
@@ -252,19 +273,27 @@ type OllamaSpec struct {
 // WarmupSpec configures model preloading.
 type WarmupSpec struct {
 	// retries is how many warmup attempts are made (original report: 3).
+	// Defaults to 3; 1 to 20.
 	// +optional
 	// +kubebuilder:default=3
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=20
 	Retries int32 `json:"retries,omitempty"`
-	// keepAlive is how long Ollama keeps the model loaded after a call.
+	// keepAliveSeconds is how long Ollama keeps the model loaded after a
+	// call, in seconds.
+	// Defaults to 1800; 0 to 604800.
 	// +optional
-	// +kubebuilder:default="30m"
-	KeepAlive *metav1.Duration `json:"keepAlive,omitempty"`
-	// timeout bounds one warmup attempt.
+	// +kubebuilder:default=1800
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=604800
+	KeepAliveSeconds *int32 `json:"keepAliveSeconds,omitempty"`
+	// timeoutSeconds bounds one warmup attempt, in seconds.
+	// Defaults to 60; 1 to 3600.
 	// +optional
-	// +kubebuilder:default="60s"
-	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// +kubebuilder:default=60
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=3600
+	TimeoutSeconds *int32 `json:"timeoutSeconds,omitempty"`
 }
 
 // LLMProvider is a provider account (Gemini, Anthropic, OpenAI) or a pool of
@@ -273,20 +302,23 @@ type WarmupSpec struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=llmp,categories=llmquota
-// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
-// +kubebuilder:printcolumn:name="Minute",type=string,JSONPath=`.status.usage.minute.summary`
-// +kubebuilder:printcolumn:name="Hour",type=string,JSONPath=`.status.usage.hour.summary`
-// +kubebuilder:printcolumn:name="Day",type=string,JSONPath=`.status.usage.day.summary`
-// +kubebuilder:printcolumn:name="Cost-Today",type=string,JSONPath=`.status.cost.today`
-// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
-// +kubebuilder:printcolumn:name="RateLimited",type=string,JSONPath=`.status.conditions[?(@.type=="RateLimited")].status`
-// +kubebuilder:printcolumn:name="Warm",type=string,JSONPath=`.status.conditions[?(@.type=="Warm")].message`,priority=10
-// +kubebuilder:printcolumn:name="Model",type=string,JSONPath=`.spec.model`,priority=10
-// +kubebuilder:printcolumn:name="Fallback",type=string,JSONPath=`.spec.fallback.name`,priority=10
-// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`,description="Gemini, Anthropic, OpenAI or Ollama"
+// +kubebuilder:printcolumn:name="Minute",type=string,JSONPath=`.status.usage.minute.summary`,description="Requests in the rolling minute of the per-minute limit, or unlimited"
+// +kubebuilder:printcolumn:name="Hour",type=string,JSONPath=`.status.usage.hour.summary`,description="Requests in the rolling hour of the per-hour limit, or unlimited"
+// +kubebuilder:printcolumn:name="Day",type=string,JSONPath=`.status.usage.day.summary`,description="Requests in the rolling day of the per-day limit, or unlimited"
+// +kubebuilder:printcolumn:name="Cost-Today",type=string,JSONPath=`.status.cost.today`,description="USD spent on calls this UTC day"
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`,description="Whether new batches are admitted: credentials and fallback resolve and the provider has not refused the key"
+// +kubebuilder:printcolumn:name="Health",type=string,JSONPath=`.status.conditions[?(@.type=="Degraded")].reason`,description="Healthy, AuthFailed, ConsecutiveFailures or CircuitOpen"
+// +kubebuilder:printcolumn:name="RateLimited",type=string,JSONPath=`.status.conditions[?(@.type=="RateLimited")].reason`,description="What holds calls back (MinuteWindowFull, RetryAfter, DailyBudgetExhausted...) or WithinLimits"
+// +kubebuilder:printcolumn:name="Warm",type=string,JSONPath=`.status.conditions[?(@.type=="Warm")].message`,priority=10,description="Warm endpoints of an Ollama pool"
+// +kubebuilder:printcolumn:name="Model",type=string,JSONPath=`.spec.model`,priority=10,description="The default model"
+// +kubebuilder:printcolumn:name="Fallback",type=string,JSONPath=`.spec.fallback.name`,priority=10,description="The provider that takes items this one cannot serve"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`,description="Time since the provider was created"
 // +kubebuilder:validation:XValidation:rule="!has(self.spec.fallback) || self.spec.fallback.name != self.metadata.name",message="spec.fallback must name another LLMProvider, not this one",fieldPath=".spec.fallback.name"
 type LLMProvider struct {
-	metav1.TypeMeta   `json:",inline"`
+	metav1.TypeMeta `json:",inline"`
+	// metadata is the standard object metadata.
+	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// spec is what the provider may take.

@@ -65,14 +65,20 @@ const (
 //
 // +kubebuilder:object:generate=false
 type EndpointReport struct {
-	// Model is the pool model kept warm.
+	// model is the pool model kept warm.
+	// +optional
 	Model string `json:"model,omitempty"`
-	// VRAMBytes is the GPU memory that model occupies (0 on CPU).
+	// vramBytes is the GPU memory that model occupies (0 on CPU).
+	// +optional
 	VRAMBytes int64 `json:"vramBytes,omitempty"`
-	// GPUMemoryUsedBytes and GPUMemoryTotalBytes are the node's GPUs' memory
-	// in use and in all (summed over devices); total is 0 without NVML.
-	GPUMemoryUsedBytes  int64 `json:"gpuMemoryUsedBytes,omitempty"`
+	// gpuMemoryUsedBytes is the node's GPUs' memory in use (summed over
+	// devices).
+	// +optional
+	GPUMemoryUsedBytes int64 `json:"gpuMemoryUsedBytes,omitempty"`
+	// gpuMemoryTotalBytes is the node's GPUs' memory in all; 0 without NVML.
+	// +optional
 	GPUMemoryTotalBytes int64 `json:"gpuMemoryTotalBytes,omitempty"`
-	// Source says where the GPU figures come from.
+	// source says where the GPU figures come from.
+	// +optional
 	Source GPUSource `json:"source,omitempty"`
 }

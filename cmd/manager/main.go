@@ -42,6 +42,7 @@ func main() {
 		flushEvery    time.Duration
 		flushItems    int
 		pprofAddr     string
+		stateNS       string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to; \"0\" disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
@@ -54,6 +55,7 @@ func main() {
 	flag.IntVar(&workers, "batch-workers", 8, "How many InferenceBatches are admitted and published at once.")
 	flag.DurationVar(&flushEvery, "results-flush-interval", 10*time.Second, "Longest a result waits before it is written to its batch's results; bounds what a crash re-sends.")
 	flag.IntVar(&flushItems, "results-flush-items", 100, "Write a batch's results once this many wait, without waiting for --results-flush-interval.")
+	flag.StringVar(&stateNS, "state-namespace", "", "Namespace of the manager's own state (each provider's quota snapshot, in a ConfigMap); default: POD_NAMESPACE, then the pod's namespace.")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of the Go profiling endpoints (/debug/pprof); \"0\" disables them.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
@@ -105,6 +107,7 @@ func main() {
 	if err := (&controller.LLMProviderReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
 		Registry: registry, SecretNamespaces: splitList(secretNS), OllamaNamespaces: splitList(ollamaNS),
+		StateNamespace: controller.StateNamespace(stateNS),
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "Setting up controller", "controller", "LLMProvider")
 		os.Exit(1)

@@ -302,9 +302,10 @@ func createBatches(ctx context.Context, k client.Client, c config, n int, w *wat
 }
 
 func batch(c config, i int, store *objects) *llmv1.InferenceBatch {
+	delayMillis := int32(c.batchDelay / time.Millisecond)
 	b := &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("team-%03d", i%c.namespaces), Name: fmt.Sprintf("batch-%05d", i)},
 		Spec: llmv1.InferenceBatchSpec{ProviderRef: llmv1.ProviderReference{Name: "bench"}, MinScore: "0", BatchSize: int32(c.batchSize),
-			BatchDelay: &metav1.Duration{Duration: c.batchDelay}}}
+			BatchDelayMilliseconds: &delayMillis}}
 	if store != nil {
 		b.Spec.ItemsFrom = &llmv1.ItemsSource{S3: &llmv1.S3ObjectReference{S3Bucket: store.bucket, Key: inputKey(i)}}
 		b.Spec.Output = llmv1.OutputSpec{Kind: llmv1.OutputS3, S3: &llmv1.S3Output{S3Bucket: store.bucket}}
@@ -493,7 +494,7 @@ func (w *watcher) batches(ctx context.Context, k client.WithWatch) {
 				delete(w.storedAt[key], n)
 			}
 		}
-		if meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionComplete) && !w.complete[key] {
+		if meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionFinished) && !w.complete[key] {
 			w.complete[key] = true
 			select {
 			case w.changed <- struct{}{}:

@@ -165,10 +165,14 @@ func watch(ctx context.Context, c client.Client, limit time.Duration) error {
 				fmt.Printf("%s  %s\n", time.Now().Format("15:04:05"), line)
 				last = line
 			}
-			if meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionComplete) {
-				return nil
-			}
-			if f := meta.FindStatusCondition(b.Status.Conditions, llmv1.ConditionFailed); f != nil && f.Status == metav1.ConditionTrue && f.Reason != llmv1.ReasonItemsFailed {
+			if f := meta.FindStatusCondition(b.Status.Conditions, llmv1.ConditionFinished); f != nil && f.Status == metav1.ConditionTrue {
+				switch f.Reason {
+				case llmv1.ReasonSucceeded:
+					return nil
+				case llmv1.ReasonItemsFailed: // every item has its result; the failed ones say why
+					fmt.Printf("finished with failed items: %s\n", f.Message)
+					return nil
+				}
 				return fmt.Errorf("batch failed: %s: %s", f.Reason, f.Message)
 			}
 		}
@@ -206,7 +210,7 @@ func applyProvider(ctx context.Context, dir, kubeconfig, endpoint string) error 
 	}
 	p.Spec.Endpoint = endpoint
 	p.Spec.Limits.RequestsPerMinute, p.Spec.Limits.RequestsPerHour, p.Spec.Limits.RequestsPerDay = ptr(60), ptr(3600), ptr(9000)
-	p.Spec.Limits.MinInterval = &metav1.Duration{Duration: 500 * time.Millisecond}
+	p.Spec.Limits.MinIntervalMilliseconds = ptr(int32(500))
 	p.APIVersion, p.Kind = llmv1.GroupVersion.String(), "LLMProvider"
 	out, err := yaml.Marshal(&p)
 	if err != nil {

@@ -42,7 +42,7 @@ spec:
   temperature: "0.2"
   minScore: "0.20"
   batchSize: 5
-  batchDelay: 2s
+  batchDelayMilliseconds: 2000
   items:
 `)
 	for i := range total {

@@ -158,7 +158,7 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 	spec := batchrun.Spec{
 		Key: client.ObjectKeyFromObject(b), Store: store, Policy: policy, Dispatcher: d, CacheKey: keyOf,
 		Kept: in.kept, Filtered: len(in.filtered), Total: in.total,
-		Batch: dispatch.Batch{Namespace: b.Namespace, Priority: b.Spec.Priority, Size: size, Delay: durationOf(b.Spec.BatchDelay), Params: params},
+		Batch: dispatch.Batch{Namespace: b.Namespace, Priority: b.Spec.Priority, Size: size, Delay: llmv1.Milliseconds(b.Spec.BatchDelayMilliseconds, 0), Params: params},
 	}
 	for _, it := range in.items {
 		if send(it) {

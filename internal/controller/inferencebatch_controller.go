@@ -98,7 +98,7 @@ func (r *InferenceBatchReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 			return ctrl.Result{RequeueAfter: wait}, nil // written at most once per statusInterval
 		}
 	}
-	if err := r.Status().Patch(ctx, &b, client.MergeFrom(orig)); err != nil {
+	if err := r.Status().Patch(ctx, &b, countsAlways{client.MergeFrom(orig)}); err != nil {
 		return ctrl.Result{}, err
 	}
 	return result, nil
@@ -121,27 +121,35 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 			return ctrl.Result{}, err
 		}
 		r.Runtime.Stop(key)
-		r.transition(b, llmv1.ReasonProviderNotFound, fmt.Sprintf("LLMProvider %q named by spec.providerRef does not exist", b.Spec.ProviderRef.Name), true, now)
+		r.transition(b, llmv1.ReasonProviderNotFound, fmt.Sprintf("LLMProvider %q named by spec.providerRef does not exist", b.Spec.ProviderRef.Name), now)
 		return ctrl.Result{}, nil // the provider watch wakes us when it appears
 	}
 	if b.Spec.Model == "" && p.Spec.Model == "" {
 		// Every call would fail with the provider's own error: say so now.
 		r.Runtime.Stop(key)
-		r.transition(b, llmv1.ReasonNoModel, fmt.Sprintf("neither spec.model nor LLMProvider %q's spec.model names a model to call: set one of them", p.Name), true, now)
+		r.transition(b, llmv1.ReasonNoModel, fmt.Sprintf("neither spec.model nor LLMProvider %q's spec.model names a model to call: set one of them", p.Name), now)
 		return ctrl.Result{}, nil // an edit of the batch or the provider wakes us
 	}
 	d := r.Registry.Get(p.Name)
-	if ready := meta.FindStatusCondition(p.Status.Conditions, llmv1.ConditionReady); ready == nil || ready.Status != metav1.ConditionTrue || d == nil {
+	run := r.Runtime.Get(key)
+	admitted := run != nil && d != nil && run.Dispatcher == d && d.Has(key.String())
+	// A provider's readiness gates admission only: a running batch goes on
+	// (a refused key fails its calls, which it records).
+	if ready := meta.FindStatusCondition(p.Status.Conditions, llmv1.ConditionReady); !admitted && (ready == nil || ready.Status != metav1.ConditionTrue) {
 		msg := fmt.Sprintf("LLMProvider %q is not Ready", p.Name)
 		if ready != nil {
-			msg += ": " + ready.Message
+			msg += fmt.Sprintf(" (%s): %s", ready.Reason, ready.Message)
 		}
-		r.transition(b, "ProviderNotReady", msg, false, now)
+		r.transition(b, llmv1.ReasonProviderNotReady, msg, now)
+		return ctrl.Result{RequeueAfter: waitForProvider}, nil
+	}
+	if d == nil {
+		// Ready, but its dispatcher is still starting (a manager that just
+		// started or took the lease): not news, only a short wait.
 		return ctrl.Result{RequeueAfter: waitForProvider}, nil
 	}
 
-	run := r.Runtime.Get(key)
-	if run == nil || run.Dispatcher != d || !d.Has(key.String()) {
+	if !admitted {
 		prev := run
 		r.Runtime.Stop(key) // the provider's dispatcher was replaced: admit again, keeping results
 		var err error
@@ -151,7 +159,7 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 			}
 			for kind, reason := range map[error]string{errInvalidItems: llmv1.ReasonInvalidItems, errOutput: llmv1.ReasonOutputUnavailable} {
 				if errors.Is(err, kind) {
-					r.transition(b, reason, err.Error(), true, now)
+					r.transition(b, reason, err.Error(), now)
 					return ctrl.Result{RequeueAfter: cmp.Or(r.RecheckItems, recheckItems)}, nil
 				}
 			}
@@ -161,8 +169,8 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 			b.Status.StartTime = &metav1.Time{Time: now}
 		}
 		msg := fmt.Sprintf("%d of %d items to send to %s (%d filtered below minScore %s)", run.Kept, run.Total, p.Name, run.Filtered, b.Spec.MinScore)
-		if setCondition(&b.Status.Conditions, metav1.Condition{Type: llmv1.ConditionAdmitted, Status: metav1.ConditionTrue, Reason: "Admitted", Message: msg}, b.Generation, now) {
-			r.Recorder.Eventf(b, nil, corev1.EventTypeNormal, "Admitted", "Admit", "%s", msg)
+		if setCondition(&b.Status.Conditions, metav1.Condition{Type: llmv1.ConditionAdmitted, Status: metav1.ConditionTrue, Reason: llmv1.ReasonAdmitted, Message: msg}, b.Generation, now) {
+			r.Recorder.Eventf(b, nil, corev1.EventTypeNormal, llmv1.ReasonAdmitted, "Admit", "%s", msg)
 			if b.Spec.Output.Kind != llmv1.OutputS3 && run.Total > results.ConfigMapItemsAdvised {
 				r.Recorder.Eventf(b, nil, corev1.EventTypeWarning, llmv1.ReasonLargeResultsInEtcd, "Admit",
 					"%d results will be stored in ConfigMaps, in etcd; above %d items, write them to object storage (spec.output.kind: S3)",
@@ -175,7 +183,12 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 	if r.observe(b, &p, run, d, now) {
 		r.Runtime.Stop(key)
 		b.Status.CompletionTime = &metav1.Time{Time: now}
-		r.Recorder.Eventf(b, nil, corev1.EventTypeNormal, "Completed", "Complete", "%s", meta.FindStatusCondition(b.Status.Conditions, llmv1.ConditionComplete).Message)
+		outcome := meta.FindStatusCondition(b.Status.Conditions, llmv1.ConditionFinished)
+		eventType := corev1.EventTypeNormal
+		if outcome.Reason != llmv1.ReasonSucceeded {
+			eventType = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(b, nil, eventType, outcome.Reason, "Finish", "%s", outcome.Message)
 		logf.FromContext(ctx).Info("Batch complete", "succeeded", b.Status.Counts.Succeeded, "failed", b.Status.Counts.Failed, "cached", b.Status.Counts.Cached, "filtered", b.Status.Counts.Filtered)
 		return r.expire(ctx, b, now)
 	}
@@ -191,14 +204,11 @@ func (r *InferenceBatchReconciler) observe(b *llmv1.InferenceBatch, p *llmv1.LLM
 	stored := run.Store.Counts()
 	waiting, _ := run.Store.Pending()
 	remaining := run.Kept - int(stored[results.Succeeded]+stored[results.Failed]+stored[results.Cached])
-	var interval time.Duration
-	if p.Spec.Limits.MinInterval != nil {
-		interval = p.Spec.Limits.MinInterval.Duration
-	}
+	interval := llmv1.Milliseconds(p.Spec.Limits.MinIntervalMilliseconds, 0)
 	o := observation{
 		total: run.Total, kept: run.Kept, filtered: run.Filtered, stored: stored, progress: progress, refs: run.Store.References(), waiting: waiting,
 		writeErr: run.WriteError(), readErr: run.ReadError(),
-		eta: dispatch.ETA(now, remaining, d.Quota(), interval, int(b.Spec.BatchSize), durationOf(b.Spec.BatchDelay)),
+		eta: dispatch.ETA(now, remaining, d.Quota(), interval, int(b.Spec.BatchSize), llmv1.Milliseconds(b.Spec.BatchDelayMilliseconds, 0)),
 	}
 	wasLimited := meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionRateLimited)
 	complete := setProgress(b, o, now)
@@ -210,12 +220,12 @@ func (r *InferenceBatchReconciler) observe(b *llmv1.InferenceBatch, p *llmv1.LLM
 }
 
 // transition records a batch that cannot run, with an Event when the reason is new.
-func (r *InferenceBatchReconciler) transition(b *llmv1.InferenceBatch, reason, message string, failed bool, now time.Time) {
+func (r *InferenceBatchReconciler) transition(b *llmv1.InferenceBatch, reason, message string, now time.Time) {
 	oldReason := ""
 	if old := meta.FindStatusCondition(b.Status.Conditions, llmv1.ConditionAdmitted); old != nil {
 		oldReason = old.Reason // copied: waiting rewrites the condition in place
 	}
-	waiting(b, reason, message, failed, now)
+	waiting(b, reason, message, now)
 	if oldReason != reason {
 		r.Recorder.Eventf(b, nil, corev1.EventTypeWarning, reason, "Admit", "%s", message)
 	}
@@ -238,10 +248,7 @@ func (r *InferenceBatchReconciler) failDeadline(ctx context.Context, b *llmv1.In
 	}
 	msg := fmt.Sprintf("activeDeadlineSeconds (%ds) passed; %d items have results", *b.Spec.ActiveDeadlineSeconds,
 		b.Status.Counts.Succeeded+b.Status.Counts.Failed+b.Status.Counts.Cached)
-	set := func(c metav1.Condition) { setCondition(&b.Status.Conditions, c, b.Generation, now) }
-	set(metav1.Condition{Type: llmv1.ConditionFailed, Status: metav1.ConditionTrue, Reason: llmv1.ReasonDeadlineExceeded, Message: msg})
-	set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: llmv1.ReasonDeadlineExceeded, Message: msg})
-	set(metav1.Condition{Type: llmv1.ConditionComplete, Status: metav1.ConditionFalse, Reason: llmv1.ReasonDeadlineExceeded, Message: msg})
+	finish(b, false, llmv1.ReasonDeadlineExceeded, msg, now)
 	b.Status.CompletionTime = &metav1.Time{Time: now}
 	b.Status.EstimatedCompletionTime = nil
 	r.Recorder.Eventf(b, nil, corev1.EventTypeWarning, llmv1.ReasonDeadlineExceeded, "Fail", "%s", msg)
@@ -261,12 +268,9 @@ func (r *InferenceBatchReconciler) expire(ctx context.Context, b *llmv1.Inferenc
 	return ctrl.Result{}, client.IgnoreNotFound(r.Delete(ctx, b, client.PropagationPolicy(metav1.DeletePropagationBackground)))
 }
 
+// finished says whether the batch reached its terminal outcome.
 func finished(b *llmv1.InferenceBatch) bool {
-	if meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionComplete) {
-		return true
-	}
-	f := meta.FindStatusCondition(b.Status.Conditions, llmv1.ConditionFailed)
-	return f != nil && f.Status == metav1.ConditionTrue && f.Reason == llmv1.ReasonDeadlineExceeded
+	return meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionFinished)
 }
 
 func deadlineOf(b *llmv1.InferenceBatch) (time.Time, bool) {
@@ -274,13 +278,6 @@ func deadlineOf(b *llmv1.InferenceBatch) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return b.Status.StartTime.Add(time.Duration(*b.Spec.ActiveDeadlineSeconds) * time.Second), true
-}
-
-func durationOf(d *metav1.Duration) time.Duration {
-	if d == nil {
-		return 0
-	}
-	return d.Duration
 }
 
 // SetupWithManager registers the reconciler. Batches are woken by their

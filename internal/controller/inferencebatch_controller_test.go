@@ -11,6 +11,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	. "github.com/onsi/gomega/gstruct"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -51,7 +52,7 @@ func providerFor(ns, endpoint string, mutate func(*llmv1.LLMProviderSpec)) *llmv
 			Type: llmv1.ProviderGemini, Endpoint: endpoint, Model: "gemini-test",
 			CredentialsSecretRef: &llmv1.SecretKeyReference{Namespace: ns, Name: "api-key", Key: "key"},
 			Limits:               llmv1.RateLimits{RequestsPerMinute: ptr.To[int32](600), MaxConcurrency: 2},
-			Retry:                &llmv1.RetryPolicy{MaxRetries: ptr.To[int32](3), InitialBackoff: &metav1.Duration{Duration: 20 * time.Millisecond}, MaxBackoff: &metav1.Duration{Duration: 200 * time.Millisecond}},
+			Retry:                &llmv1.RetryPolicy{MaxRetries: ptr.To[int32](3), InitialBackoffMilliseconds: ptr.To[int32](20), MaxBackoffMilliseconds: ptr.To[int32](200)},
 		},
 	}
 	if mutate != nil {
@@ -66,7 +67,7 @@ func batchOf(ns, name, provider string, n int, mutate func(*llmv1.InferenceBatch
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: llmv1.InferenceBatchSpec{
 			ProviderRef: llmv1.ProviderReference{Name: llmv1.LocalObjectName(provider)},
-			BatchSize:   5, BatchDelay: &metav1.Duration{Duration: 50 * time.Millisecond}, MinScore: "0.20",
+			BatchSize:   5, BatchDelayMilliseconds: ptr.To[int32](50), MinScore: "0.20",
 		},
 	}
 	for i := range n {
@@ -87,14 +88,21 @@ func getBatch(b *llmv1.InferenceBatch) func(Gomega) *llmv1.InferenceBatch {
 	}
 }
 
+// haveCondition matches a batch's condition by status and reason; an empty
+// reason matches any.
 func haveCondition(typ string, status metav1.ConditionStatus, reason string) OmegaMatcher {
+	reasonMatcher := Equal(reason)
+	if reason == "" {
+		reasonMatcher = Not(BeEmpty())
+	}
 	return WithTransform(func(b *llmv1.InferenceBatch) *metav1.Condition {
 		return meta.FindStatusCondition(b.Status.Conditions, typ)
-	}, And(Not(BeNil()), HaveField("Status", status), HaveField("Reason", reason)))
+	}, And(Not(BeNil()), HaveField("Status", status), HaveField("Reason", reasonMatcher)))
 }
 
-func waitComplete(b *llmv1.InferenceBatch, within time.Duration) *llmv1.InferenceBatch {
-	Eventually(getBatch(b), within, interval).Should(haveCondition(llmv1.ConditionComplete, metav1.ConditionTrue, "AllItemsDone"))
+// waitFinished waits for a batch's terminal outcome, either one.
+func waitFinished(b *llmv1.InferenceBatch, within time.Duration) *llmv1.InferenceBatch {
+	Eventually(getBatch(b), within, interval).Should(haveCondition(llmv1.ConditionFinished, metav1.ConditionTrue, "")) // any reason
 	return getBatch(b)(Default)
 }
 
@@ -136,16 +144,20 @@ var _ = Describe("InferenceBatch", func() {
 		var b llmv1.InferenceBatch
 		Expect(yaml.Unmarshal(data, &b)).To(Succeed())
 		b.Namespace, b.Spec.ProviderRef.Name = ns, llmv1.LocalObjectName(p.Name)
-		b.Spec.BatchDelay = &metav1.Duration{Duration: 100 * time.Millisecond}
+		b.Spec.BatchDelayMilliseconds = ptr.To[int32](100)
 		Expect(k8sClient.Create(ctx, &b)).To(Succeed())
 
-		got := waitComplete(&b, timeout)
+		got := waitFinished(&b, timeout)
 		Expect(got.Status.Counts).To(Equal(llmv1.ItemCounts{Total: 136, Filtered: 95, Succeeded: 41}))
-		Expect(got.Status.Progress).To(Equal("41/136"))
+		Expect(got.Status.Progress).To(Equal("136/136"), "filtered items have a stored result: the finished batch reads N/N")
 		Expect(got.Status.Batches).To(Equal(llmv1.BatchCounts{Done: 9, Total: 9}))
 		Expect(got.Status.StartTime).NotTo(BeNil())
 		Expect(got.Status.CompletionTime).NotTo(BeNil())
-		Expect(got).To(haveCondition(llmv1.ConditionFailed, metav1.ConditionFalse, "NoFailure"))
+		Expect(got).To(haveCondition(llmv1.ConditionComplete, metav1.ConditionTrue, llmv1.ReasonSucceeded))
+		Expect(got).To(haveCondition(llmv1.ConditionFinished, metav1.ConditionTrue, llmv1.ReasonSucceeded))
+		Expect(got).To(haveCondition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonSucceeded))
+		Expect(got).To(haveCondition(llmv1.ConditionFailed, metav1.ConditionFalse, llmv1.ReasonNoFailure))
+		Expect(got.Status.EstimatedCompletionTime).To(BeNil())
 
 		stored := storedResults(&b)
 		Expect(stored).To(HaveLen(136), "every item, filtered ones included, has one stored result")
@@ -171,10 +183,17 @@ var _ = Describe("InferenceBatch", func() {
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(p), &pp)).To(Succeed())
 			g.Expect(pp.Status.Usage.Minute).NotTo(BeNil())
 			g.Expect(pp.Status.Usage.Minute.Limit).To(BeEquivalentTo(600))
-			g.Expect(pp.Status.Quota).NotTo(BeNil(), "the quota state is persisted")
 			g.Expect(pp.Status.Cost).NotTo(BeNil())
 		}, timeout, interval).Should(Succeed())
-		Expect(warningReasons(&b)).To(ContainElements("Normal/Admitted", "Normal/Completed"))
+		Expect(warningReasons(&b)).To(ContainElements("Normal/Admitted", "Normal/Succeeded"))
+
+		By("keeping the quota state in a ConfigMap of the manager's namespace, owned by the provider")
+		var state corev1.ConfigMap
+		Eventually(func() error {
+			return k8sClient.Get(ctx, types.NamespacedName{Namespace: stateNamespace, Name: quotaStateName(p.Name)}, &state)
+		}, timeout, interval).Should(Succeed())
+		Expect(state.BinaryData[quotaStateKey]).NotTo(BeEmpty())
+		Expect(state.OwnerReferences).To(ConsistOf(HaveField("UID", p.UID)))
 	})
 
 	It("ends every item succeeded or failed with a reason under injected faults, within its retries", func() {
@@ -183,8 +202,15 @@ var _ = Describe("InferenceBatch", func() {
 		// One call at a time, so the server's log orders the 429 before the next request.
 		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) { s.Limits.MaxConcurrency = 1 })
 		b := batchOf(ns, "faulty", p.Name, 20, func(s *llmv1.InferenceBatchSpec) { s.BatchSize = 20 })
-		got := waitComplete(b, 2*timeout)
+		got := waitFinished(b, 2*timeout)
 		Expect(got.Status.Counts.Succeeded + got.Status.Counts.Failed).To(BeEquivalentTo(20))
+		Expect(got.Status.Progress).To(Equal("20/20"))
+		if got.Status.Counts.Failed > 0 { // a batch with failed items failed, as a Job with failed indexes does
+			Expect(got).To(haveCondition(llmv1.ConditionFailed, metav1.ConditionTrue, llmv1.ReasonItemsFailed))
+			Expect(got).To(haveCondition(llmv1.ConditionComplete, metav1.ConditionFalse, llmv1.ReasonItemsFailed))
+		} else {
+			Expect(got).To(haveCondition(llmv1.ConditionComplete, metav1.ConditionTrue, llmv1.ReasonSucceeded))
+		}
 		for _, r := range storedResults(b) {
 			Expect(r.Attempts).To(BeNumerically("<=", 4))
 			if r.Status == results.Failed {
@@ -217,9 +243,9 @@ var _ = Describe("InferenceBatch", func() {
 			got.Spec.Suspend = false
 			Expect(k8sClient.Update(ctx, got)).To(Succeed())
 		}
-		waitComplete(small, timeout)
+		waitFinished(small, timeout)
 		Expect(getBatch(big)(Default).Status.Counts.Succeeded).To(BeNumerically("<", 50), "the small namespace finished only after the big one")
-		waitComplete(big, timeout)
+		waitFinished(big, timeout)
 	})
 
 	It("loses no result across manager restarts and never exceeds a window", func() {
@@ -232,7 +258,7 @@ var _ = Describe("InferenceBatch", func() {
 			stopManager()
 			stopManager = startManager()
 		}
-		got := waitComplete(b, timeout)
+		got := waitFinished(b, timeout)
 		Expect(got.Status.Counts.Succeeded).To(BeEquivalentTo(40))
 		ids := map[string]int{}
 		for _, r := range storedResults(b) {
@@ -259,7 +285,7 @@ var _ = Describe("InferenceBatch", func() {
 		stopStandby := startElectedManager()
 		By("stopping the leader: the standby takes the lease and finishes the batch")
 		stopLeader()
-		got := waitComplete(b, timeout)
+		got := waitFinished(b, timeout)
 		stopStandby()
 		stopManager = startManager()
 
@@ -269,18 +295,33 @@ var _ = Describe("InferenceBatch", func() {
 		Expect(emulator.CheckWindows(emu.Log(), limits)).To(Succeed())
 	})
 
+	It("says why a batch does not move while the minute window is full, and when it will finish", func() {
+		_, url := emulate(emulator.Config{})
+		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) { s.Limits.RequestsPerMinute = ptr.To[int32](3) })
+		b := batchOf(ns, "held", p.Name, 5, func(s *llmv1.InferenceBatchSpec) { s.BatchSize = 5 })
+		Eventually(getBatch(b), timeout, interval).Should(SatisfyAll(
+			haveCondition(llmv1.ConditionRateLimited, metav1.ConditionTrue, llmv1.ReasonMinuteWindowFull),
+			haveCondition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonMinuteWindowFull),
+			HaveField("Status.Progress", "3/5")))
+		got := getBatch(b)(Default)
+		Expect(got.Status.EstimatedCompletionTime).NotTo(BeNil())
+		Expect(got.Status.EstimatedCompletionTime.Time).To(BeTemporally(">", time.Now()), "the ETA of a held batch is ahead")
+		Expect(got).To(haveCondition(llmv1.ConditionFinished, metav1.ConditionFalse, llmv1.ReasonNotFinished))
+		Expect(k8sClient.Delete(ctx, b)).To(Succeed()) // not worth a minute of the suite
+	})
+
 	It("suspends and resumes", func() {
 		emu, url := emulate(emulator.Config{})
 		p := providerFor(ns, url, nil)
 		b := batchOf(ns, "paused", p.Name, 5, func(s *llmv1.InferenceBatchSpec) { s.Suspend = true })
-		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionSuspended, metav1.ConditionTrue, "SuspendedByUser"))
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionSuspended, metav1.ConditionTrue, llmv1.ReasonSuspended))
 		Consistently(func() int { return len(emu.Log()) }, time.Second, interval).Should(BeZero())
 		Expect(getBatch(b)(Default)).To(haveCondition(llmv1.ConditionProgressing, metav1.ConditionFalse, "Suspended"))
 
 		got := getBatch(b)(Default)
 		got.Spec.Suspend = false
 		Expect(k8sClient.Update(ctx, got)).To(Succeed())
-		waitComplete(b, timeout)
+		waitFinished(b, timeout)
 		Expect(emu.Log()).To(HaveLen(5))
 	})
 
@@ -304,7 +345,7 @@ var _ = Describe("InferenceBatch", func() {
 	It("fails with DeadlineExceeded and keeps the results so far", func() {
 		_, url := emulate(emulator.Config{})
 		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) {
-			s.Limits.MinInterval = &metav1.Duration{Duration: 400 * time.Millisecond}
+			s.Limits.MinIntervalMilliseconds = ptr.To[int32](400)
 		})
 		b := batchOf(ns, "late", p.Name, 50, func(s *llmv1.InferenceBatchSpec) {
 			s.ActiveDeadlineSeconds = ptr.To[int64](2)
@@ -316,20 +357,21 @@ var _ = Describe("InferenceBatch", func() {
 		Expect(got.Status.Counts.Succeeded).To(BeNumerically("<", 50))
 		Expect(storedResults(b)).To(HaveLen(int(got.Status.Counts.Succeeded)))
 		Expect(got).To(haveCondition(llmv1.ConditionComplete, metav1.ConditionFalse, llmv1.ReasonDeadlineExceeded))
+		Expect(got).To(haveCondition(llmv1.ConditionFinished, metav1.ConditionTrue, llmv1.ReasonDeadlineExceeded))
 	})
 
 	It("reuses stored results for identical prompts when the cache is enabled", func() {
 		emu, url := emulate(emulator.Config{})
 		p := providerFor(ns, url, nil)
 		first := batchOf(ns, "first", p.Name, 6, nil)
-		waitComplete(first, timeout)
+		waitFinished(first, timeout)
 		second := batchOf(ns, "second", p.Name, 6, func(s *llmv1.InferenceBatchSpec) {
 			s.Cache = llmv1.CacheEnabled
 			for i := range s.Items {
 				s.Items[i].Prompt = strings.Replace(s.Items[i].Prompt, "second", "first", 1)
 			}
 		})
-		got := waitComplete(second, timeout)
+		got := waitFinished(second, timeout)
 		Expect(got.Status.Counts.Cached).To(BeEquivalentTo(6))
 		Expect(emu.Log()).To(HaveLen(6), "the second batch made no provider call")
 		for _, r := range storedResults(second) {
@@ -346,7 +388,7 @@ var _ = Describe("InferenceBatch", func() {
 			s.Limits.MaxConcurrency = 1
 		})
 		b := batchOf(ns, "rerouted", primary.Name, 10, func(s *llmv1.InferenceBatchSpec) { s.BatchSize = 10 })
-		got := waitComplete(b, timeout)
+		got := waitFinished(b, timeout)
 		served := map[string]int{}
 		for _, r := range storedResults(b) {
 			if r.Status == results.Succeeded {
@@ -367,7 +409,7 @@ var _ = Describe("InferenceBatch", func() {
 		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) {
 			s.Cost = &llmv1.CostPolicy{PerRequest: "0.01", Alerts: llmv1.CostAlerts{Daily: "0.05", Monthly: "100"}}
 		})
-		waitComplete(batchOf(ns, "spendy", p.Name, 8, nil), timeout)
+		waitFinished(batchOf(ns, "spendy", p.Name, 8, nil), timeout)
 		Eventually(func(g Gomega) {
 			var pp llmv1.LLMProvider
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(p), &pp)).To(Succeed())
@@ -391,36 +433,76 @@ var _ = Describe("InferenceBatch", func() {
 			ItemsFrom:   &llmv1.ItemsSource{ConfigMapKeyRef: &llmv1.ConfigMapKeyReference{Name: "news", Key: "items.jsonl"}},
 		}}
 		Expect(k8sClient.Create(ctx, b)).To(Succeed())
-		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionFailed, metav1.ConditionTrue, llmv1.ReasonInvalidItems))
-		Expect(meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionFailed).Message).To(ContainSubstring("line 2"))
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, llmv1.ReasonInvalidItems))
+		Expect(meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionAdmitted).Message).To(ContainSubstring("line 2"))
 
 		cm.Data["items.jsonl"] = "{\"id\":\"a\",\"prompt\":\"p\",\"score\":0.5}\n{\"id\":\"b\",\"prompt\":\"q\",\"score\":0.1}\n"
 		Expect(k8sClient.Update(ctx, cm)).To(Succeed())
-		got := waitComplete(b, timeout)
+		got := waitFinished(b, timeout)
 		Expect(got.Status.Counts).To(Equal(llmv1.ItemCounts{Total: 2, Filtered: 1, Succeeded: 1}))
 	})
 
 	It("waits for a missing provider, then runs", func() {
 		_, url := emulate(emulator.Config{})
 		b := batchOf(ns, "early", "not-yet-"+ns, 3, nil)
-		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionFailed, metav1.ConditionTrue, llmv1.ReasonProviderNotFound))
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, llmv1.ReasonProviderNotFound))
 		Expect(warningReasons(b)).To(ContainElement("Warning/" + llmv1.ReasonProviderNotFound))
+		Expect(getBatch(b)(Default)).To(SatisfyAll(
+			haveCondition(llmv1.ConditionFailed, metav1.ConditionFalse, llmv1.ReasonNoFailure), // waiting is not failing
+			haveCondition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonProviderNotFound)))
 		p := providerFor(ns, url, nil)
 		p2 := p.DeepCopy()
 		p2.ObjectMeta = metav1.ObjectMeta{Name: "not-yet-" + ns}
 		Expect(k8sClient.Create(ctx, p2)).To(Succeed())
-		waitComplete(b, timeout)
+		waitFinished(b, timeout)
 	})
 
 	It("refuses a batch with no model anywhere at admission, sends nothing, and runs once one is named", func() {
 		emu, url := emulate(emulator.Config{})
 		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) { s.Model = "" })
 		b := batchOf(ns, "modelless", p.Name, 3, nil)
-		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionFailed, metav1.ConditionTrue, llmv1.ReasonNoModel))
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, llmv1.ReasonNoModel))
 		Expect(warningReasons(b)).To(ContainElement("Warning/" + llmv1.ReasonNoModel))
 		Expect(emu.Log()).To(BeEmpty(), "a call was sent without a model")
 		Expect(k8sClient.Patch(ctx, b, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"model":"gemini-test"}}`)))).To(Succeed())
-		waitComplete(b, timeout)
+		waitFinished(b, timeout)
+	})
+
+	It("fails a batch whose every call is refused, turns the provider not Ready, and runs new work once the key is fixed", func() {
+		_, url := emulate(emulator.Config{})
+		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) {
+			s.CredentialsSecretRef.Name = "wrong-key"
+			s.Limits.RequestsPerHour = ptr.To[int32](1000)
+		})
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "wrong-key"}, Data: map[string][]byte{"key": []byte("not-the-key")}}
+		Expect(k8sClient.Create(ctx, secret)).To(Succeed())
+		refused := batchOf(ns, "refused", p.Name, 3, nil)
+		got := waitFinished(refused, timeout)
+		Expect(got).To(SatisfyAll(
+			haveCondition(llmv1.ConditionFailed, metav1.ConditionTrue, llmv1.ReasonItemsFailed),
+			haveCondition(llmv1.ConditionComplete, metav1.ConditionFalse, llmv1.ReasonItemsFailed),
+			haveCondition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonItemsFailed)))
+		Expect(got.Status.Progress).To(Equal("3/3"))
+		Expect(got.Status.Counts.Failed).To(BeEquivalentTo(3))
+		Expect(warningReasons(refused)).To(ContainElement("Warning/" + llmv1.ReasonItemsFailed))
+
+		By("the provider reads Ready=False AuthFailed, with windows it does not limit shown as unlimited")
+		Eventually(func(g Gomega) {
+			var pp llmv1.LLMProvider
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(p), &pp)).To(Succeed())
+			g.Expect(meta.FindStatusCondition(pp.Status.Conditions, llmv1.ConditionReady)).To(PointTo(And(
+				HaveField("Status", metav1.ConditionFalse), HaveField("Reason", llmv1.ReasonAuthFailed))))
+			g.Expect(pp.Status.Usage.Hour).To(PointTo(HaveField("Summary", HaveSuffix("/1000"))))
+			g.Expect(pp.Status.Usage.Day).To(PointTo(HaveField("Summary", llmv1.UnlimitedSummary)))
+		}, timeout, interval).Should(Succeed())
+
+		By("a new batch waits instead of failing, and runs once the key is right")
+		next := batchOf(ns, "after-fix", p.Name, 3, nil)
+		Eventually(getBatch(next), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, llmv1.ReasonProviderNotReady))
+		Expect(meta.FindStatusCondition(getBatch(next)(Default).Status.Conditions, llmv1.ConditionAdmitted).Message).To(ContainSubstring(llmv1.ReasonAuthFailed))
+		secret.Data["key"] = []byte(emulatorKey)
+		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+		Expect(waitFinished(next, timeout)).To(haveCondition(llmv1.ConditionComplete, metav1.ConditionTrue, llmv1.ReasonSucceeded))
 	})
 
 	It("waits while the provider's Secret is missing, then runs", func() {
@@ -431,10 +513,10 @@ var _ = Describe("InferenceBatch", func() {
 		}}
 		Expect(k8sClient.Create(ctx, p)).To(Succeed())
 		b := batchOf(ns, "patient", p.Name, 3, nil)
-		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, "ProviderNotReady"))
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, llmv1.ReasonProviderNotReady))
 		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "later"},
 			Data: map[string][]byte{"key": []byte(emulatorKey)}})).To(Succeed())
-		waitComplete(b, timeout)
+		waitFinished(b, timeout)
 	})
 })
 
@@ -455,9 +537,9 @@ var _ = Describe("API writes", func() {
 		before := apiWrites.Load()
 		b := batchOf(ns, "bulk", p.Name, n, func(s *llmv1.InferenceBatchSpec) {
 			s.BatchSize = 1000
-			s.BatchDelay = nil
+			s.BatchDelayMilliseconds = nil
 		})
-		waitComplete(b, 2*timeout)
+		waitFinished(b, 2*timeout)
 		writes := apiWrites.Load() - before
 		perItem := float64(writes) / n
 		GinkgoWriter.Printf("API writes for %d items: %d (%.3f per item)\n", n, writes, perItem)

@@ -1,10 +1,12 @@
 package controller
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/dispatch"
@@ -28,8 +30,8 @@ type observation struct {
 }
 
 // setProgress writes counts and conditions from an observation and reports
-// whether every kept item has a stored result.
-func setProgress(b *llmv1.InferenceBatch, o observation, now time.Time) (complete bool) {
+// whether the batch finished: every kept item has a stored result.
+func setProgress(b *llmv1.InferenceBatch, o observation, now time.Time) (finished bool) {
 	st := &b.Status
 	done := o.stored[results.Succeeded] + o.stored[results.Failed] + o.stored[results.Cached]
 	st.Counts = llmv1.ItemCounts{
@@ -39,30 +41,42 @@ func setProgress(b *llmv1.InferenceBatch, o observation, now time.Time) (complet
 		Retries: max(st.Counts.Retries, int32(o.progress.Retries)),
 	}
 	st.Counts.Pending = max(0, int32(o.kept)-done-st.Counts.Running)
-	st.Progress = fmt.Sprintf("%d/%d", done, o.total)
+	// Filtered items have a stored result too ("filtered"), so a finished
+	// batch reads N/N.
+	st.Progress = fmt.Sprintf("%d/%d", int(done)+o.filtered, o.total)
 	size := int(max(1, b.Spec.BatchSize))
 	st.Batches = llmv1.BatchCounts{Done: int32(int(done) / size), Total: int32(items.Batches(o.kept, size))}
 	if int(done) == o.kept {
 		st.Batches.Done = st.Batches.Total
 	}
 	st.Results = o.refs
-	complete = int(done) >= o.kept && o.waiting == 0
+	finished = int(done) >= o.kept && o.waiting == 0
 
 	set := func(c metav1.Condition) { setCondition(&st.Conditions, c, b.Generation, now) }
 	limited := rateLimitedCondition(o.progress.Limit, o.progress.Queued)
-	if complete {
+	if finished {
 		limited = rateLimitedCondition(o.progress.Limit, 0)
 	}
 	set(limited)
-	set(boolCondition(llmv1.ConditionBackingOff, o.progress.BackingOff && !complete, "FailuresBackingOff", "NotBackingOff",
+	set(boolCondition(llmv1.ConditionBackingOff, o.progress.BackingOff && !finished, llmv1.ReasonFailuresBackingOff, llmv1.ReasonNotBackingOff,
 		"the provider backs off after failed calls", "no backoff holds this batch"))
-	set(boolCondition(llmv1.ConditionSuspended, b.Spec.Suspend, "SuspendedByUser", "NotSuspended",
+	set(boolCondition(llmv1.ConditionSuspended, b.Spec.Suspend, llmv1.ReasonSuspended, llmv1.ReasonNotSuspended,
 		"spec.suspend is true: calls in flight finish, nothing new starts", "the batch runs"))
+	if finished {
+		c := st.Counts
+		msg := fmt.Sprintf("%d items done: %d succeeded, %d cached, %d failed; %d filtered", done, c.Succeeded, c.Cached, c.Failed, o.filtered)
+		if c.Failed > 0 {
+			finish(b, false, llmv1.ReasonItemsFailed, fmt.Sprintf("%d of %d items failed after their retries (each error is in its result); %s", c.Failed, o.kept, msg), now)
+		} else {
+			finish(b, true, llmv1.ReasonSucceeded, msg, now)
+		}
+		st.EstimatedCompletionTime = nil
+		return true
+	}
+	held := limited.Status == metav1.ConditionTrue && limited.Reason != llmv1.ReasonMinInterval && o.progress.InFlight == 0
 	switch {
-	case complete:
-		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: "AllItemsDone", Message: "every item has a stored result"})
 	case b.Spec.Suspend:
-		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: "Suspended", Message: "spec.suspend is true"})
+		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: llmv1.ReasonSuspended, Message: "spec.suspend is true"})
 	case o.readErr != nil:
 		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: llmv1.ReasonInputUnavailable,
 			Message: fmt.Sprintf("%d of %d items done; the rest of the input cannot be read, read again every 30s: %v", done, o.kept, o.readErr)})
@@ -70,33 +84,47 @@ func setProgress(b *llmv1.InferenceBatch, o observation, now time.Time) (complet
 		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: llmv1.ReasonOutputUnavailable,
 			Message: fmt.Sprintf("%d results wait to be written, retried every second: %v", o.waiting, o.writeErr)})
 	case o.progress.NoWarmEndpoint && o.progress.InFlight == 0:
-		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: "NoWarmEndpoint",
+		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: llmv1.ReasonNoWarmEndpoint,
 			Message: fmt.Sprintf("%d of %d items done; no endpoint of Ollama pool %s is warm, the rest wait until one is", done, o.kept, b.Spec.ProviderRef.Name)})
+	case held:
+		// The column a user reads says why nothing moves: the window,
+		// backoff or budget that holds the provider (a minimum interval
+		// between calls is normal pacing, not a wait).
+		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: limited.Reason,
+			Message: fmt.Sprintf("%d of %d items done; LLMProvider %s holds calls back: %s", done, o.kept, b.Spec.ProviderRef.Name, limited.Message)})
 	default:
-		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionTrue, Reason: "ItemsRunning",
+		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionTrue, Reason: llmv1.ReasonRunning,
 			Message: fmt.Sprintf("%d of %d items done, %d in flight", done, o.kept, o.progress.InFlight)})
 	}
-	if complete {
-		set(metav1.Condition{Type: llmv1.ConditionComplete, Status: metav1.ConditionTrue, Reason: "AllItemsDone",
-			Message: fmt.Sprintf("%d items done: %d succeeded, %d cached, %d failed; %d filtered", done, st.Counts.Succeeded, st.Counts.Cached, st.Counts.Failed, o.filtered)})
-		if st.Counts.Failed > 0 {
-			set(metav1.Condition{Type: llmv1.ConditionFailed, Status: metav1.ConditionTrue, Reason: llmv1.ReasonItemsFailed,
-				Message: fmt.Sprintf("%d of %d items failed after their retries; see the results for each error", st.Counts.Failed, o.kept)})
-		} else {
-			set(notFailed())
-		}
-		st.EstimatedCompletionTime = nil
-		return true
-	}
-	set(metav1.Condition{Type: llmv1.ConditionComplete, Status: metav1.ConditionFalse, Reason: "ItemsPending",
+	set(metav1.Condition{Type: llmv1.ConditionComplete, Status: metav1.ConditionFalse, Reason: llmv1.ReasonItemsPending,
 		Message: fmt.Sprintf("%d of %d items done", done, o.kept)})
 	set(notFailed())
+	set(notFinished())
 	st.EstimatedCompletionTime = timeOrNil(o.eta)
 	return false
 }
 
+// finish records a batch's terminal outcome, as a Job does: Complete=True
+// when it succeeded, Failed=True when it did not, Finished=True either way.
+func finish(b *llmv1.InferenceBatch, succeeded bool, reason, message string, now time.Time) {
+	set := func(c metav1.Condition) { setCondition(&b.Status.Conditions, c, b.Generation, now) }
+	set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: reason, Message: message})
+	set(metav1.Condition{Type: llmv1.ConditionFinished, Status: metav1.ConditionTrue, Reason: reason, Message: message})
+	if succeeded {
+		set(metav1.Condition{Type: llmv1.ConditionComplete, Status: metav1.ConditionTrue, Reason: reason, Message: message})
+		set(notFailed())
+		return
+	}
+	set(metav1.Condition{Type: llmv1.ConditionComplete, Status: metav1.ConditionFalse, Reason: reason, Message: message})
+	set(metav1.Condition{Type: llmv1.ConditionFailed, Status: metav1.ConditionTrue, Reason: reason, Message: message})
+}
+
 func notFailed() metav1.Condition {
-	return metav1.Condition{Type: llmv1.ConditionFailed, Status: metav1.ConditionFalse, Reason: "NoFailure", Message: "nothing has failed"}
+	return metav1.Condition{Type: llmv1.ConditionFailed, Status: metav1.ConditionFalse, Reason: llmv1.ReasonNoFailure, Message: "nothing has failed"}
+}
+
+func notFinished() metav1.Condition {
+	return metav1.Condition{Type: llmv1.ConditionFinished, Status: metav1.ConditionFalse, Reason: llmv1.ReasonNotFinished, Message: "the batch has not finished"}
 }
 
 func boolCondition(typ string, on bool, yesReason, noReason, yesMsg, noMsg string) metav1.Condition {
@@ -107,15 +135,37 @@ func boolCondition(typ string, on bool, yesReason, noReason, yesMsg, noMsg strin
 }
 
 // waiting marks a batch that cannot be admitted yet, for a reason that
-// fixes itself or that the user fixes; failed says whether it is a Failed
-// condition (bad input, missing provider) or only a wait.
-func waiting(b *llmv1.InferenceBatch, reason, message string, failed bool, now time.Time) {
+// fixes itself or that the user fixes (a missing provider, Secret, model,
+// input or bucket). It is not a failure: the batch is admitted as soon as
+// the reason goes away.
+func waiting(b *llmv1.InferenceBatch, reason, message string, now time.Time) {
 	set := func(c metav1.Condition) { setCondition(&b.Status.Conditions, c, b.Generation, now) }
 	set(metav1.Condition{Type: llmv1.ConditionAdmitted, Status: metav1.ConditionFalse, Reason: reason, Message: message})
 	set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: reason, Message: message})
-	if failed {
-		set(metav1.Condition{Type: llmv1.ConditionFailed, Status: metav1.ConditionTrue, Reason: reason, Message: message})
-	} else {
-		set(notFailed())
+	set(notFailed())
+	set(notFinished())
+}
+
+// countsAlways is a status merge patch that carries status.counts whole:
+// a merge patch holds only what changed, so a count that stays 0 would
+// never reach the server and kubectl's FAILED column would read blank
+// instead of 0.
+type countsAlways struct{ client.Patch }
+
+func (p countsAlways) Data(obj client.Object) ([]byte, error) {
+	data, err := p.Patch.Data(obj)
+	if err != nil {
+		return nil, err
 	}
+	var patch map[string]any
+	if err := json.Unmarshal(data, &patch); err != nil {
+		return nil, err
+	}
+	status, _ := patch["status"].(map[string]any)
+	if status == nil {
+		status = map[string]any{}
+		patch["status"] = status
+	}
+	status["counts"] = obj.(*llmv1.InferenceBatch).Status.Counts
+	return json.Marshal(patch)
 }

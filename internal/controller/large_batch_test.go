@@ -30,7 +30,7 @@ var _ = Describe("The ConfigMap sink's size rule", func() {
 			s.Items = nil
 			s.ItemsFrom = &llmv1.ItemsSource{ConfigMapKeyRef: &llmv1.ConfigMapKeyReference{Name: "many", Key: "items.jsonl"}}
 		})
-		got := waitComplete(batch, timeout)
+		got := waitFinished(batch, timeout)
 		Expect(got.Status.Counts.Filtered).To(BeEquivalentTo(results.ConfigMapItemsAdvised + 1))
 		Eventually(func() []string { return warningReasons(batch) }, timeout, interval).Should(ContainElement("Warning/" + llmv1.ReasonLargeResultsInEtcd))
 	})
@@ -45,7 +45,7 @@ var _ = Describe("A key written with --from-file", func() {
 		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) {
 			s.CredentialsSecretRef = &llmv1.SecretKeyReference{Namespace: ns, Name: "from-file", Key: "key"}
 		})
-		got := waitComplete(batchOf(ns, "newline", p.Name, 3, nil), timeout)
+		got := waitFinished(batchOf(ns, "newline", p.Name, 3, nil), timeout)
 		Expect(got.Status.Counts.Succeeded).To(BeEquivalentTo(3))
 	})
 })

@@ -54,6 +54,9 @@ type LLMProviderReconciler struct {
 	// OllamaNamespaces, when set, are the only namespaces whose pods the
 	// manager watches (--ollama-namespaces).
 	OllamaNamespaces []string
+	// StateNamespace holds the manager's own state (each provider's quota
+	// snapshot); see StateNamespace. Empty means "default".
+	StateNamespace string
 
 	keys  keyChecks
 	pools pools
@@ -93,9 +96,6 @@ func (r *LLMProviderReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, err
 	}
 	var events []metav1.Condition // conditions whose change deserves an Event
-	if setCondition(&p.Status.Conditions, ready, p.Generation, now) {
-		events = append(events, ready)
-	}
 	if ollamapod.IsPool(&p) {
 		warm, err := r.observePool(ctx, &p)
 		if err != nil {
@@ -120,6 +120,16 @@ func (r *LLMProviderReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			r.Registry.Stop(p.Name)
 		}
 	}
+	// A key the provider refuses resolves, but no batch should start on it:
+	// Ready says so (the dispatcher keeps running, so a call that succeeds
+	// or a new key clears it).
+	if d := meta.FindStatusCondition(p.Status.Conditions, llmv1.ConditionDegraded); ready.Status == metav1.ConditionTrue && d != nil &&
+		d.Status == metav1.ConditionTrue && d.Reason == llmv1.ReasonAuthFailed {
+		ready = *notReady(llmv1.ReasonAuthFailed, "%s; new batches wait until a call succeeds or the Secret changes", d.Message)
+	}
+	if setCondition(&p.Status.Conditions, ready, p.Generation, now) && ready.Reason != llmv1.ReasonAuthFailed { // Degraded's Event said it
+		events = append([]metav1.Condition{ready}, events...)
+	}
 	p.Status.ObservedGeneration = p.Generation
 
 	if !equality.Semantic.DeepEqual(orig.Status, p.Status) {
@@ -143,6 +153,7 @@ func (r *LLMProviderReconciler) observeDispatcher(p *llmv1.LLMProvider, now time
 	s := d.Stats(thresholds(p))
 	setUsage(&p.Status, s)
 	publishProviderMetrics(p.Name, s, now)
+	publishCostLimits(p)
 	var changed []metav1.Condition
 	for _, c := range []metav1.Condition{rateLimitedCondition(heldBy(s), s.Queued), degradedCondition(s), costAlertCondition(p, s)} {
 		if setCondition(&p.Status.Conditions, c, p.Generation, now) && c.Status == metav1.ConditionTrue && c.Type != llmv1.ConditionRateLimited {

@@ -66,8 +66,8 @@ func (r *LLMProviderReconciler) ensureDispatcher(ctx context.Context, p *llmv1.L
 	}
 	if old := r.Registry.Stop(p.Name); old != nil {
 		snapshot = old.Snapshot()
-	} else if p.Status.Quota != nil {
-		snapshot = p.Status.Quota.Snapshot
+	} else if snapshot, err = r.loadQuota(ctx, p); err != nil {
+		return err
 	}
 	cfg := dispatchConfig(p)
 	hc := r.HTTPClient
@@ -81,8 +81,9 @@ func (r *LLMProviderReconciler) ensureDispatcher(ctx context.Context, p *llmv1.L
 	if ollamapod.IsPool(p) {
 		cfg.Endpoints = r.pools.get(p.Name)
 	}
-	cfg.Persist = r.persistQuota(p.Name)
+	cfg.Persist = r.persistQuota(p)
 	cfg.OnCall = observeCall(p.Name)
+	cfg.OnSend = observeSend(p.Name)
 	cfg.PersistCost = r.persistCost(p.Name)
 	d, err := dispatch.New(cfg, snapshot, r.Clock, logf.FromContext(ctx), r.Registry.Get)
 	if err != nil {
@@ -122,22 +123,6 @@ func (r *LLMProviderReconciler) persistCost(name string) func(context.Context, c
 	return func(ctx context.Context, c cost.Period) error {
 		patch, err := json.Marshal(map[string]any{"status": map[string]any{"cost": map[string]any{"committed": llmv1.CostCommitment{
 			Day: c.Day, Today: llmv1.Decimal(c.Today), Month: c.Month, ThisMonth: llmv1.Decimal(c.ThisMonth)}}}})
-		if err != nil {
-			return err
-		}
-		p := &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: name}}
-		return r.Status().Patch(ctx, p, client.RawPatch(types.MergePatchType, patch))
-	}
-}
-
-// persistQuota writes a quota snapshot into the provider's status with a
-// merge patch of that field alone, so it never races the reconciler's
-// other status fields.
-func (r *LLMProviderReconciler) persistQuota(name string) func(context.Context, []byte) error {
-	return func(ctx context.Context, snapshot []byte) error {
-		patch, err := json.Marshal(map[string]any{"status": map[string]any{"quota": llmv1.QuotaState{
-			Snapshot: snapshot, UpdateTime: &metav1.Time{Time: r.Clock.Now().Truncate(time.Second)},
-		}}})
 		if err != nil {
 			return err
 		}

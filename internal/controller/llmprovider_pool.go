@@ -65,7 +65,7 @@ func (r *LLMProviderReconciler) observePool(ctx context.Context, p *llmv1.LLMPro
 	if ns := p.Spec.Ollama.Namespace; len(r.OllamaNamespaces) > 0 && !slices.Contains(r.OllamaNamespaces, ns) {
 		eps.Set(nil)
 		p.Status.Endpoints = nil
-		return metav1.Condition{Type: llmv1.ConditionWarm, Status: metav1.ConditionFalse, Reason: "NamespaceNotWatched",
+		return metav1.Condition{Type: llmv1.ConditionWarm, Status: metav1.ConditionFalse, Reason: llmv1.ReasonNamespaceNotWatched,
 			Message: fmt.Sprintf("namespace %q named by spec.ollama.namespace is not one the manager watches pods in (--ollama-namespaces=%s)",
 				ns, strings.Join(r.OllamaNamespaces, ","))}, nil
 	}
@@ -137,7 +137,7 @@ func endpointStatus(pod *corev1.Pod, o *llmv1.OllamaSpec) llmv1.EndpointStatus {
 }
 
 func warmCondition(p *llmv1.LLMProvider, warm, total int) metav1.Condition {
-	c := metav1.Condition{Type: llmv1.ConditionWarm, Status: metav1.ConditionTrue, Reason: "EndpointsWarm",
+	c := metav1.Condition{Type: llmv1.ConditionWarm, Status: metav1.ConditionTrue, Reason: llmv1.ReasonEndpointsWarm,
 		Message: fmt.Sprintf("%d/%d endpoints warm", warm, total)}
 	then := "calls wait until one is"
 	if p.Spec.Fallback != nil {
@@ -145,10 +145,10 @@ func warmCondition(p *llmv1.LLMProvider, warm, total int) metav1.Condition {
 	}
 	switch {
 	case total == 0:
-		c.Status, c.Reason = metav1.ConditionFalse, "NoEndpoints"
+		c.Status, c.Reason = metav1.ConditionFalse, llmv1.ReasonNoEndpoints
 		c.Message = fmt.Sprintf("no pod in namespace %s matches spec.ollama.podSelector; %s", p.Spec.Ollama.Namespace, then)
 	case warm == 0:
-		c.Status, c.Reason = metav1.ConditionFalse, "NoWarmEndpoint"
+		c.Status, c.Reason = metav1.ConditionFalse, llmv1.ReasonNoWarmEndpoint
 		c.Message = fmt.Sprintf("0/%d endpoints warm; %s", total, then)
 	}
 	return c

@@ -14,7 +14,10 @@ import (
 
 // setUsage copies the dispatcher's live state into the provider's status.
 func setUsage(st *llmv1.LLMProviderStatus, s dispatch.Stats) {
-	st.Usage = llmv1.ProviderUsage{}
+	// A window the spec does not limit reads "unlimited", not a blank
+	// column.
+	unlimited := func() *llmv1.WindowUsage { return &llmv1.WindowUsage{Summary: llmv1.UnlimitedSummary} }
+	st.Usage = llmv1.ProviderUsage{Minute: unlimited(), Hour: unlimited(), Day: unlimited()}
 	for _, w := range s.Quota.Windows {
 		u := &llmv1.WindowUsage{Used: w.Used, Limit: w.Limit, Summary: fmt.Sprintf("%d/%d", w.Used, w.Limit)}
 		switch w.Name {
@@ -100,20 +103,20 @@ func rateLimitedCondition(next ratewindow.Decision, queued int) metav1.Condition
 func degradedCondition(s dispatch.Stats) metav1.Condition {
 	switch {
 	case s.AuthError != "":
-		return metav1.Condition{Type: llmv1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: "AuthFailed",
+		return metav1.Condition{Type: llmv1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: llmv1.ReasonAuthFailed,
 			Message: "the provider refused the credentials: " + s.AuthError}
 	case s.Quota.ConsecutiveFailures >= circuitThreshold:
-		return metav1.Condition{Type: llmv1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: "CircuitOpen",
+		return metav1.Condition{Type: llmv1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: llmv1.ReasonCircuitOpen,
 			Message: fmt.Sprintf("%d consecutive failures: new items go to the fallback while the backoff holds", s.Quota.ConsecutiveFailures)}
 	case s.Quota.ConsecutiveFailures >= degradedThreshold:
-		return metav1.Condition{Type: llmv1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: "ConsecutiveFailures",
+		return metav1.Condition{Type: llmv1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: llmv1.ReasonConsecutiveFailures,
 			Message: fmt.Sprintf("%d consecutive failures", s.Quota.ConsecutiveFailures)}
 	}
-	return metav1.Condition{Type: llmv1.ConditionDegraded, Status: metav1.ConditionFalse, Reason: "Healthy", Message: "recent calls succeed"}
+	return metav1.Condition{Type: llmv1.ConditionDegraded, Status: metav1.ConditionFalse, Reason: llmv1.ReasonHealthy, Message: "recent calls succeed"}
 }
 
 func costAlertCondition(p *llmv1.LLMProvider, s dispatch.Stats) metav1.Condition {
-	c := metav1.Condition{Type: llmv1.ConditionCostAlert, Status: metav1.ConditionFalse, Reason: "WithinBudget",
+	c := metav1.Condition{Type: llmv1.ConditionCostAlert, Status: metav1.ConditionFalse, Reason: llmv1.ReasonWithinThreshold,
 		Message: fmt.Sprintf("today %s USD, this month %s USD", s.Cost.Today, s.Cost.ThisMonth)}
 	th := thresholds(p)
 	switch {

@@ -11,14 +11,33 @@ import (
 	"github.com/llmquota/llmquota/internal/metrics"
 )
 
+// publishCostLimits exports the spec's cost alerts and budgets, so a
+// dashboard draws the spend against them.
+func publishCostLimits(p *llmv1.LLMProvider) {
+	c := p.Spec.Cost
+	if c == nil {
+		c = &llmv1.CostPolicy{}
+	}
+	for _, l := range []struct {
+		period, kind string
+		value        llmv1.Decimal
+	}{{"day", "alert", c.Alerts.Daily}, {"month", "alert", c.Alerts.Monthly}, {"day", "budget", c.Budgets.Daily}, {"month", "budget", c.Budgets.Monthly}} {
+		if l.value == "" {
+			metrics.CostLimitUSD.DeleteLabelValues(p.Name, l.period, l.kind)
+			continue
+		}
+		metrics.CostLimitUSD.WithLabelValues(p.Name, l.period, l.kind).Set(decimalToFloat(string(l.value)))
+	}
+}
+
 func publishProviderMetrics(name string, s dispatch.Stats, now time.Time) {
 	for _, w := range s.Quota.Windows {
-		metrics.WindowUsed.WithLabelValues(name, w.Name).Set(float64(w.Used))
-		metrics.WindowLimit.WithLabelValues(name, w.Name).Set(float64(w.Limit))
+		metrics.WindowUsedRequests.WithLabelValues(name, w.Name).Set(float64(w.Used))
+		metrics.WindowLimitRequests.WithLabelValues(name, w.Name).Set(float64(w.Limit))
 	}
 	if t := s.Quota.Tokens; t != nil {
-		metrics.WindowUsed.WithLabelValues(name, t.Name).Set(float64(t.Used))
-		metrics.WindowLimit.WithLabelValues(name, t.Name).Set(float64(t.Limit))
+		metrics.WindowUsedTokens.WithLabelValues(name, windowMinute).Set(float64(t.Used))
+		metrics.WindowLimitTokens.WithLabelValues(name, windowMinute).Set(float64(t.Limit))
 	}
 	hold := later(s.Quota.BackoffUntil, s.Quota.RetryAfterUntil)
 	metrics.BackoffSeconds.WithLabelValues(name).Set(max(0, hold.Sub(now).Seconds()))
@@ -37,11 +56,18 @@ func boolToFloat(b bool) float64 {
 }
 
 func forgetProviderMetrics(name string) {
-	for _, v := range []*prometheus.GaugeVec{metrics.WindowUsed, metrics.WindowLimit, metrics.BackoffSeconds, metrics.ConsecutiveFailures, metrics.CostUSD, metrics.CostAlert} {
+	for _, v := range []*prometheus.GaugeVec{metrics.WindowUsedRequests, metrics.WindowLimitRequests, metrics.WindowUsedTokens, metrics.WindowLimitTokens, metrics.BackoffSeconds, metrics.ConsecutiveFailures, metrics.CostUSD, metrics.CostAlert, metrics.CostLimitUSD} {
 		v.DeletePartialMatch(prometheus.Labels{"provider": name})
 	}
 	metrics.RequestsTotal.DeletePartialMatch(prometheus.Labels{"provider": name})
 	metrics.CallDuration.DeletePartialMatch(prometheus.Labels{"provider": name})
+	metrics.QueueWait.DeletePartialMatch(prometheus.Labels{"provider": name})
+}
+
+// observeSend records how long a call waited to be sent.
+func observeSend(provider string) func(time.Duration) {
+	h := metrics.QueueWait.WithLabelValues(provider)
+	return func(waited time.Duration) { h.Observe(waited.Seconds()) }
 }
 
 // observeCall counts one settled provider call and its duration.

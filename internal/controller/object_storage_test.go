@@ -46,7 +46,7 @@ var _ = Describe("Object storage", Ordered, func() {
 	}
 	s3Batch := func(name, key string, out llmv1.S3Bucket, prefix string) *llmv1.InferenceBatch {
 		return batchOf(ns, name, p.Name, 0, func(s *llmv1.InferenceBatchSpec) {
-			s.Items, s.BatchSize, s.BatchDelay = nil, 20, nil
+			s.Items, s.BatchSize, s.BatchDelayMilliseconds = nil, 20, nil
 			s.ItemsFrom = &llmv1.ItemsSource{S3: &llmv1.S3ObjectReference{S3Bucket: location("batches"), Key: key}}
 			s.Output = llmv1.OutputSpec{Kind: llmv1.OutputS3, S3: &llmv1.S3Output{S3Bucket: out, Prefix: prefix}}
 		})
@@ -81,7 +81,7 @@ var _ = Describe("Object storage", Ordered, func() {
 	It("streams the items of an object larger than it holds, and writes the results as parts and a manifest", func() {
 		Expect(bucket.Put(ctx, "in/news.jsonl", jsonl(300, 100), "")).To(Succeed())
 		b := s3Batch("from-s3", "in/news.jsonl", location("batches"), "out/news/")
-		got := waitComplete(b, timeout)
+		got := waitFinished(b, timeout)
 		Expect(got.Status.Counts.Succeeded).To(BeEquivalentTo(200))
 		Expect(got.Status.Counts.Filtered).To(BeEquivalentTo(100))
 		Expect(got.Status.Results).To(ConsistOf(llmv1.ResultReference{Kind: "S3", Name: "s3://batches/out/news/manifest.json", Items: 300}))
@@ -96,24 +96,24 @@ var _ = Describe("Object storage", Ordered, func() {
 		data := append(jsonl(2, 0), []byte("{\"id\":\"x\",\"prompt\":\n")...)
 		Expect(bucket.Put(ctx, "in/bad.jsonl", data, "")).To(Succeed())
 		b := s3Batch("bad-input", "in/bad.jsonl", location("batches"), "out/bad/")
-		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionFailed, metav1.ConditionTrue, llmv1.ReasonInvalidItems))
-		msg := meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionFailed).Message
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, llmv1.ReasonInvalidItems))
+		msg := meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionAdmitted).Message
 		Expect(msg).To(And(ContainSubstring("s3://batches/in/bad.jsonl"), ContainSubstring("line 3")))
 		Expect(bucket.Put(ctx, "in/bad.jsonl", jsonl(3, 0), "")).To(Succeed())
-		Expect(waitComplete(b, timeout).Status.Counts.Succeeded).To(BeEquivalentTo(3))
+		Expect(waitFinished(b, timeout).Status.Counts.Succeeded).To(BeEquivalentTo(3))
 	})
 
 	It("waits with a condition for a missing input object or output bucket", func() {
 		b := s3Batch("missing", "in/later.jsonl", location("later"), "")
-		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionFailed, metav1.ConditionTrue, llmv1.ReasonInvalidItems))
-		Expect(meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionFailed).Message).
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, llmv1.ReasonInvalidItems))
+		Expect(meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionAdmitted).Message).
 			To(ContainSubstring("s3://batches/in/later.jsonl: the object does not exist"))
 		Expect(bucket.Put(ctx, "in/later.jsonl", jsonl(4, 0), "")).To(Succeed())
-		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionFailed, metav1.ConditionTrue, llmv1.ReasonOutputUnavailable))
-		Expect(meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionFailed).Message).
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, llmv1.ReasonOutputUnavailable))
+		Expect(meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionAdmitted).Message).
 			To(ContainSubstring("s3://later/" + ns + "/missing/: the bucket does not exist"))
 		Expect(srv.MakeBucket("later")).To(Succeed())
-		Expect(waitComplete(b, timeout).Status.Counts.Succeeded).To(BeEquivalentTo(4))
+		Expect(waitFinished(b, timeout).Status.Counts.Succeeded).To(BeEquivalentTo(4))
 		Expect(manifest2(srv, "later", ns+"/missing/manifest.json").Counts[results.Succeeded]).To(BeEquivalentTo(4))
 	})
 
@@ -127,7 +127,7 @@ var _ = Describe("Object storage", Ordered, func() {
 		Expect(meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionProgressing).Message).
 			To(And(ContainSubstring("50 results wait"), ContainSubstring("s3://vanishing/out/part-00000.jsonl: the bucket does not exist")))
 		Expect(srv.MakeBucket("vanishing")).To(Succeed())
-		Expect(waitComplete(b, timeout).Status.Counts.Succeeded).To(BeEquivalentTo(50))
+		Expect(waitFinished(b, timeout).Status.Counts.Succeeded).To(BeEquivalentTo(50))
 		Expect(manifest2(srv, "vanishing", "out/manifest.json").Counts[results.Succeeded]).To(BeEquivalentTo(50))
 	})
 
@@ -141,8 +141,8 @@ var _ = Describe("Object storage", Ordered, func() {
 			in.CredentialsSecretName = "wrong"
 			s.ItemsFrom = &llmv1.ItemsSource{S3: &llmv1.S3ObjectReference{S3Bucket: in, Key: "in/w.jsonl"}}
 		})
-		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionFailed, metav1.ConditionTrue, llmv1.ReasonInvalidItems))
-		Expect(meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionFailed).Message).
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, llmv1.ReasonInvalidItems))
+		Expect(meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionAdmitted).Message).
 			To(ContainSubstring("s3://batches/in/w.jsonl: the store does not know the access key id"))
 	})
 })

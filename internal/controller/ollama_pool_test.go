@@ -46,7 +46,7 @@ var _ = Describe("Ollama pools", func() {
 			WithTransform(warmOf, And(HaveField("Status", metav1.ConditionTrue), HaveField("Message", "1/2 endpoints warm")))))
 
 		first := batchOf(ns, "first", p.Name, 12, nil)
-		waitComplete(first, timeout)
+		waitFinished(first, timeout)
 		Expect(emuA.Log()).To(HaveLen(12))
 		Expect(emuB.Log()).To(BeEmpty(), "nothing goes to the pod whose warmup failed")
 
@@ -60,7 +60,7 @@ var _ = Describe("Ollama pools", func() {
 
 		By("another pod turns warm: the waiting items go to it")
 		agentSays(b, corev1.ConditionTrue, llmv1.PodReasonWarm, "model tiny warm in 300ms on attempt 2 of 3", nil)
-		waitComplete(second, timeout)
+		waitFinished(second, timeout)
 		Expect(emuB.Log()).To(HaveLen(6))
 		Expect(emuA.Log()).To(HaveLen(12))
 	})
@@ -71,7 +71,7 @@ var _ = Describe("Ollama pools", func() {
 		pod := ollamaPod(ns, "ollama-0", urlPod)
 		agentSays(pod, corev1.ConditionTrue, llmv1.PodReasonWarm, "model tiny is resident", nil)
 		p := ollamaPool(ns, urlSvc)
-		waitComplete(batchOf(ns, "via-service", p.Name, 4, nil), timeout)
+		waitFinished(batchOf(ns, "via-service", p.Name, 4, nil), timeout)
 		Expect(emuSvc.Log()).To(HaveLen(4))
 	})
 
@@ -113,7 +113,7 @@ func ollamaPool(ns, endpoint string) *llmv1.LLMProvider {
 		Spec: llmv1.LLMProviderSpec{
 			Type: llmv1.ProviderOllama, Model: "tiny", Endpoint: endpoint,
 			Limits: llmv1.RateLimits{RequestsPerMinute: ptr.To[int32](600), MaxConcurrency: 2},
-			Retry:  &llmv1.RetryPolicy{MaxRetries: ptr.To[int32](3), InitialBackoff: &metav1.Duration{Duration: 10 * time.Millisecond}, MaxBackoff: &metav1.Duration{Duration: 50 * time.Millisecond}},
+			Retry:  &llmv1.RetryPolicy{MaxRetries: ptr.To[int32](3), InitialBackoffMilliseconds: ptr.To[int32](10), MaxBackoffMilliseconds: ptr.To[int32](50)},
 			Ollama: &llmv1.OllamaSpec{Namespace: ns, PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "ollama"}}},
 		},
 	}

@@ -39,9 +39,7 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 	if t := spec.Limits.TokensPerMinute; t != nil {
 		lim.Tokens = &ratewindow.Window{Name: windowTokens, Limit: *t, Period: time.Minute}
 	}
-	if spec.Limits.MinInterval != nil {
-		lim.MinInterval = spec.Limits.MinInterval.Duration
-	}
+	lim.MinInterval = llmv1.Milliseconds(spec.Limits.MinIntervalMilliseconds, 0)
 	lim.MaxConcurrency = int(max(1, spec.Limits.MaxConcurrency))
 	maxRetries := 3
 	lim.InitialBackoff, lim.MaxBackoff = 2*time.Second, 60*time.Second
@@ -49,12 +47,8 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 		if r.MaxRetries != nil {
 			maxRetries = int(*r.MaxRetries)
 		}
-		if r.InitialBackoff != nil {
-			lim.InitialBackoff = r.InitialBackoff.Duration
-		}
-		if r.MaxBackoff != nil {
-			lim.MaxBackoff = r.MaxBackoff.Duration
-		}
+		lim.InitialBackoff = llmv1.Milliseconds(r.InitialBackoffMilliseconds, lim.InitialBackoff)
+		lim.MaxBackoff = llmv1.Milliseconds(r.MaxBackoffMilliseconds, lim.MaxBackoff)
 	}
 	lim.MaxBackoff = max(lim.MaxBackoff, lim.InitialBackoff)
 	lim.Jitter = 0.2

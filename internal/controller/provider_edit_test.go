@@ -38,7 +38,7 @@ var _ = Describe("Editing a provider mid-batch", func() {
 			g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
 		}, timeout, interval).Should(Succeed())
 
-		waitComplete(b, timeout)
+		waitFinished(b, timeout)
 		log := emu.Log()
 		seen := map[string]int{}
 		for _, r := range log {
@@ -68,7 +68,7 @@ var _ = Describe("Moving a provider to another endpoint mid-batch", func() {
 		Eventually(func() int { return len(before.Log()) }, timeout, 10*time.Millisecond).Should(BeNumerically(">=", 2))
 
 		Expect(k8sClient.Patch(ctx, p, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"endpoint":"`+newURL+`"}}`)))).To(Succeed())
-		waitComplete(b, timeout)
+		waitFinished(b, timeout)
 		seen := map[string]int{}
 		for _, r := range append(before.Log(), after.Log()...) {
 			seen[r.PromptHash]++

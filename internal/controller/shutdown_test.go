@@ -6,6 +6,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
@@ -17,11 +18,11 @@ import (
 // charges to the last hour, as a manager restoring it would count them
 // (calls still reserved count as spent).
 func persistedCalls(name string) int64 {
-	var p llmv1.LLMProvider
-	Expect(k8sClient.Get(context.Background(), types.NamespacedName{Name: name}, &p)).To(Succeed())
-	Expect(p.Status.Quota).NotTo(BeNil())
+	var cm corev1.ConfigMap
+	Expect(k8sClient.Get(context.Background(), types.NamespacedName{Namespace: stateNamespace, Name: quotaStateName(name)}, &cm)).To(Succeed())
+	Expect(cm.BinaryData).To(HaveKey(quotaStateKey))
 	now := time.Now()
-	l, err := ratewindow.Restore(ratewindow.Config{Windows: []ratewindow.Window{{Name: "hour", Limit: 1 << 20, Period: time.Hour}}}, p.Status.Quota.Snapshot, now)
+	l, err := ratewindow.Restore(ratewindow.Config{Windows: []ratewindow.Window{{Name: "hour", Limit: 1 << 20, Period: time.Hour}}}, cm.BinaryData[quotaStateKey], now)
 	Expect(err).NotTo(HaveOccurred())
 	return l.Stats(now).Windows[0].Used
 }
@@ -47,6 +48,6 @@ var _ = Describe("A clean shutdown", func() {
 					"stopped after %d results: the provider is charged other than the %d calls sent (the reservation was not given back?)", at, sent)
 			}()
 		}
-		waitComplete(b, timeout)
+		waitFinished(b, timeout)
 	})
 })

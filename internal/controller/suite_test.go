@@ -28,6 +28,8 @@ import (
 const (
 	timeout  = 30 * time.Second
 	interval = 100 * time.Millisecond
+	// stateNamespace is the manager's own namespace in these specs.
+	stateNamespace = "llmquota-system"
 )
 
 var (
@@ -54,6 +56,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred(), "start envtest: run through `make test`, which builds the API server and sets KUBEBUILDER_ASSETS")
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme.Scheme})
 	Expect(err).NotTo(HaveOccurred())
+	Expect(k8sClient.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: stateNamespace}})).To(Succeed())
 	stopManager = startManager()
 })
 
@@ -96,7 +99,7 @@ func startManagerWith(opts ctrl.Options) func() {
 	c := countingWrites(mgr.GetClient())
 	Expect((&LLMProviderReconciler{
 		Client: c, APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
-		Registry: registry,
+		Registry: registry, StateNamespace: stateNamespace,
 	}).SetupWithManager(mgr)).To(Succeed())
 	Expect((&InferenceBatchReconciler{
 		Client: c, APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -221,6 +222,18 @@ func TestPriorityFirst(t *testing.T) {
 	}
 }
 
+// waitForCalls waits (real time) until the stub has answered want calls.
+func waitForCalls(t *testing.T, stub *stubClient, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for stub.count() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls, want %d", stub.count(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestBatchSizeAndDelay: on a fake clock, a batch sends Size items, waits
 // for them and Delay, then the next Size.
 func TestBatchSizeAndDelay(t *testing.T) {
@@ -233,16 +246,7 @@ func TestBatchSizeAndDelay(t *testing.T) {
 	defer cancel()
 	go d.Run(ctx)
 
-	waitCalls := func(want int) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for stub.count() != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d calls, want %d", stub.count(), want)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
+	waitCalls := func(want int) { t.Helper(); waitForCalls(t, stub, want) }
 	waitCalls(3)
 	fc.Step(time.Second) // inside the delay: nothing new
 	time.Sleep(50 * time.Millisecond)
@@ -256,6 +260,45 @@ func TestBatchSizeAndDelay(t *testing.T) {
 	col.wait(t, 10*time.Second)
 	if p, _ := d.Progress("ns/b"); p.GroupsDone != 3 {
 		t.Fatalf("groups done %d, want 3", p.GroupsDone)
+	}
+}
+
+// TestQueueWait: on a fake clock, OnSend sees the wait a full window
+// imposes, and none for the batch's own pacing (batchDelay is not a wait).
+func TestQueueWait(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC))
+	stub := &stubClient{}
+	var mu sync.Mutex
+	var waits []time.Duration
+	onSend := func(w time.Duration) { mu.Lock(); waits = append(waits, w); mu.Unlock() }
+	limits := ratewindow.Config{Windows: []ratewindow.Window{{Name: "minute", Limit: 2, Period: time.Minute}}, MaxConcurrency: 10}
+	d, _ := New(Config{Name: "p", Client: stub, Limits: limits, OnSend: onSend}, nil, fc, logr.Discard(), nil)
+	col := newCollector(5)
+	// Groups of 2 with a 10s delay: {0,1} go at once; {2,3} may go at
+	// 09:00:10 but the minute window holds them until the clock passes
+	// 09:01:00 (stepped to 09:01:01); {4} likewise a minute later.
+	d.Submit(Batch{Key: "ns/b", Namespace: "ns", Size: 2, Delay: 10 * time.Second, Items: items("x", 5), OnResult: col.add})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+	waitCalls := func(want int) { t.Helper(); waitForCalls(t, stub, want) }
+	waitCalls(2)
+	time.Sleep(50 * time.Millisecond) // the group's results settle
+	fc.Step(10 * time.Second)         // the delay passes: the window is full until 09:01:00
+	time.Sleep(50 * time.Millisecond)
+	fc.Step(51 * time.Second) // past 09:01:00 and the window's safety margin
+	waitCalls(4)
+	time.Sleep(50 * time.Millisecond)
+	fc.Step(10 * time.Second)
+	time.Sleep(50 * time.Millisecond)
+	fc.Step(51 * time.Second)
+	waitCalls(5)
+	col.wait(t, 10*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	want := []time.Duration{0, 0, 51 * time.Second, 51 * time.Second, 51 * time.Second}
+	if !slices.Equal(waits, want) {
+		t.Fatalf("waits %v, want %v: the delay counted as waiting, or the window's hold did not", waits, want)
 	}
 }
 

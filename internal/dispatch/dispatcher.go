@@ -63,6 +63,7 @@ type batch struct {
 	groupUnsen int // items of the current group still queued
 	groupsDone int
 	gateAt     time.Time
+	openedAt   time.Time // when the current group's items could first be sent
 	retries    int
 	removed    bool
 	seq        uint64 // submission order, for FIFO within a namespace
@@ -188,6 +189,7 @@ func (d *Dispatcher) Submit(b Batch) {
 	d.seq++
 	nb := &batch{Batch: b, queue: append([]Item(nil), b.Items...), groupsDone: b.GroupsDone, seq: d.seq, feed: b.Feed}
 	nb.startGroup(time.Time{})
+	nb.openedAt = d.clock.Now()
 	d.batches[b.Key] = nb
 	d.poke()
 }
@@ -255,6 +257,7 @@ func (b *batch) startGroup(now time.Time) {
 	b.groupLeft, b.groupUnsen = n, n
 	if !now.IsZero() {
 		b.gateAt = now.Add(b.Delay)
+		b.openedAt = b.gateAt
 	}
 }
 
@@ -265,6 +268,7 @@ func (b *batch) ready(now time.Time) (bool, time.Time) {
 		b.topUp(b.Size)
 		if b.groupLeft == 0 && len(b.queue) > 0 { // the group opened empty while the feed lagged
 			b.startGroup(time.Time{})
+			b.openedAt = now
 		}
 	}
 	if b.suspended || b.groupUnsen == 0 || len(b.queue) == 0 {

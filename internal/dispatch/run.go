@@ -138,6 +138,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	}
 	d.limited = dec
 	served()
+	waited := now.Sub(later(b.openedAt, it.requeued))
 	b.queue = b.queue[1:]
 	b.groupUnsen--
 	b.inFlight++
@@ -148,7 +149,11 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	}
 	timeout := d.cfg.CallTimeout // read under the lock: Reconfigure may change both
 	d.calls.Add(1)               // under the lock, so Drain sees every call it must wait for
+	onSend := d.cfg.OnSend
 	d.mu.Unlock()
+	if onSend != nil {
+		onSend(max(0, waited))
+	}
 	go d.call(ctx, b, params, it, est, worst, target, timeout)
 	return -1
 }
@@ -260,6 +265,7 @@ func (d *Dispatcher) settle(b *batch, it Item, resp *provider.Response, pe *prov
 		return Result{}, nil
 	}
 	if pe != nil && pe.Retryable() && it.Attempts <= d.cfg.MaxRetries {
+		it.requeued = now
 		b.queue = append([]Item{it}, b.queue...)
 		b.groupUnsen++
 		b.retries++
@@ -306,4 +312,11 @@ func exhausted(rl provider.RateLimit, now time.Time) time.Time {
 		return rl.RequestsReset
 	}
 	return time.Time{}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -15,6 +15,8 @@ type Item struct {
 	Prompt string
 	// Attempts made so far (across restarts it starts again at 0).
 	Attempts int
+	// requeued is when a failed attempt put the item back in the queue.
+	requeued time.Time
 }
 
 // Params are the generation parameters of a batch.
@@ -108,6 +110,11 @@ type Config struct {
 	// ("Succeeded" or the failure class) and how long it took. It is called
 	// from the call's goroutine, never under the dispatcher's lock.
 	OnCall func(outcome string, took time.Duration)
+	// OnSend, when set, sees how long each call waited before it was sent:
+	// from when the batch's pacing (batchSize, batchDelay) let the item go,
+	// or its retry was queued, to the call's start. The wait is the quota,
+	// backoff, concurrency, fairness and suspension. Called outside the lock.
+	OnSend func(waited time.Duration)
 	// Persist writes a quota snapshot before its reserved calls are spent.
 	// Nil disables reservation (tests, or a deliberately ephemeral provider).
 	Persist func(ctx context.Context, snapshot []byte) error

@@ -23,15 +23,32 @@ var (
 		Help:    "Duration of provider calls in seconds, from send to answer (or failure), by provider and outcome.",
 		Buckets: prometheus.ExponentialBuckets(0.05, 2, 12), // 50 ms to about 100 s
 	}, []string{"provider", "outcome"})
-	// WindowUsed is the admissions in each quota window.
-	WindowUsed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "llmquota_window_used",
-		Help: "Calls (or tokens, for tokensPerMinute) in each rolling quota window, by provider and window (minute, hour, day, tokensPerMinute).",
+	// QueueWait is how long calls waited to be sent once their batch's
+	// pacing let them go (see dispatch.Config.OnSend).
+	QueueWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "llmquota_queue_wait_seconds",
+		Help:    "Seconds each call waited for the provider's quota, backoff, concurrency or its turn, from when its batch's pacing (batchSize, batchDelay) let it go to its send, by provider.",
+		Buckets: []float64{0.01, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 900, 3600, 14400, 86400},
+	}, []string{"provider"})
+	// WindowUsedRequests is the calls in each request-count window.
+	WindowUsedRequests = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "llmquota_window_used_requests",
+		Help: "Calls in each rolling request window, by provider and window (minute, hour, day).",
 	}, []string{"provider", "window"})
-	// WindowLimit is each quota window's limit.
-	WindowLimit = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "llmquota_window_limit",
-		Help: "Limit of each rolling quota window, by provider and window.",
+	// WindowLimitRequests is each request-count window's limit.
+	WindowLimitRequests = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "llmquota_window_limit_requests",
+		Help: "Limit of each rolling request window, by provider and window (minute, hour, day).",
+	}, []string{"provider", "window"})
+	// WindowUsedTokens is the tokens in the tokens-per-minute window.
+	WindowUsedTokens = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "llmquota_window_used_tokens",
+		Help: "Tokens charged to the rolling token window (estimated at admission, corrected by the provider's usage), by provider and window (minute).",
+	}, []string{"provider", "window"})
+	// WindowLimitTokens is the token window's limit.
+	WindowLimitTokens = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "llmquota_window_limit_tokens",
+		Help: "Limit of the rolling token window, by provider and window (minute).",
 	}, []string{"provider", "window"})
 	// BackoffSeconds is how long the provider is held back.
 	BackoffSeconds = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -53,6 +70,11 @@ var (
 		Name: "llmquota_cost_alert",
 		Help: "1 while the provider's cost is past its threshold for the period (day, month), else 0.",
 	}, []string{"provider", "period"})
+	// CostLimitUSD is the spend each cost alert or budget allows.
+	CostLimitUSD = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "llmquota_cost_limit_usd",
+		Help: "USD a provider's spec allows per period (day, month) before an alert (kind=alert) or a hard stop (kind=budget); absent where not set.",
+	}, []string{"provider", "period", "kind"})
 	// BatchItems counts a batch's items by state.
 	BatchItems = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "llmquota_batch_items",
@@ -61,5 +83,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(RequestsTotal, CallDuration, WindowUsed, WindowLimit, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, BatchItems)
+	metrics.Registry.MustRegister(RequestsTotal, CallDuration, QueueWait, WindowUsedRequests, WindowLimitRequests, WindowUsedTokens, WindowLimitTokens, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, CostLimitUSD, BatchItems)
 }

@@ -154,9 +154,15 @@ func TestNonDefaultValues(t *testing.T) {
 		"manager.ollamaNamespaces={llm}")
 	got := kinds(objs)
 	for _, want := range []string{"PodDisruptionBudget/rel-llmquota-manager", "DaemonSet/rel-llmquota-node-agent", "PrometheusRule/rel-llmquota-manager",
-		"ServiceMonitor/rel-llmquota-manager", "Role/rel-llmquota-manager-secrets"} {
+		"ServiceMonitor/rel-llmquota-manager", "PodMonitor/rel-llmquota-node-agent", "Role/rel-llmquota-manager-secrets"} {
 		if !slices.Contains(got, want) {
 			t.Errorf("render lacks %s", want)
+		}
+	}
+	podLabels := dig(find(objs, "DaemonSet", "rel-llmquota-node-agent"), "spec", "template", "metadata", "labels").(map[string]any)
+	for k, v := range dig(find(objs, "PodMonitor", "rel-llmquota-node-agent"), "spec", "selector", "matchLabels").(map[string]any) {
+		if podLabels[k] != v {
+			t.Errorf("the agent's PodMonitor selects %s=%v, which its pods lack (%v)", k, v, podLabels)
 		}
 	}
 	if slices.Contains(got, "NetworkPolicy/rel-llmquota-manager") {
@@ -192,9 +198,15 @@ func TestNonDefaultValues(t *testing.T) {
 			t.Errorf("manager args lack %s: %v", arg, dig(c, "args"))
 		}
 	}
-	env := dig(c, "env").([]any)[0]
-	if dig(env, "name") != "LLMQUOTA_MEMORY_LIMIT" || dig(env, "valueFrom", "resourceFieldRef", "resource") != "limits.memory" {
+	env := map[string]any{}
+	for _, e := range dig(c, "env").([]any) {
+		env[dig(e, "name").(string)] = dig(e, "valueFrom")
+	}
+	if dig(env["LLMQUOTA_MEMORY_LIMIT"], "resourceFieldRef", "resource") != "limits.memory" {
 		t.Errorf("the manager is not told its memory limit: %v", env)
+	}
+	if dig(env["POD_NAMESPACE"], "fieldRef", "fieldPath") != "metadata.namespace" {
+		t.Errorf("the manager is not told its namespace (where its quota state lives): %v", env)
 	}
 	agentRules := dig(find(objs, "ClusterRole", "rel-llmquota-node-agent"), "rules").([]any)
 	if grants(agentRules, "secrets") || !slices.Equal(verbs(agentRules, "pods/status"), []string{"patch"}) ||

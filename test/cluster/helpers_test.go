@@ -120,15 +120,15 @@ spec:
   model: gemini-2.5-flash
   endpoint: http://%s
   credentialsSecretRef: {namespace: %s, name: %s, key: api-key}
-  limits: {requestsPerMinute: 30, minInterval: 1s, maxConcurrency: 2}
-  retry: {maxRetries: 3, initialBackoff: 1s, maxBackoff: 10s}
+  limits: {requestsPerMinute: 30, tokensPerMinute: 1000000, minIntervalMilliseconds: 1000, maxConcurrency: 2}
+  retry: {maxRetries: 3, initialBackoffMilliseconds: 1000, maxBackoffMilliseconds: 10000}
 `, name, emulatorIP, namespace, secret)
 }
 
 // steadyBatchYAML is n items that all pass minScore.
 func steadyBatchYAML(n int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "apiVersion: llmquota.dev/v1alpha1\nkind: InferenceBatch\nmetadata: {name: steady, namespace: %s}\nspec:\n  providerRef: {name: steady}\n  batchSize: 10\n  batchDelay: 500ms\n  items:\n", work)
+	fmt.Fprintf(&b, "apiVersion: llmquota.dev/v1alpha1\nkind: InferenceBatch\nmetadata: {name: steady, namespace: %s}\nspec:\n  providerRef: {name: steady}\n  batchSize: 10\n  batchDelayMilliseconds: 500\n  items:\n", work)
 	for i := range n {
 		fmt.Fprintf(&b, "  - {id: item-%03d, score: \"0.9\", prompt: \"Classify headline %d\"}\n", i, i)
 	}

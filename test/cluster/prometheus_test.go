@@ -19,11 +19,12 @@ import (
 )
 
 // startPrometheus runs a real Prometheus (Debian's, extracted by
-// hack/build-tools.sh) on this machine, scraping the targets' /metrics over
-// HTTPS with a bearer token, as the chart's ServiceMonitor asks a
-// prometheus-operator to. It returns the server's base URL; the spec's
-// cleanup stops it.
-func startPrometheus(targets []string, token string) string {
+// hack/build-tools.sh) on this machine, scraping the managers' /metrics
+// over HTTPS with a bearer token, as the chart's ServiceMonitor asks a
+// prometheus-operator to, and the node agents' over plain HTTP, as its
+// PodMonitor does. It returns the server's base URL; the spec's cleanup
+// stops it.
+func startPrometheus(targets []string, token string, agents []string) string {
 	dir := GinkgoT().TempDir()
 	tokenFile := filepath.Join(dir, "token")
 	Expect(os.WriteFile(tokenFile, []byte(token), 0o600)).To(Succeed())
@@ -34,7 +35,9 @@ scrape_configs:
   tls_config: {insecure_skip_verify: true}
   authorization: {credentials_file: %s}
   static_configs: [{targets: [%s]}]
-`, tokenFile, strings.Join(targets, ", "))
+- job_name: llmquota-node-agent
+  static_configs: [{targets: [%s]}]
+`, tokenFile, strings.Join(targets, ", "), strings.Join(agents, ", "))
 	Expect(os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o600)).To(Succeed())
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -104,4 +107,34 @@ func scrapeHealth(base string) func() ([]string, error) {
 		}
 		return out, err
 	}
+}
+
+type panel struct {
+	title string
+	exprs []string
+}
+
+// dashboardPanels reads the chart's Grafana dashboard, with Grafana's
+// $__rate_interval made concrete as Prometheus needs it.
+func dashboardPanels() []panel {
+	data, err := os.ReadFile(filepath.Join(chartDir, "files", "dashboard.json"))
+	Expect(err).NotTo(HaveOccurred())
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	Expect(json.Unmarshal(data, &dash)).To(Succeed())
+	var out []panel
+	for _, p := range dash.Panels {
+		var exprs []string
+		for _, t := range p.Targets {
+			exprs = append(exprs, strings.ReplaceAll(t.Expr, "$__rate_interval", "1m"))
+		}
+		out = append(out, panel{title: p.Title, exprs: exprs})
+	}
+	return out
 }

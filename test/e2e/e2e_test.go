@@ -100,19 +100,28 @@ var _ = Describe("The Helm chart on a real control plane", Ordered, func() {
 		provider := strings.Replace(readFile(filepath.Join(samplesDir, "llmquota_v1alpha1_llmprovider_gemini.yaml")),
 			"  type: Gemini\n", "  type: Gemini\n  endpoint: "+endpoint+"\n", 1)
 		provider = strings.Replace(provider, "requestsPerMinute: 10", "requestsPerMinute: 60", 1)
-		provider = strings.Replace(provider, "minInterval: 3s", "minInterval: 100ms", 1)
+		provider = strings.Replace(provider, "minIntervalMilliseconds: 3000", "minIntervalMilliseconds: 100", 1)
 		applyText(provider)
-		// batchDelay is set before apply: an admitted batch's pacing is fixed.
-		applyText(strings.Replace(readFile(filepath.Join(samplesDir, "llmquota_v1alpha1_inferencebatch.yaml")), "batchDelay: 2s", "batchDelay: 200ms", 1))
+		// batchDelayMilliseconds is set before apply: an admitted batch's pacing is fixed.
+		applyText(strings.Replace(readFile(filepath.Join(samplesDir, "llmquota_v1alpha1_inferencebatch.yaml")), "batchDelayMilliseconds: 2000", "batchDelayMilliseconds: 200", 1))
 
 		kubectl("wait", "--for=condition=Ready", "llmprovider/gemini", "--timeout=60s")
 		kubectl("-n", "default", "wait", "--for=condition=Complete", "inferencebatch/news-sentiment", "--timeout=180s")
 		Expect(kubectl("-n", "default", "get", "inferencebatch", "news-sentiment", "-o", "jsonpath={.status.progress} {.status.counts.filtered} {.status.counts.succeeded}")).
-			To(Equal("41/136 95 41"))
+			To(Equal("136/136 95 41"))
 		results := kubectl("-n", "default", "get", "configmap", "-l", "llmquota.dev/batch=news-sentiment", "-o", "jsonpath={.items[*].data.results\\.jsonl}")
 		Expect(strings.Count(results, `"status":"succeeded"`)).To(Equal(41))
 		Expect(strings.Count(results, `"status":"filtered"`)).To(Equal(95))
 		Expect(kubectl("get", "llmprovider", "gemini")).To(ContainSubstring("True"))
+		By("kubectl get shows what a user asks first: done, failures, why it waits or how it ended")
+		table := strings.Split(strings.TrimSpace(kubectl("-n", "default", "get", "inferencebatch", "news-sentiment")), "\n")
+		Expect(strings.Fields(table[0])).To(Equal([]string{"NAME", "PROVIDER", "PROGRESS", "FAILED", "STATUS", "ETA", "AGE"}))
+		row := strings.Fields(table[1]) // the finished batch has no ETA: that cell is blank
+		Expect(row).To(HaveLen(6))
+		Expect(row[:5]).To(Equal([]string{"news-sentiment", "gemini", "136/136", "0", "Succeeded"}))
+		Expect(strings.Fields(strings.Split(kubectl("get", "llmprovider"), "\n")[0])).To(Equal(
+			[]string{"NAME", "TYPE", "MINUTE", "HOUR", "DAY", "COST-TODAY", "READY", "HEALTH", "RATELIMITED", "AGE"}))
+		kubectl("-n", "default", "wait", "--for=condition=Finished", "inferencebatch/news-sentiment", "--timeout=10s")
 
 		log := readFile(filepath.Join(workDir, "manager.log"))
 		var denied []string

@@ -48,8 +48,8 @@ var _ = Describe("InferenceBatch edits", func() {
 		Entry("maxTokens added", `{"maxTokens":64}`, "maxTokens"),
 		Entry("items", `{"items":[{"id":"a","prompt":"changed","score":"0.50"}]}`, "spec.items, itemsFrom and minScore"),
 		Entry("minScore", `{"minScore":"0.05"}`, "spec.items, itemsFrom and minScore"),
-		Entry("batchSize", `{"batchSize":50}`, "spec.batchSize, batchDelay, cache and output"),
-		Entry("batchDelay", `{"batchDelay":"10s"}`, "spec.batchSize, batchDelay"),
+		Entry("batchSize", `{"batchSize":50}`, "spec.batchSize, batchDelayMilliseconds, cache and output"),
+		Entry("batchDelayMilliseconds", `{"batchDelayMilliseconds":10000}`, "spec.batchSize, batchDelayMilliseconds"),
 		Entry("output", `{"output":{"kind":"S3","s3":{"endpoint":"http://minio:9000","bucket":"results","credentialsSecretName":"s3"}}}`, "cache and output"),
 	)
 

@@ -20,8 +20,8 @@ metadata:
 spec:
   type: Gemini
   credentialsSecretRef: {namespace: llmquota-system, name: gemini-api-key, key: api-key}
-  limits: {requestsPerMinute: 10, requestsPerHour: 600, requestsPerDay: 1500, minInterval: 3s}
-  retry: {maxRetries: 3, initialBackoff: 2s, maxBackoff: 60s}
+  limits: {requestsPerMinute: 10, requestsPerHour: 600, requestsPerDay: 1500, minIntervalMilliseconds: 3000}
+  retry: {maxRetries: 3, initialBackoffMilliseconds: 2000, maxBackoffMilliseconds: 60000}
   cost:
     inputPerMillionTokens: "0.30"
     alerts: {daily: "5.00", monthly: "50.00"}
@@ -108,14 +108,16 @@ var _ = Describe("LLMProvider validation", func() {
 			"spec.limits.requestsPerHour", "requestsPerHour must not be lower than requestsPerMinute"),
 		Entry("day limit lower than minute limit without hour", edits(del("spec", "limits", "requestsPerHour"), set(int64(5), "spec", "limits", "requestsPerDay")),
 			"spec.limits.requestsPerDay", "requestsPerDay must not be lower than requestsPerMinute"),
-		Entry("negative minInterval", edits(set("-3s", "spec", "limits", "minInterval")),
-			"spec.limits.minInterval", "minInterval must not be negative"),
-		Entry("maxBackoff below initialBackoff", edits(set("10s", "spec", "retry", "initialBackoff"), set("5s", "spec", "retry", "maxBackoff")),
-			"spec.retry.maxBackoff", "maxBackoff must not be less than initialBackoff"),
-		Entry("maxBackoff below the default initialBackoff", edits(del("spec", "retry", "initialBackoff"), set("1s", "spec", "retry", "maxBackoff")),
-			"spec.retry.maxBackoff", "maxBackoff must not be less than initialBackoff"),
-		Entry("zero initialBackoff", edits(set("0s", "spec", "retry", "initialBackoff")),
-			"spec.retry.initialBackoff", "initialBackoff must be positive"),
+		Entry("negative minIntervalMilliseconds", edits(set(int64(-3000), "spec", "limits", "minIntervalMilliseconds")),
+			"spec.limits.minIntervalMilliseconds", "greater than or equal to 0"),
+		Entry("a duration string where milliseconds go", edits(set("3s", "spec", "limits", "minIntervalMilliseconds")),
+			"spec.limits.minIntervalMilliseconds", "must be of type integer"),
+		Entry("maxBackoff below initialBackoff", edits(set(int64(10000), "spec", "retry", "initialBackoffMilliseconds"), set(int64(5000), "spec", "retry", "maxBackoffMilliseconds")),
+			"spec.retry.maxBackoffMilliseconds", "maxBackoffMilliseconds must not be less than initialBackoffMilliseconds"),
+		Entry("maxBackoff below the default initialBackoff", edits(del("spec", "retry", "initialBackoffMilliseconds"), set(int64(1000), "spec", "retry", "maxBackoffMilliseconds")),
+			"spec.retry.maxBackoffMilliseconds", "maxBackoffMilliseconds must not be less than initialBackoffMilliseconds"),
+		Entry("zero initialBackoff", edits(set(int64(0), "spec", "retry", "initialBackoffMilliseconds")),
+			"spec.retry.initialBackoffMilliseconds", "greater than or equal to 1"),
 		Entry("negative maxRetries", edits(set(int64(-1), "spec", "retry", "maxRetries")),
 			"spec.retry.maxRetries", "greater than or equal to 0"),
 		Entry("unknown provider type", edits(set("Mistral", "spec", "type")),
@@ -208,8 +210,8 @@ var _ = Describe("InferenceBatch validation", func() {
 		Entry("bucket name with capitals", edits(set(map[string]any{"kind": "S3",
 			"s3": map[string]any{"endpoint": "http://minio:9000", "bucket": "Results", "credentialsSecretName": "s3"}}, "spec", "output")),
 			"spec.output.s3.bucket", "should match"),
-		Entry("negative batchDelay", edits(set("-2s", "spec", "batchDelay")),
-			"spec.batchDelay", "batchDelay must not be negative"),
+		Entry("negative batchDelayMilliseconds", edits(set(int64(-2000), "spec", "batchDelayMilliseconds")),
+			"spec.batchDelayMilliseconds", "greater than or equal to 0"),
 		Entry("providerRef without name", edits(set(map[string]any{}, "spec", "providerRef")),
 			"spec.providerRef.name", "Required value"),
 		Entry("unknown cache policy", edits(set("Sometimes", "spec", "cache")),

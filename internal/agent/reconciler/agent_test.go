@@ -181,6 +181,9 @@ var _ = Describe("Node agent", func() {
 			HaveField("Model", "tiny-a"), HaveField("Source", llmv1.GPUSourceOllama), HaveField("GPUMemoryTotalBytes", int64(0))))
 		Expect(testutil.ToFloat64(nvmlAvailable.WithLabelValues(cpuNode))).To(Equal(0.0))
 		Expect(testutil.ToFloat64(nvmlAvailable.WithLabelValues(gpuNode))).To(Equal(1.0))
+		By("the NVML node exports the GPU series the chart's LLMQuotaGPUMemoryHigh alert divides")
+		Eventually(func() float64 { return testutil.ToFloat64(gpuTotal.WithLabelValues(gpuNode, "0")) }).WithTimeout(timeout).Should(BeNumerically(">", 0))
+		Expect(testutil.ToFloat64(gpuUsed.WithLabelValues(gpuNode, "0"))).To(BeNumerically("<=", testutil.ToFloat64(gpuTotal.WithLabelValues(gpuNode, "0"))))
 	})
 })
 

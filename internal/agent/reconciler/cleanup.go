@@ -72,8 +72,8 @@ func (r *PodReconciler) cleanup(ctx context.Context, pod *corev1.Pod, pool *llmv
 }
 
 func cleanupInterval(o *llmv1.OllamaSpec) time.Duration {
-	if o.GPUCleanupInterval != nil && o.GPUCleanupInterval.Duration > 0 {
-		return o.GPUCleanupInterval.Duration
+	if i := llmv1.Seconds(o.GPUCleanupIntervalSeconds, 0); i > 0 {
+		return i
 	}
 	return 5 * time.Minute
 }

@@ -7,6 +7,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/llmquota/llmquota/internal/agent/gpu"
+	"github.com/llmquota/llmquota/internal/agent/ollama"
 )
 
 // The agent's metrics, served on its /metrics. Pod labels are named
@@ -76,6 +77,13 @@ var (
 func init() {
 	metrics.Registry.MustRegister(gpuUsed, gpuTotal, gpuFree, gpuReserved, gpuUtilization, gpuProcessMemory, nvmlAvailable,
 		warmups, warmupFailures, warmupLatency, endpointWarm, cleanups, modelsUnloaded, freedBytes)
+	// Every trigger's counters exist from the start, at 0, so a dashboard
+	// shows "none yet" rather than no data, and increase() sees the first.
+	for _, t := range []ollama.Trigger{ollama.TriggerPeriodic, ollama.TriggerWatermark, ollama.TriggerForced} {
+		for _, c := range []*prometheus.CounterVec{cleanups, modelsUnloaded, freedBytes} {
+			c.WithLabelValues(string(t))
+		}
+	}
 }
 
 // publishGPU sets the GPU gauges from a sample. Series of processes that

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -192,13 +193,16 @@ func (r *PodReconciler) forget(key types.NamespacedName) {
 	defer r.mu.Unlock()
 	if _, ok := r.endpoints[key]; ok {
 		delete(r.endpoints, key)
-		endpointWarm.DeleteLabelValues(key.Namespace, key.Name)
+		pod := prometheus.Labels{"ollama_namespace": key.Namespace, "ollama_pod": key.Name}
+		for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{endpointWarm, warmups, warmupFailures} {
+			v.DeletePartialMatch(pod)
+		}
 	}
 }
 
 func warmupTimeout(o *llmv1.OllamaSpec) time.Duration {
-	if o.Warmup.Timeout != nil && o.Warmup.Timeout.Duration > 0 {
-		return o.Warmup.Timeout.Duration
+	if t := llmv1.Seconds(o.Warmup.TimeoutSeconds, 0); t > 0 {
+		return t
 	}
 	return time.Minute
 }

@@ -23,10 +23,7 @@ import (
 func (r *PodReconciler) warm(ctx context.Context, pod *corev1.Pod, pool *llmv1.LLMProvider, c *ollama.Client, ep string, st *endpointState) (ok bool, err error) {
 	model, w := pool.Spec.Model, pool.Spec.Ollama.Warmup
 	attempts := int(max(1, w.Retries))
-	keepAlive := 30 * time.Minute
-	if w.KeepAlive != nil {
-		keepAlive = w.KeepAlive.Duration
-	}
+	keepAlive := llmv1.Seconds(w.KeepAliveSeconds, 30*time.Minute)
 	if c := ollamapod.WarmCondition(pod); c == nil || c.Reason != llmv1.PodReasonWarmupFailed {
 		// A failure stays on show while the next pass retries.
 		if err := r.setWarm(ctx, pod, false, llmv1.PodReasonWarming, fmt.Sprintf("loading model %s on %s", model, ep)); err != nil {
@@ -34,6 +31,10 @@ func (r *PodReconciler) warm(ctx context.Context, pod *corev1.Pod, pool *llmv1.L
 		}
 	}
 	log := logf.FromContext(ctx).WithValues("model", model, "endpoint", ep)
+	// Both counters exist from the first attempt, at 0, so increase() in
+	// an alert sees the first failure (a series born at 1 shows none).
+	warmups.WithLabelValues(pod.Namespace, pod.Name, model)
+	warmupFailures.WithLabelValues(pod.Namespace, pod.Name, model)
 	warmed, werr := ollama.Warmup(ctx, c, r.Clock, model, keepAlive, attempts, r.WarmupBackoff)
 	if werr != nil {
 		if ctx.Err() != nil {
