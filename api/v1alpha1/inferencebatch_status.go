@@ -53,20 +53,22 @@ type InferenceBatchStatus struct {
 	Results []ResultReference `json:"results,omitempty"`
 }
 
-// ItemCounts are the batch's items by state.
+// ItemCounts are the batch's items by state. Every count is written, 0
+// included: status writes carry the counts whole (a merge patch would
+// otherwise leave a count that fell to 0 at its last value).
 type ItemCounts struct {
 	// total is every item of the batch, filtered ones included.
 	// +optional
-	Total int32 `json:"total,omitempty"`
+	Total int32 `json:"total"`
 	// filtered were below minScore and never sent.
 	// +optional
-	Filtered int32 `json:"filtered,omitempty"`
+	Filtered int32 `json:"filtered"`
 	// pending wait to be sent.
 	// +optional
-	Pending int32 `json:"pending,omitempty"`
+	Pending int32 `json:"pending"`
 	// running are in flight.
 	// +optional
-	Running int32 `json:"running,omitempty"`
+	Running int32 `json:"running"`
 	// succeeded have a stored successful result.
 	// +optional
 	Succeeded int32 `json:"succeeded"`
@@ -75,10 +77,10 @@ type ItemCounts struct {
 	Failed int32 `json:"failed"`
 	// cached reused an earlier result.
 	// +optional
-	Cached int32 `json:"cached,omitempty"`
+	Cached int32 `json:"cached"`
 	// retries counts every retried call.
 	// +optional
-	Retries int32 `json:"retries,omitempty"`
+	Retries int32 `json:"retries"`
 }
 
 // BatchCounts counts batches of batchSize items.
@@ -88,7 +90,7 @@ type BatchCounts struct {
 	Done int32 `json:"done,omitempty"`
 	// total batches after filtering.
 	// +optional
-	Total int32 `json:"total,omitempty"`
+	Total int32 `json:"total"`
 }
 
 // ResultReference names an object holding results.
