@@ -157,6 +157,19 @@ type EndpointStatus struct {
 	// has no NVML and the figures come from Ollama).
 	// +optional
 	GPUMemoryTotalBytes int64 `json:"gpuMemoryTotalBytes,omitempty"`
+	// podGPUMemoryBytes is the GPU memory this pod's own processes hold,
+	// summed over GPUs, where the node agent maps NVML's processes to pods
+	// (nodeAgent.podGPUMemory in the chart); the node's figures above count
+	// every pod on its GPUs.
+	// +optional
+	PodGPUMemoryBytes int64 `json:"podGPUMemoryBytes,omitempty"`
+	// gpuMemorySource says where the GPU figures come from: NVML (the
+	// node's GPUs as the driver counts them), or OllamaPS where the node
+	// has no NVML: an estimate from Ollama's /api/ps size_vram, which
+	// leaves out the runner's CUDA context, cuBLAS workspace and allocator
+	// slack (about 9.5% less than nvidia-smi shows on an H200).
+	// +optional
+	GPUMemorySource GPUSource `json:"gpuMemorySource,omitempty"`
 	// message says why the endpoint is not warm, or how its warmup went.
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024

@@ -260,6 +260,19 @@ type OllamaSpec struct {
 	// +kubebuilder:validation:Minimum=10
 	// +kubebuilder:validation:Maximum=86400
 	GPUCleanupIntervalSeconds *int32 `json:"gpuCleanupIntervalSeconds,omitempty"`
+	// contextLength is the context, in tokens, the pool's model is loaded
+	// with (Ollama's num_ctx): at warm-up by the node agent and on every
+	// call by the manager, so a call never makes Ollama load the model
+	// again with another context. Unset leaves Ollama's default, which
+	// v0.17 sizes from the GPU: 4,096 tokens under 24 GiB, 32,768 up to
+	// 48 GiB and 262,144 from 48 GiB, so on an H100 or H200 a model's
+	// KV cache alone can take tens of GiB. Set it to what your prompts
+	// need.
+	// 256 to 1048576.
+	// +optional
+	// +kubebuilder:validation:Minimum=256
+	// +kubebuilder:validation:Maximum=1048576
+	ContextLength *int32 `json:"contextLength,omitempty"`
 	// gpuMemoryHighWatermark is the GPU memory use, in percent of total,
 	// above which the agent cleans up at once.
 	// Defaults to 90; 1 to 100.

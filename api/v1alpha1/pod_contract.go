@@ -56,7 +56,9 @@ const (
 	// GPUSourceNVML means the node's GPUs, read through NVML.
 	GPUSourceNVML GPUSource = "NVML"
 	// GPUSourceOllama means no NVML on the node: the VRAM Ollama's /api/ps
-	// reports for the pod's resident models (no total known).
+	// reports for the pod's resident models (no total known). It is an
+	// estimate: size_vram leaves out the runner's CUDA context, cuBLAS and
+	// allocator overhead, about 9.5% of its real use.
 	GPUSourceOllama GPUSource = "OllamaPS"
 )
 
@@ -81,4 +83,9 @@ type EndpointReport struct {
 	// source says where the GPU figures come from.
 	// +optional
 	Source GPUSource `json:"source,omitempty"`
+	// podGPUMemoryBytes is the GPU memory this pod's own processes hold,
+	// summed over GPUs (NVML's processes mapped to pods through their
+	// cgroups); absent where the agent cannot tell pods apart.
+	// +optional
+	PodGPUMemoryBytes int64 `json:"podGPUMemoryBytes,omitempty"`
 }

@@ -37,6 +37,7 @@ func main() {
 	flag.DurationVar(&opts.GPUInterval, "gpu-interval", 0, "How often the GPUs are sampled (default 10s).")
 	flag.DurationVar(&opts.CleanupMinGap, "cleanup-min-gap", 0, "Least time between two cleanups of one pod, whatever asks (default 30s).")
 	flag.BoolVar(&noNVML, "disable-nvml", false, "Do not use NVML; report GPU memory from Ollama's /api/ps.")
+	flag.StringVar(&opts.ProcRoot, "proc-root", "", "The node's /proc, mounted read-only (/host/proc): maps NVML's processes to pods, for GPU memory per pod; empty: per node only.")
 	zopts := zap.Options{}
 	zopts.BindFlags(flag.CommandLine)
 	flag.Parse()

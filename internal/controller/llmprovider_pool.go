@@ -81,14 +81,19 @@ func (r *LLMProviderReconciler) observePool(ctx context.Context, p *llmv1.LLMPro
 	}
 	statuses := make([]llmv1.EndpointStatus, 0, len(pods))
 	var warm []dispatch.Endpoint
+	var numCtx int32 // every call asks for the context the agent warmed the model with
+	if c := p.Spec.Ollama.ContextLength; c != nil {
+		numCtx = *c
+	}
+	version := fmt.Sprintf("num_ctx=%d", numCtx)
 	for _, pod := range pods {
 		st := endpointStatus(pod, p.Spec.Ollama)
 		if st.State == llmv1.EndpointWarm {
-			c, err := provider.New(provider.Config{Type: provider.Ollama, Endpoint: st.Address, HTTPClient: r.poolHTTPClient()})
+			c, err := provider.New(provider.Config{Type: provider.Ollama, Endpoint: st.Address, HTTPClient: r.poolHTTPClient(), ContextLength: numCtx})
 			if err != nil {
 				st.State, st.Message = llmv1.EndpointFailed, fmt.Sprintf("address %q: %v", st.Address, err)
 			} else {
-				warm = append(warm, dispatch.Endpoint{Name: pod.Name, Address: st.Address, Client: c})
+				warm = append(warm, dispatch.Endpoint{Name: pod.Name, Address: st.Address, Client: c, Version: version})
 			}
 		}
 		statuses = append(statuses, st)
@@ -97,11 +102,11 @@ func (r *LLMProviderReconciler) observePool(ctx context.Context, p *llmv1.LLMPro
 	if p.Spec.Endpoint != "" && warmPods > 0 {
 		// One address for the pool (a Service whose readiness gate keeps
 		// cold pods out): sent to while any pod is warm.
-		c, err := provider.New(provider.Config{Type: provider.Ollama, Endpoint: p.Spec.Endpoint, HTTPClient: r.poolHTTPClient()})
+		c, err := provider.New(provider.Config{Type: provider.Ollama, Endpoint: p.Spec.Endpoint, HTTPClient: r.poolHTTPClient(), ContextLength: numCtx})
 		if err != nil {
 			return metav1.Condition{}, err
 		}
-		warm = []dispatch.Endpoint{{Address: p.Spec.Endpoint, Client: c}}
+		warm = []dispatch.Endpoint{{Address: p.Spec.Endpoint, Client: c, Version: version}}
 	}
 	eps.Set(warm)
 	if len(statuses) > maxEndpoints {
@@ -129,6 +134,7 @@ func endpointStatus(pod *corev1.Pod, o *llmv1.OllamaSpec) llmv1.EndpointStatus {
 	}
 	if rep, ok := ollamapod.Report(pod); ok {
 		st.Model, st.VRAMBytes, st.GPUMemoryUsedBytes, st.GPUMemoryTotalBytes = rep.Model, rep.VRAMBytes, rep.GPUMemoryUsedBytes, rep.GPUMemoryTotalBytes
+		st.GPUMemorySource, st.PodGPUMemoryBytes = rep.Source, rep.PodGPUMemoryBytes
 	}
 	if len(st.Message) > 1024 {
 		st.Message = st.Message[:1021] + "..."

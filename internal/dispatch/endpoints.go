@@ -15,6 +15,9 @@ type Endpoint struct {
 	Address string
 	// Client calls it.
 	Client provider.Client
+	// Version says how Client is configured (the pool's context length):
+	// a new version replaces the client even at the same address.
+	Version string
 }
 
 // Endpoints is the set of warm endpoints a pool's calls go to, round
@@ -35,7 +38,7 @@ type Endpoints struct {
 // unchanged keep their position and failure count.
 func (e *Endpoints) Set(list []Endpoint) {
 	e.mu.Lock()
-	same := slices.EqualFunc(e.list, list, func(a, b Endpoint) bool { return a.Name == b.Name && a.Address == b.Address })
+	same := slices.EqualFunc(e.list, list, func(a, b Endpoint) bool { return a.Name == b.Name && a.Address == b.Address && a.Version == b.Version })
 	if !same {
 		e.list = slices.Clone(list)
 		kept := map[string]int{}

@@ -30,6 +30,10 @@ type Config struct {
 	Now func() time.Time
 	// MaxResponseBytes caps a response body; 0 means 4 MiB.
 	MaxResponseBytes int64
+	// ContextLength is Ollama's num_ctx, sent on every call (the context
+	// the node agent warmed the model with); 0 sends none. Other APIs
+	// ignore it.
+	ContextLength int32
 }
 
 // DefaultEndpoint returns the public endpoint of an API.

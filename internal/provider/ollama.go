@@ -16,6 +16,7 @@ type ollamaRequest struct {
 	Stream  bool   `json:"stream"`
 	Options struct {
 		NumPredict  int32        `json:"num_predict,omitempty"`
+		NumCtx      int32        `json:"num_ctx,omitempty"`
 		Temperature *json.Number `json:"temperature,omitempty"`
 	} `json:"options"`
 }
@@ -31,6 +32,7 @@ type ollamaResponse struct {
 func (c *ollamaClient) Generate(ctx context.Context, req Request) (*Response, error) {
 	body := ollamaRequest{Model: req.Model, Prompt: req.Prompt, System: req.System}
 	body.Options.NumPredict = req.MaxTokens
+	body.Options.NumCtx = c.cfg.ContextLength
 	temp, err := temperature(req.Temperature)
 	if err != nil {
 		return nil, &Error{Class: ClassBadRequest, Message: err.Error()}

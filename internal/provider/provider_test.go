@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -218,6 +219,32 @@ func TestOllama(t *testing.T) {
 			resp, err := c.Generate(context.Background(), req)
 			check(t, resp, err, tc.want)
 		})
+	}
+}
+
+// TestOllamaContextLength: every call asks for the pool's context
+// (num_ctx), the one the node agent warmed the model with, and none is
+// sent when the pool sets none.
+func TestOllamaContextLength(t *testing.T) {
+	for _, numCtx := range []int32{0, 8192} {
+		var got map[string]any
+		url := serve(t, canned{200, nil, `{"response":"ok","done":true,"done_reason":"stop"}`}, func(r *http.Request) {
+			var body struct {
+				Options map[string]any `json:"options"`
+			}
+			if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+				t.Error(err)
+			}
+			got = body.Options
+		})
+		c, _ := New(Config{Type: Ollama, Endpoint: url, ContextLength: numCtx, Now: func() time.Time { return now }})
+		if _, err := c.Generate(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		v, sent := got["num_ctx"]
+		if numCtx == 0 && sent || numCtx > 0 && v != float64(numCtx) {
+			t.Errorf("ContextLength %d: options %v", numCtx, got)
+		}
 	}
 }
 

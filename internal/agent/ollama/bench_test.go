@@ -35,7 +35,7 @@ func BenchmarkFirstRequest(b *testing.B) {
 					b.Fatal(err)
 				}
 				if warm {
-					if _, err := Warmup(ctx, c, clock.RealClock{}, "tiny-a", time.Minute, 3, 10*time.Millisecond); err != nil {
+					if _, err := Warmup(ctx, c, clock.RealClock{}, Spec{Model: "tiny-a", KeepAlive: time.Minute}, 3, 10*time.Millisecond); err != nil {
 						b.Fatal(err)
 					}
 				}

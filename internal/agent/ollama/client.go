@@ -34,12 +34,34 @@ type Running struct {
 	SizeBytes int64     `json:"size"`
 	VRAMBytes int64     `json:"size_vram"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// ContextLength is the context the model was loaded with (num_ctx).
+	ContextLength int64 `json:"context_length"`
+}
+
+// Spec is how a model is loaded.
+type Spec struct {
+	Model string
+	// KeepAlive is how long it stays resident after the last use.
+	KeepAlive time.Duration
+	// ContextLength is num_ctx; 0 leaves Ollama's default, which v0.17
+	// sizes from the GPU (262,144 tokens on a GPU of 47 GiB or more).
+	// Every call must ask for the same, or Ollama loads the model again.
+	ContextLength int
 }
 
 // Load preloads model (a generate call without a prompt) and keeps it
 // resident for keepAlive after the last use.
 func (c *Client) Load(ctx context.Context, model string, keepAlive time.Duration) error {
-	return c.generate(ctx, map[string]any{"model": model, "keep_alive": keepAlive.String()}, "load")
+	return c.LoadSpec(ctx, Spec{Model: model, KeepAlive: keepAlive})
+}
+
+// LoadSpec preloads a model as the spec says.
+func (c *Client) LoadSpec(ctx context.Context, s Spec) error {
+	body := map[string]any{"model": s.Model, "keep_alive": s.KeepAlive.String()}
+	if s.ContextLength > 0 {
+		body["options"] = map[string]any{"num_ctx": s.ContextLength}
+	}
+	return c.generate(ctx, body, "load")
 }
 
 // Unload drops model from memory now (keep_alive 0).

@@ -10,7 +10,7 @@ import (
 
 func TestWarmupLoadsAndConfirms(t *testing.T) {
 	c := client()
-	w, err := Warmup(ctx(t), c, clock.RealClock{}, "tiny-a", 10*time.Minute, 3, 10*time.Millisecond)
+	w, err := Warmup(ctx(t), c, clock.RealClock{}, Spec{Model: "tiny-a", KeepAlive: 10 * time.Minute}, 3, 10*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestWarmupLoadsAndConfirms(t *testing.T) {
 
 func TestRewarmAfterUnload(t *testing.T) {
 	c := client()
-	if _, err := Warmup(ctx(t), c, clock.RealClock{}, "tiny-b", time.Minute, 3, 10*time.Millisecond); err != nil {
+	if _, err := Warmup(ctx(t), c, clock.RealClock{}, Spec{Model: "tiny-b", KeepAlive: time.Minute}, 3, 10*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Unload(ctx(t), c, []Model{{Name: "tiny-b"}}); err != nil {
@@ -40,7 +40,7 @@ func TestRewarmAfterUnload(t *testing.T) {
 	if _, ok := Resident(running, "tiny-b"); ok {
 		t.Fatal("tiny-b still resident after Unload confirmed it gone")
 	}
-	if _, err := Warmup(ctx(t), c, clock.RealClock{}, "tiny-b", time.Minute, 3, 10*time.Millisecond); err != nil {
+	if _, err := Warmup(ctx(t), c, clock.RealClock{}, Spec{Model: "tiny-b", KeepAlive: time.Minute}, 3, 10*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	running, _ = c.PS(ctx(t))
@@ -54,7 +54,7 @@ func TestRewarmAfterUnload(t *testing.T) {
 func TestCleanupUnloadsOnlyIdle(t *testing.T) {
 	c := client()
 	for _, m := range []string{"tiny-a", "tiny-b"} {
-		if _, err := Warmup(ctx(t), c, clock.RealClock{}, m, 10*time.Minute, 3, 10*time.Millisecond); err != nil {
+		if _, err := Warmup(ctx(t), c, clock.RealClock{}, Spec{Model: m, KeepAlive: 10 * time.Minute}, 3, 10*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -93,12 +93,12 @@ func TestCleanupUnloadsOnlyIdle(t *testing.T) {
 
 func TestWarmupFailsWithBoundedRetries(t *testing.T) {
 	c := client()
-	_, err := Warmup(ctx(t), c, clock.RealClock{}, "no-such-model", time.Minute, 3, 5*time.Millisecond)
+	_, err := Warmup(ctx(t), c, clock.RealClock{}, Spec{Model: "no-such-model", KeepAlive: time.Minute}, 3, 5*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "after 3 attempts") || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("got %v, want a failure after 3 attempts naming the 404", err)
 	}
 	down := New("http://127.0.0.1:1", nil)
-	if _, err := Warmup(ctx(t), down, clock.RealClock{}, "tiny-a", time.Minute, 2, 5*time.Millisecond); err == nil || !strings.Contains(err.Error(), "after 2 attempts") {
+	if _, err := Warmup(ctx(t), down, clock.RealClock{}, Spec{Model: "tiny-a", KeepAlive: time.Minute}, 2, 5*time.Millisecond); err == nil || !strings.Contains(err.Error(), "after 2 attempts") {
 		t.Fatalf("server down: %v", err)
 	}
 }

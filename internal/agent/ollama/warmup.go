@@ -18,12 +18,15 @@ type Warmed struct {
 	Latency time.Duration
 	// VRAMBytes is the GPU memory the model occupies (0 on CPU).
 	VRAMBytes int64
+	// ContextLength is the context it was loaded with, as /api/ps says.
+	ContextLength int64
 }
 
 // Warmup loads model and confirms with /api/ps that it is resident,
 // trying up to attempts times (the original report: 3) with a doubling
 // pause from backoff between them. It fails with the last attempt's error.
-func Warmup(ctx context.Context, c *Client, clk clock.Clock, model string, keepAlive time.Duration, attempts int, backoff time.Duration) (Warmed, error) {
+func Warmup(ctx context.Context, c *Client, clk clock.Clock, spec Spec, attempts int, backoff time.Duration) (Warmed, error) {
+	model := spec.Model
 	var last error
 	for attempt := 1; attempt <= max(1, attempts); attempt++ {
 		if attempt > 1 {
@@ -34,7 +37,7 @@ func Warmup(ctx context.Context, c *Client, clk clock.Clock, model string, keepA
 			}
 		}
 		start := clk.Now()
-		if err := c.Load(ctx, model, keepAlive); err != nil {
+		if err := c.LoadSpec(ctx, spec); err != nil {
 			last = err
 			continue
 		}
@@ -49,7 +52,7 @@ func Warmup(ctx context.Context, c *Client, clk clock.Clock, model string, keepA
 			last = fmt.Errorf("model %s loaded but not resident in /api/ps", model)
 			continue
 		}
-		return Warmed{Attempt: attempt, Latency: latency, VRAMBytes: r.VRAMBytes}, nil
+		return Warmed{Attempt: attempt, Latency: latency, VRAMBytes: r.VRAMBytes, ContextLength: r.ContextLength}, nil
 	}
 	return Warmed{}, fmt.Errorf("warmup of %s failed after %d attempts: %w", model, max(1, attempts), last)
 }

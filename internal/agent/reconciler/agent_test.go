@@ -3,9 +3,13 @@ package reconciler
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -13,6 +17,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
@@ -40,6 +45,18 @@ var _ = Describe("Node agent", func() {
 		ns = nsObj.Name
 	})
 
+	It("loads the pool's model with spec.ollama.contextLength and says which context it got", func() {
+		newPool(ctx, ns, "tiny-a", func(o *llmv1.OllamaSpec) { o.ContextLength = ptr.To[int32](512) })
+		pod := newRunningPod(ctx, ns, "ollama-0", gpuNode, nil)
+		Eventually(podWarm(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(And(
+			HaveField("Status", corev1.ConditionTrue), HaveField("Message", HaveSuffix(", context 512 tokens"))))
+		running, err := ollamaAPI().PS(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		r, ok := ollama.Resident(running, "tiny-a")
+		Expect(ok).To(BeTrue())
+		Expect(r.ContextLength).To(BeEquivalentTo(512), "Ollama's /api/ps: the model runs with the pool's context, not Ollama's default")
+	})
+
 	It("warms a cold pod, sets ModelWarm with latency and attempt, and reports it; pods on other nodes are not its business", func() {
 		newPool(ctx, ns, "tiny-a", nil)
 		pod := newRunningPod(ctx, ns, "ollama-0", gpuNode, nil)
@@ -47,7 +64,7 @@ var _ = Describe("Node agent", func() {
 
 		Eventually(podWarm(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(And(
 			HaveField("Status", corev1.ConditionTrue), HaveField("Reason", llmv1.PodReasonWarm),
-			HaveField("Message", MatchRegexp(`^model tiny-a warm in \d+(\.\d+)?m?s on attempt 1 of 3$`))))
+			HaveField("Message", MatchRegexp(`^model tiny-a warm in \d+(\.\d+)?m?s on attempt 1 of 3, context \d+ tokens$`))))
 		Expect(resident(ctx, "tiny-a")).To(BeTrue(), "the model is resident in /api/ps")
 		Expect(testutil.ToFloat64(warmups.WithLabelValues(ns, "ollama-0", "tiny-a"))).To(Equal(1.0))
 		Expect(eventReasons(ctx, ns, "ollama-0")).To(ContainElement(llmv1.PodReasonWarm))
@@ -132,6 +149,50 @@ var _ = Describe("Node agent", func() {
 			WithTimeout(timeout).WithPolling(interval).Should(Equal(1.0))
 		Eventually(func() []string { return eventNotes(ctx, ns, "ollama-0", "CleanedUp") }).WithTimeout(timeout).WithPolling(interval).
 			Should(ContainElement(HavePrefix("Watermark cleanup unloaded tiny-b")))
+	})
+
+	It("maps GPU processes to pods: reports each pod's own memory, and spares a pod holding none on the GPU over its watermark", func() {
+		newPool(ctx, ns, "tiny-a", nil)
+		pod := newRunningPod(ctx, ns, "ollama-0", gpuNode, nil)
+		trainer := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "trainer"}, // no pool selects it
+			Spec: corev1.PodSpec{NodeName: gpuNode, Containers: []corev1.Container{{Name: "train", Image: "trainer"}}}}
+		Expect(k8sClient.Create(ctx, trainer)).To(Succeed())
+		Eventually(podWarm(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(HaveField("Status", corev1.ConditionTrue))
+		// Two processes on GPU 0, in the two pods' cgroups as the systemd
+		// driver names them; a third outside any pod.
+		cgroup := func(pid int, p *corev1.Pod) {
+			dir := filepath.Join(procRoot, strconv.Itoa(pid))
+			Expect(os.MkdirAll(dir, 0o755)).To(Succeed())
+			line := "0::/system.slice/nvidia-persistenced.service\n"
+			if p != nil {
+				line = "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" + strings.ReplaceAll(string(p.UID), "-", "_") +
+					".slice/cri-containerd-" + strings.Repeat("ab", 32) + ".scope\n"
+			}
+			Expect(os.WriteFile(filepath.Join(dir, "cgroup"), []byte(line), 0o644)).To(Succeed())
+		}
+		cgroup(4242, pod)
+		cgroup(4343, trainer)
+		cgroup(4444, nil)
+		mockGPUProcesses.Store(&[]nvml.ProcessInfo{{Pid: 4242, UsedGpuMemory: 6 * gib}, {Pid: 4343, UsedGpuMemory: 60 * gib}, {Pid: 4444, UsedGpuMemory: gib}})
+		DeferCleanup(func() { mockGPUProcesses.Store(nil) })
+
+		Eventually(report(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(HaveField("PodGPUMemoryBytes", int64(6*gib)))
+		Eventually(func() float64 { return testutil.ToFloat64(podGPUMemory.WithLabelValues(gpuNode, ns, "trainer", "0")) }).
+			WithTimeout(timeout).WithPolling(interval).Should(Equal(float64(60 * gib)))
+		Expect(testutil.ToFloat64(podGPUMemory.WithLabelValues(gpuNode, ns, "ollama-0", "0"))).To(Equal(float64(6 * gib)))
+
+		By("GPU 0 over the watermark, held by the trainer: the Ollama pod is not the one to clean up")
+		Expect(ollamaAPI().Load(ctx, "tiny-b", time.Hour)).To(Succeed())
+		before := testutil.ToFloat64(cleanups.WithLabelValues("Watermark"))
+		mockGPUProcesses.Store(&[]nvml.ProcessInfo{{Pid: 4343, UsedGpuMemory: 76 * gib}})
+		mockGPUUsed.Store(76 * gib)
+		DeferCleanup(func() { mockGPUUsed.Store(20 * gib) })
+		Consistently(func() bool { return resident(ctx, "tiny-b") }, 2*time.Second, interval).Should(BeTrue())
+		Expect(testutil.ToFloat64(cleanups.WithLabelValues("Watermark")) - before).To(BeZero())
+
+		By("the Ollama pod's runner holds memory on GPU 0 too: now it cleans up")
+		mockGPUProcesses.Store(&[]nvml.ProcessInfo{{Pid: 4343, UsedGpuMemory: 70 * gib}, {Pid: 4242, UsedGpuMemory: 6 * gib}})
+		Eventually(func() bool { return resident(ctx, "tiny-b") }).WithTimeout(timeout).WithPolling(interval).Should(BeFalse())
 	})
 
 	It("acts once on a forced cleanup request and records it", func() {

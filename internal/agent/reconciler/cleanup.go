@@ -28,7 +28,7 @@ func (r *PodReconciler) cleanup(ctx context.Context, pod *corev1.Pod, pool *llmv
 	pressure := ollama.Pressure{Forced: requested != "" && requested != pod.Annotations[llmv1.AnnotationCleanupHandled]}
 	devicesBefore, haveGPU := r.latestGPU()
 	if haveGPU {
-		pressure.NeedBytes = gpu.OverBy(devicesBefore, o.GPUMemoryHighWatermark)
+		pressure.NeedBytes = r.overBy(devicesBefore, o.GPUMemoryHighWatermark, pod.UID)
 	}
 	policy := ollama.Policy{Interval: cleanupInterval(o), MinGap: r.CleanupMinGap, Keep: pool.Spec.Model}
 	trigger, unload, wait := policy.Decide(now, st.schedule, pressure, models)

@@ -38,6 +38,10 @@ var (
 		Name: "llmquota_agent_gpu_process_memory_bytes",
 		Help: "GPU memory used by each compute process, by node, GPU index and host PID, where NVML reports it.",
 	}, []string{"node", "gpu", "pid"})
+	podGPUMemory = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "llmquota_agent_pod_gpu_memory_bytes",
+		Help: "GPU memory held by each pod's processes, by node, namespace, pod and GPU index (NVML's compute processes mapped to pods through their cgroups; needs the node's /proc, --proc-root).",
+	}, []string{"node", "namespace", "pod", "gpu"})
 	nvmlAvailable = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "llmquota_agent_nvml_available",
 		Help: "1 when the agent reads the GPUs through NVML, 0 when it falls back to Ollama's /api/ps.",
@@ -75,7 +79,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(gpuUsed, gpuTotal, gpuFree, gpuReserved, gpuUtilization, gpuProcessMemory, nvmlAvailable,
+	metrics.Registry.MustRegister(gpuUsed, gpuTotal, gpuFree, gpuReserved, gpuUtilization, gpuProcessMemory, podGPUMemory, nvmlAvailable,
 		warmups, warmupFailures, warmupLatency, endpointWarm, cleanups, modelsUnloaded, freedBytes)
 	// Every trigger's counters exist from the start, at 0, so a dashboard
 	// shows "none yet" rather than no data, and increase() sees the first.

@@ -19,6 +19,7 @@ import (
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/agent/gpu"
 	"github.com/llmquota/llmquota/internal/agent/ollama"
+	"github.com/llmquota/llmquota/internal/agent/podgpu"
 	"github.com/llmquota/llmquota/internal/ollamapod"
 )
 
@@ -39,6 +40,10 @@ type Options struct {
 	WarmupBackoff time.Duration
 	// Transport carries the calls to Ollama (http.DefaultTransport).
 	Transport http.RoundTripper
+	// ProcRoot is the node's /proc (mounted read-only, /host/proc), where
+	// NVML's process IDs are mapped to pods; empty leaves GPU memory per
+	// node only.
+	ProcRoot string
 }
 
 func (o *Options) defaults() {
@@ -68,7 +73,10 @@ type PodReconciler struct {
 	mu        sync.Mutex
 	endpoints map[types.NamespacedName]*endpointState
 	devices   []gpu.Device // the latest GPU sample; nil without NVML
-	over      chan event.GenericEvent
+	// pods is the latest sample's GPU memory by pod UID; nil without NVML
+	// or a ProcRoot.
+	pods map[string]podgpu.Usage
+	over chan event.GenericEvent
 }
 
 // endpointState is what the agent remembers of one pod between passes.
@@ -78,6 +86,7 @@ type endpointState struct {
 	tracker   ollama.Tracker
 	schedule  ollama.Schedule
 	watermark int32
+	uid       types.UID
 	// warmMessage is how the last warmup went, shown again should the
 	// condition be lost while the model stays resident.
 	warmMessage string
@@ -102,7 +111,7 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 		r.forget(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
-	return r.serve(ctx, &pod, pool, r.state(req.NamespacedName, pool))
+	return r.serve(ctx, &pod, pool, r.state(req.NamespacedName, pod.UID, pool))
 }
 
 // serve checks the pod's container and Ollama, cleans up what is due,
@@ -172,7 +181,7 @@ func isResident(running []ollama.Running, model string) bool {
 }
 
 // state returns the pod's remembered state, creating it on first sight.
-func (r *PodReconciler) state(key types.NamespacedName, pool *llmv1.LLMProvider) *endpointState {
+func (r *PodReconciler) state(key types.NamespacedName, uid types.UID, pool *llmv1.LLMProvider) *endpointState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.endpoints == nil {
@@ -183,7 +192,7 @@ func (r *PodReconciler) state(key types.NamespacedName, pool *llmv1.LLMProvider)
 		st = &endpointState{}
 		r.endpoints[key] = st
 	}
-	st.watermark = pool.Spec.Ollama.GPUMemoryHighWatermark
+	st.watermark, st.uid = pool.Spec.Ollama.GPUMemoryHighWatermark, uid
 	return st
 }
 

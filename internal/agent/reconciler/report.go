@@ -24,6 +24,9 @@ func (r *PodReconciler) report(ctx context.Context, pod *corev1.Pod, model strin
 	if devices, ok := r.latestGPU(); ok {
 		used, total := gpu.Totals(devices)
 		rep.GPUMemoryUsedBytes, rep.GPUMemoryTotalBytes, rep.Source = int64(used), int64(total), llmv1.GPUSourceNVML
+		if u, known := r.podUsage(pod.UID); known {
+			rep.PodGPUMemoryBytes = int64(u.Bytes)
+		}
 	} else {
 		for _, m := range running {
 			rep.GPUMemoryUsedBytes += m.VRAMBytes
@@ -44,5 +47,6 @@ func differs(a, b llmv1.EndpointReport) bool {
 	far := func(x, y int64) bool { return x-y >= reportStep || y-x >= reportStep }
 	return a.Model != b.Model || a.Source != b.Source || a.GPUMemoryTotalBytes != b.GPUMemoryTotalBytes ||
 		far(a.VRAMBytes, b.VRAMBytes) || far(a.GPUMemoryUsedBytes, b.GPUMemoryUsedBytes) ||
-		(a.VRAMBytes == 0) != (b.VRAMBytes == 0)
+		(a.VRAMBytes == 0) != (b.VRAMBytes == 0) || far(a.PodGPUMemoryBytes, b.PodGPUMemoryBytes) ||
+		(a.PodGPUMemoryBytes == 0) != (b.PodGPUMemoryBytes == 0)
 }

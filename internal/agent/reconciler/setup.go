@@ -2,6 +2,8 @@ package reconciler
 
 import (
 	"context"
+	"maps"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,6 +25,7 @@ import (
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/agent/gpu"
+	"github.com/llmquota/llmquota/internal/agent/podgpu"
 )
 
 // CacheOptions limit the agent's Pod cache to its own node: an agent on
@@ -101,6 +104,7 @@ func (r *PodReconciler) sampleGPUs(ctx context.Context) error {
 	for {
 		devices, ok := r.sampleGPU()
 		publishGPU(r.NodeName, devices, ok)
+		r.publishPodGPU(ctx)
 		if ok {
 			r.wakeOverWatermark(ctx, devices)
 		}
@@ -118,13 +122,41 @@ func (r *PodReconciler) sampleGPU() ([]gpu.Device, bool) {
 		return nil, false
 	}
 	devices, ok := r.GPU.Sample()
+	var pods map[string]podgpu.Usage
+	if ok && r.ProcRoot != "" {
+		pods = podgpu.Attribute(devices, podgpu.Resolver{ProcRoot: r.ProcRoot}.Owner)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.devices = nil
+	r.devices, r.pods = nil, pods
 	if ok {
 		r.devices = devices
 	}
 	return devices, ok
+}
+
+// podUsage is the latest sample's GPU memory of one pod; known is false
+// where the agent cannot tell pods apart (no NVML or no ProcRoot).
+func (r *PodReconciler) podUsage(uid types.UID) (u podgpu.Usage, known bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pods == nil {
+		return podgpu.Usage{}, false
+	}
+	return r.pods[string(uid)], true
+}
+
+// overBy is what a pod's watermark cleanup must free: with GPU memory per
+// pod known, only what it holds on the GPUs over the watermark; without,
+// the node's whole excess.
+func (r *PodReconciler) overBy(devices []gpu.Device, percent int32, uid types.UID) int64 {
+	r.mu.Lock()
+	pods := r.pods
+	r.mu.Unlock()
+	if pods == nil {
+		return gpu.OverBy(devices, percent)
+	}
+	return podgpu.OverBy(devices, percent, pods, string(uid))
 }
 
 // latestGPU is the last sample; ok is false without one (no NVML).
@@ -137,18 +169,46 @@ func (r *PodReconciler) latestGPU() ([]gpu.Device, bool) {
 func (r *PodReconciler) wakeOverWatermark(ctx context.Context, devices []gpu.Device) {
 	r.mu.Lock()
 	var wake []types.NamespacedName
-	for key, st := range r.endpoints {
-		if gpu.OverBy(devices, st.watermark) > 0 {
+	states := maps.Clone(r.endpoints)
+	r.mu.Unlock()
+	for key, st := range states {
+		if r.overBy(devices, st.watermark, st.uid) > 0 {
 			wake = append(wake, key)
 		}
 	}
-	r.mu.Unlock()
 	for _, key := range wake {
 		select {
 		case r.over <- event.GenericEvent{Object: &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
 		case <-ctx.Done():
 			return
 		case <-time.After(time.Second): // the queue is backed up; the next sample tries again
+		}
+	}
+}
+
+// publishPodGPU exports the latest sample's GPU memory by pod, named from
+// the agent's cache of the pods on its node; a process of a pod the cache
+// does not know (just created, or not the kubelet's) is left out.
+func (r *PodReconciler) publishPodGPU(ctx context.Context) {
+	r.mu.Lock()
+	usage := r.pods
+	r.mu.Unlock()
+	podGPUMemory.Reset()
+	if usage == nil {
+		return
+	}
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing this node's pods for their GPU memory")
+		return
+	}
+	for _, p := range pods.Items {
+		u, ok := usage[string(p.UID)]
+		if !ok {
+			continue
+		}
+		for gpuIndex, bytes := range u.ByGPU {
+			podGPUMemory.WithLabelValues(r.NodeName, p.Namespace, p.Name, strconv.Itoa(gpuIndex)).Set(float64(bytes))
 		}
 	}
 }

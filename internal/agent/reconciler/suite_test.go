@@ -46,6 +46,12 @@ var (
 	agentClock = &shiftedClock{}
 	// mockGPUUsed is what every mock H100 reports as used memory.
 	mockGPUUsed atomic.Uint64
+	// mockGPUProcesses are the compute processes device 0 of the mock
+	// H100 lists (none unless a spec sets them).
+	mockGPUProcesses atomic.Pointer[[]nvml.ProcessInfo]
+	// procRoot is the GPU node agent's /proc: a directory the specs write
+	// <pid>/cgroup files into, as the kubelet's cgroups would read.
+	procRoot string
 )
 
 func TestAgent(t *testing.T) {
@@ -72,6 +78,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 
 	mockGPUUsed.Store(20 * gib)
+	procRoot = GinkgoT().TempDir()
 	startAgent(cfg, gpuNode, func() (*gpu.Reader, error) { return gpu.Open(h100()) })
 	startAgent(cfg, cpuNode, func() (*gpu.Reader, error) {
 		s := dgxh100.New()
@@ -98,7 +105,7 @@ func startAgentSampling(cfg *rest.Config, node string, open func() (*gpu.Reader,
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("llmquota-node-agent"), Clock: agentClock,
 		GPU: gpu.NewMonitor(open, ctrl.Log.WithName(node)),
 		Options: Options{NodeName: node, PollInterval: 300 * time.Millisecond, GPUInterval: gpuInterval,
-			CleanupMinGap: time.Second, WarmupBackoff: 10 * time.Millisecond},
+			CleanupMinGap: time.Second, WarmupBackoff: 10 * time.Millisecond, ProcRoot: procRoot},
 	}
 	Expect(r.SetupWithManager(mgr)).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -125,7 +132,12 @@ func h100() *server.Server {
 			return nvml.Memory_v2{Total: 80 * gib, Used: used, Free: 80*gib - used}, nvml.SUCCESS
 		}
 		d.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{Gpu: 40}, nvml.SUCCESS }
-		d.GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) { return nil, nvml.SUCCESS }
+		d.GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
+			if p := mockGPUProcesses.Load(); p != nil && i == 0 {
+				return *p, nvml.SUCCESS
+			}
+			return nil, nvml.SUCCESS
+		}
 	}
 	return s
 }

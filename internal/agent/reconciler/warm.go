@@ -35,7 +35,8 @@ func (r *PodReconciler) warm(ctx context.Context, pod *corev1.Pod, pool *llmv1.L
 	// an alert sees the first failure (a series born at 1 shows none).
 	warmups.WithLabelValues(pod.Namespace, pod.Name, model)
 	warmupFailures.WithLabelValues(pod.Namespace, pod.Name, model)
-	warmed, werr := ollama.Warmup(ctx, c, r.Clock, model, keepAlive, attempts, r.WarmupBackoff)
+	spec := ollama.Spec{Model: model, KeepAlive: keepAlive, ContextLength: int(ptrOr(pool.Spec.Ollama.ContextLength, 0))}
+	warmed, werr := ollama.Warmup(ctx, c, r.Clock, spec, attempts, r.WarmupBackoff)
 	if werr != nil {
 		if ctx.Err() != nil {
 			return false, ctx.Err() // the agent is stopping: not the pod's fault
@@ -50,6 +51,9 @@ func (r *PodReconciler) warm(ctx context.Context, pod *corev1.Pod, pool *llmv1.L
 	warmupLatency.WithLabelValues(model).Observe(warmed.Latency.Seconds())
 	endpointWarm.WithLabelValues(pod.Namespace, pod.Name).Set(1)
 	msg := fmt.Sprintf("model %s warm in %v on attempt %d of %d", model, warmed.Latency.Round(time.Millisecond), warmed.Attempt, attempts)
+	if warmed.ContextLength > 0 {
+		msg += fmt.Sprintf(", context %d tokens", warmed.ContextLength)
+	}
 	st.warmMessage = msg
 	log.Info("gpu_warmup_success", "latency", warmed.Latency.Round(time.Millisecond).String(), "attempt", warmed.Attempt)
 	r.Recorder.Eventf(pod, nil, corev1.EventTypeNormal, llmv1.PodReasonWarm, "Warmup", "%s", msg)
@@ -92,4 +96,11 @@ func (r *PodReconciler) patchStatus(ctx context.Context, pod *corev1.Pod, patch 
 	}
 	// A pod deleted meanwhile needs nothing more.
 	return client.IgnoreNotFound(r.Status().Patch(ctx, pod, client.RawPatch(types.StrategicMergePatchType, data)))
+}
+
+func ptrOr(v *int32, def int32) int32 {
+	if v == nil {
+		return def
+	}
+	return *v
 }
