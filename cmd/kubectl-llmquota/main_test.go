@@ -134,7 +134,8 @@ func createFixtures(ctx context.Context) error {
 		Usage:        llmv1.ProviderUsage{Minute: &llmv1.WindowUsage{Summary: llmv1.UnlimitedSummary}, Hour: &llmv1.WindowUsage{Summary: llmv1.UnlimitedSummary}, Day: &llmv1.WindowUsage{Summary: llmv1.UnlimitedSummary}},
 		BackoffUntil: at(8 * time.Second),
 		Endpoints: []llmv1.EndpointStatus{
-			{Name: "ollama-0", Node: "gpu-1", State: llmv1.EndpointWarm, Model: "tiny-a", VRAMBytes: 2 << 30, GPUMemoryUsedBytes: 8912896000, GPUMemoryTotalBytes: 80 << 30},
+			{Name: "ollama-0", Node: "gpu-1", State: llmv1.EndpointWarm, Model: "tiny-a", VRAMBytes: 2 << 30, GPUMemoryUsedBytes: 8912896000, GPUMemoryTotalBytes: 80 << 30,
+				PodGPUMemoryBytes: 2254857830, GPUMemorySource: llmv1.GPUSourceNVML},
 			{Name: "ollama-1", Node: "gpu-2", State: llmv1.EndpointCold, Message: "loading model tiny-a"},
 		},
 	}

@@ -71,6 +71,11 @@ type Endpoint struct {
 	GPUUsedBytes   int64  `json:"gpuMemoryUsedBytes,omitempty"`
 	GPUTotalBytes  int64  `json:"gpuMemoryTotalBytes,omitempty"`
 	ModelVRAMBytes int64  `json:"vramBytes,omitempty"`
+	// PodGPUBytes is what the pod's own processes hold on the GPUs, where
+	// the node agent maps them (0: unknown).
+	PodGPUBytes int64 `json:"podGPUMemoryBytes,omitempty"`
+	// Estimate says the GPU figures are Ollama's (no NVML on the node).
+	Estimate bool `json:"estimate,omitempty"`
 }
 
 // Batch is one InferenceBatch's progress.
@@ -157,7 +162,8 @@ func provider(now time.Time, p *llmv1.LLMProvider) Provider {
 	out.Cost.Alerting = meta.IsStatusConditionTrue(st.Conditions, llmv1.ConditionCostAlert)
 	for _, e := range st.Endpoints {
 		out.Endpoints = append(out.Endpoints, Endpoint{Name: e.Name, State: string(e.State), Model: e.Model,
-			GPUUsedBytes: e.GPUMemoryUsedBytes, GPUTotalBytes: e.GPUMemoryTotalBytes, ModelVRAMBytes: e.VRAMBytes})
+			GPUUsedBytes: e.GPUMemoryUsedBytes, GPUTotalBytes: e.GPUMemoryTotalBytes, ModelVRAMBytes: e.VRAMBytes,
+			PodGPUBytes: e.PodGPUMemoryBytes, Estimate: e.GPUMemorySource == llmv1.GPUSourceOllama})
 	}
 	return out
 }

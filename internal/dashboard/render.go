@@ -130,7 +130,7 @@ func renderProvider(b *strings.Builder, p Provider, st Styles, width int) {
 		for _, e := range p.Endpoints {
 			gpu := "-"
 			switch {
-			case e.GPUUsedBytes > 0 && e.GPUTotalBytes == 0: // no NVML on the node: Ollama's own figure
+			case e.GPUUsedBytes > 0 && (e.Estimate || e.GPUTotalBytes == 0): // no NVML on the node: Ollama's own figure
 				gpu = "GPU " + gib(e.GPUUsedBytes) + " used (estimate, no NVML)"
 			case e.GPUTotalBytes > 0:
 				gpu = "GPU " + fill(e.GPUUsedBytes, e.GPUTotalBytes, st).Render(bar(e.GPUUsedBytes, e.GPUTotalBytes)) + " " + gib(e.GPUUsedBytes) + " / " + gib(e.GPUTotalBytes)
@@ -138,6 +138,9 @@ func renderProvider(b *strings.Builder, p Provider, st Styles, width int) {
 			model := "-"
 			if e.ModelVRAMBytes > 0 {
 				model = "model " + gib(e.ModelVRAMBytes)
+			}
+			if e.PodGPUBytes > 0 {
+				gpu += " · this pod " + gib(e.PodGPUBytes)
 			}
 			rows = append(rows, []string{e.Name, statusStyle(e.State, st).Render(e.State), or(e.Model, "-"), model, gpu})
 		}

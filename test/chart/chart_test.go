@@ -159,6 +159,13 @@ func TestNonDefaultValues(t *testing.T) {
 			t.Errorf("render lacks %s", want)
 		}
 	}
+	agentSpec := dig(find(render(t, "nodeAgent.enabled=true", "nodeAgent.podGPUMemory=true"), "DaemonSet", "rel-llmquota-node-agent"), "spec", "template", "spec")
+	agentContainer := dig(agentSpec, "containers").([]any)[0]
+	mount := dig(agentContainer, "volumeMounts").([]any)[0]
+	if !slices.Contains(dig(agentContainer, "args").([]any), any("--proc-root=/host/proc")) || dig(dig(agentSpec, "volumes").([]any)[0], "hostPath", "path") != "/proc" ||
+		dig(mount, "mountPath") != "/host/proc" || dig(mount, "readOnly") != true {
+		t.Errorf("nodeAgent.podGPUMemory: the node's /proc is not mounted read-only for the agent: %v", agentSpec)
+	}
 	podLabels := dig(find(objs, "DaemonSet", "rel-llmquota-node-agent"), "spec", "template", "metadata", "labels").(map[string]any)
 	for k, v := range dig(find(objs, "PodMonitor", "rel-llmquota-node-agent"), "spec", "selector", "matchLabels").(map[string]any) {
 		if podLabels[k] != v {

@@ -10,12 +10,18 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/llmquota/llmquota/internal/agent/gpu"
+	"github.com/llmquota/llmquota/internal/agent/podgpu"
 	"github.com/llmquota/llmquota/internal/emulator"
 )
 
@@ -89,6 +95,45 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 		}
 		By("and the images' version in their logs")
 		Expect(kubectl("-n", namespace, "logs", leaderPod())).To(ContainSubstring(`"version":"` + env("IMAGE_TAG") + `"`))
+	})
+
+	It("maps real pods' processes to their pods through the node's cgroups, with go-nvml's mock listing their PIDs on a GPU", func() {
+		resolver := podgpu.Resolver{ProcRoot: "/proc"}
+		var procs []nvml.ProcessInfo
+		want := map[string]uint64{}
+		for i, pod := range strings.Fields(kubectl("-n", namespace, "get", "pod", "-l", "app.kubernetes.io/name=llmquota", "-o", "jsonpath={.items[*].metadata.name}")) {
+			pid, err := strconv.ParseUint(hostPID(pod), 10, 32)
+			Expect(err).NotTo(HaveOccurred())
+			uid := kubectl("-n", namespace, "get", "pod", pod, "-o", "jsonpath={.metadata.uid}")
+			owner, ok := resolver.Owner(uint32(pid))
+			Expect(ok).To(BeTrue(), "pid %d of %s has no pod in its cgroup", pid, pod)
+			Expect(owner).To(Equal(podgpu.Owner{PodUID: uid, ContainerID: containerID(pod)}), pod)
+			used := uint64(i+1) << 30
+			procs = append(procs, nvml.ProcessInfo{Pid: uint32(pid), UsedGpuMemory: used})
+			want[uid] = used
+		}
+		Expect(want).To(HaveLen(3), "two managers and the agent")
+		procs = append(procs, nvml.ProcessInfo{Pid: 1, UsedGpuMemory: 1 << 30}) // init: no pod's
+		mock := dgxh100.New()
+		for i, d := range mock.Devices {
+			d.(*server.Device).GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
+				if i == 0 {
+					return procs, nvml.SUCCESS
+				}
+				return nil, nvml.SUCCESS
+			}
+		}
+		reader, err := gpu.Open(mock)
+		Expect(err).NotTo(HaveOccurred())
+		defer func() { _ = reader.Close() }()
+		devices, err := reader.Devices()
+		Expect(err).NotTo(HaveOccurred())
+		usage := podgpu.Attribute(devices, resolver.Owner)
+		Expect(usage).To(HaveLen(3), "init's memory is no pod's")
+		for uid, bytes := range want {
+			Expect(usage[uid].Bytes).To(Equal(bytes), uid)
+			Expect(usage[uid].ByGPU).To(Equal(map[int]uint64{0: bytes}), uid)
+		}
 	})
 
 	It("turns the Ollama pod Ready once the agent warmed its model, and runs a batch on the pool", func() {
@@ -185,6 +230,9 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 				}
 				return n, nil
 			}, 30*time.Second, time.Second).Should(BeNumerically(">", 0), "panel %q draws nothing from the running binaries", p.title)
+		}
+		if path := os.Getenv("LLMQUOTA_DASHBOARD_DUMP"); path != "" { // docs/dashboard.md's rendering of the panels' data
+			Expect(os.WriteFile(path, []byte(renderPanels(prom, dashboardPanels())), 0o644)).To(Succeed())
 		}
 	})
 

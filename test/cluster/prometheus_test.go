@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -110,8 +111,9 @@ func scrapeHealth(base string) func() ([]string, error) {
 }
 
 type panel struct {
-	title string
-	exprs []string
+	title   string
+	exprs   []string
+	legends []string
 }
 
 // dashboardPanels reads the chart's Grafana dashboard, with Grafana's
@@ -123,18 +125,45 @@ func dashboardPanels() []panel {
 		Panels []struct {
 			Title   string `json:"title"`
 			Targets []struct {
-				Expr string `json:"expr"`
+				Expr         string `json:"expr"`
+				LegendFormat string `json:"legendFormat"`
 			} `json:"targets"`
 		} `json:"panels"`
 	}
 	Expect(json.Unmarshal(data, &dash)).To(Succeed())
 	var out []panel
 	for _, p := range dash.Panels {
-		var exprs []string
+		var exprs, legends []string
 		for _, t := range p.Targets {
 			exprs = append(exprs, strings.ReplaceAll(t.Expr, "$__rate_interval", "1m"))
+			legends = append(legends, t.LegendFormat)
 		}
-		out = append(out, panel{title: p.Title, exprs: exprs})
+		out = append(out, panel{title: p.Title, exprs: exprs, legends: legends})
 	}
 	return out
+}
+
+// renderPanels is each panel's data at this instant as Grafana would label
+// it: the panel's title, then one line per series, legend and value.
+func renderPanels(prom string, panels []panel) string {
+	legend := regexp.MustCompile(`\{\{\s*(\w+)\s*\}\}`)
+	var b strings.Builder
+	for _, p := range panels {
+		fmt.Fprintf(&b, "%s\n", p.title)
+		n := 0
+		for i, expr := range p.exprs {
+			samples, err := promQuery(prom, expr)
+			Expect(err).NotTo(HaveOccurred())
+			for _, s := range samples {
+				name := legend.ReplaceAllStringFunc(p.legends[i], func(m string) string { return s.Labels[legend.FindStringSubmatch(m)[1]] })
+				fmt.Fprintf(&b, "  %-60s %s\n", name, s.Value)
+				n++
+			}
+		}
+		if n == 0 {
+			b.WriteString("  (no data: no GPU on this node)\n")
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }
