@@ -96,7 +96,7 @@ verify: manifests generate ## Regenerate, then fail if generated files differ fr
 ##@ Test
 
 .PHONY: test
-test: verify vet lint test-unit test-e2e test-cluster ## Everything CI runs: verify, vet, lint, unit, envtest, chart, KWOK e2e and real-cluster suites.
+test: verify vet lint test-unit test-e2e test-gpu-e2e-dry test-cluster ## Everything CI runs: verify, vet, lint, unit, envtest, chart, KWOK e2e and real-cluster suites.
 
 .PHONY: test-unit
 test-unit: k8s-bin tools ollama-bin ## Run the Go tests (unit, envtest, chart, agent) against the real API server, helm, promtool, ollama and MinIO.
@@ -107,6 +107,11 @@ test-e2e: build tools ollama-bin ## Install the chart into a KWOK cluster; run a
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) BIN_DIR=$(K8S_BIN) hack/build-k8s.sh --e2e >/dev/null
 	K8S_BIN="$(K8S_BIN)" HELM="$(HELM)" KWOKCTL="$(KWOKCTL)" KWOK="$(dir $(KWOKCTL))kwok" LLMQUOTA_BIN="$(LOCALBIN)" OLLAMA="$(OLLAMA)" \
 		go test -tags e2e -count=1 -timeout 15m ./test/e2e/
+
+.PHONY: test-gpu-e2e-dry
+test-gpu-e2e-dry: k8s-bin ollama-bin ## Pack hack/gpu-e2e.sh's payload and dry-run it here (CPU Ollama, no NVML), so the GPU check keeps working.
+	K8S_BIN="$(K8S_BIN)" OLLAMA="$(OLLAMA)" OLLAMA_VERSION=$(OLLAMA_VERSION) hack/gpu-e2e.sh pack $(LOCALBIN)/gpu-e2e
+	hack/gpu-e2e.sh run $(LOCALBIN)/gpu-e2e --dry-run
 
 CLUSTER_DIR ?= /tmp/llmquota-cluster
 # read when make starts, before any cluster: what check-clean expects back

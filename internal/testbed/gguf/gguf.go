@@ -14,15 +14,19 @@ import (
 	"math/rand/v2"
 )
 
-// Shape of the generated model: small enough to load in milliseconds.
-const (
-	embedding = 64
-	layers    = 2
-	heads     = 4
-	ffn       = 128
-	context   = 2048
-	alignment = 32
-)
+// Shape is a generated model's size.
+type Shape struct {
+	Embedding, Layers, Heads, FFN, Context uint64
+}
+
+// Tiny loads in milliseconds: what the tests run.
+var Tiny = Shape{Embedding: 64, Layers: 2, Heads: 4, FFN: 128, Context: 2048}
+
+// Large is about 3.2 GiB of f32 weights: enough to see on a GPU (the GPU
+// check loads two).
+var Large = Shape{Embedding: 2048, Layers: 16, Heads: 16, FFN: 5504, Context: 4096}
+
+const alignment = 32
 
 // Value types of GGUF metadata.
 const (
@@ -51,7 +55,11 @@ type tensor struct {
 
 // Write writes a tiny llama model whose weights come from seed: models
 // from different seeds are distinct files, so Ollama runs them apart.
-func Write(w io.Writer, seed uint64) error {
+func Write(w io.Writer, seed uint64) error { return WriteShape(w, seed, Tiny) }
+
+// WriteShape writes a llama model of the given shape.
+func WriteShape(w io.Writer, seed uint64, sh Shape) error {
+	embedding, layers, heads, ffn, context := sh.Embedding, sh.Layers, sh.Heads, sh.FFN, sh.Context
 	var hdr bytes.Buffer
 	tokens := []string{"<unk>", "<s>", "</s>"}
 	types := []int32{2, 3, 3} // unknown, control, control

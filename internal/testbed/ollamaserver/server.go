@@ -34,8 +34,9 @@ type Server struct {
 	// Port is the port it listens on.
 	Port int
 
-	cmd *exec.Cmd
-	dir string
+	cmd   *exec.Cmd
+	dir   string
+	shape gguf.Shape
 }
 
 // ErrNoBinary means OLLAMA is not set.
@@ -50,8 +51,12 @@ func StartFromEnv() (*Server, error) {
 	return Start(bin)
 }
 
-// Start runs bin serve and creates the models. Close stops it.
-func Start(bin string) (*Server, error) {
+// Start runs bin serve and creates the tiny models. Close stops it.
+func Start(bin string) (*Server, error) { return StartShape(bin, gguf.Tiny) }
+
+// StartShape runs bin serve and creates the models in the given shape
+// (gguf.Large for a GPU check).
+func StartShape(bin string, shape gguf.Shape) (*Server, error) {
 	dir, err := os.MkdirTemp("", "llmquota-ollama-")
 	if err != nil {
 		return nil, err
@@ -62,7 +67,7 @@ func Start(bin string) (*Server, error) {
 	}
 	addr := ln.Addr().(*net.TCPAddr)
 	_ = ln.Close()
-	s := &Server{URL: "http://" + addr.String(), Port: addr.Port, dir: dir}
+	s := &Server{URL: "http://" + addr.String(), Port: addr.Port, dir: dir, shape: shape}
 	s.cmd = exec.Command(bin, "serve")
 	s.cmd.Env = append(os.Environ(), "OLLAMA_HOST="+addr.String(), "OLLAMA_MODELS="+filepath.Join(dir, "models"), "HOME="+dir, "GIN_MODE=release")
 	logFile, err := os.Create(filepath.Join(dir, "ollama.log"))
@@ -118,7 +123,7 @@ func (s *Server) Close() {
 // Random weights never emit EOS, so generation is bounded by num_predict.
 func (s *Server) create(name string, seed uint64) error {
 	var model bytes.Buffer
-	if err := gguf.Write(&model, seed); err != nil {
+	if err := gguf.WriteShape(&model, seed, s.shape); err != nil {
 		return err
 	}
 	sum := sha256.Sum256(model.Bytes())
