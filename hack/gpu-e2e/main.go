@@ -54,8 +54,8 @@ const (
 
 type config struct {
 	assets, crds, ollamaBin, agentBin, work string
-	dryRun                                 bool
-	timeout                                time.Duration
+	dryRun                                  bool
+	timeout                                 time.Duration
 }
 
 func main() {
