@@ -182,7 +182,7 @@ var _ = Describe("The Helm chart on a real control plane", Ordered, func() {
 		// stale copy; the agent restores its own at the next poll.
 		Eventually(func() string {
 			return kubectl("-n", "llm", "get", "pod", "-l", "app=ollama", "-o", `jsonpath={.items[0].status.conditions[?(@.type=="llmquota.dev/ModelWarm")].message}`)
-		}, 30*time.Second, time.Second).Should(MatchRegexp(`^model tiny-a warm in \d+ms on attempt 1 of 3$`))
+		}, 30*time.Second, time.Second).Should(MatchRegexp(`^model tiny-a warm in \d+ms on attempt 1 of 3, context \d+ tokens$`))
 		kubectl("wait", "--for=condition=Warm", "llmprovider/local-e2e", "--timeout=60s")
 		Expect(kubectl("get", "llmprovider", "local-e2e", "-o", "jsonpath={.status.endpoints[0].state} {.status.endpoints[0].model} {.status.endpoints[0].node}")).
 			To(Equal("Warm tiny-a " + node))
