@@ -47,9 +47,9 @@ var restrictedNamespaces = []string{namespace, "providers", "llm", work}
 func installArgs(cmd string) []string {
 	repo, tag := env("IMAGE_REPOSITORY"), env("IMAGE_TAG")
 	return []string{cmd, release, chartDir, "-n", namespace, "--wait", "--timeout", "3m",
-		"--set", "image.repository=" + repo + "/manager", "--set", "image.tag=" + tag, "--set", "image.pullPolicy=Never",
+		"--set", "image.repository=" + repo + "/manager", "--set-string", "image.tag=" + tag, "--set", "image.pullPolicy=Never",
 		"--set", "nodeAgent.enabled=true", "--set", "nodeAgent.nvml=false", "--set", "nodeAgent.pollInterval=2s",
-		"--set", "nodeAgent.image.repository=" + repo + "/node-agent", "--set", "nodeAgent.image.tag=" + tag,
+		"--set", "nodeAgent.image.repository=" + repo + "/node-agent", "--set-string", "nodeAgent.image.tag=" + tag,
 		"--set", "manager.replicas=2", "--set", "manager.secretNamespaces={" + namespace + "}"}
 }
 
