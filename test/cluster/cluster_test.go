@@ -115,8 +115,13 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 		Expect(want).To(HaveLen(3), "two managers and the agent")
 		procs = append(procs, nvml.ProcessInfo{Pid: 1, UsedGpuMemory: 1 << 30}) // init: no pod's
 		mock := dgxh100.New()
-		for i, d := range mock.Devices {
-			d.(*server.Device).GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
+		for i, nd := range mock.Devices {
+			d := nd.(*server.Device)
+			d.GetMemoryInfo_v2Func = func() (nvml.Memory_v2, nvml.Return) {
+				return nvml.Memory_v2{Total: 80 << 30, Used: 10 << 30, Free: 70 << 30}, nvml.SUCCESS
+			}
+			d.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{}, nvml.SUCCESS }
+			d.GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
 				if i == 0 {
 					return procs, nvml.SUCCESS
 				}
