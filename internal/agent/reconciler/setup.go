@@ -2,7 +2,6 @@ package reconciler
 
 import (
 	"context"
-	"maps"
 	"strconv"
 	"time"
 
@@ -167,13 +166,21 @@ func (r *PodReconciler) latestGPU() ([]gpu.Device, bool) {
 }
 
 func (r *PodReconciler) wakeOverWatermark(ctx context.Context, devices []gpu.Device) {
+	type served struct {
+		key       types.NamespacedName
+		watermark int32
+		uid       types.UID
+	}
 	r.mu.Lock()
-	var wake []types.NamespacedName
-	states := maps.Clone(r.endpoints)
+	all := make([]served, 0, len(r.endpoints))
+	for key, st := range r.endpoints { // read under the lock that state() writes them under
+		all = append(all, served{key, st.watermark, st.uid})
+	}
 	r.mu.Unlock()
-	for key, st := range states {
-		if r.overBy(devices, st.watermark, st.uid) > 0 {
-			wake = append(wake, key)
+	var wake []types.NamespacedName
+	for _, s := range all {
+		if r.overBy(devices, s.watermark, s.uid) > 0 {
+			wake = append(wake, s.key)
 		}
 	}
 	for _, key := range wake {
