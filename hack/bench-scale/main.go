@@ -41,6 +41,7 @@ import (
 	"github.com/llmquota/llmquota/internal/memlimit"
 	"github.com/llmquota/llmquota/internal/objectstore"
 	"github.com/llmquota/llmquota/internal/results"
+	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 	"github.com/llmquota/llmquota/internal/testbed/minioserver"
 	"github.com/llmquota/llmquota/internal/testbed/process"
 )
@@ -136,7 +137,7 @@ func run(c config, batches int) (string, error) {
 		return "", fmt.Errorf("starting the control plane (KUBEBUILDER_ASSETS): %w", err)
 	}
 	defer func() { _ = env.Stop() }()
-	kubeconfig, err := writeKubeconfig(env, dir)
+	kubeconfig, err := apiserver.WriteAdminKubeconfig(env, dir, "bench-admin", &rest.Config{QPS: 2000, Burst: 4000})
 	if err != nil {
 		return "", err
 	}
@@ -245,19 +246,6 @@ func run(c config, batches int) (string, error) {
 		batches, items, elapsed.Seconds(), p50.Round(time.Millisecond), p99.Round(time.Millisecond), float64(items)/elapsed.Seconds(),
 		float64(usage.PeakRSS)/(1<<20), usage.CPU.Seconds(), float64(sum)/float64(items), byMethod,
 		float64(etcdAfter-etcdBefore)/(1<<20), float64(resultBytes)/(1<<20), lag), nil
-}
-
-func writeKubeconfig(env *envtest.Environment, dir string) (string, error) {
-	admin, err := env.AddUser(envtest.User{Name: "bench-admin", Groups: []string{"system:masters"}}, &rest.Config{QPS: 2000, Burst: 4000})
-	if err != nil {
-		return "", err
-	}
-	data, err := admin.KubeConfig()
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "kubeconfig")
-	return path, os.WriteFile(path, data, 0o600)
 }
 
 func createProvider(ctx context.Context, k client.Client, c config, port int) error {

@@ -33,6 +33,7 @@ import (
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/emulator"
 	"github.com/llmquota/llmquota/internal/results"
+	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 	"github.com/llmquota/llmquota/internal/testbed/process"
 )
 
@@ -75,16 +76,8 @@ func run(ctx context.Context, keep bool, limit time.Duration) error {
 			say("Stopping the control plane")
 			_ = env.Stop()
 		}()
-		admin, err := env.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, nil)
-		if err != nil {
-			return err
-		}
-		data, err := admin.KubeConfig()
-		if err != nil {
-			return err
-		}
-		kubeconfig = filepath.Join(dir, "kubeconfig")
-		if err := os.WriteFile(kubeconfig, data, 0o600); err != nil {
+		var err error
+		if kubeconfig, err = apiserver.WriteAdminKubeconfig(env, dir, "demo-admin", nil); err != nil {
 			return err
 		}
 	} else {

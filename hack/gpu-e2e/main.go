@@ -20,7 +20,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,6 +31,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -40,6 +40,7 @@ import (
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/agent/ollama"
 	"github.com/llmquota/llmquota/internal/ollamapod"
+	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 	"github.com/llmquota/llmquota/internal/testbed/gguf"
 	"github.com/llmquota/llmquota/internal/testbed/ollamaserver"
 	"github.com/llmquota/llmquota/internal/testbed/process"
@@ -93,16 +94,8 @@ func run(ctx context.Context, c config) error {
 		return fmt.Errorf("starting the API server: %w", err)
 	}
 	defer func() { _ = env.Stop() }()
-	user, err := env.AddUser(envtest.User{Name: "node-agent", Groups: []string{"system:masters"}}, nil)
+	kubeconfigPath, err := apiserver.WriteAdminKubeconfig(env, c.work, "node-agent", nil)
 	if err != nil {
-		return err
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		return err
-	}
-	kubeconfigPath := filepath.Join(c.work, "kubeconfig")
-	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
 		return err
 	}
 	k, err := client.New(cfg, client.Options{Scheme: scheme.Scheme})
@@ -144,7 +137,14 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 
-	metricsAddr, probeAddr := freeAddr(), freeAddr()
+	metricsAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	probeAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
 	args := []string{"--node-name=" + node, "--poll-interval=1s", "--gpu-interval=1s", "--cleanup-min-gap=1s",
 		"--metrics-bind-address=" + metricsAddr, "--health-probe-bind-address=" + probeAddr}
 	if c.dryRun {
@@ -353,26 +353,16 @@ func event(ctx context.Context, k client.Client, pod *corev1.Pod, reason string)
 // waitFor polls check every 200ms until it is done, fails or timeout
 // passes; the error carries the last state seen.
 func waitFor(ctx context.Context, timeout time.Duration, check func() (string, bool, error)) (string, error) {
-	deadline := time.Now().Add(timeout)
 	last := ""
-	for {
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
 		state, done, err := check()
-		if err != nil {
-			return state, err
-		}
-		if done {
-			return state, nil
-		}
 		last = state
-		if time.Now().After(deadline) {
-			return last, fmt.Errorf("timed out after %v; last: %s", timeout, last)
-		}
-		select {
-		case <-ctx.Done():
-			return last, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+		return done, err
+	})
+	if err != nil {
+		return last, fmt.Errorf("%w; last: %s", err, last)
 	}
+	return last, nil
 }
 
 // nvidiaSMIUsed is the GPUs' memory in use, in bytes, as nvidia-smi says.
@@ -425,13 +415,9 @@ func scrapeSum(addr, name string) (float64, error) {
 	return sum, sc.Err()
 }
 
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String()
+func freeAddr() (string, error) {
+	port, err := process.FreePort()
+	return fmt.Sprintf("127.0.0.1:%d", port), err
 }
 
 func abs(v int64) int64 {

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -81,10 +82,7 @@ func (r *LLMProviderReconciler) observePool(ctx context.Context, p *llmv1.LLMPro
 	}
 	statuses := make([]llmv1.EndpointStatus, 0, len(pods))
 	var warm []dispatch.Endpoint
-	var numCtx int32 // every call asks for the context the agent warmed the model with
-	if c := p.Spec.Ollama.ContextLength; c != nil {
-		numCtx = *c
-	}
+	numCtx := ptr.Deref(p.Spec.Ollama.ContextLength, 0) // every call asks for the context the agent warmed the model with
 	version := fmt.Sprintf("num_ctx=%d", numCtx)
 	for _, pod := range pods {
 		st := endpointStatus(pod, p.Spec.Ollama)

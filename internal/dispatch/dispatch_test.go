@@ -51,6 +51,25 @@ func (c *collector) wait(t *testing.T, d time.Duration) []Result {
 	return append([]Result(nil), c.results...)
 }
 
+// settled waits until n results arrived: their group is then finished and
+// the next one's pacing computed from the clock as it was.
+func (c *collector) settled(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		got := len(c.results)
+		c.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d results", got, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func items(prefix string, n int) []Item {
 	out := make([]Item, n)
 	for i := range out {
@@ -248,6 +267,7 @@ func TestBatchSizeAndDelay(t *testing.T) {
 
 	waitCalls := func(want int) { t.Helper(); waitForCalls(t, stub, want) }
 	waitCalls(3)
+	col.settled(t, 3)
 	fc.Step(time.Second) // inside the delay: nothing new
 	time.Sleep(50 * time.Millisecond)
 	if stub.count() != 3 {
@@ -255,6 +275,7 @@ func TestBatchSizeAndDelay(t *testing.T) {
 	}
 	fc.Step(time.Second)
 	waitCalls(6)
+	col.settled(t, 6)
 	fc.Step(2 * time.Second)
 	waitCalls(7)
 	col.wait(t, 10*time.Second)
@@ -281,18 +302,15 @@ func TestQueueWait(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go d.Run(ctx)
-	waitCalls := func(want int) { t.Helper(); waitForCalls(t, stub, want) }
-	waitCalls(2)
-	time.Sleep(50 * time.Millisecond) // the group's results settle
-	fc.Step(10 * time.Second)         // the delay passes: the window is full until 09:01:00
-	time.Sleep(50 * time.Millisecond)
+	// Each group's pacing starts when its last result arrives; the steps
+	// after that need no pause: a timer the dispatcher sets late fires on
+	// the next step, and what it measures is from the group's opening.
+	col.settled(t, 2)
+	fc.Step(10 * time.Second) // the delay passes: the window is full until 09:01:00
 	fc.Step(51 * time.Second) // past 09:01:00 and the window's safety margin
-	waitCalls(4)
-	time.Sleep(50 * time.Millisecond)
+	col.settled(t, 4)
 	fc.Step(10 * time.Second)
-	time.Sleep(50 * time.Millisecond)
 	fc.Step(51 * time.Second)
-	waitCalls(5)
 	col.wait(t, 10*time.Second)
 	mu.Lock()
 	defer mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -35,7 +36,7 @@ func (r *PodReconciler) warm(ctx context.Context, pod *corev1.Pod, pool *llmv1.L
 	// an alert sees the first failure (a series born at 1 shows none).
 	warmups.WithLabelValues(pod.Namespace, pod.Name, model)
 	warmupFailures.WithLabelValues(pod.Namespace, pod.Name, model)
-	spec := ollama.Spec{Model: model, KeepAlive: keepAlive, ContextLength: int(ptrOr(pool.Spec.Ollama.ContextLength, 0))}
+	spec := ollama.Spec{Model: model, KeepAlive: keepAlive, ContextLength: int(ptr.Deref(pool.Spec.Ollama.ContextLength, 0))}
 	warmed, werr := ollama.Warmup(ctx, c, r.Clock, spec, attempts, r.WarmupBackoff)
 	if werr != nil {
 		if ctx.Err() != nil {
@@ -96,11 +97,4 @@ func (r *PodReconciler) patchStatus(ctx context.Context, pod *corev1.Pod, patch 
 	}
 	// A pod deleted meanwhile needs nothing more.
 	return client.IgnoreNotFound(r.Status().Patch(ctx, pod, client.RawPatch(types.StrategicMergePatchType, data)))
-}
-
-func ptrOr(v *int32, def int32) int32 {
-	if v == nil {
-		return def
-	}
-	return *v
 }
