@@ -13,14 +13,12 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,7 +26,6 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -50,9 +47,11 @@ type config struct {
 	sizes                          []int
 	items, namespaces, concurrency int
 	batchSize, workers, flushItems int
-	latency, flushEvery, timeout   time.Duration
-	batchDelay                     time.Duration
-	pprof                          string
+	// createRate paces the creates (a second); 0 creates in a burst.
+	createRate                   int
+	latency, flushEvery, timeout time.Duration
+	batchDelay                   time.Duration
+	pprof                        string
 	// s3 reads every batch's items from, and writes its results to, a
 	// real MinIO (the S3 sink) instead of inline items and ConfigMaps.
 	s3 bool
@@ -76,6 +75,7 @@ func main() {
 	flag.DurationVar(&c.batchDelay, "batch-delay", 0, "Each batch's spec.batchDelay.")
 	flag.DurationVar(&c.latency, "latency", 200*time.Millisecond, "The emulator's latency per call.")
 	flag.IntVar(&c.workers, "workers", 8, "The manager's --batch-workers.")
+	flag.IntVar(&c.createRate, "create-rate", 0, "Batches created a second; 0: as fast as 16 goroutines can (a burst).")
 	flag.DurationVar(&c.flushEvery, "flush-interval", 10*time.Second, "The manager's --results-flush-interval.")
 	flag.IntVar(&c.flushItems, "flush-items", 100, "The manager's --results-flush-items.")
 	flag.BoolVar(&c.s3, "s3", false, "Items from and results to object storage (a real MinIO from $MINIO) instead of inline items and ConfigMaps.")
@@ -101,8 +101,12 @@ func main() {
 	if c.baseline != "" {
 		fmt.Printf("# baseline: %s\n", c.baseline)
 	}
-	fmt.Printf("# %d items per batch across %d namespaces, %s; provider latency %s, maxConcurrency %d; batchSize %d, batchDelay %s; manager --batch-workers=%d --results-flush-interval=%s --results-flush-items=%d, container memory limit %d MiB\n",
-		c.items, c.namespaces, sink, c.latency, c.concurrency, c.batchSize, c.batchDelay, c.workers, c.flushEvery, c.flushItems, c.memoryLimit>>20)
+	creates := "created in a burst from 16 goroutines"
+	if c.createRate > 0 {
+		creates = fmt.Sprintf("created at %d a second", c.createRate)
+	}
+	fmt.Printf("# %d items per batch across %d namespaces, %s, %s; provider latency %s, maxConcurrency %d; batchSize %d, batchDelay %s; manager --batch-workers=%d --results-flush-interval=%s --results-flush-items=%d, container memory limit %d MiB\n",
+		c.items, c.namespaces, sink, creates, c.latency, c.concurrency, c.batchSize, c.batchDelay, c.workers, c.flushEvery, c.flushItems, c.memoryLimit>>20)
 	fmt.Println("| batches | items | all Complete | admission p50 / p99 | items/s | manager peak RSS | manager CPU | API writes / item | etcd growth | result bytes | status lag max |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, n := range c.sizes {
@@ -145,7 +149,7 @@ func run(c config, batches int) (string, error) {
 		return "", err
 	}
 	cfg.QPS, cfg.Burst = 2000, 4000
-	k, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme.Scheme})
+	k, err := client.New(cfg, client.Options{Scheme: scheme.Scheme})
 	if err != nil {
 		return "", err
 	}
@@ -208,8 +212,8 @@ func run(c config, batches int) (string, error) {
 	}
 
 	w := newWatcher()
-	go w.batches(ctx, k)
-	go w.shards(ctx, k)
+	go w.batches(ctx, cfg)
+	go w.shards(ctx, cfg)
 	start := time.Now()
 	if err := createBatches(ctx, k, c, batches, w, store); err != nil {
 		return "", err
@@ -231,6 +235,7 @@ func run(c config, batches int) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	fmt.Fprintf(os.Stderr, "bench-scale: %d batches: objects written, as the watch saw them: %s\n", batches, w.written())
 	resultBytes, err := storedResultBytes(ctx, k, store)
 	if err != nil {
 		return "", err
@@ -261,8 +266,15 @@ func createProvider(ctx context.Context, k client.Client, c config, port int) er
 }
 
 // createBatches creates n batches from 16 goroutines, round robin over the
-// namespaces, and records when each was created.
+// namespaces, as fast as they can or c.createRate a second, and records
+// when each was created.
 func createBatches(ctx context.Context, k client.Client, c config, n int, w *watcher, store *objects) error {
+	var tick <-chan time.Time
+	if c.createRate > 0 {
+		t := time.NewTicker(time.Second / time.Duration(c.createRate))
+		defer t.Stop()
+		tick = t.C
+	}
 	next := make(chan int)
 	errs := make(chan error, 16)
 	var wg sync.WaitGroup
@@ -281,6 +293,9 @@ func createBatches(ctx context.Context, k client.Client, c config, n int, w *wat
 		}()
 	}
 	for i := range n {
+		if tick != nil {
+			<-tick
+		}
 		next <- i
 	}
 	close(next)
@@ -433,143 +448,6 @@ func storedResultBytes(ctx context.Context, k client.Client, store *objects) (in
 		n += int64(len(cm.Data[results.DataKey]))
 	}
 	return n, nil
-}
-
-// watcher follows batches and result shards as a user's watch would.
-type watcher struct {
-	mu        sync.Mutex
-	createdAt map[string]time.Time
-	admitted  map[string]time.Duration
-	complete  map[string]bool
-	// storedAt[batch][n]: when the shards first held n results; lag is how
-	// long after that the batch's status first showed n done.
-	storedAt map[string]map[int]time.Time
-	lag      time.Duration
-	changed  chan struct{}
-}
-
-func newWatcher() *watcher {
-	return &watcher{createdAt: map[string]time.Time{}, admitted: map[string]time.Duration{}, complete: map[string]bool{},
-		storedAt: map[string]map[int]time.Time{}, changed: make(chan struct{}, 1)}
-}
-
-func (w *watcher) created(key string, at time.Time) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.createdAt[key] = at
-}
-
-func (w *watcher) batches(ctx context.Context, k client.WithWatch) {
-	watchLoop(ctx, k, &llmv1.InferenceBatchList{}, func(obj any) {
-		b, ok := obj.(*llmv1.InferenceBatch)
-		if !ok {
-			return
-		}
-		now, key := time.Now(), b.Namespace+"/"+b.Name
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if _, seen := w.admitted[key]; !seen && meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionAdmitted) {
-			at, ok := w.createdAt[key]
-			if !ok { // the watch was faster than the create's answer
-				at = now
-			}
-			w.admitted[key] = now.Sub(at)
-		}
-		done := int(b.Status.Counts.Succeeded + b.Status.Counts.Failed + b.Status.Counts.Cached + b.Status.Counts.Filtered)
-		for n, at := range w.storedAt[key] {
-			if n <= done {
-				w.lag = max(w.lag, now.Sub(at))
-				delete(w.storedAt[key], n)
-			}
-		}
-		if meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionFinished) && !w.complete[key] {
-			w.complete[key] = true
-			select {
-			case w.changed <- struct{}{}:
-			default:
-			}
-		}
-	})
-}
-
-func (w *watcher) shards(ctx context.Context, k client.WithWatch) {
-	counts := map[string]int{} // shard -> results
-	watchLoop(ctx, k, &corev1.ConfigMapList{}, func(obj any) {
-		cm, ok := obj.(*corev1.ConfigMap)
-		if !ok || cm.Labels[results.LabelResults] != "true" {
-			return
-		}
-		now := time.Now()
-		counts[cm.Namespace+"/"+cm.Name] = strings.Count(cm.Data[results.DataKey], "\n")
-		key := cm.Namespace + "/" + cm.Labels[results.LabelBatch]
-		total := 0
-		for name, n := range counts {
-			if strings.HasPrefix(name, key+"-results-") {
-				total += n
-			}
-		}
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if w.storedAt[key] == nil {
-			w.storedAt[key] = map[int]time.Time{}
-		}
-		if _, ok := w.storedAt[key][total]; !ok && !w.complete[key] {
-			w.storedAt[key][total] = now
-		}
-	})
-}
-
-// watchLoop watches list's kind in every namespace, calling on for each
-// object added or modified, and watches again when the server ends a watch.
-func watchLoop(ctx context.Context, k client.WithWatch, list client.ObjectList, on func(any)) {
-	for ctx.Err() == nil {
-		wi, err := k.Watch(ctx, list)
-		if err != nil {
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		for ev := range wi.ResultChan() {
-			on(ev.Object)
-		}
-		wi.Stop()
-	}
-}
-
-func (w *watcher) waitComplete(ctx context.Context, n int) error {
-	for {
-		w.mu.Lock()
-		done := len(w.complete)
-		w.mu.Unlock()
-		if done >= n {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return errors.New("timed out: " + strconv.Itoa(done) + " of " + strconv.Itoa(n) + " batches Complete")
-		case <-w.changed:
-		case <-time.After(time.Second):
-		}
-	}
-}
-
-func (w *watcher) admission(q float64) time.Duration {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var ds []time.Duration
-	for _, d := range w.admitted {
-		ds = append(ds, d)
-	}
-	if len(ds) == 0 {
-		return 0
-	}
-	slices.Sort(ds)
-	return ds[min(len(ds)-1, int(q*float64(len(ds))))]
-}
-
-func (w *watcher) maxLag() time.Duration {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.lag
 }
 
 // resultBytes adds up the result parts in the bucket.

@@ -23,6 +23,8 @@ type Run struct {
 	// changed tells the reconciler the batch has news to publish: results
 	// were stored, or what holds it back changed.
 	changed func()
+	// finished tells the reconciler every result is stored.
+	finished func()
 
 	mu sync.Mutex
 	// published is when the batch's status was last written.
@@ -152,7 +154,10 @@ func (run *Run) write(ctx context.Context) {
 		due, wait := run.policy.Due(run.clock.Now(), since, pending, run.StoredCount()+pending >= run.Total)
 		if due || retry {
 			n, err := run.Store.Flush(ctx)
-			if n > 0 || (ctx.Err() == nil && run.noteWrite(err)) {
+			switch {
+			case n > 0 && run.StoredCount() >= run.Total:
+				run.finished()
+			case n > 0 || (ctx.Err() == nil && run.noteWrite(err)):
 				run.changed()
 			}
 			if retry = err != nil; !retry {

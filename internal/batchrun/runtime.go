@@ -109,10 +109,12 @@ func (rt *Runtime) Launch(s Spec) *Run {
 	rt.Stop(s.Key)
 	ctx, cancel := context.WithCancel(rt.ctx)
 	run := &Run{Spec: s, cancel: cancel, kick: make(chan struct{}, 1), policy: rt.policy, clock: rt.clock}
+	run.Batch.Items = nil // the dispatcher holds them (Submit takes them over)
 	if s.Policy != nil {
 		run.policy = *s.Policy
 	}
-	run.changed = func() { rt.tell(ctx, s.Key) }
+	run.changed = func() { rt.tell(ctx, s.Key, false) }
+	run.finished = func() { rt.tell(ctx, s.Key, true) }
 	rt.mu.Lock()
 	if rt.stopping {
 		rt.mu.Unlock()
@@ -157,13 +159,25 @@ func (rt *Runtime) Stop(key types.NamespacedName) {
 	}
 }
 
-// tell queues the batch for a reconcile that publishes its progress.
-func (rt *Runtime) tell(ctx context.Context, key types.NamespacedName) {
+// finalNews marks news that every result of the batch is stored.
+const finalNews = "batchrun.llmquota.dev/final"
+
+// tell queues the batch for a reconcile that publishes its progress;
+// final says every result is stored (the batch is about to finish).
+func (rt *Runtime) tell(ctx context.Context, key types.NamespacedName, final bool) {
+	obj := &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+	if final {
+		obj.Annotations = map[string]string{finalNews: "true"}
+	}
 	select {
-	case rt.news <- event.TypedGenericEvent[*llmv1.InferenceBatch]{Object: &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
+	case rt.news <- event.TypedGenericEvent[*llmv1.InferenceBatch]{Object: obj}:
 	case <-ctx.Done():
 	}
 }
+
+// IsFinal reports whether news from News says every result of its batch
+// is stored: the news that finishes the batch, not a progress refresh.
+func IsFinal(news *llmv1.InferenceBatch) bool { return news.Annotations[finalNews] == "true" }
 
 // finalWrite bounds a stopping run's last result write.
 const finalWrite = 10 * time.Second

@@ -121,7 +121,8 @@ func pending(r *Run) int {
 }
 
 // TestResultsWrittenByPolicyWithNews: a run writes once Items results wait
-// and at once for the batch's last, and tells of each write on News.
+// and at once for the batch's last, and tells of each write on News; only
+// the news of the last write, after which every result is stored, is final.
 func TestResultsWrittenByPolicyWithNews(t *testing.T) {
 	b := newBed(t, results.FlushPolicy{Interval: time.Hour, Items: 3})
 	run := b.launch(t, "by-count", 5, 5)
@@ -130,16 +131,22 @@ func TestResultsWrittenByPolicyWithNews(t *testing.T) {
 		t.Fatalf("%d ConfigMap writes for 5 results at 3 a write (the last 2 at once), want 2 or 3", n)
 	}
 	// A write is counted stored before its news is sent: wait for the news.
-	news := 0
+	var final []bool
 	eventually(t, "one news per write", func() bool {
 		for len(b.rt.News()) > 0 {
-			if e := <-b.rt.News(); e.Object.Name != "by-count" {
+			e := <-b.rt.News()
+			if e.Object.Name != "by-count" {
 				t.Fatalf("news of %s", e.Object.Name)
 			}
-			news++
+			final = append(final, IsFinal(e.Object))
 		}
-		return int64(news) == b.c.n.Load()
+		return int64(len(final)) == b.c.n.Load()
 	})
+	for i, f := range final {
+		if last := i == len(final)-1; f != last {
+			t.Fatalf("news %d of %d final: %v; want only the last final (%v)", i+1, len(final), f, final)
+		}
+	}
 }
 
 // TestResultsWaitAtMostTheInterval: results that are neither enough nor
@@ -158,6 +165,10 @@ func TestResultsWaitAtMostTheInterval(t *testing.T) {
 	eventually(t, "the results written at 10s", func() bool { return run.StoredCount() == 2 })
 	if n := b.c.n.Load(); n != 1 {
 		t.Fatalf("%d writes, want 1", n)
+	}
+	eventually(t, "the write's news", func() bool { return len(b.rt.News()) > 0 })
+	if e := <-b.rt.News(); IsFinal(e.Object) {
+		t.Fatal("news of 2 of 3 results stored is final; want progress news")
 	}
 }
 

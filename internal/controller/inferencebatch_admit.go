@@ -160,6 +160,7 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 		Kept: in.kept, Filtered: len(in.filtered), Total: in.total,
 		Batch: dispatch.Batch{Namespace: b.Namespace, Priority: b.Spec.Priority, Size: size, Delay: llmv1.Milliseconds(b.Spec.BatchDelayMilliseconds, 0), Params: params},
 	}
+	spec.Batch.Items = make([]dispatch.Item, 0, len(in.items))
 	for _, it := range in.items {
 		if send(it) {
 			spec.Batch.Items = append(spec.Batch.Items, dispatch.Item{ID: it.ID, Prompt: it.Prompt})

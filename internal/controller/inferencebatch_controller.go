@@ -169,8 +169,14 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 			b.Status.StartTime = &metav1.Time{Time: now}
 		}
 		msg := fmt.Sprintf("%d of %d items to send to %s (%d filtered below minScore %s)", run.Kept, run.Total, p.Name, run.Filtered, b.Spec.MinScore)
+		waited := meta.IsStatusConditionFalse(b.Status.Conditions, llmv1.ConditionAdmitted)
 		if setCondition(&b.Status.Conditions, metav1.Condition{Type: llmv1.ConditionAdmitted, Status: metav1.ConditionTrue, Reason: llmv1.ReasonAdmitted, Message: msg}, b.Generation, now) {
-			r.Recorder.Eventf(b, nil, corev1.EventTypeNormal, llmv1.ReasonAdmitted, "Admit", "%s", msg)
+			// An Event only ends a wait (whose start had a Warning): an
+			// admission at once is told by the condition alone, since an
+			// Event for every batch is one more API write per batch.
+			if waited {
+				r.Recorder.Eventf(b, nil, corev1.EventTypeNormal, llmv1.ReasonAdmitted, "Admit", "%s", msg)
+			}
 			if b.Spec.Output.Kind != llmv1.OutputS3 && run.Total > results.ConfigMapItemsAdvised {
 				r.Recorder.Eventf(b, nil, corev1.EventTypeWarning, llmv1.ReasonLargeResultsInEtcd, "Admit",
 					"%d results will be stored in ConfigMaps, in etcd; above %d items, write them to object storage (spec.output.kind: S3)",
@@ -301,15 +307,17 @@ func (r *InferenceBatchReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// newsHandler queues a batch with news behind admissions and spec
-// changes (controller-runtime's priority queue, on by default): a batch
-// waiting for admission never waits behind progress publishes.
+// newsHandler queues a batch with progress news behind admissions and
+// spec changes (controller-runtime's priority queue, on by default): a
+// batch waiting for admission never waits behind progress publishes. The
+// news that every result is stored is not progress but the batch's end,
+// as due as an admission: it goes in at their priority.
 func newsHandler() handler.TypedEventHandler[*llmv1.InferenceBatch, reconcile.Request] {
 	low := handler.LowPriority
 	return handler.TypedFuncs[*llmv1.InferenceBatch, reconcile.Request]{
 		GenericFunc: func(_ context.Context, e event.TypedGenericEvent[*llmv1.InferenceBatch], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(e.Object)}
-			if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+			if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok && !batchrun.IsFinal(e.Object) {
 				pq.AddWithOpts(priorityqueue.AddOpts{Priority: &low}, req)
 				return
 			}

@@ -117,7 +117,8 @@ func storedResults(b *llmv1.InferenceBatch) []results.Result {
 	return out
 }
 
-func warningReasons(obj client.Object) []string {
+// eventReasons lists the type/reason of every Event about obj.
+func eventReasons(obj client.Object) []string {
 	var evs eventsv1.EventList
 	Expect(k8sClient.List(context.Background(), &evs)).To(Succeed())
 	var out []string
@@ -158,6 +159,10 @@ var _ = Describe("InferenceBatch", func() {
 		Expect(got).To(haveCondition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonSucceeded))
 		Expect(got).To(haveCondition(llmv1.ConditionFailed, metav1.ConditionFalse, llmv1.ReasonNoFailure))
 		Expect(got.Status.EstimatedCompletionTime).To(BeNil())
+		// Events are sent in order: once the finish's is there, an Event of
+		// the admission would be too. Admitted at once, it has none.
+		Eventually(func() []string { return eventReasons(&b) }, timeout, interval).Should(ContainElement("Normal/" + llmv1.ReasonSucceeded))
+		Expect(eventReasons(&b)).NotTo(ContainElement("Normal/"+llmv1.ReasonAdmitted), "an admission at once is told by the condition alone")
 
 		stored := storedResults(&b)
 		Expect(stored).To(HaveLen(136), "every item, filtered ones included, has one stored result")
@@ -185,7 +190,6 @@ var _ = Describe("InferenceBatch", func() {
 			g.Expect(pp.Status.Usage.Minute.Limit).To(BeEquivalentTo(600))
 			g.Expect(pp.Status.Cost).NotTo(BeNil())
 		}, timeout, interval).Should(Succeed())
-		Expect(warningReasons(&b)).To(ContainElements("Normal/Admitted", "Normal/Succeeded"))
 
 		By("keeping the quota state in a ConfigMap of the manager's namespace, owned by the provider")
 		var state corev1.ConfigMap
@@ -418,7 +422,7 @@ var _ = Describe("InferenceBatch", func() {
 			g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
 			g.Expect(c.Reason).To(Equal(llmv1.ReasonDailyThresholdExceeded))
 			g.Expect(pp.Status.Cost.Today).To(BeEquivalentTo("0.08"))
-			g.Expect(warningReasons(&pp)).To(ContainElement("Warning/" + llmv1.ReasonDailyThresholdExceeded))
+			g.Expect(eventReasons(&pp)).To(ContainElement("Warning/" + llmv1.ReasonDailyThresholdExceeded))
 		}, timeout, interval).Should(Succeed())
 	})
 
@@ -446,7 +450,7 @@ var _ = Describe("InferenceBatch", func() {
 		_, url := emulate(emulator.Config{})
 		b := batchOf(ns, "early", "not-yet-"+ns, 3, nil)
 		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, llmv1.ReasonProviderNotFound))
-		Expect(warningReasons(b)).To(ContainElement("Warning/" + llmv1.ReasonProviderNotFound))
+		Expect(eventReasons(b)).To(ContainElement("Warning/" + llmv1.ReasonProviderNotFound))
 		Expect(getBatch(b)(Default)).To(SatisfyAll(
 			haveCondition(llmv1.ConditionFailed, metav1.ConditionFalse, llmv1.ReasonNoFailure), // waiting is not failing
 			haveCondition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonProviderNotFound)))
@@ -455,6 +459,8 @@ var _ = Describe("InferenceBatch", func() {
 		p2.ObjectMeta = metav1.ObjectMeta{Name: "not-yet-" + ns}
 		Expect(k8sClient.Create(ctx, p2)).To(Succeed())
 		waitFinished(b, timeout)
+		Eventually(func() []string { return eventReasons(b) }, timeout, interval).Should(ContainElement("Normal/"+llmv1.ReasonAdmitted),
+			"an admission that ends a wait has its Event")
 	})
 
 	It("refuses a batch with no model anywhere at admission, sends nothing, and runs once one is named", func() {
@@ -462,7 +468,7 @@ var _ = Describe("InferenceBatch", func() {
 		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) { s.Model = "" })
 		b := batchOf(ns, "modelless", p.Name, 3, nil)
 		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, llmv1.ReasonNoModel))
-		Expect(warningReasons(b)).To(ContainElement("Warning/" + llmv1.ReasonNoModel))
+		Expect(eventReasons(b)).To(ContainElement("Warning/" + llmv1.ReasonNoModel))
 		Expect(emu.Log()).To(BeEmpty(), "a call was sent without a model")
 		Expect(k8sClient.Patch(ctx, b, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"model":"gemini-test"}}`)))).To(Succeed())
 		waitFinished(b, timeout)
@@ -484,7 +490,7 @@ var _ = Describe("InferenceBatch", func() {
 			haveCondition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonItemsFailed)))
 		Expect(got.Status.Progress).To(Equal("3/3"))
 		Expect(got.Status.Counts.Failed).To(BeEquivalentTo(3))
-		Expect(warningReasons(refused)).To(ContainElement("Warning/" + llmv1.ReasonItemsFailed))
+		Expect(eventReasons(refused)).To(ContainElement("Warning/" + llmv1.ReasonItemsFailed))
 
 		By("the provider reads Ready=False AuthFailed, with windows it does not limit shown as unlimited")
 		Eventually(func(g Gomega) {

@@ -32,7 +32,7 @@ var _ = Describe("The ConfigMap sink's size rule", func() {
 		})
 		got := waitFinished(batch, timeout)
 		Expect(got.Status.Counts.Filtered).To(BeEquivalentTo(results.ConfigMapItemsAdvised + 1))
-		Eventually(func() []string { return warningReasons(batch) }, timeout, interval).Should(ContainElement("Warning/" + llmv1.ReasonLargeResultsInEtcd))
+		Eventually(func() []string { return eventReasons(batch) }, timeout, interval).Should(ContainElement("Warning/" + llmv1.ReasonLargeResultsInEtcd))
 	})
 })
 

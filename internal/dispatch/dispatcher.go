@@ -187,7 +187,11 @@ func (d *Dispatcher) Submit(b Batch) {
 		return
 	}
 	d.seq++
-	nb := &batch{Batch: b, queue: append([]Item(nil), b.Items...), groupsDone: b.GroupsDone, seq: d.seq, feed: b.Feed}
+	// The queue takes b.Items over (see Batch.Items): one copy of a
+	// batch's items in memory, released item by item as they are sent.
+	queue := b.Items
+	b.Items = nil
+	nb := &batch{Batch: b, queue: queue, groupsDone: b.GroupsDone, seq: d.seq, feed: b.Feed}
 	nb.startGroup(time.Time{})
 	nb.openedAt = d.clock.Now()
 	d.batches[b.Key] = nb
@@ -249,6 +253,13 @@ func (b *batch) topUp(want int) {
 
 // more reports whether the batch has items left to send, queued or to come.
 func (b *batch) more() bool { return len(b.queue) > 0 || b.feed != nil }
+
+// pop drops the queue's first item, clearing its slot so that the sent
+// item's prompt is not kept alive by the queue's backing array.
+func (b *batch) pop() {
+	b.queue[0] = Item{}
+	b.queue = b.queue[1:]
+}
 
 // startGroup opens the next group of the batch at now+Delay (now zero: at once).
 func (b *batch) startGroup(now time.Time) {

@@ -83,7 +83,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	it := b.queue[0]
 	if fb := d.divert(it); fb != nil {
 		served()
-		b.queue = b.queue[1:]
+		b.pop()
 		b.groupUnsen--
 		d.mu.Unlock()
 		d.sendToFallback(fb, b, it)
@@ -139,7 +139,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	d.limited = dec
 	served()
 	waited := now.Sub(later(b.openedAt, it.requeued))
-	b.queue = b.queue[1:]
+	b.pop()
 	b.groupUnsen--
 	b.inFlight++
 	d.inFlight++

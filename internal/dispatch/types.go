@@ -55,7 +55,8 @@ type Batch struct {
 	// GroupsDone counts groups finished before this submission (a restart).
 	GroupsDone int
 	Params     Params
-	// Items are the items still to send, in order.
+	// Items are the items still to send, in order. Submit takes the slice
+	// over: the caller must not use it afterwards.
 	Items []Item
 	// Feed, when set, brings more items after Items, in order, until it is
 	// closed: a large input is read as the batch runs instead of being held
