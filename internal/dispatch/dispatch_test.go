@@ -429,3 +429,20 @@ func ids(rs []Result) []string {
 	}
 	return out
 }
+
+// TestSentItemsAreReleased: Submit takes the batch's items over (no copy:
+// a thousand admitted batches hold their items once), and each sent item's
+// slot is cleared, so a prompt is not kept alive by the queue once sent.
+func TestSentItemsAreReleased(t *testing.T) {
+	_, client := emulated(t, emulator.Config{})
+	d := start(t, Config{Name: "p", Client: client, DefaultModel: "m", Limits: ratewindow.Config{MaxConcurrency: 2}})
+	its := items("a", 10)
+	col := newCollector(10)
+	d.Submit(Batch{Key: "ns/b", Namespace: "ns", Size: 10, Items: its, OnResult: col.add})
+	col.wait(t, 30*time.Second)
+	for i, it := range its {
+		if it != (Item{}) {
+			t.Fatalf("item %d still held after it was sent: %+v", i, it)
+		}
+	}
+}

@@ -121,9 +121,11 @@ type ledger struct {
 	mu     sync.Mutex
 	stored map[string]string
 	counts map[string]int32
-	// pending results are added, not yet written; pendingSince is when the
-	// oldest of them was added.
-	pending      []Result
+	// pending results are added, not yet written, each already encoded
+	// as its JSON line: one allocation per result instead of a Result and
+	// its strings, for what every running batch holds until its write;
+	// pendingSince is when the oldest of them was added.
+	pending      []pendingResult
 	pendingID    map[string]bool
 	pendingSince time.Time
 }
@@ -133,6 +135,20 @@ func newLedger(c clock.PassiveClock) ledger {
 		c = clock.RealClock{}
 	}
 	return ledger{clock: c, stored: map[string]string{}, counts: map[string]int32{}, pendingID: map[string]bool{}}
+}
+
+// pendingResult is a result waiting for a write.
+type pendingResult struct {
+	ID, Status string
+	// line is the result's JSON line, without the newline.
+	line []byte
+}
+
+// encode returns r's JSON line. A Result holds only strings, numbers and
+// a bool, which always encode.
+func encode(r Result) []byte {
+	line, _ := json.Marshal(r)
+	return line
 }
 
 // Store is one batch's results in ConfigMaps owned by the batch.
@@ -281,7 +297,7 @@ func (s *ledger) Add(rs ...Result) {
 		if len(s.pending) == 0 {
 			s.pendingSince = s.clock.Now()
 		}
-		s.pending = append(s.pending, r)
+		s.pending = append(s.pending, pendingResult{ID: r.ID, Status: intern(r.Status), line: encode(r)})
 		s.pendingID[r.ID] = true
 	}
 }

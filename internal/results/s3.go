@@ -119,14 +119,10 @@ func (s *S3Store) Flush(ctx context.Context) (int, error) {
 		var data []byte
 		n := 0
 		for _, r := range s.pending {
-			line, err := json.Marshal(r)
-			if err != nil {
-				return stored, err
-			}
-			if n > 0 && len(data)+len(line)+1 > s.partBytes {
+			if n > 0 && len(data)+len(r.line)+1 > s.partBytes {
 				break
 			}
-			data = append(append(data, line...), '\n')
+			data = append(append(data, r.line...), '\n')
 			n++
 		}
 		key := s.nextPart()

@@ -51,14 +51,10 @@ func (s *Store) Flush(ctx context.Context) (int, error) {
 		prev := len(sh.data)
 		n := 0
 		for _, r := range s.pending {
-			line, err := json.Marshal(r)
-			if err != nil {
-				return stored, err
-			}
-			if len(sh.data) > 0 && len(sh.data)+len(line)+1 > s.shardBytes {
+			if len(sh.data) > 0 && len(sh.data)+len(r.line)+1 > s.shardBytes {
 				break
 			}
-			sh.data = append(append(sh.data, line...), '\n')
+			sh.data = append(append(sh.data, r.line...), '\n')
 			n++
 		}
 		if n == 0 { // full: close it, release its bytes, open the next

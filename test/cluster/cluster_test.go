@@ -65,6 +65,11 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 	})
 
 	It("keeps an Ollama pod out of Ready while its model is cold (no agent yet)", func() {
+		// kubectl wait with a selector fails at once while nothing matches:
+		// first wait for the Deployment's pod to exist.
+		Eventually(func() string {
+			return kubectl("-n", "llm", "get", "pod", "-l", "app=ollama", "-o", "name")
+		}, 60*time.Second, time.Second).ShouldNot(BeEmpty())
 		kubectl("-n", "llm", "wait", "--for=condition=ContainersReady", "pod", "-l", "app=ollama", "--timeout=120s")
 		Consistently(func() string {
 			return kubectl("-n", "llm", "get", "pod", "-l", "app=ollama", "-o", `jsonpath={.items[0].status.conditions[?(@.type=="Ready")].status} {.items[0].status.conditions[?(@.type=="Ready")].reason}`)

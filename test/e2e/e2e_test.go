@@ -177,6 +177,11 @@ var _ = Describe("The Helm chart on a real control plane", Ordered, func() {
 
 		kubectl("create", "namespace", "llm")
 		applyText(fmt.Sprintf(ollamaPool, node, ollama.URL))
+		// kubectl wait with a selector fails at once while nothing matches:
+		// first wait for the Deployment's pod to exist.
+		Eventually(func() string {
+			return kubectl("-n", "llm", "get", "pod", "-l", "app=ollama", "-o", "name")
+		}, 60*time.Second, time.Second).ShouldNot(BeEmpty())
 		kubectl("-n", "llm", "wait", "--for=condition=llmquota.dev/ModelWarm", "pod", "-l", "app=ollama", "--timeout=120s")
 		// KWOK's fake kubelet may write the pod's conditions back from a
 		// stale copy; the agent restores its own at the next poll.
