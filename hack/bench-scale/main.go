@@ -13,6 +13,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -236,6 +237,7 @@ func run(c config, batches int) (string, error) {
 		return "", err
 	}
 	fmt.Fprintf(os.Stderr, "bench-scale: %d batches: objects written, as the watch saw them: %s\n", batches, w.written())
+	fmt.Fprintf(os.Stderr, "bench-scale: %d batches: the manager's InferenceBatch reconciles: %s\n", batches, batchQueue(metricsPort))
 	resultBytes, err := storedResultBytes(ctx, k, store)
 	if err != nil {
 		return "", err
@@ -388,6 +390,23 @@ func managerWrites(port int) (map[string]int64, error) {
 		out[m] = int64(v)
 	}
 	return out, nil
+}
+
+// batchQueue says how long InferenceBatch reconciles waited in the
+// manager's queue and ran, on average, from its controller-runtime
+// metrics: where an admission's latency goes inside the manager.
+func batchQueue(port int) string {
+	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
+	avg := func(metric, label string) string {
+		match := func(labels string) bool { return strings.Contains(labels, label+`="inferencebatch"`) }
+		sum, err1 := scrape(url, metric+"_sum", match)
+		n, err2 := scrape(url, metric+"_count", match)
+		if err := errors.Join(err1, err2); err != nil || n == 0 {
+			return "unknown"
+		}
+		return fmt.Sprintf("%.0f ms over %.0f", 1000*sum/n, n)
+	}
+	return "queue wait " + avg("workqueue_queue_duration_seconds", "name") + ", reconcile " + avg("controller_runtime_reconcile_time_seconds", "controller")
 }
 
 // delta formats the writes made between two readings and returns their sum.
