@@ -179,7 +179,10 @@ var _ = Describe("Node agent", func() {
 		Eventually(report(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(HaveField("PodGPUMemoryBytes", int64(6*gib)))
 		Eventually(func() float64 { return testutil.ToFloat64(podGPUMemory.WithLabelValues(gpuNode, ns, "trainer", "0")) }).
 			WithTimeout(timeout).WithPolling(interval).Should(Equal(float64(60 * gib)))
-		Expect(testutil.ToFloat64(podGPUMemory.WithLabelValues(gpuNode, ns, "ollama-0", "0"))).To(Equal(float64(6 * gib)))
+		// The report and each pod's series are written by different passes:
+		// wait for this one too.
+		Eventually(func() float64 { return testutil.ToFloat64(podGPUMemory.WithLabelValues(gpuNode, ns, "ollama-0", "0")) }).
+			WithTimeout(timeout).WithPolling(interval).Should(Equal(float64(6 * gib)))
 
 		By("GPU 0 over the watermark, held by the trainer: the Ollama pod is not the one to clean up")
 		Expect(ollamaAPI().Load(ctx, "tiny-b", time.Hour)).To(Succeed())

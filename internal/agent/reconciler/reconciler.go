@@ -77,6 +77,9 @@ type PodReconciler struct {
 	// or a ProcRoot.
 	pods map[string]podgpu.Usage
 	over chan event.GenericEvent
+	// podGPUSeries are the per-pod GPU memory series last exported; only
+	// the GPU sampling loop uses it.
+	podGPUSeries map[[4]string]bool
 }
 
 // endpointState is what the agent remembers of one pod between passes.

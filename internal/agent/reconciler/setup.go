@@ -195,27 +195,37 @@ func (r *PodReconciler) wakeOverWatermark(ctx context.Context, devices []gpu.Dev
 
 // publishPodGPU exports the latest sample's GPU memory by pod, named from
 // the agent's cache of the pods on its node; a process of a pod the cache
-// does not know (just created, or not the kubelet's) is left out.
+// does not know (just created, or not the kubelet's) is left out. It sets
+// the new values, then deletes the series no longer held, so a scrape
+// never sees a pod's series missing between two samples. Only the GPU
+// sampling loop calls it.
 func (r *PodReconciler) publishPodGPU(ctx context.Context) {
 	r.mu.Lock()
 	usage := r.pods
 	r.mu.Unlock()
-	podGPUMemory.Reset()
-	if usage == nil {
-		return
-	}
-	var pods corev1.PodList
-	if err := r.List(ctx, &pods); err != nil {
-		logf.FromContext(ctx).Error(err, "Listing this node's pods for their GPU memory")
-		return
-	}
-	for _, p := range pods.Items {
-		u, ok := usage[string(p.UID)]
-		if !ok {
-			continue
+	held := map[[4]string]bool{}
+	if usage != nil {
+		var pods corev1.PodList
+		if err := r.List(ctx, &pods); err != nil {
+			logf.FromContext(ctx).Error(err, "Listing this node's pods for their GPU memory")
+			return
 		}
-		for gpuIndex, bytes := range u.ByGPU {
-			podGPUMemory.WithLabelValues(r.NodeName, p.Namespace, p.Name, strconv.Itoa(gpuIndex)).Set(float64(bytes))
+		for _, p := range pods.Items {
+			u, ok := usage[string(p.UID)]
+			if !ok {
+				continue
+			}
+			for gpuIndex, bytes := range u.ByGPU {
+				labels := [4]string{r.NodeName, p.Namespace, p.Name, strconv.Itoa(gpuIndex)}
+				podGPUMemory.WithLabelValues(labels[:]...).Set(float64(bytes))
+				held[labels] = true
+			}
 		}
 	}
+	for labels := range r.podGPUSeries {
+		if !held[labels] {
+			podGPUMemory.DeleteLabelValues(labels[:]...)
+		}
+	}
+	r.podGPUSeries = held
 }
