@@ -351,13 +351,16 @@ func guarded(ws []ratewindow.Window) []ratewindow.Window {
 }
 
 // guard is how much longer than a window or minimum interval we wait (1/50
-// of it, at least 5ms, at most 250ms): the server stamps a
-// request when it arrives, later than we admit it and by a varying delay,
-// so a window or interval exact on our side could still be short on the
-// server's.
+// of it, at least 20ms, at most 250ms): the server stamps a request when
+// it arrives, later than we admit it and by a varying delay, so a window
+// or interval exact on our side could still be short on the server's. The
+// delay includes our own scheduling between admitting a call and writing
+// it: on two loaded cores a CI run saw it vary by more than 5ms (the
+// floor before), so that two requests admitted 55ms apart arrived 49.8ms
+// apart. The floor only lengthens intervals and windows under one second.
 func guard(d time.Duration) time.Duration {
 	if d <= 0 {
 		return 0
 	}
-	return min(250*time.Millisecond, max(5*time.Millisecond, d/50))
+	return min(250*time.Millisecond, max(20*time.Millisecond, d/50))
 }
