@@ -11,7 +11,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -370,7 +369,11 @@ func startObjects(ctx context.Context, k client.Client, c config, batches int) (
 
 // etcdSize reads etcd's database size from its metrics.
 func etcdSize(env *envtest.Environment) (int64, error) {
-	v, err := scrape(env.ControlPlane.Etcd.URL.String()+"/metrics", "etcd_mvcc_db_total_size_in_bytes", nil)
+	text, err := fetchMetrics(env.ControlPlane.Etcd.URL.String() + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	v, err := sample(text, "etcd_mvcc_db_total_size_in_bytes", nil)
 	return int64(v), err
 }
 
@@ -379,9 +382,13 @@ var writeMethods = []string{"POST", "PUT", "PATCH", "DELETE"}
 
 // managerWrites counts the manager's writes to the API server by method.
 func managerWrites(port int) (map[string]int64, error) {
+	text, err := fetchMetrics(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]int64{}
 	for _, m := range writeMethods {
-		v, err := scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", port), "rest_client_requests_total", func(labels string) bool {
+		v, err := sample(text, "rest_client_requests_total", func(labels string) bool {
 			return strings.Contains(labels, `method="`+m+`"`)
 		})
 		if err != nil {
@@ -396,11 +403,14 @@ func managerWrites(port int) (map[string]int64, error) {
 // manager's queue and ran, on average, from its controller-runtime
 // metrics: where an admission's latency goes inside the manager.
 func batchQueue(port int) string {
-	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
+	text, err := fetchMetrics(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
 	avg := func(metric, label string) string {
 		match := func(labels string) bool { return strings.Contains(labels, label+`="inferencebatch"`) }
-		sum, err1 := scrape(url, metric+"_sum", match)
-		n, err2 := scrape(url, metric+"_count", match)
+		sum, err1 := sample(text, metric+"_sum", match)
+		n, err2 := sample(text, metric+"_count", match)
 		if err := errors.Join(err1, err2); err != nil || n == 0 {
 			return "unknown"
 		}
@@ -422,18 +432,23 @@ func delta(before, after map[string]int64) (string, int64) {
 	return strings.Join(parts, ", "), sum
 }
 
-// scrape sums the samples of metric whose labels match (nil: all).
-func scrape(url, metric string, match func(labels string) bool) (float64, error) {
+// fetchMetrics reads a process's metrics in Prometheus text format.
+func fetchMetrics(url string) (string, error) {
 	resp, err := http.Get(url) //nolint:gosec,noctx // a loopback URL of a process this command started
 	if err != nil {
-		return 0, err
+		return "", err
 	}
 	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	return string(body), err
+}
+
+// sample sums the samples of metric in text whose labels match (nil: all).
+func sample(text, metric string, match func(labels string) bool) (float64, error) {
 	var sum float64
 	found := false
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
+	for line := range strings.Lines(text) {
+		line = strings.TrimSuffix(line, "\n")
 		if !strings.HasPrefix(line, metric) || (len(line) > len(metric) && line[len(metric)] != '{' && line[len(metric)] != ' ') {
 			continue
 		}
@@ -449,9 +464,9 @@ func scrape(url, metric string, match func(labels string) bool) (float64, error)
 		found = true
 	}
 	if !found && match == nil {
-		return 0, fmt.Errorf("%s not found at %s", metric, url)
+		return 0, fmt.Errorf("%s not found", metric)
 	}
-	return sum, sc.Err()
+	return sum, nil
 }
 
 func storedResultBytes(ctx context.Context, k client.Client, store *objects) (int64, error) {

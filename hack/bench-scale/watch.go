@@ -75,8 +75,9 @@ func (w *watcher) created(key string, at time.Time) {
 // object again).
 type batchStatus struct {
 	Metadata struct {
-		Name      string `json:"name"`
-		Namespace string `json:"namespace"`
+		Name            string `json:"name"`
+		Namespace       string `json:"namespace"`
+		ResourceVersion string `json:"resourceVersion"`
 	} `json:"metadata"`
 	Status struct {
 		Conditions []metav1.Condition `json:"conditions"`
@@ -85,10 +86,10 @@ type batchStatus struct {
 }
 
 func (w *watcher) batches(ctx context.Context, cfg *rest.Config) {
-	watchLoop(ctx, cfg, "/apis/"+llmv1.GroupVersion.String()+"/inferencebatches", "", func(raw json.RawMessage) {
+	watchLoop(ctx, cfg, "/apis/"+llmv1.GroupVersion.String()+"/inferencebatches", "", func(raw json.RawMessage) string {
 		var b batchStatus
 		if json.Unmarshal(raw, &b) != nil {
-			return
+			return ""
 		}
 		w.saw("InferenceBatch", len(raw))
 		now, key := time.Now(), b.Metadata.Namespace+"/"+b.Metadata.Name
@@ -116,15 +117,16 @@ func (w *watcher) batches(ctx context.Context, cfg *rest.Config) {
 			default:
 			}
 		}
+		return b.Metadata.ResourceVersion
 	})
 }
 
 func (w *watcher) shards(ctx context.Context, cfg *rest.Config) {
 	counts := map[string]map[string]int{} // batch -> shard -> results
-	watchLoop(ctx, cfg, "/api/v1/configmaps", results.LabelResults+"=true", func(raw json.RawMessage) {
+	watchLoop(ctx, cfg, "/api/v1/configmaps", results.LabelResults+"=true", func(raw json.RawMessage) string {
 		var cm corev1.ConfigMap
 		if json.Unmarshal(raw, &cm) != nil {
-			return
+			return ""
 		}
 		w.saw("result ConfigMap", len(raw))
 		now := time.Now()
@@ -145,6 +147,7 @@ func (w *watcher) shards(ctx context.Context, cfg *rest.Config) {
 		if _, ok := w.storedAt[key][total]; !ok && !w.complete[key] {
 			w.storedAt[key][total] = now
 		}
+		return cm.ResourceVersion
 	})
 }
 
@@ -155,21 +158,20 @@ type watchEvent struct {
 }
 
 // watchLoop watches path (a cluster-wide list) with labelSelector, calling
-// on for each object added or modified. When the server ends the watch it
-// resumes from the last resourceVersion seen, so nothing is sent twice; a
-// resourceVersion too old to resume from starts over.
-func watchLoop(ctx context.Context, cfg *rest.Config, path, labelSelector string, on func(json.RawMessage)) {
+// on for each object added or modified; on decodes the object it needs and
+// returns its resourceVersion (one decoding per event). When the server
+// ends the watch it resumes from the last resourceVersion seen, so nothing
+// is sent twice; a resourceVersion too old to resume from starts over.
+func watchLoop(ctx context.Context, cfg *rest.Config, path, labelSelector string, on func(json.RawMessage) string) {
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
-		panic(err) // the admin kubeconfig of a control plane the benchmark started
+		fmt.Fprintf(os.Stderr, "bench-scale: watching %s: %v\n", path, err)
+		return
 	}
 	rv := ""
 	for ctx.Err() == nil {
 		next, err := watchOnce(ctx, hc, strings.TrimSuffix(cfg.Host, "/")+path, labelSelector, rv, on)
 		rv = next
-		if debugWatch {
-			fmt.Fprintf(os.Stderr, "watch %s ended at %q: %v\n", path, rv, err)
-		}
 		if err != nil {
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -178,7 +180,7 @@ func watchLoop(ctx context.Context, cfg *rest.Config, path, labelSelector string
 
 // watchOnce reads one watch until it ends and returns the resourceVersion
 // to resume from.
-func watchOnce(ctx context.Context, hc *http.Client, base, labelSelector, rv string, on func(json.RawMessage)) (string, error) {
+func watchOnce(ctx context.Context, hc *http.Client, base, labelSelector, rv string, on func(json.RawMessage) string) (string, error) {
 	q := url.Values{"watch": {"true"}, "allowWatchBookmarks": {"true"}}
 	if rv != "" {
 		q.Set("resourceVersion", rv)
@@ -204,24 +206,28 @@ func watchOnce(ctx context.Context, hc *http.Client, base, labelSelector, rv str
 		if err := dec.Decode(&ev); err != nil {
 			return rv, err
 		}
-		var m struct {
-			Metadata struct {
-				ResourceVersion string `json:"resourceVersion"`
-			} `json:"metadata"`
-			Code int `json:"code"`
-		}
-		_ = json.Unmarshal(ev.Object, &m)
+		next := ""
 		switch ev.Type {
 		case "ADDED", "MODIFIED":
-			on(ev.Object)
-		case "ERROR":
-			if m.Code == http.StatusGone {
-				return "", errors.New("resourceVersion too old: watching from the start")
+			next = on(ev.Object)
+		default: // BOOKMARK, DELETED, ERROR: metadata, or a Status with a code
+			var m struct {
+				Metadata struct {
+					ResourceVersion string `json:"resourceVersion"`
+				} `json:"metadata"`
+				Code int `json:"code"`
 			}
-			return rv, fmt.Errorf("watch %s: error event %s", base, ev.Object)
+			_ = json.Unmarshal(ev.Object, &m)
+			if ev.Type == "ERROR" {
+				if m.Code == http.StatusGone {
+					return "", errors.New("resourceVersion too old: watching from the start")
+				}
+				return rv, fmt.Errorf("watch %s: error event %s", base, ev.Object)
+			}
+			next = m.Metadata.ResourceVersion
 		}
-		if m.Metadata.ResourceVersion != "" {
-			rv = m.Metadata.ResourceVersion
+		if next != "" {
+			rv = next
 		}
 	}
 }
@@ -262,5 +268,3 @@ func (w *watcher) maxLag() time.Duration {
 	defer w.mu.Unlock()
 	return w.lag
 }
-
-var debugWatch = os.Getenv("BENCH_DEBUG_WATCH") != ""
