@@ -15,11 +15,13 @@
 # skipped; `make test-gpu-e2e-dry` (part of `make test`) packs and dry-runs
 # it, so the script keeps working between GPU runs.
 #
-# The payload: the gpu-e2e driver (static), the node-agent (glibc, for
-# NVML), the CPU ollama from hack/build-ollama.sh (the GPU run adds the CUDA
-# libraries beside it, where Ollama looks: <exe>/../lib/ollama), etcd and
-# kube-apiserver, the CRDs, and the part of Ollama's module the CUDA
-# backend needs (../shared/notes/gpu-ollama.md has the recipe and figures).
+# The payload: the gpu-e2e driver and the node-agent (both glibc: go-nvml
+# needs cgo, and the driver checks the pod cgroup it makes with the agent's
+# own podgpu reader), the CPU ollama from hack/build-ollama.sh (the GPU run
+# adds the CUDA libraries beside it, where Ollama looks:
+# <exe>/../lib/ollama), etcd and kube-apiserver, the CRDs, and the part of
+# Ollama's module the CUDA backend needs (../shared/notes/gpu-ollama.md has
+# the recipe and figures).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,7 +38,7 @@ pack() {
   trap 'rm -rf "$stage"' RETURN
   mkdir -p "$stage/bin" "$stage/k8s" "$stage/crds" "$stage/ollama/bin" "$dir"
   log "building the driver and the node agent"
-  (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$stage/bin/gpu-e2e" ./hack/gpu-e2e)
+  (cd "$root" && CGO_ENABLED=1 go build -trimpath -ldflags='-s -w' -o "$stage/bin/gpu-e2e" ./hack/gpu-e2e)
   (cd "$root" && CGO_ENABLED=1 go build -trimpath -ldflags='-s -w' -o "$stage/bin/node-agent" ./cmd/node-agent)
   cp "$K8S_BIN/etcd" "$K8S_BIN/kube-apiserver" "$stage/k8s/"
   # Symbols are no use there and a third of the size.
@@ -61,7 +63,9 @@ pack() {
 run() {
   local dry=${1:-}
   work=$(mktemp -d) # global: the EXIT trap removes it
-  trap 'rm -rf "$work"' EXIT
+  # GPU_E2E_LOGS=DIR keeps the logs (cmake, ollama, node-agent), for a
+  # device run whose folder is all that comes back.
+  trap 'if [[ -n ${GPU_E2E_LOGS:-} ]]; then cp -r "$work/logs/." "$GPU_E2E_LOGS/" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
   local start=$SECONDS
   xz -dc "$dir/payload.tar.xz" | tar -xf - -C "$work"
   mkdir -p "$work/logs"

@@ -167,7 +167,8 @@ type EndpointStatus struct {
 	// node's GPUs as the driver counts them), or OllamaPS where the node
 	// has no NVML: an estimate from Ollama's /api/ps size_vram, which
 	// leaves out the runner's CUDA context, cuBLAS workspace and allocator
-	// slack (about 9.5% less than nvidia-smi shows on an H200).
+	// slack (on an H200 about 0.7 GiB a runner under what nvidia-smi shows:
+	// 9.5% for a 6.5 GiB model, 18% for a 3.7 GiB one).
 	// +optional
 	GPUMemorySource GPUSource `json:"gpuMemorySource,omitempty"`
 	// message says why the endpoint is not warm, or how its warmup went.

@@ -16,6 +16,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -114,6 +116,7 @@ func run(ctx context.Context, c config) error {
 		return fmt.Errorf("starting ollama: %w", err)
 	}
 	defer srv.Close()
+	defer keepLog(c.work, "ollama.log", srv.Log)
 	step(fmt.Sprintf("ollama serve up, models %v created (%s)", ollamaserver.Models, shapeName(c.dryRun)), t)
 	api := ollama.New(srv.URL, nil)
 	pool, other := ollamaserver.Models[0], ollamaserver.Models[1]
@@ -136,6 +139,15 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return err
 	}
+	// GPU memory per pod: the server (and so its runners) in the pod's
+	// cgroup, the agent reading /proc to map NVML's processes to pods.
+	cg, err := enterPodCgroup(string(pod.UID), containerID(pod), srv.PID())
+	if err != nil {
+		fmt.Printf("GPU memory per pod: skipped, no pod cgroup on this machine (%v)\n", err)
+	} else {
+		defer cg.remove()
+		fmt.Printf("ollama serve in %s; /proc maps it to the pod\n", cg.leaf)
+	}
 
 	metricsAddr, err := freeAddr()
 	if err != nil {
@@ -149,6 +161,9 @@ func run(ctx context.Context, c config) error {
 		"--metrics-bind-address=" + metricsAddr, "--health-probe-bind-address=" + probeAddr}
 	if c.dryRun {
 		args = append(args, "--disable-nvml")
+	}
+	if cg != nil {
+		args = append(args, "--proc-root=/proc")
 	}
 	_ = os.Setenv("KUBECONFIG", kubeconfigPath)
 	t = time.Now()
@@ -175,12 +190,31 @@ func run(ctx context.Context, c config) error {
 	if !strings.HasPrefix(warm, "model "+pool+" warm in ") {
 		return fmt.Errorf("ModelWarm says %q, not the pool model's latency", warm)
 	}
+	if !c.dryRun {
+		if err := onGPU(ctx, api, pool); err != nil {
+			return err
+		}
+	}
 
 	t = time.Now()
 	if err := checkReport(ctx, c, k, pod, metricsAddr); err != nil {
 		return err
 	}
 	step("report and metrics match "+map[bool]string{true: "/api/ps", false: "nvidia-smi within 2 MiB"}[c.dryRun], t)
+
+	// A failed per-pod check is reported at the end: the cleanups after it
+	// are worth seeing either way on a machine lent for minutes.
+	var podErr error
+	if cg != nil && !c.dryRun {
+		t = time.Now()
+		state, err := checkPodGPU(ctx, k, pod, metricsAddr)
+		if podErr = err; err == nil {
+			step("GPU memory per pod matches nvidia-smi's processes: "+state, t)
+		} else {
+			fmt.Println("FAIL: GPU memory per pod:", err)
+			cg.explain()
+		}
+	}
 
 	if c.dryRun {
 		fmt.Println("watermark cleanup: skipped (needs NVML)")
@@ -194,7 +228,7 @@ func run(ctx context.Context, c config) error {
 	}
 	step("forced cleanup: everything unloaded, "+pool+" warm again", t)
 	step("total", begin)
-	return nil
+	return podErr
 }
 
 func shapeName(dry bool) string {
@@ -202,6 +236,37 @@ func shapeName(dry bool) string {
 		return "tiny"
 	}
 	return "about 3.2 GiB each"
+}
+
+// onGPU fails unless Ollama holds the whole model in GPU memory and NVML
+// sees it: a CUDA backend that did not load would leave every later
+// figure at zero and prove nothing. It prints Ollama's estimate beside
+// nvidia-smi's figure, the undercount docs/ollama.md describes.
+func onGPU(ctx context.Context, api *ollama.Client, model string) error {
+	running, err := api.PS(ctx)
+	if err != nil {
+		return err
+	}
+	r, ok := ollama.Resident(running, model)
+	if !ok || r.VRAMBytes == 0 || r.VRAMBytes < r.SizeBytes {
+		return fmt.Errorf("%s is not wholly on the GPU: /api/ps %+v (the CUDA backend did not load? see ollama.log)", model, running)
+	}
+	used, err := nvidiaSMIUsed()
+	if err != nil {
+		return err
+	}
+	if used < r.VRAMBytes/2 {
+		return fmt.Errorf("ollama says %s holds %d MiB of GPU memory, nvidia-smi sees %d MiB in use", model, r.VRAMBytes/mib, used/mib)
+	}
+	fmt.Printf("%s on the GPU: /api/ps size_vram %d MiB at context %d; nvidia-smi %d MiB used (%+.1f%%)\n",
+		model, r.VRAMBytes/mib, r.ContextLength, used/mib, 100*float64(used-r.VRAMBytes)/float64(r.VRAMBytes))
+	return nil
+}
+
+// keepLog writes a log that lives in a temporary home (Ollama's) next to
+// the others, so a failed GPU run can be read afterwards.
+func keepLog(dir, name string, read func() string) {
+	_ = os.WriteFile(filepath.Join(dir, name), []byte(read()), 0o644)
 }
 
 // checkReport compares the pod's report annotation and the agent's metrics
@@ -231,6 +296,34 @@ func checkReport(ctx context.Context, c config, k client.Client, pod *corev1.Pod
 		return state, rep.Source == llmv1.GPUSourceNVML && abs(rep.GPUMemoryUsedBytes-used) <= within+64*mib && abs(int64(metric)-used) <= within, nil
 	})
 	return err
+}
+
+// checkPodGPU waits for the pod's own GPU memory, in its report and in
+// llmquota_agent_pod_gpu_memory_bytes, to equal what nvidia-smi lists for
+// the GPU's processes (all of them Ollama's runners, in the pod's cgroup).
+func checkPodGPU(ctx context.Context, k client.Client, pod *corev1.Pod, metricsAddr string) (string, error) {
+	return waitFor(ctx, time.Minute, func() (string, bool, error) {
+		p, err := get(ctx, k, pod)
+		if err != nil {
+			return "", false, err
+		}
+		rep, _ := ollamapod.Report(p)
+		apps, err := nvidiaSMIProcesses()
+		if err != nil {
+			return "", false, err
+		}
+		metric, err := scrapeSum(metricsAddr, "llmquota_agent_pod_gpu_memory_bytes")
+		if err != nil {
+			return "", false, err
+		}
+		state := fmt.Sprintf("report %d MiB, metric %d MiB, nvidia-smi's processes %d MiB", rep.PodGPUMemoryBytes/mib, int64(metric)/mib, apps/mib)
+		return state, apps > 0 && abs(rep.PodGPUMemoryBytes-apps) <= within+64*mib && abs(int64(metric)-apps) <= within, nil
+	})
+}
+
+// containerID is the 64-hex ID in the pod's container status.
+func containerID(pod *corev1.Pod) string {
+	return strings.TrimPrefix(pod.Status.ContainerStatuses[0].ContainerID, "containerd://")
 }
 
 // watermark loads the second model, puts the pool's watermark between the
@@ -326,8 +419,10 @@ func runningPod(ctx context.Context, k client.Client, endpoint string) (*corev1.
 	if err := k.Create(ctx, pod); err != nil {
 		return nil, err
 	}
+	id := sha256.Sum256([]byte(pod.UID)) // a container ID as containerd's look: 64 hex
 	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "127.0.0.1", PodIPs: []corev1.PodIP{{IP: "127.0.0.1"}},
-		ContainerStatuses: []corev1.ContainerStatus{{Name: "ollama", Image: "ollama/ollama", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}}}
+		ContainerStatuses: []corev1.ContainerStatus{{Name: "ollama", Image: "ollama/ollama", ContainerID: "containerd://" + hex.EncodeToString(id[:]),
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}}}
 	return pod, k.Status().Update(ctx, pod)
 }
 
@@ -389,6 +484,27 @@ func nvidiaSMIUsedTotal() (used, total int64, err error) {
 		used, total = used+u*mib, total+t*mib
 	}
 	return used, total, nil
+}
+
+// nvidiaSMIProcesses is the GPU memory of every compute process, in bytes.
+func nvidiaSMIProcesses() (int64, error) {
+	out, err := exec.Command("nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits").Output()
+	if err != nil {
+		return 0, fmt.Errorf("nvidia-smi: %w", err)
+	}
+	var sum int64
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, ",")
+		if len(f) != 2 {
+			continue // no processes: one empty line
+		}
+		v, err := strconv.ParseInt(strings.TrimSpace(f[1]), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("nvidia-smi printed %q: %w", line, err)
+		}
+		sum += v * mib
+	}
+	return sum, nil
 }
 
 // scrapeSum adds up a metric's series on the agent's /metrics.

@@ -35,7 +35,7 @@ func (m *Monitor) Sample() (devices []Device, ok bool) {
 		m.opened = true
 		r, err := m.open()
 		if err != nil {
-			m.log.Info("NVML is not available; GPU memory is estimated from Ollama's /api/ps instead (size_vram, about 9.5% under the runner's real use)", "reason", err.Error())
+			m.log.Info("NVML is not available; GPU memory is estimated from Ollama's /api/ps instead (size_vram, about 0.7 GiB a runner under its real use on an H200)", "reason", err.Error())
 			return nil, false
 		}
 		m.reader = r

@@ -110,6 +110,10 @@ func (s *Server) Log() string {
 	return string(data)
 }
 
+// PID is the server's process ID; the runners it starts for each model
+// are its children.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
 // Close stops the server and removes its home.
 func (s *Server) Close() {
 	if s.cmd != nil && s.cmd.Process != nil {
