@@ -147,6 +147,13 @@ BENCH_SCALE_FLAGS ?=
 bench-scale: k8s-bin tools build ## Scale benchmark: SIZES batches of 100 items on a real API server, emulator at LATENCY, the real manager (docs/benchmarks.md).
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" LLMQUOTA_BIN="$(LOCALBIN)" MINIO="$(MINIO)" go run ./hack/bench-scale --sizes "$(shell echo $(SIZES) | tr ' ' ',')" --latency $(LATENCY) $(BENCH_SCALE_FLAGS)
 
+BASELINE ?= e0a4add
+.PHONY: bench-apiwrite
+bench-apiwrite: k8s-bin ## API server CPU and etcd bytes per InferenceBatch create and status patch: this tree's CRDs against BASELINE's (a commit).
+	@rm -rf $(LOCALBIN)/bench-apiwrite-baseline && mkdir -p $(LOCALBIN)/bench-apiwrite-baseline
+	git archive $(BASELINE) config/crd/bases | tar -x --strip-components=3 -C $(LOCALBIN)/bench-apiwrite-baseline
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" go run ./hack/bench-apiwrite --baseline $(LOCALBIN)/bench-apiwrite-baseline --crds config/crd/bases
+
 ##@ Build
 
 .PHONY: build

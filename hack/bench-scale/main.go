@@ -58,6 +58,9 @@ type config struct {
 	// baseline runs this manager binary instead of bin/manager, with only
 	// the flags every version has (the first wave's, for the baseline row).
 	baseline string
+	// crds is the directory of the CRDs served (an older commit's, to
+	// measure what the schema alone costs).
+	crds string
 	// memoryLimit is the container limit the manager is told of, as the
 	// chart tells it (LLMQUOTA_MEMORY_LIMIT); 0 tells none.
 	memoryLimit int64
@@ -79,6 +82,7 @@ func main() {
 	flag.DurationVar(&c.flushEvery, "flush-interval", 10*time.Second, "The manager's --results-flush-interval.")
 	flag.IntVar(&c.flushItems, "flush-items", 100, "The manager's --results-flush-items.")
 	flag.BoolVar(&c.s3, "s3", false, "Items from and results to object storage (a real MinIO from $MINIO) instead of inline items and ConfigMaps.")
+	flag.StringVar(&c.crds, "crds", "config/crd/bases", "Directory of the CRDs the API server serves (an older commit's, to measure what the schema costs; make bench-apiwrite extracts them).")
 	flag.StringVar(&c.baseline, "baseline-manager", "", "Measure this manager binary instead (an older build, such as the first wave's), passing only the flags it knows.")
 	flag.BoolVar(&c.keep, "keep", false, "Keep each run's directory with the manager's and the emulator's logs.")
 	flag.Int64Var(&c.memoryLimit, "memory-limit", 256<<20, "Bytes of the container memory limit passed to the manager as the chart does (LLMQUOTA_MEMORY_LIMIT; the chart's default is 256Mi); 0: none.")
@@ -134,7 +138,7 @@ func run(c config, batches int) (string, error) {
 	}
 	bin := os.Getenv("LLMQUOTA_BIN")
 
-	env := &envtest.Environment{CRDDirectoryPaths: []string{"config/crd/bases"}, ErrorIfCRDPathMissing: true}
+	env := &envtest.Environment{CRDDirectoryPaths: []string{c.crds}, ErrorIfCRDPathMissing: true}
 	env.ControlPlane.GetAPIServer().Configure().Append("max-requests-inflight", "2000").Append("max-mutating-requests-inflight", "1000")
 	cfg, err := env.Start()
 	if err != nil {

@@ -185,7 +185,7 @@ var _ = Describe("InferenceBatch validation", func() {
 		Entry("item with an empty prompt", edits(set(items(item("id", "a", "prompt", "")), "spec", "items")),
 			"spec.items[0].prompt", "at least 1 chars long"),
 		Entry("duplicate item ids", edits(set(items(item("id", "a", "prompt", "p"), item("id", "a", "prompt", "q")), "spec", "items")),
-			"spec.items[1]", "Duplicate value"),
+			"spec.items", "key a already exists", "item ids must be unique within the batch"),
 		Entry("both items and itemsFrom", edits(set(map[string]any{"configMapKeyRef": map[string]any{"name": "news", "key": "items.jsonl"}}, "spec", "itemsFrom")),
 			"exactly one of items or itemsFrom must be set"),
 		Entry("neither items nor itemsFrom", edits(del("spec", "items")),
