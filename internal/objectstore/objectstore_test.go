@@ -99,3 +99,38 @@ func TestOpenRefusesBadLocations(t *testing.T) {
 		}
 	}
 }
+
+// A thousand batches of one bucket hold one client, not a thousand; other
+// credentials or another endpoint get their own.
+func TestOpenSharesAClientPerEndpointAndCredentials(t *testing.T) {
+	base := Location{Endpoint: "http://minio:9000", Bucket: "in", AccessKeyID: "a", SecretKey: "s"}
+	open := func(edit func(*Location)) *Store {
+		loc := base
+		edit(&loc)
+		s, err := Open(loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	first := open(func(*Location) {})
+	for name, tc := range map[string]struct {
+		edit   func(*Location)
+		shared bool
+	}{
+		"the same location":    {func(*Location) {}, true},
+		"another bucket":       {func(l *Location) { l.Bucket = "out" }, true},
+		"another secret key":   {func(l *Location) { l.SecretKey = "t" }, false},
+		"another access key":   {func(l *Location) { l.AccessKeyID = "b" }, false},
+		"another endpoint":     {func(l *Location) { l.Endpoint = "http://minio:9001" }, false},
+		"TLS to the same host": {func(l *Location) { l.Endpoint = "https://minio:9000" }, false},
+		"another region":       {func(l *Location) { l.Region = "eu-west-1" }, false},
+	} {
+		if got := open(tc.edit).c == first.c; got != tc.shared {
+			t.Errorf("%s: shares the client %t, want %t", name, got, tc.shared)
+		}
+	}
+	if s := open(func(l *Location) { l.Bucket = "out" }); s.bucket != "out" || s.URL("k") != "s3://out/k" {
+		t.Errorf("a shared client's store names %s, want bucket out", s.URL("k"))
+	}
+}
