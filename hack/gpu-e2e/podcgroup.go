@@ -20,9 +20,9 @@ var cgroupRoots = []string{"/sys/fs/cgroup", "/sys/fs/cgroup/pids", "/sys/fs/cgr
 // podCgroup is a cgroup laid out as the kubelet's cgroupfs driver lays out
 // a pod's container, kubepods/besteffort/pod<uid>/<container ID>, under a
 // folder of its own (a kubelet on the same machine removes pod cgroups it
-// does not know, and must not meet this one). The
-// Ollama server is moved into it, and the runners it starts later inherit
-// it, so the agent's --proc-root mapping meets a real /proc/<pid>/cgroup.
+// does not know, and must not meet this one). The Ollama server is moved
+// into it, and the runners it starts later inherit it, so the agent's
+// --proc-root mapping meets a real /proc/<pid>/cgroup.
 type podCgroup struct {
 	root, leaf string
 }
