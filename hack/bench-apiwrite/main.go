@@ -1,9 +1,9 @@
 // Command bench-apiwrite measures what one InferenceBatch costs the API
 // server, for the CRDs of this tree against a baseline's: CPU per create
 // and per status patch (the kube-apiserver process's own CPU time, from
-// /proc), and the bytes of the stored object with its managedFields. Each
-// CRD set gets a fresh API server and etcd; the sets alternate, run after
-// run, so a drift of the machine hits both. `make bench-apiwrite` runs it
+// /proc through testbed/process), and the bytes of the stored object with
+// its managedFields. Each CRD set gets a fresh API server and etcd; the
+// sets alternate, run after run, so a drift of the machine hits both. `make bench-apiwrite` runs it
 // against the CRDs of a named commit; docs/benchmarks.md has the figures.
 package main
 
@@ -30,6 +30,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/testbed/process"
 )
 
 type options struct {
@@ -113,14 +114,19 @@ func measure(dir string, o options) (figures, error) {
 	ctx := context.Background()
 	name := func(i int) string { return fmt.Sprintf("b-%05d", i) }
 
-	c0, err := apiserverCPU()
+	pid, err := apiserverPID()
 	if err != nil {
 		return figures{}, err
 	}
+	cpu := func() float64 {
+		u, _ := process.UsageOf(pid)
+		return u.CPU.Seconds()
+	}
+	c0 := cpu()
 	if err := parallel(o.batches, o.workers, func(i int) error { return k.Create(ctx, batch(name(i), i, o.items)) }); err != nil {
 		return figures{}, fmt.Errorf("creating: %w", err)
 	}
-	c1, _ := apiserverCPU()
+	c1 := cpu()
 	for p := 0; p < o.patches; p++ {
 		err := parallel(o.batches, o.workers, func(i int) error {
 			var b llmv1.InferenceBatch
@@ -139,7 +145,7 @@ func measure(dir string, o options) (figures, error) {
 			return figures{}, fmt.Errorf("patching status: %w", err)
 		}
 	}
-	c2, _ := apiserverCPU()
+	c2 := cpu()
 
 	var b llmv1.InferenceBatch
 	if err := k.Get(ctx, client.ObjectKey{Namespace: "default", Name: name(0)}, &b); err != nil {
@@ -162,9 +168,8 @@ func batch(name string, i, items int) *llmv1.InferenceBatch {
 	return b
 }
 
-// apiserverCPU is the CPU seconds the kube-apiserver started by this
-// process has used (Linux counts them in ticks of 1/100 s).
-func apiserverCPU() (float64, error) {
+// apiserverPID finds the kube-apiserver envtest started for this process.
+func apiserverPID() (int, error) {
 	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
 	me := strconv.Itoa(os.Getpid())
 	for _, p := range procs {
@@ -177,13 +182,9 @@ func apiserverCPU() (float64, error) {
 		if end < 0 || !strings.Contains(s[:end], "(kube-apiserver") {
 			continue
 		}
-		f := strings.Fields(s[end+2:]) // from field 3, the state
-		if f[1] != me {                // field 4: the parent
-			continue
+		if f := strings.Fields(s[end+2:]); len(f) > 1 && f[1] == me { // state, then the parent
+			return strconv.Atoi(filepath.Base(filepath.Dir(p)))
 		}
-		user, _ := strconv.ParseFloat(f[11], 64) // fields 14 and 15, in clock ticks
-		sys, _ := strconv.ParseFloat(f[12], 64)
-		return (user + sys) / 100, nil
 	}
 	return 0, errors.New("no kube-apiserver started by this process in /proc")
 }
