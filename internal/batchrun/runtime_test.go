@@ -52,10 +52,11 @@ type bed struct {
 	stopped chan struct{}
 }
 
-func newBed(t *testing.T, policy results.FlushPolicy) *bed {
+// newBed starts a bed; latency delays every answer of the emulator.
+func newBed(t *testing.T, policy results.FlushPolicy, latency time.Duration) *bed {
 	t.Helper()
 	k := apiserver.Start(t)
-	srv := httptest.NewServer(emulator.New(emulator.Config{}))
+	srv := httptest.NewServer(emulator.New(emulator.Config{Latency: latency}))
 	t.Cleanup(srv.Close)
 	pc, err := provider.New(provider.Config{Type: provider.Gemini, Endpoint: srv.URL, APIKey: "k"})
 	if err != nil {
@@ -124,7 +125,10 @@ func pending(r *Run) int {
 // and at once for the batch's last, and tells of each write on News; only
 // the news of the last write, after which every result is stored, is final.
 func TestResultsWrittenByPolicyWithNews(t *testing.T) {
-	b := newBed(t, results.FlushPolicy{Interval: time.Hour, Items: 3})
+	// The dispatcher sends 4 at once: with 100ms answers the first 4 results
+	// wait together long before the fifth, so the writer sees 3 waiting
+	// even on loaded cores (at 0ms all 5 could arrive before it ran once).
+	b := newBed(t, results.FlushPolicy{Interval: time.Hour, Items: 3}, 100*time.Millisecond)
 	run := b.launch(t, "by-count", 5, 5)
 	eventually(t, "all 5 results stored", func() bool { return run.StoredCount() == 5 })
 	if n := b.c.n.Load(); n < 2 || n > 3 {
@@ -153,7 +157,7 @@ func TestResultsWrittenByPolicyWithNews(t *testing.T) {
 // the batch's last are written once the oldest has waited the interval, on
 // the runtime's clock, and not before.
 func TestResultsWaitAtMostTheInterval(t *testing.T) {
-	b := newBed(t, results.FlushPolicy{Interval: 10 * time.Second, Items: 100})
+	b := newBed(t, results.FlushPolicy{Interval: 10 * time.Second, Items: 100}, 0)
 	run := b.launch(t, "by-age", 2, 3)
 	eventually(t, "2 results waiting", func() bool { return pending(run) == 2 })
 	b.clock.Step(9 * time.Second)
@@ -175,7 +179,7 @@ func TestResultsWaitAtMostTheInterval(t *testing.T) {
 // TestStopWritesWhatRunsHold: when the manager stops, Start returns only
 // after every run wrote the results it held, and nothing new launches.
 func TestStopWritesWhatRunsHold(t *testing.T) {
-	b := newBed(t, results.FlushPolicy{Interval: time.Hour, Items: 100})
+	b := newBed(t, results.FlushPolicy{Interval: time.Hour, Items: 100}, 0)
 	run := b.launch(t, "held", 3, 10)
 	eventually(t, "3 results waiting", func() bool { return pending(run) == 3 })
 	b.stop()
@@ -200,7 +204,7 @@ func TestStopWritesWhatRunsHold(t *testing.T) {
 // told, and the read resumes after RereadInput (on the runtime's clock)
 // where it stopped: every item gets one result, none is sent twice.
 func TestInputReadAsTheBatchRuns(t *testing.T) {
-	b := newBed(t, results.FlushPolicy{})
+	b := newBed(t, results.FlushPolicy{}, 0)
 	batch, store := b.batch(t, "streamed")
 	var calls atomic.Int32
 	emitted := 0

@@ -62,6 +62,16 @@ func providerFor(ns, endpoint string, mutate func(*llmv1.LLMProviderSpec)) *llmv
 	return p
 }
 
+// waitReady waits for the provider to be Ready, so that a batch created
+// next is admitted at once rather than after a ProviderNotReady wait.
+func waitReady(p *llmv1.LLMProvider) {
+	Eventually(func() bool {
+		var pp llmv1.LLMProvider
+		return k8sClient.Get(context.Background(), client.ObjectKeyFromObject(p), &pp) == nil &&
+			meta.IsStatusConditionTrue(pp.Status.Conditions, llmv1.ConditionReady)
+	}, timeout, interval).Should(BeTrue())
+}
+
 func batchOf(ns, name, provider string, n int, mutate func(*llmv1.InferenceBatchSpec)) *llmv1.InferenceBatch {
 	b := &llmv1.InferenceBatch{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
@@ -146,6 +156,7 @@ var _ = Describe("InferenceBatch", func() {
 		Expect(yaml.Unmarshal(data, &b)).To(Succeed())
 		b.Namespace, b.Spec.ProviderRef.Name = ns, llmv1.LocalObjectName(p.Name)
 		b.Spec.BatchDelayMilliseconds = ptr.To[int32](100)
+		waitReady(p) // admitted at once: no Admitted Event expected below
 		Expect(k8sClient.Create(ctx, &b)).To(Succeed())
 
 		got := waitFinished(&b, timeout)
@@ -534,11 +545,7 @@ var _ = Describe("API writes", func() {
 			s.Limits.RequestsPerMinute = ptr.To[int32](100000)
 			s.Limits.MaxConcurrency = 8
 		})
-		Eventually(func() bool {
-			var pp llmv1.LLMProvider
-			return k8sClient.Get(context.Background(), client.ObjectKeyFromObject(p), &pp) == nil &&
-				meta.IsStatusConditionTrue(pp.Status.Conditions, llmv1.ConditionReady)
-		}, timeout, interval).Should(BeTrue())
+		waitReady(p)
 		const n = 400
 		before := apiWrites.Load()
 		b := batchOf(ns, "bulk", p.Name, n, func(s *llmv1.InferenceBatchSpec) {
