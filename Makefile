@@ -39,7 +39,7 @@ IMAGE_DEBS := ca-certificates libc6 libstdc++6 libgcc-s1
 IMAGE_LDFLAGS := -s -w -X github.com/llmquota/llmquota/internal/version.Version=$(VERSION)
 
 # Paths `make manifests generate` writes; `make verify` fails if they drift.
-GENERATED := config/crd/bases config/rbac/role.yaml config/rbac/node-agent api/v1alpha1/zz_generated.deepcopy.go $(CHART)/crds $(CHART)/files/manager-role.yaml $(CHART)/files/node-agent-role.yaml
+GENERATED := config/crd/bases config/rbac/role.yaml config/rbac/node-agent api/v1alpha1/zz_generated.deepcopy.go $(CHART)/crds $(CHART)/files/manager-role.yaml $(CHART)/files/node-agent-role.yaml $(CHART)/files/inferencebatch-policy.yaml
 
 GO_TEST_FLAGS ?= -race -count=1
 
@@ -65,6 +65,7 @@ manifests: ## Generate CRDs and RBAC from the kubebuilder markers, and copy them
 	rm -f $(CHART)/crds/*.yaml && cp config/crd/bases/*.yaml $(CHART)/crds/
 	cp config/rbac/role.yaml $(CHART)/files/manager-role.yaml
 	cp config/rbac/node-agent/role.yaml $(CHART)/files/node-agent-role.yaml
+	cp config/policy/inferencebatch-spec.yaml $(CHART)/files/inferencebatch-policy.yaml
 
 .PHONY: generate
 generate: ## Generate DeepCopy methods for the API types.
@@ -147,12 +148,14 @@ BENCH_SCALE_FLAGS ?=
 bench-scale: k8s-bin tools build ## Scale benchmark: SIZES batches of 100 items on a real API server, emulator at LATENCY, the real manager (docs/benchmarks.md).
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" LLMQUOTA_BIN="$(LOCALBIN)" MINIO="$(MINIO)" go run ./hack/bench-scale --sizes "$(shell echo $(SIZES) | tr ' ' ',')" --latency $(LATENCY) $(BENCH_SCALE_FLAGS)
 
-BASELINE ?= e0a4add
+BASELINE ?= 1b1cc3d
 .PHONY: bench-apiwrite
 bench-apiwrite: k8s-bin ## API server CPU and etcd bytes per InferenceBatch create and status patch: this tree's CRDs against BASELINE's (a commit).
 	@rm -rf $(LOCALBIN)/bench-apiwrite-baseline && mkdir -p $(LOCALBIN)/bench-apiwrite-baseline
 	git archive $(BASELINE) config/crd/bases | tar -x --strip-components=3 -C $(LOCALBIN)/bench-apiwrite-baseline
-	KUBEBUILDER_ASSETS="$(K8S_BIN)" go run ./hack/bench-apiwrite --baseline $(LOCALBIN)/bench-apiwrite-baseline --crds config/crd/bases
+	@rm -rf $(LOCALBIN)/bench-apiwrite-baseline-policy && mkdir -p $(LOCALBIN)/bench-apiwrite-baseline-policy
+	-git archive $(BASELINE) config/policy 2>/dev/null | tar -x --strip-components=2 -C $(LOCALBIN)/bench-apiwrite-baseline-policy
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" go run ./hack/bench-apiwrite --baseline $(LOCALBIN)/bench-apiwrite-baseline --baseline-policies $(LOCALBIN)/bench-apiwrite-baseline-policy --crds config/crd/bases --policies config/policy
 
 ##@ Build
 

@@ -32,7 +32,6 @@ const (
 // InferenceBatchSpec describes one unit of prompt work.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.items) != has(self.itemsFrom)",message="exactly one of items or itemsFrom must be set"
-// +kubebuilder:validation:XValidation:rule="!has(self.items) || self.items.map(i, size(bytes(i.prompt)) + size(i.id)).sum() <= 1048576",message="inline items may hold at most 1 MiB of prompts and ids, so that the object fits etcd's 1.5 MiB request limit: put larger batches in itemsFrom (a ConfigMap, or an S3 object for any size)"
 type InferenceBatchSpec struct {
 	// providerRef names the LLMProvider that runs the items.
 	// +required
@@ -59,23 +58,21 @@ type InferenceBatchSpec struct {
 	// +optional
 	Temperature Decimal `json:"temperature,omitempty"`
 
-	// The list is atomic, its ids made unique by a rule: as a map keyed by id
-	// the API server tracked every item's fields for server-side apply, which
-	// made each object half as large again in etcd (7.9 KB of managedFields
-	// for 100 items) and, measured the other way, the atomic list saves the
-	// API server 27% of its CPU per create and 37% per status write
-	// (docs/benchmarks.md, "API server cost per batch"). Items never change
-	// once admitted, so nobody needs to own one item apart from the others.
-	// The rule builds a map keyed by id, which refuses a repeated key and
-	// names it ("insert failed: key a already exists"), in linear time:
-	// distinct() is quadratic and over the CEL cost budget at 1,000 items.
+	// The list is atomic: as a map keyed by id the API server tracked every
+	// item's fields for server-side apply, which made each object half as
+	// large again in etcd (7.9 KB of managedFields for 100 items) and,
+	// measured the other way, the atomic list saves the API server 27% of
+	// its CPU per create and 37% per status write (docs/benchmarks.md, "API
+	// server cost per batch"). Items never change once admitted, so nobody
+	// needs to own one item apart from the others. Unique ids and the 1 MiB
+	// bound are checked by the ValidatingAdmissionPolicy in config/policy,
+	// on the main resource only: as CRD rules they ran on every status write.
 
 	// items are the prompts, inline, at most 1 MiB of prompts and ids in all
 	// (an object must fit etcd's 1.5 MiB request limit). Use itemsFrom for
 	// larger batches. Ids are unique within the batch.
 	// +optional
 	// +listType=atomic
-	// +kubebuilder:validation:XValidation:rule="self.transformMapEntry(i, item, {item.id: i}).size() == self.size()",message="item ids must be unique within the batch"
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=1000
 	Items []Item `json:"items,omitempty"`
@@ -272,11 +269,10 @@ type OutputSpec struct {
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`,description="Time since the batch was created"
 //
 // Once admitted, a batch's work is fixed, as a Job's pod template is:
-// only suspend, priority and activeDeadlineSeconds change a running batch
-// (applied at once); the rest is refused at apply.
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.status) || !has(oldSelf.status.startTime) || (self.spec.providerRef.name == oldSelf.spec.providerRef.name && (has(self.spec.model) == has(oldSelf.spec.model) && (!has(self.spec.model) || self.spec.model == oldSelf.spec.model)) && (has(self.spec.system) == has(oldSelf.spec.system) && (!has(self.spec.system) || self.spec.system == oldSelf.spec.system)) && (has(self.spec.maxTokens) == has(oldSelf.spec.maxTokens) && (!has(self.spec.maxTokens) || self.spec.maxTokens == oldSelf.spec.maxTokens)) && (has(self.spec.temperature) == has(oldSelf.spec.temperature) && (!has(self.spec.temperature) || self.spec.temperature == oldSelf.spec.temperature)))",message="spec.providerRef, model, system, maxTokens and temperature cannot change once the batch is admitted (status.startTime is set): its calls would differ by timing; create a new InferenceBatch"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.status) || !has(oldSelf.status.startTime) || ((has(self.spec.items) == has(oldSelf.spec.items) && (!has(self.spec.items) || self.spec.items == oldSelf.spec.items)) && (has(self.spec.itemsFrom) == has(oldSelf.spec.itemsFrom) && (!has(self.spec.itemsFrom) || self.spec.itemsFrom == oldSelf.spec.itemsFrom)) && (has(self.spec.minScore) == has(oldSelf.spec.minScore) && (!has(self.spec.minScore) || self.spec.minScore == oldSelf.spec.minScore)))",message="spec.items, itemsFrom and minScore cannot change once the batch is admitted (status.startTime is set): create a new InferenceBatch for other items"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.status) || !has(oldSelf.status.startTime) || ((has(self.spec.batchSize) == has(oldSelf.spec.batchSize) && (!has(self.spec.batchSize) || self.spec.batchSize == oldSelf.spec.batchSize)) && (has(self.spec.batchDelayMilliseconds) == has(oldSelf.spec.batchDelayMilliseconds) && (!has(self.spec.batchDelayMilliseconds) || self.spec.batchDelayMilliseconds == oldSelf.spec.batchDelayMilliseconds)) && (has(self.spec.cache) == has(oldSelf.spec.cache) && (!has(self.spec.cache) || self.spec.cache == oldSelf.spec.cache)) && (has(self.spec.output) == has(oldSelf.spec.output) && (!has(self.spec.output) || self.spec.output == oldSelf.spec.output)))",message="spec.batchSize, batchDelayMilliseconds, cache and output cannot change once the batch is admitted (status.startTime is set); suspend, priority and activeDeadlineSeconds can"
+// only suspend, priority, activeDeadlineSeconds and ttlSecondsAfterFinished
+// change a running batch (applied at once); the rest is refused at apply by
+// the ValidatingAdmissionPolicy in config/policy, which names the fields
+// that changed.
 type InferenceBatch struct {
 	metav1.TypeMeta `json:",inline"`
 	// metadata is the standard object metadata.

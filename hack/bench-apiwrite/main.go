@@ -30,6 +30,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 	"github.com/llmquota/llmquota/internal/testbed/process"
 )
 
@@ -46,7 +47,9 @@ type figures struct {
 func main() {
 	var o options
 	baseline := flag.String("baseline", "", "Directory of the baseline's CRDs.")
+	basePolicies := flag.String("baseline-policies", "", "Directory of the baseline's admission policies (config/policy); empty: none.")
 	crds := flag.String("crds", "config/crd/bases", "Directory of the CRDs measured.")
+	policies := flag.String("policies", "config/policy", "Directory of the admission policies installed with the CRDs measured; empty: none.")
 	flag.IntVar(&o.batches, "batches", 300, "Batches created per run.")
 	flag.IntVar(&o.items, "items", 100, "Inline items per batch (prompts as hack/bench-scale writes them).")
 	flag.IntVar(&o.patches, "patches", 3, "Status patches per batch (as the manager's: start time, counts, a condition).")
@@ -61,11 +64,11 @@ func main() {
 	if err := llmv1.AddToScheme(scheme.Scheme); err != nil {
 		panic(err)
 	}
-	sets := []struct{ name, dir string }{{"baseline", *baseline}, {"this tree", *crds}}
+	sets := []struct{ name, dir, policies string }{{"baseline", *baseline, *basePolicies}, {"this tree", *crds, *policies}}
 	all := map[string][]figures{}
 	for r := 0; r < o.runs; r++ {
 		for _, s := range sets {
-			f, err := measure(s.dir, o)
+			f, err := measure(s.dir, s.policies, o)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "%s: %v\n", s.name, err)
 				os.Exit(1)
@@ -98,7 +101,7 @@ func median(fs []figures, get func(figures) float64) float64 {
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
-func measure(dir string, o options) (figures, error) {
+func measure(dir, policies string, o options) (figures, error) {
 	env := &envtest.Environment{CRDDirectoryPaths: []string{dir}, ErrorIfCRDPathMissing: true}
 	cfg, err := env.Start()
 	if err != nil {
@@ -113,6 +116,11 @@ func measure(dir string, o options) (figures, error) {
 	}
 	ctx := context.Background()
 	name := func(i int) string { return fmt.Sprintf("b-%05d", i) }
+	if policies != "" { // as the chart installs them: their cost on creates is measured too
+		if err := apiserver.InstallPolicies(ctx, k, policies); err != nil {
+			return figures{}, err
+		}
+	}
 
 	pid, err := apiserverPID()
 	if err != nil {

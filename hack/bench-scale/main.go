@@ -26,6 +26,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -61,6 +62,8 @@ type config struct {
 	// crds is the directory of the CRDs served (an older commit's, to
 	// measure what the schema alone costs).
 	crds string
+	// policies is the admission policy directory; empty: none.
+	policies string
 	// memoryLimit is the container limit the manager is told of, as the
 	// chart tells it (LLMQUOTA_MEMORY_LIMIT); 0 tells none.
 	memoryLimit int64
@@ -83,6 +86,7 @@ func main() {
 	flag.IntVar(&c.flushItems, "flush-items", 100, "The manager's --results-flush-items.")
 	flag.BoolVar(&c.s3, "s3", false, "Items from and results to object storage (a real MinIO from $MINIO) instead of inline items and ConfigMaps.")
 	flag.StringVar(&c.crds, "crds", "config/crd/bases", "Directory of the CRDs the API server serves (an older commit's, to measure what the schema costs; make bench-apiwrite extracts them).")
+	flag.StringVar(&c.policies, "policies", "config/policy", "Directory of the admission policies installed beside the CRDs; empty: none (with an older commit's CRDs, whose rules were all in the CRD).")
 	flag.StringVar(&c.baseline, "baseline-manager", "", "Measure this manager binary instead (an older build, such as the first wave's), passing only the flags it knows.")
 	flag.BoolVar(&c.keep, "keep", false, "Keep each run's directory with the manager's and the emulator's logs.")
 	flag.Int64Var(&c.memoryLimit, "memory-limit", 256<<20, "Bytes of the container memory limit passed to the manager as the chart does (LLMQUOTA_MEMORY_LIMIT; the chart's default is 256Mi); 0: none.")
@@ -157,6 +161,11 @@ func run(c config, batches int) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if c.policies != "" {
+		if err := apiserver.InstallPolicies(ctx, k, c.policies); err != nil {
+			return "", err
+		}
+	}
 
 	port, err := process.FreePort()
 	if err != nil {
@@ -198,6 +207,12 @@ func run(c config, batches int) (string, error) {
 		if err := k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("team-%03d", i)}}); err != nil {
 			return "", err
 		}
+	}
+	// Batches are created once the provider is Ready, so that admission is
+	// measured, not the manager's start: a batch created before then waits
+	// (ProviderNotReady, rechecked every 5 s) as it should.
+	if err := waitProviderReady(ctx, k); err != nil {
+		return "", err
 	}
 	var store *objects
 	if c.s3 {
@@ -268,6 +283,24 @@ func createProvider(ctx context.Context, k client.Client, c config, port int) er
 		CredentialsSecretRef: &llmv1.SecretKeyReference{Namespace: "default", Name: "bench-key", Key: "apiKey"},
 		Limits:               llmv1.RateLimits{RequestsPerMinute: ptr.To[int32](1000000), MaxConcurrency: int32(c.concurrency)},
 	}})
+}
+
+// waitProviderReady waits until the manager has found the provider Ready.
+func waitProviderReady(ctx context.Context, k client.Client) error {
+	for {
+		var p llmv1.LLMProvider
+		if err := k.Get(ctx, client.ObjectKey{Name: "bench"}, &p); err != nil {
+			return err
+		}
+		if meta.IsStatusConditionTrue(p.Status.Conditions, llmv1.ConditionReady) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the provider is not Ready: %w", ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // createBatches creates n batches from 16 goroutines, round robin over the

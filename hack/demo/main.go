@@ -81,13 +81,20 @@ func run(ctx context.Context, keep bool, limit time.Duration) error {
 			return err
 		}
 	} else {
-		say("Using the cluster in KUBECONFIG=%s; installing the CRDs", kubeconfig)
-		if err := kubectl(ctx, kubeconfig, "apply", "--server-side", "-f", "config/crd/bases"); err != nil {
-			return err
+		say("Using the cluster in KUBECONFIG=%s; installing the CRDs and the InferenceBatch admission policy", kubeconfig)
+		for _, path := range []string{"config/crd/bases", "config/policy/inferencebatch-spec.yaml"} {
+			if err := kubectl(ctx, kubeconfig, "apply", "--server-side", "-f", path); err != nil {
+				return err
+			}
 		}
 	}
 	c, err := newClient(kubeconfig)
 	if err != nil {
+		return err
+	}
+	// Creates the policy where it is missing (the local control plane) and
+	// waits until the API server enforces it.
+	if err := apiserver.InstallPolicies(ctx, c, "config/policy"); err != nil {
 		return err
 	}
 

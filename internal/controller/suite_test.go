@@ -23,6 +23,7 @@ import (
 	"github.com/llmquota/llmquota/internal/batchrun"
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/results"
+	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 )
 
 const (
@@ -56,6 +57,9 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred(), "start envtest: run through `make test`, which builds the API server and sets KUBEBUILDER_ASSETS")
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme.Scheme})
 	Expect(err).NotTo(HaveOccurred())
+	// The spec rules a user's cluster enforces (config/policy), so that
+	// the manager is tested against the API server it meets.
+	Expect(apiserver.InstallPolicies(context.Background(), k8sClient, apiserver.PolicyDir())).To(Succeed())
 	Expect(k8sClient.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: stateNamespace}})).To(Succeed())
 	stopManager = startManager()
 })

@@ -105,7 +105,8 @@ func TestDefaultInstall(t *testing.T) {
 	objs := render(t)
 	got := kinds(objs)
 	for _, want := range []string{"ServiceAccount/rel-llmquota-manager", "ClusterRole/rel-llmquota-manager", "ClusterRoleBinding/rel-llmquota-manager",
-		"Role/rel-llmquota-manager-leader-election", "Deployment/rel-llmquota-manager", "Service/rel-llmquota-manager-metrics", "NetworkPolicy/rel-llmquota-manager"} {
+		"Role/rel-llmquota-manager-leader-election", "Deployment/rel-llmquota-manager", "Service/rel-llmquota-manager-metrics", "NetworkPolicy/rel-llmquota-manager",
+		"ValidatingAdmissionPolicy/inferencebatch-spec.llmquota.dev", "ValidatingAdmissionPolicyBinding/inferencebatch-spec.llmquota.dev"} {
 		if !slices.Contains(got, want) {
 			t.Errorf("default render lacks %s (has %v)", want, got)
 		}

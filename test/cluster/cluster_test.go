@@ -300,7 +300,8 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 
 	It("uninstalls, leaving only the CRDs", func() {
 		helm("uninstall", release, "-n", namespace, "--wait", "--timeout", "2m")
-		for _, kind := range []string{"deployments,daemonsets,services,serviceaccounts,roles,rolebindings,networkpolicies,poddisruptionbudgets,pods", "clusterroles,clusterrolebindings"} {
+		for _, kind := range []string{"deployments,daemonsets,services,serviceaccounts,roles,rolebindings,networkpolicies,poddisruptionbudgets,pods", "clusterroles,clusterrolebindings",
+			"validatingadmissionpolicies,validatingadmissionpolicybindings"} {
 			Eventually(func() string {
 				out, _ := run("", kubectlPath(), "get", kind, "-A", "-l", "app.kubernetes.io/instance="+release, "-o", "name")
 				return strings.TrimSpace(out)

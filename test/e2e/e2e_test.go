@@ -86,6 +86,25 @@ var _ = Describe("The Helm chart on a real control plane", Ordered, func() {
 		Expect(kubectl("get", "crd", "llmproviders.llmquota.dev", "inferencebatches.llmquota.dev", "-o", "name")).To(ContainSubstring("llmproviders"))
 	})
 
+	It("refuses a batch with a repeated item id through the chart's admission policy", func() {
+		path := filepath.Join(workDir, "repeated-id.yaml")
+		Expect(os.WriteFile(path, []byte(`apiVersion: llmquota.dev/v1alpha1
+kind: InferenceBatch
+metadata: {name: repeated-id, namespace: default}
+spec:
+  providerRef: {name: gemini}
+  items: [{id: a, prompt: one}, {id: b, prompt: two}, {id: a, prompt: three}]
+`), 0o600)).To(Succeed())
+		// The API server loads a policy a moment after it is created.
+		Eventually(func() string {
+			out, err := run(filepath.Join(env("K8S_BIN"), "kubectl"), "create", "--dry-run=server", "-f", path)
+			if err == nil {
+				return "accepted: " + out
+			}
+			return out
+		}, 30*time.Second, 500*time.Millisecond).Should(ContainSubstring("spec.items: item ids must be unique within the batch; repeated: a"))
+	})
+
 	It("runs a batch to Complete with the manager authenticated as the chart's ServiceAccount", func() {
 		saConfig = saKubeconfig(sa)
 		port := freePort()
@@ -215,7 +234,8 @@ var _ = Describe("The Helm chart on a real control plane", Ordered, func() {
 	It("uninstalls, leaving only the CRDs", func() {
 		stopProcesses()
 		helm("uninstall", release, "-n", namespace, "--wait", "--timeout", "2m")
-		for _, kind := range []string{"deployments,services,serviceaccounts,roles,rolebindings,networkpolicies,poddisruptionbudgets", "clusterroles,clusterrolebindings"} {
+		for _, kind := range []string{"deployments,services,serviceaccounts,roles,rolebindings,networkpolicies,poddisruptionbudgets", "clusterroles,clusterrolebindings",
+			"validatingadmissionpolicies,validatingadmissionpolicybindings"} {
 			Eventually(func() string {
 				out, _ := run(filepath.Join(env("K8S_BIN"), "kubectl"), "get", kind, "-A", "-l", "app.kubernetes.io/instance="+release, "-o", "name")
 				return strings.TrimSpace(out)

@@ -11,8 +11,9 @@ import (
 )
 
 // Issue 13, item 1: a batch's work is fixed once admitted (status.startTime
-// set), as a Job's template is; suspend, priority and activeDeadlineSeconds
-// still change a running batch.
+// set), as a Job's template is; suspend, priority, activeDeadlineSeconds
+// and ttlSecondsAfterFinished still change a running batch. The policy in
+// config/policy refuses the rest, naming each field that changed.
 var _ = Describe("InferenceBatch edits", func() {
 	ctx := context.Background()
 
@@ -34,6 +35,11 @@ var _ = Describe("InferenceBatch edits", func() {
 		Expect(patch(u, `{"model":"other","minScore":"0.5","batchSize":2,"items":[{"id":"c","prompt":"third"}]}`)).To(Succeed())
 	})
 
+	It("refuses a repeated id brought in by an edit, as at create", func() {
+		err := patch(create(), `{"items":[{"id":"c","prompt":"third"},{"id":"c","prompt":"again"}]}`)
+		Expect(err).To(MatchError(ContainSubstring("spec.items: item ids must be unique within the batch; repeated: c")))
+	})
+
 	DescribeTable("refuses a change of the work once admitted, naming the fields",
 		func(spec string, want string) {
 			u := create()
@@ -43,20 +49,22 @@ var _ = Describe("InferenceBatch edits", func() {
 			Expect(err.Error()).To(ContainSubstring(want))
 			Expect(err.Error()).To(ContainSubstring("once the batch is admitted"))
 		},
-		Entry("model", `{"model":"other"}`, "spec.providerRef, model, system, maxTokens and temperature"),
-		Entry("providerRef", `{"providerRef":{"name":"anthropic"}}`, "spec.providerRef, model"),
-		Entry("maxTokens added", `{"maxTokens":64}`, "maxTokens"),
-		Entry("items", `{"items":[{"id":"a","prompt":"changed","score":"0.50"}]}`, "spec.items, itemsFrom and minScore"),
-		Entry("minScore", `{"minScore":"0.05"}`, "spec.items, itemsFrom and minScore"),
-		Entry("batchSize", `{"batchSize":50}`, "spec.batchSize, batchDelayMilliseconds, cache and output"),
-		Entry("batchDelayMilliseconds", `{"batchDelayMilliseconds":10000}`, "spec.batchSize, batchDelayMilliseconds"),
-		Entry("output", `{"output":{"kind":"S3","s3":{"endpoint":"http://minio:9000","bucket":"results","credentialsSecretName":"s3"}}}`, "cache and output"),
+		Entry("model", `{"model":"other"}`, "spec.model cannot change"),
+		Entry("providerRef", `{"providerRef":{"name":"anthropic"}}`, "spec.providerRef cannot change"),
+		Entry("maxTokens added", `{"maxTokens":64}`, "spec.maxTokens cannot change"),
+		Entry("items", `{"items":[{"id":"a","prompt":"changed","score":"0.50"}]}`, "spec.items cannot change"),
+		Entry("minScore", `{"minScore":"0.05"}`, "spec.minScore cannot change"),
+		Entry("batchSize", `{"batchSize":50}`, "spec.batchSize cannot change"),
+		Entry("batchDelayMilliseconds", `{"batchDelayMilliseconds":10000}`, "spec.batchDelayMilliseconds cannot change"),
+		Entry("output", `{"output":{"kind":"S3","s3":{"endpoint":"http://minio:9000","bucket":"results","credentialsSecretName":"s3"}}}`, "spec.output cannot change"),
+		Entry("system added", `{"system":"be brief"}`, "spec.system cannot change"),
+		Entry("several at once, each named", `{"model":"other","batchSize":50,"cache":"Enabled"}`, "spec.batchSize, spec.cache, spec.model cannot change"),
 	)
 
-	It("lets suspend, priority and activeDeadlineSeconds change a running batch", func() {
+	It("lets suspend, priority, activeDeadlineSeconds and ttlSecondsAfterFinished change a running batch", func() {
 		u := create()
 		admit(u)
-		Expect(patch(u, `{"suspend":true,"priority":10,"activeDeadlineSeconds":600}`)).To(Succeed())
+		Expect(patch(u, `{"suspend":true,"priority":10,"activeDeadlineSeconds":600,"ttlSecondsAfterFinished":60}`)).To(Succeed())
 		var got unstructured.Unstructured
 		got.SetGroupVersionKind(u.GroupVersionKind())
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(u), &got)).To(Succeed())

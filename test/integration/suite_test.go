@@ -1,9 +1,11 @@
-// Package integration tests the CRD schemas against a real kube-apiserver
-// and etcd: every validation rule refuses what it should, with a message
-// naming the field, and the samples are accepted with defaults applied.
+// Package integration tests the CRD schemas and the admission policies of
+// config/policy against a real kube-apiserver and etcd: every validation
+// rule refuses what it should, with a message naming the field, and the
+// samples are accepted with defaults applied.
 package integration
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 
@@ -14,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 )
 
 var (
@@ -36,6 +39,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred(), "start envtest: run through `make test`, which builds the API server and sets KUBEBUILDER_ASSETS")
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme.Scheme})
 	Expect(err).NotTo(HaveOccurred())
+	Expect(apiserver.InstallPolicies(context.Background(), k8sClient, filepath.Join("..", "..", "config", "policy"))).To(Succeed())
 })
 
 var _ = AfterSuite(func() {

@@ -1,11 +1,11 @@
 // Package apiserver starts a real kube-apiserver and etcd (envtest, with
 // the binaries `make test` builds and names in KUBEBUILDER_ASSETS) with
-// llmquota's CRDs installed, for the tests of packages below internal/.
+// llmquota's CRDs and admission policies installed, for the tests of
+// packages below internal/ and the repository's benchmarks and demo.
 package apiserver
 
 import (
-	"path/filepath"
-	"runtime"
+	"context"
 	"testing"
 
 	"k8s.io/client-go/kubernetes/scheme"
@@ -21,9 +21,7 @@ func Start(tb testing.TB) client.Client {
 	if err := llmv1.AddToScheme(scheme.Scheme); err != nil {
 		tb.Fatal(err)
 	}
-	_, here, _, _ := runtime.Caller(0)
-	crds := filepath.Join(filepath.Dir(here), "..", "..", "..", "config", "crd", "bases")
-	env := &envtest.Environment{CRDDirectoryPaths: []string{crds}, ErrorIfCRDPathMissing: true}
+	env := &envtest.Environment{CRDDirectoryPaths: []string{repoDir("config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
 	cfg, err := env.Start()
 	if err != nil {
 		_ = env.Stop() // a failed start (bad CRDs) leaves etcd and the API server running
@@ -32,6 +30,9 @@ func Start(tb testing.TB) client.Client {
 	tb.Cleanup(func() { _ = env.Stop() })
 	c, err := client.New(cfg, client.Options{Scheme: scheme.Scheme})
 	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := InstallPolicies(context.Background(), c, PolicyDir()); err != nil {
 		tb.Fatal(err)
 	}
 	return c
