@@ -23,7 +23,11 @@ type Run struct {
 	// changed tells the reconciler the batch has news to publish: results
 	// were stored, or what holds it back changed.
 	changed func()
-	// finished tells the reconciler every result is stored.
+	// stored publishes that results were stored (Runtime.PublishWith), or
+	// tells the reconciler as changed does.
+	stored func()
+	// finished publishes, or tells the reconciler, that every result is
+	// stored.
 	finished func()
 
 	mu sync.Mutex
@@ -154,10 +158,15 @@ func (run *Run) write(ctx context.Context) {
 		due, wait := run.policy.Due(run.clock.Now(), since, pending, run.StoredCount()+pending >= run.Total)
 		if due || retry {
 			n, err := run.Store.Flush(ctx)
+			// Noted after every write: a write that succeeds after failed
+			// ones clears the error the status shows.
+			errChanged := ctx.Err() == nil && run.noteWrite(err)
 			switch {
 			case n > 0 && run.StoredCount() >= run.Total:
 				run.finished()
-			case n > 0 || (ctx.Err() == nil && run.noteWrite(err)):
+			case n > 0:
+				run.stored()
+			case errChanged:
 				run.changed()
 			}
 			if retry = err != nil; !retry {

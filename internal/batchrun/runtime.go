@@ -4,8 +4,10 @@
 // dispatcher. It is a leader-elected manager Runnable. The InferenceBatch
 // reconciler launches, reads and stops runs; a run tells the reconciler of
 // news (results stored, a quota hold began or ended) through News, a
-// channel the reconciler watches, instead of being polled. When the
-// manager stops, Start returns only after every run wrote what it held.
+// channel the reconciler watches, instead of being polled, or publishes
+// its stored results itself through the function given to PublishWith.
+// When the manager stops, Start returns only after every run wrote what it
+// held.
 package batchrun
 
 import (
@@ -33,6 +35,9 @@ type Runtime struct {
 	clock  clock.Clock
 	policy results.FlushPolicy
 	news   chan event.TypedGenericEvent[*llmv1.InferenceBatch]
+	// publish, when set, writes a batch's progress at once from its result
+	// writer; false sends the news through News instead.
+	publish func(ctx context.Context, key types.NamespacedName) bool
 
 	started chan struct{}
 	ctx     context.Context
@@ -64,6 +69,20 @@ func (rt *Runtime) Start(ctx context.Context) error {
 
 // NeedLeaderElection says runs live on the leader only.
 func (rt *Runtime) NeedLeaderElection() bool { return true }
+
+// PublishWith makes a run publish its stored results itself, calling
+// publish from its result writer right after a write, instead of sending
+// the news through News: in a burst of admissions a reconcile queue made
+// that news wait seconds behind its results. The write that stores a
+// batch's last results is published so too (publish then finishes the
+// batch). publish returns false when it did not write everything the
+// news asks for (the batch is not ready for it, the write must wait, a
+// later step is due, or it failed); the news then goes through News.
+// Other news (a quota hold, a write error) always goes through News. Call
+// it before Start.
+func (rt *Runtime) PublishWith(publish func(ctx context.Context, key types.NamespacedName) bool) {
+	rt.publish = publish
+}
 
 // News is the channel of batches with news to publish.
 func (rt *Runtime) News() <-chan event.TypedGenericEvent[*llmv1.InferenceBatch] { return rt.news }
@@ -115,6 +134,20 @@ func (rt *Runtime) Launch(s Spec) *Run {
 	}
 	run.changed = func() { rt.tell(ctx, s.Key, false) }
 	run.finished = func() { rt.tell(ctx, s.Key, true) }
+	run.stored = run.changed
+	if rt.publish != nil {
+		// The runtime's context, not the run's: publishing the last
+		// results finishes the batch, which stops (cancels) its run, and
+		// the news of a step still due (its TTL) must not be lost then.
+		published := func(final bool) func() {
+			return func() {
+				if !rt.publish(rt.ctx, s.Key) {
+					rt.tell(rt.ctx, s.Key, final)
+				}
+			}
+		}
+		run.stored, run.finished = published(false), published(true)
+	}
 	rt.mu.Lock()
 	if rt.stopping {
 		rt.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -25,13 +26,18 @@ import (
 	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 )
 
-// writes counts the ConfigMap writes a store makes.
+// writes counts the ConfigMap writes a store makes; failNext fails the
+// next create, as an API server that is not there would.
 type writes struct {
 	client.Client
-	n atomic.Int64
+	n        atomic.Int64
+	failNext atomic.Bool
 }
 
 func (w *writes) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	if w.failNext.CompareAndSwap(true, false) {
+		return errors.New("connection refused")
+	}
 	w.n.Add(1)
 	return w.Client.Create(ctx, obj, opts...)
 }
@@ -52,8 +58,9 @@ type bed struct {
 	stopped chan struct{}
 }
 
-// newBed starts a bed; latency delays every answer of the emulator.
-func newBed(t *testing.T, policy results.FlushPolicy, latency time.Duration) *bed {
+// newBed starts a bed; latency delays every answer of the emulator, setup
+// changes the runtime before it starts.
+func newBed(t *testing.T, policy results.FlushPolicy, latency time.Duration, setup ...func(*Runtime)) *bed {
 	t.Helper()
 	k := apiserver.Start(t)
 	srv := httptest.NewServer(emulator.New(emulator.Config{Latency: latency}))
@@ -71,6 +78,9 @@ func newBed(t *testing.T, policy results.FlushPolicy, latency time.Duration) *be
 	go d.Run(ctx)
 	fc := clocktesting.NewFakeClock(time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC))
 	b := &bed{c: &writes{Client: k}, d: d, rt: New(fc, policy), clock: fc, stopped: make(chan struct{})}
+	for _, f := range setup {
+		f(b.rt)
+	}
 	go func() { _ = b.rt.Start(ctx); close(b.stopped) }()
 	b.stop = cancel
 	t.Cleanup(func() { cancel(); <-b.stopped })
@@ -173,6 +183,81 @@ func TestResultsWaitAtMostTheInterval(t *testing.T) {
 	eventually(t, "the write's news", func() bool { return len(b.rt.News()) > 0 })
 	if e := <-b.rt.News(); IsFinal(e.Object) {
 		t.Fatal("news of 2 of 3 results stored is final; want progress news")
+	}
+}
+
+// TestStoredResultsPublishedByTheWriter: with PublishWith, a write that
+// stores results of a running batch is published by the run's writer
+// itself, right after the write, and is no news on News; when publish
+// declines, the news goes through News as without it, final for the
+// batch's last write.
+func TestStoredResultsPublishedByTheWriter(t *testing.T) {
+	var published atomic.Int32
+	var accept atomic.Bool
+	accept.Store(true)
+	b := newBed(t, results.FlushPolicy{Interval: 10 * time.Second, Items: 100}, 0, func(rt *Runtime) {
+		rt.PublishWith(func(_ context.Context, key types.NamespacedName) bool {
+			if key.Name != "published" {
+				t.Errorf("published %s", key)
+			}
+			published.Add(1)
+			return accept.Load()
+		})
+	})
+	batch, store := b.batch(t, "published")
+	feed := make(chan string)
+	source := func(ctx context.Context, emit func(dispatch.Item) bool) error {
+		for id := range feed {
+			if !emit(dispatch.Item{ID: id, Prompt: "rate this"}) {
+				return nil
+			}
+		}
+		return nil
+	}
+	run := b.rt.Launch(Spec{Key: client.ObjectKeyFromObject(batch), Store: store, Dispatcher: b.d, Kept: 4, Total: 4,
+		Batch: dispatch.Batch{Namespace: "default", Size: 1}, Source: source})
+	feed <- "a"
+	feed <- "b"
+	eventually(t, "2 results waiting", func() bool { return pending(run) == 2 })
+	b.clock.Step(10 * time.Second)
+	eventually(t, "the write published", func() bool { return published.Load() == 1 })
+	if run.StoredCount() != 2 || len(b.rt.News()) != 0 {
+		t.Fatalf("%d stored, %d news after a published write; want 2 stored and no news", run.StoredCount(), len(b.rt.News()))
+	}
+
+	accept.Store(false) // as when the write must wait for the once-a-second bound
+	feed <- "c"
+	eventually(t, "the third result waiting", func() bool { return pending(run) == 1 })
+	b.clock.Step(10 * time.Second)
+	eventually(t, "the declined publish sent as news", func() bool { return len(b.rt.News()) == 1 })
+	if e := <-b.rt.News(); IsFinal(e.Object) || published.Load() != 2 {
+		t.Fatalf("final news %v after %d publishes; want progress news after 2", IsFinal(e.Object), published.Load())
+	}
+
+	// The last write is published too (it finishes the batch); declined,
+	// as when the batch's TTL is still to run, it is final news, sent even
+	// though finishing the batch stopped its run.
+	feed <- "d"
+	close(feed)
+	eventually(t, "the last write's news", func() bool { return len(b.rt.News()) == 1 })
+	if e := <-b.rt.News(); !IsFinal(e.Object) || published.Load() != 3 {
+		t.Fatalf("final news %v after %d publishes; want final news after 3", IsFinal(e.Object), published.Load())
+	}
+}
+
+// TestWriteErrorClearedByTheNextWrite: a failed result write shows in
+// WriteError (and is news), and the next write that stores results clears
+// it, so the status stops saying results wait to be written.
+func TestWriteErrorClearedByTheNextWrite(t *testing.T) {
+	b := newBed(t, results.FlushPolicy{Interval: time.Hour, Items: 1}, 0)
+	b.c.failNext.Store(true)
+	run := b.launch(t, "recovers", 1, 2)
+	eventually(t, "the failed write noted", func() bool { return run.WriteError() != nil })
+	eventually(t, "the writer waiting to retry", b.clock.HasWaiters)
+	b.clock.Step(time.Second)
+	eventually(t, "the result stored on the retry", func() bool { return run.StoredCount() == 1 })
+	if err := run.WriteError(); err != nil {
+		t.Fatalf("WriteError = %v after a write that stored the result; want nil", err)
 	}
 }
 

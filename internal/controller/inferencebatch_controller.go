@@ -65,6 +65,9 @@ type InferenceBatchReconciler struct {
 	// HoldInputBytes is the largest object-storage input held whole;
 	// larger ones are streamed as the batch runs. 0 means HoldInputBytes.
 	HoldInputBytes int64
+
+	// locks keeps a batch's reconcile and its writer's publish apart.
+	locks keyLocks
 }
 
 var _ reconcile.Reconciler = (*InferenceBatchReconciler)(nil)
@@ -75,6 +78,7 @@ var _ reconcile.Reconciler = (*InferenceBatchReconciler)(nil)
 
 // Reconcile runs the batch's phases and writes its status once, if it changed.
 func (r *InferenceBatchReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	defer r.locks.lock(req.NamespacedName)()
 	var b llmv1.InferenceBatch
 	if err := r.Get(ctx, req.NamespacedName, &b); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -83,22 +87,50 @@ func (r *InferenceBatchReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	return r.sync(ctx, &b)
+}
+
+// publish writes a running batch's status from its result writer, right
+// after a write stored results (batchrun.Runtime.PublishWith): the status
+// then trails its results by one API call, where through the queue the
+// news waited behind every admission of a burst. After the write of the
+// last results it finishes the batch, as a reconcile would: it runs the
+// same phases as Reconcile, under the same per-batch lock. It declines
+// (false), and the news goes through the queue, while the cache does not
+// yet show the batch admitted (a status built on an older one would write
+// over the admission), when the once-a-second bound holds the write back,
+// when a later step is due (a TTL, a deadline) and when anything fails.
+func (r *InferenceBatchReconciler) publish(ctx context.Context, key types.NamespacedName) bool {
+	defer r.locks.lock(key)()
+	var b llmv1.InferenceBatch
+	if err := r.Get(ctx, key, &b); err != nil || b.Status.StartTime == nil ||
+		!meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionAdmitted) || finished(&b) {
+		return false
+	}
+	ctx = logf.IntoContext(ctx, logf.FromContext(ctx).WithValues("InferenceBatch", key))
+	result, err := r.sync(ctx, &b)
+	return err == nil && result.IsZero()
+}
+
+// sync runs the batch's phases and writes its status once, if it changed;
+// the caller holds the batch's lock.
+func (r *InferenceBatchReconciler) sync(ctx context.Context, b *llmv1.InferenceBatch) (ctrl.Result, error) {
 	orig := b.DeepCopy()
-	result, err := r.reconcileBatch(ctx, &b)
+	result, err := r.reconcileBatch(ctx, b)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	b.Status.ObservedGeneration = b.Generation
-	publishBatchMetrics(&b)
+	publishBatchMetrics(b)
 	if equality.Semantic.DeepEqual(orig.Status, b.Status) {
 		return result, nil
 	}
-	if run := r.Runtime.Get(req.NamespacedName); run != nil {
+	if run := r.Runtime.Get(client.ObjectKeyFromObject(b)); run != nil {
 		if wait := run.Throttle(r.Clock.Now(), statusInterval); wait > 0 {
 			return ctrl.Result{RequeueAfter: wait}, nil // written at most once per statusInterval
 		}
 	}
-	if err := r.Status().Patch(ctx, &b, countsAlways{client.MergeFrom(orig)}); err != nil {
+	if err := r.Status().Patch(ctx, b, countsAlways{client.MergeFrom(orig)}); err != nil {
 		return ctrl.Result{}, err
 	}
 	return result, nil
@@ -289,8 +321,10 @@ func deadlineOf(b *llmv1.InferenceBatch) (time.Time, bool) {
 // SetupWithManager registers the reconciler. Batches are woken by their
 // own spec changes, by changes of the provider they name, and by news from
 // their runs (a channel source), so status writes do not wake the
-// reconciler and nothing is polled.
+// reconciler and nothing is polled; a run publishes its stored results
+// itself (publish), outside the queue.
 func (r *InferenceBatchReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.Runtime.PublishWith(r.publish)
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &llmv1.InferenceBatch{}, providerRefIndex,
 		func(o client.Object) []string {
 			return []string{string(o.(*llmv1.InferenceBatch).Spec.ProviderRef.Name)}
