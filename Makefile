@@ -154,7 +154,7 @@ bench-apiwrite: k8s-bin ## API server CPU and etcd bytes per InferenceBatch crea
 	@rm -rf $(LOCALBIN)/bench-apiwrite-baseline && mkdir -p $(LOCALBIN)/bench-apiwrite-baseline
 	git archive $(BASELINE) config/crd/bases | tar -x --strip-components=3 -C $(LOCALBIN)/bench-apiwrite-baseline
 	@rm -rf $(LOCALBIN)/bench-apiwrite-baseline-policy && mkdir -p $(LOCALBIN)/bench-apiwrite-baseline-policy
-	-git archive $(BASELINE) config/policy 2>/dev/null | tar -x --strip-components=2 -C $(LOCALBIN)/bench-apiwrite-baseline-policy
+	if git cat-file -e $(BASELINE):config/policy 2>/dev/null; then git archive $(BASELINE) config/policy | tar -x --strip-components=2 -C $(LOCALBIN)/bench-apiwrite-baseline-policy; fi
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go run ./hack/bench-apiwrite --baseline $(LOCALBIN)/bench-apiwrite-baseline --baseline-policies $(LOCALBIN)/bench-apiwrite-baseline-policy --crds config/crd/bases --policies config/policy
 
 ##@ Build

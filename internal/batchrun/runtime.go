@@ -35,8 +35,8 @@ type Runtime struct {
 	clock  clock.Clock
 	policy results.FlushPolicy
 	news   chan event.TypedGenericEvent[*llmv1.InferenceBatch]
-	// publish, when set, writes a batch's progress at once from its result
-	// writer; false sends the news through News instead.
+	// publish, when set, writes a batch's status at once from its result
+	// writer (PublishWith); false sends the news through News instead.
 	publish func(ctx context.Context, key types.NamespacedName) bool
 
 	started chan struct{}
