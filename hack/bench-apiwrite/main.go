@@ -2,9 +2,10 @@
 // server, for the CRDs of this tree against a baseline's: CPU per create
 // and per status patch (the kube-apiserver process's own CPU time, from
 // /proc through testbed/process), and the bytes of the stored object with
-// its managedFields. Each CRD set gets a fresh API server and etcd; the
-// sets alternate, run after run, so a drift of the machine hits both. `make bench-apiwrite` runs it
-// against the CRDs of a named commit; docs/benchmarks.md has the figures.
+// its managedFields. Each CRD set (with its admission policies, if any)
+// gets a fresh API server and etcd; the sets alternate, run after run, so
+// a drift of the machine hits both. `make bench-apiwrite` runs it against
+// the CRDs of a named commit; docs/benchmarks.md has the figures.
 package main
 
 import (

@@ -43,10 +43,3 @@ func (k *keyLocks) lock(key types.NamespacedName) (unlock func()) {
 		k.mu.Unlock()
 	}
 }
-
-// held says how many keys are locked or waited for.
-func (k *keyLocks) held() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return len(k.locks)
-}

@@ -38,3 +38,10 @@ func TestKeyLocksSerializeOneKeyAndForgetIt(t *testing.T) {
 		t.Fatalf("%d locks kept after every holder is done, want 0", n)
 	}
 }
+
+// held says how many keys are locked or waited for.
+func (k *keyLocks) held() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.locks)
+}

@@ -39,7 +39,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred(), "start envtest: run through `make test`, which builds the API server and sets KUBEBUILDER_ASSETS")
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme.Scheme})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(apiserver.InstallPolicies(context.Background(), k8sClient, filepath.Join("..", "..", "config", "policy"))).To(Succeed())
+	Expect(apiserver.InstallPolicies(context.Background(), k8sClient, apiserver.PolicyDir())).To(Succeed())
 })
 
 var _ = AfterSuite(func() {
