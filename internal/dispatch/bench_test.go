@@ -110,3 +110,20 @@ func BenchmarkQuotaUtilisation(b *testing.B) {
 		b.ReportMetric(float64(len(log)-admitted), "server-refusals")
 	}
 }
+
+// BenchmarkNext1000Batches is the scheduling decision step makes for every
+// call, over 1,000 admitted batches in 100 namespaces (the scale
+// benchmark's shape): it scans every batch.
+func BenchmarkNext1000Batches(b *testing.B) {
+	now := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+	d, _ := New(Config{Name: "p", Client: &stubClient{}}, nil, clock.RealClock{}, logr.Discard(), nil)
+	for i := range 1000 {
+		ns := fmt.Sprintf("team-%03d", i%100)
+		d.Submit(Batch{Key: fmt.Sprintf("%s/b%d", ns, i), Namespace: ns, Size: 20, Items: items("x", 100)})
+	}
+	for b.Loop() {
+		if pick, _, served := d.next(now); pick != nil {
+			served()
+		}
+	}
+}

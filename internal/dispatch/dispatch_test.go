@@ -446,3 +446,63 @@ func TestSentItemsAreReleased(t *testing.T) {
 		}
 	}
 }
+
+// sends asks next for n sends at now, sending each pick's item as step
+// does (without calling anyone), and returns the keys in send order.
+func sends(d *Dispatcher, now time.Time, n int) []string {
+	var keys []string
+	for range n {
+		b, _, served := d.next(now)
+		if b == nil {
+			break
+		}
+		served()
+		b.pop()
+		b.groupUnsen--
+		b.inFlight++
+		keys = append(keys, b.Key)
+	}
+	return keys
+}
+
+// TestFrontsBeforeFillIns: a namespace's younger batch gets a slot only
+// while no namespace's front (its oldest batch with items left) can send,
+// so batches of one namespace finish one after another; when every front
+// waits for its group's answers, younger batches fill the slots.
+func TestFrontsBeforeFillIns(t *testing.T) {
+	now := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+	d, _ := New(Config{Name: "p", Client: &stubClient{}}, nil, clocktesting.NewFakeClock(now), logr.Discard(), nil)
+	d.Submit(Batch{Key: "a/first", Namespace: "a", Size: 2, Items: items("a1", 4)})
+	d.Submit(Batch{Key: "a/second", Namespace: "a", Size: 2, Items: items("a2", 4)})
+	d.Submit(Batch{Key: "b/only", Namespace: "b", Size: 4, Items: items("b", 8)})
+	got := sends(d, now, 8)
+	// a/first sends its group of 2 and waits; b/only, a front, takes the
+	// turns a/second would have had; once b/only waits too, a/second fills in.
+	want := []string{"a/first", "b/only", "a/first", "b/only", "b/only", "b/only", "a/second", "a/second"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("send order %v, want %v", got, want)
+	}
+	if b, _, _ := d.next(now); b != nil {
+		t.Fatalf("%s sent with every group waiting for its answers", b.Key)
+	}
+}
+
+// TestFrontIsPerPriorityAndSkipsSuspended: a suspended batch is no front
+// (its namespace's next batch is), and a namespace's front is its oldest
+// batch of its highest priority.
+func TestFrontIsPerPriorityAndSkipsSuspended(t *testing.T) {
+	now := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+	d, _ := New(Config{Name: "p", Client: &stubClient{}}, nil, clocktesting.NewFakeClock(now), logr.Discard(), nil)
+	d.Submit(Batch{Key: "a/paused", Namespace: "a", Size: 1, Items: items("p", 2)})
+	d.Submit(Batch{Key: "a/low", Namespace: "a", Size: 1, Items: items("l", 2)})
+	d.Submit(Batch{Key: "a/high", Namespace: "a", Priority: 5, Size: 1, Items: items("h", 2)})
+	d.Submit(Batch{Key: "b/low", Namespace: "b", Size: 3, Items: items("b", 3)})
+	d.Adjust("a/paused", true, 0)
+	got := sends(d, now, 5)
+	// a/high goes first and waits; at priority 0, a's front is still
+	// a/high (waiting), so b/low's fronts come before a/low fills in.
+	want := []string{"a/high", "b/low", "b/low", "b/low", "a/low"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("send order %v, want %v", got, want)
+	}
+}
