@@ -32,7 +32,7 @@ type watcher struct {
 	// storedAt[batch][n]: when the shards first held n results; lag is how
 	// long after that the batch's status first showed n done.
 	storedAt map[string]map[int]time.Time
-	lag      time.Duration
+	lags     []lagSample
 	changed  chan struct{}
 	// writes and bytes count the objects each watch saw written (every
 	// create and update is one event carrying the object as stored).
@@ -106,7 +106,7 @@ func (w *watcher) batches(ctx context.Context, cfg *rest.Config) {
 		done := int(c.Succeeded + c.Failed + c.Cached + c.Filtered)
 		for n, at := range w.storedAt[key] {
 			if n <= done {
-				w.lag = max(w.lag, now.Sub(at))
+				w.lags = append(w.lags, lagSample{key: key, results: n, storedAt: at, lag: now.Sub(at)})
 				delete(w.storedAt[key], n)
 			}
 		}
@@ -263,8 +263,45 @@ func (w *watcher) admission(q float64) time.Duration {
 	return ds[min(len(ds)-1, int(q*float64(len(ds))))]
 }
 
+// lagSample is one status write catching up with stored results.
+type lagSample struct {
+	key      string
+	results  int
+	storedAt time.Time
+	lag      time.Duration
+}
+
 func (w *watcher) maxLag() time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.lag
+	var most time.Duration
+	for _, l := range w.lags {
+		most = max(most, l.lag)
+	}
+	return most
+}
+
+// lagSummary describes the status lags for stderr: how they spread, how
+// many passed the 2 s, and the worst, with when its results were
+// stored (since start), to find it in the manager's log.
+func (w *watcher) lagSummary(start time.Time) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.lags) == 0 {
+		return "none measured"
+	}
+	ls := slices.Clone(w.lags)
+	slices.SortFunc(ls, func(a, b lagSample) int { return int(a.lag - b.lag) })
+	over := 0
+	for _, l := range ls {
+		if l.lag > 2*time.Second {
+			over++
+		}
+	}
+	at := func(q float64) time.Duration {
+		return ls[min(len(ls)-1, int(q*float64(len(ls))))].lag.Round(time.Millisecond)
+	}
+	worst := ls[len(ls)-1]
+	return fmt.Sprintf("%d status writes catching up with results: p50 %s, p99 %s, max %s; %d over 2 s; the worst: %s, %d results stored at +%.1f s",
+		len(ls), at(0.5), at(0.99), worst.lag.Round(time.Millisecond), over, worst.key, worst.results, worst.storedAt.Sub(start).Seconds())
 }
