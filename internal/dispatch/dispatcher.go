@@ -50,7 +50,6 @@ type Dispatcher struct {
 // through each batch's pointer rather than a map keyed by the name (next
 // runs for every call over every batch).
 type space struct {
-	name    string
 	batches int    // submitted batches of the namespace
 	turn    uint64 // the next call front and head were found for
 	// front is the oldest batch with items left, of its highest priority;
@@ -206,7 +205,7 @@ func (d *Dispatcher) Submit(b Batch) {
 	b.Items = nil
 	sp := d.spaces[b.Namespace]
 	if sp == nil {
-		sp = &space{name: b.Namespace}
+		sp = &space{}
 		d.spaces[b.Namespace] = sp
 	}
 	sp.batches++
