@@ -130,8 +130,12 @@ func (r *InferenceBatchReconciler) sync(ctx context.Context, b *llmv1.InferenceB
 			return ctrl.Result{RequeueAfter: wait}, nil // written at most once per statusInterval
 		}
 	}
+	waited, admitted := admissionWait(orig, b)
 	if err := r.Status().Patch(ctx, b, countsAlways{client.MergeFrom(orig)}); err != nil {
 		return ctrl.Result{}, err
+	}
+	if admitted { // once written: a failed write is retried, not counted twice
+		observeAdmission(string(b.Spec.ProviderRef.Name), waited)
 	}
 	return result, nil
 }

@@ -12,6 +12,8 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	. "github.com/onsi/gomega/gstruct"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -23,6 +25,7 @@ import (
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/emulator"
+	"github.com/llmquota/llmquota/internal/metrics"
 	"github.com/llmquota/llmquota/internal/results"
 )
 
@@ -125,6 +128,14 @@ func storedResults(b *llmv1.InferenceBatch) []results.Result {
 		out = append(out, results.Parse([]byte(cm.Data[results.DataKey]))...)
 	}
 	return out
+}
+
+// admissionWaits reads llmquota_batch_admission_wait_seconds for a
+// provider: its samples and their sum.
+func admissionWaits(provider string) (count uint64, sum float64) {
+	var m dto.Metric
+	Expect(metrics.AdmissionWait.WithLabelValues(provider).(prometheus.Histogram).Write(&m)).To(Succeed())
+	return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
 }
 
 // eventReasons lists the type/reason of every Event about obj.
@@ -469,9 +480,20 @@ var _ = Describe("InferenceBatch", func() {
 		p2 := p.DeepCopy()
 		p2.ObjectMeta = metav1.ObjectMeta{Name: "not-yet-" + ns}
 		Expect(k8sClient.Create(ctx, p2)).To(Succeed())
-		waitFinished(b, timeout)
+		got := waitFinished(b, timeout)
 		Eventually(func() []string { return eventReasons(b) }, timeout, interval).Should(ContainElement("Normal/"+llmv1.ReasonAdmitted),
 			"an admission that ends a wait has its Event")
+
+		By("counting the wait in llmquota_batch_admission_wait_seconds, once per batch")
+		count, sum := admissionWaits(p2.Name)
+		Expect(count).To(BeEquivalentTo(1))
+		// Both timestamps in status have whole seconds; the metric's start
+		// has all its digits, so it lies in [shown, shown+1).
+		shown := got.Status.StartTime.Sub(got.CreationTimestamp.Time).Seconds()
+		Expect(sum).To(SatisfyAll(BeNumerically(">=", shown), BeNumerically("<", shown+1)))
+		waitFinished(batchOf(ns, "prompt", p2.Name, 3, nil), timeout)
+		count, _ = admissionWaits(p2.Name)
+		Expect(count).To(BeEquivalentTo(2), "one sample per admitted batch, none for its progress or completion writes")
 	})
 
 	It("refuses a batch with no model anywhere at admission, sends nothing, and runs once one is named", func() {

@@ -62,6 +62,23 @@ func forgetProviderMetrics(name string) {
 	metrics.RequestsTotal.DeletePartialMatch(prometheus.Labels{"provider": name})
 	metrics.CallDuration.DeletePartialMatch(prometheus.Labels{"provider": name})
 	metrics.QueueWait.DeletePartialMatch(prometheus.Labels{"provider": name})
+	metrics.AdmissionWait.DeletePartialMatch(prometheus.Labels{"provider": name})
+}
+
+// admissionWait is how long a batch being admitted (its start time set,
+// not yet written) waited since its creation; ok is false for any other.
+// Read before the write: the object the API server answers with has the
+// start time in whole seconds.
+func admissionWait(orig, b *llmv1.InferenceBatch) (waited time.Duration, ok bool) {
+	if orig.Status.StartTime != nil || b.Status.StartTime == nil {
+		return 0, false
+	}
+	return b.Status.StartTime.Sub(b.CreationTimestamp.Time), true
+}
+
+// observeAdmission records a batch's admission wait.
+func observeAdmission(provider string, waited time.Duration) {
+	metrics.AdmissionWait.WithLabelValues(provider).Observe(waited.Seconds())
 }
 
 // observeSend records how long a call waited to be sent.

@@ -30,6 +30,15 @@ var (
 		Help:    "Seconds each call waited for the provider's quota, backoff, concurrency or its turn, from when its batch's pacing (batchSize, batchDelay) let it go to its send, by provider.",
 		Buckets: []float64{0.01, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 900, 3600, 14400, 86400},
 	}, []string{"provider"})
+	// AdmissionWait is how long batches waited to be admitted, from their
+	// creation to the status write that admits them: the manager's part of
+	// what a user waits for, queue and status write included, and any wait
+	// for the provider (ProviderNotReady, ProviderNotFound).
+	AdmissionWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "llmquota_batch_admission_wait_seconds",
+		Help:    "Seconds from an InferenceBatch's creation to the status write that admits it, by provider; observed once per batch. creationTimestamp has whole seconds, so each wait reads up to 1 s long.",
+		Buckets: []float64{1, 2, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400},
+	}, []string{"provider"})
 	// WindowUsedRequests is the calls in each request-count window.
 	WindowUsedRequests = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "llmquota_window_used_requests",
@@ -83,5 +92,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(RequestsTotal, CallDuration, QueueWait, WindowUsedRequests, WindowLimitRequests, WindowUsedTokens, WindowLimitTokens, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, CostLimitUSD, BatchItems)
+	metrics.Registry.MustRegister(RequestsTotal, CallDuration, QueueWait, AdmissionWait, WindowUsedRequests, WindowLimitRequests, WindowUsedTokens, WindowLimitTokens, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, CostLimitUSD, BatchItems)
 }
