@@ -487,7 +487,7 @@ var _ = Describe("InferenceBatch", func() {
 		By("counting the wait in llmquota_batch_admission_wait_seconds, once per batch")
 		count, sum := admissionWaits(p2.Name)
 		Expect(count).To(BeEquivalentTo(1))
-		// Both timestamps in status have whole seconds; the metric's start
+		// The API server shows both timestamps in whole seconds; the metric's start
 		// has all its digits, so it lies in [shown, shown+1).
 		shown := got.Status.StartTime.Sub(got.CreationTimestamp.Time).Seconds()
 		Expect(sum).To(SatisfyAll(BeNumerically(">=", shown), BeNumerically("<", shown+1)))
