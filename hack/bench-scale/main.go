@@ -258,8 +258,12 @@ func run(c config, batches int) (string, error) {
 		return "", err
 	}
 	fmt.Fprintf(os.Stderr, "bench-scale: %d batches: objects written, as the watch saw them: %s\n", batches, w.written())
-	fmt.Fprintf(os.Stderr, "bench-scale: %d batches: the manager's InferenceBatch reconciles: %s\n", batches, batchQueue(metricsPort))
-	fmt.Fprintf(os.Stderr, "bench-scale: %d batches: the manager's admission wait: %s\n", batches, admissionWait(metricsPort))
+	if text, err := fetchMetrics(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)); err != nil {
+		fmt.Fprintf(os.Stderr, "bench-scale: %d batches: the manager's metrics: %v\n", batches, err)
+	} else {
+		fmt.Fprintf(os.Stderr, "bench-scale: %d batches: the manager's InferenceBatch reconciles: %s\n", batches, batchQueue(text))
+		fmt.Fprintf(os.Stderr, "bench-scale: %d batches: the manager's admission wait: %s\n", batches, admissionWait(text))
+	}
 	if !c.s3 {
 		fmt.Fprintf(os.Stderr, "bench-scale: %d batches: %s\n", batches, w.lagSummary(start))
 	}
@@ -500,12 +504,9 @@ func managerWrites(port int) (map[string]int64, error) {
 
 // batchQueue says how long InferenceBatch reconciles waited in the
 // manager's queue and ran, on average, from its controller-runtime
-// metrics: where an admission's latency goes inside the manager.
-func batchQueue(port int) string {
-	text, err := fetchMetrics(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
-	if err != nil {
-		return "unknown: " + err.Error()
-	}
+// metrics (text, as /metrics serves them): where an admission's latency
+// goes inside the manager.
+func batchQueue(text string) string {
 	avg := func(metric, label string) string {
 		match := func(labels string) bool { return strings.Contains(labels, label+`="inferencebatch"`) }
 		sum, err1 := sample(text, metric+"_sum", match)
@@ -521,12 +522,8 @@ func batchQueue(port int) string {
 // admissionWait summarises the manager's own llmquota_batch_admission_wait_seconds:
 // creation to the status write that admits, so what the watch adds on top
 // is the API server delivering that write (an older build has no such
-// metric: "unknown").
-func admissionWait(port int) string {
-	text, err := fetchMetrics(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
-	if err != nil {
-		return "unknown: " + err.Error()
-	}
+// metric: "unknown"); text is the manager's /metrics.
+func admissionWait(text string) string {
 	const metric = "llmquota_batch_admission_wait_seconds"
 	sum, err1 := sample(text, metric+"_sum", nil)
 	n, err2 := sample(text, metric+"_count", nil)

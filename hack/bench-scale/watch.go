@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -291,7 +292,7 @@ func (w *watcher) lagSummary(start time.Time) string {
 		return "none measured"
 	}
 	ls := slices.Clone(w.lags)
-	slices.SortFunc(ls, func(a, b lagSample) int { return int(a.lag - b.lag) })
+	slices.SortFunc(ls, func(a, b lagSample) int { return cmp.Compare(a.lag, b.lag) })
 	over := 0
 	for _, l := range ls {
 		if l.lag > 2*time.Second {

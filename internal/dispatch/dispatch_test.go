@@ -457,8 +457,7 @@ func sends(d *Dispatcher, now time.Time, n int) []string {
 			break
 		}
 		served()
-		b.pop()
-		b.groupUnsen--
+		b.take()
 		b.inFlight++
 		keys = append(keys, b.Key)
 	}

@@ -282,6 +282,13 @@ func (b *batch) pop() {
 	b.queue = b.queue[1:]
 }
 
+// take removes the queue's first item from the current group: it is sent,
+// or diverted to the fallback.
+func (b *batch) take() {
+	b.pop()
+	b.groupUnsen--
+}
+
 // startGroup opens the next group of the batch at now+Delay (now zero: at once).
 func (b *batch) startGroup(now time.Time) {
 	b.topUp(b.Size)

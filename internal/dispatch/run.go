@@ -83,8 +83,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	it := b.queue[0]
 	if fb := d.divert(it); fb != nil {
 		served()
-		b.pop()
-		b.groupUnsen--
+		b.take()
 		d.mu.Unlock()
 		d.sendToFallback(fb, b, it)
 		return -1
@@ -139,8 +138,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	d.limited = dec
 	served()
 	waited := now.Sub(later(b.openedAt, it.requeued))
-	b.pop()
-	b.groupUnsen--
+	b.take()
 	b.inFlight++
 	d.inFlight++
 	params := b.Params
