@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -79,8 +80,33 @@ func (c *Client) generate(ctx context.Context, body map[string]any, want string)
 	return nil
 }
 
-// PS lists the resident models.
+// psAttempts bounds how often PS asks again after a 500. Ollama (v0.17)
+// lists /api/ps without the scheduler's lock, and an unload clears the
+// runner's model before it leaves the list: a listing that meets one in
+// between dereferences nil, and the server's recovery answers 500 with an
+// empty body. The next listing, a moment later, no longer has the runner.
+const psAttempts = 3
+
+// psRetryDelay is the pause before each further listing.
+const psRetryDelay = 20 * time.Millisecond
+
+// PS lists the resident models, asking again after a 500 (psAttempts).
 func (c *Client) PS(ctx context.Context) ([]Running, error) {
+	for attempt := 1; ; attempt++ {
+		running, err := c.ps(ctx)
+		var status *StatusError
+		if err == nil || !errors.As(err, &status) || status.Code != http.StatusInternalServerError || attempt == psAttempts {
+			return running, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, errors.Join(ctx.Err(), err)
+		case <-time.After(psRetryDelay):
+		}
+	}
+}
+
+func (c *Client) ps(ctx context.Context) ([]Running, error) {
 	var out struct {
 		Models []Running `json:"models"`
 	}
@@ -89,6 +115,14 @@ func (c *Client) PS(ctx context.Context) ([]Running, error) {
 	}
 	return out.Models, nil
 }
+
+// StatusError is an answer other than 200 OK, with Ollama's error text.
+type StatusError struct {
+	Code    int
+	Message string
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Code, e.Message) }
 
 // Resident reports whether model is in a /api/ps listing. Ollama names
 // models with a tag ("tiny:latest"); a name without one matches latest.
@@ -129,7 +163,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 			Error string `json:"error"`
 		}
 		_ = json.Unmarshal(data, &e)
-		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, e.Error)
+		return &StatusError{Code: resp.StatusCode, Message: e.Error}
 	}
 	return json.Unmarshal(data, out)
 }
