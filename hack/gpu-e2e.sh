@@ -90,8 +90,18 @@ run() {
     export OLLAMA_FLASH_ATTENTION=0 # its kernels were compiled out to save build time
   fi
   "$work/bin/gpu-e2e" ${dry:+"$dry"} --assets "$work/k8s" --crds "$work/crds" --ollama "$work/ollama/bin/ollama" \
-    --agent "$work/bin/node-agent" --work "$work/logs" || { tail -30 "$work/logs/node-agent.log" >&2; exit 1; }
+    --agent "$work/bin/node-agent" --work "$work/logs" || { failed "$work/logs"; exit 1; }
   log "done in $((SECONDS - start))s"
+}
+
+# failed shows what a failed run leaves for reading: the agent's last lines
+# and Ollama's own (its HTTP log and any panic its server recovered from,
+# which it answers with an empty 500).
+failed() {
+  echo "--- node-agent.log (last 30 lines)" >&2
+  tail -30 "$1/node-agent.log" >&2
+  echo "--- ollama.log (last 30 lines)" >&2
+  tail -30 "$1/ollama.log" >&2 2>/dev/null || true
 }
 
 case $cmd in
