@@ -198,14 +198,20 @@ const finalNews = "batchrun.llmquota.dev/final"
 // tell queues the batch for a reconcile that publishes its progress;
 // final says every result is stored (the batch is about to finish).
 func (rt *Runtime) tell(ctx context.Context, key types.NamespacedName, final bool) {
+	select {
+	case rt.news <- event.TypedGenericEvent[*llmv1.InferenceBatch]{Object: News(key, final)}:
+	case <-ctx.Done():
+	}
+}
+
+// News is the object News carries for the batch at key: only its name,
+// marked when final (every result is stored).
+func News(key types.NamespacedName, final bool) *llmv1.InferenceBatch {
 	obj := &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
 	if final {
 		obj.Annotations = map[string]string{finalNews: "true"}
 	}
-	select {
-	case rt.news <- event.TypedGenericEvent[*llmv1.InferenceBatch]{Object: obj}:
-	case <-ctx.Done():
-	}
+	return obj
 }
 
 // IsFinal reports whether news from News says every result of its batch

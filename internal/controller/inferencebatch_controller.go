@@ -345,21 +345,32 @@ func (r *InferenceBatchReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
+// endPriority queues the news that a batch's results are all stored ahead
+// of admissions and spec changes (priority 0): its completion is one status
+// write, and behind a burst of admissions the status would trail the
+// stored results by the whole queue (seconds). Ends are few beside
+// admissions, so admissions lose little.
+const endPriority = 1
+
 // newsHandler queues a batch with progress news behind admissions and
 // spec changes (controller-runtime's priority queue, on by default): a
 // batch waiting for admission never waits behind progress publishes. The
-// news that every result is stored is not progress but the batch's end,
-// as due as an admission: it goes in at their priority.
+// news that every result is stored is not progress but the batch's end:
+// it goes ahead of them (endPriority).
 func newsHandler() handler.TypedEventHandler[*llmv1.InferenceBatch, reconcile.Request] {
-	low := handler.LowPriority
+	low, end := handler.LowPriority, endPriority
 	return handler.TypedFuncs[*llmv1.InferenceBatch, reconcile.Request]{
 		GenericFunc: func(_ context.Context, e event.TypedGenericEvent[*llmv1.InferenceBatch], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(e.Object)}
-			if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok && !batchrun.IsFinal(e.Object) {
+			pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request])
+			switch {
+			case !ok:
+				q.Add(req)
+			case batchrun.IsFinal(e.Object):
+				pq.AddWithOpts(priorityqueue.AddOpts{Priority: &end}, req)
+			default:
 				pq.AddWithOpts(priorityqueue.AddOpts{Priority: &low}, req)
-				return
 			}
-			q.Add(req)
 		},
 	}
 }
