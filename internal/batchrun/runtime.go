@@ -204,8 +204,8 @@ func (rt *Runtime) tell(ctx context.Context, key types.NamespacedName, final boo
 	}
 }
 
-// News is the object News carries for the batch at key: only its name,
-// marked when final (every result is stored).
+// News is the object a run sends on the News channel for the batch at
+// key: only its name, marked when final (every result is stored).
 func News(key types.NamespacedName, final bool) *llmv1.InferenceBatch {
 	obj := &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
 	if final {
