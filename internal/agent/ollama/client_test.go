@@ -28,7 +28,7 @@ func psServer(t *testing.T, codes ...int) (*Client, *atomic.Int32) {
 func TestPSAsksAgainAfterAServerPanic(t *testing.T) {
 	c, calls := psServer(t, http.StatusInternalServerError, http.StatusInternalServerError)
 	running, err := c.PS(ctx(t))
-	if err != nil || !isListed(running, "tiny-a") || calls.Load() != 3 {
+	if _, listed := Resident(running, "tiny-a"); err != nil || !listed || calls.Load() != 3 {
 		t.Fatalf("got %v, %v after %d listings; want tiny-a on the third", running, err, calls.Load())
 	}
 }
@@ -47,9 +47,4 @@ func TestPSDoesNotRepeatOtherErrors(t *testing.T) {
 	if _, err := c.PS(ctx(t)); err == nil || calls.Load() != 1 {
 		t.Fatalf("got %v after %d listings; want the 404 after one", err, calls.Load())
 	}
-}
-
-func isListed(running []Running, model string) bool {
-	_, ok := Resident(running, model)
-	return ok
 }
