@@ -150,7 +150,7 @@ bench-scale: k8s-bin tools build ## Scale benchmark: SIZES batches of 100 items 
 
 BASELINE ?= 1b1cc3d
 .PHONY: bench-apiwrite
-bench-apiwrite: k8s-bin ## API server CPU and etcd bytes per InferenceBatch create and status patch: this tree's CRDs against BASELINE's (a commit).
+bench-apiwrite: k8s-bin ## API server CPU and etcd bytes per InferenceBatch create and status write: this tree's CRDs and status PUTs against BASELINE's CRDs (a commit) and merge patches.
 	@rm -rf $(LOCALBIN)/bench-apiwrite-baseline && mkdir -p $(LOCALBIN)/bench-apiwrite-baseline
 	git archive $(BASELINE) config/crd/bases | tar -x --strip-components=3 -C $(LOCALBIN)/bench-apiwrite-baseline
 	@rm -rf $(LOCALBIN)/bench-apiwrite-baseline-policy && mkdir -p $(LOCALBIN)/bench-apiwrite-baseline-policy

@@ -55,6 +55,10 @@ type config struct {
 	latency, flushEvery, timeout time.Duration
 	batchDelay                   time.Duration
 	pprof                        string
+	// apiserverProfile, if set, is where the API server's CPU profile of
+	// the run's first apiserverProfileFor is written.
+	apiserverProfile    string
+	apiserverProfileFor time.Duration
 	// s3 reads every batch's items from, and writes its results to, a
 	// real MinIO (the S3 sink) instead of inline items and ConfigMaps.
 	s3 bool
@@ -93,6 +97,8 @@ func main() {
 	flag.BoolVar(&c.keep, "keep", false, "Keep each run's directory with the manager's and the emulator's logs.")
 	flag.Int64Var(&c.memoryLimit, "memory-limit", 256<<20, "Bytes of the container memory limit passed to the manager as the chart does (LLMQUOTA_MEMORY_LIMIT; the chart's default is 256Mi); 0: none.")
 	flag.StringVar(&c.pprof, "pprof", "0", "The manager's --pprof-bind-address, to profile it during a run.")
+	flag.StringVar(&c.apiserverProfile, "apiserver-profile", "", "Write the API server's CPU profile of the run's first -apiserver-profile-for to this file (go tool pprof reads it); with several sizes, the size is appended to the name.")
+	flag.DurationVar(&c.apiserverProfileFor, "apiserver-profile-for", 20*time.Second, "How long -apiserver-profile profiles, from the first create.")
 	flag.DurationVar(&c.timeout, "timeout", 20*time.Minute, "Give up a run after this long.")
 	flag.Parse()
 	ctrllog.SetLogger(logr.Discard()) // envtest logs nothing the table needs
@@ -236,15 +242,25 @@ func run(c config, batches int) (string, error) {
 	w := newWatcher()
 	go w.batches(ctx, cfg)
 	go w.shards(ctx, cfg)
+	if c.apiserverProfile != "" {
+		path := c.apiserverProfile
+		if len(c.sizes) > 1 {
+			path += "." + strconv.Itoa(batches)
+		}
+		go profileAPIServer(ctx, cfg, path, c.apiserverProfileFor)
+	}
+	cpuBefore := cpuShares()
 	start := time.Now()
 	if err := createBatches(ctx, k, c, batches, w, store); err != nil {
 		return "", err
 	}
-	fmt.Fprintf(os.Stderr, "bench-scale: %d batches created in %.1f s\n", batches, time.Since(start).Seconds())
+	created := time.Since(start)
+	fmt.Fprintf(os.Stderr, "bench-scale: %d batches created in %.1f s; CPU by process meanwhile: %s\n", batches, created.Seconds(), cpuSpent(cpuBefore, cpuShares(), created))
 	if err := w.waitComplete(ctx, batches); err != nil {
 		return "", fmt.Errorf("%w (manager log: keep it with a breakpoint in %s)", err, dir)
 	}
 	elapsed := time.Since(start)
+	fmt.Fprintf(os.Stderr, "bench-scale: %d batches: CPU by process from the first create to the last completion: %s\n", batches, cpuSpent(cpuBefore, cpuShares(), elapsed))
 	usage, err := process.UsageOf(mgr.Pid())
 	if err != nil {
 		return "", err

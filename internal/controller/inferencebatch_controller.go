@@ -44,6 +44,10 @@ const (
 	statusInterval  = time.Second
 	waitForProvider = 5 * time.Second
 	recheckItems    = 30 * time.Second
+	// conflictRetry is how long a status write refused as computed from
+	// an older copy waits for the cache to catch up (status changes do
+	// not wake the reconciler).
+	conflictRetry = 100 * time.Millisecond
 )
 
 // InferenceBatchReconciler admits batches to their provider's dispatcher
@@ -131,7 +135,13 @@ func (r *InferenceBatchReconciler) sync(ctx context.Context, b *llmv1.InferenceB
 		}
 	}
 	waited, admitted := admissionWait(orig, b)
-	if err := r.Status().Patch(ctx, b, countsAlways{client.MergeFrom(orig)}); err != nil {
+	if err := r.writeStatus(ctx, b); err != nil {
+		if apierrors.IsConflict(err) {
+			// Computed from a copy older than the stored batch (the cache
+			// had not caught up, or the spec changed meanwhile): the cache
+			// will catch up; compute it again then.
+			return ctrl.Result{RequeueAfter: conflictRetry}, nil
+		}
 		return ctrl.Result{}, err
 	}
 	if admitted { // once written: a failed write is retried, not counted twice

@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -494,6 +495,37 @@ var _ = Describe("InferenceBatch", func() {
 		waitFinished(batchOf(ns, "prompt", p2.Name, 3, nil), timeout)
 		count, _ = admissionWaits(p2.Name)
 		Expect(count).To(BeEquivalentTo(2), "one sample per admitted batch, none for its progress or completion writes")
+	})
+
+	It("writes status without the items, keeps the spec whole and never writes over a newer copy", func() {
+		_, url := emulate(emulator.Config{})
+		p := providerFor(ns, url, nil)
+		waitReady(p)
+		b := batchOf(ns, "whole", p.Name, 12, nil)
+		done := waitFinished(b, timeout)
+		Expect(done.Status.Counts.Succeeded).To(BeEquivalentTo(12))
+		Expect(done.Spec.Items).To(Equal(b.Spec.Items), "the server keeps the spec of a status write")
+		Expect(done.Generation).To(BeEquivalentTo(1))
+		var creator, status string
+		for _, m := range done.ManagedFields {
+			if m.Subresource == "status" {
+				status = m.FieldsV1.GetRawString()
+			} else {
+				creator = m.FieldsV1.GetRawString()
+			}
+		}
+		Expect(status).To(SatisfyAll(ContainSubstring(`"f:counts"`), Not(ContainSubstring(`"f:spec"`))))
+		Expect(creator).To(ContainSubstring(`"f:items"`), "the items stay their creator's")
+
+		By("refusing a status computed from a copy older than the stored batch")
+		stale := done.DeepCopy()
+		labelled := done.DeepCopy()
+		labelled.Labels = map[string]string{"team": "research"}
+		Expect(k8sClient.Update(ctx, labelled)).To(Succeed())
+		stale.Status.Counts.Failed = 7
+		err := (&InferenceBatchReconciler{Client: k8sClient}).writeStatus(ctx, stale)
+		Expect(apierrors.IsConflict(err)).To(BeTrue(), "got %v", err)
+		Expect(getBatch(b)(Default).Status.Counts.Failed).To(BeZero())
 	})
 
 	It("refuses a batch with no model anywhere at admission, sends nothing, and runs once one is named", func() {

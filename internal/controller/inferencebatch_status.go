@@ -1,12 +1,11 @@
 package controller
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/dispatch"
@@ -146,26 +145,18 @@ func waiting(b *llmv1.InferenceBatch, reason, message string, now time.Time) {
 	set(notFinished())
 }
 
-// countsAlways is a status merge patch that carries status.counts whole:
-// a merge patch holds only what changed, so a count that stays 0 would
-// never reach the server and kubectl's FAILED column would read blank
-// instead of 0.
-type countsAlways struct{ client.Patch }
-
-func (p countsAlways) Data(obj client.Object) ([]byte, error) {
-	data, err := p.Patch.Data(obj)
-	if err != nil {
-		return nil, err
-	}
-	var patch map[string]any
-	if err := json.Unmarshal(data, &patch); err != nil {
-		return nil, err
-	}
-	status, _ := patch["status"].(map[string]any)
-	if status == nil {
-		status = map[string]any{}
-		patch["status"] = status
-	}
-	status["counts"] = obj.(*llmv1.InferenceBatch).Status.Counts
-	return json.Marshal(patch)
+// writeStatus writes the batch's status with a PUT of its status
+// subresource, sent without the inline items. For a status write the API
+// server keeps everything but status from the stored object, so the items
+// need not travel; and a PUT spares it a merge patch's trip through the
+// whole stored object (to JSON, merged, decoded again): with 100 inline
+// items a status write costs it 8.3 instead of 9.3 ms of CPU (make
+// bench-apiwrite, docs/benchmarks.md). The whole status travels, so a
+// count of 0 is stored as 0 (kubectl's FAILED column reads 0, not blank).
+// The resourceVersion makes the write conditional: a status computed from
+// an older copy is refused with a Conflict, never written over a newer
+// one. On success b is the stored object.
+func (r *InferenceBatchReconciler) writeStatus(ctx context.Context, b *llmv1.InferenceBatch) error {
+	b.Spec.Items = nil
+	return r.Status().Update(ctx, b)
 }

@@ -107,3 +107,35 @@ func UsageOf(pid int) (Usage, error) {
 	}
 	return u, nil
 }
+
+// Children lists the running children of the process ppid by command name
+// (the kernel's, at most 15 bytes: "kube-apiserver", "etcd"), so a
+// benchmark can read the CPU of the control plane that envtest started.
+// A name held by several children keeps the last one read.
+func Children(ppid int) (map[string]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	kids := map[string]int{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue // exited since the directory was read
+		}
+		open, closing := strings.IndexByte(string(stat), '('), strings.LastIndexByte(string(stat), ')')
+		if open < 0 || closing < open {
+			continue
+		}
+		// After the name: state, then the parent's pid.
+		rest := strings.Fields(string(stat[closing+1:]))
+		if len(rest) > 1 && rest[1] == strconv.Itoa(ppid) {
+			kids[string(stat[open+1:closing])] = pid
+		}
+	}
+	return kids, nil
+}

@@ -24,3 +24,24 @@ func TestStartUsageStop(t *testing.T) {
 		t.Fatal("a stopped process still has a /proc entry")
 	}
 }
+
+func TestChildrenFindsAStartedChildByName(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	p, err := Start(filepath.Join(t.TempDir(), "log"), "/bin/sleep", "30")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	kids, err := Children(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kids["sleep"] != p.Pid() {
+		t.Fatalf("children %v: sleep is not pid %d", kids, p.Pid())
+	}
+	if others, err := Children(p.Pid()); err != nil || len(others) != 0 {
+		t.Fatalf("sleep has children %v, %v", others, err)
+	}
+}
