@@ -4,8 +4,9 @@
 // /proc through testbed/process), and the bytes of the stored object with
 // its managedFields. Each CRD set (with its admission policies, if any,
 // and its way of writing status) gets a fresh API server and etcd; the
-// sets alternate, run after run, so a drift of the machine hits both. `make bench-apiwrite` runs it against
-// the CRDs of a named commit; docs/benchmarks.md has the figures.
+// sets alternate, run after run, so a drift of the machine hits both.
+// `make bench-apiwrite` runs it against the CRDs of a named commit;
+// docs/benchmarks.md has the figures.
 package main
 
 import (

@@ -2,8 +2,12 @@ package controller
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"sync/atomic"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 )
@@ -49,8 +53,21 @@ type countingStatus struct{ client.SubResourceWriter }
 
 func (c countingStatus) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
 	apiWrites.Add(1)
+	if _, labelled := obj.GetLabels()[conflictFirstStatusWrite]; labelled {
+		if _, met := conflicted.LoadOrStore(client.ObjectKeyFromObject(obj), true); !met {
+			return apierrors.NewConflict(schema.GroupResource{Group: "llmquota.dev", Resource: "inferencebatches"}, obj.GetName(),
+				errors.New("injected by the suite: the object has been modified"))
+		}
+	}
 	return c.SubResourceWriter.Update(ctx, obj, opts...)
 }
+
+// conflictFirstStatusWrite labels an object whose first status write the
+// suite's client refuses with a Conflict, as the API server refuses one
+// computed from an older copy; conflicted holds the keys it refused.
+const conflictFirstStatusWrite = "test.llmquota.dev/conflict-first-status-write"
+
+var conflicted sync.Map
 
 func (c countingStatus) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
 	apiWrites.Add(1)

@@ -211,17 +211,12 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 			}
 			return ctrl.Result{}, err
 		}
-		if b.Status.StartTime == nil {
-			b.Status.StartTime = &metav1.Time{Time: now}
-		}
-		msg := fmt.Sprintf("%d of %d items to send to %s (%d filtered below minScore %s)", run.Kept, run.Total, p.Name, run.Filtered, b.Spec.MinScore)
-		waited := meta.IsStatusConditionFalse(b.Status.Conditions, llmv1.ConditionAdmitted)
-		if setCondition(&b.Status.Conditions, metav1.Condition{Type: llmv1.ConditionAdmitted, Status: metav1.ConditionTrue, Reason: llmv1.ReasonAdmitted, Message: msg}, b.Generation, now) {
+		if !meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionAdmitted) {
 			// An Event only ends a wait (whose start had a Warning): an
 			// admission at once is told by the condition alone, since an
 			// Event for every batch is one more API write per batch.
-			if waited {
-				r.Recorder.Eventf(b, nil, corev1.EventTypeNormal, llmv1.ReasonAdmitted, "Admit", "%s", msg)
+			if meta.IsStatusConditionFalse(b.Status.Conditions, llmv1.ConditionAdmitted) {
+				r.Recorder.Eventf(b, nil, corev1.EventTypeNormal, llmv1.ReasonAdmitted, "Admit", "%s", admittedMessage(b, run, p.Name))
 			}
 			if b.Spec.Output.Kind != llmv1.OutputS3 && run.Total > results.ConfigMapItemsAdvised {
 				r.Recorder.Eventf(b, nil, corev1.EventTypeWarning, llmv1.ReasonLargeResultsInEtcd, "Admit",
@@ -230,6 +225,14 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 			}
 		}
 	}
+	// Shown admitted on every pass, not only the one that admitted: when
+	// that pass's status write failed (a Conflict), the batch is already in
+	// its dispatcher, and this pass writes what that one could not.
+	if b.Status.StartTime == nil {
+		b.Status.StartTime = &metav1.Time{Time: now}
+	}
+	setCondition(&b.Status.Conditions, metav1.Condition{Type: llmv1.ConditionAdmitted, Status: metav1.ConditionTrue, Reason: llmv1.ReasonAdmitted,
+		Message: admittedMessage(b, run, p.Name)}, b.Generation, now)
 	d.Adjust(key.String(), b.Spec.Suspend, b.Spec.Priority) // the fields a running batch takes at once
 
 	if r.observe(b, &p, run, d, now) {

@@ -528,6 +528,26 @@ var _ = Describe("InferenceBatch", func() {
 		Expect(getBatch(b)(Default).Status.Counts.Failed).To(BeZero())
 	})
 
+	It("shows a batch admitted when the status write of its admission met a Conflict", func() {
+		_, url := emulate(emulator.Config{})
+		p := providerFor(ns, url, nil)
+		waitReady(p)
+		b := &llmv1.InferenceBatch{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "conflicted", Labels: map[string]string{conflictFirstStatusWrite: "yes"}},
+			Spec: llmv1.InferenceBatchSpec{ProviderRef: llmv1.ProviderReference{Name: llmv1.LocalObjectName(p.Name)}, BatchSize: 5, MinScore: "0.20",
+				Items: []llmv1.Item{{ID: "a", Prompt: "first", Score: "0.50"}, {ID: "b", Prompt: "second", Score: "0.50"}}},
+		}
+		Expect(k8sClient.Create(ctx, b)).To(Succeed())
+		got := waitFinished(b, timeout)
+		_, refused := conflicted.Load(client.ObjectKeyFromObject(b))
+		Expect(refused).To(BeTrue(), "the suite's client refused the admission's status write")
+		Expect(got.Status.StartTime).NotTo(BeNil())
+		Expect(got).To(SatisfyAll(
+			haveCondition(llmv1.ConditionAdmitted, metav1.ConditionTrue, llmv1.ReasonAdmitted),
+			haveCondition(llmv1.ConditionFinished, metav1.ConditionTrue, llmv1.ReasonSucceeded)))
+		Expect(got.Status.Counts.Succeeded).To(BeEquivalentTo(2))
+	})
+
 	It("refuses a batch with no model anywhere at admission, sends nothing, and runs once one is named", func() {
 		emu, url := emulate(emulator.Config{})
 		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) { s.Model = "" })

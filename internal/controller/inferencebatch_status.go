@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/batchrun"
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/items"
 	"github.com/llmquota/llmquota/internal/results"
@@ -159,4 +160,9 @@ func waiting(b *llmv1.InferenceBatch, reason, message string, now time.Time) {
 func (r *InferenceBatchReconciler) writeStatus(ctx context.Context, b *llmv1.InferenceBatch) error {
 	b.Spec.Items = nil
 	return r.Status().Update(ctx, b)
+}
+
+// admittedMessage is the Admitted condition's message for a running batch.
+func admittedMessage(b *llmv1.InferenceBatch, run *batchrun.Run, provider string) string {
+	return fmt.Sprintf("%d of %d items to send to %s (%d filtered below minScore %s)", run.Kept, run.Total, provider, run.Filtered, b.Spec.MinScore)
 }
