@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -29,20 +30,29 @@ type watcher struct {
 	mu        sync.Mutex
 	createdAt map[string]time.Time
 	admitted  map[string]time.Duration
+	// delivered[batch]: how long after its create returned the watch first
+	// showed the batch: the API server's watch delivery, which the
+	// manager's informer waits for as well before it can admit.
+	delivered map[string]time.Duration
 	complete  map[string]bool
 	// storedAt[batch][n]: when the shards first held n results; lag is how
 	// long after that the batch's status first showed n done.
 	storedAt map[string]map[int]time.Time
 	lags     []lagSample
 	changed  chan struct{}
+	// want is how many batches will be created; allAdmitted is closed
+	// when the watch has seen that many admitted.
+	want        int
+	allAdmitted chan struct{}
 	// writes and bytes count the objects each watch saw written (every
 	// create and update is one event carrying the object as stored).
 	writes, bytes map[string]int64
 }
 
-func newWatcher() *watcher {
-	return &watcher{createdAt: map[string]time.Time{}, admitted: map[string]time.Duration{}, complete: map[string]bool{},
-		storedAt: map[string]map[int]time.Time{}, changed: make(chan struct{}, 1), writes: map[string]int64{}, bytes: map[string]int64{}}
+func newWatcher(want int) *watcher {
+	return &watcher{createdAt: map[string]time.Time{}, admitted: map[string]time.Duration{}, delivered: map[string]time.Duration{}, complete: map[string]bool{},
+		storedAt: map[string]map[int]time.Time{}, changed: make(chan struct{}, 1), writes: map[string]int64{}, bytes: map[string]int64{},
+		want: want, allAdmitted: make(chan struct{})}
 }
 
 // saw counts one write of kind, n bytes as stored (JSON).
@@ -96,12 +106,22 @@ func (w *watcher) batches(ctx context.Context, cfg *rest.Config) {
 		now, key := time.Now(), b.Metadata.Namespace+"/"+b.Metadata.Name
 		w.mu.Lock()
 		defer w.mu.Unlock()
+		if _, seen := w.delivered[key]; !seen {
+			var d time.Duration // 0: the watch was faster than the create's answer
+			if at, ok := w.createdAt[key]; ok {
+				d = now.Sub(at)
+			}
+			w.delivered[key] = d
+		}
 		if _, seen := w.admitted[key]; !seen && meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionAdmitted) {
 			at, ok := w.createdAt[key]
 			if !ok { // the watch was faster than the create's answer
 				at = now
 			}
 			w.admitted[key] = now.Sub(at)
+			if len(w.admitted) == w.want {
+				close(w.allAdmitted)
+			}
 		}
 		c := b.Status.Counts
 		done := int(c.Succeeded + c.Failed + c.Cached + c.Filtered)
@@ -253,14 +273,21 @@ func (w *watcher) waitComplete(ctx context.Context, n int) error {
 func (w *watcher) admission(q float64) time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var ds []time.Duration
-	for _, d := range w.admitted {
-		ds = append(ds, d)
-	}
-	if len(ds) == 0 {
+	return quantile(w.admitted, q)
+}
+
+func (w *watcher) delivery(q float64) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return quantile(w.delivered, q)
+}
+
+// quantile is the q quantile of m's durations; 0 when m is empty.
+func quantile(m map[string]time.Duration, q float64) time.Duration {
+	if len(m) == 0 {
 		return 0
 	}
-	slices.Sort(ds)
+	ds := slices.Sorted(maps.Values(m))
 	return ds[min(len(ds)-1, int(q*float64(len(ds))))]
 }
 
