@@ -164,8 +164,11 @@ func measure(dir, policies, write string, o options) (figures, error) {
 	c1 := cpu()
 	for p := 0; p < o.patches; p++ {
 		err := parallel(o.batches, o.workers, func(i int) error {
-			b := batches[i] // the answer of its last write
-			orig := b.DeepCopy()
+			b := batches[i]                // the answer of its last write
+			var orig *llmv1.InferenceBatch // what a merge patch is computed against
+			if write == writePatch {
+				orig = b.DeepCopy()
+			}
 			now := metav1.Now()
 			b.Status.StartTime = &now
 			b.Status.Counts.Succeeded = int32(10 * (p + 1))
