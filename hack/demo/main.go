@@ -289,14 +289,15 @@ func checkServerLog(path string) error {
 			log = append(log, r)
 		}
 	}
-	statuses := map[int]int{}
-	for _, r := range log {
-		statuses[r.Status]++
-	}
+	tally := emulator.Count(log)
 	if err := emulator.CheckWindows(log, []emulator.Limit{{Requests: 60, Period: time.Minute}, {Requests: 3600, Period: time.Hour}}); err != nil {
-		return fmt.Errorf("a quota window was exceeded at the server: %w", err)
+		return fmt.Errorf("more requests reached the server than a quota window allows: %w", err)
 	}
-	say("The emulator received %d requests (by status: %v); no quota window was exceeded at the server", len(log), statuses)
+	say("The emulator received %d requests (by status: %v): no quota window was exceeded by the arrivals at the server", tally.Arrivals, tally.ByStatus)
+	say("Quota refusals at the server: %d (429s because a window was full; must be 0). Injected faults met: %d", tally.QuotaRefusals, tally.InjectedFaults)
+	if tally.QuotaRefusals > 0 {
+		return fmt.Errorf("the server refused %d requests for quota", tally.QuotaRefusals)
+	}
 	return nil
 }
 

@@ -159,14 +159,57 @@ func TestParseFlags(t *testing.T) {
 func TestCheckWindowsFindsAViolation(t *testing.T) {
 	t0 := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
 	log := []Record{{Time: t0, KeyID: "a", Admitted: true}, {Time: t0.Add(time.Second), KeyID: "b", Admitted: true},
-		{Time: t0.Add(2 * time.Second), KeyID: "a", Admitted: false}, {Time: t0.Add(3 * time.Second), KeyID: "a", Admitted: true}}
+		{Time: t0.Add(3 * time.Second), KeyID: "a", Admitted: true}, {Time: t0.Add(61 * time.Second), KeyID: "a", Admitted: true}}
 	limits := []Limit{{Requests: 2, Period: time.Minute}}
 	if err := CheckWindows(log, limits); err != nil {
-		t.Fatalf("two admitted per key in a minute is within 2/min: %v", err)
+		t.Fatalf("two arrivals per key in any minute is within 2/min: %v", err)
 	}
-	log = append(log, Record{Time: t0.Add(59 * time.Second), KeyID: "a", Admitted: true})
+	// A refused arrival still counts: the client sent it.
+	log = append(log, Record{Time: t0.Add(59 * time.Second), KeyID: "a", Status: http.StatusTooManyRequests})
 	if err := CheckWindows(log, limits); err == nil {
-		t.Fatal("a third admitted request of key a within the minute was not found")
+		t.Fatal("a third arrival of key a within the minute, refused by the server, was not found")
+	}
+}
+
+// TestCheckWindowsFailsForAClientThatExceedsThem: a client that sends 8
+// requests against 5 a minute, over real HTTP. The emulator refuses the
+// excess, so counting only what it admitted would pass; the check counts
+// arrivals and fails, and the tally names the three quota refusals apart
+// from the injected fault.
+func TestCheckWindowsFailsForAClientThatExceedsThem(t *testing.T) {
+	limits := []Limit{{Requests: 5, Period: time.Minute}}
+	srv := httptest.NewServer(New(Config{Limits: limits, Script: []Fault{FaultNone, FaultServerError}}))
+	defer srv.Close()
+	emu := srv.Config.Handler.(*Server)
+	for i := range 5 {
+		post(t, srv.URL, "key", "within "+strconv.Itoa(i))
+	}
+	if err := CheckWindows(emu.Log(), limits); err != nil {
+		t.Fatalf("5 arrivals against 5 a minute: %v", err)
+	}
+	for i := range 3 {
+		post(t, srv.URL, "key", "over "+strconv.Itoa(i))
+	}
+	if err := CheckWindows(emu.Log(), limits); err == nil {
+		t.Fatal("8 arrivals in a minute against 5 a minute passed the check")
+	}
+	got := Count(emu.Log())
+	if got.Arrivals != 8 || got.QuotaRefusals != 3 || got.InjectedFaults != 1 || got.ByStatus[http.StatusInternalServerError] != 1 {
+		t.Fatalf("tally %+v, want 8 arrivals, 3 quota refusals, 1 injected 500", got)
+	}
+}
+
+// TestCountTellsInjected429sFromQuotaRefusals: an injected 429 is a fault
+// the client met, not a window it overran.
+func TestCountTellsInjected429sFromQuotaRefusals(t *testing.T) {
+	srv := httptest.NewServer(New(Config{Limits: []Limit{{Requests: 2, Period: time.Minute}}, Script: []Fault{FaultRateLimit}}))
+	defer srv.Close()
+	for i := range 4 { // the injected 429 takes no slot: two are admitted, the fourth is refused
+		post(t, srv.URL, "key", "p"+strconv.Itoa(i))
+	}
+	got := Count(srv.Config.Handler.(*Server).Log())
+	if got.QuotaRefusals != 1 || got.InjectedFaults != 1 || got.ByStatus[http.StatusTooManyRequests] != 2 {
+		t.Fatalf("tally %+v, want one injected 429 and one quota refusal", got)
 	}
 }
 
