@@ -141,6 +141,11 @@ cluster-down: ## Stop the real cluster and undo every change it made to the mach
 bench: ## Run the Go benchmarks (figures go in docs/benchmarks.md).
 	go test -run '^$$' -bench . -benchmem ./internal/...
 
+GATEWAY_RATES ?= 500,2000
+.PHONY: bench-gateway
+bench-gateway: k8s-bin build ## Gateway benchmark: vegeta at GATEWAY_RATES/s straight to the emulator and through one gateway, and the quota authority alone (docs/benchmarks.md).
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" LLMQUOTA_BIN="$(LOCALBIN)" go run ./hack/bench-gateway --rates "$(GATEWAY_RATES)"
+
 SIZES ?= 100 300 1000
 LATENCY ?= 200ms
 BENCH_SCALE_FLAGS ?=
@@ -165,6 +170,7 @@ build: ## Build the binaries into bin/, as the images hold them (static but for 
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(IMAGE_LDFLAGS)" -o $(LOCALBIN)/provider-emulator ./cmd/provider-emulator
 	CGO_ENABLED=1 go build -trimpath -ldflags "$(IMAGE_LDFLAGS)" -o $(LOCALBIN)/node-agent ./cmd/node-agent
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(IMAGE_LDFLAGS)" -o $(LOCALBIN)/kubectl-llmquota ./cmd/kubectl-llmquota
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(IMAGE_LDFLAGS)" -o $(LOCALBIN)/gateway ./cmd/gateway
 
 .PHONY: images
 images: build ## Build the manager, node-agent and provider-emulator OCI image archives into bin/images, without a container engine.

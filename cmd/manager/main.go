@@ -20,9 +20,11 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/authority"
 	"github.com/llmquota/llmquota/internal/batchrun"
 	"github.com/llmquota/llmquota/internal/controller"
 	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/kubeauth"
 	"github.com/llmquota/llmquota/internal/memlimit"
 	"github.com/llmquota/llmquota/internal/results"
 	"github.com/llmquota/llmquota/internal/version"
@@ -43,6 +45,8 @@ func main() {
 		flushItems    int
 		pprofAddr     string
 		stateNS       string
+		quotaAddr     string
+		gatewaySAs    string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to; \"0\" disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
@@ -57,6 +61,8 @@ func main() {
 	flag.IntVar(&flushItems, "results-flush-items", 100, "Write a batch's results once this many wait, without waiting for --results-flush-interval.")
 	flag.StringVar(&stateNS, "state-namespace", "", "Namespace of the manager's own state (each provider's quota snapshot, in a ConfigMap); default: POD_NAMESPACE, then the pod's namespace.")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of the Go profiling endpoints (/debug/pprof); \"0\" disables them.")
+	flag.StringVar(&quotaAddr, "quota-bind-address", ":8444", "Address the leader serves quota to gateway replicas on; \"0\" disables it.")
+	flag.StringVar(&gatewaySAs, "gateway-service-accounts", "", "Comma-separated namespace/name of the ServiceAccounts whose gateways may draw quota (default: <POD_NAMESPACE>/llmquota-gateway).")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -120,6 +126,12 @@ func main() {
 		os.Exit(1)
 	}
 
+	if quotaAddr != "0" {
+		reviewer := &kubeauth.Reviewer{Client: mgr.GetClient(), Audiences: []string{"llmquota.dev"}}
+		utilruntime.Must(mgr.Add(&authority.Server{Addr: quotaAddr, Lookup: registry.Get,
+			Authorize: authority.OnlyGateways(reviewer, gatewayAccounts(gatewaySAs)), Log: ctrl.Log.WithName("quota-authority")}))
+	}
+
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
 
@@ -138,4 +150,16 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// gatewayAccounts lists the gateways' ServiceAccounts, by default the
+// chart's in the manager's own namespace.
+func gatewayAccounts(flagValue string) []string {
+	if list := splitList(flagValue); len(list) > 0 {
+		return list
+	}
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return []string{ns + "/llmquota-gateway"}
+	}
+	return nil
 }

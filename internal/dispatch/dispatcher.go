@@ -40,6 +40,10 @@ type Dispatcher struct {
 	seq      uint64         // batches submitted so far
 	// held is what held the batches back when they were last told (OnChange).
 	held holdState
+	// lane holds the interactive calls waiting for quota, oldest first;
+	// lanes counts its decisions (see Acquire).
+	lane  []*waiter
+	lanes InteractiveStats
 	// scratch is next's working space, kept between calls.
 	scratch struct {
 		candidates, order []*batch

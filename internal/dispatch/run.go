@@ -67,6 +67,13 @@ const idle = time.Minute
 func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	now := d.clock.Now()
 	d.mu.Lock()
+	if len(d.lane) > 0 { // interactive calls first: no batch item starts while one waits
+		if wait, blocked, act := d.serveLane(now); blocked {
+			d.mu.Unlock()
+			d.act(ctx, act)
+			return wait
+		}
+	}
 	if d.draining {
 		d.mu.Unlock()
 		return idle
@@ -159,10 +166,16 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 // estimate is the token cost charged at admission: the prompt at ~4
 // characters a token plus the output bound.
 func (d *Dispatcher) estimate(b *batch, it Item) int64 {
+	return d.tokensFor(len(it.Prompt)+len(b.Params.System), int64(max(b.Params.MaxTokens, 256)))
+}
+
+// tokensFor is the token cost charged at admission for inputChars of input
+// and an output bound; 0 when the provider has no tokens window.
+func (d *Dispatcher) tokensFor(inputChars int, output int64) int64 {
 	if d.cfg.Limits.Tokens == nil {
 		return 0
 	}
-	return int64(len(it.Prompt)+len(b.Params.System))/4 + int64(max(b.Params.MaxTokens, 256))
+	return int64(inputChars)/4 + output
 }
 
 // reserve sets aside the next block of calls and persists it before any is
@@ -183,6 +196,10 @@ func (d *Dispatcher) reserve(ctx context.Context, est int64) {
 }
 
 func (d *Dispatcher) shutdown() {
+	d.mu.Lock()
+	d.draining = true // no interactive call waits on a dispatcher that stopped
+	d.serveLane(d.clock.Now())
+	d.mu.Unlock()
 	if d.cfg.Persist == nil {
 		return
 	}
@@ -209,17 +226,7 @@ func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item,
 	cancel()
 	now := d.clock.Now()
 
-	var pe *provider.Error
-	switch {
-	case err == nil:
-		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeSuccess,
-			ExtraTokens: resp.InputTokens + resp.OutputTokens - est, RetryAfter: exhausted(resp.RateLimit, now)})
-	case errors.As(err, &pe):
-		d.limiter.Release(now, ratewindow.Result{Outcome: outcomeOf(pe), RetryAfter: pe.RetryAt})
-	default:
-		pe = &provider.Error{Class: provider.ClassConnection, Message: err.Error()}
-		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeFailure})
-	}
+	pe := d.releaseSlot(now, est, resp, err)
 
 	if d.cfg.Endpoints != nil && target.Name != "" {
 		d.cfg.Endpoints.observe(target.Name, pe != nil && (pe.Class == provider.ClassServerError || pe.Class == provider.ClassTimeout))
@@ -235,6 +242,24 @@ func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item,
 		report(r)
 	}
 	d.poke()
+}
+
+// releaseSlot gives back a sent call's concurrency slot and teaches the
+// limiter what the answer said (extra tokens, a failure, a Retry-After).
+// It returns the failure as a classified error, nil on success.
+func (d *Dispatcher) releaseSlot(now time.Time, est int64, resp *provider.Response, err error) *provider.Error {
+	var pe *provider.Error
+	switch {
+	case err == nil:
+		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeSuccess,
+			ExtraTokens: resp.InputTokens + resp.OutputTokens - est, RetryAfter: exhausted(resp.RateLimit, now)})
+	case errors.As(err, &pe):
+		d.limiter.Release(now, ratewindow.Result{Outcome: outcomeOf(pe), RetryAfter: pe.RetryAt})
+	default:
+		pe = &provider.Error{Class: provider.ClassConnection, Message: err.Error()}
+		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeFailure})
+	}
+	return pe
 }
 
 // settle books a finished attempt: a retry goes back to the front of its

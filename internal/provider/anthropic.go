@@ -47,8 +47,11 @@ type anthropicError struct {
 }
 
 func (c *anthropicClient) Generate(ctx context.Context, req Request) (*Response, error) {
-	body := anthropicRequest{Model: req.Model, MaxTokens: req.MaxTokens, System: req.System,
-		Messages: []anthropicMessage{{Role: "user", Content: req.Prompt}}}
+	body := anthropicRequest{Model: req.Model, MaxTokens: req.MaxTokens, System: req.System}
+	for _, t := range req.History {
+		body.Messages = append(body.Messages, anthropicMessage{Role: role(t, "assistant"), Content: t.Text})
+	}
+	body.Messages = append(body.Messages, anthropicMessage{Role: "user", Content: req.Prompt})
 	if body.MaxTokens == 0 {
 		body.MaxTokens = 1024 // required by the API
 	}

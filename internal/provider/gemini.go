@@ -61,7 +61,10 @@ type geminiError struct {
 
 func (c *geminiClient) Generate(ctx context.Context, req Request) (*Response, error) {
 	var body geminiRequest
-	body.Contents = []geminiContent{{Role: "user", Parts: []geminiPart{{Text: req.Prompt}}}}
+	for _, t := range req.History {
+		body.Contents = append(body.Contents, geminiContent{Role: role(t, "model"), Parts: []geminiPart{{Text: t.Text}}})
+	}
+	body.Contents = append(body.Contents, geminiContent{Role: "user", Parts: []geminiPart{{Text: req.Prompt}}})
 	if req.System != "" {
 		body.SystemInstruction = &geminiContent{Parts: []geminiPart{{Text: req.System}}}
 	}

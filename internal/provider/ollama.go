@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 )
 
 // ollamaClient speaks Ollama's /api/generate, without streaming.
@@ -30,7 +31,7 @@ type ollamaResponse struct {
 }
 
 func (c *ollamaClient) Generate(ctx context.Context, req Request) (*Response, error) {
-	body := ollamaRequest{Model: req.Model, Prompt: req.Prompt, System: req.System}
+	body := ollamaRequest{Model: req.Model, Prompt: foldHistory(req), System: req.System}
 	body.Options.NumPredict = req.MaxTokens
 	body.Options.NumCtx = c.cfg.ContextLength
 	temp, err := temperature(req.Temperature)
@@ -63,4 +64,19 @@ func (c *ollamaClient) Generate(ctx context.Context, req Request) (*Response, er
 		FinishReason: out.DoneReason,
 		RateLimit:    unknownRateLimit(),
 	}, nil
+}
+
+// foldHistory writes a conversation's earlier turns into the prompt:
+// /api/generate takes one prompt, and the pools' warm-up and pacing are
+// built around it.
+func foldHistory(req Request) string {
+	if len(req.History) == 0 {
+		return req.Prompt
+	}
+	var b strings.Builder
+	for _, t := range req.History {
+		b.WriteString(role(t, "assistant") + ": " + t.Text + "\n\n")
+	}
+	b.WriteString("user: " + req.Prompt)
+	return b.String()
 }

@@ -49,6 +49,9 @@ func (c *openAIClient) Generate(ctx context.Context, req Request) (*Response, er
 	if req.System != "" {
 		body.Messages = append(body.Messages, openAIMessage{Role: "system", Content: req.System})
 	}
+	for _, t := range req.History {
+		body.Messages = append(body.Messages, openAIMessage{Role: role(t, "assistant"), Content: t.Text})
+	}
 	body.Messages = append(body.Messages, openAIMessage{Role: "user", Content: req.Prompt})
 	temp, err := temperature(req.Temperature)
 	if err != nil {

@@ -25,11 +25,31 @@ type Request struct {
 	Prompt string
 	// System is optional system text.
 	System string
+	// History holds the earlier turns of a conversation, oldest first,
+	// sent before Prompt (a gateway call's messages); batches send none.
+	History []Turn
 	// MaxTokens bounds the output; 0 leaves the API's default (Anthropic
 	// requires one, so 1024 is sent there).
 	MaxTokens int32
 	// Temperature is a decimal string such as "0.2"; empty leaves the default.
 	Temperature string
+}
+
+// Turn is one earlier message of a conversation.
+type Turn struct {
+	// Assistant is true for the model's own earlier answers, false for the user's messages.
+	Assistant bool
+	Text      string
+}
+
+// Chars is the length of everything a request sends as input: the base of
+// the conservative token estimates that quota and budgets reserve.
+func (r Request) Chars() int {
+	n := len(r.Prompt) + len(r.System)
+	for _, t := range r.History {
+		n += len(t.Text)
+	}
+	return n
 }
 
 // Response is a successful call's result.
@@ -110,4 +130,13 @@ func (e *Error) Retryable() bool {
 type Client interface {
 	// Generate runs one call. A failure is always an *Error.
 	Generate(ctx context.Context, req Request) (*Response, error)
+}
+
+// role names a turn's author in an API's words: the model's own is
+// assistant (Gemini says model), the caller's is user.
+func role(t Turn, assistant string) string {
+	if t.Assistant {
+		return assistant
+	}
+	return "user"
 }

@@ -1,0 +1,233 @@
+// Command bench-gateway measures what the gateway adds to a call: the same
+// Chat Completions requests, sent by vegeta at fixed rates, straight to the
+// provider emulator (the baseline) and through one gateway replica (its own
+// process, with a real API server for TokenReview and SubjectAccessReview
+// and the quota authority serving every call's admission), side by side in
+// one run. It then measures the quota authority alone: acquire and release
+// from three clients, as three replicas would, with no provider call.
+// Figures go in docs/benchmarks.md ("Gateway").
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/authority"
+	"github.com/llmquota/llmquota/internal/testbed/apiserver"
+	"github.com/llmquota/llmquota/internal/testbed/process"
+)
+
+func main() {
+	rates := flag.String("rates", "500,2000", "Comma-separated request rates per second.")
+	duration := flag.Duration("duration", 10*time.Second, "How long each attack lasts.")
+	authorityFor := flag.Duration("authority-duration", 5*time.Second, "How long the authority alone is measured.")
+	flag.Parse()
+	if err := run(*rates, *duration, *authorityFor); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func run(rates string, duration, authorityFor time.Duration) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir, err := os.MkdirTemp("", "bench-gateway-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	bin := os.Getenv("LLMQUOTA_BIN")
+
+	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
+	cfg, err := env.Start()
+	if err != nil {
+		return fmt.Errorf("starting the control plane (KUBEBUILDER_ASSETS): %w", err)
+	}
+	defer func() { _ = env.Stop() }()
+	kubeconfig, err := apiserver.WriteAdminKubeconfig(env, dir, "bench-admin", nil)
+	if err != nil {
+		return err
+	}
+	if err := llmv1.AddToScheme(scheme.Scheme); err != nil {
+		return err
+	}
+	k, err := client.New(cfg, client.Options{Scheme: scheme.Scheme})
+	if err != nil {
+		return err
+	}
+
+	emuPort, err := process.FreePort()
+	if err != nil {
+		return err
+	}
+	emuURL := fmt.Sprintf("http://127.0.0.1:%d", emuPort)
+	emu, err := process.Start(filepath.Join(dir, "emulator.log"), filepath.Join(bin, "provider-emulator"),
+		"--listen", fmt.Sprintf("127.0.0.1:%d", emuPort), "--latency", "0s", "--keys", apiKey)
+	if err != nil {
+		return err
+	}
+	defer emu.Stop()
+	callerToken, gatewayToken, err := objects(ctx, k, emuURL)
+	if err != nil {
+		return err
+	}
+	authorityURL, _, err := serveAuthority(ctx, k)
+	if err != nil {
+		return err
+	}
+	tokenFile, err := writeToken(dir, gatewayToken)
+	if err != nil {
+		return err
+	}
+	ports := make([]int, 3)
+	for i := range ports {
+		if ports[i], err = process.FreePort(); err != nil {
+			return err
+		}
+	}
+	gwURL, metricsURL := fmt.Sprintf("http://127.0.0.1:%d", ports[0]), fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[1])
+	gw, err := process.Start(filepath.Join(dir, "gateway.log"), filepath.Join(bin, "gateway"), "--kubeconfig", kubeconfig,
+		fmt.Sprintf("--bind-address=127.0.0.1:%d", ports[0]), fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[1]),
+		"--metrics-secure=false", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),
+		"--authority-url", authorityURL, "--token-file", tokenFile, "--secret-namespaces", systemNS)
+	if err != nil {
+		return err
+	}
+	defer gw.Stop()
+	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2]), time.Minute); err != nil {
+		return err
+	}
+
+	body := []byte(`{"model":"emu","max_tokens":32,"messages":[{"role":"user","content":"How much quota is left this minute?"}]}`)
+	direct := vegeta.Target{Method: http.MethodPost, URL: emuURL + "/v1/chat/completions", Body: []byte(strings.Replace(string(body), `"emu"`, `"bench"`, 1)),
+		Header: http.Header{"Authorization": {"Bearer " + apiKey}, "Content-Type": {"application/json"}}}
+	through := vegeta.Target{Method: http.MethodPost, URL: gwURL + "/v1/chat/completions", Body: body,
+		Header: http.Header{"Authorization": {"Bearer " + callerToken}, "Content-Type": {"application/json"}}}
+	// Warm both paths (connections, the review caches, the provider's client).
+	attack(direct, 50, time.Second)
+	attack(through, 50, time.Second)
+
+	fmt.Printf("%-8s %-10s %9s %9s %9s %8s %12s %12s\n", "rate/s", "path", "p50", "p99", "max", "success", "gw-cpu/req", "gw-allocs/req")
+	for _, r := range strings.Split(rates, ",") {
+		var rate int
+		if _, err := fmt.Sscan(strings.TrimSpace(r), &rate); err != nil {
+			return fmt.Errorf("rate %q: %w", r, err)
+		}
+		base := attack(direct, rate, duration)
+		row(rate, "direct", base, "", "")
+		cpu0, _ := process.UsageOf(gw.Pid())
+		allocs0, _ := scrape(metricsURL, "go_memstats_mallocs_total")
+		m := attack(through, rate, duration)
+		cpu1, _ := process.UsageOf(gw.Pid())
+		allocs1, _ := scrape(metricsURL, "go_memstats_mallocs_total")
+		n := float64(m.Requests)
+		row(rate, "gateway", m, fmt.Sprintf("%.0fus", float64((cpu1.CPU-cpu0.CPU).Microseconds())/n), fmt.Sprintf("%.0f", (allocs1-allocs0)/n))
+		fmt.Printf("%-8d %-10s %9s %9s\n", rate, "added", round(m.Latencies.P50-base.Latencies.P50), round(m.Latencies.P99-base.Latencies.P99))
+	}
+	return measureAuthority(ctx, authorityURL, gatewayToken, authorityFor)
+}
+
+func attack(t vegeta.Target, rate int, d time.Duration) *vegeta.Metrics {
+	a := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Workers(32), vegeta.MaxWorkers(2048), vegeta.Connections(2048))
+	var m vegeta.Metrics
+	for res := range a.Attack(vegeta.NewStaticTargeter(t), vegeta.Rate{Freq: rate, Per: time.Second}, d, "") {
+		m.Add(res)
+	}
+	m.Close()
+	return &m
+}
+
+func row(rate int, path string, m *vegeta.Metrics, cpu, allocs string) {
+	fmt.Printf("%-8d %-10s %9s %9s %9s %7.1f%% %12s %12s\n", rate, path, round(m.Latencies.P50), round(m.Latencies.P99), round(m.Latencies.Max),
+		100*m.Success, cpu, allocs)
+	if m.Success < 1 {
+		fmt.Fprintf(os.Stderr, "  %s at %d/s: statuses %v, errors %v\n", path, rate, m.StatusCodes, m.Errors)
+	}
+}
+
+func round(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
+
+// measureAuthority asks the authority for quota and gives it back, from
+// three clients (three replicas) of 32 callers each, for d: the quota
+// decisions per second it sustains here and the acquire latency.
+func measureAuthority(ctx context.Context, url, token string, d time.Duration) error {
+	var mu sync.Mutex
+	var latencies []time.Duration
+	var failures int
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for range 3 {
+		c := &authority.Client{Resolver: authority.StaticURL(url), HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+			Token: func() (string, error) { return token, nil }}
+		for range 32 {
+			wg.Go(func() {
+				var mine []time.Duration
+				bad := 0
+				for time.Now().Before(deadline) {
+					start := time.Now()
+					got, err := c.Acquire(ctx, authority.AcquireRequest{Provider: "emu", Namespace: "team-a", InputChars: 40, MaxTokens: 32})
+					mine = append(mine, time.Since(start))
+					if err != nil || got.Grant == "" {
+						bad++
+						continue
+					}
+					if err := c.Release(ctx, authority.ReleaseRequest{Grant: got.Grant, Sent: true, InputTokens: 10, OutputTokens: 20}); err != nil {
+						bad++
+					}
+				}
+				mu.Lock()
+				latencies, failures = append(latencies, mine...), failures+bad
+				mu.Unlock()
+			})
+		}
+	}
+	wg.Wait()
+	slices.Sort(latencies)
+	if len(latencies) == 0 {
+		return fmt.Errorf("no quota decision in %v", d)
+	}
+	p := func(q float64) time.Duration { return round(latencies[int(q*float64(len(latencies)-1))]) }
+	fmt.Printf("authority: %d decisions in %v (%.0f/s, each with its release) from 3 clients x 32 callers; acquire p50 %v p99 %v; failures %d\n",
+		len(latencies), d, float64(len(latencies))/d.Seconds(), p(0.5), p(0.99), failures)
+	return nil
+}
+
+// scrape reads one unlabelled metric from a Prometheus text endpoint.
+func scrape(url, name string) (float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var sb strings.Builder
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		sb.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	for _, line := range strings.Split(sb.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var f float64
+			_, err := fmt.Sscan(v, &f)
+			return f, err
+		}
+	}
+	return 0, fmt.Errorf("metric %s not found", name)
+}

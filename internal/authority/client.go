@@ -1,0 +1,179 @@
+package authority
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Resolver finds the authority's base URL (the leader's).
+type Resolver interface {
+	// URL returns the base URL to call.
+	URL(ctx context.Context) (string, error)
+	// Forget drops what URL found after a call to it failed: the leader
+	// may have changed.
+	Forget()
+}
+
+// StaticURL is a Resolver that always answers the same URL.
+type StaticURL string
+
+// URL returns the URL.
+func (u StaticURL) URL(context.Context) (string, error) { return string(u), nil }
+
+// Forget does nothing.
+func (StaticURL) Forget() {}
+
+// LeaseResolver finds the leader from the managers' leader-election Lease:
+// its holder identity begins with the leader pod's name, and the pod's IP
+// is where the leader listens.
+type LeaseResolver struct {
+	Client client.Reader
+	// Lease is the leader-election Lease.
+	Lease types.NamespacedName
+	// Port is the port the leader serves quota on.
+	Port int
+
+	mu  sync.Mutex
+	url string
+}
+
+// URL returns the current leader's base URL.
+func (l *LeaseResolver) URL(ctx context.Context) (string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.url != "" {
+		return l.url, nil
+	}
+	var lease coordinationv1.Lease
+	if err := l.Client.Get(ctx, l.Lease, &lease); err != nil {
+		return "", fmt.Errorf("reading the leader-election Lease %s: %w", l.Lease, err)
+	}
+	holder := ""
+	if lease.Spec.HolderIdentity != nil {
+		holder = *lease.Spec.HolderIdentity
+	}
+	podName, _, _ := strings.Cut(holder, "_") // controller-runtime's identity: <hostname>_<uuid>
+	if podName == "" {
+		return "", fmt.Errorf("the Lease %s has no holder: no manager leads", l.Lease)
+	}
+	var pod corev1.Pod
+	if err := l.Client.Get(ctx, types.NamespacedName{Namespace: l.Lease.Namespace, Name: podName}, &pod); err != nil {
+		return "", fmt.Errorf("reading the leader pod %s: %w", podName, err)
+	}
+	if pod.Status.PodIP == "" {
+		return "", fmt.Errorf("the leader pod %s has no IP yet", podName)
+	}
+	host := pod.Status.PodIP
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	l.url = fmt.Sprintf("http://%s:%d", host, l.Port)
+	return l.url, nil
+}
+
+// Forget drops the URL found.
+func (l *LeaseResolver) Forget() {
+	l.mu.Lock()
+	l.url = ""
+	l.mu.Unlock()
+}
+
+// Client calls the authority.
+type Client struct {
+	Resolver Resolver
+	HTTP     *http.Client
+	// Token returns the gateway's own bearer token; nil sends none.
+	Token func() (string, error)
+}
+
+// Acquire asks for quota; a refusal is an AcquireResponse with Reason set,
+// not an error. An error means the authority could not be asked.
+func (c *Client) Acquire(ctx context.Context, req AcquireRequest) (AcquireResponse, error) {
+	var out AcquireResponse
+	status, err := c.post(ctx, AcquirePath, req, &out)
+	if err != nil {
+		return AcquireResponse{}, err
+	}
+	if status != http.StatusOK && status != http.StatusTooManyRequests {
+		return AcquireResponse{}, fmt.Errorf("the quota authority answered %d", status)
+	}
+	return out, nil
+}
+
+// Release ends a grant. Repeating it is safe.
+func (c *Client) Release(ctx context.Context, req ReleaseRequest) error {
+	status, err := c.post(ctx, ReleasePath, req, nil)
+	if err == nil && status != http.StatusNoContent {
+		err = fmt.Errorf("the quota authority answered %d to a release", status)
+	}
+	return err
+}
+
+// Ping checks that the authority answers this gateway.
+func (c *Client) Ping(ctx context.Context) error {
+	status, err := c.post(ctx, PingPath, struct{}{}, nil)
+	if err == nil && status != http.StatusNoContent {
+		err = fmt.Errorf("the quota authority answered %d to a ping", status)
+	}
+	return err
+}
+
+func (c *Client) post(ctx context.Context, path string, in, out any) (int, error) {
+	base, err := c.Resolver.URL(ctx)
+	if err != nil {
+		return 0, err
+	}
+	body, err := json.Marshal(in)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.Token != nil {
+		token, err := c.Token()
+		if err != nil {
+			return 0, fmt.Errorf("reading the gateway's token: %w", err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.Resolver.Forget()
+		}
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode == http.StatusNotFound {
+		var e errorBody
+		_ = json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&e)
+		return resp.StatusCode, &NotServedError{Message: e.Error}
+	}
+	if out != nil && resp.StatusCode < 500 {
+		if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(out); err != nil {
+			return resp.StatusCode, fmt.Errorf("reading the quota authority's answer: %w", err)
+		}
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
+	return resp.StatusCode, nil
+}
+
+// NotServedError says the authority runs no dispatcher for the provider
+// (it does not exist, or failed to start).
+type NotServedError struct{ Message string }
+
+func (e *NotServedError) Error() string { return e.Message }

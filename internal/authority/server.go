@@ -1,0 +1,237 @@
+package authority
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
+
+	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/provider"
+)
+
+// DefaultLease is how long a grant is held before it is reclaimed: longer
+// than the gateway's longest call (its upstream timeout, 2 minutes), so
+// only a gateway that died loses its grants.
+const DefaultLease = 3 * time.Minute
+
+// maxBody bounds a request to the service.
+const maxBody = 64 << 10
+
+// Server serves quota to gateway replicas from the leader's dispatchers.
+// Run it on the leader only (it is a leader-elected Runnable).
+type Server struct {
+	// Addr is the address Start listens on.
+	Addr string
+	// Lookup finds a provider's running dispatcher, nil if none runs.
+	Lookup func(provider string) *dispatch.Dispatcher
+	// Authorize decides whether a bearer token belongs to a gateway; nil
+	// accepts every caller (tests only).
+	Authorize func(ctx context.Context, token string) error
+	// Lease is how long a grant is held; DefaultLease when zero.
+	Lease time.Duration
+	// Clock is the time source; the real clock when nil.
+	Clock clock.Clock
+	Log   logr.Logger
+
+	mu     sync.Mutex
+	grants map[string]held
+}
+
+type held struct {
+	grant   *dispatch.Grant
+	expires time.Time
+}
+
+func (s *Server) clock() clock.Clock {
+	if s.Clock == nil {
+		return clock.RealClock{}
+	}
+	return s.Clock
+}
+
+func (s *Server) lease() time.Duration {
+	if s.Lease <= 0 {
+		return DefaultLease
+	}
+	return s.Lease
+}
+
+// NeedLeaderElection says the service runs on the leader only: its
+// dispatchers are the quota.
+func (s *Server) NeedLeaderElection() bool { return true }
+
+// Start serves on Addr until ctx ends, reclaiming expired grants every
+// second. Grants still held when it stops end with their dispatchers.
+func (s *Server) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.Addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	go s.reclaimEvery(ctx, time.Second)
+	s.Log.Info("Serving quota to gateways", "address", ln.Addr().String())
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (s *Server) reclaimEvery(ctx context.Context, every time.Duration) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.clock().After(every):
+			if n := s.Reclaim(); n > 0 {
+				s.Log.Info("Reclaimed grants whose gateway did not report", "grants", n)
+			}
+		}
+	}
+}
+
+// Reclaim ends every grant whose lease passed and returns how many.
+func (s *Server) Reclaim() int {
+	now := s.clock().Now()
+	var expired []*dispatch.Grant
+	s.mu.Lock()
+	for id, h := range s.grants {
+		if !now.Before(h.expires) {
+			expired = append(expired, h.grant)
+			delete(s.grants, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, g := range expired {
+		g.Expire()
+	}
+	return len(expired)
+}
+
+// Held returns how many grants are out.
+func (s *Server) Held() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.grants)
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "POST only"})
+		return
+	}
+	if s.Authorize != nil {
+		if err := s.Authorize(r.Context(), bearer(r)); err != nil {
+			writeJSON(w, http.StatusUnauthorized, errorBody{Error: err.Error()})
+			return
+		}
+	}
+	switch r.URL.Path {
+	case AcquirePath:
+		s.acquire(w, r)
+	case ReleasePath:
+		s.release(w, r)
+	case PingPath:
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "no such path"})
+	}
+}
+
+func (s *Server) acquire(w http.ResponseWriter, r *http.Request) {
+	var req AcquireRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "malformed acquire request: " + err.Error()})
+		return
+	}
+	if req.MaxTokens <= 0 {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "maxTokens must be positive: it bounds the reservation"})
+		return
+	}
+	d := s.Lookup(req.Provider)
+	if d == nil {
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "provider " + req.Provider + " is not served"})
+		return
+	}
+	g, dec, err := d.Acquire(r.Context(), dispatch.Ask{Namespace: req.Namespace, InputChars: req.InputChars,
+		MaxTokens: req.MaxTokens, MaxWait: time.Duration(req.MaxWaitMillis) * time.Millisecond})
+	switch {
+	case err != nil: // the gateway gave up: nothing is held
+		return
+	case g == nil:
+		writeJSON(w, http.StatusTooManyRequests, AcquireResponse{Reason: dec.Reason.String(), Window: dec.Window, RetryAt: dec.RetryAt})
+		return
+	}
+	id := newID()
+	s.mu.Lock()
+	if s.grants == nil {
+		s.grants = map[string]held{}
+	}
+	s.grants[id] = held{grant: g, expires: s.clock().Now().Add(s.lease())}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, AcquireResponse{Grant: id, LeaseMillis: s.lease().Milliseconds()})
+}
+
+func (s *Server) release(w http.ResponseWriter, r *http.Request) {
+	var req ReleaseRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "malformed release request: " + err.Error()})
+		return
+	}
+	s.mu.Lock()
+	h, ok := s.grants[req.Grant]
+	delete(s.grants, req.Grant)
+	s.mu.Unlock()
+	if !ok { // released already, or reclaimed: nothing to do, and safe to repeat
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	switch {
+	case !req.Sent:
+		h.grant.Cancel()
+	case req.Class == "":
+		rl := provider.RateLimit{RequestsRemaining: -1, TokensRemaining: -1}
+		if !req.RetryAt.IsZero() { // the answer said the provider's requests are spent until then
+			rl.RequestsRemaining, rl.RequestsReset = 0, req.RetryAt
+		}
+		h.grant.Done(&provider.Response{InputTokens: req.InputTokens, OutputTokens: req.OutputTokens, RateLimit: rl}, nil)
+	default:
+		h.grant.Done(nil, &provider.Error{Class: provider.Class(req.Class), Message: req.Message, RetryAt: req.RetryAt})
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func bearer(r *http.Request) string {
+	const prefix = "Bearer "
+	h := r.Header.Get("Authorization")
+	if len(h) > len(prefix) && h[:len(prefix)] == prefix {
+		return h[len(prefix):]
+	}
+	return ""
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

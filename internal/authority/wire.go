@@ -1,0 +1,66 @@
+// Package authority is the leader manager's quota service for gateway
+// replicas. The leader's dispatchers stay the one place a provider's
+// windows, interval, tokens, concurrency and budgets are decided; a gateway
+// asks once per call (acquire), sends the call itself, and reports what it
+// cost (release). A grant not released within its lease is reclaimed, so a
+// gateway that dies holding quota wastes at most its lease. docs/gateway.md
+// says why one admission per call rather than leased blocks.
+package authority
+
+import "time"
+
+// Paths of the service.
+const (
+	AcquirePath = "/quota/v1/acquire"
+	ReleasePath = "/quota/v1/release"
+	// PingPath answers 204 to an authorized gateway: the leader serves.
+	PingPath = "/quota/v1/ping"
+)
+
+// AcquireRequest asks for quota for one interactive call.
+type AcquireRequest struct {
+	Provider  string `json:"provider"`
+	Namespace string `json:"namespace"`
+	// InputChars is the length of everything the call sends as input.
+	InputChars int `json:"inputChars"`
+	// MaxTokens is the output cap the call sends.
+	MaxTokens int64 `json:"maxTokens"`
+	// MaxWaitMillis bounds the wait for quota.
+	MaxWaitMillis int64 `json:"maxWaitMillis"`
+}
+
+// AcquireResponse is a grant (Grant set) or a refusal (Reason set).
+type AcquireResponse struct {
+	Grant string `json:"grant,omitempty"`
+	// LeaseMillis is how long the grant is held before it is reclaimed.
+	LeaseMillis int64 `json:"leaseMillis,omitempty"`
+	// Reason names the constraint that refused (ratewindow.Reason), Window
+	// the window or budget, RetryAt when it frees (zero when no wait
+	// alone frees it).
+	Reason  string    `json:"reason,omitempty"`
+	Window  string    `json:"window,omitempty"`
+	RetryAt time.Time `json:"retryAt,omitzero"`
+}
+
+// ReleaseRequest ends a grant.
+type ReleaseRequest struct {
+	Grant string `json:"grant"`
+	// Sent is false when the call was never sent (the caller left, or the
+	// request could not be built).
+	Sent bool `json:"sent"`
+	// Class is the failure class of a sent call (provider.Class), empty
+	// when it succeeded.
+	Class   string `json:"class,omitempty"`
+	Message string `json:"message,omitempty"`
+	// InputTokens and OutputTokens are the answer's usage.
+	InputTokens  int64 `json:"inputTokens,omitempty"`
+	OutputTokens int64 `json:"outputTokens,omitempty"`
+	// RetryAt is when the provider said to come back (a 429's Retry-After,
+	// or the reset of an exhausted rate-limit header).
+	RetryAt time.Time `json:"retryAt,omitzero"`
+}
+
+// errorBody is the shape of the service's own errors.
+type errorBody struct {
+	Error string `json:"error"`
+}

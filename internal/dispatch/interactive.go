@@ -1,0 +1,254 @@
+package dispatch
+
+import (
+	"context"
+	"math/big"
+	"sync"
+	"time"
+
+	"github.com/llmquota/llmquota/internal/cost"
+	"github.com/llmquota/llmquota/internal/provider"
+	"github.com/llmquota/llmquota/internal/ratewindow"
+)
+
+// Ask is an interactive call's request for quota: a gateway call that
+// sends on its own once granted. Interactive calls have a lane of their
+// own, served before any batch item: while an Ask waits, no batch item is
+// admitted, so a batch yields at its next step.
+type Ask struct {
+	// Namespace is the caller's namespace.
+	Namespace string
+	// InputChars is the length of everything the call sends as input.
+	InputChars int
+	// MaxTokens is the output cap the call sends: the bound its token and
+	// budget reservations rest on. It must be positive.
+	MaxTokens int64
+	// MaxWait bounds how long the call waits for quota. An Ask whose wait
+	// would end later is refused at once with the exact time quota frees.
+	MaxWait time.Duration
+}
+
+// Grant is the quota one interactive call holds: its admission in every
+// window, a concurrency slot, its tokens and its budget reservation. Exactly
+// one of Done (the call was sent) or Cancel (it was not) ends it.
+type Grant struct {
+	d     *Dispatcher
+	est   int64
+	worst *big.Rat
+	once  sync.Once
+}
+
+// waiter is an Ask in the interactive lane.
+type waiter struct {
+	ask      Ask
+	deadline time.Time
+	done     chan struct{} // closed once grant or refusal is set
+	grant    *Grant
+	refusal  ratewindow.Decision
+}
+
+// InteractiveStats counts the interactive lane's decisions.
+type InteractiveStats struct {
+	Granted, Refused int64
+	// Waiting are the Asks in the lane now.
+	Waiting int
+}
+
+// laneAction is I/O the lane needs done outside the lock before it can go on.
+type laneAction struct {
+	reserve int64        // reserve a block of calls of this token cost
+	commit  *cost.Period // persist a budget commitment
+}
+
+// Acquire asks for quota for one interactive call. It returns a Grant, or
+// the Decision that refused it: RetryAt is when the refusing constraint
+// frees, exact from the windows when nothing else is admitted before. The
+// error is ctx's when the caller gave up while waiting.
+func (d *Dispatcher) Acquire(ctx context.Context, ask Ask) (*Grant, ratewindow.Decision, error) {
+	w := &waiter{ask: ask, deadline: d.clock.Now().Add(max(0, ask.MaxWait)), done: make(chan struct{})}
+	d.mu.Lock()
+	d.lane = append(d.lane, w)
+	d.serveLane(d.clock.Now()) // at once when it can; I/O it needs is the loop's
+	d.mu.Unlock()
+	d.poke() // the loop serves the lane from now on, and recomputes its sleep
+	select {
+	case <-w.done:
+		return w.grant, w.refusal, nil
+	case <-ctx.Done():
+	}
+	d.mu.Lock()
+	select {
+	case <-w.done: // granted while giving up: not sent, so given back
+		d.mu.Unlock()
+		if w.grant != nil {
+			w.grant.Cancel()
+		}
+	default:
+		d.dropWaiter(w)
+		d.mu.Unlock()
+	}
+	return nil, ratewindow.Decision{}, ctx.Err()
+}
+
+// serveLane grants or refuses the lane's Asks in order (called under d.mu).
+// blocked is true while an Ask still waits: batches must not take what it
+// waits for. The wait is when to look again (-1: at once, after act).
+func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool, act laneAction) {
+	for len(d.lane) > 0 {
+		w := d.lane[0]
+		if d.draining {
+			d.refuse(w, ratewindow.Decision{Reason: ratewindow.ReasonConcurrency})
+			continue
+		}
+		worst, hold := d.budgetFor(now, w.ask)
+		if hold != nil {
+			if hold.Commit {
+				p := d.meter.ToCommit()
+				return -1, true, laneAction{commit: &p}
+			}
+			dec := ratewindow.Decision{Reason: ratewindow.ReasonBudget, Window: hold.Period, RetryAt: hold.Until}
+			if wait, ok := d.hold(w, dec, now); ok {
+				return wait, true, laneAction{}
+			}
+			continue
+		}
+		est := d.tokensFor(w.ask.InputChars, w.ask.MaxTokens)
+		dec := d.limiter.Admit(now, est)
+		if dec.Allowed {
+			d.lane[0] = nil
+			d.lane = d.lane[1:]
+			w.grant = &Grant{d: d, est: est, worst: worst}
+			d.lanes.Granted++
+			close(w.done)
+			continue
+		}
+		d.unbudget(now, worst)
+		d.limited = dec
+		if dec.Reason == ratewindow.ReasonReservation {
+			return -1, true, laneAction{reserve: est}
+		}
+		if wait, ok := d.hold(w, dec, now); ok {
+			return wait, true, laneAction{}
+		}
+	}
+	return 0, false, laneAction{}
+}
+
+// hold keeps the lane's head waiting for dec, or refuses it when dec
+// cannot free before its deadline; ok is true while it waits.
+func (d *Dispatcher) hold(w *waiter, dec ratewindow.Decision, now time.Time) (time.Duration, bool) {
+	switch {
+	case dec.Reason == ratewindow.ReasonTooLarge:
+	case dec.RetryAt.IsZero() && now.Before(w.deadline): // concurrency: a release pokes the loop
+		return w.deadline.Sub(now), true
+	case !dec.RetryAt.IsZero() && !dec.RetryAt.After(w.deadline):
+		return dec.RetryAt.Sub(now), true
+	}
+	d.refuse(w, dec)
+	return 0, false
+}
+
+// refuse ends the lane's head with dec (called under d.mu).
+func (d *Dispatcher) refuse(w *waiter, dec ratewindow.Decision) {
+	d.lane[0] = nil
+	d.lane = d.lane[1:]
+	w.refusal = dec
+	d.lanes.Refused++
+	close(w.done)
+}
+
+// dropWaiter takes a waiter that gave up out of the lane (called under d.mu).
+func (d *Dispatcher) dropWaiter(w *waiter) {
+	for i, x := range d.lane {
+		if x == w {
+			d.lane = append(d.lane[:i], d.lane[i+1:]...)
+			return
+		}
+	}
+}
+
+// act does what the lane asked for outside the lock.
+func (d *Dispatcher) act(ctx context.Context, a laneAction) {
+	switch {
+	case a.commit != nil:
+		d.commitCost(ctx, *a.commit)
+	case a.reserve > 0:
+		d.reserve(ctx, a.reserve)
+	}
+}
+
+// budgetFor reserves an Ask's worst-case cost under the budgets (called
+// under d.mu): its input estimated conservatively and its output at the cap
+// it sends.
+func (d *Dispatcher) budgetFor(now time.Time, a Ask) (worst *big.Rat, hold *cost.Hold) {
+	if !d.cfg.Budgets.Set() {
+		return nil, nil
+	}
+	worst = d.meter.Price(cost.WorstInputTokens(a.InputChars), a.MaxTokens)
+	if hold = d.meter.Admit(now, worst, d.cfg.Budgets); hold != nil {
+		return nil, hold
+	}
+	return worst, nil
+}
+
+// Interactive returns the interactive lane's counts.
+func (d *Dispatcher) Interactive() InteractiveStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.lanes
+	s.Waiting = len(d.lane)
+	return s
+}
+
+// Done ends a grant whose call was sent: resp is its answer, or err its
+// failure. The slot is freed, the limiter learns from the answer, and the
+// budget is settled from the usage (the worst case when the outcome is
+// unknown). Later calls of Done or Cancel do nothing.
+func (g *Grant) Done(resp *provider.Response, err error) {
+	g.once.Do(func() {
+		d := g.d
+		now := d.clock.Now()
+		pe := d.releaseSlot(now, g.est, resp, err)
+		d.mu.Lock()
+		if g.worst != nil {
+			d.settleBudget(now, g.worst, resp, pe)
+		} else if pe == nil {
+			d.meter.Add(now, resp.InputTokens, resp.OutputTokens)
+		}
+		d.mu.Unlock()
+		d.poke()
+	})
+}
+
+// Cancel ends a grant whose call was never sent. Its admission stays
+// counted in the windows (it was granted, and a window cannot tell), its
+// slot and budget reservation come back.
+func (g *Grant) Cancel() {
+	g.once.Do(func() {
+		d := g.d
+		now := d.clock.Now()
+		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
+		d.mu.Lock()
+		d.unbudget(now, g.worst)
+		d.mu.Unlock()
+		d.poke()
+	})
+}
+
+// Expire ends a grant whose holder vanished (a gateway that died, or never
+// reported): the call may have been sent and billed, so its budget is
+// charged the worst case; the slot comes back without teaching the backoff
+// anything.
+func (g *Grant) Expire() {
+	g.once.Do(func() {
+		d := g.d
+		now := d.clock.Now()
+		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
+		if g.worst != nil {
+			d.mu.Lock()
+			d.settleBudget(now, g.worst, nil, &provider.Error{Class: provider.ClassCanceled})
+			d.mu.Unlock()
+		}
+		d.poke()
+	})
+}

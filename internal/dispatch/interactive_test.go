@@ -1,0 +1,190 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/llmquota/llmquota/internal/provider"
+	"github.com/llmquota/llmquota/internal/ratewindow"
+)
+
+func minuteLimit(n int64, concurrency int) ratewindow.Config {
+	return ratewindow.Config{Windows: []ratewindow.Window{{Name: "minute", Limit: n, Period: time.Minute}}, MaxConcurrency: concurrency}
+}
+
+// waitLane waits (real time) until n Asks wait in the lane.
+func waitLane(t *testing.T, d *Dispatcher, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for d.Interactive().Waiting != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d Asks waiting, want %d", d.Interactive().Waiting, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestInteractiveAdmitsExactlyTheWindow: 2,000 concurrent calls against 100
+// a minute, at one instant: exactly 100 are granted, and every refusal says
+// the window frees when the first admission leaves it (its period plus the
+// guard), not a guess.
+func TestInteractiveAdmitsExactlyTheWindow(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	d, err := New(Config{Name: "p", Client: &stubClient{}, Limits: minuteLimit(100, 0)}, nil, clocktesting.NewFakeClock(t0), logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	granted, refusedAt := 0, map[int64]int{} // by RetryAt in Unix nanoseconds
+	for range 2000 {
+		wg.Go(func() {
+			g, dec, err := d.Acquire(context.Background(), Ask{Namespace: "app", InputChars: 40, MaxTokens: 64})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				t.Error(err)
+			case g != nil:
+				granted++
+			case dec.Reason != ratewindow.ReasonWindow || dec.Window != "minute":
+				t.Errorf("refused by %v %q, want the minute window", dec.Reason, dec.Window)
+			default:
+				refusedAt[dec.RetryAt.UnixNano()]++
+			}
+		})
+	}
+	wg.Wait()
+	frees := t0.Add(time.Minute + guard(time.Minute))
+	if granted != 100 || refusedAt[frees.UnixNano()] != 1900 || len(refusedAt) != 1 {
+		t.Fatalf("granted %d, refusals by retry time %v; want 100 granted and 1,900 refused until %v", granted, refusedAt, frees)
+	}
+	if s := d.Interactive(); s.Granted != 100 || s.Refused != 1900 || s.Waiting != 0 {
+		t.Fatalf("lane stats %+v", s)
+	}
+}
+
+// TestInteractiveGoesBeforeBatches: with the minute window full of batch
+// calls, a waiting interactive call gets the next free slot although the
+// batch has items ready. Had the batch taken it, the call's wait (90 s)
+// would end before the window frees again, and it would be refused.
+func TestInteractiveGoesBeforeBatches(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
+	stub := &stubClient{}
+	d, _ := New(Config{Name: "p", Client: stub, Limits: minuteLimit(1, 10)}, nil, fc, logr.Discard(), nil)
+	col := newCollector(3)
+	d.Submit(Batch{Key: "ns/b", Namespace: "ns", Size: 3, Items: items("x", 3), OnResult: col.add})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+	waitForCalls(t, stub, 1)
+	col.settled(t, 1)
+
+	type answer struct {
+		g   *Grant
+		dec ratewindow.Decision
+	}
+	got := make(chan answer, 1)
+	go func() {
+		g, dec, _ := d.Acquire(ctx, Ask{Namespace: "app", InputChars: 10, MaxTokens: 16, MaxWait: 90 * time.Second})
+		got <- answer{g, dec}
+	}()
+	waitLane(t, d, 1)
+	fc.Step(61 * time.Second) // the batch's call leaves the window
+	var a answer
+	select {
+	case a = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the interactive call was neither granted nor refused: the lane is not served")
+	}
+	if a.g == nil {
+		t.Fatalf("the interactive call was refused (%v until %v): the batch took the freed slot", a.dec.Reason, a.dec.RetryAt)
+	}
+	a.g.Done(&provider.Response{Text: "ok", InputTokens: 3, OutputTokens: 4}, nil)
+	if n := stub.count(); n != 1 {
+		t.Fatalf("the batch made %d calls, want 1: it took the interactive call's slot", n)
+	}
+	fc.Step(61 * time.Second) // and the batch goes on once no call waits
+	waitForCalls(t, stub, 2)
+}
+
+// TestInteractiveWaitsForAConcurrencySlot: a call waits for a slot until its
+// deadline and is refused then; a slot given back serves the next call.
+func TestInteractiveWaitsForAConcurrencySlot(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
+	d, _ := New(Config{Name: "p", Client: &stubClient{}, Limits: ratewindow.Config{MaxConcurrency: 1}}, nil, fc, logr.Discard(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+	first, _, _ := d.Acquire(ctx, Ask{MaxTokens: 16})
+	if first == nil {
+		t.Fatal("the first call was refused")
+	}
+	got := make(chan ratewindow.Decision, 1)
+	go func() {
+		g, dec, _ := d.Acquire(ctx, Ask{MaxTokens: 16, MaxWait: 5 * time.Second})
+		if g != nil {
+			t.Error("granted while the only slot was held")
+		}
+		got <- dec
+	}()
+	waitLane(t, d, 1)
+	fc.Step(5 * time.Second)
+	if dec := <-got; dec.Reason != ratewindow.ReasonConcurrency {
+		t.Fatalf("refused by %v, want Concurrency", dec.Reason)
+	}
+	first.Done(nil, &provider.Error{Class: provider.ClassBadRequest, Message: "refused"})
+	if g, dec, _ := d.Acquire(ctx, Ask{MaxTokens: 16}); g == nil {
+		t.Fatalf("the slot was not given back: %v", dec.Reason)
+	}
+}
+
+// TestInteractiveCallerGivesUp: a caller that leaves while waiting takes
+// its Ask out of the lane, and nothing stays reserved.
+func TestInteractiveCallerGivesUp(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
+	d, _ := New(Config{Name: "p", Client: &stubClient{}, Limits: minuteLimit(1, 0)}, nil, fc, logr.Discard(), nil)
+	g, _, _ := d.Acquire(context.Background(), Ask{MaxTokens: 16})
+	g.Cancel()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, _, err := d.Acquire(ctx, Ask{MaxTokens: 16, MaxWait: 2 * time.Minute}); done <- err }()
+	waitLane(t, d, 1)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", err)
+	}
+	if s := d.Interactive(); s.Waiting != 0 {
+		t.Fatalf("%d Asks still waiting after the caller left", s.Waiting)
+	}
+	if st := d.limiter.Stats(fc.Now()); st.InFlight != 0 {
+		t.Fatalf("%d slots held after a cancelled grant and a caller that left", st.InFlight)
+	}
+}
+
+// TestStoppedDispatcherRefusesWaiters: a dispatcher that stops answers the
+// calls in its lane instead of leaving them waiting.
+func TestStoppedDispatcherRefusesWaiters(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
+	d, _ := New(Config{Name: "p", Client: &stubClient{}, Limits: minuteLimit(1, 0)}, nil, fc, logr.Discard(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { d.Run(ctx); close(stopped) }()
+	if g, _, _ := d.Acquire(ctx, Ask{MaxTokens: 16}); g == nil {
+		t.Fatal("the first call was refused")
+	}
+	got := make(chan *Grant, 1)
+	go func() { g, _, _ := d.Acquire(context.Background(), Ask{MaxTokens: 16, MaxWait: 2 * time.Minute}); got <- g }()
+	waitLane(t, d, 1)
+	cancel()
+	<-stopped
+	if g := <-got; g != nil {
+		t.Fatal("granted by a stopped dispatcher")
+	}
+}

@@ -1,0 +1,143 @@
+package gateway_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/authority"
+	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/emulator"
+	"github.com/llmquota/llmquota/internal/gateway"
+	"github.com/llmquota/llmquota/internal/kubeauth"
+	"github.com/llmquota/llmquota/internal/provider"
+	"github.com/llmquota/llmquota/internal/ratewindow"
+	"github.com/llmquota/llmquota/internal/testbed/apiserver"
+)
+
+const (
+	apiKey        = "emulator-key"
+	systemNS      = "llmquota-system"
+	audience      = "llmquota.dev"
+	gatewayMember = systemNS + "/llmquota-gateway"
+)
+
+// bed is a real API server (TokenReview, SubjectAccessReview, RBAC), the
+// provider emulator over HTTP, a dispatcher as the quota authority's, the
+// authority over HTTP, and a gateway over HTTP in front of them.
+type bed struct {
+	c       client.Client
+	emu     *emulator.Server
+	d       *dispatch.Dispatcher
+	gateway string // the gateway's base URL
+	// tokens of team-a/app (may use emu), team-a/other (may use nothing),
+	// team-b/ops (may use every provider).
+	app, other, ops string
+	auth            *authority.Server
+}
+
+// newBed starts a bed whose provider "emu" (OpenAI dialect, default
+// model gpt-test) allows limit calls in any period, at the emulator and in
+// the dispatcher alike.
+func newBed(t *testing.T, limit int, period time.Duration) *bed {
+	ctx := context.Background()
+	b := &bed{c: apiserver.Start(t)}
+	limits := []emulator.Limit{{Requests: limit, Period: period}}
+	b.emu = emulator.New(emulator.Config{Limits: limits, Keys: []string{apiKey}})
+	emuSrv := httptest.NewServer(b.emu)
+	t.Cleanup(emuSrv.Close)
+
+	for _, ns := range []string{systemNS, "team-a", "team-b"} {
+		must(t, b.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	}
+	must(t, b.c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: systemNS, Name: "emu-key"},
+		Data: map[string][]byte{"api-key": []byte(apiKey + "\n")}}))
+	must(t, b.c.Create(ctx, &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "emu"}, Spec: llmv1.LLMProviderSpec{
+		Type: llmv1.ProviderOpenAI, Endpoint: emuSrv.URL + "/v1", Model: "gpt-test",
+		CredentialsSecretRef: &llmv1.SecretKeyReference{Namespace: systemNS, Name: "emu-key", Key: "api-key"},
+		Limits:               llmv1.RateLimits{RequestsPerMinute: ptr.To(int32(limit)), MaxConcurrency: 256},
+	}}))
+	grant(t, b.c, "use-emu", []string{"emu"}, "team-a", "app")
+	grant(t, b.c, "use-all", nil, "team-b", "ops")
+	b.app, b.other, b.ops = token(t, b.c, "team-a", "app", audience), token(t, b.c, "team-a", "other", audience), token(t, b.c, "team-b", "ops", audience)
+
+	batchClient, err := provider.New(provider.Config{Type: provider.OpenAI, Endpoint: emuSrv.URL + "/v1", APIKey: apiKey})
+	must(t, err)
+	b.d, err = dispatch.New(dispatch.Config{Name: "emu", Client: batchClient, DefaultModel: "gpt-test", Limits: ratewindow.Config{
+		Windows: []ratewindow.Window{{Name: "window", Limit: int64(limit), Period: period}}, MaxConcurrency: 256}},
+		nil, clock.RealClock{}, logr.Discard(), nil)
+	must(t, err)
+	runCtx, stop := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() { b.d.Run(runCtx); close(stopped) }()
+	t.Cleanup(func() { stop(); <-stopped })
+
+	reviewer := &kubeauth.Reviewer{Client: b.c, Audiences: []string{audience}}
+	b.auth = &authority.Server{Lookup: func(name string) *dispatch.Dispatcher {
+		if name == "emu" {
+			return b.d
+		}
+		return nil
+	}, Authorize: authority.OnlyGateways(reviewer, []string{gatewayMember}), Log: logr.Discard()}
+	authSrv := httptest.NewServer(b.auth)
+	t.Cleanup(authSrv.Close)
+	gatewayToken := token(t, b.c, systemNS, "llmquota-gateway", audience)
+
+	gw := &gateway.Gateway{
+		Providers: &gateway.Providers{Reader: b.c, HTTP: provider.NewHTTPClient(256)},
+		Auth:      reviewer,
+		Quota: &authority.Client{Resolver: authority.StaticURL(authSrv.URL), HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
+			Token: func() (string, error) { return gatewayToken, nil }},
+		Metrics: gateway.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(),
+	}
+	gwSrv := httptest.NewServer(gw.Handler())
+	t.Cleanup(gwSrv.Close)
+	b.gateway = gwSrv.URL
+	return b
+}
+
+// token makes a ServiceAccount and returns a token of it for audiences.
+func token(t *testing.T, c client.Client, ns, name string, audiences ...string) string {
+	t.Helper()
+	ctx := context.Background()
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	if err := c.Create(ctx, sa); client.IgnoreAlreadyExists(err) != nil {
+		t.Fatal(err)
+	}
+	tr := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: audiences, ExpirationSeconds: ptr.To(int64(3600))}}
+	must(t, c.SubResource("token").Create(ctx, sa, tr))
+	return tr.Status.Token
+}
+
+// grant lets a ServiceAccount use the named providers (all when names is
+// nil), as an admin would: a ClusterRole with verb use, bound cluster-wide
+// (LLMProviders are cluster-scoped).
+func grant(t *testing.T, c client.Client, role string, names []string, ns, sa string) {
+	t.Helper()
+	ctx := context.Background()
+	must(t, c.Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: role}, Rules: []rbacv1.PolicyRule{{
+		APIGroups: []string{"llmquota.dev"}, Resources: []string{"llmproviders"}, Verbs: []string{"use"}, ResourceNames: names}}}))
+	must(t, c.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role + "-" + ns + "-" + sa},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: sa}}}))
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,314 @@
+// Package gateway lets any pod call the providers through llmquota, in a
+// provider's own dialect, with its ServiceAccount token, under the same
+// quota as the batches. Each call is authenticated (TokenReview),
+// authorized (SubjectAccessReview: verb use on llmproviders/<name>), given
+// quota by the leader manager's authority (the interactive lane, ahead of
+// batch items), sent with the provider's key from its Secret, and settled
+// from the answer's usage. The caller's token is never forwarded, and the
+// provider's key appears in no answer, log or metric.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-logr/logr"
+	authnv1 "k8s.io/api/authentication/v1"
+	"k8s.io/utils/clock"
+
+	"github.com/llmquota/llmquota/internal/authority"
+	"github.com/llmquota/llmquota/internal/kubeauth"
+	"github.com/llmquota/llmquota/internal/provider"
+)
+
+// Defaults of a call.
+const (
+	// DefaultMaxWait is how long a call waits for quota when the caller
+	// does not say (header MaxWaitHeader).
+	DefaultMaxWait = 10 * time.Second
+	// DefaultMaxTokens is the output cap sent when a call names none: the
+	// budget reserves what is sent, so the cap is always sent.
+	DefaultMaxTokens = 4096
+	// MaxBodyBytes bounds a request body.
+	MaxBodyBytes = 4 << 20
+	// callTimeout bounds one upstream call; the authority's grant lease
+	// is longer.
+	callTimeout = 2 * time.Minute
+	// MaxWaitHeader lets a caller shorten or lengthen its wait for quota
+	// (a Go duration such as "2s", or seconds), up to maxMaxWait.
+	MaxWaitHeader = "X-Llmquota-Max-Wait"
+	// RetryAtHeader carries the exact time quota frees on a 429, beside
+	// Retry-After's whole seconds.
+	RetryAtHeader = "X-Llmquota-Retry-At"
+	maxMaxWait    = 2 * time.Minute
+)
+
+// Authenticator authenticates callers and authorizes their calls
+// (kubeauth.Reviewer).
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (authnv1.UserInfo, error)
+	Allowed(ctx context.Context, user authnv1.UserInfo, access kubeauth.Access) (bool, error)
+}
+
+// Quota hands out quota (authority.Client).
+type Quota interface {
+	Acquire(ctx context.Context, req authority.AcquireRequest) (authority.AcquireResponse, error)
+	Release(ctx context.Context, req authority.ReleaseRequest) error
+}
+
+// Gateway serves the dialects. Create it with its fields set and serve
+// Handler().
+type Gateway struct {
+	Providers *Providers
+	Auth      Authenticator
+	Quota     Quota
+	Metrics   *Metrics
+	// MaxWait is the default wait for quota; DefaultMaxWait when zero.
+	MaxWait time.Duration
+	Clock   clock.PassiveClock
+	Log     logr.Logger
+}
+
+// Handler routes the dialects' paths.
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/chat/completions", g.openAIChat)
+	mux.HandleFunc("GET /v1/models", g.openAIModels)
+	return mux
+}
+
+func (g *Gateway) now() time.Time {
+	if g.Clock == nil {
+		return time.Now()
+	}
+	return g.Clock.Now()
+}
+
+// failure is a call's error, before a dialect shapes it.
+type failure struct {
+	status  int
+	code    string // a machine-readable cause, in the OpenAI style
+	message string
+	retryAt time.Time // on 429s
+}
+
+func (f *failure) Error() string { return f.message }
+
+func fail(status int, code, format string, args ...any) *failure {
+	return &failure{status: status, code: code, message: fmt.Sprintf(format, args...)}
+}
+
+// caller is an authenticated caller.
+type caller struct {
+	user      authnv1.UserInfo
+	namespace string // the ServiceAccount's namespace; empty for other users
+}
+
+// authenticate checks the bearer token.
+func (g *Gateway) authenticate(r *http.Request, token string) (caller, *failure) {
+	user, err := g.Auth.Authenticate(r.Context(), token)
+	switch {
+	case errors.Is(err, kubeauth.ErrUnauthenticated):
+		return caller{}, fail(http.StatusUnauthorized, "invalid_api_key",
+			"the bearer token is not a valid ServiceAccount token for audience llmquota.dev: %v", err)
+	case err != nil:
+		return caller{}, fail(http.StatusServiceUnavailable, "auth_unavailable", "authentication is unavailable: %v", err)
+	}
+	ns, _, _ := kubeauth.ServiceAccount(user)
+	return caller{user: user, namespace: ns}, nil
+}
+
+// authorize checks that the caller may use the provider: RBAC verb use on
+// llmproviders/<name> in group llmquota.dev.
+func (g *Gateway) authorize(ctx context.Context, c caller, providerName string) *failure {
+	ok, err := g.Auth.Allowed(ctx, c.user, useAccess(providerName))
+	switch {
+	case err != nil:
+		return fail(http.StatusServiceUnavailable, "auth_unavailable", "authorization is unavailable: %v", err)
+	case !ok:
+		return fail(http.StatusForbidden, "permission_denied",
+			"%s may not use provider %q: it needs verb \"use\" on llmproviders/%s in group llmquota.dev", c.user.Username, providerName, providerName)
+	}
+	return nil
+}
+
+func useAccess(providerName string) kubeauth.Access {
+	return kubeauth.Access{Verb: "use", Group: "llmquota.dev", Resource: "llmproviders", Name: providerName}
+}
+
+// call is one authorized call in no dialect.
+type call struct {
+	caller    caller
+	provider  string
+	req       provider.Request
+	maxTokens int64
+	maxWait   time.Duration
+}
+
+// label is the provider's metrics label: a provider that exists, never a
+// name a caller made up (each would be a time series).
+func (c call) label(found bool) string {
+	if found {
+		return c.provider
+	}
+	return ""
+}
+
+// outcome is what a call brought back.
+type outcome struct {
+	resp *provider.Response
+	// waited is how long the call waited for quota.
+	waited time.Duration
+	// upstream is how long the provider took.
+	upstream time.Duration
+	// found is true once the provider was found.
+	found bool
+}
+
+// run acquires quota, sends the call and settles it. The failure is in
+// no dialect yet.
+func (g *Gateway) run(ctx context.Context, c call) (outcome, *failure) {
+	target, f := g.Providers.Client(ctx, c.provider)
+	if f != nil {
+		return outcome{}, f
+	}
+	c.req.Model = cmpOr(c.req.Model, target.defaultModel)
+	if c.req.Model == "" {
+		return outcome{found: true}, fail(http.StatusBadRequest, "model_not_found",
+			"provider %q has no default model: name one as %q", c.provider, c.provider+"/<model>")
+	}
+	c.req.MaxTokens = int32(c.maxTokens)
+	asked := g.now()
+	grant, err := g.Quota.Acquire(ctx, authority.AcquireRequest{Provider: c.provider, Namespace: c.caller.namespace,
+		InputChars: c.req.Chars(), MaxTokens: c.maxTokens, MaxWaitMillis: c.maxWait.Milliseconds()})
+	var notServed *authority.NotServedError
+	switch {
+	case errors.As(err, &notServed):
+		return outcome{found: true}, fail(http.StatusServiceUnavailable, "provider_not_ready",
+			"provider %q is not running: see its conditions (kubectl get llmprovider %s)", c.provider, c.provider)
+	case err != nil:
+		return outcome{found: true}, fail(http.StatusServiceUnavailable, "quota_unavailable", "the quota authority is unavailable: %v", err)
+	case grant.Grant == "":
+		f := fail(http.StatusTooManyRequests, "rate_limit_exceeded", "provider %q has no quota within %v: %s %s",
+			c.provider, c.maxWait, grant.Reason, grant.Window)
+		f.retryAt = grant.RetryAt
+		return outcome{found: true, waited: g.now().Sub(asked)}, f
+	}
+	out := outcome{waited: g.now().Sub(asked), found: true}
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	sent := g.now()
+	resp, err := target.client.Generate(cctx, c.req)
+	cancel()
+	out.upstream = g.now().Sub(sent)
+	g.release(grant.Grant, resp, err)
+	if err != nil {
+		return out, upstreamFailure(c.provider, err)
+	}
+	out.resp = resp
+	return out, nil
+}
+
+// release reports a sent call's usage to the authority, in the background:
+// the caller's answer does not wait for it. A release that cannot be
+// delivered is reclaimed by the authority when the grant's lease ends.
+func (g *Gateway) release(grant string, resp *provider.Response, err error) {
+	req := authority.ReleaseRequest{Grant: grant, Sent: true}
+	var pe *provider.Error
+	switch {
+	case err == nil:
+		req.InputTokens, req.OutputTokens = resp.InputTokens, resp.OutputTokens
+		if rl := resp.RateLimit; rl.RequestsRemaining == 0 {
+			req.RetryAt = rl.RequestsReset
+		}
+	case errors.As(err, &pe):
+		req.Class, req.Message, req.RetryAt = string(pe.Class), pe.Message, pe.RetryAt
+	default:
+		req.Class, req.Message = string(provider.ClassConnection), err.Error()
+	}
+	go func() {
+		for attempt := range 3 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			rerr := g.Quota.Release(ctx, req)
+			cancel()
+			if rerr == nil {
+				return
+			}
+			g.Log.V(1).Info("Releasing a grant failed", "attempt", attempt+1, "error", rerr.Error())
+			time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+		}
+	}()
+}
+
+// upstreamFailure maps a provider's failure to the caller's: the caller's
+// own mistakes keep their status, the provider's trouble is a 502/504.
+func upstreamFailure(name string, err error) *failure {
+	var pe *provider.Error
+	if !errors.As(err, &pe) {
+		return fail(http.StatusBadGateway, "upstream_error", "provider %q: %v", name, err)
+	}
+	switch pe.Class {
+	case provider.ClassRateLimited:
+		f := fail(http.StatusTooManyRequests, "rate_limit_exceeded", "provider %q refused the call for its quota: %s", name, pe.Message)
+		f.retryAt = pe.RetryAt
+		return f
+	case provider.ClassBadRequest:
+		return fail(http.StatusBadRequest, "invalid_request", "provider %q refused the request: %s", name, pe.Message)
+	case provider.ClassContextTooLong:
+		return fail(http.StatusBadRequest, "context_length_exceeded", "provider %q: %s", name, pe.Message)
+	case provider.ClassTimeout:
+		return fail(http.StatusGatewayTimeout, "upstream_timeout", "provider %q did not answer in time", name)
+	case provider.ClassAuth:
+		return fail(http.StatusBadGateway, "upstream_auth", "provider %q refused llmquota's credentials: see its conditions", name)
+	case provider.ClassCanceled:
+		return fail(499, "canceled", "the call was canceled")
+	}
+	return fail(http.StatusBadGateway, "upstream_error", "provider %q failed: %s", name, pe.Message)
+}
+
+// maxWait reads the caller's wait for quota from MaxWaitHeader.
+func (g *Gateway) maxWait(r *http.Request) (time.Duration, *failure) {
+	d := g.MaxWait
+	if d == 0 {
+		d = DefaultMaxWait
+	}
+	h := r.Header.Get(MaxWaitHeader)
+	if h == "" {
+		return d, nil
+	}
+	parsed, err := time.ParseDuration(h)
+	if err != nil {
+		secs, serr := strconv.ParseFloat(h, 64)
+		if serr != nil {
+			return 0, fail(http.StatusBadRequest, "invalid_request", "header %s: %q is neither a duration nor seconds", MaxWaitHeader, h)
+		}
+		parsed = time.Duration(secs * float64(time.Second))
+	}
+	if parsed < 0 || parsed > maxMaxWait {
+		return 0, fail(http.StatusBadRequest, "invalid_request", "header %s: %v is outside 0 to %v", MaxWaitHeader, parsed, maxMaxWait)
+	}
+	return parsed, nil
+}
+
+// retryAfter writes a 429's Retry-After (whole seconds, rounded up, at
+// least 1) and the exact time beside it.
+func retryAfter(w http.ResponseWriter, at, now time.Time) {
+	if at.IsZero() {
+		w.Header().Set("Retry-After", "1")
+		return
+	}
+	wait := at.Sub(now)
+	secs := max(1, int64((wait+time.Second-1)/time.Second))
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	w.Header().Set(RetryAtHeader, at.UTC().Format(time.RFC3339Nano))
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,308 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+
+	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/emulator"
+	"github.com/llmquota/llmquota/internal/gateway"
+)
+
+// sdk is the official OpenAI Go SDK pointed at the gateway, with a
+// ServiceAccount token as its API key; it does not retry, so every answer
+// is the gateway's own.
+func sdk(b *bed, token string) *openai.Client {
+	c := openai.NewClient(option.WithBaseURL(b.gateway+"/v1/"), option.WithAPIKey(token), option.WithMaxRetries(0))
+	return &c
+}
+
+// TestGateway runs the OpenAI dialect against one bed: a real API server,
+// the emulator, the authority and the gateway over HTTP.
+func TestGateway(t *testing.T) {
+	b := newBed(t, 600, time.Minute)
+	ctx := context.Background()
+
+	t.Run("the official SDK gets an answer, and usage", func(t *testing.T) {
+		resp, err := sdk(b, b.app).Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+			Model: "emu/gpt-test",
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("be brief"), openai.UserMessage("hello"),
+				openai.AssistantMessage("hi"), openai.UserMessage("what is a quota?")},
+			MaxCompletionTokens: openai.Int(64),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Choices) != 1 || !strings.HasPrefix(resp.Choices[0].Message.Content, "emulated answer") || resp.Model != "emu/gpt-test" {
+			t.Fatalf("answer %+v", resp)
+		}
+		if resp.Usage.PromptTokens == 0 || resp.Usage.CompletionTokens == 0 || resp.Choices[0].FinishReason != "stop" {
+			t.Fatalf("usage %+v, finish %q", resp.Usage, resp.Choices[0].FinishReason)
+		}
+		last := b.emu.Log()[len(b.emu.Log())-1]
+		if last.Model != "gpt-test" || last.Status != http.StatusOK {
+			t.Fatalf("the emulator saw %+v", last)
+		}
+	})
+
+	t.Run("the provider's default model, streamed with usage", func(t *testing.T) {
+		stream := sdk(b, b.app).Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{
+			Model: "emu", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("stream me")},
+			StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)},
+		})
+		acc := openai.ChatCompletionAccumulator{}
+		for stream.Next() {
+			acc.AddChunk(stream.Current())
+		}
+		if err := stream.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if len(acc.Choices) != 1 || !strings.HasPrefix(acc.Choices[0].Message.Content, "emulated answer") || acc.Usage.TotalTokens == 0 {
+			t.Fatalf("accumulated %+v", acc.ChatCompletion)
+		}
+	})
+
+	t.Run("models lists what the caller may use", func(t *testing.T) {
+		ids := func(token string) []string {
+			page, err := sdk(b, token).Models.List(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, m := range page.Data {
+				out = append(out, m.ID)
+			}
+			return out
+		}
+		if got := ids(b.app); !slices.Equal(got, []string{"emu", "emu/gpt-test"}) {
+			t.Fatalf("team-a/app sees %v", got)
+		}
+		if got := ids(b.other); len(got) != 0 {
+			t.Fatalf("team-a/other, with no grant, sees %v", got)
+		}
+	})
+
+	t.Run("refusals in OpenAI's error shape", func(t *testing.T) {
+		before := len(b.emu.Log())
+		wrongAudience := token(t, b.c, "team-a", "app") // the API server's own audience
+		cases := []struct {
+			name, token, model string
+			n                  int64
+			status             int
+			code               string
+		}{
+			{"no token", "", "emu", 0, http.StatusUnauthorized, "invalid_api_key"},
+			{"a token for another audience", wrongAudience, "emu", 0, http.StatusUnauthorized, "invalid_api_key"},
+			{"a caller without use on the provider", b.other, "emu", 0, http.StatusForbidden, "permission_denied"},
+			{"a provider the caller may not use", b.app, "gemini/flash", 0, http.StatusForbidden, "permission_denied"},
+			{"an unknown provider", b.ops, "nope/model", 0, http.StatusNotFound, "model_not_found"},
+			{"n > 1", b.app, "emu", 2, http.StatusBadRequest, "invalid_request"},
+		}
+		for _, c := range cases {
+			params := openai.ChatCompletionNewParams{Model: c.model, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("x")}}
+			if c.n > 0 {
+				params.N = openai.Int(c.n)
+			}
+			_, err := sdk(b, c.token).Chat.Completions.New(ctx, params)
+			var apiErr *openai.Error
+			if !errors.As(err, &apiErr) || apiErr.StatusCode != c.status || apiErr.Code != c.code || apiErr.Message == "" {
+				t.Errorf("%s: %v (%+v), want %d %s", c.name, err, apiErr, c.status, c.code)
+			}
+		}
+		for name, body := range map[string]string{"malformed JSON": `{"model": "emu", "messages": [`, "no messages": `{"model":"emu"}`,
+			"the assistant last": `{"model":"emu","messages":[{"role":"assistant","content":"x"}]}`,
+			"an image part":      `{"model":"emu","messages":[{"role":"user","content":[{"type":"image_url"}]}]}`} {
+			if status, _ := post(t, b, b.app, body, nil); status != http.StatusBadRequest {
+				t.Errorf("%s: status %d, want 400", name, status)
+			}
+		}
+		huge := `{"model":"emu","messages":[{"role":"user","content":"` + strings.Repeat("x", gateway.MaxBodyBytes) + `"}]}`
+		if status, _ := post(t, b, b.app, huge, nil); status != http.StatusRequestEntityTooLarge {
+			t.Errorf("a body over the bound: status %d, want 413", status)
+		}
+		if n := len(b.emu.Log()) - before; n != 0 {
+			t.Fatalf("%d refused calls reached the provider", n)
+		}
+		if s := b.d.Interactive(); s.Waiting != 0 || b.auth.Held() != 0 {
+			t.Fatalf("refused calls left quota held: lane %+v, %d grants", s, b.auth.Held())
+		}
+	})
+
+	t.Run("the provider key never reaches the caller", func(t *testing.T) {
+		_, body := post(t, b, b.app, `{"model":"emu","messages":[{"role":"user","content":"x"}]}`, nil)
+		if strings.Contains(body, apiKey) {
+			t.Fatalf("the answer holds the provider's key: %s", body)
+		}
+	})
+
+	t.Run("only a gateway's ServiceAccount draws quota", func(t *testing.T) {
+		for _, tok := range []string{"", b.app} {
+			if ok := b.auth.Authorize(ctx, tok) == nil; ok {
+				t.Errorf("the authority accepts a token that is not a gateway's (%q...)", tok[:min(len(tok), 8)])
+			}
+		}
+	})
+}
+
+// post sends a raw Chat Completions body to the gateway and returns the
+// status and body.
+func post(t *testing.T, b *bed, token, body string, header http.Header) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, b.gateway+"/v1/chat/completions", bytes.NewReader([]byte(body)))
+	must(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	defer func() { _ = resp.Body.Close() }()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
+// TestGatewayAdmitsExactlyTheWindow: 2,000 concurrent calls against 100 a
+// minute, none willing to wait: exactly 100 reach the provider, the other
+// 1,900 are answered 429 with a Retry-After that is when the window
+// actually frees (one instant for all, as exact as the windows), and the
+// provider's log, counted by arrival, shows no window exceeded and no
+// quota refusal.
+func TestGatewayAdmitsExactlyTheWindow(t *testing.T) {
+	b := newBed(t, 100, time.Minute)
+	start := time.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses, retryAt := map[int]int{}, map[string]int{}
+	var maxRetryAfter int
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 256, MaxIdleConnsPerHost: 256}}
+	body := []byte(`{"model":"emu","max_tokens":16,"messages":[{"role":"user","content":"burst"}]}`)
+	for range 2000 {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodPost, b.gateway+"/v1/chat/completions", bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+b.app)
+			req.Header.Set(gateway.MaxWaitHeader, "0")
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			mu.Lock()
+			defer mu.Unlock()
+			statuses[resp.StatusCode]++
+			if resp.StatusCode == http.StatusTooManyRequests {
+				retryAt[resp.Header.Get(gateway.RetryAtHeader)]++
+				secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+				maxRetryAfter = max(maxRetryAfter, secs)
+			}
+		})
+	}
+	wg.Wait()
+	end := time.Now()
+	if statuses[http.StatusOK] != 100 || statuses[http.StatusTooManyRequests] != 1900 {
+		t.Fatalf("statuses %v, want 100 answered and 1,900 refused", statuses)
+	}
+	if len(retryAt) != 1 {
+		t.Fatalf("the refusals name %d different times the window frees, want one: %v", len(retryAt), retryAt)
+	}
+	for at := range retryAt {
+		frees, err := time.Parse(time.RFC3339Nano, at)
+		must(t, err)
+		// The window frees when its first call leaves it: a minute (and the
+		// guard) after a call admitted between start and end.
+		if frees.Before(start.Add(time.Minute)) || frees.After(end.Add(time.Minute+time.Second)) {
+			t.Fatalf("the window frees at %v, not a minute after the burst (%v to %v)", frees, start, end)
+		}
+		if want := int(math.Ceil(frees.Sub(start).Seconds())); maxRetryAfter > want || maxRetryAfter < 59 {
+			t.Fatalf("Retry-After up to %d s, want at most %d s and at least 59 s", maxRetryAfter, want)
+		}
+	}
+	log := b.emu.Log()
+	tally := emulator.Count(log)
+	if tally.Arrivals != 100 || tally.QuotaRefusals != 0 {
+		t.Fatalf("the provider saw %+v, want 100 arrivals and no quota refusal", tally)
+	}
+	must(t, emulator.CheckWindows(log, []emulator.Limit{{Requests: 100, Period: time.Minute}}))
+	waitReleased(t, b)
+}
+
+// TestGatewayAndBatchShareTheWindow: gateway calls and a batch on one
+// provider at once (40 calls in any 3 s): together they never pass the
+// window at the provider, and the interactive calls go first. The batch
+// alone fills three windows (9 s); a call waits at most 8 s, so had the
+// batch kept the slots that free at 3 s, the calls would be refused.
+func TestGatewayAndBatchShareTheWindow(t *testing.T) {
+	const limit, period = 40, 3 * time.Second
+	b := newBed(t, limit, period)
+	if status, _ := post(t, b, b.app, `{"model":"emu","max_tokens":16,"messages":[{"role":"user","content":"warm up"}]}`, nil); status != http.StatusOK {
+		t.Fatalf("first call: status %d", status)
+	}
+	results := make(chan dispatch.Result, 120)
+	items := make([]dispatch.Item, 120)
+	for i := range items {
+		items[i] = dispatch.Item{ID: strconv.Itoa(i), Prompt: "batch item " + strconv.Itoa(i)}
+	}
+	b.d.Submit(dispatch.Batch{Key: "team-a/batch", Namespace: "team-a", Size: len(items), Items: items, OnResult: func(r dispatch.Result) { results <- r }})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	for range 30 {
+		wg.Go(func() {
+			status, body := post(t, b, b.app, `{"model":"emu","max_tokens":16,"messages":[{"role":"user","content":"interactive"}]}`,
+				http.Header{gateway.MaxWaitHeader: {"8s"}})
+			mu.Lock()
+			defer mu.Unlock()
+			statuses[status]++
+			if status != http.StatusOK {
+				t.Logf("refused: %s", body)
+			}
+		})
+	}
+	wg.Wait()
+	if statuses[http.StatusOK] != 30 {
+		t.Fatalf("interactive calls answered by status %v, want 30 answered: the batch took their quota", statuses)
+	}
+	for range items {
+		select {
+		case r := <-results:
+			if !r.Succeeded {
+				t.Fatalf("batch item %s: %s %s", r.ID, r.ErrorClass, r.ErrorMessage)
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("the batch did not finish")
+		}
+	}
+	log := b.emu.Log()
+	if tally := emulator.Count(log); tally.QuotaRefusals != 0 || tally.Arrivals != 1+30+120 {
+		t.Fatalf("the provider saw %+v, want 151 arrivals and no quota refusal", tally)
+	}
+	must(t, emulator.CheckWindows(log, []emulator.Limit{{Requests: limit, Period: period}}))
+}
+
+// waitReleased waits until every grant was released by the gateways'
+// background releases.
+func waitReleased(t *testing.T, b *bed) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.auth.Held() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d grants still held", b.auth.Held())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

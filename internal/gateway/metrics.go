@@ -1,0 +1,63 @@
+package gateway
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the gateway's Prometheus metrics. Labels: provider,
+// caller_namespace (the calling ServiceAccount's namespace; a label
+// ServiceMonitor relabelling leaves alone, unlike namespace) and code (the
+// HTTP status answered).
+type Metrics struct {
+	requests *prometheus.CounterVec
+	tokens   *prometheus.CounterVec
+	wait     *prometheus.HistogramVec
+	added    *prometheus.HistogramVec
+}
+
+// NewMetrics registers the gateway's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "llmquota_gateway_requests_total",
+			Help: "Gateway calls by provider, calling namespace and the HTTP status answered."}, []string{"provider", "caller_namespace", "code"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "llmquota_gateway_tokens_total",
+			Help: "Tokens of answered gateway calls, by direction (in, out)."}, []string{"provider", "caller_namespace", "direction"}),
+		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "llmquota_gateway_quota_wait_seconds",
+			Help:    "How long gateway calls waited for quota from the leader (its round trip included).",
+			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 5, 30}}, []string{"provider"}),
+		added: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "llmquota_gateway_added_latency_seconds",
+			Help:    "What the gateway added to answered calls: their whole time less the provider's.",
+			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 5, 30}}, []string{"provider"}),
+	}
+	reg.MustRegister(m.requests, m.tokens, m.wait, m.added)
+	return m
+}
+
+// recorder measures one call.
+type recorder struct {
+	m     *Metrics
+	start time.Time
+}
+
+func (m *Metrics) start(now time.Time) recorder { return recorder{m: m, start: now} }
+
+// done records a call's answer.
+func (r recorder) done(c call, out outcome, status int, now time.Time) {
+	if r.m == nil {
+		return
+	}
+	provider := c.label(out.found)
+	r.m.requests.WithLabelValues(provider, c.caller.namespace, strconv.Itoa(status)).Inc()
+	if out.waited > 0 {
+		r.m.wait.WithLabelValues(provider).Observe(out.waited.Seconds())
+	}
+	if out.resp == nil {
+		return
+	}
+	r.m.tokens.WithLabelValues(provider, c.caller.namespace, "in").Add(float64(out.resp.InputTokens))
+	r.m.tokens.WithLabelValues(provider, c.caller.namespace, "out").Add(float64(out.resp.OutputTokens))
+	r.m.added.WithLabelValues(provider).Observe((now.Sub(r.start) - out.upstream).Seconds())
+}

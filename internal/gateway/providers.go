@@ -1,0 +1,104 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/ollamapod"
+	"github.com/llmquota/llmquota/internal/provider"
+)
+
+// Providers finds LLMProviders and holds a client for each, with its key
+// read from the provider's Secret. A client is built again when the
+// provider's spec or its Secret changes, so a rotated key is used from the
+// next call on.
+type Providers struct {
+	// Reader reads LLMProviders and Secrets (a cache in production).
+	Reader client.Reader
+	// HTTP is the client for the providers' APIs.
+	HTTP *http.Client
+
+	mu      sync.Mutex
+	clients map[string]target
+}
+
+// target is a provider's client and what it was built from.
+type target struct {
+	version      string
+	client       provider.Client
+	defaultModel string
+}
+
+// Get returns a provider, with a 404 failure when it does not exist.
+func (p *Providers) Get(ctx context.Context, name string) (*llmv1.LLMProvider, *failure) {
+	var lp llmv1.LLMProvider
+	err := p.Reader.Get(ctx, types.NamespacedName{Name: name}, &lp)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, fail(http.StatusNotFound, "model_not_found", "no LLMProvider named %q", name)
+	case err != nil:
+		return nil, fail(http.StatusServiceUnavailable, "provider_unavailable", "reading LLMProvider %q: %v", name, err)
+	}
+	return &lp, nil
+}
+
+// Client returns the client of a provider.
+func (p *Providers) Client(ctx context.Context, name string) (target, *failure) {
+	lp, f := p.Get(ctx, name)
+	if f != nil {
+		return target{}, f
+	}
+	if ollamapod.IsPool(lp) {
+		return target{}, fail(http.StatusNotImplemented, "not_supported",
+			"provider %q is an Ollama pool: the gateway serves providers with one endpoint for now", name)
+	}
+	secretVersion, key := "", ""
+	if ref := lp.Spec.CredentialsSecretRef; ref != nil {
+		var s corev1.Secret
+		// A context whose logger drops everything: client-go logs response
+		// bodies (the Secret's data) at its highest verbosity.
+		err := p.Reader.Get(logr.NewContext(ctx, logr.Discard()), types.NamespacedName{Namespace: ref.Namespace, Name: string(ref.Name)}, &s)
+		if err != nil {
+			return target{}, fail(http.StatusServiceUnavailable, "provider_unavailable",
+				"provider %q: its credentials Secret %s/%s cannot be read", name, ref.Namespace, ref.Name)
+		}
+		secretVersion = s.ResourceVersion
+		key = strings.TrimSpace(string(s.Data[ref.Key]))
+	}
+	version := fmt.Sprintf("%s|%s|%s|%s", lp.Spec.Type, lp.Spec.Endpoint, lp.UID, secretVersion)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t, ok := p.clients[name]; ok && t.version == version {
+		t.defaultModel = lp.Spec.Model
+		return t, nil
+	}
+	c, err := provider.New(provider.Config{Type: provider.Type(lp.Spec.Type), Endpoint: lp.Spec.Endpoint, APIKey: key, HTTPClient: p.HTTP})
+	if err != nil {
+		return target{}, fail(http.StatusServiceUnavailable, "provider_unavailable", "provider %q: %v", name, err)
+	}
+	if p.clients == nil {
+		p.clients = map[string]target{}
+	}
+	t := target{version: version, client: c, defaultModel: lp.Spec.Model}
+	p.clients[name] = t
+	return t, nil
+}
+
+// List returns every LLMProvider.
+func (p *Providers) List(ctx context.Context) ([]llmv1.LLMProvider, error) {
+	var list llmv1.LLMProviderList
+	if err := p.Reader.List(ctx, &list); err != nil {
+		return nil, err
+	}
+	return list.Items, nil
+}
