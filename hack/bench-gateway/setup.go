@@ -10,9 +10,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -23,6 +21,7 @@ import (
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/kubeauth"
 	"github.com/llmquota/llmquota/internal/ratewindow"
+	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 )
 
 const (
@@ -50,31 +49,17 @@ func objects(ctx context.Context, c client.Client, emulatorURL string) (caller, 
 		CredentialsSecretRef: &llmv1.SecretKeyReference{Namespace: systemNS, Name: "emu-key", Key: "api-key"},
 		Limits:               llmv1.RateLimits{RequestsPerMinute: ptr.To(int32(1_000_000)), MaxConcurrency: 10_000},
 	}})
-	create(&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "use-all"}, Rules: []rbacv1.PolicyRule{{
-		APIGroups: []string{"llmquota.dev"}, Resources: []string{"llmproviders"}, Verbs: []string{"use"}}}})
-	create(&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "use-all-app"},
-		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "use-all"},
-		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: "team-a", Name: "app"}}})
+	if err == nil {
+		err = apiserver.GrantUse(ctx, c, "use-all", nil, "team-a", "app")
+	}
 	if err != nil {
 		return "", "", err
 	}
-	if caller, err = saToken(ctx, c, "team-a", "app"); err != nil {
+	if caller, err = apiserver.ServiceAccountToken(ctx, c, "team-a", "app", audience); err != nil {
 		return "", "", err
 	}
-	gateway, err = saToken(ctx, c, systemNS, "llmquota-gateway")
+	gateway, err = apiserver.ServiceAccountToken(ctx, c, systemNS, "llmquota-gateway", audience)
 	return caller, gateway, err
-}
-
-func saToken(ctx context.Context, c client.Client, ns, name string) (string, error) {
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-	if err := c.Create(ctx, sa); err != nil {
-		return "", err
-	}
-	tr := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{audience}, ExpirationSeconds: ptr.To(int64(3600))}}
-	if err := c.SubResource("token").Create(ctx, sa, tr); err != nil {
-		return "", err
-	}
-	return tr.Status.Token, nil
 }
 
 // serveAuthority runs the provider's dispatcher and the quota authority in

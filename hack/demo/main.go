@@ -1,9 +1,11 @@
 // Command demo runs llmquota's main job end to end on this machine: a local
 // control plane (etcd + kube-apiserver, or the cluster in $KUBECONFIG), the
 // provider emulator with the original report's Gemini limits scaled down,
-// the manager, and the original report's 136-item batch. It shows progress
-// until the batch is Complete, prints the final state, and stops everything
-// it started. Run it through `make demo`.
+// the manager, the gateway, and the original report's 136-item batch while
+// an app calls the same provider through the gateway. It shows progress
+// and the app's calls until the batch is Complete, prints the final state
+// and what the provider saw (every arrival, batch and app together, within
+// the windows), and stops everything it started. Run it through `make demo`.
 package main
 
 import (
@@ -112,9 +114,14 @@ func run(ctx context.Context, keep bool, limit time.Duration) error {
 	}
 	defer stop(emu, "provider emulator")
 
-	say("Starting the manager (log: .demo/manager.log)")
+	quotaPort, err := process.FreePort()
+	if err != nil {
+		return err
+	}
+	say("Starting the manager (log: .demo/manager.log), serving quota to gateways on 127.0.0.1:%d", quotaPort)
 	mgr, err := process.Start(filepath.Join(dir, "manager.log"), filepath.Join(bin, "manager"),
-		"--kubeconfig", kubeconfig, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0")
+		"--kubeconfig", kubeconfig, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
+		fmt.Sprintf("--quota-bind-address=127.0.0.1:%d", quotaPort), "--gateway-service-accounts=llmquota-system/llmquota-gateway")
 	if err != nil {
 		return err
 	}
@@ -124,11 +131,26 @@ func run(ctx context.Context, keep bool, limit time.Duration) error {
 	if err := applyProvider(ctx, dir, kubeconfig, endpoint); err != nil {
 		return err
 	}
+	say("Starting the gateway (log: .demo/gateway.log); an app (ServiceAccount default/news-app, allowed to use gemini) calls it with the official OpenAI Go SDK every 3s")
+	gatewayURL, appToken, gw, err := startGateway(ctx, c, dir, kubeconfig, bin, fmt.Sprintf("http://127.0.0.1:%d", quotaPort))
+	if err != nil {
+		return err
+	}
+	defer stop(gw, "gateway")
 	if err := kubectl(ctx, kubeconfig, "apply", "-n", "default", "-f", "config/samples/llmquota_v1alpha1_inferencebatch.yaml"); err != nil {
 		return err
 	}
-
-	if err := watch(ctx, c, limit); err != nil {
+	if err := waitProviderReady(ctx, c, "gemini"); err != nil {
+		return err
+	}
+	appCtx, stopApp := context.WithCancel(ctx)
+	calls := converse(appCtx, gatewayURL, appToken, 3*time.Second)
+	err = watch(ctx, c, limit)
+	stopApp()
+	if err != nil {
+		return err
+	}
+	if err := calls.summary(); err != nil {
 		return err
 	}
 	say("Final state")
@@ -138,6 +160,7 @@ func run(ctx context.Context, keep bool, limit time.Duration) error {
 	if err := showResults(ctx, c); err != nil {
 		return err
 	}
+	stop(gw, "gateway")
 	stop(mgr, "manager")
 	stop(emu, "provider emulator")
 	if err := checkServerLog(filepath.Join(dir, "requests.jsonl")); err != nil {

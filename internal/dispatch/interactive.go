@@ -56,7 +56,8 @@ type InteractiveStats struct {
 
 // laneAction is I/O the lane needs done outside the lock before it can go on.
 type laneAction struct {
-	reserve int64        // reserve a block of calls of this token cost
+	reserve bool         // reserve (and persist) a block of calls
+	tokens  int64        // the token cost of each call of the block
 	commit  *cost.Period // persist a budget commitment
 }
 
@@ -125,7 +126,7 @@ func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool,
 		d.unbudget(now, worst)
 		d.limited = dec
 		if dec.Reason == ratewindow.ReasonReservation {
-			return -1, true, laneAction{reserve: est}
+			return -1, true, laneAction{reserve: true, tokens: est}
 		}
 		if wait, ok := d.hold(w, dec, now); ok {
 			return wait, true, laneAction{}
@@ -172,8 +173,8 @@ func (d *Dispatcher) act(ctx context.Context, a laneAction) {
 	switch {
 	case a.commit != nil:
 		d.commitCost(ctx, *a.commit)
-	case a.reserve > 0:
-		d.reserve(ctx, a.reserve)
+	case a.reserve:
+		d.reserve(ctx, a.tokens)
 	}
 }
 

@@ -180,11 +180,47 @@ func TestStoppedDispatcherRefusesWaiters(t *testing.T) {
 		t.Fatal("the first call was refused")
 	}
 	got := make(chan *Grant, 1)
-	go func() { g, _, _ := d.Acquire(context.Background(), Ask{MaxTokens: 16, MaxWait: 2 * time.Minute}); got <- g }()
+	go func() {
+		g, _, _ := d.Acquire(context.Background(), Ask{MaxTokens: 16, MaxWait: 2 * time.Minute})
+		got <- g
+	}()
 	waitLane(t, d, 1)
 	cancel()
 	<-stopped
 	if g := <-got; g != nil {
 		t.Fatal("granted by a stopped dispatcher")
+	}
+}
+
+// TestInteractiveReservesPersistedQuota: with quota persisted (as the
+// manager runs it), an interactive call waits for the loop to reserve and
+// persist a block, then gets its grant; the block is written before any of
+// it is spent.
+func TestInteractiveReservesPersistedQuota(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
+	var mu sync.Mutex
+	persisted := 0
+	persist := func(context.Context, []byte) error { mu.Lock(); persisted++; mu.Unlock(); return nil }
+	d, _ := New(Config{Name: "p", Client: &stubClient{}, Limits: minuteLimit(10, 0), ReserveBlock: 2, Persist: persist}, nil, fc, logr.Discard(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+	for i := range 3 {
+		done := make(chan *Grant, 1)
+		go func() { g, _, _ := d.Acquire(ctx, Ask{MaxTokens: 16, MaxWait: time.Minute}); done <- g }()
+		select {
+		case g := <-done:
+			if g == nil {
+				t.Fatalf("call %d refused", i)
+			}
+			g.Done(&provider.Response{InputTokens: 1, OutputTokens: 1}, nil)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("call %d neither granted nor refused: the lane never reserved", i)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if persisted != 2 { // blocks of 2: calls 1-2, then 3
+		t.Fatalf("%d reservations persisted for 3 calls in blocks of 2, want 2", persisted)
 	}
 }

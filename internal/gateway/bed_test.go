@@ -9,9 +9,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -112,27 +110,15 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 // token makes a ServiceAccount and returns a token of it for audiences.
 func token(t *testing.T, c client.Client, ns, name string, audiences ...string) string {
 	t.Helper()
-	ctx := context.Background()
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-	if err := c.Create(ctx, sa); client.IgnoreAlreadyExists(err) != nil {
-		t.Fatal(err)
-	}
-	tr := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: audiences, ExpirationSeconds: ptr.To(int64(3600))}}
-	must(t, c.SubResource("token").Create(ctx, sa, tr))
-	return tr.Status.Token
+	tok, err := apiserver.ServiceAccountToken(context.Background(), c, ns, name, audiences...)
+	must(t, err)
+	return tok
 }
 
-// grant lets a ServiceAccount use the named providers (all when names is
-// nil), as an admin would: a ClusterRole with verb use, bound cluster-wide
-// (LLMProviders are cluster-scoped).
+// grant lets a ServiceAccount use the named providers (all when names is nil).
 func grant(t *testing.T, c client.Client, role string, names []string, ns, sa string) {
 	t.Helper()
-	ctx := context.Background()
-	must(t, c.Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: role}, Rules: []rbacv1.PolicyRule{{
-		APIGroups: []string{"llmquota.dev"}, Resources: []string{"llmproviders"}, Verbs: []string{"use"}, ResourceNames: names}}}))
-	must(t, c.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role + "-" + ns + "-" + sa},
-		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role},
-		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: sa}}}))
+	must(t, apiserver.GrantUse(context.Background(), c, role, names, ns, sa))
 }
 
 func must(t *testing.T, err error) {
