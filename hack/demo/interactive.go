@@ -23,16 +23,17 @@ import (
 )
 
 // startGateway gives the gateway and an app ServiceAccounts, lets the app
-// (default/news-app) use the gemini provider, and starts the gateway
-// against the manager's quota authority. It returns the gateway's URL and
-// the app's token.
+// (default/news-app) use the gemini provider with the sample RBAC
+// (config/samples/gateway_use_rbac.yaml, applied with kubectl as the docs
+// say), and starts the gateway against the manager's quota authority. It
+// returns the gateway's URL and the app's token.
 func startGateway(ctx context.Context, c client.Client, dir, kubeconfig, bin, quotaURL string) (string, string, *process.Process, error) {
 	const audience = "llmquota.dev"
 	gwToken, err := apiserver.ServiceAccountToken(ctx, c, "llmquota-system", "llmquota-gateway", audience)
 	if err != nil {
 		return "", "", nil, err
 	}
-	if err := apiserver.GrantUse(ctx, c, "llmquota-use-gemini", []string{"gemini"}, "default", "news-app"); err != nil {
+	if err := kubectl(ctx, kubeconfig, "apply", "-f", "config/samples/gateway_use_rbac.yaml"); err != nil {
 		return "", "", nil, err
 	}
 	appToken, err := apiserver.ServiceAccountToken(ctx, c, "default", "news-app", audience)

@@ -18,13 +18,13 @@ func minuteLimit(n int64, concurrency int) ratewindow.Config {
 	return ratewindow.Config{Windows: []ratewindow.Window{{Name: "minute", Limit: n, Period: time.Minute}}, MaxConcurrency: concurrency}
 }
 
-// waitLane waits (real time) until n Asks wait in the lane.
-func waitLane(t *testing.T, d *Dispatcher, n int) {
+// waitLane waits (real time) until one Ask waits in the lane.
+func waitLane(t *testing.T, d *Dispatcher) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for d.Interactive().Waiting != n {
+	for d.Interactive().Waiting != 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d Asks waiting, want %d", d.Interactive().Waiting, n)
+			t.Fatalf("%d Asks waiting, want 1", d.Interactive().Waiting)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -95,7 +95,7 @@ func TestInteractiveGoesBeforeBatches(t *testing.T) {
 		g, dec, _ := d.Acquire(ctx, Ask{Namespace: "app", InputChars: 10, MaxTokens: 16, MaxWait: 90 * time.Second})
 		got <- answer{g, dec}
 	}()
-	waitLane(t, d, 1)
+	waitLane(t, d)
 	fc.Step(61 * time.Second) // the batch's call leaves the window
 	var a answer
 	select {
@@ -134,7 +134,7 @@ func TestInteractiveWaitsForAConcurrencySlot(t *testing.T) {
 		}
 		got <- dec
 	}()
-	waitLane(t, d, 1)
+	waitLane(t, d)
 	fc.Step(5 * time.Second)
 	if dec := <-got; dec.Reason != ratewindow.ReasonConcurrency {
 		t.Fatalf("refused by %v, want Concurrency", dec.Reason)
@@ -155,7 +155,7 @@ func TestInteractiveCallerGivesUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { _, _, err := d.Acquire(ctx, Ask{MaxTokens: 16, MaxWait: 2 * time.Minute}); done <- err }()
-	waitLane(t, d, 1)
+	waitLane(t, d)
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v, want context.Canceled", err)
@@ -184,7 +184,7 @@ func TestStoppedDispatcherRefusesWaiters(t *testing.T) {
 		g, _, _ := d.Acquire(context.Background(), Ask{MaxTokens: 16, MaxWait: 2 * time.Minute})
 		got <- g
 	}()
-	waitLane(t, d, 1)
+	waitLane(t, d)
 	cancel()
 	<-stopped
 	if g := <-got; g != nil {
