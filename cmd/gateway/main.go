@@ -38,6 +38,7 @@ import (
 func main() {
 	var (
 		addr, metricsAddr, probeAddr string
+		pprofAddr                    string
 		authorityURL, authorityLease string
 		authorityPort                int
 		tokenFile, audience          string
@@ -49,6 +50,7 @@ func main() {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to; \"0\" disables it.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, authenticated and authorized through the API server.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of the Go profiling endpoints (/debug/pprof); \"0\" disables them.")
 	flag.StringVar(&authorityURL, "authority-url", "", "Base URL of the quota authority; when empty, the leader is found from --authority-lease.")
 	flag.StringVar(&authorityLease, "authority-lease", "", "namespace/name of the managers' leader-election Lease (default: <POD_NAMESPACE>/manager.llmquota.dev).")
 	flag.IntVar(&authorityPort, "authority-port", 8444, "Port the leader manager serves quota on.")
@@ -62,6 +64,7 @@ func main() {
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("gateway")
+	ctx := ctrl.SetupSignalHandler()
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -79,7 +82,7 @@ func main() {
 		cacheOpts.ByObject = map[client.Object]cache.ByObject{&corev1.Secret{}: {Namespaces: nss}}
 	}
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme: scheme, Metrics: metricsOpts, HealthProbeBindAddress: probeAddr, Cache: cacheOpts,
+		Scheme: scheme, Metrics: metricsOpts, HealthProbeBindAddress: probeAddr, PprofBindAddress: pprofAddr, Cache: cacheOpts,
 	})
 	if err != nil {
 		log.Error(err, "Creating the gateway's client")
@@ -100,7 +103,7 @@ func main() {
 	gw := &gateway.Gateway{
 		Providers: &gateway.Providers{Reader: mgr.GetClient(), HTTP: provider.NewHTTPClient(1024)},
 		Auth:      &kubeauth.Reviewer{Client: mgr.GetClient(), Audiences: []string{audience}, TTL: authTTL},
-		Quota:     quota, Metrics: gateway.NewMetrics(crmetrics.Registry), MaxWait: maxWait, Log: log,
+		Quota:     quota, Releases: authority.NewReleaser(ctx, quota, log), Metrics: gateway.NewMetrics(crmetrics.Registry), MaxWait: maxWait, Log: log,
 	}
 	utilruntime.Must(mgr.Add(&server{addr: addr, handler: gw.Handler()}))
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
@@ -112,7 +115,7 @@ func main() {
 		return quota.Ping(ctx)
 	}))
 	log.Info("Starting gateway", "version", version.Version, "address", addr)
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "Running the gateway")
 		os.Exit(1)
 	}

@@ -12,6 +12,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -35,12 +36,16 @@ func main() {
 	rates := flag.String("rates", "500,2000", "Comma-separated request rates per second.")
 	duration := flag.Duration("duration", 10*time.Second, "How long each attack lasts.")
 	authorityFor := flag.Duration("authority-duration", 5*time.Second, "How long the authority alone is measured.")
+	flag.StringVar(&profilePath, "gateway-profile", "", "If set, where the gateway's CPU profile during the last rate's attack is written.")
 	flag.Parse()
 	if err := run(*rates, *duration, *authorityFor); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-gateway:", err)
 		os.Exit(1)
 	}
 }
+
+// profilePath is -gateway-profile.
+var profilePath string
 
 func run(rates string, duration, authorityFor time.Duration) error {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -93,7 +98,7 @@ func run(rates string, duration, authorityFor time.Duration) error {
 	if err != nil {
 		return err
 	}
-	ports := make([]int, 3)
+	ports := make([]int, 4)
 	for i := range ports {
 		if ports[i], err = process.FreePort(); err != nil {
 			return err
@@ -103,7 +108,8 @@ func run(rates string, duration, authorityFor time.Duration) error {
 	gw, err := process.Start(filepath.Join(dir, "gateway.log"), filepath.Join(bin, "gateway"), "--kubeconfig", kubeconfig,
 		fmt.Sprintf("--bind-address=127.0.0.1:%d", ports[0]), fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[1]),
 		"--metrics-secure=false", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),
-		"--authority-url", authorityURL, "--token-file", tokenFile, "--secret-namespaces", systemNS)
+		"--authority-url", authorityURL, "--token-file", tokenFile, "--secret-namespaces", systemNS,
+		fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", ports[3]))
 	if err != nil {
 		return err
 	}
@@ -131,7 +137,9 @@ func run(rates string, duration, authorityFor time.Duration) error {
 		row(rate, "direct", base, "", "")
 		cpu0, _ := process.UsageOf(gw.Pid())
 		allocs0, _ := scrape(metricsURL, "go_memstats_mallocs_total")
+		profiled := profile(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", ports[3], max(1, int(duration.Seconds())-1)))
 		m := attack(through, rate, duration)
+		<-profiled
 		cpu1, _ := process.UsageOf(gw.Pid())
 		allocs1, _ := scrape(metricsURL, "go_memstats_mallocs_total")
 		n := float64(m.Requests)
@@ -230,4 +238,30 @@ func scrape(url, name string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("metric %s not found", name)
+}
+
+// profile fetches a CPU profile into profilePath (when set) while the
+// caller attacks; the channel closes once it is written.
+func profile(url string) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if profilePath == "" {
+			return
+		}
+		resp, err := http.Get(url)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profile:", err)
+			return
+		}
+		defer func() { _ = resp.Body.Close() }()
+		f, err := os.Create(profilePath)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profile:", err)
+			return
+		}
+		_, _ = io.Copy(f, resp.Body)
+		_ = f.Close()
+	}()
+	return done
 }

@@ -114,3 +114,35 @@ func TestAuthorityRefuses(t *testing.T) {
 		t.Fatalf("GET: %d", resp.StatusCode)
 	}
 }
+
+// TestReleaserSendsQueuedReleases: releases queued in the background reach
+// the authority, and stopping the Releaser flushes what waits.
+func TestReleaserSendsQueuedReleases(t *testing.T) {
+	s, c, _ := served(t)
+	ctx, stop := context.WithCancel(context.Background())
+	r := NewReleaser(ctx, c, logr.Discard())
+	for i := range 3 {
+		got, err := c.Acquire(context.Background(), AcquireRequest{Provider: "p", MaxTokens: 16})
+		if err != nil || got.Grant == "" {
+			t.Fatalf("acquire %d: %+v, %v (its slot was not released)", i, got, err)
+		}
+		r.Release(ReleaseRequest{Grant: got.Grant, Sent: true, OutputTokens: 2})
+		deadline := time.Now().Add(10 * time.Second)
+		for s.Held() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("grant %d still held after its release was queued", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	got, _ := c.Acquire(context.Background(), AcquireRequest{Provider: "p", MaxTokens: 16})
+	r.Release(ReleaseRequest{Grant: got.Grant})
+	stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Held() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if s.Held() != 0 {
+		t.Fatal("a release queued when the Releaser stopped was not sent")
+	}
+}

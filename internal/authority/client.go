@@ -111,9 +111,9 @@ func (c *Client) Acquire(ctx context.Context, req AcquireRequest) (AcquireRespon
 	return out, nil
 }
 
-// Release ends a grant. Repeating it is safe.
-func (c *Client) Release(ctx context.Context, req ReleaseRequest) error {
-	status, err := c.post(ctx, ReleasePath, req, nil)
+// Release ends grants, in one request. Repeating it is safe.
+func (c *Client) Release(ctx context.Context, reqs ...ReleaseRequest) error {
+	status, err := c.post(ctx, ReleasePath, ReleaseBatch{Releases: reqs}, nil)
 	if err == nil && status != http.StatusNoContent {
 		err = fmt.Errorf("the quota authority answered %d to a release", status)
 	}

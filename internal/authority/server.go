@@ -24,7 +24,7 @@ import (
 const DefaultLease = 3 * time.Minute
 
 // maxBody bounds a request to the service.
-const maxBody = 64 << 10
+const maxBody = 1 << 20
 
 // Server serves quota to gateway replicas from the leader's dispatchers.
 // Run it on the leader only (it is a leader-elected Runnable).
@@ -187,17 +187,25 @@ func (s *Server) acquire(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) release(w http.ResponseWriter, r *http.Request) {
-	var req ReleaseRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&req); err != nil {
+	var batch ReleaseBatch
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&batch); err != nil {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "malformed release request: " + err.Error()})
 		return
 	}
+	for _, req := range batch.Releases {
+		s.end(req)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// end ends one grant as its release says. A grant released already, or
+// reclaimed, is left alone: releases are safe to repeat.
+func (s *Server) end(req ReleaseRequest) {
 	s.mu.Lock()
 	h, ok := s.grants[req.Grant]
 	delete(s.grants, req.Grant)
 	s.mu.Unlock()
-	if !ok { // released already, or reclaimed: nothing to do, and safe to repeat
-		w.WriteHeader(http.StatusNoContent)
+	if !ok {
 		return
 	}
 	switch {
@@ -212,7 +220,6 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 	default:
 		h.grant.Done(nil, &provider.Error{Class: provider.Class(req.Class), Message: req.Message, RetryAt: req.RetryAt})
 	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 func newID() string {

@@ -60,6 +60,12 @@ type ReleaseRequest struct {
 	RetryAt time.Time `json:"retryAt,omitzero"`
 }
 
+// ReleaseBatch ends many grants in one request: a gateway sends the
+// releases of its calls together, every few milliseconds.
+type ReleaseBatch struct {
+	Releases []ReleaseRequest `json:"releases"`
+}
+
 // errorBody is the shape of the service's own errors.
 type errorBody struct {
 	Error string `json:"error"`

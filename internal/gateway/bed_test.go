@@ -94,11 +94,11 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 	t.Cleanup(authSrv.Close)
 	gatewayToken := token(t, b.c, systemNS, "llmquota-gateway", audience)
 
+	quota := &authority.Client{Resolver: authority.StaticURL(authSrv.URL), HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
+		Token: func() (string, error) { return gatewayToken, nil }}
 	gw := &gateway.Gateway{
 		Providers: &gateway.Providers{Reader: b.c, HTTP: provider.NewHTTPClient(256)},
-		Auth:      reviewer,
-		Quota: &authority.Client{Resolver: authority.StaticURL(authSrv.URL), HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
-			Token: func() (string, error) { return gatewayToken, nil }},
+		Auth:      reviewer, Quota: quota, Releases: authority.NewReleaser(runCtx, quota, logr.Discard()),
 		Metrics: gateway.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(),
 	}
 	gwSrv := httptest.NewServer(gw.Handler())

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -44,7 +45,11 @@ const (
 	// RetryAtHeader carries the exact time quota frees on a 429, beside
 	// Retry-After's whole seconds.
 	RetryAtHeader = "X-Llmquota-Retry-At"
-	maxMaxWait    = 2 * time.Minute
+	// LimitedByHeader names what refused a 429: the quota's constraint
+	// ("Window/minute", "RetryAfter", "Concurrency", "Budget/daily"...) or
+	// "Provider" for the provider's own 429.
+	LimitedByHeader = "X-Llmquota-Limited-By"
+	maxMaxWait      = 2 * time.Minute
 )
 
 // Authenticator authenticates callers and authorizes their calls
@@ -57,7 +62,12 @@ type Authenticator interface {
 // Quota hands out quota (authority.Client).
 type Quota interface {
 	Acquire(ctx context.Context, req authority.AcquireRequest) (authority.AcquireResponse, error)
-	Release(ctx context.Context, req authority.ReleaseRequest) error
+}
+
+// Releases takes the releases of grants, in the background
+// (authority.Releaser).
+type Releases interface {
+	Release(req authority.ReleaseRequest)
 }
 
 // Gateway serves the dialects. Create it with its fields set and serve
@@ -66,6 +76,7 @@ type Gateway struct {
 	Providers *Providers
 	Auth      Authenticator
 	Quota     Quota
+	Releases  Releases
 	Metrics   *Metrics
 	// MaxWait is the default wait for quota; DefaultMaxWait when zero.
 	MaxWait time.Duration
@@ -90,10 +101,11 @@ func (g *Gateway) now() time.Time {
 
 // failure is a call's error, before a dialect shapes it.
 type failure struct {
-	status  int
-	code    string // a machine-readable cause, in the OpenAI style
-	message string
-	retryAt time.Time // on 429s
+	status    int
+	code      string // a machine-readable cause, in the OpenAI style
+	message   string
+	retryAt   time.Time // on 429s
+	limitedBy string    // on 429s: LimitedByHeader
 }
 
 func (f *failure) Error() string { return f.message }
@@ -195,7 +207,7 @@ func (g *Gateway) run(ctx context.Context, c call) (outcome, *failure) {
 	case grant.Grant == "":
 		f := fail(http.StatusTooManyRequests, "rate_limit_exceeded", "provider %q has no quota within %v: %s %s",
 			c.provider, c.maxWait, grant.Reason, grant.Window)
-		f.retryAt = grant.RetryAt
+		f.retryAt, f.limitedBy = grant.RetryAt, strings.TrimSuffix(grant.Reason+"/"+grant.Window, "/")
 		return outcome{found: true, waited: g.now().Sub(asked)}, f
 	}
 	out := outcome{waited: g.now().Sub(asked), found: true}
@@ -213,8 +225,7 @@ func (g *Gateway) run(ctx context.Context, c call) (outcome, *failure) {
 }
 
 // release reports a sent call's usage to the authority, in the background:
-// the caller's answer does not wait for it. A release that cannot be
-// delivered is reclaimed by the authority when the grant's lease ends.
+// the caller's answer does not wait for it.
 func (g *Gateway) release(grant string, resp *provider.Response, err error) {
 	req := authority.ReleaseRequest{Grant: grant, Sent: true}
 	var pe *provider.Error
@@ -229,18 +240,7 @@ func (g *Gateway) release(grant string, resp *provider.Response, err error) {
 	default:
 		req.Class, req.Message = string(provider.ClassConnection), err.Error()
 	}
-	go func() {
-		for attempt := range 3 {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			rerr := g.Quota.Release(ctx, req)
-			cancel()
-			if rerr == nil {
-				return
-			}
-			g.Log.V(1).Info("Releasing a grant failed", "attempt", attempt+1, "error", rerr.Error())
-			time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
-		}
-	}()
+	g.Releases.Release(req)
 }
 
 // upstreamFailure maps a provider's failure to the caller's: the caller's
@@ -253,7 +253,7 @@ func upstreamFailure(name string, err error) *failure {
 	switch pe.Class {
 	case provider.ClassRateLimited:
 		f := fail(http.StatusTooManyRequests, "rate_limit_exceeded", "provider %q refused the call for its quota: %s", name, pe.Message)
-		f.retryAt = pe.RetryAt
+		f.retryAt, f.limitedBy = pe.RetryAt, "Provider"
 		return f
 	case provider.ClassBadRequest:
 		return fail(http.StatusBadRequest, "invalid_request", "provider %q refused the request: %s", name, pe.Message)
@@ -295,7 +295,11 @@ func (g *Gateway) maxWait(r *http.Request) (time.Duration, *failure) {
 
 // retryAfter writes a 429's Retry-After (whole seconds, rounded up, at
 // least 1) and the exact time beside it.
-func retryAfter(w http.ResponseWriter, at, now time.Time) {
+func retryAfter(w http.ResponseWriter, f *failure, now time.Time) {
+	at := f.retryAt
+	if f.limitedBy != "" {
+		w.Header().Set(LimitedByHeader, f.limitedBy)
+	}
 	if at.IsZero() {
 		w.Header().Set("Retry-After", "1")
 		return

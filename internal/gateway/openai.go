@@ -220,7 +220,7 @@ func (g *Gateway) openAIError(w http.ResponseWriter, f *failure) {
 		kind = "permission_error"
 	case f.status == http.StatusTooManyRequests:
 		kind = "rate_limit_error"
-		retryAfter(w, f.retryAt, g.now())
+		retryAfter(w, f, g.now())
 	case f.status >= 500:
 		kind = "server_error"
 	}

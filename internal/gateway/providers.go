@@ -42,7 +42,8 @@ type target struct {
 // Get returns a provider, with a 404 failure when it does not exist.
 func (p *Providers) Get(ctx context.Context, name string) (*llmv1.LLMProvider, *failure) {
 	var lp llmv1.LLMProvider
-	err := p.Reader.Get(ctx, types.NamespacedName{Name: name}, &lp)
+	// Read-only from here on: the cache's object is not copied.
+	err := p.Reader.Get(ctx, types.NamespacedName{Name: name}, &lp, client.UnsafeDisableDeepCopy)
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil, fail(http.StatusNotFound, "model_not_found", "no LLMProvider named %q", name)
@@ -67,7 +68,8 @@ func (p *Providers) Client(ctx context.Context, name string) (target, *failure) 
 		var s corev1.Secret
 		// A context whose logger drops everything: client-go logs response
 		// bodies (the Secret's data) at its highest verbosity.
-		err := p.Reader.Get(logr.NewContext(ctx, logr.Discard()), types.NamespacedName{Namespace: ref.Namespace, Name: string(ref.Name)}, &s)
+		err := p.Reader.Get(logr.NewContext(ctx, logr.Discard()), types.NamespacedName{Namespace: ref.Namespace, Name: string(ref.Name)}, &s,
+			client.UnsafeDisableDeepCopy)
 		if err != nil {
 			return target{}, fail(http.StatusServiceUnavailable, "provider_unavailable",
 				"provider %q: its credentials Secret %s/%s cannot be read", name, ref.Namespace, ref.Name)
