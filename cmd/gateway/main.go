@@ -181,12 +181,7 @@ func cachedFile(path string, every time.Duration) func() (string, error) {
 	}
 }
 
+// splitList reads a comma-separated flag.
 func splitList(s string) []string {
-	var out []string
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
 }

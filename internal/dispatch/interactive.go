@@ -204,20 +204,17 @@ func (d *Dispatcher) Interactive() InteractiveStats {
 // Done ends a grant whose call was sent: resp is its answer, or err its
 // failure. The slot is freed, the limiter learns from the answer, and the
 // budget is settled from the usage (the worst case when the outcome is
-// unknown). Later calls of Done or Cancel do nothing.
+// unknown). Later calls of Done, Cancel or Expire do nothing.
 func (g *Grant) Done(resp *provider.Response, err error) {
-	g.once.Do(func() {
-		d := g.d
-		now := d.clock.Now()
+	g.end(func(d *Dispatcher, now time.Time) {
 		pe := d.releaseSlot(now, g.est, resp, err)
 		d.mu.Lock()
+		defer d.mu.Unlock()
 		if g.worst != nil {
 			d.settleBudget(now, g.worst, resp, pe)
 		} else if pe == nil {
 			d.meter.Add(now, resp.InputTokens, resp.OutputTokens)
 		}
-		d.mu.Unlock()
-		d.poke()
 	})
 }
 
@@ -225,14 +222,11 @@ func (g *Grant) Done(resp *provider.Response, err error) {
 // counted in the windows (it was granted, and a window cannot tell), its
 // slot and budget reservation come back.
 func (g *Grant) Cancel() {
-	g.once.Do(func() {
-		d := g.d
-		now := d.clock.Now()
+	g.end(func(d *Dispatcher, now time.Time) {
 		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
 		d.mu.Lock()
+		defer d.mu.Unlock()
 		d.unbudget(now, g.worst)
-		d.mu.Unlock()
-		d.poke()
 	})
 }
 
@@ -241,15 +235,21 @@ func (g *Grant) Cancel() {
 // charged the worst case; the slot comes back without teaching the backoff
 // anything.
 func (g *Grant) Expire() {
-	g.once.Do(func() {
-		d := g.d
-		now := d.clock.Now()
+	g.end(func(d *Dispatcher, now time.Time) {
 		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
 		if g.worst != nil {
 			d.mu.Lock()
+			defer d.mu.Unlock()
 			d.settleBudget(now, g.worst, nil, &provider.Error{Class: provider.ClassCanceled})
-			d.mu.Unlock()
 		}
-		d.poke()
+	})
+}
+
+// end settles the grant once, for the first of Done, Cancel and Expire,
+// and wakes the loop: a slot or budget may have come back.
+func (g *Grant) end(settle func(d *Dispatcher, now time.Time)) {
+	g.once.Do(func() {
+		settle(g.d, g.d.clock.Now())
+		g.d.poke()
 	})
 }

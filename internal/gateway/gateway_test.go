@@ -14,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anthropics/anthropic-sdk-go/v2"
+	anthropicoption "github.com/anthropics/anthropic-sdk-go/v2/option"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"google.golang.org/genai"
 
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/emulator"
@@ -72,6 +75,71 @@ func TestGateway(t *testing.T) {
 		}
 		if len(acc.Choices) != 1 || !strings.HasPrefix(acc.Choices[0].Message.Content, "emulated answer") || acc.Usage.TotalTokens == 0 {
 			t.Fatalf("accumulated %+v", acc.ChatCompletion)
+		}
+	})
+
+	t.Run("the official Anthropic SDK, plain and streamed", func(t *testing.T) {
+		claude := anthropic.NewClient(anthropicoption.WithBaseURL(b.gateway+"/anthropic/"), anthropicoption.WithAPIKey(b.app), anthropicoption.WithMaxRetries(0))
+		params := anthropic.MessageNewParams{Model: "emu/gpt-test", MaxTokens: 64,
+			System:   []anthropic.TextBlockParam{{Text: "be brief"}},
+			Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("what is a quota?"))}}
+		msg, err := claude.Messages.New(ctx, params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msg.Content) != 1 || !strings.HasPrefix(msg.Content[0].Text, "emulated answer") || msg.StopReason != "end_turn" || msg.Usage.OutputTokens == 0 {
+			t.Fatalf("message %+v", msg)
+		}
+		stream := claude.Messages.NewStreaming(ctx, params)
+		acc := anthropic.Message{}
+		for stream.Next() {
+			if err := acc.Accumulate(stream.Current()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := stream.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if len(acc.Content) != 1 || acc.Content[0].Text != msg.Content[0].Text || acc.Usage.OutputTokens == 0 {
+			t.Fatalf("accumulated %+v", acc)
+		}
+		denied := anthropic.NewClient(anthropicoption.WithBaseURL(b.gateway+"/anthropic/"), anthropicoption.WithAPIKey(b.other), anthropicoption.WithMaxRetries(0))
+		_, err = denied.Messages.New(ctx, params)
+		var apiErr *anthropic.Error
+		if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusForbidden || !strings.Contains(apiErr.RawJSON(), `"permission_error"`) {
+			t.Fatalf("a caller without use: %v", err)
+		}
+	})
+
+	t.Run("Google's Gen AI SDK, plain and streamed", func(t *testing.T) {
+		gemini := func(token string) *genai.Client {
+			c, err := genai.NewClient(ctx, &genai.ClientConfig{APIKey: token, Backend: genai.BackendGeminiAPI,
+				HTTPOptions: genai.HTTPOptions{BaseURL: b.gateway + "/gemini/"}})
+			must(t, err)
+			return c
+		}
+		config := &genai.GenerateContentConfig{MaxOutputTokens: 64, SystemInstruction: genai.NewContentFromText("be brief", genai.RoleUser)}
+		resp, err := gemini(b.app).Models.GenerateContent(ctx, "emu/gpt-test", genai.Text("what is a quota?"), config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(resp.Text(), "emulated answer") || resp.UsageMetadata == nil || resp.UsageMetadata.CandidatesTokenCount == 0 {
+			t.Fatalf("response %+v", resp)
+		}
+		var streamed strings.Builder
+		for chunk, err := range gemini(b.app).Models.GenerateContentStream(ctx, "emu", genai.Text("what is a quota?"), config) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			streamed.WriteString(chunk.Text())
+		}
+		if streamed.String() != resp.Text() {
+			t.Fatalf("streamed %q, want %q", streamed.String(), resp.Text())
+		}
+		_, err = gemini(b.other).Models.GenerateContent(ctx, "emu", genai.Text("x"), nil)
+		var apiErr genai.APIError
+		if !errors.As(err, &apiErr) || apiErr.Code != http.StatusForbidden || apiErr.Status != "PERMISSION_DENIED" {
+			t.Fatalf("a caller without use: %v", err)
 		}
 	})
 

@@ -57,27 +57,9 @@ func (g *Gateway) openAIChat(w http.ResponseWriter, r *http.Request) {
 
 // openAIParse authenticates, reads and authorizes a Chat Completions call.
 func (g *Gateway) openAIParse(r *http.Request) (call, *openAIChatRequest, *failure) {
-	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	who, f := g.authenticate(r, token)
-	if f != nil {
-		return call{}, nil, f
-	}
-	c := call{caller: who}
 	var body openAIChatRequest
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
-	if err := dec.Decode(&body); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return c, nil, fail(http.StatusRequestEntityTooLarge, "request_too_large", "the request body is over %d bytes", MaxBodyBytes)
-		}
-		return c, nil, fail(http.StatusBadRequest, "invalid_json", "the request body is not valid JSON: %v", err)
-	}
-	name, model, _ := strings.Cut(body.Model, "/")
-	c.provider = name
-	if name == "" {
-		return c, nil, fail(http.StatusBadRequest, "model_not_found", "model is required, as \"<provider>/<model>\" or \"<provider>\"")
-	}
-	if f := g.authorize(r.Context(), who, name); f != nil {
+	c, f := g.begin(r, &body, func() string { return body.Model })
+	if f != nil {
 		return c, nil, f
 	}
 	if body.N != nil && *body.N != 1 {
@@ -87,22 +69,16 @@ func (g *Gateway) openAIParse(r *http.Request) (call, *openAIChatRequest, *failu
 	if f != nil {
 		return c, nil, f
 	}
-	req.Model = model
+	req.Model = c.req.Model
 	if body.Temperature != nil {
 		req.Temperature = body.Temperature.String()
 	}
 	c.req = req
-	c.maxTokens = DefaultMaxTokens
-	for _, v := range []*int64{body.MaxCompletionTokens, body.MaxTokens} {
-		if v != nil {
-			if *v < 1 || *v > 1<<20 {
-				return c, nil, fail(http.StatusBadRequest, "invalid_request", "max tokens %d is outside 1 to %d", *v, 1<<20)
-			}
-			c.maxTokens = *v
-			break
-		}
+	maxTokens := body.MaxCompletionTokens
+	if maxTokens == nil {
+		maxTokens = body.MaxTokens
 	}
-	if c.maxWait, f = g.maxWait(r); f != nil {
+	if c.maxTokens, f = outputCap(maxTokens); f != nil {
 		return c, nil, f
 	}
 	return c, &body, nil
@@ -231,8 +207,7 @@ func (g *Gateway) openAIError(w http.ResponseWriter, f *failure) {
 }
 
 func (g *Gateway) openAIModels(w http.ResponseWriter, r *http.Request) {
-	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	who, f := g.authenticate(r, token)
+	who, f := g.authenticate(r, callerToken(r))
 	if f != nil {
 		g.openAIError(w, f)
 		return

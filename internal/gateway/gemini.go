@@ -1,0 +1,186 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+
+	"github.com/llmquota/llmquota/internal/provider"
+)
+
+// The Gemini dialect, at /gemini/v1beta/models/{model}:generateContent and
+// :streamGenerateContent (and the same under /gemini/v1), so Google's Gen AI SDKs work with only a base-URL
+// change (and the ServiceAccount token as their API key). The model in the
+// path is "<provider>/<model>" or "<provider>", as in the other dialects;
+// the SDKs put a model named "emu/gemini-2.5-flash" at models/emu/gemini-2.5-flash.
+
+type geminiRequest struct {
+	Contents          []geminiContent `json:"contents"`
+	SystemInstruction *geminiContent  `json:"systemInstruction"`
+	GenerationConfig  struct {
+		MaxOutputTokens *int64       `json:"maxOutputTokens"`
+		Temperature     *json.Number `json:"temperature"`
+		CandidateCount  *int         `json:"candidateCount"`
+	} `json:"generationConfig"`
+	Tools json.RawMessage `json:"tools"`
+}
+
+type geminiContent struct {
+	Role  string       `json:"role,omitempty"`
+	Parts []geminiPart `json:"parts"`
+}
+
+type geminiPart struct {
+	Text *string `json:"text,omitempty"`
+}
+
+func (g *Gateway) geminiGenerate(w http.ResponseWriter, r *http.Request) {
+	m := g.Metrics.start(g.now())
+	rest := r.PathValue("rest")
+	colon := strings.LastIndexByte(rest, ':')
+	model, method := rest, ""
+	if colon >= 0 {
+		model, method = rest[:colon], rest[colon+1:]
+	}
+	if method != "generateContent" && method != "streamGenerateContent" {
+		g.geminiError(w, fail(http.StatusNotFound, "not_found", "method %q is not served (generateContent, streamGenerateContent)", method))
+		return
+	}
+	c, f := g.geminiParse(r, model)
+	var out outcome
+	if f == nil {
+		if out, f = g.run(r.Context(), c); f == nil {
+			m.done(c, out, http.StatusOK, g.now())
+			g.geminiAnswer(w, c, method == "streamGenerateContent", out.resp)
+			return
+		}
+	}
+	m.done(c, out, f.status, g.now())
+	g.geminiError(w, f)
+}
+
+func (g *Gateway) geminiParse(r *http.Request, model string) (call, *failure) {
+	var body geminiRequest
+	c, f := g.begin(r, &body, func() string { return model })
+	if f != nil {
+		return c, f
+	}
+	if n := body.GenerationConfig.CandidateCount; n != nil && *n != 1 {
+		return c, fail(http.StatusBadRequest, "invalid_request", "candidateCount=%d: the gateway makes one candidate per call", *n)
+	}
+	if len(body.Tools) > 0 && string(body.Tools) != "null" {
+		return c, fail(http.StatusBadRequest, "invalid_request", "tools are not supported by the gateway yet")
+	}
+	req := provider.Request{Model: c.req.Model}
+	if si := body.SystemInstruction; si != nil {
+		text, err := geminiText(si.Parts)
+		if err != nil {
+			return c, fail(http.StatusBadRequest, "invalid_request", "systemInstruction: %v", err)
+		}
+		req.System = text
+	}
+	for i, content := range body.Contents {
+		text, err := geminiText(content.Parts)
+		if err != nil {
+			return c, fail(http.StatusBadRequest, "invalid_request", "contents[%d]: %v", i, err)
+		}
+		if content.Role != "" && content.Role != "user" && content.Role != "model" {
+			return c, fail(http.StatusBadRequest, "invalid_request", "contents[%d].role: %q is neither user nor model", i, content.Role)
+		}
+		req.History = append(req.History, provider.Turn{Assistant: content.Role == "model", Text: text})
+	}
+	last := len(req.History) - 1
+	if last < 0 || req.History[last].Assistant {
+		return c, fail(http.StatusBadRequest, "invalid_request", "contents: the last content must be the user's")
+	}
+	req.Prompt, req.History = req.History[last].Text, req.History[:last]
+	if t := body.GenerationConfig.Temperature; t != nil {
+		req.Temperature = t.String()
+	}
+	c.req = req
+	c.maxTokens, f = outputCap(body.GenerationConfig.MaxOutputTokens)
+	return c, f
+}
+
+// geminiText joins text parts; other parts are refused.
+func geminiText(parts []geminiPart) (string, error) {
+	var b strings.Builder
+	for i, p := range parts {
+		if p.Text == nil {
+			return "", fmt.Errorf("parts[%d] is not text (text only)", i)
+		}
+		b.WriteString(*p.Text)
+	}
+	return b.String(), nil
+}
+
+// geminiFinish maps the providers' finish reasons to Gemini's.
+func geminiFinish(reason string) string {
+	switch openAIFinish(reason) {
+	case "length":
+		return "MAX_TOKENS"
+	case "content_filter":
+		return "SAFETY"
+	}
+	return "STOP"
+}
+
+func (g *Gateway) geminiAnswer(w http.ResponseWriter, c call, stream bool, resp *provider.Response) {
+	v := map[string]any{
+		"candidates": []any{map[string]any{"index": 0, "finishReason": geminiFinish(resp.FinishReason),
+			"content": map[string]any{"role": "model", "parts": []any{map[string]any{"text": resp.Text}}}}},
+		"usageMetadata": map[string]any{"promptTokenCount": resp.InputTokens, "candidatesTokenCount": resp.OutputTokens,
+			"totalTokenCount": resp.InputTokens + resp.OutputTokens},
+		"modelVersion": c.provider + "/" + c.req.Model,
+	}
+	if !stream {
+		writeJSON(w, http.StatusOK, v)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	writeEvent(w, v)
+}
+
+// geminiStatus is Google's canonical status name for an HTTP status.
+func geminiStatus(code int) string {
+	switch code {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+		return "INVALID_ARGUMENT"
+	case http.StatusUnauthorized:
+		return "UNAUTHENTICATED"
+	case http.StatusForbidden:
+		return "PERMISSION_DENIED"
+	case http.StatusNotFound:
+		return "NOT_FOUND"
+	case http.StatusTooManyRequests:
+		return "RESOURCE_EXHAUSTED"
+	case http.StatusNotImplemented:
+		return "UNIMPLEMENTED"
+	case http.StatusServiceUnavailable:
+		return "UNAVAILABLE"
+	case http.StatusGatewayTimeout:
+		return "DEADLINE_EXCEEDED"
+	}
+	return "INTERNAL"
+}
+
+// geminiError writes a failure in Google's error shape; a 429 carries its
+// wait as a RetryInfo detail too, where Gemini clients look for it.
+func (g *Gateway) geminiError(w http.ResponseWriter, f *failure) {
+	if f.status == 499 {
+		return // the caller left: nobody reads the answer
+	}
+	e := map[string]any{"code": f.status, "message": f.message, "status": geminiStatus(f.status)}
+	if f.status == http.StatusTooManyRequests {
+		retryAfter(w, f, g.now())
+		if !f.retryAt.IsZero() {
+			secs := math.Ceil(max(0, f.retryAt.Sub(g.now()).Seconds()))
+			e["details"] = []any{map[string]any{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": fmt.Sprintf("%.0fs", secs)}}
+		}
+	}
+	writeJSON(w, f.status, map[string]any{"error": e})
+}
