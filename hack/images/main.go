@@ -41,7 +41,7 @@ func main() {
 	flag.StringVar(&o.revision, "revision", "", "Source revision label (the commit).")
 	flag.StringVar(&o.source, "source", "https://github.com/llmquota/llmquota", "Source label.")
 	flag.StringVar(&created, "created", os.Getenv("SOURCE_DATE_EPOCH"), "Creation time in Unix seconds, for every file and the config (make images: the commit's time).")
-	flag.BoolVar(&o.products, "products", true, "Build the published images (manager, node-agent, provider-emulator).")
+	flag.BoolVar(&o.products, "products", true, "Build the published images (manager, node-agent, provider-emulator, gateway).")
 	flag.StringVar(&o.ollama, "ollama", "", "Build the ollama-tiny test image (for the real cluster test) from this ollama binary.")
 	flag.StringVar(&o.pause, "pause", "", "Build the pause test image (the real cluster's sandbox) from this binary.")
 	flag.Parse()

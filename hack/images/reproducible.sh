@@ -7,7 +7,7 @@
 set -euo pipefail
 bin=$1 debs=$2 images=$3; shift 4
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-mkdir "$tmp/bin" && cp "$bin"/{manager,node-agent,provider-emulator} "$tmp/bin/" && cp -r "$debs" "$tmp/debs"
+mkdir "$tmp/bin" && cp "$bin"/{manager,node-agent,provider-emulator,gateway} "$tmp/bin/" && cp -r "$debs" "$tmp/debs"
 touch -d '2001-02-03 04:05:06' "$tmp"/bin/* "$tmp"/debs/*
 go run ./hack/images --bin "$tmp/bin" --debs "$tmp/debs" --out "$tmp/out" "$@" >/dev/null
 status=0

@@ -22,6 +22,7 @@ var products = []spec{
 		// go-nvml opens the driver's libnvidia-ml with dlopen: glibc.
 		debs: []string{"libc6"}},
 	{name: "provider-emulator", description: "llmquota provider emulator: Gemini, Anthropic, OpenAI and Ollama APIs with quotas and faults, for tests"},
+	{name: "gateway", description: "llmquota gateway: the providers in the OpenAI, Anthropic and Gemini dialects, under the leader's quota"},
 }
 
 // testRepository and testTag name the images only the real cluster test

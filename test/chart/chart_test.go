@@ -231,7 +231,7 @@ func TestNonDefaultValues(t *testing.T) {
 // TestRestrictedPodSecurity checks every pod the chart makes against the
 // Pod Security "restricted" profile's requirements.
 func TestRestrictedPodSecurity(t *testing.T) {
-	for _, o := range render(t, "nodeAgent.enabled=true") {
+	for _, o := range render(t, "nodeAgent.enabled=true", "gateway.enabled=true") {
 		spec := dig(o, "spec", "template", "spec")
 		if spec == nil {
 			continue
@@ -255,7 +255,8 @@ func TestRestrictedPodSecurity(t *testing.T) {
 
 func TestSchemaRefusesBadValues(t *testing.T) {
 	for _, bad := range []string{"manager.replicas=0", "manager.logLevel=loud", "metrics.prometheusRule.quotaWarningRatio=2", "nosuchkey=1",
-		"manager.batchWorkers=0", "manager.resultsFlush.interval=soon", "manager.resultsFlush.items=0"} {
+		"manager.batchWorkers=0", "manager.resultsFlush.interval=soon", "manager.resultsFlush.items=0",
+		"gateway.replicas=0", "gateway.maxWait=soon", "gateway.autoscaling.targetCPUUtilizationPercentage=101", "gateway.nosuchkey=1"} {
 		if out, err := helm(t, "template", "rel", chartDir, "--kube-version", "1.37.2", "--set", bad); err == nil {
 			t.Errorf("--set %s rendered:\n%.200s", bad, out)
 		}
@@ -306,5 +307,59 @@ func TestAlerts(t *testing.T) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("promtool %v: %v\n%s", args, err, out)
 		}
+	}
+}
+
+// TestGateway: the gateway renders only when enabled, with its RBAC, a
+// projected token for the quota authority, a Service, a PDB, a
+// NetworkPolicy that lets it reach the manager's quota port, and the
+// manager told which ServiceAccount may draw quota.
+func TestGateway(t *testing.T) {
+	if got := kinds(render(t)); slices.Contains(got, "Deployment/rel-llmquota-gateway") {
+		t.Fatal("the gateway renders by default; it is opt-in")
+	}
+	objs := render(t, "gateway.enabled=true", "metrics.serviceMonitor.enabled=true", "manager.secretNamespaces={keys-a}")
+	got := kinds(objs)
+	for _, want := range []string{"ServiceAccount/rel-llmquota-gateway", "ClusterRole/rel-llmquota-gateway", "ClusterRoleBinding/rel-llmquota-gateway",
+		"Role/rel-llmquota-gateway-secrets", "RoleBinding/rel-llmquota-gateway-secrets", "Role/rel-llmquota-gateway-leader",
+		"Deployment/rel-llmquota-gateway", "Service/rel-llmquota-gateway", "PodDisruptionBudget/rel-llmquota-gateway",
+		"NetworkPolicy/rel-llmquota-gateway", "ServiceMonitor/rel-llmquota-gateway"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("render lacks %s", want)
+		}
+	}
+	if slices.Contains(got, "HorizontalPodAutoscaler/rel-llmquota-gateway") {
+		t.Error("an HPA without gateway.autoscaling.enabled")
+	}
+	if grants(dig(find(objs, "ClusterRole", "rel-llmquota-gateway"), "rules").([]any), "secrets") {
+		t.Error("with secretNamespaces the gateway reads Secrets cluster-wide")
+	}
+	dep := find(objs, "Deployment", "rel-llmquota-gateway")
+	if dig(dep, "spec", "replicas") != float64(2) {
+		t.Errorf("gateway replicas %v, want 2 by default", dig(dep, "spec", "replicas"))
+	}
+	pod := dig(dep, "spec", "template", "spec")
+	token := dig(dig(pod, "volumes").([]any)[0], "projected", "sources").([]any)[0]
+	if dig(token, "serviceAccountToken", "audience") != "llmquota.dev" {
+		t.Errorf("the gateway's token volume %v", token)
+	}
+	gw := dig(pod, "containers").([]any)[0]
+	args := dig(gw, "args").([]any)
+	for _, want := range []any{"--authority-lease=llmquota-system/manager.llmquota.dev", "--secret-namespaces=keys-a", "--max-wait=10s"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("gateway args %v lack %v", args, want)
+		}
+	}
+	mgr := dig(find(objs, "Deployment", "rel-llmquota-manager"), "spec", "template", "spec", "containers").([]any)[0]
+	if !slices.Contains(dig(mgr, "args").([]any), any("--gateway-service-accounts=llmquota-system/rel-llmquota-gateway")) {
+		t.Errorf("the manager is not told the gateway's ServiceAccount: %v", dig(mgr, "args"))
+	}
+	ingress := dig(find(objs, "NetworkPolicy", "rel-llmquota-manager"), "spec", "ingress").([]any)
+	if len(ingress) != 2 || dig(dig(ingress[1], "ports").([]any)[0], "port") != float64(8444) {
+		t.Errorf("the manager's NetworkPolicy does not let the gateway reach the quota port: %v", ingress)
+	}
+	hpa := kinds(render(t, "gateway.enabled=true", "gateway.autoscaling.enabled=true"))
+	if !slices.Contains(hpa, "HorizontalPodAutoscaler/rel-llmquota-gateway") {
+		t.Error("gateway.autoscaling.enabled renders no HPA")
 	}
 }

@@ -24,9 +24,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
+{{- define "llmquota.gatewayImage" -}}
+{{ .Values.gateway.image.repository }}:{{ .Values.gateway.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
 {{- define "llmquota.agentImage" -}}
 {{ .Values.nodeAgent.image.repository }}:{{ .Values.nodeAgent.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
 {{- define "llmquota.managerName" -}}{{ include "llmquota.fullname" . }}-manager{{- end -}}
 {{- define "llmquota.agentName" -}}{{ include "llmquota.fullname" . }}-node-agent{{- end -}}
+{{- define "llmquota.gatewayName" -}}{{ include "llmquota.fullname" . }}-gateway{{- end -}}
