@@ -51,6 +51,12 @@ type LLMProviderSpec struct {
 	// +kubebuilder:default={}
 	Limits RateLimits `json:"limits,omitzero"`
 
+	// interactive says how calls through the gateway share the quota with
+	// batches. Interactive calls always go first; this can also keep part
+	// of the quota for them alone.
+	// +optional
+	Interactive *InteractivePolicy `json:"interactive,omitempty"`
+
 	// retry says how failed calls are retried.
 	// +optional
 	// +kubebuilder:default={maxRetries: 3, initialBackoffMilliseconds: 2000, maxBackoffMilliseconds: 60000}
@@ -148,6 +154,27 @@ type RateLimits struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=10000
 	MaxConcurrency int32 `json:"maxConcurrency,omitempty"`
+}
+
+// InteractivePolicy shapes the gateway's interactive calls on a provider.
+type InteractivePolicy struct {
+	// reservedPercent of every request window, of tokensPerMinute and of
+	// maxConcurrency is kept for interactive calls: batches never use it,
+	// interactive calls may use everything. The part kept is rounded down,
+	// so a limit of one still serves batches. Defaults to 0; 0 to 90.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=90
+	ReservedPercent *int32 `json:"reservedPercent,omitempty"`
+
+	// maxWaitMilliseconds is how long an interactive call waits for quota
+	// before it is answered 429 with the time quota frees, unless the call
+	// says otherwise (header X-Llmquota-Max-Wait). Defaults to the
+	// gateway's --max-wait (10 s); 0 to 120000.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=120000
+	MaxWaitMilliseconds *int32 `json:"maxWaitMilliseconds,omitempty"`
 }
 
 // RetryPolicy says how failed calls are retried: after k consecutive failures

@@ -57,6 +57,9 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 		Name: p.Name, Limits: lim, DefaultModel: spec.Model, MaxRetries: maxRetries,
 		CircuitThreshold: circuitThreshold, ReserveBlock: reserveBlock(lim),
 	}
+	if i := spec.Interactive; i != nil && i.ReservedPercent != nil {
+		cfg.InteractiveReserve = int(*i.ReservedPercent)
+	}
 	if spec.MaxPromptLength != nil {
 		cfg.MaxPromptLength = int(*spec.MaxPromptLength)
 	}

@@ -158,7 +158,7 @@ func (d *Dispatcher) Reconfigure(cfg Config) error {
 	// Field by field: calls in flight read the connection fields unlocked.
 	d.cfg.Limits, d.cfg.DefaultModel, d.cfg.MaxRetries, d.cfg.MaxPromptLength = cfg.Limits, cfg.DefaultModel, cfg.MaxRetries, cfg.MaxPromptLength
 	d.cfg.Fallback, d.cfg.CircuitThreshold, d.cfg.Prices, d.cfg.CallTimeout = cfg.Fallback, cfg.CircuitThreshold, cfg.Prices, cfg.CallTimeout
-	d.cfg.Budgets = cfg.Budgets
+	d.cfg.Budgets, d.cfg.InteractiveReserve = cfg.Budgets, cfg.InteractiveReserve
 	d.poke()
 	return nil
 }

@@ -224,3 +224,29 @@ func TestInteractiveReservesPersistedQuota(t *testing.T) {
 		t.Fatalf("%d reservations persisted for 3 calls in blocks of 2, want 2", persisted)
 	}
 }
+
+// TestBatchesLeaveTheReservedShare: with half of a window of 4 reserved,
+// a batch with items to spare sends 2; interactive calls then get the other
+// 2 at once.
+func TestBatchesLeaveTheReservedShare(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
+	stub := &stubClient{}
+	d, _ := New(Config{Name: "p", Client: stub, Limits: minuteLimit(4, 10), InteractiveReserve: 50}, nil, fc, logr.Discard(), nil)
+	col := newCollector(2)
+	d.Submit(Batch{Key: "ns/b", Namespace: "ns", Size: 10, Items: items("x", 10), OnResult: col.add})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+	col.wait(t, 10*time.Second)
+	if p, _ := d.Progress("ns/b"); p.Limit.Reason != ratewindow.ReasonWindow || stub.count() != 2 {
+		t.Fatalf("the batch sent %d and is held by %v; want 2, held by the window's share", stub.count(), p.Limit.Reason)
+	}
+	for i := range 2 {
+		if g, dec, _ := d.Acquire(ctx, Ask{MaxTokens: 16}); g == nil {
+			t.Fatalf("interactive call %d refused (%v): the reserved share was not left", i, dec.Reason)
+		}
+	}
+	if g, _, _ := d.Acquire(ctx, Ask{MaxTokens: 16}); g != nil {
+		t.Fatal("a fifth call in a window of 4")
+	}
+}

@@ -115,7 +115,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 		return hold.Until.Sub(now)
 	}
 	est := d.estimate(b, it)
-	dec := d.limiter.Admit(now, est)
+	dec := d.limiter.AdmitKeeping(now, est, d.cfg.InteractiveReserve)
 	if !dec.Allowed {
 		d.unbudget(now, worst)
 		d.limited = dec

@@ -86,6 +86,9 @@ type Config struct {
 	Endpoints *Endpoints
 	// DefaultModel is used when a batch names no model.
 	DefaultModel string
+	// InteractiveReserve is the percent of every limit batches leave to
+	// interactive calls (Acquire), which may use everything.
+	InteractiveReserve int
 	// MaxRetries bounds the retries of one item after its first attempt.
 	MaxRetries int
 	// MaxPromptLength sends longer prompts to the fallback; 0 means no limit.

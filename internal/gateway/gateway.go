@@ -9,6 +9,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -150,7 +151,7 @@ func (g *Gateway) begin(r *http.Request, body any, model func() string) (call, *
 	if f := g.authorize(r.Context(), who, name); f != nil {
 		return c, f
 	}
-	c.maxWait, f = g.maxWait(r)
+	c.maxWait, c.waitSaid, f = g.maxWait(r)
 	return c, f
 }
 
@@ -220,6 +221,9 @@ type call struct {
 	req       provider.Request
 	maxTokens int64
 	maxWait   time.Duration
+	// waitSaid is true when the caller set maxWait (MaxWaitHeader); else
+	// the provider's spec.interactive.maxWaitMilliseconds applies, if set.
+	waitSaid bool
 }
 
 // label is the provider's metrics label: a provider that exists, never a
@@ -249,12 +253,15 @@ func (g *Gateway) run(ctx context.Context, c call) (outcome, *failure) {
 	if f != nil {
 		return outcome{}, f
 	}
-	c.req.Model = cmpOr(c.req.Model, target.defaultModel)
+	c.req.Model = cmp.Or(c.req.Model, target.defaultModel)
 	if c.req.Model == "" {
 		return outcome{found: true}, fail(http.StatusBadRequest, "model_not_found",
 			"provider %q has no default model: name one as %q", c.provider, c.provider+"/<model>")
 	}
 	c.req.MaxTokens = int32(c.maxTokens)
+	if target.maxWait != nil && !c.waitSaid {
+		c.maxWait = *target.maxWait
+	}
 	asked := g.now()
 	grant, err := g.Quota.Acquire(ctx, authority.AcquireRequest{Provider: c.provider, Namespace: c.caller.namespace,
 		InputChars: c.req.Chars(), MaxTokens: c.maxTokens, MaxWaitMillis: c.maxWait.Milliseconds()})
@@ -330,28 +337,25 @@ func upstreamFailure(name string, err error) *failure {
 	return fail(http.StatusBadGateway, "upstream_error", "provider %q failed: %s", name, pe.Message)
 }
 
-// maxWait reads the caller's wait for quota from MaxWaitHeader.
-func (g *Gateway) maxWait(r *http.Request) (time.Duration, *failure) {
-	d := g.MaxWait
-	if d == 0 {
-		d = DefaultMaxWait
-	}
+// maxWait reads the caller's wait for quota from MaxWaitHeader; said is
+// false when the caller did not say, and the gateway's default is returned.
+func (g *Gateway) maxWait(r *http.Request) (d time.Duration, said bool, f *failure) {
 	h := r.Header.Get(MaxWaitHeader)
 	if h == "" {
-		return d, nil
+		return cmp.Or(g.MaxWait, DefaultMaxWait), false, nil
 	}
 	parsed, err := time.ParseDuration(h)
 	if err != nil {
 		secs, serr := strconv.ParseFloat(h, 64)
 		if serr != nil {
-			return 0, fail(http.StatusBadRequest, "invalid_request", "header %s: %q is neither a duration nor seconds", MaxWaitHeader, h)
+			return 0, true, fail(http.StatusBadRequest, "invalid_request", "header %s: %q is neither a duration nor seconds", MaxWaitHeader, h)
 		}
 		parsed = time.Duration(secs * float64(time.Second))
 	}
 	if parsed < 0 || parsed > maxMaxWait {
-		return 0, fail(http.StatusBadRequest, "invalid_request", "header %s: %v is outside 0 to %v", MaxWaitHeader, parsed, maxMaxWait)
+		return 0, true, fail(http.StatusBadRequest, "invalid_request", "header %s: %v is outside 0 to %v", MaxWaitHeader, parsed, maxMaxWait)
 	}
-	return parsed, nil
+	return parsed, true, nil
 }
 
 // retryAfter writes a 429's Retry-After (whole seconds, rounded up, at
@@ -369,11 +373,4 @@ func retryAfter(w http.ResponseWriter, f *failure, now time.Time) {
 	secs := max(1, int64((wait+time.Second-1)/time.Second))
 	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 	w.Header().Set(RetryAtHeader, at.UTC().Format(time.RFC3339Nano))
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

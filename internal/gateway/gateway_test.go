@@ -19,7 +19,10 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"google.golang.org/genai"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/emulator"
 	"github.com/llmquota/llmquota/internal/gateway"
@@ -388,5 +391,40 @@ func waitReleased(t *testing.T, b *bed) {
 			t.Fatalf("%d grants still held", b.auth.Held())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestProviderSetsTheDefaultWait: spec.interactive.maxWaitMilliseconds is
+// the wait of calls that do not say theirs. With one call in any 2 s, a
+// second call at once is refused when the provider allows no wait, and
+// waits for the window and is answered when it allows 30 s; a caller's
+// header still says otherwise.
+func TestProviderSetsTheDefaultWait(t *testing.T) {
+	b := newBed(t, 1, 2*time.Second)
+	ctx := context.Background()
+	setWait := func(ms int32) {
+		t.Helper()
+		var p llmv1.LLMProvider
+		must(t, b.c.Get(ctx, types.NamespacedName{Name: "emu"}, &p))
+		p.Spec.Interactive = &llmv1.InteractivePolicy{MaxWaitMilliseconds: ptr.To(ms)}
+		must(t, b.c.Update(ctx, &p))
+	}
+	call := func(header http.Header) int {
+		status, _ := post(t, b, b.app, `{"model":"emu","max_tokens":16,"messages":[{"role":"user","content":"x"}]}`, header)
+		return status
+	}
+	setWait(0)
+	if s := call(nil); s != http.StatusOK {
+		t.Fatalf("first call: %d", s)
+	}
+	if s := call(nil); s != http.StatusTooManyRequests {
+		t.Fatalf("a second call with the provider's wait of 0: %d, want 429", s)
+	}
+	setWait(30_000)
+	if s := call(nil); s != http.StatusOK {
+		t.Fatalf("a call with the provider's wait of 30 s: %d, want it answered once the window frees", s)
+	}
+	if s := call(http.Header{gateway.MaxWaitHeader: {"0"}}); s != http.StatusTooManyRequests {
+		t.Fatalf("a call saying it waits 0 s: %d, want 429", s)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -37,6 +38,8 @@ type target struct {
 	version      string
 	client       provider.Client
 	defaultModel string
+	// maxWait is the provider's spec.interactive.maxWaitMilliseconds, if set.
+	maxWait *time.Duration
 }
 
 // Get returns a provider, with a 404 failure when it does not exist.
@@ -81,7 +84,7 @@ func (p *Providers) Client(ctx context.Context, name string) (target, *failure) 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t, ok := p.clients[name]; ok && t.version == version {
-		t.defaultModel = lp.Spec.Model
+		t.defaultModel, t.maxWait = lp.Spec.Model, interactiveWait(lp)
 		return t, nil
 	}
 	c, err := provider.New(provider.Config{Type: provider.Type(lp.Spec.Type), Endpoint: lp.Spec.Endpoint, APIKey: key, HTTPClient: p.HTTP})
@@ -91,7 +94,7 @@ func (p *Providers) Client(ctx context.Context, name string) (target, *failure) 
 	if p.clients == nil {
 		p.clients = map[string]target{}
 	}
-	t := target{version: version, client: c, defaultModel: lp.Spec.Model}
+	t := target{version: version, client: c, defaultModel: lp.Spec.Model, maxWait: interactiveWait(lp)}
 	p.clients[name] = t
 	return t, nil
 }
@@ -103,4 +106,13 @@ func (p *Providers) List(ctx context.Context) ([]llmv1.LLMProvider, error) {
 		return nil, err
 	}
 	return list.Items, nil
+}
+
+// interactiveWait is a provider's default wait for quota, nil when unset.
+func interactiveWait(lp *llmv1.LLMProvider) *time.Duration {
+	if i := lp.Spec.Interactive; i != nil && i.MaxWaitMilliseconds != nil {
+		d := time.Duration(*i.MaxWaitMilliseconds) * time.Millisecond
+		return &d
+	}
+	return nil
 }

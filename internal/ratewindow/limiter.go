@@ -86,16 +86,26 @@ func (l *Limiter) Reconfigure(cfg Config) error {
 func (l *Limiter) Decide(now time.Time, cost int64) Decision {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.decide(now.UnixNano(), cost)
+	return l.decide(now.UnixNano(), cost, 0)
 }
 
 // Admit admits a call of the given token cost at now if every constraint
 // allows it, taking a concurrency slot that Release gives back.
 func (l *Limiter) Admit(now time.Time, cost int64) Decision {
+	return l.AdmitKeeping(now, cost, 0)
+}
+
+// AdmitKeeping admits like Admit, but only within what is left of each
+// request window, of the tokens window and of the concurrency slots once
+// keepPercent of each is set aside for calls admitted with Admit: batches
+// leave headroom for interactive calls this way, and interactive calls may
+// use everything. The part set aside is rounded down, so a limit of one
+// still admits.
+func (l *Limiter) AdmitKeeping(now time.Time, cost int64, keepPercent int) Decision {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	t := now.UnixNano()
-	d := l.decide(t, cost)
+	d := l.decide(t, cost, keepPercent)
 	if !d.Allowed {
 		return d
 	}
@@ -179,19 +189,25 @@ func (b *blocker) consider(until int64, r Reason, window string) {
 	}
 }
 
-func (l *Limiter) decide(now, cost int64) Decision {
+// kept is what is left of limit once keepPercent of it is set aside.
+func kept(limit int64, keepPercent int) int64 {
+	return limit - limit*int64(keepPercent)/100
+}
+
+func (l *Limiter) decide(now, cost int64, keepPercent int) Decision {
 	b := blocker{now: now, at: math.MinInt64}
 	for i := range l.cfg.Windows {
 		w := &l.cfg.Windows[i]
-		if int64(l.admitted.n) >= w.Limit {
-			b.consider(l.admitted.newest(int(w.Limit))+int64(w.Period), ReasonWindow, w.Name)
+		if limit := kept(w.Limit, keepPercent); int64(l.admitted.n) >= limit {
+			b.consider(l.admitted.newest(int(limit))+int64(w.Period), ReasonWindow, w.Name)
 		}
 	}
 	if tw := l.cfg.Tokens; tw != nil {
-		if cost > tw.Limit {
+		limit := kept(tw.Limit, keepPercent)
+		if cost > limit {
 			return Decision{Reason: ReasonTooLarge, Window: tw.Name}
 		}
-		if until, ok := l.tokensFreeAt(now, cost); !ok {
+		if until, ok := l.tokensFreeAt(now, cost, limit); !ok {
 			b.consider(until, ReasonTokens, tw.Name)
 		}
 	}
@@ -203,7 +219,7 @@ func (l *Limiter) decide(now, cost int64) Decision {
 	switch {
 	case b.reason != ReasonNone:
 		return Decision{RetryAt: time.Unix(0, b.at), Reason: b.reason, Window: b.window}
-	case l.cfg.MaxConcurrency > 0 && l.inFlight >= l.cfg.MaxConcurrency:
+	case l.cfg.MaxConcurrency > 0 && int64(l.inFlight) >= kept(int64(l.cfg.MaxConcurrency), keepPercent):
 		return Decision{Reason: ReasonConcurrency}
 	case l.cfg.RequireReservation && l.reservedCalls <= 0:
 		return Decision{Reason: ReasonReservation}
@@ -211,9 +227,9 @@ func (l *Limiter) decide(now, cost int64) Decision {
 	return Decision{Allowed: true}
 }
 
-// tokensFreeAt reports whether cost fits the tokens window at now, and if
-// not, the earliest time enough of the window's entries have expired.
-func (l *Limiter) tokensFreeAt(now, cost int64) (int64, bool) {
+// tokensFreeAt reports whether cost fits the tokens window, held to limit,
+// at now, and if not, the earliest time enough of its entries have expired.
+func (l *Limiter) tokensFreeAt(now, cost, limit int64) (int64, bool) {
 	tw := l.cfg.Tokens
 	cutoff := now - int64(tw.Period)
 	used, first := l.tokens.sum, 0
@@ -224,13 +240,13 @@ func (l *Limiter) tokensFreeAt(now, cost int64) (int64, bool) {
 		}
 		used -= c
 	}
-	if used+cost <= tw.Limit {
+	if used+cost <= limit {
 		return 0, true
 	}
 	for i := first; i < l.tokens.n; i++ {
 		t, c := l.tokens.at(i)
 		used -= c
-		if used+cost <= tw.Limit {
+		if used+cost <= limit {
 			return t + int64(tw.Period), false
 		}
 	}

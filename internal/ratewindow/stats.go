@@ -39,7 +39,7 @@ func (l *Limiter) Stats(now time.Time) Stats {
 		Windows:             make([]WindowStats, len(l.cfg.Windows)),
 		InFlight:            l.inFlight,
 		ConsecutiveFailures: l.failures,
-		Next:                l.decide(t, 0),
+		Next:                l.decide(t, 0, 0),
 		ReservedCalls:       l.reservedCalls,
 		ReservedTokens:      l.reservedToken,
 	}
