@@ -40,7 +40,10 @@ type bed struct {
 	c       client.Client
 	emu     *emulator.Server
 	d       *dispatch.Dispatcher
-	gateway string // the gateway's base URL
+	gateway string // the first gateway replica's base URL
+	// gateways are the base URLs of three replicas, each with its own
+	// caches, clients and releaser, drawing on one authority.
+	gateways []string
 	// tokens of team-a/app (may use emu), team-a/other (may use nothing),
 	// team-b/ops (may use every provider).
 	app, other, ops string
@@ -94,16 +97,20 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 	t.Cleanup(authSrv.Close)
 	gatewayToken := token(t, b.c, systemNS, "llmquota-gateway", audience)
 
-	quota := &authority.Client{Resolver: authority.StaticURL(authSrv.URL), HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
-		Token: func() (string, error) { return gatewayToken, nil }}
-	gw := &gateway.Gateway{
-		Providers: &gateway.Providers{Reader: b.c, HTTP: provider.NewHTTPClient(256)},
-		Auth:      reviewer, Quota: quota, Releases: authority.NewReleaser(runCtx, quota, logr.Discard()),
-		Metrics: gateway.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(),
+	for range 3 {
+		quota := &authority.Client{Resolver: authority.StaticURL(authSrv.URL), HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
+			Token: func() (string, error) { return gatewayToken, nil }}
+		gw := &gateway.Gateway{
+			Providers: &gateway.Providers{Reader: b.c, HTTP: provider.NewHTTPClient(256)},
+			Auth:      &kubeauth.Reviewer{Client: b.c, Audiences: []string{audience}}, Quota: quota,
+			Releases: authority.NewReleaser(runCtx, quota, logr.Discard()),
+			Metrics:  gateway.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(),
+		}
+		gwSrv := httptest.NewServer(gw.Handler())
+		t.Cleanup(gwSrv.Close)
+		b.gateways = append(b.gateways, gwSrv.URL)
 	}
-	gwSrv := httptest.NewServer(gw.Handler())
-	t.Cleanup(gwSrv.Close)
-	b.gateway = gwSrv.URL
+	b.gateway = b.gateways[0]
 	return b
 }
 

@@ -228,11 +228,17 @@ func TestGateway(t *testing.T) {
 	})
 }
 
-// post sends a raw Chat Completions body to the gateway and returns the
-// status and body.
+// post sends a raw Chat Completions body to the first gateway replica and
+// returns the status and body.
 func post(t *testing.T, b *bed, token, body string, header http.Header) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, b.gateway+"/v1/chat/completions", bytes.NewReader([]byte(body)))
+	return postTo(t, b.gateway, token, body, header)
+}
+
+// postTo sends a raw Chat Completions body to the gateway at base.
+func postTo(t *testing.T, base, token, body string, header http.Header) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/v1/chat/completions", bytes.NewReader([]byte(body)))
 	must(t, err)
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
@@ -247,7 +253,8 @@ func post(t *testing.T, b *bed, token, body string, header http.Header) (int, st
 }
 
 // TestGatewayAdmitsExactlyTheWindow: 2,000 concurrent calls against 100 a
-// minute, none willing to wait: exactly 100 reach the provider, the other
+// minute, spread over three gateway replicas, none willing to wait:
+// exactly 100 reach the provider, the other
 // 1,900 are answered 429, and the provider's log, counted by arrival, shows
 // no window exceeded and no quota refusal. A refusal by the window names
 // when it actually frees: one instant for all, a minute (and the guard)
@@ -263,9 +270,9 @@ func TestGatewayAdmitsExactlyTheWindow(t *testing.T) {
 	var maxRetryAfter int
 	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 256, MaxIdleConnsPerHost: 256}}
 	body := []byte(`{"model":"emu","max_tokens":16,"messages":[{"role":"user","content":"burst"}]}`)
-	for range 2000 {
+	for i := range 2000 {
 		wg.Go(func() {
-			req, _ := http.NewRequest(http.MethodPost, b.gateway+"/v1/chat/completions", bytes.NewReader(body))
+			req, _ := http.NewRequest(http.MethodPost, b.gateways[i%3]+"/v1/chat/completions", bytes.NewReader(body))
 			req.Header.Set("Authorization", "Bearer "+b.app)
 			req.Header.Set(gateway.MaxWaitHeader, "0")
 			resp, err := client.Do(req)
@@ -328,9 +335,9 @@ func TestGatewayAdmitsExactlyTheWindow(t *testing.T) {
 	waitReleased(t, b)
 }
 
-// TestGatewayAndBatchShareTheWindow: gateway calls and a batch on one
-// provider at once (40 calls in any 3 s): together they never pass the
-// window at the provider, and the interactive calls go first. The batch
+// TestGatewayAndBatchShareTheWindow: gateway calls through three replicas
+// and a batch on one provider at once (40 calls in any 3 s): together they
+// never pass the window at the provider, and the interactive calls go first. The batch
 // alone fills three windows (9 s); a call waits at most 8 s, so had the
 // batch kept the slots that free at 3 s, the calls would be refused.
 func TestGatewayAndBatchShareTheWindow(t *testing.T) {
@@ -348,9 +355,9 @@ func TestGatewayAndBatchShareTheWindow(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	statuses := map[int]int{}
-	for range 30 {
+	for i := range 30 {
 		wg.Go(func() {
-			status, body := post(t, b, b.app, `{"model":"emu","max_tokens":16,"messages":[{"role":"user","content":"interactive"}]}`,
+			status, body := postTo(t, b.gateways[i%3], b.app, `{"model":"emu","max_tokens":16,"messages":[{"role":"user","content":"interactive"}]}`,
 				http.Header{gateway.MaxWaitHeader: {"8s"}})
 			mu.Lock()
 			defer mu.Unlock()
