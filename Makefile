@@ -99,8 +99,12 @@ verify: manifests generate ## Regenerate, then fail if generated files differ fr
 .PHONY: test
 test: verify vet lint test-unit test-e2e test-gpu-e2e-dry test-cluster ## Everything CI runs: verify, vet, lint, unit, envtest, chart, KWOK e2e and real-cluster suites.
 
+.PHONY: test-deps
+test-deps: ## Install from Debian what tests and scripts run that a fresh machine may lack (tmux, gcc, openssl, xz).
+	hack/test-deps.sh
+
 .PHONY: test-unit
-test-unit: k8s-bin tools ollama-bin ## Run the Go tests (unit, envtest, chart, agent) against the real API server, helm, promtool, ollama and MinIO.
+test-unit: test-deps k8s-bin tools ollama-bin ## Run the Go tests (unit, envtest, chart, agent) against the real API server, helm, promtool, ollama and MinIO.
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" OLLAMA="$(OLLAMA)" MINIO="$(MINIO)" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: test-e2e

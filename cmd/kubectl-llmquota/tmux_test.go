@@ -21,7 +21,7 @@ import (
 func TestTopWatchInRealTerminal(t *testing.T) {
 	needAPIServer(t)
 	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Skip("tmux is not installed (apt-get install tmux); the drawing is still checked by TestTopGolden")
+		t.Fatal("tmux is not installed: `make test` installs it (hack/test-deps.sh), or apt-get install tmux")
 	}
 	bin := filepath.Join(t.TempDir(), "kubectl-llmquota")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {

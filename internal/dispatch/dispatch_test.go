@@ -154,10 +154,14 @@ func TestFaultsRetriedAndBounded(t *testing.T) {
 	col := newCollector(40)
 	d.Submit(Batch{Key: "ns/b", Namespace: "ns", Size: 40, Items: items("a", 40), OnResult: col.add})
 	res := col.wait(t, 60*time.Second)
-	failed := 0
+	failed, attempts, retried := 0, 0, 0
 	for _, r := range res {
 		if r.Attempts < 1 || r.Attempts > 4 {
 			t.Fatalf("item %s took %d attempts, want 1..4", r.ID, r.Attempts)
+		}
+		attempts += r.Attempts
+		if r.Attempts > 1 {
+			retried++
 		}
 		if !r.Succeeded {
 			failed++
@@ -167,6 +171,20 @@ func TestFaultsRetriedAndBounded(t *testing.T) {
 		}
 	}
 	log := emu.Log()
+	// The faults fired, each kind, and were retried: every attempt is one
+	// arrival at the server, no more and no less.
+	fired := map[emulator.Fault]int{}
+	for _, rec := range log {
+		fired[rec.Fault]++
+	}
+	for _, f := range []emulator.Fault{emulator.FaultRateLimit, emulator.FaultServerError, emulator.FaultReset, emulator.FaultMalformed} {
+		if fired[f] == 0 {
+			t.Errorf("no %q fault fired in %d requests: the test does not exercise it", f, len(log))
+		}
+	}
+	if retried == 0 || attempts != len(log) {
+		t.Fatalf("%d items retried, %d attempts reported for %d arrivals at the server", retried, attempts, len(log))
+	}
 	for i, rec := range log {
 		if rec.Status != 429 {
 			continue
