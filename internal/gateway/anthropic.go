@@ -2,11 +2,8 @@ package gateway
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/llmquota/llmquota/internal/provider"
 )
@@ -37,21 +34,6 @@ type anthropicUsage struct {
 	OutputTokens int64 `json:"output_tokens"`
 }
 
-func (g *Gateway) anthropicMessages(w http.ResponseWriter, r *http.Request) {
-	m := g.Metrics.start(g.now())
-	c, body, f := g.anthropicParse(r)
-	var out outcome
-	if f == nil {
-		if out, f = g.run(r.Context(), c); f == nil {
-			m.done(c, out, http.StatusOK, g.now())
-			g.anthropicAnswer(w, c, body, out.resp)
-			return
-		}
-	}
-	m.done(c, out, f.status, g.now())
-	g.anthropicError(w, f)
-}
-
 func (g *Gateway) anthropicParse(r *http.Request) (call, *anthropicRequest, *failure) {
 	var body anthropicRequest
 	c, f := g.begin(r, &body, func() string { return body.Model })
@@ -66,14 +48,14 @@ func (g *Gateway) anthropicParse(r *http.Request) (call, *anthropicRequest, *fai
 	}
 	req := provider.Request{Model: c.req.Model}
 	if len(body.System) > 0 && string(body.System) != "null" {
-		system, err := anthropicText(body.System)
+		system, err := textContent(body.System, "content blocks")
 		if err != nil {
 			return c, nil, fail(http.StatusBadRequest, "invalid_request", "system: %v", err)
 		}
 		req.System = system
 	}
 	for i, msg := range body.Messages {
-		text, err := anthropicText(msg.Content)
+		text, err := textContent(msg.Content, "content blocks")
 		if err != nil {
 			return c, nil, fail(http.StatusBadRequest, "invalid_request", "messages.%d.content: %v", i, err)
 		}
@@ -82,11 +64,9 @@ func (g *Gateway) anthropicParse(r *http.Request) (call, *anthropicRequest, *fai
 		}
 		req.History = append(req.History, provider.Turn{Assistant: msg.Role == "assistant", Text: text})
 	}
-	last := len(req.History) - 1
-	if last < 0 || req.History[last].Assistant {
-		return c, nil, fail(http.StatusBadRequest, "invalid_request", "messages: the last message must be the user's")
+	if f := lastTurn(&req, req.History); f != nil {
+		return c, nil, f
 	}
-	req.Prompt, req.History = req.History[last].Text, req.History[:last]
 	if body.Temperature != nil {
 		req.Temperature = body.Temperature.String()
 	}
@@ -95,29 +75,6 @@ func (g *Gateway) anthropicParse(r *http.Request) (call, *anthropicRequest, *fai
 		return c, nil, f
 	}
 	return c, &body, nil
-}
-
-// anthropicText reads content: a string, or text blocks.
-func anthropicText(raw json.RawMessage) (string, error) {
-	var s string
-	if err := json.Unmarshal(raw, &s); err == nil {
-		return s, nil
-	}
-	var blocks []struct {
-		Type string `json:"type"`
-		Text string `json:"text"`
-	}
-	if err := json.Unmarshal(raw, &blocks); err != nil {
-		return "", errors.New("neither a string nor a list of content blocks")
-	}
-	var b strings.Builder
-	for _, blk := range blocks {
-		if blk.Type != "text" {
-			return "", fmt.Errorf("block type %q is not supported (text only)", blk.Type)
-		}
-		b.WriteString(blk.Text)
-	}
-	return b.String(), nil
 }
 
 // anthropicStop maps the providers' finish reasons to Anthropic's.

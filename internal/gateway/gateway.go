@@ -11,7 +11,6 @@ package gateway
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -89,12 +88,13 @@ type Gateway struct {
 // Handler routes the dialects' paths.
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/chat/completions", g.openAIChat)
+	mux.HandleFunc("POST /v1/chat/completions", serve(g, dialect[openAIChatRequest]{g.openAIParse, g.openAIAnswer, g.openAIError}))
 	mux.HandleFunc("GET /v1/models", g.openAIModels)
-	mux.HandleFunc("POST /anthropic/v1/messages", g.anthropicMessages)
+	mux.HandleFunc("POST /anthropic/v1/messages", serve(g, dialect[anthropicRequest]{g.anthropicParse, g.anthropicAnswer, g.anthropicError}))
 	// Google's SDKs call v1beta by default, and v1 when given a base URL.
-	mux.HandleFunc("POST /gemini/v1beta/models/{rest...}", g.geminiGenerate)
-	mux.HandleFunc("POST /gemini/v1/models/{rest...}", g.geminiGenerate)
+	gemini := serve(g, dialect[geminiCall]{g.geminiParse, g.geminiAnswer, g.geminiError})
+	mux.HandleFunc("POST /gemini/v1beta/models/{rest...}", gemini)
+	mux.HandleFunc("POST /gemini/v1/models/{rest...}", gemini)
 	return mux
 }
 
@@ -124,62 +124,6 @@ func fail(status int, code, format string, args ...any) *failure {
 type caller struct {
 	user      authnv1.UserInfo
 	namespace string // the ServiceAccount's namespace; empty for other users
-}
-
-// begin authenticates a call, decodes its body into body, reads the
-// provider and model from model() ("<provider>/<model>" or "<provider>"),
-// authorizes the caller for the provider and reads its wait for quota.
-// Each dialect then reads the rest of its body.
-func (g *Gateway) begin(r *http.Request, body any, model func() string) (call, *failure) {
-	who, f := g.authenticate(r, callerToken(r))
-	if f != nil {
-		return call{}, f
-	}
-	c := call{caller: who}
-	if err := json.NewDecoder(http.MaxBytesReader(nil, r.Body, MaxBodyBytes)).Decode(body); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return c, fail(http.StatusRequestEntityTooLarge, "request_too_large", "the request body is over %d bytes", MaxBodyBytes)
-		}
-		return c, fail(http.StatusBadRequest, "invalid_json", "the request body is not valid JSON: %v", err)
-	}
-	name, m, _ := strings.Cut(model(), "/")
-	c.provider, c.req.Model = name, m
-	if name == "" {
-		return c, fail(http.StatusBadRequest, "model_not_found", "model is required, as \"<provider>/<model>\" or \"<provider>\"")
-	}
-	if f := g.authorize(r.Context(), who, name); f != nil {
-		return c, f
-	}
-	c.maxWait, c.waitSaid, f = g.maxWait(r)
-	return c, f
-}
-
-// callerToken reads the caller's ServiceAccount token from where its SDK
-// puts an API key: Authorization: Bearer (OpenAI), x-api-key (Anthropic)
-// or x-goog-api-key (Gemini).
-func callerToken(r *http.Request) string {
-	if t, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-		return t
-	}
-	if t := r.Header.Get("X-Api-Key"); t != "" {
-		return t
-	}
-	return r.Header.Get("X-Goog-Api-Key")
-}
-
-// maxOutputCap bounds the output cap a call may ask for.
-const maxOutputCap = 1 << 20
-
-// outputCap reads a call's output cap; DefaultMaxTokens when it names none.
-func outputCap(v *int64) (int64, *failure) {
-	switch {
-	case v == nil:
-		return DefaultMaxTokens, nil
-	case *v < 1 || *v > maxOutputCap:
-		return 0, fail(http.StatusBadRequest, "invalid_request", "max tokens %d is outside 1 to %d", *v, maxOutputCap)
-	}
-	return *v, nil
 }
 
 // authenticate checks the bearer token.

@@ -36,8 +36,13 @@ type geminiPart struct {
 	Text *string `json:"text,omitempty"`
 }
 
-func (g *Gateway) geminiGenerate(w http.ResponseWriter, r *http.Request) {
-	m := g.Metrics.start(g.now())
+// geminiCall is a parsed Gemini call: its body and whether it streams.
+type geminiCall struct {
+	stream bool
+}
+
+// geminiParse reads the model and the method from the path, then the body.
+func (g *Gateway) geminiParse(r *http.Request) (call, *geminiCall, *failure) {
 	rest := r.PathValue("rest")
 	colon := strings.LastIndexByte(rest, ':')
 	model, method := rest, ""
@@ -45,63 +50,46 @@ func (g *Gateway) geminiGenerate(w http.ResponseWriter, r *http.Request) {
 		model, method = rest[:colon], rest[colon+1:]
 	}
 	if method != "generateContent" && method != "streamGenerateContent" {
-		g.geminiError(w, fail(http.StatusNotFound, "not_found", "method %q is not served (generateContent, streamGenerateContent)", method))
-		return
+		return call{}, nil, fail(http.StatusNotFound, "not_found", "method %q is not served (generateContent, streamGenerateContent)", method)
 	}
-	c, f := g.geminiParse(r, model)
-	var out outcome
-	if f == nil {
-		if out, f = g.run(r.Context(), c); f == nil {
-			m.done(c, out, http.StatusOK, g.now())
-			g.geminiAnswer(w, c, method == "streamGenerateContent", out.resp)
-			return
-		}
-	}
-	m.done(c, out, f.status, g.now())
-	g.geminiError(w, f)
-}
-
-func (g *Gateway) geminiParse(r *http.Request, model string) (call, *failure) {
 	var body geminiRequest
 	c, f := g.begin(r, &body, func() string { return model })
 	if f != nil {
-		return c, f
+		return c, nil, f
 	}
 	if n := body.GenerationConfig.CandidateCount; n != nil && *n != 1 {
-		return c, fail(http.StatusBadRequest, "invalid_request", "candidateCount=%d: the gateway makes one candidate per call", *n)
+		return c, nil, fail(http.StatusBadRequest, "invalid_request", "candidateCount=%d: the gateway makes one candidate per call", *n)
 	}
 	if len(body.Tools) > 0 && string(body.Tools) != "null" {
-		return c, fail(http.StatusBadRequest, "invalid_request", "tools are not supported by the gateway yet")
+		return c, nil, fail(http.StatusBadRequest, "invalid_request", "tools are not supported by the gateway yet")
 	}
 	req := provider.Request{Model: c.req.Model}
 	if si := body.SystemInstruction; si != nil {
 		text, err := geminiText(si.Parts)
 		if err != nil {
-			return c, fail(http.StatusBadRequest, "invalid_request", "systemInstruction: %v", err)
+			return c, nil, fail(http.StatusBadRequest, "invalid_request", "systemInstruction: %v", err)
 		}
 		req.System = text
 	}
 	for i, content := range body.Contents {
 		text, err := geminiText(content.Parts)
 		if err != nil {
-			return c, fail(http.StatusBadRequest, "invalid_request", "contents[%d]: %v", i, err)
+			return c, nil, fail(http.StatusBadRequest, "invalid_request", "contents[%d]: %v", i, err)
 		}
 		if content.Role != "" && content.Role != "user" && content.Role != "model" {
-			return c, fail(http.StatusBadRequest, "invalid_request", "contents[%d].role: %q is neither user nor model", i, content.Role)
+			return c, nil, fail(http.StatusBadRequest, "invalid_request", "contents[%d].role: %q is neither user nor model", i, content.Role)
 		}
 		req.History = append(req.History, provider.Turn{Assistant: content.Role == "model", Text: text})
 	}
-	last := len(req.History) - 1
-	if last < 0 || req.History[last].Assistant {
-		return c, fail(http.StatusBadRequest, "invalid_request", "contents: the last content must be the user's")
+	if f := lastTurn(&req, req.History); f != nil {
+		return c, nil, f
 	}
-	req.Prompt, req.History = req.History[last].Text, req.History[:last]
 	if t := body.GenerationConfig.Temperature; t != nil {
 		req.Temperature = t.String()
 	}
 	c.req = req
 	c.maxTokens, f = outputCap(body.GenerationConfig.MaxOutputTokens)
-	return c, f
+	return c, &geminiCall{stream: method == "streamGenerateContent"}, f
 }
 
 // geminiText joins text parts; other parts are refused.
@@ -127,7 +115,7 @@ func geminiFinish(reason string) string {
 	return "STOP"
 }
 
-func (g *Gateway) geminiAnswer(w http.ResponseWriter, c call, stream bool, resp *provider.Response) {
+func (g *Gateway) geminiAnswer(w http.ResponseWriter, c call, gc *geminiCall, resp *provider.Response) {
 	v := map[string]any{
 		"candidates": []any{map[string]any{"index": 0, "finishReason": geminiFinish(resp.FinishReason),
 			"content": map[string]any{"role": "model", "parts": []any{map[string]any{"text": resp.Text}}}}},
@@ -135,7 +123,7 @@ func (g *Gateway) geminiAnswer(w http.ResponseWriter, c call, stream bool, resp 
 			"totalTokenCount": resp.InputTokens + resp.OutputTokens},
 		"modelVersion": c.provider + "/" + c.req.Model,
 	}
-	if !stream {
+	if !gc.stream {
 		writeJSON(w, http.StatusOK, v)
 		return
 	}

@@ -3,8 +3,6 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -40,22 +38,6 @@ type openAIUsage struct {
 	TotalTokens      int64 `json:"total_tokens"`
 }
 
-func (g *Gateway) openAIChat(w http.ResponseWriter, r *http.Request) {
-	m := g.Metrics.start(g.now())
-	c, body, f := g.openAIParse(r)
-	var out outcome
-	if f == nil {
-		if out, f = g.run(r.Context(), c); f == nil {
-			m.done(c, out, http.StatusOK, g.now())
-			g.openAIAnswer(w, c, body, out.resp)
-			return
-		}
-	}
-	m.done(c, out, f.status, g.now())
-	g.openAIError(w, f)
-}
-
-// openAIParse authenticates, reads and authorizes a Chat Completions call.
 func (g *Gateway) openAIParse(r *http.Request) (call, *openAIChatRequest, *failure) {
 	var body openAIChatRequest
 	c, f := g.begin(r, &body, func() string { return body.Model })
@@ -94,7 +76,7 @@ func openAIConversation(msgs []openAIMessage) (provider.Request, *failure) {
 		return req, fail(http.StatusBadRequest, "invalid_request", "messages is empty")
 	}
 	for i, msg := range msgs {
-		text, err := openAIText(msg.Content)
+		text, err := textContent(msg.Content, "parts")
 		if err != nil {
 			return req, fail(http.StatusBadRequest, "invalid_request", "messages[%d].content: %v", i, err)
 		}
@@ -107,36 +89,8 @@ func openAIConversation(msgs []openAIMessage) (provider.Request, *failure) {
 			return req, fail(http.StatusBadRequest, "invalid_request", "messages[%d].role %q is not supported (system, developer, user, assistant)", i, msg.Role)
 		}
 	}
-	last := len(req.History) - 1
-	if last < 0 || req.History[last].Assistant {
-		return req, fail(http.StatusBadRequest, "invalid_request", "the last message must be the user's")
-	}
-	req.Prompt, req.History = req.History[last].Text, req.History[:last]
 	req.System = strings.Join(system, "\n\n")
-	return req, nil
-}
-
-// openAIText reads a message's content: a string, or text parts.
-func openAIText(raw json.RawMessage) (string, error) {
-	var s string
-	if err := json.Unmarshal(raw, &s); err == nil {
-		return s, nil
-	}
-	var parts []struct {
-		Type string `json:"type"`
-		Text string `json:"text"`
-	}
-	if err := json.Unmarshal(raw, &parts); err != nil {
-		return "", errors.New("neither a string nor a list of parts")
-	}
-	var b strings.Builder
-	for _, p := range parts {
-		if p.Type != "text" {
-			return "", fmt.Errorf("part type %q is not supported (text only)", p.Type)
-		}
-		b.WriteString(p.Text)
-	}
-	return b.String(), nil
+	return req, lastTurn(&req, req.History)
 }
 
 // openAIFinish maps the providers' finish reasons to OpenAI's.

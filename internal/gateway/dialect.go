@@ -1,0 +1,128 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/llmquota/llmquota/internal/provider"
+)
+
+// dialect is one API's wire format: how a call is read, answered and refused.
+type dialect[B any] struct {
+	parse  func(r *http.Request) (call, *B, *failure)
+	answer func(w http.ResponseWriter, c call, body *B, resp *provider.Response)
+	fail   func(w http.ResponseWriter, f *failure)
+}
+
+// serve runs one call in a dialect: read it, run it, answer or refuse it,
+// and record it in the metrics.
+func serve[B any](g *Gateway, d dialect[B]) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		m := g.Metrics.start(g.now())
+		c, body, f := d.parse(r)
+		var out outcome
+		if f == nil {
+			if out, f = g.run(r.Context(), c); f == nil {
+				m.done(c, out, http.StatusOK, g.now())
+				d.answer(w, c, body, out.resp)
+				return
+			}
+		}
+		m.done(c, out, f.status, g.now())
+		d.fail(w, f)
+	}
+}
+
+// lastTurn splits a conversation: its last turn, the user's, is the
+// prompt; the turns before are the history.
+func lastTurn(req *provider.Request, turns []provider.Turn) *failure {
+	last := len(turns) - 1
+	if last < 0 || turns[last].Assistant {
+		return fail(http.StatusBadRequest, "invalid_request", "the last message must be the user's")
+	}
+	req.Prompt, req.History = turns[last].Text, turns[:last]
+	return nil
+}
+
+// textContent reads a message's content: a string, or parts of which only
+// those of type "text" are taken (partsName names them in errors).
+func textContent(raw json.RawMessage, partsName string) (string, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		return s, nil
+	}
+	var parts []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	if err := json.Unmarshal(raw, &parts); err != nil {
+		return "", fmt.Errorf("neither a string nor a list of %s", partsName)
+	}
+	var b strings.Builder
+	for _, p := range parts {
+		if p.Type != "text" {
+			return "", fmt.Errorf("%s type %q is not supported (text only)", partsName, p.Type)
+		}
+		b.WriteString(p.Text)
+	}
+	return b.String(), nil
+}
+
+// begin authenticates a call, decodes its body into body, reads the
+// provider and model from model() ("<provider>/<model>" or "<provider>"),
+// authorizes the caller for the provider and reads its wait for quota.
+// Each dialect then reads the rest of its body.
+func (g *Gateway) begin(r *http.Request, body any, model func() string) (call, *failure) {
+	who, f := g.authenticate(r, callerToken(r))
+	if f != nil {
+		return call{}, f
+	}
+	c := call{caller: who}
+	if err := json.NewDecoder(http.MaxBytesReader(nil, r.Body, MaxBodyBytes)).Decode(body); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return c, fail(http.StatusRequestEntityTooLarge, "request_too_large", "the request body is over %d bytes", MaxBodyBytes)
+		}
+		return c, fail(http.StatusBadRequest, "invalid_json", "the request body is not valid JSON: %v", err)
+	}
+	name, m, _ := strings.Cut(model(), "/")
+	c.provider, c.req.Model = name, m
+	if name == "" {
+		return c, fail(http.StatusBadRequest, "model_not_found", "model is required, as \"<provider>/<model>\" or \"<provider>\"")
+	}
+	if f := g.authorize(r.Context(), who, name); f != nil {
+		return c, f
+	}
+	c.maxWait, c.waitSaid, f = g.maxWait(r)
+	return c, f
+}
+
+// callerToken reads the caller's ServiceAccount token from where its SDK
+// puts an API key: Authorization: Bearer (OpenAI), x-api-key (Anthropic)
+// or x-goog-api-key (Gemini).
+func callerToken(r *http.Request) string {
+	if t, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		return t
+	}
+	if t := r.Header.Get("X-Api-Key"); t != "" {
+		return t
+	}
+	return r.Header.Get("X-Goog-Api-Key")
+}
+
+// maxOutputCap bounds the output cap a call may ask for.
+const maxOutputCap = 1 << 20
+
+// outputCap reads a call's output cap; DefaultMaxTokens when it names none.
+func outputCap(v *int64) (int64, *failure) {
+	switch {
+	case v == nil:
+		return DefaultMaxTokens, nil
+	case *v < 1 || *v > maxOutputCap:
+		return 0, fail(http.StatusBadRequest, "invalid_request", "max tokens %d is outside 1 to %d", *v, maxOutputCap)
+	}
+	return *v, nil
+}
