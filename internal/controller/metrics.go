@@ -87,6 +87,18 @@ func observeSend(provider string) func(time.Duration) {
 	return func(waited time.Duration) { h.Observe(waited.Seconds()) }
 }
 
+// observeInteractive counts the interactive lane's decisions.
+func observeInteractive(provider string) func(granted bool) {
+	granted, refused := metrics.InteractiveDecisions.WithLabelValues(provider, "granted"), metrics.InteractiveDecisions.WithLabelValues(provider, "refused")
+	return func(ok bool) {
+		if ok {
+			granted.Inc()
+		} else {
+			refused.Inc()
+		}
+	}
+}
+
 // observeCall counts one settled provider call and its duration.
 func observeCall(provider string) func(outcome string, took time.Duration) {
 	return func(outcome string, took time.Duration) {

@@ -120,6 +120,9 @@ func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool,
 			d.lane = d.lane[1:]
 			w.grant = &Grant{d: d, est: est, worst: worst}
 			d.lanes.Granted++
+			if d.cfg.OnInteractive != nil {
+				d.cfg.OnInteractive(true)
+			}
 			close(w.done)
 			continue
 		}
@@ -155,6 +158,9 @@ func (d *Dispatcher) refuse(w *waiter, dec ratewindow.Decision) {
 	d.lane = d.lane[1:]
 	w.refusal = dec
 	d.lanes.Refused++
+	if d.cfg.OnInteractive != nil {
+		d.cfg.OnInteractive(false)
+	}
 	close(w.done)
 }
 

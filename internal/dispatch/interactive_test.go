@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,7 +37,16 @@ func waitLane(t *testing.T, d *Dispatcher) {
 // guard), not a guess.
 func TestInteractiveAdmitsExactlyTheWindow(t *testing.T) {
 	t0 := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
-	d, err := New(Config{Name: "p", Client: &stubClient{}, Limits: minuteLimit(100, 0)}, nil, clocktesting.NewFakeClock(t0), logr.Discard(), nil)
+	var decided [2]atomic.Int64 // refused, granted, as OnInteractive saw them
+	onInteractive := func(granted bool) {
+		if granted {
+			decided[1].Add(1)
+		} else {
+			decided[0].Add(1)
+		}
+	}
+	d, err := New(Config{Name: "p", Client: &stubClient{}, Limits: minuteLimit(100, 0), OnInteractive: onInteractive},
+		nil, clocktesting.NewFakeClock(t0), logr.Discard(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +77,9 @@ func TestInteractiveAdmitsExactlyTheWindow(t *testing.T) {
 	}
 	if s := d.Interactive(); s.Granted != 100 || s.Refused != 1900 || s.Waiting != 0 {
 		t.Fatalf("lane stats %+v", s)
+	}
+	if decided[1].Load() != 100 || decided[0].Load() != 1900 {
+		t.Fatalf("OnInteractive saw %d granted and %d refused", decided[1].Load(), decided[0].Load())
 	}
 }
 

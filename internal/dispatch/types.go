@@ -119,6 +119,10 @@ type Config struct {
 	// or its retry was queued, to the call's start. The wait is the quota,
 	// backoff, concurrency, fairness and suspension. Called outside the lock.
 	OnSend func(waited time.Duration)
+	// OnInteractive, when set, sees each decision of the interactive lane:
+	// granted or refused. It is called under the dispatcher's lock and
+	// must not call the dispatcher (a metric's increment).
+	OnInteractive func(granted bool)
 	// Persist writes a quota snapshot before its reserved calls are spent.
 	// Nil disables reservation (tests, or a deliberately ephemeral provider).
 	Persist func(ctx context.Context, snapshot []byte) error

@@ -91,6 +91,14 @@ var (
 	}, []string{"namespace", "batch", "state"})
 )
 
+// InteractiveDecisions counts the quota decisions for gateway calls on the
+// leader, by provider and outcome (granted, refused).
+var InteractiveDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "llmquota_interactive_decisions_total",
+	Help: "Quota decisions for gateway calls on the leader, by provider and outcome (granted, refused).",
+}, []string{"provider", "outcome"})
+
 func init() {
-	metrics.Registry.MustRegister(RequestsTotal, CallDuration, QueueWait, AdmissionWait, WindowUsedRequests, WindowLimitRequests, WindowUsedTokens, WindowLimitTokens, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, CostLimitUSD, BatchItems)
+	metrics.Registry.MustRegister(RequestsTotal, CallDuration, QueueWait, AdmissionWait, WindowUsedRequests, WindowLimitRequests, WindowUsedTokens, WindowLimitTokens, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, CostLimitUSD, BatchItems,
+		InteractiveDecisions)
 }
