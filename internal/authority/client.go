@@ -113,18 +113,19 @@ func (c *Client) Acquire(ctx context.Context, req AcquireRequest) (AcquireRespon
 
 // Release ends grants, in one request. Repeating it is safe.
 func (c *Client) Release(ctx context.Context, reqs ...ReleaseRequest) error {
-	status, err := c.post(ctx, ReleasePath, ReleaseBatch{Releases: reqs}, nil)
-	if err == nil && status != http.StatusNoContent {
-		err = fmt.Errorf("the quota authority answered %d to a release", status)
-	}
-	return err
+	return c.postNoContent(ctx, ReleasePath, ReleaseBatch{Releases: reqs}, "a release")
 }
 
 // Ping checks that the authority answers this gateway.
 func (c *Client) Ping(ctx context.Context) error {
-	status, err := c.post(ctx, PingPath, struct{}{}, nil)
+	return c.postNoContent(ctx, PingPath, struct{}{}, "a ping")
+}
+
+// postNoContent posts in and expects 204 No Content; what names the request in errors.
+func (c *Client) postNoContent(ctx context.Context, path string, in any, what string) error {
+	status, err := c.post(ctx, path, in, nil)
 	if err == nil && status != http.StatusNoContent {
-		err = fmt.Errorf("the quota authority answered %d to a ping", status)
+		err = fmt.Errorf("the quota authority answered %d to %s", status, what)
 	}
 	return err
 }

@@ -17,14 +17,20 @@ const defaultWorstOutput = 4096
 // (called under d.mu). A nil hold means the call may go, with worst
 // reserved (nil without budgets); settle or unbudget ends the reservation.
 func (d *Dispatcher) budget(now time.Time, b *batch, it Item) (worst *big.Rat, hold *cost.Hold) {
-	if !d.cfg.Budgets.Set() {
-		return nil, nil
-	}
 	out := int64(b.Params.MaxTokens)
 	if out <= 0 {
 		out = defaultWorstOutput
 	}
-	worst = d.meter.Price(cost.WorstInputTokens(len(it.Prompt)+len(b.Params.System)), out)
+	return d.budgetFor(now, len(it.Prompt)+len(b.Params.System), out)
+}
+
+// budgetFor reserves the worst-case cost of a call of inputChars (estimated
+// conservatively) and an output cap under the budgets (called under d.mu).
+func (d *Dispatcher) budgetFor(now time.Time, inputChars int, maxOutput int64) (worst *big.Rat, hold *cost.Hold) {
+	if !d.cfg.Budgets.Set() {
+		return nil, nil
+	}
+	worst = d.meter.Price(cost.WorstInputTokens(inputChars), maxOutput)
 	if hold = d.meter.Admit(now, worst, d.cfg.Budgets); hold != nil {
 		return nil, hold
 	}

@@ -101,7 +101,7 @@ func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool,
 			d.refuse(w, ratewindow.Decision{Reason: ratewindow.ReasonConcurrency})
 			continue
 		}
-		worst, hold := d.budgetFor(now, w.ask)
+		worst, hold := d.budgetFor(now, w.ask.InputChars, w.ask.MaxTokens)
 		if hold != nil {
 			if hold.Commit {
 				p := d.meter.ToCommit()
@@ -116,14 +116,7 @@ func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool,
 		est := d.tokensFor(w.ask.InputChars, w.ask.MaxTokens)
 		dec := d.limiter.Admit(now, est)
 		if dec.Allowed {
-			d.lane[0] = nil
-			d.lane = d.lane[1:]
-			w.grant = &Grant{d: d, est: est, worst: worst}
-			d.lanes.Granted++
-			if d.cfg.OnInteractive != nil {
-				d.cfg.OnInteractive(true)
-			}
-			close(w.done)
+			d.answer(w, &Grant{d: d, est: est, worst: worst}, dec)
 			continue
 		}
 		d.unbudget(now, worst)
@@ -153,13 +146,23 @@ func (d *Dispatcher) hold(w *waiter, dec ratewindow.Decision, now time.Time) (ti
 }
 
 // refuse ends the lane's head with dec (called under d.mu).
-func (d *Dispatcher) refuse(w *waiter, dec ratewindow.Decision) {
+func (d *Dispatcher) refuse(w *waiter, dec ratewindow.Decision) { d.answer(w, nil, dec) }
+
+// answer takes the lane's head out with its grant, or, when g is nil, the
+// decision that refused it, counts the decision and wakes its caller
+// (called under d.mu).
+func (d *Dispatcher) answer(w *waiter, g *Grant, dec ratewindow.Decision) {
 	d.lane[0] = nil
 	d.lane = d.lane[1:]
-	w.refusal = dec
-	d.lanes.Refused++
+	if g != nil {
+		w.grant = g
+		d.lanes.Granted++
+	} else {
+		w.refusal = dec
+		d.lanes.Refused++
+	}
 	if d.cfg.OnInteractive != nil {
-		d.cfg.OnInteractive(false)
+		d.cfg.OnInteractive(g != nil)
 	}
 	close(w.done)
 }
@@ -182,20 +185,6 @@ func (d *Dispatcher) act(ctx context.Context, a laneAction) {
 	case a.reserve:
 		d.reserve(ctx, a.tokens)
 	}
-}
-
-// budgetFor reserves an Ask's worst-case cost under the budgets (called
-// under d.mu): its input estimated conservatively and its output at the cap
-// it sends.
-func (d *Dispatcher) budgetFor(now time.Time, a Ask) (worst *big.Rat, hold *cost.Hold) {
-	if !d.cfg.Budgets.Set() {
-		return nil, nil
-	}
-	worst = d.meter.Price(cost.WorstInputTokens(a.InputChars), a.MaxTokens)
-	if hold = d.meter.Admit(now, worst, d.cfg.Budgets); hold != nil {
-		return nil, hold
-	}
-	return worst, nil
 }
 
 // Interactive returns the interactive lane's counts.

@@ -101,9 +101,7 @@ func (g *Gateway) anthropicAnswer(w http.ResponseWriter, c call, body *anthropic
 		})
 		return
 	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
+	startEvents(w)
 	event := func(name string, v map[string]any) {
 		v["type"] = name
 		_, _ = w.Write([]byte("event: " + name + "\n"))

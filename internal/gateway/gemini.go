@@ -127,9 +127,7 @@ func (g *Gateway) geminiAnswer(w http.ResponseWriter, c call, gc *geminiCall, re
 		writeJSON(w, http.StatusOK, v)
 		return
 	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
+	startEvents(w)
 	writeEvent(w, v)
 }
 

@@ -119,9 +119,7 @@ func (g *Gateway) openAIAnswer(w http.ResponseWriter, c call, body *openAIChatRe
 		})
 		return
 	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
+	startEvents(w)
 	chunk := func(choices []any, u *openAIUsage) {
 		v := map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices}
 		if body.StreamOptions != nil && body.StreamOptions.IncludeUsage {
@@ -188,6 +186,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// startEvents answers 200 with a server-sent event stream.
+func startEvents(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
 }
 
 func writeEvent(w http.ResponseWriter, v any) {

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -33,9 +32,17 @@ type Providers struct {
 	clients map[string]target
 }
 
+// clientVersion is what a provider's client is built from: a change of
+// any part needs a new client.
+type clientVersion struct {
+	typ, endpoint string
+	uid           types.UID
+	secretVersion string
+}
+
 // target is a provider's client and what it was built from.
 type target struct {
-	version      string
+	version      clientVersion
 	client       provider.Client
 	defaultModel string
 	// maxWait is the provider's spec.interactive.maxWaitMilliseconds, if set.
@@ -66,26 +73,29 @@ func (p *Providers) Client(ctx context.Context, name string) (target, *failure) 
 		return target{}, fail(http.StatusNotImplemented, "not_supported",
 			"provider %q is an Ollama pool: the gateway serves providers with one endpoint for now", name)
 	}
-	secretVersion, key := "", ""
-	if ref := lp.Spec.CredentialsSecretRef; ref != nil {
-		var s corev1.Secret
+	version := clientVersion{typ: string(lp.Spec.Type), endpoint: lp.Spec.Endpoint, uid: lp.UID}
+	var secret corev1.Secret
+	ref := lp.Spec.CredentialsSecretRef
+	if ref != nil {
 		// A context whose logger drops everything: client-go logs response
 		// bodies (the Secret's data) at its highest verbosity.
-		err := p.Reader.Get(logr.NewContext(ctx, logr.Discard()), types.NamespacedName{Namespace: ref.Namespace, Name: string(ref.Name)}, &s,
+		err := p.Reader.Get(logr.NewContext(ctx, logr.Discard()), types.NamespacedName{Namespace: ref.Namespace, Name: string(ref.Name)}, &secret,
 			client.UnsafeDisableDeepCopy)
 		if err != nil {
 			return target{}, fail(http.StatusServiceUnavailable, "provider_unavailable",
 				"provider %q: its credentials Secret %s/%s cannot be read", name, ref.Namespace, ref.Name)
 		}
-		secretVersion = s.ResourceVersion
-		key = strings.TrimSpace(string(s.Data[ref.Key]))
+		version.secretVersion = secret.ResourceVersion
 	}
-	version := fmt.Sprintf("%s|%s|%s|%s", lp.Spec.Type, lp.Spec.Endpoint, lp.UID, secretVersion)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t, ok := p.clients[name]; ok && t.version == version {
 		t.defaultModel, t.maxWait = lp.Spec.Model, interactiveWait(lp)
 		return t, nil
+	}
+	key := ""
+	if ref != nil {
+		key = strings.TrimSpace(string(secret.Data[ref.Key]))
 	}
 	c, err := provider.New(provider.Config{Type: provider.Type(lp.Spec.Type), Endpoint: lp.Spec.Endpoint, APIKey: key, HTTPClient: p.HTTP})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/singleflight"
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -50,7 +51,14 @@ type Reviewer struct {
 
 	mu    sync.Mutex
 	users map[[32]byte]userEntry
-	rules map[string]ruleEntry
+	rules map[ruleKey]ruleEntry
+}
+
+// ruleKey is who asks for what: comparable, so a cached answer is found
+// without formatting a key on every call.
+type ruleKey struct {
+	user, groups string
+	access       Access
 }
 
 type userEntry struct {
@@ -133,7 +141,7 @@ func (r *Reviewer) review(ctx context.Context, token string, key [32]byte, now t
 
 // Allowed reports whether user may perform access, by a SubjectAccessReview.
 func (r *Reviewer) Allowed(ctx context.Context, user authnv1.UserInfo, access Access) (bool, error) {
-	key := fmt.Sprintf("%s\x00%v\x00%+v", user.Username, user.Groups, access)
+	key := ruleKey{user: user.Username, groups: strings.Join(user.Groups, "\x00"), access: access}
 	now := r.now()
 	r.mu.Lock()
 	if e, ok := r.rules[key]; ok && now.Before(e.expires) {
@@ -183,10 +191,6 @@ func pruned[K comparable, V any](m map[K]V, now time.Time, expires func(V) time.
 // ServiceAccount returns the namespace and name of a ServiceAccount user
 // ("system:serviceaccount:<ns>:<name>"); ok is false for other users.
 func ServiceAccount(user authnv1.UserInfo) (namespace, name string, ok bool) {
-	rest, found := strings.CutPrefix(user.Username, "system:serviceaccount:")
-	if !found {
-		return "", "", false
-	}
-	namespace, name, found = strings.Cut(rest, ":")
-	return namespace, name, found && namespace != "" && name != ""
+	namespace, name, err := serviceaccount.SplitUsername(user.Username)
+	return namespace, name, err == nil
 }
