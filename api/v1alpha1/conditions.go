@@ -160,6 +160,11 @@ const (
 	// is not Ready (a missing Secret, a refused key, a fallback loop); the
 	// message carries the provider's own reason.
 	ReasonProviderNotReady = "ProviderNotReady"
+	// ReasonNamespaceNotSelected surfaces on Admitted=False when the
+	// provider's spec.namespaceSelector does not select the batch's
+	// namespace (or is unset, which selects none); the batch is admitted
+	// as soon as the selector or the namespace's labels change to select it.
+	ReasonNamespaceNotSelected = "NamespaceNotSelected"
 	// ReasonNoModel surfaces on Admitted=False when neither the batch's
 	// spec.model nor its provider's names a model to call; nothing is sent
 	// until one of them does.
@@ -177,6 +182,13 @@ const (
 	// namespace terminating): they wait, buffered, and are written as soon
 	// as the store takes them.
 	ReasonOutputUnavailable = "OutputUnavailable"
+	// ReasonEndpointNotAllowed surfaces on Admitted=False when an object
+	// storage endpoint the batch names (spec.itemsFrom.s3 or spec.output.s3)
+	// is one the manager may not reach: a cluster-internal, loopback or
+	// link-local address, or one outside the admin's allow-list (the
+	// chart's manager.s3AllowedEndpoints). The message names the endpoint
+	// and the address. Checked again every 30s.
+	ReasonEndpointNotAllowed = "EndpointNotAllowed"
 	// ReasonInputUnavailable surfaces on Progressing=False while the rest
 	// of a running batch's input (an object in S3-compatible storage, read
 	// as the batch runs) cannot be read: the object vanished or changed

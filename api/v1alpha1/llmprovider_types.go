@@ -40,6 +40,18 @@ type LLMProviderSpec struct {
 	// +kubebuilder:validation:MaxLength=256
 	Model string `json:"model,omitempty"`
 
+	// namespaceSelector says which namespaces may use this provider, for
+	// batches and gateway calls alike, with the semantics of Kueue's
+	// ClusterQueue: unset selects no namespace, {} selects every
+	// namespace. A batch in a namespace it does not select waits with
+	// Admitted=False (NamespaceNotSelected); a gateway call from one is
+	// refused with 403. The gateway's RBAC check (verb use on
+	// llmproviders/<name>) must allow the call too. Select namespaces by
+	// name with the label kubernetes.io/metadata.name, which every
+	// namespace carries.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+
 	// credentialsSecretRef points at the Secret key holding the API key.
 	// Required for hosted providers, not used for Ollama. The key is read at
 	// call time and never copied into status, events, logs or results.

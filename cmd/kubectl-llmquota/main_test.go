@@ -94,14 +94,14 @@ func at(d time.Duration) *metav1.Time { t := metav1.NewTime(now.Add(d)); return 
 // createFixtures writes two providers and four batches with the statuses a
 // manager would have written, one of each state a user meets.
 func createFixtures(ctx context.Context) error {
-	gemini := &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "gemini"}, Spec: llmv1.LLMProviderSpec{
+	gemini := &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "gemini"}, Spec: llmv1.LLMProviderSpec{NamespaceSelector: &metav1.LabelSelector{},
 		Type: llmv1.ProviderGemini, Model: "gemini-2.5-flash",
 		CredentialsSecretRef: &llmv1.SecretKeyReference{Namespace: "default", Name: "gemini-api-key", Key: "api-key"},
 		Limits:               llmv1.RateLimits{RequestsPerMinute: ptr.To[int32](60), RequestsPerHour: ptr.To[int32](3600)},
 		Cost: &llmv1.CostPolicy{PerRequest: "0.01", Alerts: llmv1.CostAlerts{Daily: "5.00", Monthly: "50.00"},
 			Budgets: llmv1.CostBudgets{Daily: "10.00"}},
 	}}
-	pool := &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "local"}, Spec: llmv1.LLMProviderSpec{
+	pool := &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "local"}, Spec: llmv1.LLMProviderSpec{NamespaceSelector: &metav1.LabelSelector{},
 		Type: llmv1.ProviderOllama, Model: "tiny-a",
 		Ollama: &llmv1.OllamaSpec{Namespace: "llm", PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "ollama"}}},
 	}}

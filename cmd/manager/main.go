@@ -24,6 +24,7 @@ import (
 	"github.com/llmquota/llmquota/internal/batchrun"
 	"github.com/llmquota/llmquota/internal/controller"
 	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/egress"
 	"github.com/llmquota/llmquota/internal/kubeauth"
 	"github.com/llmquota/llmquota/internal/memlimit"
 	"github.com/llmquota/llmquota/internal/results"
@@ -47,6 +48,7 @@ func main() {
 		stateNS       string
 		quotaAddr     string
 		gatewaySAs    string
+		s3Allowed     string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to; \"0\" disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
@@ -62,12 +64,18 @@ func main() {
 	flag.StringVar(&stateNS, "state-namespace", "", "Namespace of the manager's own state (each provider's quota snapshot, in a ConfigMap); default: POD_NAMESPACE, then the pod's namespace.")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of the Go profiling endpoints (/debug/pprof); \"0\" disables them.")
 	flag.StringVar(&quotaAddr, "quota-bind-address", ":8444", "Address the leader serves quota to gateway replicas on; \"0\" disables it.")
+	flag.StringVar(&s3Allowed, "s3-allowed-endpoints", "", "Comma-separated hostnames (\"*.amazonaws.com\"), IP addresses and CIDRs of the object storage batches may name; empty: public addresses only (cluster-internal, loopback and link-local refused).")
 	flag.StringVar(&gatewaySAs, "gateway-service-accounts", "", "Comma-separated namespace/name of the ServiceAccounts whose gateways may draw quota (default: <POD_NAMESPACE>/llmquota-gateway).")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
+	s3Policy, err := egress.Parse(splitList(s3Allowed))
+	if err != nil {
+		log.Error(err, "Reading --s3-allowed-endpoints")
+		os.Exit(1)
+	}
 	if limit, err := memlimit.Set(os.Getenv); err != nil {
 		log.Error(err, "Ignoring the container memory limit")
 	} else if limit > 0 {
@@ -120,7 +128,7 @@ func main() {
 	}
 	if err := (&controller.InferenceBatchReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
-		Registry: registry, Runtime: runs, Workers: workers,
+		Registry: registry, Runtime: runs, Workers: workers, Egress: s3Policy,
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "Setting up controller", "controller", "InferenceBatch")
 		os.Exit(1)

@@ -44,7 +44,7 @@ func objects(ctx context.Context, c client.Client, emulatorURL string) (caller, 
 		create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	}
 	create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: systemNS, Name: "emu-key"}, Data: map[string][]byte{"api-key": []byte(apiKey)}})
-	create(&llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "emu"}, Spec: llmv1.LLMProviderSpec{
+	create(&llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "emu"}, Spec: llmv1.LLMProviderSpec{NamespaceSelector: &metav1.LabelSelector{},
 		Type: llmv1.ProviderOpenAI, Endpoint: emulatorURL + "/v1", Model: "bench",
 		CredentialsSecretRef: &llmv1.SecretKeyReference{Namespace: systemNS, Name: "emu-key", Key: "api-key"},
 		Limits:               llmv1.RateLimits{RequestsPerMinute: ptr.To(int32(1_000_000)), MaxConcurrency: 10_000},

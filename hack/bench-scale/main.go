@@ -324,7 +324,7 @@ func createProvider(ctx context.Context, k client.Client, c config, port int) er
 		StringData: map[string]string{"apiKey": "bench-key"}}); err != nil {
 		return err
 	}
-	return k.Create(ctx, &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: llmv1.LLMProviderSpec{
+	return k.Create(ctx, &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: llmv1.LLMProviderSpec{NamespaceSelector: &metav1.LabelSelector{},
 		Type: llmv1.ProviderGemini, Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), Model: "bench-model",
 		CredentialsSecretRef: &llmv1.SecretKeyReference{Namespace: "default", Name: "bench-key", Key: "apiKey"},
 		Limits:               llmv1.RateLimits{RequestsPerMinute: ptr.To[int32](1000000), MaxConcurrency: int32(c.concurrency)},

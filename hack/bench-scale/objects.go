@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/egress"
 	"github.com/llmquota/llmquota/internal/objectstore"
 	"github.com/llmquota/llmquota/internal/results"
 	"github.com/llmquota/llmquota/internal/testbed/minioserver"
@@ -37,7 +38,7 @@ func startObjects(ctx context.Context, k client.Client, c config, batches int) (
 	if err := srv.MakeBucket("bench"); err != nil {
 		return nil, err
 	}
-	if o.store, err = objectstore.Open(objectstore.Location{Endpoint: srv.Endpoint, Bucket: "bench", AccessKeyID: minioserver.User, SecretKey: minioserver.Password}); err != nil {
+	if o.store, err = objectstore.Open(objectstore.Location{Endpoint: srv.Endpoint, Bucket: "bench", AccessKeyID: minioserver.User, SecretKey: minioserver.Password}, egress.MustParse("127.0.0.1")); err != nil {
 		return nil, err
 	}
 	for i := range min(c.namespaces, batches) {

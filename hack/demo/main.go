@@ -246,6 +246,9 @@ func applyProvider(ctx context.Context, dir, kubeconfig, endpoint string) error 
 	for _, args := range [][]string{
 		{"create", "namespace", "llmquota-system"},
 		{"-n", "llmquota-system", "create", "secret", "generic", "gemini-api-key", "--from-literal=api-key=" + demoKey},
+		// The sample admits namespaces an admin labels (its
+		// namespaceSelector): the demo's batch and app run in default.
+		{"label", "--overwrite", "namespace", "default", "llmquota.dev/gemini=allowed"},
 		{"apply", "-f", path},
 	} {
 		if err := kubectl(ctx, kubeconfig, args...); err != nil && !strings.Contains(err.Error(), "AlreadyExists") {

@@ -126,7 +126,7 @@ func run(ctx context.Context, c config) error {
 	if err := k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return err
 	}
-	provider := &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "gpu-pool"}, Spec: llmv1.LLMProviderSpec{
+	provider := &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "gpu-pool"}, Spec: llmv1.LLMProviderSpec{NamespaceSelector: &metav1.LabelSelector{},
 		Type: llmv1.ProviderOllama, Model: pool,
 		Ollama: &llmv1.OllamaSpec{Namespace: ns, PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "ollama"}},
 			Port: int32(srv.Port), GPUMemoryHighWatermark: 99, Warmup: llmv1.WarmupSpec{Retries: 3, KeepAliveSeconds: ptr.To[int32](1800)},

@@ -29,8 +29,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/access"
 	"github.com/llmquota/llmquota/internal/batchrun"
 	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/egress"
 	"github.com/llmquota/llmquota/internal/results"
 )
 
@@ -69,6 +71,9 @@ type InferenceBatchReconciler struct {
 	// HoldInputBytes is the largest object-storage input held whole;
 	// larger ones are streamed as the batch runs. 0 means HoldInputBytes.
 	HoldInputBytes int64
+	// Egress is what object storage endpoints batches may name (the
+	// manager's --s3-allowed-endpoints); nil allows public addresses only.
+	Egress *egress.Policy
 
 	// locks keeps a batch's reconcile and its writer's publish apart.
 	locks keyLocks
@@ -79,6 +84,7 @@ var _ reconcile.Reconciler = (*InferenceBatchReconciler)(nil)
 // +kubebuilder:rbac:groups=llmquota.dev,resources=inferencebatches,verbs=get;list;watch;delete
 // +kubebuilder:rbac:groups=llmquota.dev,resources=inferencebatches/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
 // Reconcile runs the batch's phases and writes its status once, if it changed.
 func (r *InferenceBatchReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -179,6 +185,17 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 	d := r.Registry.Get(p.Name)
 	run := r.Runtime.Get(key)
 	admitted := run != nil && d != nil && run.Dispatcher == d && d.Has(key.String())
+	// The namespaceSelector gates admission only: a running batch goes on,
+	// as Kueue keeps admitted workloads when a ClusterQueue's selector
+	// changes.
+	if !admitted {
+		if refused, err := r.namespaceRefused(ctx, b, &p); err != nil || refused != nil {
+			if err == nil {
+				r.transition(b, llmv1.ReasonNamespaceNotSelected, refused.Error(), now)
+			}
+			return ctrl.Result{}, err // the provider and namespace watches wake us
+		}
+	}
 	// A provider's readiness gates admission only: a running batch goes on
 	// (a refused key fails its calls, which it records).
 	if ready := meta.FindStatusCondition(p.Status.Conditions, llmv1.ConditionReady); !admitted && (ready == nil || ready.Status != metav1.ConditionTrue) {
@@ -203,7 +220,8 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 			if errors.Is(err, errStopping) {
 				return ctrl.Result{}, nil
 			}
-			for kind, reason := range map[error]string{errInvalidItems: llmv1.ReasonInvalidItems, errOutput: llmv1.ReasonOutputUnavailable} {
+			for kind, reason := range map[error]string{errInvalidItems: llmv1.ReasonInvalidItems, errOutput: llmv1.ReasonOutputUnavailable,
+				egress.ErrRefused: llmv1.ReasonEndpointNotAllowed} {
 				if errors.Is(err, kind) {
 					r.transition(b, reason, err.Error(), now)
 					return ctrl.Result{RequeueAfter: cmp.Or(r.RecheckItems, recheckItems)}, nil
@@ -352,6 +370,9 @@ func (r *InferenceBatchReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&llmv1.InferenceBatch{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&llmv1.LLMProvider{}, handler.EnqueueRequestsFromMapFunc(r.batchesOf),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Namespaces by their metadata alone: labels are all a selector reads.
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.batchesIn),
+			builder.WithPredicates(predicate.LabelChangedPredicate{}), builder.OnlyMetadata).
 		WatchesRawSource(source.Channel(r.Runtime.News(), newsHandler())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.Workers)}).
 		Named("inferencebatch").
@@ -388,10 +409,21 @@ func newsHandler() handler.TypedEventHandler[*llmv1.InferenceBatch, reconcile.Re
 	}
 }
 
+// batchesOf wakes the batches of a provider whose spec changed.
 func (r *InferenceBatchReconciler) batchesOf(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.requests(ctx, client.MatchingFields{providerRefIndex: o.GetName()})
+}
+
+// batchesIn wakes the batches of a namespace whose labels changed: a
+// provider's namespaceSelector may select it now, or no longer.
+func (r *InferenceBatchReconciler) batchesIn(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.requests(ctx, client.InNamespace(o.GetName()))
+}
+
+func (r *InferenceBatchReconciler) requests(ctx context.Context, opts ...client.ListOption) []reconcile.Request {
 	var list llmv1.InferenceBatchList
-	if err := r.List(ctx, &list, client.MatchingFields{providerRefIndex: o.GetName()}); err != nil {
-		logf.FromContext(ctx).Error(err, "Listing batches of provider", "provider", o.GetName())
+	if err := r.List(ctx, &list, opts...); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing batches to wake")
 		return nil
 	}
 	reqs := make([]reconcile.Request, len(list.Items))
@@ -399,4 +431,26 @@ func (r *InferenceBatchReconciler) batchesOf(ctx context.Context, o client.Objec
 		reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&b)}
 	}
 	return reqs
+}
+
+// namespaceRefused returns the refusal when the provider's
+// namespaceSelector does not select the batch's namespace.
+func (r *InferenceBatchReconciler) namespaceRefused(ctx context.Context, b *llmv1.InferenceBatch, p *llmv1.LLMProvider) (*access.Refusal, error) {
+	ns := namespaceMeta()
+	if err := r.Get(ctx, types.NamespacedName{Name: b.Namespace}, ns); err != nil {
+		return nil, err
+	}
+	var refused *access.Refusal
+	if errors.As(access.Selects(p.Name, p.Spec.NamespaceSelector, b.Namespace, ns.Labels), &refused) {
+		return refused, nil
+	}
+	return nil, nil
+}
+
+// namespaceMeta is a Namespace's metadata, read from the metadata-only
+// informer the namespace watch starts.
+func namespaceMeta() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	return m
 }

@@ -52,7 +52,7 @@ func providerFor(ns, endpoint string, mutate func(*llmv1.LLMProviderSpec)) *llmv
 	providerSeq++
 	p := &llmv1.LLMProvider{
 		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("emu-%s-%d", ns, providerSeq)},
-		Spec: llmv1.LLMProviderSpec{
+		Spec: llmv1.LLMProviderSpec{NamespaceSelector: &metav1.LabelSelector{},
 			Type: llmv1.ProviderGemini, Endpoint: endpoint, Model: "gemini-test",
 			CredentialsSecretRef: &llmv1.SecretKeyReference{Namespace: ns, Name: "api-key", Key: "key"},
 			Limits:               llmv1.RateLimits{RequestsPerMinute: ptr.To[int32](600), MaxConcurrency: 2},
@@ -559,6 +559,30 @@ var _ = Describe("InferenceBatch", func() {
 		waitFinished(b, timeout)
 	})
 
+	It("admits a batch only from a namespace its provider's namespaceSelector selects", func() {
+		emu, url := emulate(emulator.Config{})
+		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) { s.NamespaceSelector = nil })
+		b := batchOf(ns, "unselected", p.Name, 3, nil)
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, llmv1.ReasonNamespaceNotSelected))
+		Expect(meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionAdmitted).Message).To(ContainSubstring("unset, which selects no namespace"))
+		Expect(eventReasons(b)).To(ContainElement("Warning/" + llmv1.ReasonNamespaceNotSelected))
+
+		By("a selector that does not match the namespace's labels")
+		Expect(k8sClient.Patch(ctx, p, client.RawPatch(types.MergePatchType,
+			[]byte(`{"spec":{"namespaceSelector":{"matchLabels":{"team":"gold"}}}}`)))).To(Succeed())
+		Eventually(func() string {
+			return meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionAdmitted).Message
+		}, timeout, interval).Should(ContainSubstring("team=gold"))
+		Expect(emu.Log()).To(BeEmpty(), "a call was sent for a namespace the provider does not select")
+
+		By("labelling the namespace: the namespace watch admits the batch")
+		var n corev1.Namespace
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Name: ns}, &n)).To(Succeed())
+		Expect(k8sClient.Patch(ctx, &n, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"team":"gold"}}}`)))).To(Succeed())
+		waitFinished(b, timeout)
+		Expect(emu.Log()).NotTo(BeEmpty())
+	})
+
 	It("fails a batch whose every call is refused, turns the provider not Ready, and runs new work once the key is fixed", func() {
 		_, url := emulate(emulator.Config{})
 		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) {
@@ -598,7 +622,7 @@ var _ = Describe("InferenceBatch", func() {
 
 	It("waits while the provider's Secret is missing, then runs", func() {
 		_, url := emulate(emulator.Config{})
-		p := &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "keyless-" + ns}, Spec: llmv1.LLMProviderSpec{
+		p := &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "keyless-" + ns}, Spec: llmv1.LLMProviderSpec{NamespaceSelector: &metav1.LabelSelector{},
 			Type: llmv1.ProviderGemini, Endpoint: url, Model: "m",
 			CredentialsSecretRef: &llmv1.SecretKeyReference{Namespace: ns, Name: "later", Key: "key"},
 		}}

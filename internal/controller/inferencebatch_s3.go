@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/egress"
 	"github.com/llmquota/llmquota/internal/items"
 	"github.com/llmquota/llmquota/internal/objectstore"
 	"github.com/llmquota/llmquota/internal/results"
@@ -27,6 +29,10 @@ var errOutput = errors.New("output unavailable")
 // Secret it names in the batch's namespace. The keys are read uncached
 // and go nowhere but the client.
 func (r *InferenceBatchReconciler) openBucket(ctx context.Context, b *llmv1.InferenceBatch, bucket llmv1.S3Bucket) (*objectstore.Store, error) {
+	// The endpoint first: a refused one is never dialed, its Secret never read.
+	if err := r.endpointAllowed(ctx, bucket.Endpoint); err != nil {
+		return nil, err
+	}
 	var s corev1.Secret
 	if err := readSecret(ctx, r.APIReader, types.NamespacedName{Namespace: b.Namespace, Name: string(bucket.CredentialsSecretName)}, &s); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -37,12 +43,30 @@ func (r *InferenceBatchReconciler) openBucket(ctx context.Context, b *llmv1.Infe
 	}
 	loc := objectstore.Location{Endpoint: bucket.Endpoint, Region: bucket.Region, Bucket: bucket.Bucket,
 		AccessKeyID: strings.TrimSpace(string(s.Data[objectstore.AccessKeyID])), SecretKey: strings.TrimSpace(string(s.Data[objectstore.SecretAccessKey]))}
-	store, err := objectstore.Open(loc)
+	store, err := objectstore.Open(loc, r.Egress)
 	if err != nil {
 		return nil, &objectstore.Problem{URL: "s3://" + bucket.Bucket, Code: "InvalidConfiguration",
 			Message: fmt.Sprintf("Secret %q: %v", bucket.CredentialsSecretName, err)}
 	}
 	return store, nil
+}
+
+// endpointAllowed checks an object storage endpoint against the egress
+// policy: a refusal (egress.ErrRefused) names the endpoint and why; a name
+// that does not resolve is a Problem, checked again later.
+func (r *InferenceBatchReconciler) endpointAllowed(ctx context.Context, endpoint string) error {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return &objectstore.Problem{URL: endpoint, Code: "InvalidEndpoint", Message: err.Error()}
+	}
+	_, err = r.Egress.Check(ctx, u.Hostname())
+	switch {
+	case errors.Is(err, egress.ErrRefused):
+		return fmt.Errorf("object storage %s: %w", endpoint, err)
+	case err != nil:
+		return &objectstore.Problem{URL: endpoint, Code: "EndpointUnresolved", Message: err.Error()}
+	}
+	return nil
 }
 
 // HoldInputBytes is the largest input object whose items are held, like

@@ -23,7 +23,7 @@ func hostedProvider(ns, secret string) *llmv1.LLMProvider {
 	providerSeq++
 	return &llmv1.LLMProvider{
 		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("gemini-%s-%d", ns, providerSeq)},
-		Spec: llmv1.LLMProviderSpec{
+		Spec: llmv1.LLMProviderSpec{NamespaceSelector: &metav1.LabelSelector{},
 			Type: llmv1.ProviderGemini,
 			CredentialsSecretRef: &llmv1.SecretKeyReference{
 				Namespace: ns, Name: llmv1.LocalObjectName(secret), Key: "api-key",
@@ -35,7 +35,7 @@ func hostedProvider(ns, secret string) *llmv1.LLMProvider {
 func ollamaProvider(name string, fallback string) *llmv1.LLMProvider {
 	p := &llmv1.LLMProvider{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: llmv1.LLMProviderSpec{
+		Spec: llmv1.LLMProviderSpec{NamespaceSelector: &metav1.LabelSelector{},
 			Type:   llmv1.ProviderOllama,
 			Ollama: &llmv1.OllamaSpec{Namespace: "llm", PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "ollama"}}},
 		},

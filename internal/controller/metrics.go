@@ -116,7 +116,7 @@ func publishBatchMetrics(b *llmv1.InferenceBatch) {
 }
 
 func forgetBatchMetrics(namespace, name string) {
-	metrics.BatchItems.DeletePartialMatch(prometheus.Labels{"namespace": namespace, "batch": name})
+	metrics.BatchItems.DeletePartialMatch(prometheus.Labels{"batch_namespace": namespace, "batch": name})
 }
 
 // decimalToFloat converts for Prometheus only; the API keeps exact decimals.

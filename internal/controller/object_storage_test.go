@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/egress"
 	"github.com/llmquota/llmquota/internal/emulator"
 	"github.com/llmquota/llmquota/internal/objectstore"
 	"github.com/llmquota/llmquota/internal/results"
@@ -68,7 +69,7 @@ var _ = Describe("Object storage", Ordered, func() {
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(srv.Close)
 		Expect(srv.MakeBucket("batches")).To(Succeed())
-		bucket, err = objectstore.Open(objectstore.Location{Endpoint: srv.Endpoint, Bucket: "batches", AccessKeyID: minioserver.User, SecretKey: minioserver.Password})
+		bucket, err = objectstore.Open(objectstore.Location{Endpoint: srv.Endpoint, Bucket: "batches", AccessKeyID: minioserver.User, SecretKey: minioserver.Password}, egress.MustParse("127.0.0.1"))
 		Expect(err).NotTo(HaveOccurred())
 		ns = newNamespace()
 		// A key with a trailing newline, as `kubectl create secret --from-file` writes it.
@@ -145,11 +146,31 @@ var _ = Describe("Object storage", Ordered, func() {
 		Expect(meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionAdmitted).Message).
 			To(ContainSubstring("s3://batches/in/w.jsonl: the store does not know the access key id"))
 	})
+
+	It("refuses endpoints outside the allow-list, input and output alike, without dialing them", func() {
+		metadata := llmv1.S3Bucket{Endpoint: "http://169.254.169.254", Bucket: "latest", CredentialsSecretName: "s3"}
+		internal := llmv1.S3Bucket{Endpoint: "https://10.96.0.1:443", Bucket: "api", CredentialsSecretName: "s3"} // a Service's ClusterIP
+		in := batchOf(ns, "to-metadata", p.Name, 0, func(s *llmv1.InferenceBatchSpec) {
+			s.Items = nil
+			s.ItemsFrom = &llmv1.ItemsSource{S3: &llmv1.S3ObjectReference{S3Bucket: metadata, Key: "meta-data"}}
+		})
+		out := batchOf(ns, "to-internal", p.Name, 2, func(s *llmv1.InferenceBatchSpec) {
+			s.Output = llmv1.OutputSpec{Kind: llmv1.OutputS3, S3: &llmv1.S3Output{S3Bucket: internal}}
+		})
+		for b, want := range map[*llmv1.InferenceBatch]string{
+			in:  "object storage http://169.254.169.254: endpoint 169.254.169.254 is not allowed: not in the allow-list",
+			out: "object storage https://10.96.0.1:443: endpoint 10.96.0.1 is not allowed: not in the allow-list",
+		} {
+			Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, llmv1.ReasonEndpointNotAllowed))
+			Expect(meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionAdmitted).Message).To(ContainSubstring(want))
+			Expect(eventReasons(b)).To(ContainElement("Warning/" + llmv1.ReasonEndpointNotAllowed))
+		}
+	})
 })
 
 // manifest2 reads a manifest from another bucket with the root account.
 func manifest2(srv *minioserver.Server, name, key string) results.Manifest {
-	b, err := objectstore.Open(objectstore.Location{Endpoint: srv.Endpoint, Bucket: name, AccessKeyID: minioserver.User, SecretKey: minioserver.Password})
+	b, err := objectstore.Open(objectstore.Location{Endpoint: srv.Endpoint, Bucket: name, AccessKeyID: minioserver.User, SecretKey: minioserver.Password}, egress.MustParse("127.0.0.1"))
 	Expect(err).NotTo(HaveOccurred())
 	r, err := b.Get(context.Background(), key, "")
 	Expect(err).NotTo(HaveOccurred())

@@ -110,7 +110,7 @@ func ollamaPool(ns, endpoint string) *llmv1.LLMProvider {
 	providerSeq++
 	p := &llmv1.LLMProvider{
 		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("pool-%s-%d", ns, providerSeq)},
-		Spec: llmv1.LLMProviderSpec{
+		Spec: llmv1.LLMProviderSpec{NamespaceSelector: &metav1.LabelSelector{},
 			Type: llmv1.ProviderOllama, Model: "tiny", Endpoint: endpoint,
 			Limits: llmv1.RateLimits{RequestsPerMinute: ptr.To[int32](600), MaxConcurrency: 2},
 			Retry:  &llmv1.RetryPolicy{MaxRetries: ptr.To[int32](3), InitialBackoffMilliseconds: ptr.To[int32](10), MaxBackoffMilliseconds: ptr.To[int32](50)},
@@ -190,7 +190,7 @@ func providerEvents(name, reason string) []string {
 var _ = Describe("Ollama pools with --ollama-namespaces", func() {
 	It("names a pool outside the namespaces the manager watches, and sends it nothing", func() {
 		r := &LLMProviderReconciler{OllamaNamespaces: []string{"llm", "llm-gpu"}}
-		p := &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "elsewhere"}, Spec: llmv1.LLMProviderSpec{Type: llmv1.ProviderOllama,
+		p := &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "elsewhere"}, Spec: llmv1.LLMProviderSpec{NamespaceSelector: &metav1.LabelSelector{}, Type: llmv1.ProviderOllama,
 			Ollama: &llmv1.OllamaSpec{Namespace: "team-a", PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "ollama"}}}}}
 		cond, err := r.observePool(context.Background(), p)
 		Expect(err).NotTo(HaveOccurred())

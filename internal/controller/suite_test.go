@@ -22,6 +22,7 @@ import (
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/batchrun"
 	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/egress"
 	"github.com/llmquota/llmquota/internal/results"
 	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 )
@@ -108,7 +109,8 @@ func startManagerWith(opts ctrl.Options) func() {
 	Expect((&InferenceBatchReconciler{
 		Client: c, APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
 		Registry: registry, Runtime: runs, RecheckItems: time.Second, Workers: 4,
-		HoldInputBytes: 4 << 10, // the object-storage specs' inputs above 4 KiB are streamed
+		HoldInputBytes: 4 << 10,                       // the object-storage specs' inputs above 4 KiB are streamed
+		Egress:         egress.MustParse("127.0.0.1"), // the specs' MinIO, and nothing else
 	}).SetupWithManager(mgr)).To(Succeed())
 	done := make(chan struct{})
 	go func() {

@@ -45,9 +45,10 @@ type bed struct {
 	// caches, clients and releaser, drawing on one authority.
 	gateways []string
 	// tokens of team-a/app (may use emu), team-a/other (may use nothing),
-	// team-b/ops (may use every provider).
-	app, other, ops string
-	auth            *authority.Server
+	// team-b/ops (may use every provider), team-c/ops (RBAC lets it use
+	// every provider, but emu's namespaceSelector does not select team-c).
+	app, other, ops, unselected string
+	auth                        *authority.Server
 }
 
 // newBed starts a bed whose provider "emu" (OpenAI dialect, default
@@ -61,7 +62,7 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 	emuSrv := httptest.NewServer(b.emu)
 	t.Cleanup(emuSrv.Close)
 
-	for _, ns := range []string{systemNS, "team-a", "team-b"} {
+	for _, ns := range []string{systemNS, "team-a", "team-b", "team-c"} {
 		must(t, b.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
 	}
 	must(t, b.c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: systemNS, Name: "emu-key"},
@@ -70,9 +71,13 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 		Type: llmv1.ProviderOpenAI, Endpoint: emuSrv.URL + "/v1", Model: "gpt-test",
 		CredentialsSecretRef: &llmv1.SecretKeyReference{Namespace: systemNS, Name: "emu-key", Key: "api-key"},
 		Limits:               llmv1.RateLimits{RequestsPerMinute: ptr.To(int32(limit)), MaxConcurrency: 256},
+		NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: []string{"team-a", "team-b"}}}},
 	}}))
 	grant(t, b.c, "use-emu", []string{"emu"}, "team-a", "app")
 	grant(t, b.c, "use-all", nil, "team-b", "ops")
+	grant(t, b.c, "use-all", nil, "team-c", "ops")
+	b.unselected = token(t, b.c, "team-c", "ops", audience)
 	b.app, b.other, b.ops = token(t, b.c, "team-a", "app", audience), token(t, b.c, "team-a", "other", audience), token(t, b.c, "team-b", "ops", audience)
 
 	batchClient, err := provider.New(provider.Config{Type: provider.OpenAI, Endpoint: emuSrv.URL + "/v1", APIKey: apiKey})

@@ -140,8 +140,11 @@ func (g *Gateway) authenticate(r *http.Request, token string) (caller, *failure)
 	return caller{user: user, namespace: ns}, nil
 }
 
-// authorize checks that the caller may use the provider: RBAC verb use on
-// llmproviders/<name> in group llmquota.dev.
+// authorize checks that the caller may use the provider. Both must allow
+// it: RBAC (verb use on llmproviders/<name> in group llmquota.dev, the
+// caller's permission) and the provider's namespaceSelector (the
+// provider's admin's choice of namespaces). RBAC is asked first, so a
+// caller without it learns nothing of the provider.
 func (g *Gateway) authorize(ctx context.Context, c caller, providerName string) *failure {
 	ok, err := g.Auth.Allowed(ctx, c.user, useAccess(providerName))
 	switch {
@@ -151,7 +154,11 @@ func (g *Gateway) authorize(ctx context.Context, c caller, providerName string) 
 		return fail(http.StatusForbidden, "permission_denied",
 			"%s may not use provider %q: it needs verb \"use\" on llmproviders/%s in group llmquota.dev", c.user.Username, providerName, providerName)
 	}
-	return nil
+	lp, f := g.Providers.Get(ctx, providerName)
+	if f != nil {
+		return f
+	}
+	return g.Providers.Admits(ctx, lp, c.namespace)
 }
 
 func useAccess(providerName string) kubeauth.Access {

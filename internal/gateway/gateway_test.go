@@ -164,6 +164,9 @@ func TestGateway(t *testing.T) {
 		if got := ids(b.other); len(got) != 0 {
 			t.Fatalf("team-a/other, with no grant, sees %v", got)
 		}
+		if got := ids(b.unselected); len(got) != 0 {
+			t.Fatalf("team-c/ops, in a namespace emu does not select, sees %v", got)
+		}
 	})
 
 	t.Run("refusals in OpenAI's error shape", func(t *testing.T) {
@@ -179,6 +182,7 @@ func TestGateway(t *testing.T) {
 			{"a token for another audience", wrongAudience, "emu", 0, http.StatusUnauthorized, "invalid_api_key"},
 			{"a caller without use on the provider", b.other, "emu", 0, http.StatusForbidden, "permission_denied"},
 			{"a provider the caller may not use", b.app, "gemini/flash", 0, http.StatusForbidden, "permission_denied"},
+			{"RBAC allows, the namespaceSelector does not", b.unselected, "emu", 0, http.StatusForbidden, "permission_denied"},
 			{"an unknown provider", b.ops, "nope/model", 0, http.StatusNotFound, "model_not_found"},
 			{"n > 1", b.app, "emu", 2, http.StatusBadRequest, "invalid_request"},
 		}

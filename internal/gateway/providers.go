@@ -10,10 +10,12 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/access"
 	"github.com/llmquota/llmquota/internal/ollamapod"
 	"github.com/llmquota/llmquota/internal/provider"
 )
@@ -61,6 +63,24 @@ func (p *Providers) Get(ctx context.Context, name string) (*llmv1.LLMProvider, *
 		return nil, fail(http.StatusServiceUnavailable, "provider_unavailable", "reading LLMProvider %q: %v", name, err)
 	}
 	return &lp, nil
+}
+
+// Admits returns a 403 failure when the provider's namespaceSelector does
+// not select the caller's namespace (access.Selects).
+func (p *Providers) Admits(ctx context.Context, lp *llmv1.LLMProvider, namespace string) *failure {
+	var labels map[string]string
+	if namespace != "" {
+		ns := &metav1.PartialObjectMetadata{}
+		ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+		if err := p.Reader.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil && !apierrors.IsNotFound(err) {
+			return fail(http.StatusServiceUnavailable, "provider_unavailable", "reading namespace %q: %v", namespace, err)
+		}
+		labels = ns.Labels
+	}
+	if err := access.Selects(lp.Name, lp.Spec.NamespaceSelector, namespace, labels); err != nil {
+		return fail(http.StatusForbidden, "permission_denied", "%v", err)
+	}
+	return nil
 }
 
 // Client returns the client of a provider.

@@ -88,7 +88,9 @@ var (
 	BatchItems = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "llmquota_batch_items",
 		Help: "Items of each InferenceBatch by state (total, filtered, pending, running, succeeded, failed, cached).",
-	}, []string{"namespace", "batch", "state"})
+		// batch_namespace, not namespace: a ServiceMonitor sets namespace
+		// to the manager's own, renaming ours exported_namespace.
+	}, []string{"batch_namespace", "batch", "state"})
 )
 
 // InteractiveDecisions counts the quota decisions for gateway calls on the
@@ -98,7 +100,10 @@ var InteractiveDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Quota decisions for gateway calls on the leader, by provider and outcome (granted, refused).",
 }, []string{"provider", "outcome"})
 
+// All are the manager's metrics.
+var All = []prometheus.Collector{RequestsTotal, CallDuration, QueueWait, AdmissionWait, WindowUsedRequests, WindowLimitRequests, WindowUsedTokens,
+	WindowLimitTokens, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, CostLimitUSD, BatchItems, InteractiveDecisions}
+
 func init() {
-	metrics.Registry.MustRegister(RequestsTotal, CallDuration, QueueWait, AdmissionWait, WindowUsedRequests, WindowLimitRequests, WindowUsedTokens, WindowLimitTokens, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, CostLimitUSD, BatchItems,
-		InteractiveDecisions)
+	metrics.Registry.MustRegister(All...)
 }

@@ -16,12 +16,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"sync"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/llmquota/llmquota/internal/egress"
 )
 
 // Secret keys holding the credentials.
@@ -36,15 +40,27 @@ type Location struct {
 	AccessKeyID, SecretKey   string
 }
 
-// transport carries every client's requests: one connection pool for the
-// manager, however many batches read or write object storage (a client of
-// its own per batch would keep a pool, and idle connections, per batch).
-var transport http.RoundTripper = func() *http.Transport {
+// transports carry every client's requests: one connection pool for the
+// manager (one per egress policy, and a manager has one), however many
+// batches read or write object storage (a client of its own per batch
+// would keep a pool, and idle connections, per batch).
+var transports sync.Map // *egress.Policy -> *http.Transport
+
+// transport returns the transport whose every connection the policy
+// checks. No proxy is used: the policy decides what is dialed, and a
+// proxy would be the only address it saw.
+func transport(p *egress.Policy) http.RoundTripper {
+	if t, ok := transports.Load(p); ok {
+		return t.(*http.Transport)
+	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	t.DialContext = p.DialContext((&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext)
 	t.MaxIdleConnsPerHost = 64
 	t.DisableCompression = true // objects are read as they are stored
-	return t
-}()
+	got, _ := transports.LoadOrStore(p, t)
+	return got.(*http.Transport)
+}
 
 // clients are shared by every Store that reaches the same endpoint with
 // the same credentials. A minio.Client keeps state of its own (a random
@@ -61,13 +77,14 @@ var clients = struct {
 const maxClients = 256
 
 type clientKey struct {
+	policy                    *egress.Policy
 	host, region, accessKeyID string
 	secretKey                 [sha256.Size]byte // the key itself stays in the client alone
 	secure                    bool
 }
 
-func client(host string, secure bool, loc Location) (*minio.Client, error) {
-	key := clientKey{host: host, region: loc.Region, accessKeyID: loc.AccessKeyID, secretKey: sha256.Sum256([]byte(loc.SecretKey)), secure: secure}
+func client(host string, secure bool, loc Location, policy *egress.Policy) (*minio.Client, error) {
+	key := clientKey{policy: policy, host: host, region: loc.Region, accessKeyID: loc.AccessKeyID, secretKey: sha256.Sum256([]byte(loc.SecretKey)), secure: secure}
 	clients.Lock()
 	defer clients.Unlock()
 	if c, ok := clients.m[key]; ok {
@@ -75,7 +92,7 @@ func client(host string, secure bool, loc Location) (*minio.Client, error) {
 	}
 	c, err := minio.New(host, &minio.Options{
 		Creds:  credentials.NewStaticV4(loc.AccessKeyID, loc.SecretKey, ""),
-		Secure: secure, Region: loc.Region, Transport: transport,
+		Secure: secure, Region: loc.Region, Transport: transport(policy),
 	})
 	if err != nil {
 		return nil, err
@@ -94,8 +111,9 @@ type Store struct {
 	where  string // s3://bucket, for messages
 }
 
-// Open returns a client of loc's bucket. It does not call the store.
-func Open(loc Location) (*Store, error) {
+// Open returns a client of loc's bucket whose every connection policy
+// checks. It does not call the store.
+func Open(loc Location, policy *egress.Policy) (*Store, error) {
 	u, err := url.Parse(loc.Endpoint)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("endpoint %q is not an http(s) URL", loc.Endpoint)
@@ -103,7 +121,7 @@ func Open(loc Location) (*Store, error) {
 	if loc.AccessKeyID == "" || loc.SecretKey == "" {
 		return nil, fmt.Errorf("credentials need both %s and %s", AccessKeyID, SecretAccessKey)
 	}
-	c, err := client(u.Host, u.Scheme == "https", loc)
+	c, err := client(u.Host, u.Scheme == "https", loc, policy)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/llmquota/llmquota/internal/egress"
 	"github.com/llmquota/llmquota/internal/testbed/minioserver"
 )
 
@@ -24,7 +25,7 @@ func startMinIO(t *testing.T) *minioserver.Server {
 
 func open(t *testing.T, srv *minioserver.Server, bucket, user, password string) *Store {
 	t.Helper()
-	s, err := Open(Location{Endpoint: srv.Endpoint, Bucket: bucket, AccessKeyID: user, SecretKey: password})
+	s, err := Open(Location{Endpoint: srv.Endpoint, Bucket: bucket, AccessKeyID: user, SecretKey: password}, local)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func TestOpenRefusesBadLocations(t *testing.T) {
 		{Endpoint: "ftp://minio", Bucket: "b", AccessKeyID: "a", SecretKey: "s"},
 		{Endpoint: "http://minio:9000", Bucket: "b", AccessKeyID: "a"},
 	} {
-		if _, err := Open(loc); err == nil {
+		if _, err := Open(loc, local); err == nil {
 			t.Fatalf("Open(%+v) accepted", loc)
 		}
 	}
@@ -107,7 +108,7 @@ func TestOpenSharesAClientPerEndpointAndCredentials(t *testing.T) {
 	open := func(edit func(*Location)) *Store {
 		loc := base
 		edit(&loc)
-		s, err := Open(loc)
+		s, err := Open(loc, local)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,5 +133,23 @@ func TestOpenSharesAClientPerEndpointAndCredentials(t *testing.T) {
 	}
 	if s := open(func(l *Location) { l.Bucket = "out" }); s.bucket != "out" || s.URL("k") != "s3://out/k" {
 		t.Errorf("a shared client's store names %s, want bucket out", s.URL("k"))
+	}
+}
+
+// local lets the tests reach their MinIO on the loopback address.
+var local = egress.MustParse("127.0.0.1")
+
+// TestConnectionsFollowThePolicy: a store the policy does not allow is
+// never reached, and the error says why.
+func TestConnectionsFollowThePolicy(t *testing.T) {
+	for name, policy := range map[string]*egress.Policy{"no list (public only)": nil, "a list without it": egress.MustParse("10.0.0.0/8")} {
+		refused, err := Open(Location{Endpoint: "http://127.0.0.1:1", Bucket: "guarded", AccessKeyID: "a", SecretKey: "s"}, policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = refused.Put(context.Background(), "x", []byte("x"), "text/plain")
+		if !errors.Is(err, egress.ErrRefused) {
+			t.Errorf("%s: Put to 127.0.0.1: %v, want a refusal", name, err)
+		}
 	}
 }

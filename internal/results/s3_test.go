@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/llmquota/llmquota/internal/egress"
 	"github.com/llmquota/llmquota/internal/objectstore"
 	"github.com/llmquota/llmquota/internal/testbed/minioserver"
 )
@@ -24,7 +25,7 @@ func TestS3StoreAgainstMinIO(t *testing.T) {
 		t.Fatal(err)
 	}
 	bucket, err := objectstore.Open(objectstore.Location{Endpoint: srv.Endpoint, Bucket: "results",
-		AccessKeyID: minioserver.User, SecretKey: minioserver.Password})
+		AccessKeyID: minioserver.User, SecretKey: minioserver.Password}, egress.MustParse("127.0.0.1"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -152,7 +152,7 @@ func grants(rules []any, resource string) bool {
 func TestNonDefaultValues(t *testing.T) {
 	objs := render(t, "manager.replicas=2", "nodeAgent.enabled=true", "metrics.prometheusRule.enabled=true",
 		"metrics.serviceMonitor.enabled=true", "manager.secretNamespaces={keys-a,keys-b}", "image.tag=v9", "networkPolicy.enabled=false",
-		"manager.ollamaNamespaces={llm}")
+		"manager.ollamaNamespaces={llm}", "manager.s3AllowedEndpoints={minio.storage.svc,*.amazonaws.com}")
 	got := kinds(objs)
 	for _, want := range []string{"PodDisruptionBudget/rel-llmquota-manager", "DaemonSet/rel-llmquota-node-agent", "PrometheusRule/rel-llmquota-manager",
 		"ServiceMonitor/rel-llmquota-manager", "PodMonitor/rel-llmquota-node-agent", "Role/rel-llmquota-manager-secrets"} {
@@ -201,7 +201,8 @@ func TestNonDefaultValues(t *testing.T) {
 		!slices.Contains(dig(c, "args").([]any), any("--ollama-namespaces=llm")) {
 		t.Errorf("manager container %v", c)
 	}
-	for _, arg := range []string{"--batch-workers=8", "--results-flush-interval=10s", "--results-flush-items=100"} {
+	for _, arg := range []string{"--batch-workers=8", "--results-flush-interval=10s", "--results-flush-items=100",
+		"--s3-allowed-endpoints=minio.storage.svc,*.amazonaws.com"} {
 		if !slices.Contains(dig(c, "args").([]any), any(arg)) {
 			t.Errorf("manager args lack %s: %v", arg, dig(c, "args"))
 		}

@@ -117,6 +117,7 @@ kind: LLMProvider
 metadata: {name: %s}
 spec:
   type: Gemini
+  namespaceSelector: {}
   model: gemini-2.5-flash
   endpoint: http://%s
   credentialsSecretRef: {namespace: %s, name: %s, key: api-key}
@@ -202,6 +203,7 @@ kind: LLMProvider
 metadata: {name: local}
 spec:
   type: Ollama
+  namespaceSelector: {}
   model: tiny-a
   limits: {requestsPerMinute: 600, maxConcurrency: 1}
   ollama:

@@ -121,6 +121,8 @@ spec:
 		provider = strings.Replace(provider, "requestsPerMinute: 10", "requestsPerMinute: 60", 1)
 		provider = strings.Replace(provider, "minIntervalMilliseconds: 3000", "minIntervalMilliseconds: 100", 1)
 		applyText(provider)
+		// The sample admits the namespaces labelled for it.
+		kubectl("label", "--overwrite", "namespace", "default", "llmquota.dev/gemini=allowed")
 		// batchDelayMilliseconds is set before apply: an admitted batch's pacing is fixed.
 		applyText(strings.Replace(readFile(filepath.Join(samplesDir, "llmquota_v1alpha1_inferencebatch.yaml")), "batchDelayMilliseconds: 2000", "batchDelayMilliseconds: 200", 1))
 
@@ -269,6 +271,7 @@ kind: LLMProvider
 metadata: {name: local-e2e}
 spec:
   type: Ollama
+  namespaceSelector: {}
   model: tiny-a
   limits: {requestsPerMinute: 600, maxConcurrency: 1}
   ollama:

@@ -40,8 +40,10 @@ var (
 	}, []string{"node", "gpu", "pid"})
 	podGPUMemory = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "llmquota_agent_pod_gpu_memory_bytes",
-		Help: "GPU memory held by each pod's processes, by node, namespace, pod and GPU index (NVML's compute processes mapped to pods through their cgroups; needs the node's /proc, --proc-root).",
-	}, []string{"node", "namespace", "pod", "gpu"})
+		Help: "GPU memory held by each pod's processes, by node, pod namespace, pod name and GPU index (NVML's compute processes mapped to pods through their cgroups; needs the node's /proc, --proc-root).",
+		// pod_namespace and pod_name, not namespace and pod: a PodMonitor
+		// sets those to the agent's own pod, renaming ours exported_*.
+	}, []string{"node", "pod_namespace", "pod_name", "gpu"})
 	nvmlAvailable = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "llmquota_agent_nvml_available",
 		Help: "1 when the agent reads the GPUs through NVML, 0 when it falls back to Ollama's /api/ps.",
@@ -78,9 +80,12 @@ var (
 	}, []string{"trigger"})
 )
 
+// agentMetrics are the node agent's metrics.
+var agentMetrics = []prometheus.Collector{gpuUsed, gpuTotal, gpuFree, gpuReserved, gpuUtilization, gpuProcessMemory, podGPUMemory, nvmlAvailable,
+	warmups, warmupFailures, warmupLatency, endpointWarm, cleanups, modelsUnloaded, freedBytes}
+
 func init() {
-	metrics.Registry.MustRegister(gpuUsed, gpuTotal, gpuFree, gpuReserved, gpuUtilization, gpuProcessMemory, podGPUMemory, nvmlAvailable,
-		warmups, warmupFailures, warmupLatency, endpointWarm, cleanups, modelsUnloaded, freedBytes)
+	metrics.Registry.MustRegister(agentMetrics...)
 	// Every trigger's counters exist from the start, at 0, so a dashboard
 	// shows "none yet" rather than no data, and increase() sees the first.
 	for _, t := range []ollama.Trigger{ollama.TriggerPeriodic, ollama.TriggerWatermark, ollama.TriggerForced} {
