@@ -165,6 +165,11 @@ const (
 	// namespace (or is unset, which selects none); the batch is admitted
 	// as soon as the selector or the namespace's labels change to select it.
 	ReasonNamespaceNotSelected = "NamespaceNotSelected"
+	// ReasonPriorityClassNotFound surfaces on Admitted=False when
+	// spec.priorityClassName names no InferencePriorityClass; the batch is
+	// admitted as soon as the class exists. A running batch whose class is
+	// deleted keeps the priority it was admitted with.
+	ReasonPriorityClassNotFound = "PriorityClassNotFound"
 	// ReasonNoModel surfaces on Admitted=False when neither the batch's
 	// spec.model nor its provider's names a model to call; nothing is sent
 	// until one of them does.

@@ -27,6 +27,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&LLMProvider{}, &LLMProviderList{},
 		&InferenceBatch{}, &InferenceBatchList{},
+		&InferencePriorityClass{}, &InferencePriorityClassList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

@@ -32,6 +32,7 @@ const (
 // InferenceBatchSpec describes one unit of prompt work.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.items) != has(self.itemsFrom)",message="exactly one of items or itemsFrom must be set"
+// +kubebuilder:validation:XValidation:rule="!has(self.priorityClassName) || !has(self.priority) || self.priority == 0",message="set priorityClassName or priority, not both",fieldPath=".priorityClassName"
 type InferenceBatchSpec struct {
 	// providerRef names the LLMProvider that runs the items.
 	// +required
@@ -107,7 +108,18 @@ type InferenceBatchSpec struct {
 	// +kubebuilder:validation:Maximum=3600000
 	BatchDelayMilliseconds *int32 `json:"batchDelayMilliseconds,omitempty"`
 
+	// priorityClassName names the InferencePriorityClass whose value
+	// orders this batch among others sharing its provider (higher first).
+	// A class that does not exist holds the batch with Admitted=False
+	// (PriorityClassNotFound). Excludes priority.
+	// +optional
+	PriorityClassName LocalObjectName `json:"priorityClassName,omitempty"`
+
 	// priority orders batches sharing a provider: higher goes first.
+	// Prefer priorityClassName: a raw priority other than 0 is refused at
+	// apply unless the batch's namespace is labelled
+	// llmquota.dev/raw-priority=allowed, which only an admin sets (the
+	// InferenceBatch admission policy).
 	// Defaults to 0; -1000 to 1000.
 	// +optional
 	// +kubebuilder:default=0

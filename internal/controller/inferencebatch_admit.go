@@ -112,7 +112,7 @@ func (r *InferenceBatchReconciler) input(ctx context.Context, b *llmv1.Inference
 // items at once, items in object storage as a stream while the batch
 // runs. A batch admitted again (its provider's dispatcher was replaced)
 // keeps its store, results waiting for their write included.
-func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.InferenceBatch, d *dispatch.Dispatcher, prev *batchrun.Run) (*batchrun.Run, error) {
+func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.InferenceBatch, d *dispatch.Dispatcher, prev *batchrun.Run, priority int32) (*batchrun.Run, error) {
 	in, err := r.input(ctx, b)
 	if err != nil {
 		return nil, err
@@ -158,7 +158,7 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 	spec := batchrun.Spec{
 		Key: client.ObjectKeyFromObject(b), Store: store, Policy: policy, Dispatcher: d, CacheKey: keyOf,
 		Kept: in.kept, Filtered: len(in.filtered), Total: in.total,
-		Batch: dispatch.Batch{Namespace: b.Namespace, Priority: b.Spec.Priority, Size: size, Delay: llmv1.Milliseconds(b.Spec.BatchDelayMilliseconds, 0), Params: params},
+		Batch: dispatch.Batch{Namespace: b.Namespace, Priority: priority, Size: size, Delay: llmv1.Milliseconds(b.Spec.BatchDelayMilliseconds, 0), Params: params},
 	}
 	spec.Batch.Items = make([]dispatch.Item, 0, len(in.items))
 	for _, it := range in.items {
@@ -189,7 +189,7 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 	if run == nil {
 		return nil, errStopping
 	}
-	d.Adjust(run.Key.String(), b.Spec.Suspend, b.Spec.Priority)
+	d.Adjust(run.Key.String(), b.Spec.Suspend, priority)
 	return run, nil
 }
 

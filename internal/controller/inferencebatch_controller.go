@@ -29,7 +29,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
-	"github.com/llmquota/llmquota/internal/access"
 	"github.com/llmquota/llmquota/internal/batchrun"
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/egress"
@@ -38,6 +37,9 @@ import (
 
 // providerRefIndex indexes batches by the provider they name.
 const providerRefIndex = "spec.providerRef.name"
+
+// priorityClassIndex indexes batches by spec.priorityClassName.
+const priorityClassIndex = "spec.priorityClassName"
 
 // Intervals. A running batch's status is written when its dispatcher or
 // result writer tells of news, at most once per statusInterval, whatever
@@ -84,7 +86,6 @@ var _ reconcile.Reconciler = (*InferenceBatchReconciler)(nil)
 // +kubebuilder:rbac:groups=llmquota.dev,resources=inferencebatches,verbs=get;list;watch;delete
 // +kubebuilder:rbac:groups=llmquota.dev,resources=inferencebatches/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update
-// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
 // Reconcile runs the batch's phases and writes its status once, if it changed.
 func (r *InferenceBatchReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -185,26 +186,21 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 	d := r.Registry.Get(p.Name)
 	run := r.Runtime.Get(key)
 	admitted := run != nil && d != nil && run.Dispatcher == d && d.Has(key.String())
-	// The namespaceSelector gates admission only: a running batch goes on,
-	// as Kueue keeps admitted workloads when a ClusterQueue's selector
-	// changes.
 	if !admitted {
-		if refused, err := r.namespaceRefused(ctx, b, &p); err != nil || refused != nil {
-			if err == nil {
-				r.transition(b, llmv1.ReasonNamespaceNotSelected, refused.Error(), now)
+		if h, err := r.admissionHold(ctx, b, &p); err != nil || h != nil {
+			if err != nil {
+				return ctrl.Result{}, err
 			}
-			return ctrl.Result{}, err // the provider and namespace watches wake us
+			r.transition(b, h.reason, h.message, now)
+			return ctrl.Result{RequeueAfter: h.recheck}, nil
 		}
 	}
-	// A provider's readiness gates admission only: a running batch goes on
-	// (a refused key fails its calls, which it records).
-	if ready := meta.FindStatusCondition(p.Status.Conditions, llmv1.ConditionReady); !admitted && (ready == nil || ready.Status != metav1.ConditionTrue) {
-		msg := fmt.Sprintf("LLMProvider %q is not Ready", p.Name)
-		if ready != nil {
-			msg += fmt.Sprintf(" (%s): %s", ready.Reason, ready.Message)
-		}
-		r.transition(b, llmv1.ReasonProviderNotReady, msg, now)
-		return ctrl.Result{RequeueAfter: waitForProvider}, nil
+	priority, err := r.priority(ctx, b)
+	switch {
+	case errors.Is(err, errNoPriorityClass):
+		priority = run.Batch.Priority // admitted: it keeps the priority it was admitted with
+	case err != nil:
+		return ctrl.Result{}, err
 	}
 	if d == nil {
 		// Ready, but its dispatcher is still starting (a manager that just
@@ -216,7 +212,7 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 		prev := run
 		r.Runtime.Stop(key) // the provider's dispatcher was replaced: admit again, keeping results
 		var err error
-		if run, err = r.admit(ctx, b, d, prev); err != nil {
+		if run, err = r.admit(ctx, b, d, prev, priority); err != nil {
 			if errors.Is(err, errStopping) {
 				return ctrl.Result{}, nil
 			}
@@ -251,7 +247,7 @@ func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.
 	}
 	setCondition(&b.Status.Conditions, metav1.Condition{Type: llmv1.ConditionAdmitted, Status: metav1.ConditionTrue, Reason: llmv1.ReasonAdmitted,
 		Message: admittedMessage(b, run, p.Name)}, b.Generation, now)
-	d.Adjust(key.String(), b.Spec.Suspend, b.Spec.Priority) // the fields a running batch takes at once
+	d.Adjust(key.String(), b.Spec.Suspend, priority) // the fields a running batch takes at once
 
 	if r.observe(b, &p, run, d, now) {
 		r.Runtime.Stop(key)
@@ -366,10 +362,20 @@ func (r *InferenceBatchReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &llmv1.InferenceBatch{}, priorityClassIndex,
+		func(o client.Object) []string {
+			if name := o.(*llmv1.InferenceBatch).Spec.PriorityClassName; name != "" {
+				return []string{string(name)}
+			}
+			return nil
+		}); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&llmv1.InferenceBatch{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&llmv1.LLMProvider{}, handler.EnqueueRequestsFromMapFunc(r.batchesOf),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&llmv1.InferencePriorityClass{}, handler.EnqueueRequestsFromMapFunc(r.batchesOfClass)).
 		// Namespaces by their metadata alone: labels are all a selector reads.
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.batchesIn),
 			builder.WithPredicates(predicate.LabelChangedPredicate{}), builder.OnlyMetadata).
@@ -414,6 +420,12 @@ func (r *InferenceBatchReconciler) batchesOf(ctx context.Context, o client.Objec
 	return r.requests(ctx, client.MatchingFields{providerRefIndex: o.GetName()})
 }
 
+// batchesOfClass wakes the batches of a priority class that appeared,
+// changed or went.
+func (r *InferenceBatchReconciler) batchesOfClass(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.requests(ctx, client.MatchingFields{priorityClassIndex: o.GetName()})
+}
+
 // batchesIn wakes the batches of a namespace whose labels changed: a
 // provider's namespaceSelector may select it now, or no longer.
 func (r *InferenceBatchReconciler) batchesIn(ctx context.Context, o client.Object) []reconcile.Request {
@@ -431,26 +443,4 @@ func (r *InferenceBatchReconciler) requests(ctx context.Context, opts ...client.
 		reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&b)}
 	}
 	return reqs
-}
-
-// namespaceRefused returns the refusal when the provider's
-// namespaceSelector does not select the batch's namespace.
-func (r *InferenceBatchReconciler) namespaceRefused(ctx context.Context, b *llmv1.InferenceBatch, p *llmv1.LLMProvider) (*access.Refusal, error) {
-	ns := namespaceMeta()
-	if err := r.Get(ctx, types.NamespacedName{Name: b.Namespace}, ns); err != nil {
-		return nil, err
-	}
-	var refused *access.Refusal
-	if errors.As(access.Selects(p.Name, p.Spec.NamespaceSelector, b.Namespace, ns.Labels), &refused) {
-		return refused, nil
-	}
-	return nil, nil
-}
-
-// namespaceMeta is a Namespace's metadata, read from the metadata-only
-// informer the namespace watch starts.
-func namespaceMeta() *metav1.PartialObjectMetadata {
-	m := &metav1.PartialObjectMetadata{}
-	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
-	return m
 }

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -581,6 +582,39 @@ var _ = Describe("InferenceBatch", func() {
 		Expect(k8sClient.Patch(ctx, &n, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"team":"gold"}}}`)))).To(Succeed())
 		waitFinished(b, timeout)
 		Expect(emu.Log()).NotTo(BeEmpty())
+	})
+
+	It("holds a batch whose priority class does not exist, then orders it by the class's value", func() {
+		emu, url := emulate(emulator.Config{})
+		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) {
+			s.Limits.MinIntervalMilliseconds, s.Limits.MaxConcurrency = ptr.To[int32](200), 1
+		})
+		waitReady(p)
+		routine, urgent := "routine-"+ns, "urgent-"+ns
+		Expect(k8sClient.Create(ctx, &llmv1.InferencePriorityClass{ObjectMeta: metav1.ObjectMeta{Name: routine}, Value: ptr.To[int32](0)})).To(Succeed())
+		one := func(class, model string) func(*llmv1.InferenceBatchSpec) {
+			return func(s *llmv1.InferenceBatchSpec) {
+				s.PriorityClassName, s.Model, s.BatchSize, s.BatchDelayMilliseconds = llmv1.LocalObjectName(class), model, 1, ptr.To[int32](0)
+			}
+		}
+		low := batchOf(ns, "routine", p.Name, 20, one(routine, "gemini-routine"))
+		high := batchOf(ns, "urgent", p.Name, 3, one(urgent, "gemini-urgent"))
+		Eventually(getBatch(high), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, llmv1.ReasonPriorityClassNotFound))
+		Expect(meta.FindStatusCondition(getBatch(high)(Default).Status.Conditions, llmv1.ConditionAdmitted).Message).To(ContainSubstring(urgent))
+		Eventually(func() int { return len(emu.Log()) }, timeout, interval).Should(BeNumerically(">=", 2), "the routine batch runs meanwhile")
+
+		By("the class appears: the batch is admitted and its calls go before the routine batch's")
+		Expect(k8sClient.Create(ctx, &llmv1.InferencePriorityClass{ObjectMeta: metav1.ObjectMeta{Name: urgent}, Value: ptr.To[int32](100)})).To(Succeed())
+		waitFinished(high, timeout)
+		waitFinished(low, timeout)
+		var models []string
+		for _, rec := range emu.Log() {
+			models = append(models, rec.Model)
+		}
+		first := slices.Index(models, "gemini-urgent")
+		Expect(first).To(BeNumerically(">", 0))
+		Expect(models[first:first+3]).To(HaveEach("gemini-urgent"), "a routine call went between urgent ones: %v", models)
+		Expect(models).To(HaveLen(23))
 	})
 
 	It("fails a batch whose every call is refused, turns the provider not Ready, and runs new work once the key is fixed", func() {

@@ -85,6 +85,7 @@ func (r *LLMProviderReconciler) ensureDispatcher(ctx context.Context, p *llmv1.L
 	cfg.OnCall = observeCall(p.Name)
 	cfg.OnSend = observeSend(p.Name)
 	cfg.OnInteractive = observeInteractive(p.Name)
+	cfg.OnUsage = observeUsage(p.Name)
 	cfg.PersistCost = r.persistCost(p.Name)
 	d, err := dispatch.New(cfg, snapshot, r.Clock, logf.FromContext(ctx), r.Registry.Get)
 	if err != nil {

@@ -63,6 +63,8 @@ func forgetProviderMetrics(name string) {
 	metrics.CallDuration.DeletePartialMatch(prometheus.Labels{"provider": name})
 	metrics.QueueWait.DeletePartialMatch(prometheus.Labels{"provider": name})
 	metrics.AdmissionWait.DeletePartialMatch(prometheus.Labels{"provider": name})
+	metrics.UsageTokens.DeletePartialMatch(prometheus.Labels{"provider": name})
+	metrics.UsageCostUSD.DeletePartialMatch(prometheus.Labels{"provider": name})
 }
 
 // admissionWait is how long a batch being admitted (its start time set,
@@ -96,6 +98,16 @@ func observeInteractive(provider string) func(granted bool) {
 		} else {
 			refused.Inc()
 		}
+	}
+}
+
+// observeUsage counts the tokens and cost of answered calls per tenant.
+func observeUsage(provider string) func(dispatch.Usage) {
+	return func(u dispatch.Usage) {
+		metrics.UsageTokens.WithLabelValues(provider, u.Namespace, u.Lane, "input").Add(float64(u.InputTokens))
+		metrics.UsageTokens.WithLabelValues(provider, u.Namespace, u.Lane, "output").Add(float64(u.OutputTokens))
+		usd, _ := u.Cost.Float64()
+		metrics.UsageCostUSD.WithLabelValues(provider, u.Namespace, u.Lane).Add(usd)
 	}
 }
 

@@ -75,6 +75,22 @@ func (d *Dispatcher) commitCost(ctx context.Context, p cost.Period) {
 // outcome is unknown (a timeout, a cut connection, a call cancelled in
 // flight), since the provider may have run and billed it; nothing when the
 // provider refused it.
+// book settles a sent call's spend, against its budget reservation when
+// one was made (worst) or straight into the meter, and tells OnUsage who
+// used what. The caller holds d.mu.
+func (d *Dispatcher) book(now time.Time, who Usage, worst *big.Rat, resp *provider.Response, pe *provider.Error) {
+	if worst != nil {
+		d.settleBudget(now, worst, resp, pe)
+	} else if pe == nil {
+		d.meter.Add(now, resp.InputTokens, resp.OutputTokens)
+	}
+	if pe == nil && d.cfg.OnUsage != nil {
+		who.InputTokens, who.OutputTokens = resp.InputTokens, resp.OutputTokens
+		who.Cost = d.meter.Price(resp.InputTokens, resp.OutputTokens)
+		d.cfg.OnUsage(who)
+	}
+}
+
 func (d *Dispatcher) settleBudget(now time.Time, worst *big.Rat, resp *provider.Response, pe *provider.Error) {
 	switch {
 	case pe == nil:

@@ -32,10 +32,11 @@ type Ask struct {
 // window, a concurrency slot, its tokens and its budget reservation. Exactly
 // one of Done (the call was sent) or Cancel (it was not) ends it.
 type Grant struct {
-	d     *Dispatcher
-	est   int64
-	worst *big.Rat
-	once  sync.Once
+	d         *Dispatcher
+	namespace string // the caller's, for Usage
+	est       int64
+	worst     *big.Rat
+	once      sync.Once
 }
 
 // waiter is an Ask in the interactive lane.
@@ -116,7 +117,7 @@ func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool,
 		est := d.tokensFor(w.ask.InputChars, w.ask.MaxTokens)
 		dec := d.limiter.Admit(now, est)
 		if dec.Allowed {
-			d.answer(w, &Grant{d: d, est: est, worst: worst}, dec)
+			d.answer(w, &Grant{d: d, namespace: w.ask.Namespace, est: est, worst: worst}, dec)
 			continue
 		}
 		d.unbudget(now, worst)
@@ -205,11 +206,7 @@ func (g *Grant) Done(resp *provider.Response, err error) {
 		pe := d.releaseSlot(now, g.est, resp, err)
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		if g.worst != nil {
-			d.settleBudget(now, g.worst, resp, pe)
-		} else if pe == nil {
-			d.meter.Add(now, resp.InputTokens, resp.OutputTokens)
-		}
+		d.book(now, Usage{Namespace: g.namespace, Lane: LaneInteractive}, g.worst, resp, pe)
 	})
 }
 

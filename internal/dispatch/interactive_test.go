@@ -11,6 +11,7 @@ import (
 	"github.com/go-logr/logr"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/llmquota/llmquota/internal/cost"
 	"github.com/llmquota/llmquota/internal/provider"
 	"github.com/llmquota/llmquota/internal/ratewindow"
 )
@@ -300,4 +301,48 @@ func TestInteractiveSaturationFillsTheWindow(t *testing.T) {
 		}
 	}
 	t.Logf("%d granted in ten minutes of 100 a minute (%.1f%%)", len(granted), float64(len(granted))/10)
+}
+
+// TestUsageNamesTheTenantAndLane: each answered call's tokens and cost
+// reach OnUsage with the namespace it was made for, a batch's and a
+// gateway caller's alike.
+func TestUsageNamesTheTenantAndLane(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
+	var mu sync.Mutex
+	var got []Usage
+	d, err := New(Config{Name: "p", Client: &stubClient{}, Limits: minuteLimit(10, 10),
+		Prices:  cost.Prices{InputPerMillion: "1.00", OutputPerMillion: "2.00"},
+		OnUsage: func(u Usage) { mu.Lock(); got = append(got, u); mu.Unlock() }}, nil, fc, logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := newCollector(1)
+	d.Submit(Batch{Key: "team-a/b", Namespace: "team-a", Size: 1, Items: items("x", 1), OnResult: col.add})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+	col.settled(t, 1)
+	g, _, err := d.Acquire(ctx, Ask{Namespace: "team-b", InputChars: 10, MaxTokens: 16, MaxWait: time.Second})
+	if err != nil || g == nil {
+		t.Fatalf("Acquire: %v %v", g, err)
+	}
+	g.Done(&provider.Response{Text: "ok", InputTokens: 300, OutputTokens: 400}, nil)
+	g.Done(&provider.Response{Text: "again", InputTokens: 1, OutputTokens: 1}, nil) // a grant ends once
+
+	mu.Lock()
+	defer mu.Unlock()
+	want := []struct {
+		ns, lane string
+		in, out  int64
+		usd      string
+	}{{"team-a", LaneBatch, 1, 1, "0.000003"}, {"team-b", LaneInteractive, 300, 400, "0.0011"}}
+	if len(got) != len(want) {
+		t.Fatalf("got %d usages, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		u := got[i]
+		if u.Namespace != w.ns || u.Lane != w.lane || u.InputTokens != w.in || u.OutputTokens != w.out || cost.Format(u.Cost) != w.usd {
+			t.Errorf("usage %d = %+v (cost %s), want %+v", i, u, cost.Format(u.Cost), w)
+		}
+	}
 }

@@ -271,11 +271,7 @@ func (d *Dispatcher) settle(b *batch, it Item, resp *provider.Response, pe *prov
 	defer d.mu.Unlock()
 	b.inFlight--
 	d.inFlight--
-	if worst != nil {
-		d.settleBudget(now, worst, resp, pe)
-	} else if pe == nil {
-		d.meter.Add(now, resp.InputTokens, resp.OutputTokens)
-	}
+	d.book(now, Usage{Namespace: b.Namespace, Lane: LaneBatch}, worst, resp, pe)
 	switch {
 	case pe == nil:
 		d.authErr = ""

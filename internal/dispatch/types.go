@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"math/big"
 	"time"
 
 	"github.com/llmquota/llmquota/internal/cost"
@@ -119,6 +120,11 @@ type Config struct {
 	// or its retry was queued, to the call's start. The wait is the quota,
 	// backoff, concurrency, fairness and suspension. Called outside the lock.
 	OnSend func(waited time.Duration)
+	// OnUsage, when set, sees the tokens and cost of each answered call,
+	// with the namespace it was made for (the batch's, or the gateway
+	// caller's) and its lane. Called under the dispatcher's lock: it must
+	// not call the dispatcher (a metric's increment).
+	OnUsage func(Usage)
 	// OnInteractive, when set, sees each decision of the interactive lane:
 	// granted or refused. It is called under the dispatcher's lock and
 	// must not call the dispatcher (a metric's increment).
@@ -130,3 +136,21 @@ type Config struct {
 
 // Lookup finds another provider's dispatcher (for fallbacks).
 type Lookup func(name string) *Dispatcher
+
+// Lanes a call is made in.
+const (
+	LaneBatch       = "batch"
+	LaneInteractive = "interactive"
+)
+
+// Usage is what one answered call used, for whom.
+type Usage struct {
+	// Namespace is the batch's, or the gateway caller's ("" for a caller
+	// that is not a ServiceAccount).
+	Namespace string
+	// Lane is LaneBatch or LaneInteractive.
+	Lane                      string
+	InputTokens, OutputTokens int64
+	// Cost is at the provider's prices; 0 when it has none.
+	Cost *big.Rat
+}

@@ -100,9 +100,23 @@ var InteractiveDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Quota decisions for gateway calls on the leader, by provider and outcome (granted, refused).",
 }, []string{"provider", "outcome"})
 
+// Usage per namespace: what each team used of each provider, batches and
+// gateway calls alike. tenant_namespace is the batch's namespace or the
+// gateway caller's ("" for a caller that is not a ServiceAccount).
+var (
+	UsageTokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmquota_usage_tokens_total",
+		Help: "Tokens of answered calls, by provider, tenant namespace, lane (batch, interactive) and direction (input, output).",
+	}, []string{"provider", "tenant_namespace", "lane", "direction"})
+	UsageCostUSD = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmquota_usage_cost_usd_total",
+		Help: "Cost in USD of answered calls at the provider's prices, by provider, tenant namespace and lane (batch, interactive).",
+	}, []string{"provider", "tenant_namespace", "lane"})
+)
+
 // All are the manager's metrics.
 var All = []prometheus.Collector{RequestsTotal, CallDuration, QueueWait, AdmissionWait, WindowUsedRequests, WindowLimitRequests, WindowUsedTokens,
-	WindowLimitTokens, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, CostLimitUSD, BatchItems, InteractiveDecisions}
+	WindowLimitTokens, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, CostLimitUSD, BatchItems, InteractiveDecisions, UsageTokens, UsageCostUSD}
 
 func init() {
 	metrics.Registry.MustRegister(All...)

@@ -116,6 +116,18 @@ func TestDefaultInstall(t *testing.T) {
 			t.Errorf("default render has %s, which is opt-in", absent)
 		}
 	}
+	for role, aggregate := range map[string]string{"rel-llmquota-batch-editor": "aggregate-to-edit", "rel-llmquota-batch-viewer": "aggregate-to-view"} {
+		labels, _ := dig(find(objs, "ClusterRole", role), "metadata", "labels").(map[string]any)
+		if labels["rbac.authorization.k8s.io/"+aggregate] != "true" {
+			t.Errorf("ClusterRole %s is not aggregated into the built-in role (%s): %v", role, aggregate, labels)
+		}
+	}
+	if v := verbs(dig(find(objs, "ClusterRole", "rel-llmquota-batch-viewer"), "rules").([]any), "inferencebatches"); !slices.Equal(v, []string{"get", "list", "watch"}) {
+		t.Errorf("the viewer role may %v inferencebatches, want only to read them", v)
+	}
+	if grants(dig(find(objs, "ClusterRole", "rel-llmquota-provider-viewer"), "rules").([]any), "secrets") {
+		t.Error("the provider viewer role reads Secrets")
+	}
 	rules := dig(find(objs, "ClusterRole", "rel-llmquota-manager"), "rules").([]any)
 	if !grants(rules, "secrets") {
 		t.Error("without secretNamespaces the manager needs a cluster-wide Secret grant")
@@ -176,8 +188,14 @@ func TestNonDefaultValues(t *testing.T) {
 	if slices.Contains(got, "NetworkPolicy/rel-llmquota-manager") {
 		t.Error("networkPolicy.enabled=false still renders the NetworkPolicy")
 	}
-	if rules := dig(find(objs, "ClusterRole", "rel-llmquota-manager"), "rules").([]any); grants(rules, "secrets") || grants(rules, "pods") {
+	rules := dig(find(objs, "ClusterRole", "rel-llmquota-manager"), "rules").([]any)
+	if grants(rules, "secrets") || grants(rules, "pods") {
 		t.Error("with secretNamespaces and ollamaNamespaces the manager must not read Secrets or pods cluster-wide")
+	}
+	// controller-gen merges resources that share verbs into one rule:
+	// taking Secrets out must leave the rest of their rule.
+	if !slices.Equal(verbs(rules, "namespaces"), []string{"get", "list", "watch"}) || !grants(rules, "configmaps") {
+		t.Errorf("with secretNamespaces the manager lost a cluster-wide grant it needs: %v", rules)
 	}
 	podRole := find(objs, "Role", "rel-llmquota-manager-pods")
 	if dig(podRole, "metadata", "namespace") != "llm" || !slices.Equal(verbs(dig(podRole, "rules").([]any), "pods"), []string{"get", "list", "patch", "watch"}) {

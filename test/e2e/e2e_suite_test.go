@@ -78,6 +78,20 @@ var _ = BeforeSuite(func() {
 	kubectl("label", "nodes", "--all", "nvidia.com/gpu.present=true")
 })
 
+// A failed spec shows the end of each process log it wrote (the manager's,
+// the emulator's): the work directory is removed after the suite.
+var _ = ReportAfterEach(func(r SpecReport) {
+	if !r.Failed() || workDir == "" {
+		return
+	}
+	logs, _ := filepath.Glob(filepath.Join(workDir, "*.log"))
+	for _, path := range logs {
+		data, _ := os.ReadFile(path)
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		fmt.Fprintf(GinkgoWriter, "--- the last lines of %s:\n%s\n", filepath.Base(path), strings.Join(lines[max(0, len(lines)-40):], "\n"))
+	}
+})
+
 var _ = AfterSuite(func() {
 	if workDir == "" {
 		return

@@ -5,14 +5,18 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // Issue 13, item 1: a batch's work is fixed once admitted (status.startTime
-// set), as a Job's template is; suspend, priority, activeDeadlineSeconds
-// and ttlSecondsAfterFinished still change a running batch. The policy in
+// set), as a Job's template is; suspend, priority, priorityClassName,
+// activeDeadlineSeconds and ttlSecondsAfterFinished still change a
+// running batch. The policy in
 // config/policy refuses the rest, naming each field that changed.
 var _ = Describe("InferenceBatch edits", func() {
 	ctx := context.Background()
@@ -61,13 +65,40 @@ var _ = Describe("InferenceBatch edits", func() {
 		Entry("several at once, each named", `{"model":"other","batchSize":50,"cache":"Enabled"}`, "spec.batchSize, spec.cache, spec.model cannot change"),
 	)
 
-	It("lets suspend, priority, activeDeadlineSeconds and ttlSecondsAfterFinished change a running batch", func() {
+	It("lets suspend, priorityClassName, activeDeadlineSeconds and ttlSecondsAfterFinished change a running batch", func() {
 		u := create()
 		admit(u)
-		Expect(patch(u, `{"suspend":true,"priority":10,"activeDeadlineSeconds":600,"ttlSecondsAfterFinished":60}`)).To(Succeed())
+		Expect(patch(u, `{"suspend":true,"priorityClassName":"urgent","activeDeadlineSeconds":600,"ttlSecondsAfterFinished":60}`)).To(Succeed())
 		var got unstructured.Unstructured
 		got.SetGroupVersionKind(u.GroupVersionKind())
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(u), &got)).To(Succeed())
-		Expect(got.Object["spec"]).To(HaveKeyWithValue("priority", BeNumerically("==", 10)))
+		Expect(got.Object["spec"]).To(HaveKeyWithValue("priorityClassName", "urgent"))
+	})
+
+	It("lets a raw priority only into a namespace an admin labelled, and never beside a class", func() {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "raw-priority-"}}
+		Expect(k8sClient.Create(ctx, ns)).To(Succeed())
+		in := func() *unstructured.Unstructured {
+			u := manifest(goodBatch)
+			u.SetNamespace(ns.Name)
+			return u
+		}
+		raw := in()
+		Expect(unstructured.SetNestedField(raw.Object, int64(10), "spec", "priority")).To(Succeed())
+		err := k8sClient.Create(ctx, raw.DeepCopy())
+		Expect(err).To(MatchError(ContainSubstring("spec.priority: a raw priority other than 0 needs the namespace label llmquota.dev/raw-priority=allowed")))
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "%v", err)
+
+		By("a priority of 0 and a class need no label")
+		zero, class := in(), in()
+		Expect(unstructured.SetNestedField(zero.Object, int64(0), "spec", "priority")).To(Succeed())
+		Expect(unstructured.SetNestedField(class.Object, "urgent", "spec", "priorityClassName")).To(Succeed())
+		Expect(k8sClient.Create(ctx, zero)).To(Succeed())
+		Expect(k8sClient.Create(ctx, class)).To(Succeed())
+		Expect(patch(class, `{"priority":5}`)).To(MatchError(ContainSubstring("set priorityClassName or priority, not both")))
+
+		By("the admin's label lets it in")
+		Expect(k8sClient.Patch(ctx, ns, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"llmquota.dev/raw-priority":"allowed"}}}`)))).To(Succeed())
+		Eventually(func() error { return k8sClient.Create(ctx, raw.DeepCopy()) }, "10s", "200ms").Should(Succeed())
 	})
 })
