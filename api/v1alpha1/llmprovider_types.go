@@ -69,6 +69,14 @@ type LLMProviderSpec struct {
 	// +optional
 	Interactive *InteractivePolicy `json:"interactive,omitempty"`
 
+	// shares weighs the namespaces that compete for this provider. When
+	// several have work waiting, each gets calls in proportion to its
+	// weight, counted in tokens (input and output), batches and gateway
+	// calls alike; a share nobody uses goes to the others until its owner
+	// needs it again.
+	// +optional
+	Shares *SharePolicy `json:"shares,omitempty"`
+
 	// retry says how failed calls are retried.
 	// +optional
 	// +kubebuilder:default={maxRetries: 3, initialBackoffMilliseconds: 2000, maxBackoffMilliseconds: 60000}
@@ -166,6 +174,42 @@ type RateLimits struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=10000
 	MaxConcurrency int32 `json:"maxConcurrency,omitempty"`
+}
+
+// SharePolicy gives namespaces weights.
+type SharePolicy struct {
+	// defaultWeight is the weight of a namespace not listed in namespaces.
+	// Defaults to 1; 1 to 1000.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	DefaultWeight *int32 `json:"defaultWeight,omitempty"`
+
+	// namespaces gives namespaces a weight of their own.
+	// At most 1000.
+	// +optional
+	// +listType=map
+	// +listMapKey=namespace
+	// +kubebuilder:validation:MaxItems=1000
+	Namespaces []NamespaceShare `json:"namespaces,omitempty"`
+}
+
+// NamespaceShare is one namespace's weight.
+type NamespaceShare struct {
+	// namespace is the namespace's name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+
+	// weight is the namespace's weight: a namespace of weight 2 gets twice
+	// the tokens of one of weight 1 while both have work waiting.
+	// 1 to 1000.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	Weight int32 `json:"weight"`
 }
 
 // InteractivePolicy shapes the gateway's interactive calls on a provider.

@@ -3,6 +3,8 @@ package controller
 import (
 	"time"
 
+	"k8s.io/utils/ptr"
+
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/cost"
 	"github.com/llmquota/llmquota/internal/dispatch"
@@ -56,6 +58,13 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 	cfg := dispatch.Config{
 		Name: p.Name, Limits: lim, DefaultModel: spec.Model, MaxRetries: maxRetries,
 		CircuitThreshold: circuitThreshold, ReserveBlock: reserveBlock(lim),
+	}
+	if s := spec.Shares; s != nil {
+		cfg.Shares.DefaultWeight = ptr.Deref(s.DefaultWeight, 1)
+		cfg.Shares.Weights = make(map[string]int32, len(s.Namespaces))
+		for _, n := range s.Namespaces {
+			cfg.Shares.Weights[n.Namespace] = n.Weight
+		}
 	}
 	if i := spec.Interactive; i != nil && i.ReservedPercent != nil {
 		cfg.InteractiveReserve = int(*i.ReservedPercent)

@@ -122,8 +122,8 @@ func BenchmarkNext1000Batches(b *testing.B) {
 		d.Submit(Batch{Key: fmt.Sprintf("%s/b%d", ns, i), Namespace: ns, Size: 20, Items: items("x", 100)})
 	}
 	for b.Loop() {
-		if pick, _, served := d.next(now); pick != nil {
-			served()
+		if pick, _ := d.next(now); pick != nil {
+			d.fair.charge(pick.Namespace, 100)
 		}
 	}
 }

@@ -76,14 +76,20 @@ func (d *Dispatcher) commitCost(ctx context.Context, p cost.Period) {
 // flight), since the provider may have run and billed it; nothing when the
 // provider refused it.
 // book settles a sent call's spend, against its budget reservation when
-// one was made (worst) or straight into the meter, and tells OnUsage who
-// used what. The caller holds d.mu.
-func (d *Dispatcher) book(now time.Time, who Usage, worst *big.Rat, resp *provider.Response, pe *provider.Error) {
+// one was made (worst) or straight into the meter; corrects its
+// namespace's fair share from what it was charged at admission to what it
+// used; and tells OnUsage who used what. The caller holds d.mu.
+func (d *Dispatcher) book(now time.Time, who Usage, charged int64, worst *big.Rat, resp *provider.Response, pe *provider.Error) {
 	if worst != nil {
 		d.settleBudget(now, worst, resp, pe)
 	} else if pe == nil {
 		d.meter.Add(now, resp.InputTokens, resp.OutputTokens)
 	}
+	used := int64(0)
+	if pe == nil {
+		used = resp.InputTokens + resp.OutputTokens
+	}
+	d.fair.charge(who.Namespace, used-charged)
 	if pe == nil && d.cfg.OnUsage != nil {
 		who.InputTokens, who.OutputTokens = resp.InputTokens, resp.OutputTokens
 		who.Cost = d.meter.Price(resp.InputTokens, resp.OutputTokens)

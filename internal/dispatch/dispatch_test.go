@@ -470,11 +470,11 @@ func TestSentItemsAreReleased(t *testing.T) {
 func sends(d *Dispatcher, now time.Time, n int) []string {
 	var keys []string
 	for range n {
-		b, _, served := d.next(now)
+		b, _ := d.next(now)
 		if b == nil {
 			break
 		}
-		served()
+		d.fair.charge(b.Namespace, inputEstimate(len(b.queue[0].Prompt)))
 		b.take()
 		b.inFlight++
 		keys = append(keys, b.Key)
@@ -499,7 +499,7 @@ func TestFrontsBeforeFillIns(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("send order %v, want %v", got, want)
 	}
-	if b, _, _ := d.next(now); b != nil {
+	if b, _ := d.next(now); b != nil {
 		t.Fatalf("%s sent with every group waiting for its answers", b.Key)
 	}
 }

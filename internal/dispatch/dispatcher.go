@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -30,7 +28,7 @@ type Dispatcher struct {
 	batches  map[string]*batch
 	spaces   map[string]*space // the namespaces of batches, for next
 	turn     uint64            // next's calls so far: marks what a space holds as current
-	cursor   map[int32]int     // per priority level: round-robin position
+	fair     fairness          // whose turn it is among namespaces
 	limited  ratewindow.Decision
 	meter    *cost.Meter
 	authErr  string // the last auth failure, until a success
@@ -56,6 +54,10 @@ type Dispatcher struct {
 type space struct {
 	batches int    // submitted batches of the namespace
 	turn    uint64 // the next call front and head were found for
+	// active is the last next call that found work in the namespace;
+	// wasActive says whether the one before this turn did (see fairness).
+	active    uint64
+	wasActive bool
 	// front is the oldest batch with items left, of its highest priority;
 	// head the oldest ready one.
 	front, head *batch
@@ -112,8 +114,8 @@ func New(cfg Config, snapshot []byte, c clock.Clock, log logr.Logger, lookup Loo
 	}
 	d := &Dispatcher{
 		cfg: cfg, limiter: lim, clock: c, log: log.WithValues("provider", cfg.Name), lookup: lookup,
-		wake: make(chan struct{}, 1), batches: map[string]*batch{}, spaces: map[string]*space{}, cursor: map[int32]int{},
-		meter: meter, held: holdState{allowed: true},
+		wake: make(chan struct{}, 1), batches: map[string]*batch{}, spaces: map[string]*space{},
+		meter: meter, held: holdState{allowed: true}, fair: fairness{shares: cfg.Shares},
 	}
 	if cfg.Endpoints != nil {
 		cfg.Endpoints.watch(d.poke)
@@ -159,6 +161,7 @@ func (d *Dispatcher) Reconfigure(cfg Config) error {
 	d.cfg.Limits, d.cfg.DefaultModel, d.cfg.MaxRetries, d.cfg.MaxPromptLength = cfg.Limits, cfg.DefaultModel, cfg.MaxRetries, cfg.MaxPromptLength
 	d.cfg.Fallback, d.cfg.CircuitThreshold, d.cfg.Prices, d.cfg.CallTimeout = cfg.Fallback, cfg.CircuitThreshold, cfg.Prices, cfg.CallTimeout
 	d.cfg.Budgets, d.cfg.InteractiveReserve = cfg.Budgets, cfg.InteractiveReserve
+	d.cfg.Shares, d.fair.shares = cfg.Shares, cfg.Shares
 	d.poke()
 	return nil
 }
@@ -324,10 +327,11 @@ func (b *batch) ready(now time.Time) (bool, time.Time) {
 }
 
 // next picks the batch to serve: the highest priority with a ready item,
-// then round-robin across namespaces, FIFO within one. It returns the
-// earliest gate time when nothing is ready. The round-robin position moves
-// only when the caller sends the item (served), so asking while the quota
-// refuses does not skip a batch's turn.
+// then the namespace whose fair share is furthest behind (fairness: tokens
+// served per weight), FIFO within one. It returns the earliest gate time
+// when nothing is ready. A namespace is charged only when the caller sends
+// the item (fair.charge), so asking while the quota refuses does not skip
+// its turn.
 //
 // FIFO within a namespace: its front, the oldest batch with items left (of
 // its highest priority), is served whenever it can send. A younger batch of
@@ -338,7 +342,7 @@ func (b *batch) ready(now time.Time) (bool, time.Time) {
 // trickling batch runs longer than the results flush interval, so it
 // writes its results twice and publishes mid-run progress it would not
 // need (docs/benchmarks.md, "Fronts first").
-func (d *Dispatcher) next(now time.Time) (b *batch, gate time.Time, served func()) {
+func (d *Dispatcher) next(now time.Time) (b *batch, gate time.Time) {
 	best := int32(-1 << 31)
 	// The slices are the dispatcher's, reused, and namespaces are reached
 	// by pointer: this runs for every call over every batch, and allocated
@@ -350,9 +354,10 @@ func (d *Dispatcher) next(now time.Time) (b *batch, gate time.Time, served func(
 		sp := c.space
 		if sp.turn != d.turn {
 			sp.turn, sp.front, sp.head = d.turn, nil, nil
+			sp.wasActive = sp.active == d.turn-1
 		}
 		if f := sp.front; !c.suspended && c.more() && (f == nil || c.Priority > f.Priority || (c.Priority == f.Priority && c.seq < f.seq)) {
-			sp.front = c
+			sp.front, sp.active = c, d.turn
 		}
 		if !ok {
 			if !at.IsZero() && (gate.IsZero() || at.Before(gate)) {
@@ -368,8 +373,9 @@ func (d *Dispatcher) next(now time.Time) (b *batch, gate time.Time, served func(
 		}
 	}
 	d.scratch.candidates = candidates
+	d.fair.lift(d.spaces, d.turn)
 	if len(candidates) == 0 {
-		return nil, gate, nil
+		return nil, gate
 	}
 	order := d.scratch.order[:0]
 	for _, c := range candidates {
@@ -389,10 +395,14 @@ func (d *Dispatcher) next(now time.Time) (b *batch, gate time.Time, served func(
 			}
 		}
 	}
-	slices.SortFunc(order, func(a, b *batch) int { return strings.Compare(a.Namespace, b.Namespace) })
 	d.scratch.order = order
-	pick := order[d.cursor[best]%len(order)]
-	return pick, time.Time{}, func() { d.cursor[best]++ }
+	pick := order[0]
+	for _, c := range order[1:] {
+		if d.fair.before(c.Namespace, pick.Namespace) {
+			pick = c
+		}
+	}
+	return pick, time.Time{}
 }
 
 // guarded lengthens each window by its guard time.

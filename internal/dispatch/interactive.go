@@ -33,7 +33,8 @@ type Ask struct {
 // one of Done (the call was sent) or Cancel (it was not) ends it.
 type Grant struct {
 	d         *Dispatcher
-	namespace string // the caller's, for Usage
+	namespace string // the caller's, for Usage and fairness
+	charged   int64  // what fairness charged at the grant
 	est       int64
 	worst     *big.Rat
 	once      sync.Once
@@ -117,7 +118,8 @@ func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool,
 		est := d.tokensFor(w.ask.InputChars, w.ask.MaxTokens)
 		dec := d.limiter.Admit(now, est)
 		if dec.Allowed {
-			d.answer(w, &Grant{d: d, namespace: w.ask.Namespace, est: est, worst: worst}, dec)
+			d.fair.charge(w.ask.Namespace, inputEstimate(w.ask.InputChars))
+			d.answer(w, &Grant{d: d, namespace: w.ask.Namespace, charged: inputEstimate(w.ask.InputChars), est: est, worst: worst}, dec)
 			continue
 		}
 		d.unbudget(now, worst)
@@ -206,7 +208,7 @@ func (g *Grant) Done(resp *provider.Response, err error) {
 		pe := d.releaseSlot(now, g.est, resp, err)
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		d.book(now, Usage{Namespace: g.namespace, Lane: LaneInteractive}, g.worst, resp, pe)
+		d.book(now, Usage{Namespace: g.namespace, Lane: LaneInteractive}, g.charged, g.worst, resp, pe)
 	})
 }
 

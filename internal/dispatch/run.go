@@ -78,7 +78,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 		d.mu.Unlock()
 		return idle
 	}
-	b, gate, served := d.next(now)
+	b, gate := d.next(now)
 	if b == nil {
 		d.limited = ratewindow.Decision{Allowed: true}
 		d.mu.Unlock()
@@ -89,7 +89,6 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	}
 	it := b.queue[0]
 	if fb := d.divert(it); fb != nil {
-		served()
 		b.take()
 		d.mu.Unlock()
 		d.sendToFallback(fb, b, it)
@@ -143,7 +142,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 		target = ep
 	}
 	d.limited = dec
-	served()
+	d.fair.charge(b.Namespace, inputEstimate(len(it.Prompt)+len(b.Params.System)))
 	waited := now.Sub(later(b.openedAt, it.requeued))
 	b.take()
 	b.inFlight++
@@ -271,7 +270,7 @@ func (d *Dispatcher) settle(b *batch, it Item, resp *provider.Response, pe *prov
 	defer d.mu.Unlock()
 	b.inFlight--
 	d.inFlight--
-	d.book(now, Usage{Namespace: b.Namespace, Lane: LaneBatch}, worst, resp, pe)
+	d.book(now, Usage{Namespace: b.Namespace, Lane: LaneBatch}, inputEstimate(len(it.Prompt)+len(b.Params.System)), worst, resp, pe)
 	switch {
 	case pe == nil:
 		d.authErr = ""

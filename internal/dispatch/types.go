@@ -87,6 +87,9 @@ type Config struct {
 	Endpoints *Endpoints
 	// DefaultModel is used when a batch names no model.
 	DefaultModel string
+	// Shares weighs namespaces against each other when they compete for
+	// the provider (see fairness).
+	Shares Shares
 	// InteractiveReserve is the percent of every limit batches leave to
 	// interactive calls (Acquire), which may use everything.
 	InteractiveReserve int
