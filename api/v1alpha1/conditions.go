@@ -100,6 +100,14 @@ const (
 	// and the UTC month.
 	ReasonMonthlyBudgetExhausted = "MonthlyBudgetExhausted"
 
+	// ReasonNamespaceDailyBudgetExhausted surfaces on a batch's
+	// RateLimited=True (and Progressing=False) while its namespace's daily
+	// budget on the provider (spec.shares) has no room for the next call's
+	// worst-case cost; other namespaces go on. It resets at the next UTC
+	// midnight.
+	ReasonNamespaceDailyBudgetExhausted = "NamespaceDailyBudgetExhausted"
+	// ReasonNamespaceMonthlyBudgetExhausted is the same for the month.
+	ReasonNamespaceMonthlyBudgetExhausted = "NamespaceMonthlyBudgetExhausted"
 	// ReasonAuthFailed surfaces on LLMProvider Degraded=True and Ready=False
 	// when the provider refused the credentials (HTTP 401/403). New batches
 	// wait (Admitted=False ProviderNotReady); it clears when a call

@@ -186,7 +186,15 @@ type SharePolicy struct {
 	// +kubebuilder:validation:Maximum=1000
 	DefaultWeight *int32 `json:"defaultWeight,omitempty"`
 
-	// namespaces gives namespaces a weight of their own.
+	// defaultBudgets are hard spending limits for each namespace not
+	// listed in namespaces (each namespace has its own), in USD at
+	// spec.cost's prices. Hard like spec.cost.budgets: a call's worst-case
+	// cost is set aside before it is sent, so neither concurrency nor a
+	// crash overspends. A namespace at its budget waits; the others go on.
+	// +optional
+	DefaultBudgets *CostBudgets `json:"defaultBudgets,omitempty"`
+
+	// namespaces gives namespaces a weight or budgets of their own.
 	// At most 1000.
 	// +optional
 	// +listType=map
@@ -205,11 +213,16 @@ type NamespaceShare struct {
 
 	// weight is the namespace's weight: a namespace of weight 2 gets twice
 	// the tokens of one of weight 1 while both have work waiting.
-	// 1 to 1000.
-	// +required
+	// Defaults to defaultWeight; 1 to 1000.
+	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000
-	Weight int32 `json:"weight"`
+	Weight *int32 `json:"weight,omitempty"`
+
+	// budgets are the namespace's hard spending limits, in place of
+	// defaultBudgets (see there).
+	// +optional
+	Budgets *CostBudgets `json:"budgets,omitempty"`
 }
 
 // InteractivePolicy shapes the gateway's interactive calls on a provider.
@@ -241,7 +254,11 @@ type InteractivePolicy struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.maxBackoffMilliseconds) || !has(self.initialBackoffMilliseconds) || self.maxBackoffMilliseconds >= self.initialBackoffMilliseconds",message="maxBackoffMilliseconds must not be less than initialBackoffMilliseconds",fieldPath=".maxBackoffMilliseconds"
 type RetryPolicy struct {
 	// maxRetries is how many times one item is retried after its first
-	// attempt fails. Bad requests and auth failures are never retried.
+	// attempt fails. Bad requests and auth failures are never retried. A
+	// 429 or 503 that says when to come back (Retry-After, Gemini's
+	// retryDelay) is not a failure: the provider is held until then and the
+	// item waits without spending a retry, for up to
+	// maxRateLimitedWaitSeconds.
 	// Defaults to 3; 0 to 100.
 	// +optional
 	// +kubebuilder:default=3
@@ -264,6 +281,16 @@ type RetryPolicy struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=86400000
 	MaxBackoffMilliseconds *int32 `json:"maxBackoffMilliseconds,omitempty"`
+	// maxRateLimitedWaitSeconds bounds how long one item waits through
+	// rate-limit answers that say when to come back, from the first: past
+	// it, each such answer spends a retry like any failure, so a provider
+	// that keeps refusing cannot hold an item forever.
+	// Defaults to 3600; 1 to 604800.
+	// +optional
+	// +kubebuilder:default=3600
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=604800
+	MaxRateLimitedWaitSeconds *int32 `json:"maxRateLimitedWaitSeconds,omitempty"`
 }
 
 // CostPolicy holds prices in USD and the alert thresholds.

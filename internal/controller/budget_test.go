@@ -7,6 +7,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -62,5 +63,40 @@ var _ = Describe("Budgets", func() {
 		// before its answer came back is charged but has no result.
 		Eventually(func() int32 { return getBatch(b)(Default).Status.Counts.Succeeded }, timeout, interval).Should(
 			SatisfyAll(BeNumerically("<=", len(answered)), BeNumerically(">=", len(answered)-1)))
+	})
+
+	It("hold a namespace at its own budget, across a restart, and let the others go on", func() {
+		frugal, other := newNamespace(), newNamespace()
+		emu, url := emulate(emulator.Config{Latency: 20 * time.Millisecond})
+		// Each call costs exactly 0.01 USD: three fit the frugal namespace's 0.03 a day.
+		p := providerFor(frugal, url, func(s *llmv1.LLMProviderSpec) {
+			s.Cost = &llmv1.CostPolicy{PerRequest: "0.01"}
+			s.Shares = &llmv1.SharePolicy{Namespaces: []llmv1.NamespaceShare{{Namespace: frugal, Budgets: &llmv1.CostBudgets{Daily: "0.03"}}}}
+			s.Limits.MaxConcurrency = 1
+		})
+		waitReady(p)
+		held := batchOf(frugal, "frugal", p.Name, 6, nil)
+		Eventually(func() int { return len(emu.Log()) }, timeout, 10*time.Millisecond).Should(BeNumerically(">=", 1))
+		stopManager()
+		stopManager = startManager() // the committed spend is read back from its ConfigMap
+		free := batchOf(other, "free", p.Name, 6, nil)
+		Expect(waitFinished(free, timeout).Status.Counts.Succeeded).To(BeEquivalentTo(6), "the other namespace goes on")
+
+		tomorrow := time.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour).Format(time.RFC3339)
+		Eventually(getBatch(held), timeout, interval).Should(haveCondition(llmv1.ConditionRateLimited, metav1.ConditionTrue, llmv1.ReasonNamespaceDailyBudgetExhausted))
+		Expect(apimeta.FindStatusCondition(getBatch(held)(Default).Status.Conditions, llmv1.ConditionRateLimited).Message).
+			To(And(ContainSubstring("this namespace's daily budget"), ContainSubstring("resets at "+tomorrow)))
+		Eventually(func() []string { return eventReasons(held) }, timeout, interval).Should(ContainElement("Warning/" + llmv1.ReasonNamespaceDailyBudgetExhausted))
+
+		var cm corev1.ConfigMap
+		Expect(k8sClient.Get(context.Background(), types.NamespacedName{Namespace: stateNamespace, Name: "llmquota-cost-" + p.Name}, &cm)).To(Succeed())
+		Expect(cm.Data).To(HaveKey(frugal))
+		Expect(cm.Data).NotTo(HaveKey(other), "a namespace without a budget commits nothing")
+
+		// The other namespace's six, and at most three of the frugal one's,
+		// whatever the restart cut off.
+		Consistently(func() int { return len(emu.Log()) }, 2*time.Second, 100*time.Millisecond).Should(SatisfyAll(BeNumerically(">=", 7), BeNumerically("<=", 9)),
+			"the frugal namespace's calls cost more than its daily budget of 0.03")
+		Expect(getBatch(held)(Default).Status.Counts.Succeeded).To(BeNumerically("<=", 3))
 	})
 })

@@ -281,9 +281,13 @@ func (r *InferenceBatchReconciler) observe(b *llmv1.InferenceBatch, p *llmv1.LLM
 	}
 	wasLimited := meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionRateLimited)
 	complete := setProgress(b, o, now)
-	if c := meta.FindStatusCondition(b.Status.Conditions, llmv1.ConditionRateLimited); !wasLimited && c.Status == metav1.ConditionTrue &&
-		(c.Reason == llmv1.ReasonMinuteWindowFull || c.Reason == llmv1.ReasonHourWindowFull || c.Reason == llmv1.ReasonDayWindowFull) {
+	c := meta.FindStatusCondition(b.Status.Conditions, llmv1.ConditionRateLimited)
+	switch {
+	case wasLimited || c.Status != metav1.ConditionTrue:
+	case c.Reason == llmv1.ReasonMinuteWindowFull || c.Reason == llmv1.ReasonHourWindowFull || c.Reason == llmv1.ReasonDayWindowFull:
 		r.Recorder.Eventf(b, nil, corev1.EventTypeNormal, c.Reason, "Dispatch", "held back by LLMProvider %s: %s", p.Name, c.Message)
+	case c.Reason == llmv1.ReasonNamespaceDailyBudgetExhausted || c.Reason == llmv1.ReasonNamespaceMonthlyBudgetExhausted:
+		r.Recorder.Eventf(b, nil, corev1.EventTypeWarning, c.Reason, "Dispatch", "held back by LLMProvider %s: %s", p.Name, c.Message)
 	}
 	return complete
 }

@@ -87,6 +87,11 @@ func (r *LLMProviderReconciler) ensureDispatcher(ctx context.Context, p *llmv1.L
 	cfg.OnInteractive = observeInteractive(p.Name)
 	cfg.OnUsage = observeUsage(p.Name)
 	cfg.PersistCost = r.persistCost(p.Name)
+	cfg.PersistNamespaceCost = r.persistNamespaceCost(p)
+	namespaceCost, err := r.loadNamespaceCost(ctx, p)
+	if err != nil {
+		return err
+	}
 	d, err := dispatch.New(cfg, snapshot, r.Clock, logf.FromContext(ctx), r.Registry.Get)
 	if err != nil {
 		return err
@@ -98,6 +103,7 @@ func (r *LLMProviderReconciler) ensureDispatcher(ctx context.Context, p *llmv1.L
 		}
 		d.SeedCost(cost.Period{Day: c.Day, Today: string(c.Today), Month: c.Month, ThisMonth: string(c.ThisMonth)}, committed)
 	}
+	d.SeedNamespaceCost(namespaceCost)
 	r.Registry.Run(d, version)
 	logf.FromContext(ctx).Info("Started dispatcher", "version", version, "restoredQuota", len(snapshot) > 0)
 	return nil

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -86,7 +87,9 @@ func rateLimitedCondition(next ratewindow.Decision, queued int) metav1.Condition
 	case ratewindow.ReasonRetryAfter:
 		reason = llmv1.ReasonRetryAfter
 	case ratewindow.ReasonBudget:
-		reason = map[string]string{"daily": llmv1.ReasonDailyBudgetExhausted, "monthly": llmv1.ReasonMonthlyBudgetExhausted}[next.Window]
+		reason = map[string]string{"daily": llmv1.ReasonDailyBudgetExhausted, "monthly": llmv1.ReasonMonthlyBudgetExhausted,
+			dispatch.NamespaceBudgetWindow + "daily":   llmv1.ReasonNamespaceDailyBudgetExhausted,
+			dispatch.NamespaceBudgetWindow + "monthly": llmv1.ReasonNamespaceMonthlyBudgetExhausted}[next.Window]
 	}
 	if reason == "" || next.RetryAt.IsZero() {
 		return c
@@ -96,6 +99,10 @@ func rateLimitedCondition(next ratewindow.Decision, queued int) metav1.Condition
 	if next.Reason == ratewindow.ReasonBudget {
 		c.Message = fmt.Sprintf("the %s budget (spec.cost.budgets.%s) has no room for the next call's worst-case cost; it resets at %s",
 			next.Window, next.Window, next.RetryAt.UTC().Format(time.RFC3339))
+		if period, ok := strings.CutPrefix(next.Window, dispatch.NamespaceBudgetWindow); ok {
+			c.Message = fmt.Sprintf("this namespace's %s budget on the provider (its spec.shares) has no room for the next call's worst-case cost; "+
+				"other namespaces go on; it resets at %s", period, next.RetryAt.UTC().Format(time.RFC3339))
+		}
 	}
 	return c
 }

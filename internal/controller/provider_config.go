@@ -43,11 +43,14 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 	}
 	lim.MinInterval = llmv1.Milliseconds(spec.Limits.MinIntervalMilliseconds, 0)
 	lim.MaxConcurrency = int(max(1, spec.Limits.MaxConcurrency))
-	maxRetries := 3
+	maxRetries, rateLimitedWait := 3, time.Hour
 	lim.InitialBackoff, lim.MaxBackoff = 2*time.Second, 60*time.Second
 	if r := spec.Retry; r != nil {
 		if r.MaxRetries != nil {
 			maxRetries = int(*r.MaxRetries)
+		}
+		if r.MaxRateLimitedWaitSeconds != nil {
+			rateLimitedWait = time.Duration(*r.MaxRateLimitedWaitSeconds) * time.Second
 		}
 		lim.InitialBackoff = llmv1.Milliseconds(r.InitialBackoffMilliseconds, lim.InitialBackoff)
 		lim.MaxBackoff = llmv1.Milliseconds(r.MaxBackoffMilliseconds, lim.MaxBackoff)
@@ -56,14 +59,21 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 	lim.Jitter = 0.2
 
 	cfg := dispatch.Config{
-		Name: p.Name, Limits: lim, DefaultModel: spec.Model, MaxRetries: maxRetries,
+		Name: p.Name, Limits: lim, DefaultModel: spec.Model, MaxRetries: maxRetries, MaxRateLimitedWait: rateLimitedWait,
 		CircuitThreshold: circuitThreshold, ReserveBlock: reserveBlock(lim),
 	}
 	if s := spec.Shares; s != nil {
 		cfg.Shares.DefaultWeight = ptr.Deref(s.DefaultWeight, 1)
+		cfg.Shares.DefaultBudgets = budgetsOf(s.DefaultBudgets)
 		cfg.Shares.Weights = make(map[string]int32, len(s.Namespaces))
+		cfg.Shares.Budgets = map[string]cost.Budgets{}
 		for _, n := range s.Namespaces {
-			cfg.Shares.Weights[n.Namespace] = n.Weight
+			if n.Weight != nil {
+				cfg.Shares.Weights[n.Namespace] = *n.Weight
+			}
+			if n.Budgets != nil {
+				cfg.Shares.Budgets[n.Namespace] = budgetsOf(n.Budgets)
+			}
 		}
 	}
 	if i := spec.Interactive; i != nil && i.ReservedPercent != nil {
@@ -77,7 +87,7 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 	}
 	if c := spec.Cost; c != nil {
 		cfg.Prices = cost.Prices{InputPerMillion: string(c.InputPerMillionTokens), OutputPerMillion: string(c.OutputPerMillionTokens), PerRequest: string(c.PerRequest)}
-		cfg.Budgets = cost.Budgets{Daily: string(c.Budgets.Daily), Monthly: string(c.Budgets.Monthly)}
+		cfg.Budgets = budgetsOf(&c.Budgets)
 	}
 	return cfg
 }
@@ -103,4 +113,11 @@ func thresholds(p *llmv1.LLMProvider) cost.Thresholds {
 		return cost.Thresholds{}
 	}
 	return cost.Thresholds{Daily: string(p.Spec.Cost.Alerts.Daily), Monthly: string(p.Spec.Cost.Alerts.Monthly)}
+}
+
+func budgetsOf(b *llmv1.CostBudgets) cost.Budgets {
+	if b == nil {
+		return cost.Budgets{}
+	}
+	return cost.Budgets{Daily: string(b.Daily), Monthly: string(b.Monthly)}
 }

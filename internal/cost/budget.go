@@ -42,13 +42,19 @@ func WorstInputTokens(promptBytes int) int64 { return int64(promptBytes)/2 + 16 
 // the spent total, plus what calls in flight may still cost, plus worst
 // must fit every budget, and the persisted commitment. A nil Hold means
 // the call may go: it is reserved, and Settle ends the reservation.
+//
+// A call's cost belongs to the UTC day and month it is admitted in (sent),
+// wherever its answer lands: so what a day's commitment covers is exactly
+// that day's calls, and a crash just after midnight, with calls of the day
+// before still in flight, cannot charge them to a day whose commitment
+// never counted them.
 func (m *Meter) Admit(now time.Time, worst *big.Rat, b Budgets) *Hold {
 	m.roll(now)
 	if !b.Set() {
 		return nil
 	}
-	needDay := new(big.Rat).Add(new(big.Rat).Add(m.today, m.reserved), worst)
-	needMonth := new(big.Rat).Add(new(big.Rat).Add(m.mtd, m.reserved), worst)
+	needDay := new(big.Rat).Add(new(big.Rat).Add(m.today, m.reservedDay), worst)
+	needMonth := new(big.Rat).Add(new(big.Rat).Add(m.mtd, m.reservedMonth), worst)
 	utc := now.UTC()
 	if over(needDay, b.Daily) {
 		return &Hold{Period: "daily", Until: time.Date(utc.Year(), utc.Month(), utc.Day()+1, 0, 0, 0, 0, time.UTC)}
@@ -60,28 +66,48 @@ func (m *Meter) Admit(now time.Time, worst *big.Rat, b Budgets) *Hold {
 		m.nextDay, m.nextMonth = ahead(needDay, b.Daily), ahead(needMonth, b.Monthly)
 		return &Hold{Commit: true}
 	}
-	m.reserved.Add(m.reserved, worst)
+	m.reservedDay.Add(m.reservedDay, worst)
+	m.reservedMonth.Add(m.reservedMonth, worst)
 	return nil
 }
 
-// Settle ends the reservation of a call admitted with worst and records
-// what it really cost (nothing for a call that failed before any token).
-func (m *Meter) Settle(now time.Time, worst *big.Rat, inTokens, outTokens int64, billed bool) {
-	m.reserved.Sub(m.reserved, worst)
-	if m.reserved.Sign() < 0 {
-		m.reserved.SetInt64(0)
-	}
+// Settle ends the reservation of a call admitted at admitted with worst,
+// and records what it really cost (nothing for a call that failed before
+// any token), in the day and month it was admitted in: a call of a day
+// that has passed counts in neither today's total nor its reservation.
+func (m *Meter) Settle(now, admitted time.Time, worst *big.Rat, inTokens, outTokens int64, billed bool) {
+	c := new(big.Rat)
 	if billed {
-		m.Add(now, inTokens, outTokens)
+		c = m.Price(inTokens, outTokens)
 	}
+	m.book(now, admitted, worst, c)
 }
 
-// Charge records a cost not priced from tokens: the worst case of a call
-// whose outcome is unknown.
-func (m *Meter) Charge(now time.Time, c *big.Rat) {
+// Charge ends the reservation of a call admitted at admitted with worst and
+// records a cost not priced from tokens: the worst case of a call whose
+// outcome is unknown.
+func (m *Meter) Charge(now, admitted time.Time, worst, c *big.Rat) {
+	m.book(now, admitted, worst, c)
+}
+
+// book moves a call's reservation to its cost, in the periods it was
+// admitted in that are still current.
+func (m *Meter) book(now, admitted time.Time, worst, c *big.Rat) {
 	m.roll(now)
-	m.today.Add(m.today, c)
-	m.mtd.Add(m.mtd, c)
+	utc := admitted.UTC()
+	release := func(reserved, total *big.Rat) {
+		reserved.Sub(reserved, worst)
+		if reserved.Sign() < 0 {
+			reserved.SetInt64(0)
+		}
+		total.Add(total, c)
+	}
+	if utc.Format(time.DateOnly) == m.day {
+		release(m.reservedDay, m.today)
+	}
+	if utc.Format("2006-01") == m.month {
+		release(m.reservedMonth, m.mtd)
+	}
 }
 
 // ToCommit returns the spend to persist for the last Admit that asked for

@@ -47,7 +47,7 @@ func TestBudgetsHoldUntilTheReset(t *testing.T) {
 		t.Fatalf("the fifth call with four in flight: %+v, want held by the daily budget until midnight", h)
 	}
 	for range 4 {
-		m.Settle(day, worst, 0, 0, true)
+		m.Settle(day, day, worst, 0, 0, true)
 	}
 	if got := m.Totals(day, Thresholds{}); got.Today != "1.00" {
 		t.Fatalf("spent %s, want 1.00", got.Today)
@@ -87,8 +87,9 @@ func TestCommitIsRoundedUp(t *testing.T) {
 
 // TestBudgetsHoldAcrossCrashes: random calls, random real costs up to the
 // worst case, and crashes that lose every total not persisted; a restart
-// seeds from what was persisted. Whatever happens, the spend of a day never
-// passes its budget, and a crash loses at most one commitment of it.
+// seeds from what was persisted. A call's cost belongs to the day and
+// month it was sent in. Whatever happens, the spend of a day never passes
+// its budget, and a crash loses at most one commitment of it.
 func TestBudgetsHoldAcrossCrashes(t *testing.T) {
 	prices := Prices{InputPerMillion: "3", OutputPerMillion: "15", PerRequest: "0.0001"}
 	b := Budgets{Daily: "0.50", Monthly: "0.80"}
@@ -98,7 +99,7 @@ func TestBudgetsHoldAcrossCrashes(t *testing.T) {
 		r := rand.New(rand.NewPCG(seed, 7))
 		now := time.Date(2026, 11, 30, 20, 0, 0, 0, time.UTC) // across a day's and a month's end
 		byDay, byMonth := map[string]*big.Rat{}, map[string]*big.Rat{}
-		land := func(at time.Time, c *big.Rat) { // a call's cost counts when it completes
+		land := func(at time.Time, c *big.Rat) { // a call's cost counts in the day and month it was sent
 			for key, m := range map[string]map[string]*big.Rat{at.Format(time.DateOnly): byDay, at.Format("2006-01"): byMonth} {
 				if m[key] == nil {
 					m[key] = new(big.Rat)
@@ -113,6 +114,7 @@ func TestBudgetsHoldAcrossCrashes(t *testing.T) {
 		type call struct {
 			worst   *big.Rat
 			in, out int64
+			sent    time.Time
 		}
 		var flying []call
 		for step := range 800 {
@@ -123,20 +125,20 @@ func TestBudgetsHoldAcrossCrashes(t *testing.T) {
 				worst := m.Price(in, maxOut)
 				h := admit(m, now, worst, b, func(p Period) { committed = p })
 				if h == nil {
-					flying = append(flying, call{worst, in, int64(r.IntN(int(maxOut) + 1))})
+					flying = append(flying, call{worst, in, int64(r.IntN(int(maxOut) + 1)), now})
 				}
 			case op < 9 && len(flying) > 0: // one settles
 				c := flying[0]
 				flying = flying[1:]
-				m.Settle(now, c.worst, c.in, c.out, true)
-				land(now, m.Price(c.in, c.out))
+				m.Settle(now, c.sent, c.worst, c.in, c.out, true)
+				land(c.sent, m.Price(c.in, c.out))
 				if r.IntN(3) == 0 { // the status is written now and then
 					tot := m.Totals(now, Thresholds{})
 					totals = Period{Day: tot.Day, Today: tot.Today, Month: tot.Month, ThisMonth: tot.ThisMonth}
 				}
 			case op == 9 && r.IntN(8) == 0: // crash: calls in flight still land at the provider
 				for _, c := range flying {
-					land(now, m.Price(c.in, c.out))
+					land(c.sent, m.Price(c.in, c.out))
 				}
 				flying = nil
 				m = mustMeter(t, prices)

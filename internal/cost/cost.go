@@ -25,9 +25,11 @@ type Meter struct {
 	in, out, per *big.Rat
 	day, month   string
 	today, mtd   *big.Rat
-	// reserved is the worst-case cost of the calls in flight (Admit to
-	// Settle); it carries over a new day or month, where they will land.
-	reserved *big.Rat
+	// reservedDay and reservedMonth are the worst-case cost of the calls
+	// admitted this day and month and still in flight (Admit to Settle). A
+	// call's cost belongs to the day and month it was admitted in (see
+	// Settle), so a new day starts with nothing reserved.
+	reservedDay, reservedMonth *big.Rat
 	// committedDay and committedMonth are the spend persisted as possibly
 	// made (Commit); nextDay and nextMonth what Admit asked to commit.
 	committedDay, committedMonth, nextDay, nextMonth *big.Rat
@@ -35,7 +37,7 @@ type Meter struct {
 
 // NewMeter parses prices; an error names the bad one.
 func NewMeter(p Prices) (*Meter, error) {
-	m := &Meter{today: new(big.Rat), mtd: new(big.Rat), reserved: new(big.Rat),
+	m := &Meter{today: new(big.Rat), mtd: new(big.Rat), reservedDay: new(big.Rat), reservedMonth: new(big.Rat),
 		committedDay: new(big.Rat), committedMonth: new(big.Rat), nextDay: new(big.Rat), nextMonth: new(big.Rat)}
 	if err := m.Reprice(p); err != nil {
 		return nil, err
@@ -94,10 +96,10 @@ func (m *Meter) Add(now time.Time, inTokens, outTokens int64) {
 func (m *Meter) roll(now time.Time) {
 	day, month := now.UTC().Format(time.DateOnly), now.UTC().Format("2006-01")
 	if day != m.day {
-		m.day, m.today, m.committedDay = day, new(big.Rat), new(big.Rat)
+		m.day, m.today, m.committedDay, m.reservedDay = day, new(big.Rat), new(big.Rat), new(big.Rat)
 	}
 	if month != m.month {
-		m.month, m.mtd, m.committedMonth = month, new(big.Rat), new(big.Rat)
+		m.month, m.mtd, m.committedMonth, m.reservedMonth = month, new(big.Rat), new(big.Rat), new(big.Rat)
 	}
 }
 

@@ -143,9 +143,11 @@ func TestRunsUnderQuotaOverHTTP(t *testing.T) {
 	}
 }
 
-// TestFaultsRetriedAndBounded: under injected 429s, 5xx, resets and
-// malformed bodies every item ends with a result, attempts stay within
-// maxRetries+1, and nothing is sent during a Retry-After hold.
+// TestFaultsRetriedAndBounded: under injected 429s (30%, each with
+// Retry-After), 5xx, resets and malformed bodies every item ends with a
+// result, the attempts that failed for other reasons stay within
+// maxRetries+1, no item fails RateLimited (a 429 that says when to come
+// back spends no retry), and nothing is sent during a Retry-After hold.
 func TestFaultsRetriedAndBounded(t *testing.T) {
 	emu, client := emulated(t, emulator.Config{Seed: 3, RetryAfter: time.Second,
 		Faults: emulator.FaultRates{RateLimit: 0.3, ServerError: 0.1, Reset: 0.05, Malformed: 0.05}})
@@ -154,10 +156,20 @@ func TestFaultsRetriedAndBounded(t *testing.T) {
 	col := newCollector(40)
 	d.Submit(Batch{Key: "ns/b", Namespace: "ns", Size: 40, Items: items("a", 40), OnResult: col.add})
 	res := col.wait(t, 60*time.Second)
+	log := emu.Log()
+	told := 0 // 429s, each with a Retry-After: they spend no retry
+	for _, rec := range log {
+		if rec.Status == 429 {
+			told++
+		}
+	}
 	failed, attempts, retried := 0, 0, 0
 	for _, r := range res {
-		if r.Attempts < 1 || r.Attempts > 4 {
-			t.Fatalf("item %s took %d attempts, want 1..4", r.ID, r.Attempts)
+		if r.Attempts < 1 || r.Attempts > 4+told {
+			t.Fatalf("item %s took %d attempts, want 1..4 plus the 429s", r.ID, r.Attempts)
+		}
+		if r.ErrorClass == string(provider.ClassRateLimited) {
+			t.Fatalf("item %s failed RateLimited although every 429 said when to come back", r.ID)
 		}
 		attempts += r.Attempts
 		if r.Attempts > 1 {
@@ -170,7 +182,6 @@ func TestFaultsRetriedAndBounded(t *testing.T) {
 			}
 		}
 	}
-	log := emu.Log()
 	// The faults fired, each kind, and were retried: every attempt is one
 	// arrival at the server, no more and no less.
 	fired := map[emulator.Fault]int{}
@@ -377,15 +388,23 @@ func TestETA(t *testing.T) {
 
 // stubClient answers at once; for fake-clock tests of scheduling only.
 type stubClient struct {
-	mu sync.Mutex
-	n  int
+	mu   sync.Mutex
+	n    int
+	sent []string // the prompts, in order
 }
 
 func (s *stubClient) Generate(_ context.Context, r provider.Request) (*provider.Response, error) {
 	s.mu.Lock()
 	s.n++
+	s.sent = append(s.sent, r.Prompt)
 	s.mu.Unlock()
 	return &provider.Response{Text: "ok " + r.Prompt, InputTokens: 1, OutputTokens: 1}, nil
+}
+
+func (s *stubClient) prompts() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.sent...)
 }
 
 func (s *stubClient) count() int {

@@ -24,11 +24,14 @@ type Dispatcher struct {
 	lookup  Lookup
 	wake    chan struct{}
 
-	mu       sync.Mutex
-	batches  map[string]*batch
-	spaces   map[string]*space // the namespaces of batches, for next
-	turn     uint64            // next's calls so far: marks what a space holds as current
-	fair     fairness          // whose turn it is among namespaces
+	mu      sync.Mutex
+	batches map[string]*batch
+	spaces  map[string]*space  // the namespaces of batches, for next
+	turn    uint64             // next's calls so far: marks what a space holds as current
+	fair    fairness           // whose turn it is among namespaces
+	tenants map[string]*tenant // namespaces' budgets, for those that have one
+	// tell holds OnChange calls to make outside the lock (tellChanges).
+	tell     []func()
 	limited  ratewindow.Decision
 	meter    *cost.Meter
 	authErr  string // the last auth failure, until a success
@@ -114,7 +117,7 @@ func New(cfg Config, snapshot []byte, c clock.Clock, log logr.Logger, lookup Loo
 	}
 	d := &Dispatcher{
 		cfg: cfg, limiter: lim, clock: c, log: log.WithValues("provider", cfg.Name), lookup: lookup,
-		wake: make(chan struct{}, 1), batches: map[string]*batch{}, spaces: map[string]*space{},
+		wake: make(chan struct{}, 1), batches: map[string]*batch{}, spaces: map[string]*space{}, tenants: map[string]*tenant{},
 		meter: meter, held: holdState{allowed: true}, fair: fairness{shares: cfg.Shares},
 	}
 	if cfg.Endpoints != nil {
@@ -157,10 +160,13 @@ func (d *Dispatcher) Reconfigure(cfg Config) error {
 		return fmt.Errorf("quota of provider %s: %w", d.cfg.Name, err)
 	}
 	_ = d.meter.Reprice(cfg.Prices)
+	for _, t := range d.tenants {
+		_ = t.meter.Reprice(cfg.Prices)
+	}
 	// Field by field: calls in flight read the connection fields unlocked.
 	d.cfg.Limits, d.cfg.DefaultModel, d.cfg.MaxRetries, d.cfg.MaxPromptLength = cfg.Limits, cfg.DefaultModel, cfg.MaxRetries, cfg.MaxPromptLength
 	d.cfg.Fallback, d.cfg.CircuitThreshold, d.cfg.Prices, d.cfg.CallTimeout = cfg.Fallback, cfg.CircuitThreshold, cfg.Prices, cfg.CallTimeout
-	d.cfg.Budgets, d.cfg.InteractiveReserve = cfg.Budgets, cfg.InteractiveReserve
+	d.cfg.Budgets, d.cfg.InteractiveReserve, d.cfg.MaxRateLimitedWait = cfg.Budgets, cfg.InteractiveReserve, cfg.MaxRateLimitedWait
 	d.cfg.Shares, d.fair.shares = cfg.Shares, cfg.Shares
 	d.poke()
 	return nil
@@ -351,12 +357,18 @@ func (d *Dispatcher) next(now time.Time) (b *batch, gate time.Time) {
 	d.turn++
 	for _, c := range d.batches {
 		ok, at := c.ready(now) // first: it takes what a feed sent
+		held := false          // by its namespace's budget: not ready, and not active (it banks no share)
+		if len(d.tenants) > 0 {
+			if t := d.tenants[c.Namespace]; t != nil && now.Before(t.until) {
+				held, ok, at = true, false, t.until
+			}
+		}
 		sp := c.space
 		if sp.turn != d.turn {
 			sp.turn, sp.front, sp.head = d.turn, nil, nil
 			sp.wasActive = sp.active == d.turn-1
 		}
-		if f := sp.front; !c.suspended && c.more() && (f == nil || c.Priority > f.Priority || (c.Priority == f.Priority && c.seq < f.seq)) {
+		if f := sp.front; !held && !c.suspended && c.more() && (f == nil || c.Priority > f.Priority || (c.Priority == f.Priority && c.seq < f.seq)) {
 			sp.front, sp.active = c, d.turn
 		}
 		if !ok {

@@ -1,6 +1,10 @@
 package dispatch
 
-import "math"
+import (
+	"math"
+
+	"github.com/llmquota/llmquota/internal/cost"
+)
 
 // Shares divides a provider among the namespaces that compete for it.
 type Shares struct {
@@ -9,6 +13,10 @@ type Shares struct {
 	Weights map[string]int32
 	// DefaultWeight is the weight of a namespace not in Weights; 0 means 1.
 	DefaultWeight int32
+	// Budgets are namespaces' hard spending limits; a namespace not listed
+	// has DefaultBudgets (none when unset).
+	Budgets        map[string]cost.Budgets
+	DefaultBudgets cost.Budgets
 }
 
 // fairness keeps the virtual token counters of weighted fair sharing

@@ -2,11 +2,9 @@ package dispatch
 
 import (
 	"context"
-	"math/big"
 	"sync"
 	"time"
 
-	"github.com/llmquota/llmquota/internal/cost"
 	"github.com/llmquota/llmquota/internal/provider"
 	"github.com/llmquota/llmquota/internal/ratewindow"
 )
@@ -36,7 +34,7 @@ type Grant struct {
 	namespace string // the caller's, for Usage and fairness
 	charged   int64  // what fairness charged at the grant
 	est       int64
-	worst     *big.Rat
+	res       *reservation
 	once      sync.Once
 }
 
@@ -58,9 +56,9 @@ type InteractiveStats struct {
 
 // laneAction is I/O the lane needs done outside the lock before it can go on.
 type laneAction struct {
-	reserve bool         // reserve (and persist) a block of calls
-	tokens  int64        // the token cost of each call of the block
-	commit  *cost.Period // persist a budget commitment
+	reserve bool        // reserve (and persist) a block of calls
+	tokens  int64       // the token cost of each call of the block
+	commit  *commitment // persist a budget commitment
 }
 
 // Acquire asks for quota for one interactive call. It returns a Grant, or
@@ -103,13 +101,16 @@ func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool,
 			d.refuse(w, ratewindow.Decision{Reason: ratewindow.ReasonConcurrency})
 			continue
 		}
-		worst, hold := d.budgetFor(now, w.ask.InputChars, w.ask.MaxTokens)
+		res, hold := d.budgetFor(now, w.ask.Namespace, w.ask.InputChars, w.ask.MaxTokens)
 		if hold != nil {
 			if hold.Commit {
-				p := d.meter.ToCommit()
-				return -1, true, laneAction{commit: &p}
+				c := d.toCommit(hold)
+				return -1, true, laneAction{commit: &c}
 			}
 			dec := ratewindow.Decision{Reason: ratewindow.ReasonBudget, Window: hold.Period, RetryAt: hold.Until}
+			if hold.namespace != "" {
+				dec.Window = NamespaceBudgetWindow + hold.Period
+			}
 			if wait, ok := d.hold(w, dec, now); ok {
 				return wait, true, laneAction{}
 			}
@@ -119,10 +120,10 @@ func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool,
 		dec := d.limiter.Admit(now, est)
 		if dec.Allowed {
 			d.fair.charge(w.ask.Namespace, inputEstimate(w.ask.InputChars))
-			d.answer(w, &Grant{d: d, namespace: w.ask.Namespace, charged: inputEstimate(w.ask.InputChars), est: est, worst: worst}, dec)
+			d.answer(w, &Grant{d: d, namespace: w.ask.Namespace, charged: inputEstimate(w.ask.InputChars), est: est, res: res}, dec)
 			continue
 		}
-		d.unbudget(now, worst)
+		d.unbudget(now, res)
 		d.limited = dec
 		if dec.Reason == ratewindow.ReasonReservation {
 			return -1, true, laneAction{reserve: true, tokens: est}
@@ -208,7 +209,7 @@ func (g *Grant) Done(resp *provider.Response, err error) {
 		pe := d.releaseSlot(now, g.est, resp, err)
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		d.book(now, Usage{Namespace: g.namespace, Lane: LaneInteractive}, g.charged, g.worst, resp, pe)
+		d.book(now, Usage{Namespace: g.namespace, Lane: LaneInteractive}, g.charged, g.res, resp, pe)
 	})
 }
 
@@ -220,7 +221,7 @@ func (g *Grant) Cancel() {
 		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		d.unbudget(now, g.worst)
+		d.unbudget(now, g.res)
 	})
 }
 
@@ -231,10 +232,10 @@ func (g *Grant) Cancel() {
 func (g *Grant) Expire() {
 	g.end(func(d *Dispatcher, now time.Time) {
 		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
-		if g.worst != nil {
+		if g.res != nil {
 			d.mu.Lock()
 			defer d.mu.Unlock()
-			d.settleBudget(now, g.worst, nil, &provider.Error{Class: provider.ClassCanceled})
+			d.settleBudget(now, g.res, nil, &provider.Error{Class: provider.ClassCanceled})
 		}
 	})
 }

@@ -34,11 +34,14 @@ func (d *Dispatcher) Progress(key string) (p Progress, ok bool) {
 	}
 	p = Progress{Queued: len(b.queue), InFlight: b.inFlight, GroupsDone: b.groupsDone, Retries: b.retries}
 	p.NoWarmEndpoint = b.more() && !b.suspended && d.noneWarm() && d.fallback() == nil
-	if b.more() && !b.suspended && !d.limited.Allowed {
+	p.Limit = ratewindow.Decision{Allowed: true}
+	switch mine := d.tenantHold(b.Namespace, d.clock.Now()); {
+	case !b.more() || b.suspended:
+	case !mine.Allowed:
+		p.Limit = mine
+	case !d.limited.Allowed:
 		p.Limit = d.limited
 		p.BackingOff = d.limited.Reason == ratewindow.ReasonBackoff
-	} else {
-		p.Limit = ratewindow.Decision{Allowed: true}
 	}
 	return p, true
 }

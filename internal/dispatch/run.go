@@ -3,7 +3,6 @@ package dispatch
 import (
 	"context"
 	"errors"
-	"math/big"
 	"time"
 
 	"github.com/llmquota/llmquota/internal/provider"
@@ -31,7 +30,8 @@ func (d *Dispatcher) Run(ctx context.Context) {
 }
 
 // tellChanges calls OnChange of every batch with items waiting when what
-// holds them back changed since they were last told.
+// holds them back changed since they were last told, and of a namespace's
+// batches when its budget began to hold them.
 func (d *Dispatcher) tellChanges() {
 	d.mu.Lock()
 	now := holdState{allowed: true, noneWarm: d.noneWarm()}
@@ -42,15 +42,14 @@ func (d *Dispatcher) tellChanges() {
 		// cost a status write per call.
 		now = holdState{allowed: d.limited.Allowed, reason: d.limited.Reason, window: d.limited.Window, noneWarm: now.noneWarm}
 	}
-	if now == d.held {
-		d.mu.Unlock()
-		return
-	}
-	d.held = now
-	var tell []func()
-	for _, b := range d.batches {
-		if b.OnChange != nil && b.more() {
-			tell = append(tell, b.OnChange)
+	tell := d.tell // a namespace's budget began to hold its batches (holdTenant)
+	d.tell = nil
+	if now != d.held {
+		d.held = now
+		for _, b := range d.batches {
+			if b.OnChange != nil && b.more() {
+				tell = append(tell, b.OnChange)
+			}
 		}
 	}
 	d.mu.Unlock()
@@ -101,12 +100,17 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 		d.mu.Unlock()
 		return idle
 	}
-	worst, hold := d.budget(now, b, it)
+	res, hold := d.budget(now, b, it)
 	if hold != nil {
 		if hold.Commit {
-			p := d.meter.ToCommit()
+			c := d.toCommit(hold)
 			d.mu.Unlock()
-			d.commitCost(ctx, p)
+			d.commitCost(ctx, c)
+			return -1
+		}
+		if hold.namespace != "" { // this namespace waits; the others go on
+			d.holdTenant(hold)
+			d.mu.Unlock()
 			return -1
 		}
 		d.limited = ratewindow.Decision{Reason: ratewindow.ReasonBudget, Window: hold.Period, RetryAt: hold.Until}
@@ -116,7 +120,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	est := d.estimate(b, it)
 	dec := d.limiter.AdmitKeeping(now, est, d.cfg.InteractiveReserve)
 	if !dec.Allowed {
-		d.unbudget(now, worst)
+		d.unbudget(now, res)
 		d.limited = dec
 		d.mu.Unlock()
 		switch dec.Reason {
@@ -135,7 +139,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 		ep, ok := d.cfg.Endpoints.pick()
 		if !ok { // the last endpoint went cold just now; the slot stays spent
 			d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
-			d.unbudget(now, worst)
+			d.unbudget(now, res)
 			d.mu.Unlock()
 			return idle
 		}
@@ -158,7 +162,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	if onSend != nil {
 		onSend(max(0, waited))
 	}
-	go d.call(ctx, b, params, it, est, worst, target, timeout)
+	go d.call(ctx, b, params, it, est, res, target, timeout)
 	return -1
 }
 
@@ -213,7 +217,7 @@ func (d *Dispatcher) shutdown() {
 }
 
 // call runs one attempt against target and settles its outcome.
-func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item, est int64, worst *big.Rat, target Endpoint, timeout time.Duration) {
+func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item, est int64, res *reservation, target Endpoint, timeout time.Duration) {
 	defer d.calls.Done() // after the result is reported: see Drain
 	it.Attempts++
 	cctx, cancel := context.WithTimeout(ctx, timeout)
@@ -237,7 +241,7 @@ func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item,
 		}
 		d.cfg.OnCall(outcome, now.Sub(started))
 	}
-	if r, report := d.settle(b, it, resp, pe, worst, now); report != nil {
+	if r, report := d.settle(b, it, resp, pe, res, now); report != nil {
 		report(r)
 	}
 	d.poke()
@@ -265,12 +269,12 @@ func (d *Dispatcher) releaseSlot(now time.Time, est int64, resp *provider.Respon
 // batch; otherwise it returns the item's final result and where to report
 // it. report is nil when there is nothing to report (retried, batch
 // removed, manager stopping).
-func (d *Dispatcher) settle(b *batch, it Item, resp *provider.Response, pe *provider.Error, worst *big.Rat, now time.Time) (r Result, report func(Result)) {
+func (d *Dispatcher) settle(b *batch, it Item, resp *provider.Response, pe *provider.Error, res *reservation, now time.Time) (r Result, report func(Result)) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	b.inFlight--
 	d.inFlight--
-	d.book(now, Usage{Namespace: b.Namespace, Lane: LaneBatch}, inputEstimate(len(it.Prompt)+len(b.Params.System)), worst, resp, pe)
+	d.book(now, Usage{Namespace: b.Namespace, Lane: LaneBatch}, inputEstimate(len(it.Prompt)+len(b.Params.System)), res, resp, pe)
 	switch {
 	case pe == nil:
 		d.authErr = ""
@@ -282,7 +286,7 @@ func (d *Dispatcher) settle(b *batch, it Item, resp *provider.Response, pe *prov
 		// sent again if the batch is admitted again.
 		return Result{}, nil
 	}
-	if pe != nil && pe.Retryable() && it.Attempts <= d.cfg.MaxRetries {
+	if d.waitedOut(&it, pe, now) || (pe != nil && pe.Retryable() && it.Attempts-it.waits <= d.cfg.MaxRetries) {
 		it.requeued = now
 		b.queue = append([]Item{it}, b.queue...)
 		b.groupUnsen++
@@ -297,6 +301,29 @@ func (d *Dispatcher) settle(b *batch, it Item, resp *provider.Response, pe *prov
 	}
 	d.finish(b, now)
 	return r, b.OnResult
+}
+
+// waitedOut reports whether an attempt's failure is the provider asking
+// for time, not a failure: a 429 or 503 that said when to come back
+// (Retry-After, Gemini's retryDelay). Such an attempt spends no retry,
+// for up to MaxRateLimitedWait from the item's first; the provider is
+// held until then (releaseSlot), so the retry waits without a call.
+func (d *Dispatcher) waitedOut(it *Item, pe *provider.Error, now time.Time) bool {
+	if pe == nil || pe.RetryAt.IsZero() || (pe.Class != provider.ClassRateLimited && pe.Class != provider.ClassServerError) {
+		return false
+	}
+	if it.firstWait.IsZero() {
+		it.firstWait = now
+	}
+	bound := d.cfg.MaxRateLimitedWait
+	if bound == 0 {
+		bound = time.Hour
+	}
+	if now.Sub(it.firstWait) > bound {
+		return false
+	}
+	it.waits++
+	return true
 }
 
 // finish counts an item of the current group as done and opens the next

@@ -18,6 +18,10 @@ type Item struct {
 	Attempts int
 	// requeued is when a failed attempt put the item back in the queue.
 	requeued time.Time
+	// waits counts the attempts answered "come back at T" (waitedOut),
+	// which spend no retry; firstWait is the first of them.
+	waits     int
+	firstWait time.Time
 }
 
 // Params are the generation parameters of a batch.
@@ -94,7 +98,12 @@ type Config struct {
 	// interactive calls (Acquire), which may use everything.
 	InteractiveReserve int
 	// MaxRetries bounds the retries of one item after its first attempt.
+	// A rate-limit answer that says when to come back does not count
+	// (waitedOut), for up to MaxRateLimitedWait from the first.
 	MaxRetries int
+	// MaxRateLimitedWait bounds how long an item waits through rate-limit
+	// answers without spending retries; 0 means an hour.
+	MaxRateLimitedWait time.Duration
 	// MaxPromptLength sends longer prompts to the fallback; 0 means no limit.
 	MaxPromptLength int
 	// Fallback names the provider that takes what this one cannot serve.
@@ -114,6 +123,10 @@ type Config struct {
 	// PersistCost writes the spend committed under Budgets before calls
 	// beyond the last commitment are sent.
 	PersistCost func(ctx context.Context, committed cost.Period) error
+	// PersistNamespaceCost writes a namespace's committed spend under its
+	// budgets (Shares) before its calls beyond it are sent; nil keeps it
+	// in memory (tests).
+	PersistNamespaceCost func(ctx context.Context, namespace string, committed cost.Period) error
 	// OnCall, when set, sees each call as it settles: its outcome
 	// ("Succeeded" or the failure class) and how long it took. It is called
 	// from the call's goroutine, never under the dispatcher's lock.
