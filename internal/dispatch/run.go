@@ -3,6 +3,8 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"net/http/httptrace"
+	"sync"
 	"time"
 
 	"github.com/llmquota/llmquota/internal/provider"
@@ -146,6 +148,10 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 		target = ep
 	}
 	d.limited = dec
+	wire := d.cfg.Limits.MinInterval > 0
+	if wire { // before the next step can admit: see wrote
+		d.limiter.Writing()
+	}
 	d.fair.charge(b.Namespace, inputEstimate(len(it.Prompt)+len(b.Params.System)))
 	waited := now.Sub(later(b.openedAt, it.requeued))
 	b.take()
@@ -162,7 +168,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	if onSend != nil {
 		onSend(max(0, waited))
 	}
-	go d.call(ctx, b, params, it, est, res, target, timeout)
+	go d.call(ctx, b, params, it, est, res, target, timeout, wire)
 	return -1
 }
 
@@ -217,10 +223,15 @@ func (d *Dispatcher) shutdown() {
 }
 
 // call runs one attempt against target and settles its outcome.
-func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item, est int64, res *reservation, target Endpoint, timeout time.Duration) {
+func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item, est int64, res *reservation, target Endpoint, timeout time.Duration, wire bool) {
 	defer d.calls.Done() // after the result is reported: see Drain
 	it.Attempts++
 	cctx, cancel := context.WithTimeout(ctx, timeout)
+	if wire {
+		var done func()
+		cctx, done = d.wrote(cctx)
+		defer done()
+	}
 	started := d.clock.Now()
 	resp, err := target.Client.Generate(cctx, provider.Request{
 		Model: params.Model, Prompt: it.Prompt, System: params.System,
@@ -245,6 +256,23 @@ func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item,
 		report(r)
 	}
 	d.poke()
+}
+
+// wrote tells the limiter when the call's request reached the connection
+// (httptrace's WroteRequest), so that the minimum interval counts from
+// there: CPU load between admission and the write then cannot bring two
+// arrivals at the provider closer than the interval, and the guard only
+// covers the network. done reports a call that ended without a write (a
+// refused connection), so the next call is not held for ever.
+func (d *Dispatcher) wrote(ctx context.Context) (context.Context, func()) {
+	var once sync.Once
+	report := func() {
+		once.Do(func() {
+			d.limiter.Wrote(d.clock.Now())
+			d.poke()
+		})
+	}
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { report() }}), report
 }
 
 // releaseSlot gives back a sent call's concurrency slot and teaches the

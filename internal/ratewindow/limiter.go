@@ -20,6 +20,13 @@ type Limiter struct {
 
 	lastAdmit     int64 // time of the last admission; valid when hasAdmitted
 	hasAdmitted   bool
+	// lastWrote is when the last call reached the connection (Wrote), and
+	// unwritten counts the calls admitted to be sent (Writing) that have
+	// not yet: the minimum interval counts from the write, not the
+	// admission, so that load between the two cannot bring two arrivals
+	// closer than the interval.
+	lastWrote int64
+	unwritten int
 	inFlight      int
 	failures      int
 	backoffUntil  int64
@@ -124,6 +131,24 @@ func (l *Limiter) AdmitKeeping(now time.Time, cost int64, keepPercent int) Decis
 	return d
 }
 
+// Writing says the call just admitted will be written by this process,
+// which will say when with Wrote: with a minimum interval, nothing more is
+// admitted until then, and the interval counts from the write.
+func (l *Limiter) Writing() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.unwritten++
+}
+
+// Wrote says a call announced with Writing reached the connection at at
+// (or ended without reaching it: then at is when that was known).
+func (l *Limiter) Wrote(at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.unwritten = max(0, l.unwritten-1)
+	l.lastWrote = max(l.lastWrote, at.UnixNano())
+}
+
 // Release ends an admitted call: it frees its concurrency slot and applies
 // what the call taught (success, failure, Retry-After, extra tokens).
 func (l *Limiter) Release(now time.Time, r Result) {
@@ -212,7 +237,10 @@ func (l *Limiter) decide(now, cost int64, keepPercent int) Decision {
 		}
 	}
 	if l.hasAdmitted && l.cfg.MinInterval > 0 {
-		b.consider(l.lastAdmit+int64(l.cfg.MinInterval), ReasonMinInterval, "")
+		b.consider(max(l.lastAdmit, l.lastWrote)+int64(l.cfg.MinInterval), ReasonMinInterval, "")
+		if l.unwritten > 0 { // the interval starts once it is written (Wrote), at the latest an interval from now
+			b.consider(now+int64(l.cfg.MinInterval), ReasonMinInterval, "")
+		}
 	}
 	b.consider(l.backoffUntil, ReasonBackoff, "")
 	b.consider(l.retryAfter, ReasonRetryAfter, "")
