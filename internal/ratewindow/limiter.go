@@ -18,15 +18,15 @@ type Limiter struct {
 	admitted ring     // admission times, shared by every request window
 	tokens   costRing // the tokens window's entries
 
-	lastAdmit     int64 // time of the last admission; valid when hasAdmitted
-	hasAdmitted   bool
+	lastAdmit   int64 // time of the last admission; valid when hasAdmitted
+	hasAdmitted bool
 	// lastWrote is when the last call reached the connection (Wrote), and
 	// unwritten counts the calls admitted to be sent (Writing) that have
 	// not yet: the minimum interval counts from the write, not the
 	// admission, so that load between the two cannot bring two arrivals
 	// closer than the interval.
-	lastWrote int64
-	unwritten int
+	lastWrote     int64
+	unwritten     int
 	inFlight      int
 	failures      int
 	backoffUntil  int64
