@@ -78,6 +78,14 @@ type ItemCounts struct {
 	// cached reused an earlier result.
 	// +optional
 	Cached int32 `json:"cached"`
+	// truncated answers were cut at the output cap (spec.maxTokens): they
+	// count as succeeded, or as failed with treatTruncatedAs: Failed.
+	// +optional
+	Truncated int32 `json:"truncated,omitempty"`
+	// withheld answers were stopped or withheld by the provider's content
+	// policy (finish reason safety); they count as succeeded.
+	// +optional
+	Withheld int32 `json:"withheld,omitempty"`
 	// retries counts every retried call.
 	// +optional
 	Retries int32 `json:"retries"`

@@ -48,7 +48,9 @@ type InferenceBatchSpec struct {
 	// +kubebuilder:validation:MaxLength=32768
 	System string `json:"system,omitempty"`
 
-	// maxTokens bounds the output of each call.
+	// maxTokens bounds the output of each call, thinking included: it is
+	// the cap sent to the provider and the output the budgets reserve.
+	// When unset, 4096 is sent and reserved.
 	// 1 to 1000000.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
@@ -58,6 +60,23 @@ type InferenceBatchSpec struct {
 	// temperature is the sampling temperature, a decimal string such as "0.2".
 	// +optional
 	Temperature Decimal `json:"temperature,omitempty"`
+
+	// thinkingBudget bounds a thinking model's thinking, in tokens
+	// (Gemini's thinkingConfig.thinkingBudget): 0 turns thinking off where
+	// the model allows it, -1 lets the model decide. Thinking is billed as
+	// output and counted against maxTokens. Only Gemini providers take it.
+	// -1 to 1000000.
+	// +optional
+	// +kubebuilder:validation:Minimum=-1
+	// +kubebuilder:validation:Maximum=1000000
+	ThinkingBudget *int32 `json:"thinkingBudget,omitempty"`
+
+	// treatTruncatedAs says how an answer cut at maxTokens counts:
+	// Succeeded (the default: its text is kept, and status.counts.truncated
+	// counts it) or Failed (errorClass Truncated).
+	// +optional
+	// +kubebuilder:validation:Enum=Succeeded;Failed
+	TreatTruncatedAs string `json:"treatTruncatedAs,omitempty"`
 
 	// The list is atomic: as a map keyed by id the API server tracked every
 	// item's fields for server-side apply, which made each object half as

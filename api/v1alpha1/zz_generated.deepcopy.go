@@ -220,6 +220,11 @@ func (in *InferenceBatchSpec) DeepCopyInto(out *InferenceBatchSpec) {
 		*out = new(int32)
 		**out = **in
 	}
+	if in.ThinkingBudget != nil {
+		in, out := &in.ThinkingBudget, &out.ThinkingBudget
+		*out = new(int32)
+		**out = **in
+	}
 	if in.Items != nil {
 		in, out := &in.Items, &out.Items
 		*out = make([]Item, len(*in))

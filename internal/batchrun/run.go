@@ -8,6 +8,7 @@ import (
 	"k8s.io/utils/clock"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/llmquota/llmquota/internal/cost"
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/results"
 )
@@ -208,7 +209,11 @@ func (run *Run) sleep(ctx context.Context, wait time.Duration) bool {
 
 func toStored(r dispatch.Result) results.Result {
 	out := results.Result{ID: r.ID, Status: results.Succeeded, Output: r.Output, TokensIn: r.TokensIn, TokensOut: r.TokensOut,
-		Attempts: r.Attempts, LatencyMs: r.Latency.Milliseconds(), Provider: r.Provider, ErrorClass: r.ErrorClass, Error: r.ErrorMessage}
+		Attempts: r.Attempts, LatencyMs: r.Latency.Milliseconds(), Provider: r.Provider, ErrorClass: r.ErrorClass, Error: r.ErrorMessage,
+		Model: r.Model, FinishReason: string(r.Finish)}
+	if r.Cost != nil {
+		out.CostUSD = cost.Format(r.Cost)
+	}
 	if !r.Succeeded {
 		out.Status = results.Failed
 	}

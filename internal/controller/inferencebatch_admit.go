@@ -194,7 +194,8 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 }
 
 func paramsOf(b *llmv1.InferenceBatch) dispatch.Params {
-	p := dispatch.Params{Model: b.Spec.Model, System: b.Spec.System, Temperature: string(b.Spec.Temperature)}
+	p := dispatch.Params{Model: b.Spec.Model, System: b.Spec.System, Temperature: string(b.Spec.Temperature),
+		ThinkingBudget: b.Spec.ThinkingBudget, TruncatedFails: b.Spec.TreatTruncatedAs == "Failed"}
 	if b.Spec.MaxTokens != nil {
 		p.MaxTokens = *b.Spec.MaxTokens
 	}
@@ -204,7 +205,11 @@ func paramsOf(b *llmv1.InferenceBatch) dispatch.Params {
 // cacheKey identifies a call by everything that shapes its answer.
 func cacheKey(p dispatch.Params, prompt string) string {
 	h := sha256.New()
-	for _, s := range []string{p.Model, p.System, fmt.Sprint(p.MaxTokens), p.Temperature, prompt} {
+	parts := []string{p.Model, p.System, fmt.Sprint(p.MaxTokens), p.Temperature, prompt}
+	if p.ThinkingBudget != nil { // only then, so the keys of results stored before stay the same
+		parts = append(parts, fmt.Sprint(*p.ThinkingBudget))
+	}
+	for _, s := range parts {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}

@@ -617,6 +617,30 @@ var _ = Describe("InferenceBatch", func() {
 		Expect(models).To(HaveLen(23))
 	})
 
+	It("records the model, finish and cost of each answer, and counts answers cut at maxTokens apart", func() {
+		_, url := emulate(emulator.Config{})
+		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) {
+			s.Cost = &llmv1.CostPolicy{InputPerMillionTokens: "1.00", OutputPerMillionTokens: "10.00"}
+		})
+		kept := batchOf(ns, "clipped", p.Name, 4, func(s *llmv1.InferenceBatchSpec) { s.MaxTokens = ptr.To[int32](1) })
+		strict := batchOf(ns, "strict", p.Name, 4, func(s *llmv1.InferenceBatchSpec) {
+			s.MaxTokens, s.TreatTruncatedAs = ptr.To[int32](1), "Failed"
+		})
+		got := waitFinished(kept, timeout)
+		Expect(got.Status.Counts.Succeeded).To(BeEquivalentTo(4))
+		Expect(got.Status.Counts.Truncated).To(BeEquivalentTo(4), "every answer was cut at one token")
+		for _, r := range storedResults(kept) {
+			Expect(r).To(MatchFields(IgnoreExtras, Fields{"Model": Equal("gemini-test"), "FinishReason": Equal("length"),
+				"TokensOut": BeEquivalentTo(1), "CostUSD": Not(BeEmpty())}))
+		}
+		failed := waitFinished(strict, timeout)
+		Expect(failed.Status.Counts.Failed).To(BeEquivalentTo(4))
+		Expect(meta.FindStatusCondition(failed.Status.Conditions, llmv1.ConditionFailed).Reason).To(Equal(llmv1.ReasonItemsFailed))
+		for _, r := range storedResults(strict) {
+			Expect(r.ErrorClass).To(Equal("Truncated"))
+		}
+	})
+
 	It("fails a batch whose every call is refused, turns the provider not Ready, and runs new work once the key is fixed", func() {
 		_, url := emulate(emulator.Config{})
 		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) {

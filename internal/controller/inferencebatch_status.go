@@ -10,6 +10,7 @@ import (
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/batchrun"
 	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/provider"
 	"github.com/llmquota/llmquota/internal/items"
 	"github.com/llmquota/llmquota/internal/results"
 )
@@ -18,6 +19,7 @@ import (
 type observation struct {
 	total, kept, filtered int
 	stored                map[string]int32 // stored results by status
+	finishes              map[string]int32 // stored answers by finish reason, stop aside
 	progress              dispatch.Progress
 	eta                   time.Time
 	refs                  []llmv1.ResultReference
@@ -38,7 +40,8 @@ func setProgress(b *llmv1.InferenceBatch, o observation, now time.Time) (finishe
 		Total: int32(o.total), Filtered: int32(o.filtered),
 		Running:   int32(o.progress.InFlight),
 		Succeeded: o.stored[results.Succeeded], Failed: o.stored[results.Failed], Cached: o.stored[results.Cached],
-		Retries: max(st.Counts.Retries, int32(o.progress.Retries)),
+		Retries:   max(st.Counts.Retries, int32(o.progress.Retries)),
+		Truncated: o.finishes[string(provider.FinishLength)], Withheld: o.finishes[string(provider.FinishSafety)],
 	}
 	st.Counts.Pending = max(0, int32(o.kept)-done-st.Counts.Running)
 	// Filtered items have a stored result too ("filtered"), so a finished

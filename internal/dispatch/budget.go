@@ -11,8 +11,8 @@ import (
 	"github.com/llmquota/llmquota/internal/ratewindow"
 )
 
-// defaultWorstOutput is the output a call is charged for in a budget when
-// its batch sets no maxTokens: the provider's own cap is unknown here.
+// defaultWorstOutput is the output cap sent with, and reserved for, a call
+// of a batch that sets no maxTokens (outputCap).
 const defaultWorstOutput = 4096
 
 // reservation is a call's worst-case cost set aside under every budget
@@ -54,11 +54,7 @@ const NamespaceBudgetWindow = "namespace/"
 // under d.mu). A nil hold means the call may go, with its cost reserved
 // (nil without budgets); settle or unbudget ends the reservation.
 func (d *Dispatcher) budget(now time.Time, b *batch, it Item) (*reservation, *budgetHold) {
-	out := int64(b.Params.MaxTokens)
-	if out <= 0 {
-		out = defaultWorstOutput
-	}
-	return d.budgetFor(now, b.Namespace, len(it.Prompt)+len(b.Params.System), out)
+	return d.budgetFor(now, b.Namespace, len(it.Prompt)+len(b.Params.System), int64(outputCap(b.Params)))
 }
 
 // budgetFor reserves the worst-case cost of a call from namespace of

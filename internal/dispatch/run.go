@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http/httptrace"
 	"sync"
 	"time"
@@ -235,7 +236,7 @@ func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item,
 	started := d.clock.Now()
 	resp, err := target.Client.Generate(cctx, provider.Request{
 		Model: params.Model, Prompt: it.Prompt, System: params.System,
-		MaxTokens: params.MaxTokens, Temperature: params.Temperature,
+		MaxTokens: outputCap(params), Temperature: params.Temperature, ThinkingBudget: params.ThinkingBudget,
 	})
 	cancel()
 	now := d.clock.Now()
@@ -324,11 +325,30 @@ func (d *Dispatcher) settle(b *batch, it Item, resp *provider.Response, pe *prov
 	r = Result{ID: it.ID, Prompt: it.Prompt, Attempts: it.Attempts, Provider: d.cfg.Name}
 	if pe == nil {
 		r.Succeeded, r.Output, r.TokensIn, r.TokensOut, r.Latency = true, resp.Text, resp.InputTokens, resp.OutputTokens, resp.Latency
+		r.Model, r.Finish, r.Cost = resp.Model, resp.Finish(), d.meter.Price(resp.InputTokens, resp.OutputTokens)
+		if r.Finish == provider.FinishLength && b.Params.TruncatedFails {
+			r.Succeeded, r.ErrorClass = false, ErrorTruncated
+			r.ErrorMessage = fmt.Sprintf("the answer was cut at the output cap of %d tokens (treatTruncatedAs: Failed)", outputCap(b.Params))
+		}
 	} else {
 		r.ErrorClass, r.ErrorMessage = string(pe.Class), pe.Message
 	}
 	d.finish(b, now)
 	return r, b.OnResult
+}
+
+// ErrorTruncated is the error class of an answer cut at the output cap
+// when its batch says treatTruncatedAs: Failed.
+const ErrorTruncated = "Truncated"
+
+// outputCap is the output cap sent with a call: the batch's maxTokens, or
+// the default the budgets reserve, so a call never spends more output
+// than was set aside for it.
+func outputCap(p Params) int32 {
+	if p.MaxTokens > 0 {
+		return p.MaxTokens
+	}
+	return defaultWorstOutput
 }
 
 // waitedOut reports whether an attempt's failure is the provider asking

@@ -29,6 +29,11 @@ type Params struct {
 	Model, System string
 	MaxTokens     int32
 	Temperature   string
+	// ThinkingBudget bounds a thinking model's thinking (Gemini); nil
+	// leaves the model's default.
+	ThinkingBudget *int32
+	// TruncatedFails fails an answer cut at the output cap (Truncated).
+	TruncatedFails bool
 }
 
 // Result is an item's final outcome.
@@ -45,6 +50,12 @@ type Result struct {
 	Provider     string
 	ErrorClass   string
 	ErrorMessage string
+	// Model is the model that answered, as the provider named it.
+	Model string
+	// Finish is why the answer ended (stop, length, safety, other).
+	Finish provider.Finish
+	// Cost is the answer's cost at the provider's prices; nil when failed.
+	Cost *big.Rat
 }
 
 // Batch is the work of one InferenceBatch handed to a dispatcher.

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -40,6 +41,9 @@ func parse(r *http.Request) (call, bool) {
 			} `json:"contents"`
 			GenerationConfig struct {
 				MaxOutputTokens int `json:"maxOutputTokens"`
+				ThinkingConfig  *struct {
+					ThinkingBudget *int `json:"thinkingBudget"`
+				} `json:"thinkingConfig"`
 			} `json:"generationConfig"`
 		}
 		c := call{api: gemini, key: r.Header.Get("x-goog-api-key"),
@@ -54,6 +58,9 @@ func parse(r *http.Request) (call, bool) {
 				}
 			}
 			c.maxTokens = body.GenerationConfig.MaxOutputTokens
+			if tc := body.GenerationConfig.ThinkingConfig; tc != nil {
+				c.thinkingBudget = tc.ThinkingBudget
+			}
 		}
 		return c, true
 	case p == "/v1/messages":
@@ -74,16 +81,20 @@ func parse(r *http.Request) (call, bool) {
 		return c, true
 	case p == "/v1/chat/completions":
 		var body struct {
-			Model     string `json:"model"`
-			MaxTokens int    `json:"max_tokens"`
-			Messages  []struct {
+			Model               string `json:"model"`
+			MaxTokens           int    `json:"max_tokens"`
+			MaxCompletionTokens int    `json:"max_completion_tokens"`
+			Messages            []struct {
 				Role    string `json:"role"`
 				Content string `json:"content"`
 			} `json:"messages"`
 		}
 		c := call{api: openai, key: bearer(r.Header.Get("Authorization"))}
 		if decodeJSON(r, &body) {
-			c.model, c.maxTokens = body.Model, body.MaxTokens
+			c.model, c.maxTokens = body.Model, cmp.Or(body.MaxCompletionTokens, body.MaxTokens)
+			if body.MaxTokens > 0 && openAIReasoning(strings.ToLower(body.Model)) {
+				c.invalid = "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead."
+			}
 			for _, m := range body.Messages {
 				if m.Role == "user" {
 					c.prompt += m.Content
@@ -114,37 +125,75 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func (d dialect) writeSuccess(w http.ResponseWriter, c call, text string, in, out int) {
+// finishWords are each API's words for an answer that ended (stop) or was
+// cut at the output cap (length).
+var finishWords = map[dialect][2]string{gemini: {"STOP", "MAX_TOKENS"}, anthropic: {"end_turn", "max_tokens"},
+	openai: {"stop", "length"}, ollama: {"stop", "length"}}
+
+// writeSuccess answers with the API's own usage fields: Gemini's
+// thoughtsTokenCount apart from candidatesTokenCount, OpenAI's reasoning
+// inside completion_tokens, Anthropic's prompt-cache counts.
+func (d dialect) writeSuccess(w http.ResponseWriter, c call, text string, in int, a answer) {
+	finish := finishWords[d][0]
+	if a.cut {
+		finish = finishWords[d][1]
+	}
+	if a.out == 0 {
+		text = ""
+	}
 	switch d {
 	case gemini:
+		usage := map[string]any{"promptTokenCount": in, "candidatesTokenCount": a.out, "totalTokenCount": in + a.out + a.thoughts}
+		if a.thoughts > 0 {
+			usage["thoughtsTokenCount"] = a.thoughts
+		}
 		writeJSON(w, http.StatusOK, map[string]any{
 			"candidates": []any{map[string]any{
 				"content":      map[string]any{"role": "model", "parts": []any{map[string]any{"text": text}}},
-				"finishReason": "STOP", "index": 0,
+				"finishReason": finish, "index": 0,
 			}},
-			"usageMetadata": map[string]any{"promptTokenCount": in, "candidatesTokenCount": out, "totalTokenCount": in + out},
+			"usageMetadata": usage,
 			"modelVersion":  c.model,
 		})
 	case anthropic:
 		writeJSON(w, http.StatusOK, map[string]any{
 			"id": "msg_emulated", "type": "message", "role": "assistant", "model": c.model,
 			"content":     []any{map[string]any{"type": "text", "text": text}},
-			"stop_reason": "end_turn", "stop_sequence": nil,
-			"usage": map[string]any{"input_tokens": in, "output_tokens": out},
+			"stop_reason": finish, "stop_sequence": nil,
+			"usage": map[string]any{"input_tokens": in, "output_tokens": a.out, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
 		})
 	case openai:
 		writeJSON(w, http.StatusOK, map[string]any{
 			"id": "chatcmpl-emulated", "object": "chat.completion", "model": c.model,
-			"choices": []any{map[string]any{"index": 0, "finish_reason": "stop",
+			"choices": []any{map[string]any{"index": 0, "finish_reason": finish,
 				"message": map[string]any{"role": "assistant", "content": text}}},
-			"usage": map[string]any{"prompt_tokens": in, "completion_tokens": out, "total_tokens": in + out},
+			"usage": map[string]any{"prompt_tokens": in, "completion_tokens": a.out + a.thoughts, "total_tokens": in + a.out + a.thoughts,
+				"completion_tokens_details": map[string]any{"reasoning_tokens": a.thoughts}},
 		})
 	case ollama:
 		writeJSON(w, http.StatusOK, map[string]any{
 			"model": c.model, "created_at": time.Now().UTC().Format(time.RFC3339Nano), "response": text,
-			"done": true, "done_reason": "stop", "prompt_eval_count": in, "eval_count": out,
+			"done": true, "done_reason": finish, "prompt_eval_count": in, "eval_count": a.out,
 		})
 	}
+}
+
+// writeInvalid refuses a request the API does not take, with 400 in its
+// own shape (only OpenAI's reasoning models' max_tokens so far).
+func (d dialect) writeInvalid(w http.ResponseWriter, message string) {
+	writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{
+		"message": message, "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}})
+}
+
+// openAIReasoning reports whether a (lower-case) OpenAI model is a
+// reasoning model: o1, o3, o4-mini, GPT-5 and later.
+func openAIReasoning(model string) bool {
+	for _, prefix := range []string{"o1", "o3", "o4", "gpt-5"} {
+		if model == prefix || strings.HasPrefix(model, prefix+"-") || strings.HasPrefix(model, prefix+".") {
+			return true
+		}
+	}
+	return false
 }
 
 // writeError answers status in the API's own error shape. For 429 it sets

@@ -69,6 +69,11 @@ type call struct {
 	model     string
 	prompt    string
 	maxTokens int
+	// thinkingBudget is Gemini's thinkingConfig.thinkingBudget, if sent.
+	thinkingBudget *int
+	// invalid is why the API refuses the request as the real one would
+	// (a field the model does not take), with 400.
+	invalid string
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -79,6 +84,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := Record{Time: s.cfg.Now(), API: c.api.name(), KeyID: keyID(c.key), Model: c.model, PromptHash: hash(c.prompt)}
 	status, fault, retryAfter := s.decide(c, rec.Time)
+	if c.invalid != "" && status == http.StatusOK {
+		status, fault = http.StatusBadRequest, FaultNone
+	}
 	rec.Status, rec.Fault, rec.Admitted = status, fault, status != http.StatusTooManyRequests && status != http.StatusUnauthorized && status != http.StatusBadRequest
 	if fault == FaultReset {
 		rec.Status = 0
@@ -102,12 +110,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case fault == FaultMalformed:
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"candidates": [{"content": {"parts": [{"text": "trunc`))
+	case c.invalid != "" && status == http.StatusBadRequest:
+		c.api.writeInvalid(w, c.invalid)
 	case status != http.StatusOK:
 		c.api.writeError(w, status, retryAfter)
 	default:
 		s.rateLimitHeaders(w, c)
-		out := outputTokens(c)
-		c.api.writeSuccess(w, c, "emulated answer "+hash(c.prompt)[:16], promptTokens(c.prompt), out)
+		c.api.writeSuccess(w, c, "emulated answer "+hash(c.prompt)[:16], promptTokens(c.prompt), answerTokens(c))
 	}
 }
 
@@ -251,13 +260,45 @@ func keyID(key string) string {
 // promptTokens approximates a tokenizer: one token per 4 characters.
 func promptTokens(prompt string) int { return max(1, len(prompt)/4) }
 
-// outputTokens is deterministic per prompt, bounded by maxTokens.
-func outputTokens(c call) int {
-	n := 8 + int(hash(c.prompt)[0])%24
-	if c.maxTokens > 0 {
-		n = min(n, c.maxTokens)
+// answer is an answer's output: visible tokens, thinking tokens (billed
+// as output), and whether the output cap cut it.
+type answer struct {
+	out, thoughts int
+	cut           bool
+}
+
+// thinks reports whether the model spends thinking tokens as the real one
+// does: Gemini 2.5 and later, OpenAI's reasoning models.
+func (c call) thinks() bool {
+	m := strings.ToLower(c.model)
+	switch c.api {
+	case gemini:
+		return strings.Contains(m, "gemini-2.5") || strings.Contains(m, "gemini-3")
+	case openai:
+		return openAIReasoning(m)
 	}
-	return n
+	return false
+}
+
+// answerTokens is deterministic per prompt: a visible answer of 8 to 31
+// tokens, and for a thinking model three times that in thinking (at most
+// Gemini's thinkingBudget; none with a budget of 0). The cap (maxTokens,
+// which thinking counts against as on the real APIs) cuts thinking first,
+// then the answer.
+func answerTokens(c call) answer {
+	a := answer{out: 8 + int(hash(c.prompt)[0])%24}
+	if c.thinks() {
+		a.thoughts = 3 * a.out
+		if b := c.thinkingBudget; b != nil && *b >= 0 {
+			a.thoughts = min(a.thoughts, *b)
+		}
+	}
+	if c.maxTokens > 0 && a.out+a.thoughts > c.maxTokens {
+		a.cut = true
+		a.thoughts = min(a.thoughts, c.maxTokens)
+		a.out = c.maxTokens - a.thoughts
+	}
+	return a
 }
 
 func decodeJSON(r *http.Request, v any) bool {

@@ -31,11 +31,24 @@ type anthropicResponse struct {
 		Type string `json:"type"`
 		Text string `json:"text"`
 	} `json:"content"`
+	Model      string `json:"model"`
 	StopReason string `json:"stop_reason"`
 	Usage      struct {
 		InputTokens  int64 `json:"input_tokens"`
 		OutputTokens int64 `json:"output_tokens"`
+		// The prompt cache's tokens, apart from input_tokens: written at
+		// 1.25 times the input price, read at 0.1 times.
+		CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
+		CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
 	} `json:"usage"`
+}
+
+// inputAtBasePrice is Anthropic's input usage in tokens at the base input
+// price: cache writes cost 1.25 times, cache reads 0.1 times, rounded up
+// so that cost and budgets never under-count.
+func (r *anthropicResponse) inputAtBasePrice() int64 {
+	u := r.Usage
+	return u.InputTokens + (u.CacheCreationInputTokens*5+3)/4 + (u.CacheReadInputTokens+9)/10
 }
 
 type anthropicError struct {
@@ -104,10 +117,11 @@ func (c *anthropicClient) Generate(ctx context.Context, req Request) (*Response,
 	}
 	return &Response{
 		Text:         text.String(),
-		InputTokens:  out.Usage.InputTokens,
+		InputTokens:  out.inputAtBasePrice(),
 		OutputTokens: out.Usage.OutputTokens,
 		Latency:      c.cfg.Now().Sub(start),
 		FinishReason: out.StopReason,
+		Model:        out.Model,
 		RateLimit:    limits,
 	}, nil
 }

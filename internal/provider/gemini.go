@@ -28,6 +28,9 @@ type geminiRequest struct {
 	GenerationConfig  struct {
 		MaxOutputTokens int32        `json:"maxOutputTokens,omitempty"`
 		Temperature     *json.Number `json:"temperature,omitempty"`
+		ThinkingConfig  *struct {
+			ThinkingBudget int32 `json:"thinkingBudget"`
+		} `json:"thinkingConfig,omitempty"`
 	} `json:"generationConfig"`
 }
 
@@ -42,7 +45,10 @@ type geminiResponse struct {
 	UsageMetadata struct {
 		PromptTokenCount     int64 `json:"promptTokenCount"`
 		CandidatesTokenCount int64 `json:"candidatesTokenCount"`
+		// ThoughtsTokenCount is a thinking model's thinking, billed as output.
+		ThoughtsTokenCount int64 `json:"thoughtsTokenCount"`
 	} `json:"usageMetadata"`
+	ModelVersion string `json:"modelVersion"`
 }
 
 // geminiError is google.rpc.Status as the REST API returns it.
@@ -69,6 +75,11 @@ func (c *geminiClient) Generate(ctx context.Context, req Request) (*Response, er
 		body.SystemInstruction = &geminiContent{Parts: []geminiPart{{Text: req.System}}}
 	}
 	body.GenerationConfig.MaxOutputTokens = req.MaxTokens
+	if req.ThinkingBudget != nil {
+		body.GenerationConfig.ThinkingConfig = &struct {
+			ThinkingBudget int32 `json:"thinkingBudget"`
+		}{*req.ThinkingBudget}
+	}
 	temp, err := temperature(req.Temperature)
 	if err != nil {
 		return nil, &Error{Class: ClassBadRequest, Message: err.Error()}
@@ -103,9 +114,10 @@ func (c *geminiClient) Generate(ctx context.Context, req Request) (*Response, er
 	return &Response{
 		Text:         text.String(),
 		InputTokens:  out.UsageMetadata.PromptTokenCount,
-		OutputTokens: out.UsageMetadata.CandidatesTokenCount,
+		OutputTokens: out.UsageMetadata.CandidatesTokenCount + out.UsageMetadata.ThoughtsTokenCount,
 		Latency:      c.cfg.Now().Sub(start),
 		FinishReason: out.Candidates[0].FinishReason,
+		Model:        out.ModelVersion,
 		RateLimit:    unknownRateLimit(),
 	}, nil
 }

@@ -14,10 +14,29 @@ import (
 type openAIClient struct{ base }
 
 type openAIRequest struct {
-	Model       string          `json:"model"`
-	Messages    []openAIMessage `json:"messages"`
-	MaxTokens   int32           `json:"max_tokens,omitempty"`
-	Temperature *json.Number    `json:"temperature,omitempty"`
+	Model    string          `json:"model"`
+	Messages []openAIMessage `json:"messages"`
+	// MaxTokens is the cap most servers know; OpenAI's reasoning models
+	// refuse it and take MaxCompletionTokens (reasoning included).
+	MaxTokens           int32        `json:"max_tokens,omitempty"`
+	MaxCompletionTokens int32        `json:"max_completion_tokens,omitempty"`
+	Temperature         *json.Number `json:"temperature,omitempty"`
+}
+
+// reasoningModel reports whether an OpenAI model is one of the reasoning
+// models (o1, o3, o4-mini, GPT-5 and later), which refuse max_tokens with a
+// 400 and take max_completion_tokens, and bill their reasoning as output.
+func reasoningModel(model string) bool {
+	m := strings.ToLower(model)
+	if i := strings.LastIndex(m, "/"); i >= 0 { // "openai/o3" on a router
+		m = m[i+1:]
+	}
+	for _, prefix := range []string{"o1", "o3", "o4", "gpt-5"} {
+		if m == prefix || strings.HasPrefix(m, prefix+"-") || strings.HasPrefix(m, prefix+".") {
+			return true
+		}
+	}
+	return false
 }
 
 type openAIMessage struct {
@@ -26,6 +45,7 @@ type openAIMessage struct {
 }
 
 type openAIResponse struct {
+	Model   string `json:"model"`
 	Choices []struct {
 		Message      openAIMessage `json:"message"`
 		FinishReason string        `json:"finish_reason"`
@@ -46,6 +66,9 @@ type openAIError struct {
 
 func (c *openAIClient) Generate(ctx context.Context, req Request) (*Response, error) {
 	body := openAIRequest{Model: req.Model, MaxTokens: req.MaxTokens}
+	if reasoningModel(req.Model) {
+		body.MaxTokens, body.MaxCompletionTokens = 0, req.MaxTokens
+	}
 	if req.System != "" {
 		body.Messages = append(body.Messages, openAIMessage{Role: "system", Content: req.System})
 	}
@@ -99,6 +122,7 @@ func (c *openAIClient) Generate(ctx context.Context, req Request) (*Response, er
 		OutputTokens: out.Usage.CompletionTokens,
 		Latency:      c.cfg.Now().Sub(start),
 		FinishReason: out.Choices[0].FinishReason,
+		Model:        out.Model,
 		RateLimit:    limits,
 	}, nil
 }

@@ -33,6 +33,11 @@ type Request struct {
 	MaxTokens int32
 	// Temperature is a decimal string such as "0.2"; empty leaves the default.
 	Temperature string
+	// ThinkingBudget, when set, is Gemini's thinkingConfig.thinkingBudget:
+	// the most tokens a thinking model may think (0 turns thinking off
+	// where the model allows it, -1 lets the model decide). Thinking
+	// tokens are billed as output and counted in OutputTokens.
+	ThinkingBudget *int32
 }
 
 // Turn is one earlier message of a conversation.
@@ -58,8 +63,12 @@ type Response struct {
 	InputTokens  int64
 	OutputTokens int64
 	Latency      time.Duration
-	// FinishReason is the API's own word (stop, end_turn, STOP, length...).
+	// FinishReason is the API's own word (stop, end_turn, STOP, length...);
+	// Finish says it in one vocabulary.
 	FinishReason string
+	// Model is the model that answered, as the API names it (OpenAI's and
+	// Anthropic's model, Gemini's modelVersion); empty when it did not say.
+	Model string
 	// RateLimit is what the server said about the remaining quota.
 	RateLimit RateLimit
 }
@@ -139,4 +148,33 @@ func role(t Turn, assistant string) string {
 		return assistant
 	}
 	return "user"
+}
+
+// Finish is why an answer ended, in one vocabulary for every API.
+type Finish string
+
+// The finishes.
+const (
+	// FinishStop: the model ended its answer (or hit a stop sequence).
+	FinishStop Finish = "stop"
+	// FinishLength: the answer was cut at the output cap (maxTokens).
+	FinishLength Finish = "length"
+	// FinishSafety: the provider withheld or cut the answer for its
+	// content policy.
+	FinishSafety Finish = "safety"
+	// FinishOther: any other reason the API gave; FinishReason has it.
+	FinishOther Finish = "other"
+)
+
+// Finish maps the API's finish reason to one vocabulary.
+func (r *Response) Finish() Finish {
+	switch r.FinishReason {
+	case "stop", "STOP", "end_turn", "stop_sequence", "tool_use", "tool_calls", "":
+		return FinishStop
+	case "length", "MAX_TOKENS", "max_tokens", "model_context_window_exceeded":
+		return FinishLength
+	case "content_filter", "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "refusal":
+		return FinishSafety
+	}
+	return FinishOther
 }

@@ -74,6 +74,13 @@ type Result struct {
 	Attempts   int    `json:"attempts,omitempty"`
 	LatencyMs  int64  `json:"latencyMs,omitempty"`
 	Provider   string `json:"provider,omitempty"`
+	// Model is the model that answered, as the provider named it.
+	Model string `json:"model,omitempty"`
+	// FinishReason is why the answer ended: stop, length (cut at the
+	// output cap), safety (withheld by the provider's policy) or other.
+	FinishReason string `json:"finishReason,omitempty"`
+	// CostUSD is the call's cost at the provider's prices, thinking included.
+	CostUSD    string `json:"costUSD,omitempty"`
 	ErrorClass string `json:"errorClass,omitempty"`
 	Error      string `json:"error,omitempty"`
 	// CacheKey identifies model, parameters and prompt, for reuse.
@@ -109,6 +116,9 @@ type Sink interface {
 	Flush(ctx context.Context) (int, error)
 	// Counts tallies stored results by status.
 	Counts() map[string]int32
+	// Finishes tallies stored answers that did not end by themselves, by
+	// finish reason (length, safety, other).
+	Finishes() map[string]int32
 	// References names where the results are, for the batch's status.
 	References() []llmv1.ResultReference
 }
@@ -119,8 +129,9 @@ type ledger struct {
 	clock clock.PassiveClock
 
 	mu     sync.Mutex
-	stored map[string]string
-	counts map[string]int32
+	stored   map[string]string
+	counts   map[string]int32
+	finishes map[string]int32
 	// pending results are added, not yet written, each already encoded
 	// as its JSON line: one allocation per result instead of a Result and
 	// its strings, for what every running batch holds until its write;
@@ -139,7 +150,7 @@ func newLedger(c clock.PassiveClock) ledger {
 
 // pendingResult is a result waiting for a write.
 type pendingResult struct {
-	ID, Status string
+	idLine
 	// line is the result's JSON line, without the newline.
 	line []byte
 }
@@ -196,7 +207,7 @@ func Load(ctx context.Context, opts Options, batch *llmv1.InferenceBatch) (*Stor
 		sh := &shard{name: name, exists: true}
 		sh.adopt(&cm)
 		for _, r := range scanIDs([]byte(cm.Data[DataKey])) {
-			if s.record(r.ID, r.Status) {
+			if s.record(r) {
 				sh.count++
 			}
 		}
@@ -228,6 +239,7 @@ func Parse(data []byte) []Result {
 type idLine struct {
 	ID     string `json:"id"`
 	Status string `json:"status"`
+	Finish string `json:"finishReason"`
 }
 
 // scanIDs reads the ids and statuses of JSONL results without their outputs.
@@ -244,14 +256,20 @@ func scanIDs(data []byte) []idLine {
 	return out
 }
 
-// record marks id stored with status; false if it already was.
-func (s *ledger) record(id, status string) bool {
-	if _, ok := s.stored[id]; ok {
+// record marks a result stored; false if it already was.
+func (s *ledger) record(l idLine) bool {
+	if _, ok := s.stored[l.ID]; ok {
 		return false
 	}
-	status = intern(status)
-	s.stored[id] = status
+	status := intern(l.Status)
+	s.stored[l.ID] = status
 	s.counts[status]++
+	if l.Finish != "" && l.Finish != "stop" {
+		if s.finishes == nil {
+			s.finishes = map[string]int32{}
+		}
+		s.finishes[l.Finish]++
+	}
 	return true
 }
 
@@ -297,7 +315,7 @@ func (s *ledger) Add(rs ...Result) {
 		if len(s.pending) == 0 {
 			s.pendingSince = s.clock.Now()
 		}
-		s.pending = append(s.pending, pendingResult{ID: r.ID, Status: intern(r.Status), line: encode(r)})
+		s.pending = append(s.pending, pendingResult{idLine: idLine{ID: r.ID, Status: intern(r.Status), Finish: r.FinishReason}, line: encode(r)})
 		s.pendingID[r.ID] = true
 	}
 }
@@ -329,6 +347,17 @@ func (s *ledger) Counts() map[string]int32 {
 	defer s.mu.Unlock()
 	out := make(map[string]int32, len(s.counts))
 	for k, v := range s.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// Finishes tallies stored answers by finish reason, other than stop.
+func (s *ledger) Finishes() map[string]int32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int32, len(s.finishes))
+	for k, v := range s.finishes {
 		out[k] = v
 	}
 	return out

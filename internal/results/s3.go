@@ -84,7 +84,7 @@ func LoadS3(ctx context.Context, s3 *objectstore.Store, prefix string, c clock.P
 		sc.Buffer(make([]byte, 64<<10), maxOutputBytes*2)
 		for sc.Scan() {
 			var l idLine
-			if json.Unmarshal(sc.Bytes(), &l) == nil && l.ID != "" && s.record(l.ID, l.Status) {
+			if json.Unmarshal(sc.Bytes(), &l) == nil && l.ID != "" && s.record(l) {
 				p.Items++
 			}
 		}
@@ -131,7 +131,7 @@ func (s *S3Store) Flush(ctx context.Context) (int, error) {
 		}
 		p := Part{Key: key}
 		for _, r := range s.pending[:n] {
-			if s.record(r.ID, r.Status) {
+			if s.record(r.idLine) {
 				p.Items++
 			}
 			delete(s.pendingID, r.ID)

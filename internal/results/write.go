@@ -68,12 +68,12 @@ func (s *Store) Flush(ctx context.Context) (int, error) {
 		}
 		sh.data = data
 		for _, r := range theirs { // written by someone else meanwhile
-			if s.record(r.ID, r.Status) {
+			if s.record(r) {
 				sh.count++
 			}
 		}
 		for _, r := range s.pending[:n] {
-			if s.record(r.ID, r.Status) {
+			if s.record(r.idLine) {
 				sh.count++
 			}
 			delete(s.pendingID, r.ID)
