@@ -10,8 +10,8 @@ import (
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/batchrun"
 	"github.com/llmquota/llmquota/internal/dispatch"
-	"github.com/llmquota/llmquota/internal/provider"
 	"github.com/llmquota/llmquota/internal/items"
+	"github.com/llmquota/llmquota/internal/provider"
 	"github.com/llmquota/llmquota/internal/results"
 )
 

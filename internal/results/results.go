@@ -65,15 +65,15 @@ const maxOutputBytes = 64 << 10
 
 // Result is one item's outcome, one JSON line in a shard.
 type Result struct {
-	ID         string `json:"id"`
-	Status     string `json:"status"`
-	Output     string `json:"output,omitempty"`
-	Truncated  bool   `json:"truncated,omitempty"`
-	TokensIn   int64  `json:"tokensIn,omitempty"`
-	TokensOut  int64  `json:"tokensOut,omitempty"`
-	Attempts   int    `json:"attempts,omitempty"`
-	LatencyMs  int64  `json:"latencyMs,omitempty"`
-	Provider   string `json:"provider,omitempty"`
+	ID        string `json:"id"`
+	Status    string `json:"status"`
+	Output    string `json:"output,omitempty"`
+	Truncated bool   `json:"truncated,omitempty"`
+	TokensIn  int64  `json:"tokensIn,omitempty"`
+	TokensOut int64  `json:"tokensOut,omitempty"`
+	Attempts  int    `json:"attempts,omitempty"`
+	LatencyMs int64  `json:"latencyMs,omitempty"`
+	Provider  string `json:"provider,omitempty"`
 	// Model is the model that answered, as the provider named it.
 	Model string `json:"model,omitempty"`
 	// FinishReason is why the answer ended: stop, length (cut at the
@@ -128,7 +128,7 @@ type Sink interface {
 type ledger struct {
 	clock clock.PassiveClock
 
-	mu     sync.Mutex
+	mu       sync.Mutex
 	stored   map[string]string
 	counts   map[string]int32
 	finishes map[string]int32
