@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,9 +57,13 @@ func startGateway(ctx context.Context, c client.Client, dir, kubeconfig, bin, qu
 
 // interactiveCalls is what the app's calls met.
 type interactiveCalls struct {
-	mu       sync.Mutex
-	took     []time.Duration
-	refused  int
+	mu      sync.Mutex
+	took    []time.Duration
+	refused int
+	// passedOn counts the provider's own failures the gateway passed on
+	// (502, 504): the emulator injects them, and the gateway does not
+	// retry on the caller's behalf.
+	passedOn int
 	failures []string
 }
 
@@ -86,6 +91,9 @@ func converse(ctx context.Context, gatewayURL, token string, every time.Duration
 			case errors.As(err, &apiErr) && apiErr.StatusCode == 429:
 				calls.refused++
 				fmt.Printf("%s  interactive call %d: 429, %s\n", time.Now().Format("15:04:05"), i, apiErr.Message)
+			case errors.As(err, &apiErr) && (apiErr.StatusCode == 502 || apiErr.StatusCode == 504) && strings.HasPrefix(apiErr.Code, "upstream_"):
+				calls.passedOn++
+				fmt.Printf("%s  interactive call %d: %d, the provider's injected fault passed on: %s\n", time.Now().Format("15:04:05"), i, apiErr.StatusCode, apiErr.Message)
 			default:
 				calls.failures = append(calls.failures, err.Error())
 				fmt.Printf("%s  interactive call %d failed: %v\n", time.Now().Format("15:04:05"), i, err)
@@ -109,8 +117,8 @@ func (c *interactiveCalls) summary() error {
 	if len(took) == 0 {
 		return fmt.Errorf("no interactive call was answered (%d refused, failures: %v)", c.refused, c.failures)
 	}
-	say("Interactive calls through the gateway: %d answered (p50 %v, slowest %v: the provider takes 150ms, the rest is the wait for quota, ahead of the batch), %d refused with 429",
-		len(took), took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond), c.refused)
+	say("Interactive calls through the gateway: %d answered (p50 %v, slowest %v: the provider takes 150ms, the rest is the wait for quota, ahead of the batch), %d refused with 429, %d provider faults passed on",
+		len(took), took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond), c.refused, c.passedOn)
 	if len(c.failures) > 0 {
 		return fmt.Errorf("%d interactive calls failed: %v", len(c.failures), c.failures)
 	}
