@@ -33,6 +33,10 @@ type InferenceBatchStatus struct {
 	// +optional
 	Batches BatchCounts `json:"batches,omitempty"`
 
+	// usage is what the batch's stored answers used and cost.
+	// +optional
+	Usage *BatchUsage `json:"usage,omitempty"`
+
 	// startTime is when the batch was admitted.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
@@ -89,6 +93,20 @@ type ItemCounts struct {
 	// retries counts every retried call.
 	// +optional
 	Retries int32 `json:"retries"`
+}
+
+// BatchUsage is what a batch's stored answers used, summed from its result
+// lines (cached results reused are free and not counted).
+type BatchUsage struct {
+	// tokensIn are the input tokens.
+	// +optional
+	TokensIn int64 `json:"tokensIn"`
+	// tokensOut are the output tokens, a thinking model's thinking included.
+	// +optional
+	TokensOut int64 `json:"tokensOut"`
+	// costUSD is their cost at the provider's prices, in USD.
+	// +optional
+	CostUSD Decimal `json:"costUSD,omitempty"`
 }
 
 // BatchCounts counts batches of batchSize items.

@@ -297,6 +297,7 @@ type OutputSpec struct {
 // +kubebuilder:printcolumn:name="Filtered",type=integer,JSONPath=`.status.counts.filtered`,priority=10,description="Items below minScore, never sent"
 // +kubebuilder:printcolumn:name="Succeeded",type=integer,JSONPath=`.status.counts.succeeded`,priority=10,description="Items with a successful result"
 // +kubebuilder:printcolumn:name="RateLimited",type=string,JSONPath=`.status.conditions[?(@.type=="RateLimited")].reason`,priority=10,description="What holds the provider's calls back, or WithinLimits"
+// +kubebuilder:printcolumn:name="Cost",type=string,JSONPath=`.status.usage.costUSD`,priority=10,description="What the stored answers cost, in USD"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`,description="Time since the batch was created"
 //
 // Once admitted, a batch's work is fixed, as a Job's pod template is:

@@ -2,12 +2,15 @@
 // planned monitoring dashboard in a terminal:
 //
 //	kubectl llmquota top [-n NAMESPACE] [--watch] [--interval 2s] [-o json]
+//	kubectl llmquota cost [-n NAMESPACE] [-o json]
 //
 // top draws, per provider, the minute/hour/day windows as bars with the
 // time until a slot frees, cost against alerts and budgets, rate-limit and
 // backoff state, and an Ollama pool's endpoints with GPU memory; per batch,
 // its progress, ETA, failures and why it waits. --watch redraws in place;
-// -o json prints the same view for scripts. Install it with
+// -o json prints the same view for scripts. cost lists what each namespace's
+// batches used and cost, per batch, the most expensive namespace first.
+// Install it with
 // `go install github.com/llmquota/llmquota/cmd/kubectl-llmquota@latest`
 // (kubectl finds kubectl-* binaries on the PATH).
 package main
@@ -37,11 +40,13 @@ import (
 	"github.com/llmquota/llmquota/internal/version"
 )
 
-const usage = `Usage: kubectl llmquota top [flags]
+const usage = `Usage: kubectl llmquota top|cost [flags]
 
-Draws every LLMProvider's quota windows, cost, rate-limit and backoff state
-and Ollama endpoints, and every InferenceBatch's progress, ETA, failures and
-why it waits.
+top draws every LLMProvider's quota windows, cost, rate-limit and backoff
+state and Ollama endpoints, and every InferenceBatch's progress, ETA,
+failures and why it waits.
+
+cost lists the tokens and cost of every namespace's batches, per batch.
 
 Flags:
 `
@@ -61,7 +66,7 @@ type options struct {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, clk clock.PassiveClock) int {
-	if len(args) == 0 || args[0] != "top" {
+	if len(args) == 0 || (args[0] != "top" && args[0] != "cost") {
 		if len(args) > 0 && (args[0] == "version" || args[0] == "--version") {
 			_, _ = fmt.Fprintln(stdout, "kubectl-llmquota", version.Version)
 			return 0
@@ -70,7 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, clk clock
 		return 2
 	}
 	var o options
-	fs := flag.NewFlagSet("top", flag.ContinueOnError)
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { _, _ = fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config).")
@@ -95,7 +100,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, clk clock
 		_, _ = fmt.Fprintln(stderr, "error:", err)
 		return 1
 	}
-	if err := top(ctx, c, o, stdout, clk); err != nil && !errors.Is(err, context.Canceled) {
+	show := top
+	if args[0] == "cost" {
+		show = costs
+	}
+	if err := show(ctx, c, o, stdout, clk); err != nil && !errors.Is(err, context.Canceled) {
 		_, _ = fmt.Fprintln(stderr, "error:", err)
 		return 1
 	}
@@ -127,6 +136,20 @@ func snapshot(ctx context.Context, c client.Client, namespace string, now time.T
 		return dashboard.Snapshot{}, fmt.Errorf("listing InferenceBatches: %w", err)
 	}
 	return dashboard.Build(now, providers.Items, batches.Items), nil
+}
+
+// costs prints what each namespace's batches used and cost.
+func costs(ctx context.Context, c client.Client, o options, stdout io.Writer, _ clock.PassiveClock) error {
+	var batches llmv1.InferenceBatchList
+	if err := c.List(ctx, &batches, client.InNamespace(o.namespace)); err != nil {
+		return fmt.Errorf("listing InferenceBatches: %w", err)
+	}
+	r := dashboard.BuildCost(batches.Items)
+	if o.output == "json" {
+		return json.NewEncoder(stdout).Encode(r)
+	}
+	_, err := io.WriteString(stdout, dashboard.RenderCost(r))
+	return err
 }
 
 // top draws once, or, with --watch, in place every interval: on a

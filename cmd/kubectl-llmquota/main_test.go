@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,19 +154,22 @@ func createFixtures(ctx context.Context) error {
 		counts             llmv1.ItemCounts
 		conditions         []metav1.Condition
 		eta                *metav1.Time
+		usage              *llmv1.BatchUsage
 	}
 	fixtures := []fixture{
 		{"default", "news-sentiment", "gemini", llmv1.ItemCounts{Total: 136, Filtered: 95, Succeeded: 20},
 			[]metav1.Condition{condition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonMinuteWindowFull, "20 of 41 items done; LLMProvider gemini holds calls back: next call at 2026-11-27T14:00:12Z")},
-			at(3*time.Minute + 12*time.Second)},
+			at(3*time.Minute + 12*time.Second), &llmv1.BatchUsage{TokensIn: 840, TokensOut: 1200, CostUSD: "0.20"}},
 		{"team-a", "early", "not-yet", llmv1.ItemCounts{},
-			[]metav1.Condition{condition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonProviderNotFound, `LLMProvider "not-yet" named by spec.providerRef does not exist`)}, nil},
+			[]metav1.Condition{condition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonProviderNotFound, `LLMProvider "not-yet" named by spec.providerRef does not exist`)}, nil, nil},
 		{"team-b", "summaries", "local", llmv1.ItemCounts{Total: 40, Succeeded: 40},
 			[]metav1.Condition{condition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonSucceeded, "40 items done"),
-				condition(llmv1.ConditionFinished, metav1.ConditionTrue, llmv1.ReasonSucceeded, "40 items done")}, nil},
+				condition(llmv1.ConditionFinished, metav1.ConditionTrue, llmv1.ReasonSucceeded, "40 items done")}, nil,
+			&llmv1.BatchUsage{TokensIn: 4000, TokensOut: 2000}},
 		{"team-b", "translations", "local", llmv1.ItemCounts{Total: 12, Succeeded: 9, Failed: 3},
 			[]metav1.Condition{condition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonItemsFailed, "3 of 12 items failed after their retries"),
-				condition(llmv1.ConditionFinished, metav1.ConditionTrue, llmv1.ReasonItemsFailed, "3 of 12 items failed after their retries")}, nil},
+				condition(llmv1.ConditionFinished, metav1.ConditionTrue, llmv1.ReasonItemsFailed, "3 of 12 items failed after their retries")}, nil,
+			&llmv1.BatchUsage{TokensIn: 900, TokensOut: 450, CostUSD: "0.000001"}},
 	}
 	for _, f := range fixtures {
 		if f.ns != "default" {
@@ -182,7 +188,7 @@ func createFixtures(ctx context.Context) error {
 		for _, c := range f.conditions {
 			meta.SetStatusCondition(&b.Status.Conditions, c)
 		}
-		b.Status.EstimatedCompletionTime = f.eta
+		b.Status.EstimatedCompletionTime, b.Status.Usage = f.eta, f.usage
 		if err := k8sClient.Status().Update(ctx, b); err != nil {
 			return err
 		}
@@ -237,5 +243,38 @@ func TestTopRefusesUnknownOutput(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := run(context.Background(), []string{"top", "-o", "yaml"}, &out, &errOut, clocktesting.NewFakePassiveClock(now)); code != 2 || !bytes.Contains(errOut.Bytes(), []byte(`-o "yaml"`)) {
 		t.Fatalf("exit %d, %q", code, errOut.String())
+	}
+}
+
+// TestCost: the tokens and cost of every namespace's batches, the most
+// expensive namespace first, as a table and as JSON.
+func TestCost(t *testing.T) {
+	needAPIServer(t)
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"cost", "--kubeconfig", kubeconfig, "-o", "json"}, &out, &errOut, clocktesting.NewFakePassiveClock(now)); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var r dashboard.CostReport
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	var got []string
+	for _, ns := range r.Namespaces {
+		got = append(got, fmt.Sprintf("%s %d/%d %s", ns.Namespace, ns.Usage.TokensIn, ns.Usage.TokensOut, ns.Usage.CostUSD))
+	}
+	if want := []string{"default 840/1200 0.20", "team-b 4900/2450 0.000001", "team-a 0/0 0.00"}; !slices.Equal(got, want) {
+		t.Fatalf("namespaces %v, want %v", got, want)
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"cost", "--kubeconfig", kubeconfig, "-n", "team-b"}, &out, &errOut, clocktesting.NewFakePassiveClock(now)); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{"NAMESPACE", "team-b", "summaries", "translations", "0.000001"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("the table lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "news-sentiment") {
+		t.Fatalf("-n team-b shows another namespace's batch:\n%s", out.String())
 	}
 }

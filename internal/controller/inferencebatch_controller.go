@@ -275,7 +275,7 @@ func (r *InferenceBatchReconciler) observe(b *llmv1.InferenceBatch, p *llmv1.LLM
 	remaining := run.Kept - int(stored[results.Succeeded]+stored[results.Failed]+stored[results.Cached])
 	interval := llmv1.Milliseconds(p.Spec.Limits.MinIntervalMilliseconds, 0)
 	o := observation{
-		total: run.Total, kept: run.Kept, filtered: run.Filtered, stored: stored, finishes: run.Store.Finishes(), progress: progress, refs: run.Store.References(), waiting: waiting,
+		total: run.Total, kept: run.Kept, filtered: run.Filtered, stored: stored, finishes: run.Store.Finishes(), usage: run.Store.Usage(), progress: progress, refs: run.Store.References(), waiting: waiting,
 		writeErr: run.WriteError(), readErr: run.ReadError(),
 		eta: dispatch.ETA(now, remaining, d.Quota(), interval, int(b.Spec.BatchSize), llmv1.Milliseconds(b.Spec.BatchDelayMilliseconds, 0)),
 	}

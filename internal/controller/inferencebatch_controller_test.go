@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"math/big"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -26,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/cost"
 	"github.com/llmquota/llmquota/internal/emulator"
 	"github.com/llmquota/llmquota/internal/metrics"
 	"github.com/llmquota/llmquota/internal/results"
@@ -628,6 +630,13 @@ var _ = Describe("InferenceBatch", func() {
 		})
 		got := waitFinished(kept, timeout)
 		Expect(got.Status.Counts.Succeeded).To(BeEquivalentTo(4))
+		// Each answer: its input at 1.00 and one token at 10.00 per million.
+		var sum int64
+		for _, r := range storedResults(kept) {
+			sum += r.TokensIn
+		}
+		Expect(got.Status.Usage).To(Equal(&llmv1.BatchUsage{TokensIn: sum, TokensOut: 4,
+			CostUSD: llmv1.Decimal(cost.Format(new(big.Rat).SetFrac64(sum+40, 1_000_000)))}))
 		Expect(got.Status.Counts.Truncated).To(BeEquivalentTo(4), "every answer was cut at one token")
 		for _, r := range storedResults(kept) {
 			Expect(r).To(MatchFields(IgnoreExtras, Fields{"Model": Equal("gemini-test"), "FinishReason": Equal("length"),

@@ -20,6 +20,7 @@ type observation struct {
 	total, kept, filtered int
 	stored                map[string]int32 // stored results by status
 	finishes              map[string]int32 // stored answers by finish reason, stop aside
+	usage                 results.Usage
 	progress              dispatch.Progress
 	eta                   time.Time
 	refs                  []llmv1.ResultReference
@@ -44,6 +45,9 @@ func setProgress(b *llmv1.InferenceBatch, o observation, now time.Time) (finishe
 		Truncated: o.finishes[string(provider.FinishLength)], Withheld: o.finishes[string(provider.FinishSafety)],
 	}
 	st.Counts.Pending = max(0, int32(o.kept)-done-st.Counts.Running)
+	if u := o.usage; u.TokensIn+u.TokensOut > 0 || u.CostUSD != "" {
+		st.Usage = &llmv1.BatchUsage{TokensIn: u.TokensIn, TokensOut: u.TokensOut, CostUSD: llmv1.Decimal(u.CostUSD)}
+	}
 	// Filtered items have a stored result too ("filtered"), so a finished
 	// batch reads N/N.
 	st.Progress = fmt.Sprintf("%d/%d", int(done)+o.filtered, o.total)

@@ -17,6 +17,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"sort"
 	"sync"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/cost"
 )
 
 // Status of an item's result.
@@ -119,6 +121,8 @@ type Sink interface {
 	// Finishes tallies stored answers that did not end by themselves, by
 	// finish reason (length, safety, other).
 	Finishes() map[string]int32
+	// Usage sums the stored answers' tokens and cost (cached ones aside).
+	Usage() Usage
 	// References names where the results are, for the batch's status.
 	References() []llmv1.ResultReference
 }
@@ -132,6 +136,9 @@ type ledger struct {
 	stored   map[string]string
 	counts   map[string]int32
 	finishes map[string]int32
+	// usage sums the stored answers' tokens and cost (cached ones aside).
+	tokensIn, tokensOut int64
+	cost                *big.Rat
 	// pending results are added, not yet written, each already encoded
 	// as its JSON line: one allocation per result instead of a Result and
 	// its strings, for what every running batch holds until its write;
@@ -237,9 +244,12 @@ func Parse(data []byte) []Result {
 
 // idLine is the part of a result line the store keeps.
 type idLine struct {
-	ID     string `json:"id"`
-	Status string `json:"status"`
-	Finish string `json:"finishReason"`
+	ID        string `json:"id"`
+	Status    string `json:"status"`
+	Finish    string `json:"finishReason"`
+	TokensIn  int64  `json:"tokensIn"`
+	TokensOut int64  `json:"tokensOut"`
+	Cost      string `json:"costUSD"`
 }
 
 // scanIDs reads the ids and statuses of JSONL results without their outputs.
@@ -264,6 +274,16 @@ func (s *ledger) record(l idLine) bool {
 	status := intern(l.Status)
 	s.stored[l.ID] = status
 	s.counts[status]++
+	if status != Cached {
+		s.tokensIn += l.TokensIn
+		s.tokensOut += l.TokensOut
+		if c, ok := new(big.Rat).SetString(l.Cost); ok && l.Cost != "" {
+			if s.cost == nil {
+				s.cost = new(big.Rat)
+			}
+			s.cost.Add(s.cost, c)
+		}
+	}
 	if l.Finish != "" && l.Finish != "stop" {
 		if s.finishes == nil {
 			s.finishes = map[string]int32{}
@@ -315,7 +335,8 @@ func (s *ledger) Add(rs ...Result) {
 		if len(s.pending) == 0 {
 			s.pendingSince = s.clock.Now()
 		}
-		s.pending = append(s.pending, pendingResult{idLine: idLine{ID: r.ID, Status: intern(r.Status), Finish: r.FinishReason}, line: encode(r)})
+		s.pending = append(s.pending, pendingResult{idLine: idLine{ID: r.ID, Status: intern(r.Status), Finish: r.FinishReason,
+			TokensIn: r.TokensIn, TokensOut: r.TokensOut, Cost: r.CostUSD}, line: encode(r)})
 		s.pendingID[r.ID] = true
 	}
 }
@@ -361,6 +382,24 @@ func (s *ledger) Finishes() map[string]int32 {
 		out[k] = v
 	}
 	return out
+}
+
+// Usage is what stored answers used: tokens, and cost in USD (a decimal
+// string; empty when no answer had a price).
+type Usage struct {
+	TokensIn, TokensOut int64
+	CostUSD             string
+}
+
+// Usage sums the stored answers' tokens and cost.
+func (s *ledger) Usage() Usage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := Usage{TokensIn: s.tokensIn, TokensOut: s.tokensOut}
+	if s.cost != nil {
+		u.CostUSD = cost.Format(s.cost)
+	}
+	return u
 }
 
 // ShardName names the i-th result ConfigMap of a batch.
