@@ -67,8 +67,11 @@ func ctr(args ...string) string {
 	return must("", "ctr", append([]string{"--address", filepath.Join(env("CLUSTER_DIR"), "run", "containerd.sock"), "-n", "k8s.io"}, args...)...)
 }
 
+// atoi reads a number kubectl printed; anything else fails the spec, so
+// an empty or garbled answer cannot pass for 0.
 func atoi(s string) int {
-	n, _ := strconv.Atoi(strings.TrimSpace(s))
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	Expect(err).NotTo(HaveOccurred(), "not a number: %q", s)
 	return n
 }
 

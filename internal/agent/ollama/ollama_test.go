@@ -48,14 +48,14 @@ func TestRewarmAfterUnload(t *testing.T) {
 	if _, err := Unload(ctx(t), c, []Model{{Name: "tiny-b"}}); err != nil {
 		t.Fatal(err)
 	}
-	running, _ := c.PS(ctx(t))
+	running := ps(t, c)
 	if _, ok := Resident(running, "tiny-b"); ok {
 		t.Fatal("tiny-b still resident after Unload confirmed it gone")
 	}
 	if _, err := Warmup(ctx(t), c, clock.RealClock{}, Spec{Model: "tiny-b", KeepAlive: time.Minute}, 3, 10*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	running, _ = c.PS(ctx(t))
+	running = ps(t, c)
 	if _, ok := Resident(running, "tiny-b"); !ok {
 		t.Fatal("tiny-b not resident after re-warming")
 	}
@@ -91,7 +91,7 @@ func TestCleanupUnloadsOnlyIdle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	running, _ = c.PS(ctx(t))
+	running = ps(t, c)
 	if _, ok := Resident(running, "tiny-a"); !ok {
 		t.Fatal("the recently used model was unloaded")
 	}
@@ -113,4 +113,15 @@ func TestWarmupFailsWithBoundedRetries(t *testing.T) {
 	if _, err := Warmup(ctx(t), down, clock.RealClock{}, Spec{Model: "tiny-a", KeepAlive: time.Minute}, 2, 5*time.Millisecond); err == nil || !strings.Contains(err.Error(), "after 2 attempts") {
 		t.Fatalf("server down: %v", err)
 	}
+}
+
+// ps lists the resident models, failing the test when Ollama cannot say:
+// an absent model must mean unloaded, not an unanswered question.
+func ps(t *testing.T, c *Client) []Running {
+	t.Helper()
+	running, err := c.PS(ctx(t))
+	if err != nil {
+		t.Fatalf("listing resident models: %v", err)
+	}
+	return running
 }
