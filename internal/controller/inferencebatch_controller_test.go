@@ -241,10 +241,17 @@ var _ = Describe("InferenceBatch", func() {
 		} else {
 			Expect(got).To(haveCondition(llmv1.ConditionComplete, metav1.ConditionTrue, llmv1.ReasonSucceeded))
 		}
+		told := 0 // 429s, each with a Retry-After: they spend no retry
+		for _, rec := range emu.Log() {
+			if rec.Status == 429 {
+				told++
+			}
+		}
 		for _, r := range storedResults(b) {
-			Expect(r.Attempts).To(BeNumerically("<=", 4))
+			Expect(r.Attempts).To(BeNumerically("<=", 4+told), "attempts past maxRetries+1 and the 429s that said when to come back")
 			if r.Status == results.Failed {
 				Expect(r.ErrorClass).NotTo(BeEmpty())
+				Expect(r.ErrorClass).NotTo(Equal("RateLimited"), "every 429 said when to come back")
 				Expect(r.Error).NotTo(BeEmpty())
 			}
 		}
