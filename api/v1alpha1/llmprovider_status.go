@@ -99,6 +99,34 @@ type CostStatus struct {
 	// the dispatcher writes it.
 	// +optional
 	Committed *CostCommitment `json:"committed,omitempty"`
+	// namespaces is what each namespace spent, batches and gateway calls
+	// alike: the ten that spent most this month, the most first, then the
+	// rest summed under the name "(others)".
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=11
+	Namespaces []NamespaceSpend `json:"namespaces,omitempty"`
+}
+
+// NamespaceSpend is one namespace's use of a provider.
+type NamespaceSpend struct {
+	// namespace is the namespace, or "(others)" for the sum of those not
+	// listed.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+	// today is its cost on the status's day, in USD.
+	// +optional
+	Today Decimal `json:"today,omitempty"`
+	// thisMonth is its cost in the status's month, in USD.
+	// +optional
+	ThisMonth Decimal `json:"thisMonth,omitempty"`
+	// tokensIn are its input tokens this month.
+	// +optional
+	TokensIn int64 `json:"tokensIn,omitempty"`
+	// tokensOut are its output tokens this month, thinking included.
+	// +optional
+	TokensOut int64 `json:"tokensOut,omitempty"`
 }
 
 // CostCommitment is spend committed ahead under budgets, per period.

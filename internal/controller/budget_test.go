@@ -98,5 +98,17 @@ var _ = Describe("Budgets", func() {
 		Consistently(func() int { return len(emu.Log()) }, 2*time.Second, 100*time.Millisecond).Should(SatisfyAll(BeNumerically(">=", 7), BeNumerically("<=", 9)),
 			"the frugal namespace's calls cost more than its daily budget of 0.03")
 		Expect(getBatch(held)(Default).Status.Counts.Succeeded).To(BeNumerically("<=", 3))
+
+		By("the provider's status says what each namespace spent, the most first")
+		Eventually(func(g Gomega) {
+			var got llmv1.LLMProvider
+			g.Expect(k8sClient.Get(context.Background(), types.NamespacedName{Name: p.Name}, &got)).To(Succeed())
+			g.Expect(got.Status.Cost).NotTo(BeNil())
+			spent := got.Status.Cost.Namespaces
+			g.Expect(spent).To(HaveLen(2))
+			g.Expect(spent[0].Namespace).To(Equal(other), "six calls at 0.01 come before at most three")
+			g.Expect(string(spent[0].ThisMonth)).To(Equal("0.06"))
+			g.Expect(spent[1].Namespace).To(Equal(frugal))
+		}, timeout, interval).Should(Succeed())
 	})
 })

@@ -102,6 +102,12 @@ func (r *LLMProviderReconciler) ensureDispatcher(ctx context.Context, p *llmv1.L
 			committed = cost.Period{Day: k.Day, Today: string(k.Today), Month: k.Month, ThisMonth: string(k.ThisMonth)}
 		}
 		d.SeedCost(cost.Period{Day: c.Day, Today: string(c.Today), Month: c.Month, ThisMonth: string(c.ThisMonth)}, committed)
+		teams := make([]dispatch.TeamUsage, len(c.Namespaces))
+		for i, n := range c.Namespaces {
+			teams[i] = dispatch.TeamUsage{Namespace: n.Namespace, Day: c.Day, Today: string(n.Today), Month: c.Month,
+				ThisMonth: string(n.ThisMonth), TokensIn: n.TokensIn, TokensOut: n.TokensOut}
+		}
+		d.SeedTeams(teams)
 	}
 	d.SeedNamespaceCost(namespaceCost)
 	r.Registry.Run(d, version)

@@ -41,6 +41,10 @@ func setUsage(st *llmv1.LLMProviderStatus, s dispatch.Stats) {
 		committed = st.Cost.Committed // written by the dispatcher alone (persistCost)
 	}
 	st.Cost = &llmv1.CostStatus{Day: s.Cost.Day, Today: llmv1.Decimal(s.Cost.Today), Month: s.Cost.Month, ThisMonth: llmv1.Decimal(s.Cost.ThisMonth), Committed: committed}
+	for _, t := range s.Teams {
+		st.Cost.Namespaces = append(st.Cost.Namespaces, llmv1.NamespaceSpend{Namespace: t.Namespace, Today: llmv1.Decimal(t.Today),
+			ThisMonth: llmv1.Decimal(t.ThisMonth), TokensIn: t.TokensIn, TokensOut: t.TokensOut})
+	}
 }
 
 func later(a, b time.Time) time.Time {

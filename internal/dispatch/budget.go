@@ -183,9 +183,13 @@ func (d *Dispatcher) book(now time.Time, who Usage, charged int64, r *reservatio
 		used = resp.InputTokens + resp.OutputTokens
 	}
 	d.fair.charge(who.Namespace, used-charged)
-	if pe == nil && d.cfg.OnUsage != nil {
-		who.InputTokens, who.OutputTokens = resp.InputTokens, resp.OutputTokens
-		who.Cost = d.meter.Price(resp.InputTokens, resp.OutputTokens)
+	if pe != nil {
+		return
+	}
+	who.InputTokens, who.OutputTokens = resp.InputTokens, resp.OutputTokens
+	who.Cost = d.meter.Price(resp.InputTokens, resp.OutputTokens)
+	d.useTeam(now, who.Namespace, who.InputTokens, who.OutputTokens, who.Cost)
+	if d.cfg.OnUsage != nil {
 		d.cfg.OnUsage(who)
 	}
 }

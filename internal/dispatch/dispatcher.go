@@ -30,6 +30,7 @@ type Dispatcher struct {
 	turn    uint64             // next's calls so far: marks what a space holds as current
 	fair    fairness           // whose turn it is among namespaces
 	tenants map[string]*tenant // namespaces' budgets, for those that have one
+	teams   map[string]*team   // what each namespace used this month (Stats)
 	// tell holds OnChange calls to make outside the lock (tellChanges).
 	tell     []func()
 	limited  ratewindow.Decision

@@ -57,6 +57,9 @@ type Stats struct {
 	// Held is what held the last call back when the dispatcher's own
 	// budget did (Reason ratewindow.ReasonBudget); otherwise Allowed.
 	Held ratewindow.Decision
+	// Teams is what the namespaces used this month, the most expensive
+	// first (see TopTeams).
+	Teams []TeamUsage
 }
 
 // Stats returns the provider's state at now against the cost thresholds.
@@ -64,7 +67,7 @@ func (d *Dispatcher) Stats(thresholds cost.Thresholds) Stats {
 	now := d.clock.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s := Stats{Quota: d.limiter.Stats(now), Cost: d.meter.Totals(now, thresholds), AuthError: d.authErr}
+	s := Stats{Quota: d.limiter.Stats(now), Cost: d.meter.Totals(now, thresholds), AuthError: d.authErr, Teams: d.teamUsage(now)}
 	for _, b := range d.batches {
 		s.Queued += len(b.queue)
 	}
