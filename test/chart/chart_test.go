@@ -7,6 +7,7 @@ package chart
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -380,5 +381,34 @@ func TestGateway(t *testing.T) {
 	hpa := kinds(render(t, "gateway.enabled=true", "gateway.autoscaling.enabled=true"))
 	if !slices.Contains(hpa, "HorizontalPodAutoscaler/rel-llmquota-gateway") {
 		t.Error("gateway.autoscaling.enabled renders no HPA")
+	}
+}
+
+// TestEgressPolicy: networkPolicy.egress lets the manager and the gateway
+// reach DNS, the API server and public addresses on 443, not a cloud's
+// metadata address or the cluster's private ranges; the gateway reaches
+// the manager's quota port. Off, the policies restrict ingress only.
+func TestEgressPolicy(t *testing.T) {
+	for _, o := range render(t, "gateway.enabled=true") {
+		if o["kind"] == "NetworkPolicy" && slices.Contains(dig(o, "spec", "policyTypes").([]any), any("Egress")) {
+			t.Errorf("%s restricts egress by default", dig(o, "metadata", "name"))
+		}
+	}
+	objs := render(t, "gateway.enabled=true", "networkPolicy.egress.enabled=true", "networkPolicy.egress.apiServerCIDRs={10.96.0.1/32}")
+	for _, name := range []string{"rel-llmquota-manager", "rel-llmquota-gateway"} {
+		np := find(objs, "NetworkPolicy", name)
+		if !slices.Contains(dig(np, "spec", "policyTypes").([]any), any("Egress")) {
+			t.Fatalf("%s does not restrict egress", name)
+		}
+		text := fmt.Sprint(dig(np, "spec", "egress"))
+		for _, want := range []string{"port:53", "cidr:10.96.0.1/32", "port:6443", "cidr:0.0.0.0/0", "169.254.0.0/16", "10.0.0.0/8", "port:443"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s's egress lacks %s: %s", name, want, text)
+			}
+		}
+	}
+	if text := fmt.Sprint(dig(find(objs, "NetworkPolicy", "rel-llmquota-gateway"), "spec", "egress")); !strings.Contains(text, "port:8444") ||
+		!strings.Contains(text, "app.kubernetes.io/component:manager") {
+		t.Errorf("the gateway may not reach the manager's quota port: %s", text)
 	}
 }

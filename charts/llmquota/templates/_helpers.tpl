@@ -35,3 +35,36 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "llmquota.managerName" -}}{{ include "llmquota.fullname" . }}-manager{{- end -}}
 {{- define "llmquota.agentName" -}}{{ include "llmquota.fullname" . }}-node-agent{{- end -}}
 {{- define "llmquota.gatewayName" -}}{{ include "llmquota.fullname" . }}-gateway{{- end -}}
+
+{{/*
+llmquota.egress renders the egress rules shared by the manager and the
+gateway (networkPolicy.egress): DNS, the API server, public addresses on
+443, and the extra rules as written.
+*/}}
+{{- define "llmquota.egress" -}}
+- ports:
+  - {port: 53, protocol: UDP}
+  - {port: 53, protocol: TCP}
+{{- with .Values.networkPolicy.egress.apiServerCIDRs }}
+- to:
+  {{- range . }}
+  - ipBlock: {cidr: {{ . }}}
+  {{- end }}
+  ports:
+  {{- range $.Values.networkPolicy.egress.apiServerPorts }}
+  - {port: {{ . }}, protocol: TCP}
+  {{- end }}
+{{- end }}
+- to:
+  - ipBlock:
+      cidr: 0.0.0.0/0
+      except: [10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, 169.254.0.0/16, 127.0.0.0/8]
+  - ipBlock:
+      cidr: ::/0
+      except: ["fc00::/7", "fe80::/10", "::1/128"]
+  ports:
+  - {port: 443, protocol: TCP}
+{{- with .Values.networkPolicy.egress.extra }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
