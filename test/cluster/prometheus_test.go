@@ -117,7 +117,8 @@ type panel struct {
 }
 
 // dashboardPanels reads the chart's Grafana dashboard, with Grafana's
-// $__rate_interval made concrete as Prometheus needs it.
+// $__rate_interval made concrete as Prometheus needs it, and the
+// dashboard's $provider and $namespace variables set to All.
 func dashboardPanels() []panel {
 	data, err := os.ReadFile(filepath.Join(chartDir, "files", "dashboard.json"))
 	Expect(err).NotTo(HaveOccurred())
@@ -135,7 +136,7 @@ func dashboardPanels() []panel {
 	for _, p := range dash.Panels {
 		var exprs, legends []string
 		for _, t := range p.Targets {
-			exprs = append(exprs, strings.ReplaceAll(t.Expr, "$__rate_interval", "1m"))
+			exprs = append(exprs, strings.NewReplacer("$__rate_interval", "1m", `"$provider"`, `".*"`, `"$namespace"`, `".*"`).Replace(t.Expr))
 			legends = append(legends, t.LegendFormat)
 		}
 		out = append(out, panel{title: p.Title, exprs: exprs, legends: legends})
