@@ -60,7 +60,9 @@ func TestSetProgress(t *testing.T) {
 		}),
 			want{progressing: llmv1.ReasonBackingOff, rateLimited: llmv1.ReasonBackingOff, complete: llmv1.ReasonItemsPending,
 				failed: llmv1.ReasonNoFailure, finishedC: llmv1.ReasonNotFinished, progress: "5/10"}},
-		{"the namespace's budget", false, with(func(o *observation) { o.progress = limit(ratewindow.ReasonBudget, dispatch.NamespaceBudgetWindow+"daily") }),
+		{"the namespace's budget", false, with(func(o *observation) {
+			o.progress = limit(ratewindow.ReasonBudget, dispatch.NamespaceBudgetWindow+"daily")
+		}),
 			want{progressing: llmv1.ReasonNamespaceDailyBudgetExhausted, rateLimited: llmv1.ReasonNamespaceDailyBudgetExhausted,
 				complete: llmv1.ReasonItemsPending, failed: llmv1.ReasonNoFailure, finishedC: llmv1.ReasonNotFinished, progress: "5/10"}},
 		{"the provider's monthly budget", false, with(func(o *observation) { o.progress = limit(ratewindow.ReasonBudget, "monthly") }),
@@ -75,7 +77,9 @@ func TestSetProgress(t *testing.T) {
 		{"output unavailable", false, with(func(o *observation) { o.writeErr, o.waiting = errors.New("bucket gone"), 4 }),
 			want{progressing: llmv1.ReasonOutputUnavailable, rateLimited: llmv1.ReasonWithinLimits, complete: llmv1.ReasonItemsPending,
 				failed: llmv1.ReasonNoFailure, finishedC: llmv1.ReasonNotFinished, progress: "5/10"}},
-		{"no warm endpoint", false, with(func(o *observation) { o.progress = dispatch.Progress{Queued: 5, NoWarmEndpoint: true, Limit: ratewindow.Decision{Allowed: true}} }),
+		{"no warm endpoint", false, with(func(o *observation) {
+			o.progress = dispatch.Progress{Queued: 5, NoWarmEndpoint: true, Limit: ratewindow.Decision{Allowed: true}}
+		}),
 			want{progressing: llmv1.ReasonNoWarmEndpoint, rateLimited: llmv1.ReasonWithinLimits, complete: llmv1.ReasonItemsPending,
 				failed: llmv1.ReasonNoFailure, finishedC: llmv1.ReasonNotFinished, progress: "5/10"}},
 		{"succeeded", false, with(func(o *observation) {
