@@ -35,9 +35,15 @@ func (r *InferenceBatchReconciler) openBucket(ctx context.Context, b *llmv1.Infe
 	}
 	var s corev1.Secret
 	if err := readSecret(ctx, r.APIReader, types.NamespacedName{Namespace: b.Namespace, Name: string(bucket.CredentialsSecretName)}, &s); err != nil {
-		if apierrors.IsNotFound(err) {
+		switch {
+		case apierrors.IsNotFound(err):
 			return nil, &objectstore.Problem{URL: "s3://" + bucket.Bucket, Code: "SecretNotFound",
 				Message: fmt.Sprintf("Secret %q named by credentialsSecretName does not exist", bucket.CredentialsSecretName)}
+		case apierrors.IsForbidden(err):
+			return nil, &objectstore.Problem{URL: "s3://" + bucket.Bucket, Code: "SecretForbidden",
+				Message: fmt.Sprintf("the manager may not read Secret %q in namespace %s: bind it the chart's <release>-s3-credentials ClusterRole "+
+					"in this namespace (kubectl -n %s create rolebinding llmquota-s3-credentials --clusterrole=<release>-s3-credentials "+
+					"--serviceaccount=<manager namespace>:<manager service account>; docs/tenancy.md)", bucket.CredentialsSecretName, b.Namespace, b.Namespace)}
 		}
 		return nil, err
 	}

@@ -130,8 +130,22 @@ func TestDefaultInstall(t *testing.T) {
 		t.Error("the provider viewer role reads Secrets")
 	}
 	rules := dig(find(objs, "ClusterRole", "rel-llmquota-manager"), "rules").([]any)
-	if !grants(rules, "secrets") {
-		t.Error("without secretNamespaces the manager needs a cluster-wide Secret grant")
+	if grants(rules, "secrets") {
+		t.Error("by default the manager reads Secrets cluster-wide; it should read them in the release's namespace only")
+	}
+	if role := find(objs, "Role", "rel-llmquota-manager-secrets"); role == nil || dig(role, "metadata", "namespace") != "llmquota-system" {
+		t.Errorf("no Secret Role in the release's namespace: %v", role)
+	}
+	if dig(find(objs, "ClusterRole", "rel-llmquota-s3-credentials"), "rules") == nil {
+		t.Error("no ClusterRole for tenants to grant the manager their S3 credentials")
+	}
+	c := dig(find(objs, "Deployment", "rel-llmquota-manager"), "spec", "template", "spec", "containers").([]any)[0]
+	if !slices.Contains(dig(c, "args").([]any), any("--secret-namespaces=llmquota-system")) {
+		t.Errorf("the manager is not told where it may read Secrets: %v", dig(c, "args"))
+	}
+	wide := dig(find(render(t, "manager.secretsClusterWide=true"), "ClusterRole", "rel-llmquota-manager"), "rules").([]any)
+	if !grants(wide, "secrets") {
+		t.Error("manager.secretsClusterWide=true does not grant Secrets cluster-wide")
 	}
 	if grants(rules, "*") || !slices.Equal(verbs(rules, "pods"), []string{"get", "list", "patch", "watch"}) {
 		t.Error("the manager's ClusterRole grants more than its markers say: on pods it reads Ollama pools and annotates cleanup requests, nothing else")

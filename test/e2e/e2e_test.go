@@ -178,6 +178,33 @@ spec:
 		Expect(out).To(ContainSubstring("forbidden"))
 	})
 
+	It("reads a team's object storage credentials only once the team grants it, in that namespace only", func() {
+		kubectl("create", "namespace", "team-s3")
+		kubectl("label", "namespace", "team-s3", "llmquota.dev/gemini=allowed")
+		kubectl("-n", "team-s3", "create", "secret", "generic", "s3", "--from-literal=accessKeyID=a", "--from-literal=secretAccessKey=b")
+		// A public address (TEST-NET-3): the endpoint passes the egress check,
+		// so the Secret is what the manager asks for next.
+		applyText(`apiVersion: llmquota.dev/v1alpha1
+kind: InferenceBatch
+metadata: {name: from-s3, namespace: team-s3}
+spec:
+  providerRef: {name: gemini}
+  itemsFrom: {s3: {endpoint: "https://203.0.113.10", bucket: in, key: items.jsonl, credentialsSecretName: s3}}
+`)
+		Eventually(func() string {
+			return kubectl("-n", "team-s3", "get", "inferencebatch", "from-s3", "-o", `jsonpath={.status.conditions[?(@.type=="Admitted")].message}`)
+		}, 60*time.Second, time.Second).Should(ContainSubstring(`the manager may not read Secret "s3" in namespace team-s3`))
+		Expect(canI(saConfig, "get", "secrets", "-n", "team-s3")).To(BeFalse())
+
+		By("the team binds the chart's role for its own namespace")
+		kubectl("-n", "team-s3", "create", "rolebinding", "llmquota-s3-credentials", "--clusterrole=llmquota-s3-credentials",
+			"--serviceaccount="+namespace+":"+sa)
+		Expect(canI(saConfig, "get", "secrets", "-n", "team-s3")).To(BeTrue())
+		Expect(canI(saConfig, "get", "secrets", "-n", "default")).To(BeFalse(), "one team's grant reaches another's Secrets")
+		Expect(canI(saConfig, "list", "secrets", "-n", "team-s3")).To(BeFalse(), "the grant is more than get")
+		kubectl("-n", "team-s3", "delete", "inferencebatch", "from-s3")
+	})
+
 	It("warms an Ollama pod through the node agent, as the chart's agent ServiceAccount, and runs a batch on it", func() {
 		helm("upgrade", release, chartDir, "-n", namespace, "--reuse-values", "--wait", "--timeout", "2m", "--set", "nodeAgent.enabled=true")
 		Expect(kubectl("-n", namespace, "get", "daemonset", "llmquota-node-agent", "-o", "jsonpath={.status.numberReady}")).To(Equal("2"))

@@ -68,3 +68,15 @@ gateway (networkPolicy.egress): DNS, the API server, public addresses on
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
+
+{{/*
+llmquota.secretNamespaces is where the manager and the gateway read
+provider Secrets, comma-separated: manager.secretNamespaces, or the
+release's namespace when it is empty; nothing (cluster-wide) only with
+manager.secretsClusterWide.
+*/}}
+{{- define "llmquota.secretNamespaces" -}}
+{{- if not .Values.manager.secretsClusterWide -}}
+{{- join "," (default (list .Release.Namespace) .Values.manager.secretNamespaces) -}}
+{{- end -}}
+{{- end -}}
