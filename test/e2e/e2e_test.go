@@ -189,7 +189,7 @@ kind: InferenceBatch
 metadata: {name: from-s3, namespace: team-s3}
 spec:
   providerRef: {name: gemini}
-  itemsFrom: {s3: {endpoint: "https://203.0.113.10", bucket: in, key: items.jsonl, credentialsSecretName: s3}}
+  itemsFrom: {s3: {endpoint: "https://203.0.113.10", bucket: inputs, key: items.jsonl, credentialsSecretName: s3}}
 `)
 		Eventually(func() string {
 			return kubectl("-n", "team-s3", "get", "inferencebatch", "from-s3", "-o", `jsonpath={.status.conditions[?(@.type=="Admitted")].message}`)
