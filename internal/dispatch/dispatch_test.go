@@ -52,15 +52,20 @@ func (c *collector) wait(t *testing.T, d time.Duration) []Result {
 	return append([]Result(nil), c.results...)
 }
 
+// count is how many results arrived.
+func (c *collector) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.results)
+}
+
 // settled waits until n results arrived: their group is then finished and
 // the next one's pacing computed from the clock as it was.
 func (c *collector) settled(t *testing.T, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c.mu.Lock()
-		got := len(c.results)
-		c.mu.Unlock()
+		got := c.count()
 		if got >= n {
 			return
 		}

@@ -47,9 +47,7 @@ func runThroughHolds(t *testing.T, fc *clocktesting.FakeClock, col *collector, n
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		col.mu.Lock()
-		got := len(col.results)
-		col.mu.Unlock()
+		got := col.count()
 		if got >= n {
 			return col.wait(t, time.Second)
 		}

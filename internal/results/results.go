@@ -17,6 +17,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/big"
 	"sort"
 	"sync"
@@ -366,22 +367,14 @@ func (s *Store) References() []llmv1.ResultReference {
 func (s *ledger) Counts() map[string]int32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]int32, len(s.counts))
-	for k, v := range s.counts {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.counts)
 }
 
 // Finishes tallies stored answers by finish reason, other than stop.
 func (s *ledger) Finishes() map[string]int32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]int32, len(s.finishes))
-	for k, v := range s.finishes {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.finishes)
 }
 
 // Usage is what stored answers used: tokens, and cost in USD (a decimal
