@@ -70,10 +70,10 @@ func (f *fairness) before(a, b string) bool {
 	return a < b
 }
 
-// lift raises every namespace that has just become active to the lowest
-// counter among those that stayed active, and forgets inactive namespaces
-// at or below it. active says whether a namespace has work now and had it
-// at the previous call.
+// lift raises every namespace that has just become active (work found
+// this turn, none the turn before: space.active and space.wasActive) to
+// the lowest counter among those that stayed active, and forgets inactive
+// namespaces at or below it, which would be lifted to it on return.
 func (f *fairness) lift(spaces map[string]*space, turn uint64) {
 	low := math.Inf(1)
 	for ns, sp := range spaces {
