@@ -84,10 +84,9 @@ func (m *Meter) Settle(now, admitted time.Time, worst *big.Rat, inTokens, outTok
 }
 
 // Charge ends the reservation of a call admitted at admitted with worst and
-// records a cost not priced from tokens: the worst case of a call whose
-// outcome is unknown.
-func (m *Meter) Charge(now, admitted time.Time, worst, c *big.Rat) {
-	m.book(now, admitted, worst, c)
+// records its worst case as spent: a call whose outcome is unknown.
+func (m *Meter) Charge(now, admitted time.Time, worst *big.Rat) {
+	m.book(now, admitted, worst, worst)
 }
 
 // book moves a call's reservation to its cost, in the periods it was

@@ -172,8 +172,9 @@ func (d *Dispatcher) commitCost(ctx context.Context, c commitment) {
 // book settles a sent call's spend, against its budget reservations (r)
 // or straight into the provider's meter; corrects its namespace's fair
 // share from what it was charged at admission to what it used; and tells
-// OnUsage who used what. The caller holds d.mu.
-func (d *Dispatcher) book(now time.Time, who Usage, charged int64, r *reservation, resp *provider.Response, pe *provider.Error) {
+// OnUsage who used what. It returns the answer's cost (nil for a failed
+// call). The caller holds d.mu.
+func (d *Dispatcher) book(now time.Time, who Usage, charged int64, r *reservation, resp *provider.Response, pe *provider.Error) *big.Rat {
 	d.settleBudget(now, r, resp, pe)
 	if pe == nil && (r == nil || !slices.Contains(r.meters, d.meter)) {
 		d.meter.Add(now, resp.InputTokens, resp.OutputTokens)
@@ -184,7 +185,7 @@ func (d *Dispatcher) book(now time.Time, who Usage, charged int64, r *reservatio
 	}
 	d.fair.charge(who.Namespace, used-charged)
 	if pe != nil {
-		return
+		return nil
 	}
 	who.InputTokens, who.OutputTokens = resp.InputTokens, resp.OutputTokens
 	who.Cost = d.meter.Price(resp.InputTokens, resp.OutputTokens)
@@ -192,6 +193,7 @@ func (d *Dispatcher) book(now time.Time, who Usage, charged int64, r *reservatio
 	if d.cfg.OnUsage != nil {
 		d.cfg.OnUsage(who)
 	}
+	return who.Cost
 }
 
 // settleBudget ends a call's reservations (called under d.mu) and charges
@@ -208,7 +210,7 @@ func (d *Dispatcher) settleBudget(now time.Time, r *reservation, resp *provider.
 		case pe == nil:
 			m.Settle(now, r.at, r.worst, resp.InputTokens, resp.OutputTokens, true)
 		case pe.Class == provider.ClassTimeout || pe.Class == provider.ClassConnection || pe.Class == provider.ClassCanceled:
-			m.Charge(now, r.at, r.worst, r.worst)
+			m.Charge(now, r.at, r.worst)
 		default:
 			m.Settle(now, r.at, r.worst, 0, 0, false)
 		}

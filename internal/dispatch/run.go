@@ -303,7 +303,7 @@ func (d *Dispatcher) settle(b *batch, it Item, resp *provider.Response, pe *prov
 	defer d.mu.Unlock()
 	b.inFlight--
 	d.inFlight--
-	d.book(now, Usage{Namespace: b.Namespace, Lane: LaneBatch}, inputEstimate(len(it.Prompt)+len(b.Params.System)), res, resp, pe)
+	paid := d.book(now, Usage{Namespace: b.Namespace, Lane: LaneBatch}, inputEstimate(len(it.Prompt)+len(b.Params.System)), res, resp, pe)
 	switch {
 	case pe == nil:
 		d.authErr = ""
@@ -325,7 +325,7 @@ func (d *Dispatcher) settle(b *batch, it Item, resp *provider.Response, pe *prov
 	r = Result{ID: it.ID, Prompt: it.Prompt, Attempts: it.Attempts, Provider: d.cfg.Name}
 	if pe == nil {
 		r.Succeeded, r.Output, r.TokensIn, r.TokensOut, r.Latency = true, resp.Text, resp.InputTokens, resp.OutputTokens, resp.Latency
-		r.Model, r.Finish, r.Cost = resp.Model, resp.Finish(), d.meter.Price(resp.InputTokens, resp.OutputTokens)
+		r.Model, r.Finish, r.Cost = resp.Model, resp.Finish(), paid
 		if r.Finish == provider.FinishLength && b.Params.TruncatedFails {
 			r.Succeeded, r.ErrorClass = false, ErrorTruncated
 			r.ErrorMessage = fmt.Sprintf("the answer was cut at the output cap of %d tokens (treatTruncatedAs: Failed)", outputCap(b.Params))

@@ -47,9 +47,6 @@ func (t *team) roll(now time.Time) {
 
 // useTeam adds an answered call's usage to its namespace (under d.mu).
 func (d *Dispatcher) useTeam(now time.Time, namespace string, in, out int64, c *big.Rat) {
-	if d.teams == nil {
-		d.teams = map[string]*team{}
-	}
 	t := d.teams[namespace]
 	if t == nil {
 		t = &team{}
@@ -121,9 +118,6 @@ func (d *Dispatcher) SeedTeams(usage []TeamUsage) {
 	defer d.mu.Unlock()
 	now := d.clock.Now()
 	for _, u := range usage {
-		if d.teams == nil {
-			d.teams = map[string]*team{}
-		}
 		t := &team{}
 		t.roll(now)
 		if u.Month != t.month {

@@ -77,22 +77,11 @@ func (g *Gateway) anthropicParse(r *http.Request) (call, *anthropicRequest, *fai
 	return c, &body, nil
 }
 
-// anthropicStop maps the providers' finish reasons to Anthropic's.
-func anthropicStop(reason string) string {
-	switch openAIFinish(reason) {
-	case "length":
-		return "max_tokens"
-	case "content_filter":
-		return "refusal"
-	}
-	return "end_turn"
-}
-
 func (g *Gateway) anthropicAnswer(w http.ResponseWriter, c call, body *anthropicRequest, resp *provider.Response) {
 	id := "msg_" + strconv.FormatInt(g.now().UnixNano(), 36)
 	model := c.provider + "/" + c.req.Model
 	usage := anthropicUsage{InputTokens: resp.InputTokens, OutputTokens: resp.OutputTokens}
-	stop := anthropicStop(resp.FinishReason)
+	stop := finishWord(anthropic, resp)
 	if !body.Stream {
 		writeJSON(w, http.StatusOK, map[string]any{
 			"id": id, "type": "message", "role": "assistant", "model": model,

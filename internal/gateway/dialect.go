@@ -126,3 +126,29 @@ func outputCap(v *int64) (int64, *failure) {
 	}
 	return *v, nil
 }
+
+// The dialects, for what differs only in words.
+type dialectName int
+
+const (
+	openai dialectName = iota
+	anthropic
+	gemini
+)
+
+// finishWords are each dialect's words for why an answer ended, by the
+// one vocabulary the provider clients map every API's reason to
+// (provider.Response.Finish); an "other" reason reads as a stop.
+var finishWords = map[dialectName]map[provider.Finish]string{
+	openai:    {provider.FinishStop: "stop", provider.FinishLength: "length", provider.FinishSafety: "content_filter"},
+	anthropic: {provider.FinishStop: "end_turn", provider.FinishLength: "max_tokens", provider.FinishSafety: "refusal"},
+	gemini:    {provider.FinishStop: "STOP", provider.FinishLength: "MAX_TOKENS", provider.FinishSafety: "SAFETY"},
+}
+
+// finishWord is why resp ended, in dialect d's word.
+func finishWord(d dialectName, resp *provider.Response) string {
+	if w, ok := finishWords[d][resp.Finish()]; ok {
+		return w
+	}
+	return finishWords[d][provider.FinishStop]
+}

@@ -104,20 +104,9 @@ func geminiText(parts []geminiPart) (string, error) {
 	return b.String(), nil
 }
 
-// geminiFinish maps the providers' finish reasons to Gemini's.
-func geminiFinish(reason string) string {
-	switch openAIFinish(reason) {
-	case "length":
-		return "MAX_TOKENS"
-	case "content_filter":
-		return "SAFETY"
-	}
-	return "STOP"
-}
-
 func (g *Gateway) geminiAnswer(w http.ResponseWriter, c call, gc *geminiCall, resp *provider.Response) {
 	v := map[string]any{
-		"candidates": []any{map[string]any{"index": 0, "finishReason": geminiFinish(resp.FinishReason),
+		"candidates": []any{map[string]any{"index": 0, "finishReason": finishWord(gemini, resp),
 			"content": map[string]any{"role": "model", "parts": []any{map[string]any{"text": resp.Text}}}}},
 		"usageMetadata": map[string]any{"promptTokenCount": resp.InputTokens, "candidatesTokenCount": resp.OutputTokens,
 			"totalTokenCount": resp.InputTokens + resp.OutputTokens},

@@ -93,23 +93,12 @@ func openAIConversation(msgs []openAIMessage) (provider.Request, *failure) {
 	return req, lastTurn(&req, req.History)
 }
 
-// openAIFinish maps the providers' finish reasons to OpenAI's.
-func openAIFinish(reason string) string {
-	switch strings.ToLower(reason) {
-	case "length", "max_tokens":
-		return "length"
-	case "safety", "content_filter", "recitation", "blocklist", "prohibited_content", "spii", "refusal":
-		return "content_filter"
-	}
-	return "stop"
-}
-
 func (g *Gateway) openAIAnswer(w http.ResponseWriter, c call, body *openAIChatRequest, resp *provider.Response) {
 	id := "chatcmpl-" + strconv.FormatInt(g.now().UnixNano(), 36)
 	created := g.now().Unix()
 	model := c.provider + "/" + c.req.Model
 	usage := openAIUsage{PromptTokens: resp.InputTokens, CompletionTokens: resp.OutputTokens, TotalTokens: resp.InputTokens + resp.OutputTokens}
-	finish := openAIFinish(resp.FinishReason)
+	finish := finishWord(openai, resp)
 	if !body.Stream {
 		writeJSON(w, http.StatusOK, map[string]any{
 			"id": id, "object": "chat.completion", "created": created, "model": model,
