@@ -60,6 +60,39 @@ type ProviderUsage struct {
 	// tokensPerMinute is the rolling-minute token window.
 	// +optional
 	TokensPerMinute *WindowUsage `json:"tokensPerMinute,omitempty"`
+	// interactive is what gateway calls used in the last minute, beside
+	// batch, what batch items used: the two lanes side by side.
+	// +optional
+	Interactive *LaneUsage `json:"interactive,omitempty"`
+	// batch is what batch items used in the last minute.
+	// +optional
+	Batch *LaneUsage `json:"batch,omitempty"`
+}
+
+// LaneUsage is one lane's use of the provider over the last minute.
+type LaneUsage struct {
+	// callsLastMinute counts the calls answered in the last minute.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	CallsLastMinute int64 `json:"callsLastMinute,omitempty"`
+	// tokensLastMinute counts their tokens, input and output.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	TokensLastMinute int64 `json:"tokensLastMinute,omitempty"`
+	// refusedLastMinute counts the calls refused for quota in the last
+	// minute (the gateway's 429s); batch items wait instead.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	RefusedLastMinute int64 `json:"refusedLastMinute,omitempty"`
+	// inFlight counts the calls sent and not yet answered.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	InFlight int32 `json:"inFlight,omitempty"`
+	// waiting counts the calls waiting for quota: gateway calls in the
+	// interactive lane, queued items for batch.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Waiting int32 `json:"waiting,omitempty"`
 }
 
 // WindowUsage is the use of one window.

@@ -104,6 +104,7 @@ func main() {
 		Providers: &gateway.Providers{Reader: mgr.GetClient(), HTTP: provider.NewHTTPClient(1024)},
 		Auth:      &kubeauth.Reviewer{Client: mgr.GetClient(), Audiences: []string{audience}, TTL: authTTL},
 		Quota:     quota, Releases: authority.NewReleaser(ctx, quota, log), Metrics: gateway.NewMetrics(crmetrics.Registry), MaxWait: maxWait, Log: log,
+		Denials: gateway.NewDenials(mgr.GetEventRecorder("llmquota-gateway"), gateway.DeniedEventsPerSecond, gateway.DeniedEventsBurst),
 	}
 	utilruntime.Must(mgr.Add(&server{addr: addr, handler: gw.Handler()}))
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))

@@ -121,9 +121,11 @@ func createFixtures(ctx context.Context) error {
 			condition(llmv1.ConditionCostAlert, metav1.ConditionFalse, llmv1.ReasonWithinThreshold, "under the thresholds"),
 		},
 		Usage: llmv1.ProviderUsage{
-			Minute: &llmv1.WindowUsage{Used: 60, Limit: 60, Summary: "60/60"},
-			Hour:   &llmv1.WindowUsage{Used: 245, Limit: 3600, Summary: "245/3600"},
-			Day:    &llmv1.WindowUsage{Summary: llmv1.UnlimitedSummary},
+			Minute:      &llmv1.WindowUsage{Used: 60, Limit: 60, Summary: "60/60"},
+			Hour:        &llmv1.WindowUsage{Used: 245, Limit: 3600, Summary: "245/3600"},
+			Day:         &llmv1.WindowUsage{Summary: llmv1.UnlimitedSummary},
+			Interactive: &llmv1.LaneUsage{CallsLastMinute: 42, TokensLastMinute: 18400, RefusedLastMinute: 3, InFlight: 2, Waiting: 1},
+			Batch:       &llmv1.LaneUsage{CallsLastMinute: 18, TokensLastMinute: 5200, InFlight: 1, Waiting: 21},
 		},
 		NextRequestAt: at(12 * time.Second),
 		Cost:          &llmv1.CostStatus{Day: "2026-11-27", Today: "0.41", Month: "2026-11", ThisMonth: "3.20"},
@@ -236,6 +238,11 @@ func TestTopJSON(t *testing.T) {
 	gemini := s.Providers[0]
 	if gemini.Name != "gemini" || gemini.Windows[0].FreesInSeconds != 12 || !gemini.Windows[2].Unlimited || gemini.Cost.DailyBudget != "10.00" {
 		t.Fatalf("gemini: %+v", gemini)
+	}
+	wantLanes := []dashboard.Lane{{Name: "interactive", Calls: 42, Tokens: 18400, Refused: 3, InFlight: 2, Waiting: 1},
+		{Name: "batch", Calls: 18, Tokens: 5200, InFlight: 1, Waiting: 21}}
+	if !slices.Equal(gemini.Lanes, wantLanes) {
+		t.Fatalf("gemini's lanes: %+v, want %+v", gemini.Lanes, wantLanes)
 	}
 }
 

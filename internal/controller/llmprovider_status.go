@@ -33,6 +33,7 @@ func setUsage(st *llmv1.LLMProviderStatus, s dispatch.Stats) {
 	if t := s.Quota.Tokens; t != nil {
 		st.Usage.TokensPerMinute = &llmv1.WindowUsage{Used: t.Used, Limit: t.Limit, Summary: fmt.Sprintf("%d/%d", t.Used, t.Limit)}
 	}
+	st.Usage.Interactive, st.Usage.Batch = laneUsage(s.Interactive), laneUsage(s.Batch)
 	st.ConsecutiveFailures = int32(s.Quota.ConsecutiveFailures)
 	st.BackoffUntil = timeOrNil(later(s.Quota.BackoffUntil, s.Quota.RetryAfterUntil))
 	st.NextRequestAt = timeOrNil(s.Quota.Next.RetryAt)
@@ -45,6 +46,11 @@ func setUsage(st *llmv1.LLMProviderStatus, s dispatch.Stats) {
 		st.Cost.Namespaces = append(st.Cost.Namespaces, llmv1.NamespaceSpend{Namespace: t.Namespace, Today: llmv1.Decimal(t.Today),
 			ThisMonth: llmv1.Decimal(t.ThisMonth), TokensIn: t.TokensIn, TokensOut: t.TokensOut})
 	}
+}
+
+func laneUsage(l dispatch.LaneStats) *llmv1.LaneUsage {
+	return &llmv1.LaneUsage{CallsLastMinute: l.Calls, TokensLastMinute: l.Tokens, RefusedLastMinute: l.Refused,
+		InFlight: int32(l.InFlight), Waiting: int32(l.Waiting)}
 }
 
 func later(a, b time.Time) time.Time {

@@ -39,6 +39,19 @@ type Provider struct {
 	Endpoints      []Endpoint `json:"endpoints,omitempty"`
 	// Pool is true for an Ollama pool.
 	Pool bool `json:"pool,omitempty"`
+	// Lanes are gateway calls ("interactive") and batch items ("batch")
+	// over the last minute, side by side; none before the manager reports.
+	Lanes []Lane `json:"lanes,omitempty"`
+}
+
+// Lane is one lane's use of a provider over the last minute.
+type Lane struct {
+	Name     string `json:"name"`
+	Calls    int64  `json:"callsLastMinute"`
+	Tokens   int64  `json:"tokensLastMinute"`
+	Refused  int64  `json:"refusedLastMinute,omitempty"`
+	InFlight int32  `json:"inFlight"`
+	Waiting  int32  `json:"waiting"`
 }
 
 // Window is one rolling quota window.
@@ -148,6 +161,15 @@ func provider(now time.Time, p *llmv1.LLMProvider) Provider {
 			win.FreesInSeconds = freesIn
 		}
 		out.Windows = append(out.Windows, win)
+	}
+	for _, l := range []struct {
+		name  string
+		usage *llmv1.LaneUsage
+	}{{"interactive", st.Usage.Interactive}, {"batch", st.Usage.Batch}} {
+		if u := l.usage; u != nil {
+			out.Lanes = append(out.Lanes, Lane{Name: l.name, Calls: u.CallsLastMinute, Tokens: u.TokensLastMinute,
+				Refused: u.RefusedLastMinute, InFlight: u.InFlight, Waiting: u.Waiting})
+		}
 	}
 	if st.BackoffUntil != nil && st.BackoffUntil.After(now) {
 		out.BackoffSeconds = st.BackoffUntil.Sub(now).Seconds()

@@ -73,6 +73,26 @@ func Render(s Snapshot, st Styles, width int) string {
 	return b.String()
 }
 
+// renderLanes shows gateway calls and batch items side by side.
+func renderLanes(b *strings.Builder, lanes []Lane, st Styles) {
+	if len(lanes) == 0 {
+		return
+	}
+	rows := [][]string{{st.Dim.Render("last minute"), st.Dim.Render("calls"), st.Dim.Render("tokens"), st.Dim.Render("in flight"),
+		st.Dim.Render("waiting"), st.Dim.Render("refused")}}
+	for _, l := range lanes {
+		refused := "-"
+		if l.Name == "interactive" {
+			refused = fmt.Sprint(l.Refused)
+			if l.Refused > 0 {
+				refused = st.Warn.Render(refused)
+			}
+		}
+		rows = append(rows, []string{l.Name, fmt.Sprint(l.Calls), fmt.Sprint(l.Tokens), fmt.Sprint(l.InFlight), fmt.Sprint(l.Waiting), refused})
+	}
+	b.WriteString(table(rows, "    "))
+}
+
 func renderProvider(b *strings.Builder, p Provider, st Styles, width int) {
 	ready := st.Good.Render("Ready")
 	if !p.Ready {
@@ -105,6 +125,7 @@ func renderProvider(b *strings.Builder, p Provider, st Styles, width int) {
 	if len(rows) > 0 {
 		b.WriteString(table(rows, "    "))
 	}
+	renderLanes(b, p.Lanes, st)
 	if p.BackoffSeconds > 0 {
 		fmt.Fprintf(b, "    %s\n", st.Warn.Render(fmt.Sprintf("backing off: %s left", Human(p.BackoffSeconds))))
 	}

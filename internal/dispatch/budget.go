@@ -188,6 +188,7 @@ func (d *Dispatcher) book(now time.Time, who Usage, charged int64, r *reservatio
 		return nil
 	}
 	who.InputTokens, who.OutputTokens = resp.InputTokens, resp.OutputTokens
+	d.laneUse[laneIndex(who.Lane)].answered(now, used)
 	who.Cost = d.meter.Price(resp.InputTokens, resp.OutputTokens)
 	d.useTeam(now, who.Namespace, who.InputTokens, who.OutputTokens, who.Cost)
 	if d.cfg.OnUsage != nil {

@@ -46,6 +46,10 @@ type Dispatcher struct {
 	// lanes counts its decisions (see Acquire).
 	lane  []*waiter
 	lanes InteractiveStats
+	// laneUse counts each lane's last minute (laneIndex); grantsOut are
+	// the interactive grants not yet ended.
+	laneUse   [2]minuteCounter
+	grantsOut int
 	// scratch is next's working space, kept between calls.
 	scratch struct {
 		candidates, order []*batch

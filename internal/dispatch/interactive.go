@@ -161,9 +161,11 @@ func (d *Dispatcher) answer(w *waiter, g *Grant, dec ratewindow.Decision) {
 	if g != nil {
 		w.grant = g
 		d.lanes.Granted++
+		d.grantsOut++
 	} else {
 		w.refusal = dec
 		d.lanes.Refused++
+		d.laneUse[laneIndexInteractive].refusal(d.clock.Now())
 	}
 	if d.cfg.OnInteractive != nil {
 		d.cfg.OnInteractive(g != nil)
@@ -244,7 +246,11 @@ func (g *Grant) Expire() {
 // and wakes the loop: a slot or budget may have come back.
 func (g *Grant) end(settle func(d *Dispatcher, now time.Time)) {
 	g.once.Do(func() {
-		settle(g.d, g.d.clock.Now())
-		g.d.poke()
+		d := g.d
+		settle(d, d.clock.Now())
+		d.mu.Lock()
+		d.grantsOut--
+		d.mu.Unlock()
+		d.poke()
 	})
 }

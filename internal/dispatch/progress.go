@@ -60,6 +60,8 @@ type Stats struct {
 	// Teams is what the namespaces used this month, the most expensive
 	// first (see TopTeams).
 	Teams []TeamUsage
+	// Interactive and Batch are the two lanes' use, side by side.
+	Interactive, Batch LaneStats
 }
 
 // Stats returns the provider's state at now against the cost thresholds.
@@ -68,9 +70,8 @@ func (d *Dispatcher) Stats(thresholds cost.Thresholds) Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := Stats{Quota: d.limiter.Stats(now), Cost: d.meter.Totals(now, thresholds), AuthError: d.authErr, Teams: d.teamUsage(now)}
-	for _, b := range d.batches {
-		s.Queued += len(b.queue)
-	}
+	s.Interactive, s.Batch = d.laneStats(now)
+	s.Queued = s.Batch.Waiting
 	s.Held = ratewindow.Decision{Allowed: true}
 	if d.limited.Reason == ratewindow.ReasonBudget && now.Before(d.limited.RetryAt) {
 		s.Held = d.limited

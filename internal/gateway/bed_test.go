@@ -11,6 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -56,7 +59,8 @@ type bed struct {
 // the dispatcher alike.
 func newBed(t *testing.T, limit int, period time.Duration) *bed {
 	ctx := context.Background()
-	b := &bed{c: apiserver.Start(t)}
+	cfg, c := apiserver.StartConfig(t)
+	b := &bed{c: c}
 	limits := []emulator.Limit{{Requests: limit, Period: period}}
 	b.emu = emulator.New(emulator.Config{Limits: limits, Keys: []string{apiKey}})
 	emuSrv := httptest.NewServer(b.emu)
@@ -102,6 +106,11 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 	t.Cleanup(authSrv.Close)
 	gatewayToken := token(t, b.c, systemNS, "llmquota-gateway", audience)
 
+	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: kubernetes.NewForConfigOrDie(cfg).EventsV1()})
+	must(t, broadcaster.StartRecordingToSinkWithContext(runCtx))
+	t.Cleanup(broadcaster.Shutdown)
+	denials := gateway.NewDenials(broadcaster.NewRecorder(scheme.Scheme, "llmquota-gateway"), gateway.DeniedEventsPerSecond, gateway.DeniedEventsBurst)
+
 	for range 3 {
 		quota := &authority.Client{Resolver: authority.StaticURL(authSrv.URL), HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
 			Token: func() (string, error) { return gatewayToken, nil }}
@@ -109,7 +118,7 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 			Providers: &gateway.Providers{Reader: b.c, HTTP: provider.NewHTTPClient(256)},
 			Auth:      &kubeauth.Reviewer{Client: b.c, Audiences: []string{audience}}, Quota: quota,
 			Releases: authority.NewReleaser(runCtx, quota, logr.Discard()),
-			Metrics:  gateway.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(),
+			Metrics:  gateway.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(), Denials: denials,
 		}
 		gwSrv := httptest.NewServer(gw.Handler())
 		t.Cleanup(gwSrv.Close)

@@ -94,6 +94,9 @@ func (g *Gateway) begin(r *http.Request, body any, model func() string) (call, *
 		return c, fail(http.StatusBadRequest, "model_not_found", "model is required, as \"<provider>/<model>\" or \"<provider>\"")
 	}
 	if f := g.authorize(r.Context(), who, name); f != nil {
+		if f.status == http.StatusForbidden {
+			g.Denials.denied(who, name, f)
+		}
 		return c, f
 	}
 	c.maxWait, c.waitSaid, f = g.maxWait(r)

@@ -79,6 +79,9 @@ type Gateway struct {
 	Quota     Quota
 	Releases  Releases
 	Metrics   *Metrics
+	// Denials records refused callers as Events on their ServiceAccounts;
+	// nil records none.
+	Denials *Denials
 	// MaxWait is the default wait for quota; DefaultMaxWait when zero.
 	MaxWait time.Duration
 	Clock   clock.PassiveClock

@@ -19,8 +19,10 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"google.golang.org/genai"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/dispatch"
@@ -213,6 +215,28 @@ func TestGateway(t *testing.T) {
 		}
 		if s := b.d.Interactive(); s.Waiting != 0 || b.auth.Held() != 0 {
 			t.Fatalf("refused calls left quota held: lane %+v, %d grants", s, b.auth.Held())
+		}
+	})
+
+	t.Run("a refused caller's team gets an Event on its ServiceAccount", func(t *testing.T) {
+		// The refusals above include team-c/ops, which RBAC lets use emu and
+		// emu's namespaceSelector does not select.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var list eventsv1.EventList
+			if err := b.c.List(ctx, &list, client.InNamespace("team-c")); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range list.Items {
+				if e.Reason == gateway.ReasonProviderAccessDenied && e.Regarding.Kind == "ServiceAccount" && e.Regarding.Name == "ops" &&
+					e.Type == "Warning" && strings.Contains(e.Note, "provider emu") && strings.Contains(e.Note, "namespaceSelector") {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s Event on team-c/ops after its refusal; team-c's Events: %+v", gateway.ReasonProviderAccessDenied, list.Items)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	})
 

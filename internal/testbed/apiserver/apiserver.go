@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -17,6 +18,14 @@ import (
 
 // Start runs an API server until the test ends and returns a client of it.
 func Start(tb testing.TB) client.Client {
+	tb.Helper()
+	_, c := StartConfig(tb)
+	return c
+}
+
+// StartConfig is Start that also returns the admin's rest.Config, for
+// client-go clients (an Event broadcaster's).
+func StartConfig(tb testing.TB) (*rest.Config, client.Client) {
 	tb.Helper()
 	if err := llmv1.AddToScheme(scheme.Scheme); err != nil {
 		tb.Fatal(err)
@@ -35,5 +44,5 @@ func Start(tb testing.TB) client.Client {
 	if err := InstallPolicies(context.Background(), c, PolicyDir()); err != nil {
 		tb.Fatal(err)
 	}
-	return c
+	return cfg, c
 }
