@@ -23,6 +23,7 @@ const (
 //
 // +kubebuilder:validation:XValidation:rule="self.type == 'Ollama' || has(self.credentialsSecretRef)",message="credentialsSecretRef is required for hosted providers (Gemini, Anthropic, OpenAI)",fieldPath=".credentialsSecretRef"
 // +kubebuilder:validation:XValidation:rule="!has(self.ollama) || self.type == 'Ollama'",message="ollama is only allowed when type is Ollama",fieldPath=".ollama"
+// +kubebuilder:validation:XValidation:rule="!has(self.interactive) || !has(self.interactive.fallback) || self.interactive.fallback != 'WhenLimited' || has(self.fallback)",message="interactive.fallback WhenLimited needs spec.fallback",fieldPath=".interactive.fallback"
 type LLMProviderSpec struct {
 	// type is the API this provider speaks: Gemini, Anthropic, OpenAI or Ollama.
 	// +required
@@ -244,7 +245,27 @@ type InteractivePolicy struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=120000
 	MaxWaitMilliseconds *int32 `json:"maxWaitMilliseconds,omitempty"`
+
+	// fallback says where a gateway call goes that this provider cannot
+	// admit at once (a full request or token window, no free concurrency
+	// slot, a budget at its limit, or an open circuit backing off).
+	// Never (the default): it waits here for quota. WhenLimited: it goes to
+	// spec.fallback at once, and waits there for quota as it would have
+	// here, if the caller may use the fallback (RBAC and its
+	// namespaceSelector); else it waits here.
+	// +optional
+	Fallback InteractiveFallback `json:"fallback,omitempty"`
 }
+
+// InteractiveFallback says when gateway calls go to spec.fallback.
+// +kubebuilder:validation:Enum=Never;WhenLimited
+type InteractiveFallback string
+
+// The gateway's fallback policies.
+const (
+	InteractiveFallbackNever       InteractiveFallback = "Never"
+	InteractiveFallbackWhenLimited InteractiveFallback = "WhenLimited"
+)
 
 // RetryPolicy says how failed calls are retried: after k consecutive failures
 // the provider holds for min(initialBackoffMilliseconds * 2^(k-1),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,6 +53,54 @@ type bed struct {
 	// every provider, but emu's namespaceSelector does not select team-c).
 	app, other, ops, unselected string
 	auth                        *authority.Server
+
+	runCtx      context.Context //nolint:containedctx // the bed's lifetime, for the dispatchers added to it
+	mu          sync.Mutex
+	dispatchers map[string]*dispatch.Dispatcher // the authority's, by provider
+}
+
+// dispatcher is the authority's lookup.
+func (b *bed) dispatcher(name string) *dispatch.Dispatcher {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.dispatchers[name]
+}
+
+// addProvider adds an LLMProvider of the OpenAI dialect (default model
+// gpt-test), with an emulator of its own that, like its dispatcher,
+// allows limit calls in any period; edit adjusts its spec.
+func (b *bed) addProvider(t *testing.T, name string, limit int, period time.Duration, edit func(*llmv1.LLMProviderSpec)) (*emulator.Server, *dispatch.Dispatcher) {
+	t.Helper()
+	emu := emulator.New(emulator.Config{Limits: []emulator.Limit{{Requests: limit, Period: period}}, Keys: []string{apiKey}})
+	emuSrv := httptest.NewServer(emu)
+	t.Cleanup(emuSrv.Close)
+	spec := llmv1.LLMProviderSpec{
+		Type: llmv1.ProviderOpenAI, Endpoint: emuSrv.URL + "/v1", Model: "gpt-test",
+		CredentialsSecretRef: &llmv1.SecretKeyReference{Namespace: systemNS, Name: "emu-key", Key: "api-key"},
+		Limits:               llmv1.RateLimits{RequestsPerMinute: ptr.To(int32(limit)), MaxConcurrency: 256},
+		NamespaceSelector:    &metav1.LabelSelector{},
+	}
+	if edit != nil {
+		edit(&spec)
+	}
+	must(t, b.c.Create(context.Background(), &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}))
+	batchClient, err := provider.New(provider.Config{Type: provider.OpenAI, Endpoint: emuSrv.URL + "/v1", APIKey: apiKey})
+	must(t, err)
+	d, err := dispatch.New(dispatch.Config{Name: name, Client: batchClient, DefaultModel: "gpt-test", Limits: ratewindow.Config{
+		Windows: []ratewindow.Window{{Name: "window", Limit: int64(limit), Period: period}}, MaxConcurrency: 256}},
+		nil, clock.RealClock{}, logr.Discard(), nil)
+	must(t, err)
+	ctx, stop := context.WithCancel(b.runCtx)
+	stopped := make(chan struct{})
+	go func() { d.Run(ctx); close(stopped) }()
+	t.Cleanup(func() { stop(); <-stopped })
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.dispatchers == nil {
+		b.dispatchers = map[string]*dispatch.Dispatcher{}
+	}
+	b.dispatchers[name] = d
+	return emu, d
 }
 
 // newBed starts a bed whose provider "emu" (OpenAI dialect, default
@@ -61,47 +110,26 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 	ctx := context.Background()
 	cfg, c := apiserver.StartConfig(t)
 	b := &bed{c: c}
-	limits := []emulator.Limit{{Requests: limit, Period: period}}
-	b.emu = emulator.New(emulator.Config{Limits: limits, Keys: []string{apiKey}})
-	emuSrv := httptest.NewServer(b.emu)
-	t.Cleanup(emuSrv.Close)
-
 	for _, ns := range []string{systemNS, "team-a", "team-b", "team-c"} {
 		must(t, b.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
 	}
 	must(t, b.c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: systemNS, Name: "emu-key"},
 		Data: map[string][]byte{"api-key": []byte(apiKey + "\n")}}))
-	must(t, b.c.Create(ctx, &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "emu"}, Spec: llmv1.LLMProviderSpec{
-		Type: llmv1.ProviderOpenAI, Endpoint: emuSrv.URL + "/v1", Model: "gpt-test",
-		CredentialsSecretRef: &llmv1.SecretKeyReference{Namespace: systemNS, Name: "emu-key", Key: "api-key"},
-		Limits:               llmv1.RateLimits{RequestsPerMinute: ptr.To(int32(limit)), MaxConcurrency: 256},
-		NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-			Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: []string{"team-a", "team-b"}}}},
-	}}))
+	runCtx, stop := context.WithCancel(ctx)
+	t.Cleanup(stop)
+	b.runCtx = runCtx
+	b.emu, b.d = b.addProvider(t, "emu", limit, period, func(spec *llmv1.LLMProviderSpec) {
+		spec.NamespaceSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: []string{"team-a", "team-b"}}}}
+	})
 	grant(t, b.c, "use-emu", []string{"emu"}, "team-a", "app")
 	grant(t, b.c, "use-all", nil, "team-b", "ops")
 	grant(t, b.c, "use-all", nil, "team-c", "ops")
 	b.unselected = token(t, b.c, "team-c", "ops", audience)
 	b.app, b.other, b.ops = token(t, b.c, "team-a", "app", audience), token(t, b.c, "team-a", "other", audience), token(t, b.c, "team-b", "ops", audience)
 
-	batchClient, err := provider.New(provider.Config{Type: provider.OpenAI, Endpoint: emuSrv.URL + "/v1", APIKey: apiKey})
-	must(t, err)
-	b.d, err = dispatch.New(dispatch.Config{Name: "emu", Client: batchClient, DefaultModel: "gpt-test", Limits: ratewindow.Config{
-		Windows: []ratewindow.Window{{Name: "window", Limit: int64(limit), Period: period}}, MaxConcurrency: 256}},
-		nil, clock.RealClock{}, logr.Discard(), nil)
-	must(t, err)
-	runCtx, stop := context.WithCancel(ctx)
-	stopped := make(chan struct{})
-	go func() { b.d.Run(runCtx); close(stopped) }()
-	t.Cleanup(func() { stop(); <-stopped })
-
 	reviewer := &kubeauth.Reviewer{Client: b.c, Audiences: []string{audience}}
-	b.auth = &authority.Server{Lookup: func(name string) *dispatch.Dispatcher {
-		if name == "emu" {
-			return b.d
-		}
-		return nil
-	}, Authorize: authority.OnlyGateways(reviewer, []string{gatewayMember}), Log: logr.Discard()}
+	b.auth = &authority.Server{Lookup: b.dispatcher, Authorize: authority.OnlyGateways(reviewer, []string{gatewayMember}), Log: logr.Discard()}
 	authSrv := httptest.NewServer(b.auth)
 	t.Cleanup(authSrv.Close)
 	gatewayToken := token(t, b.c, systemNS, "llmquota-gateway", audience)

@@ -27,6 +27,8 @@ func serve[B any](g *Gateway, d dialect[B]) http.HandlerFunc {
 		if f == nil {
 			if out, f = g.run(r.Context(), c); f == nil {
 				m.done(c, out, http.StatusOK, g.now())
+				w.Header().Set(ProviderHeader, out.provider)
+				c.provider, c.req.Model = out.provider, out.model // the answer names what served it
 				d.answer(w, c, body, out.resp)
 				return
 			}

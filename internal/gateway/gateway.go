@@ -50,7 +50,10 @@ const (
 	// ("Window/minute", "RetryAfter", "Concurrency", "Budget/daily"...) or
 	// "Provider" for the provider's own 429.
 	LimitedByHeader = "X-Llmquota-Limited-By"
-	maxMaxWait      = 2 * time.Minute
+	// ProviderHeader names the LLMProvider that served an answer: the one
+	// the call named, or its fallback (spec.interactive.fallback).
+	ProviderHeader = "X-Llmquota-Provider"
+	maxMaxWait     = 2 * time.Minute
 )
 
 // Authenticator authenticates callers and authorizes their calls
@@ -115,6 +118,9 @@ type failure struct {
 	message   string
 	retryAt   time.Time // on 429s
 	limitedBy string    // on 429s: LimitedByHeader
+	// limited is true when the provider could not admit the call (no
+	// quota, or not running): its fallback may.
+	limited bool
 }
 
 func (f *failure) Error() string { return f.message }
@@ -198,6 +204,9 @@ type outcome struct {
 	upstream time.Duration
 	// found is true once the provider was found.
 	found bool
+	// provider and model served the call: the provider asked, or its
+	// fallback, and the model sent to it.
+	provider, model string
 }
 
 // run acquires quota, sends the call and settles it. The failure is in
@@ -207,43 +216,95 @@ func (g *Gateway) run(ctx context.Context, c call) (outcome, *failure) {
 	if f != nil {
 		return outcome{}, f
 	}
-	c.req.Model = cmp.Or(c.req.Model, target.defaultModel)
-	if c.req.Model == "" {
-		return outcome{found: true}, fail(http.StatusBadRequest, "model_not_found",
-			"provider %q has no default model: name one as %q", c.provider, c.provider+"/<model>")
-	}
 	c.req.MaxTokens = int32(c.maxTokens)
 	if target.maxWait != nil && !c.waitSaid {
 		c.maxWait = *target.maxWait
 	}
 	asked := g.now()
-	grant, err := g.Quota.Acquire(ctx, authority.AcquireRequest{Provider: c.provider, Namespace: c.caller.namespace,
-		InputChars: c.req.Chars(), MaxTokens: c.maxTokens, MaxWaitMillis: c.maxWait.Milliseconds()})
-	var notServed *authority.NotServedError
-	switch {
-	case errors.As(err, &notServed):
-		return outcome{found: true}, fail(http.StatusServiceUnavailable, "provider_not_ready",
-			"provider %q is not running: see its conditions (kubectl get llmprovider %s)", c.provider, c.provider)
-	case err != nil:
-		return outcome{found: true}, fail(http.StatusServiceUnavailable, "quota_unavailable", "the quota authority is unavailable: %v", err)
-	case grant.Grant == "":
-		f := fail(http.StatusTooManyRequests, "rate_limit_exceeded", "provider %q has no quota within %v: %s %s",
-			c.provider, c.maxWait, grant.Reason, grant.Window)
-		f.retryAt, f.limitedBy = grant.RetryAt, strings.TrimSuffix(grant.Reason+"/"+grant.Window, "/")
-		return outcome{found: true, waited: g.now().Sub(asked)}, f
+	a, f := g.admit(ctx, c, target)
+	out := outcome{found: true, waited: g.now().Sub(asked), provider: a.name, model: a.req.Model}
+	if f != nil {
+		return out, f
 	}
-	out := outcome{waited: g.now().Sub(asked), found: true}
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	sent := g.now()
-	resp, err := target.client.Generate(cctx, c.req)
+	resp, err := a.target.client.Generate(cctx, a.req)
 	cancel()
 	out.upstream = g.now().Sub(sent)
-	g.release(grant.Grant, resp, err)
+	g.release(a.grant, resp, err)
 	if err != nil {
-		return out, upstreamFailure(c.provider, err)
+		return out, upstreamFailure(a.name, err)
 	}
 	out.resp = resp
 	return out, nil
+}
+
+// admitted is a call a provider granted quota: the provider, its client,
+// the request as that provider takes it (its model), and the grant.
+type admitted struct {
+	name   string
+	target target
+	req    provider.Request
+	grant  string
+}
+
+// admit asks the provider for quota, or, when it cannot admit the call at
+// once and its spec.interactive.fallback says WhenLimited, its fallback,
+// where the call waits as it would have at the provider. A call the
+// fallback cannot admit either gets the fallback's refusal.
+func (g *Gateway) admit(ctx context.Context, c call, t target) (admitted, *failure) {
+	fallback := t.fallback
+	if fallback != "" && g.authorize(ctx, c.caller, fallback) != nil {
+		fallback = "" // the caller may not use it: it waits here
+	}
+	wait := c.maxWait
+	if fallback != "" {
+		wait = 0
+	}
+	a, f := g.acquire(ctx, c, c.provider, t, wait)
+	if f == nil || fallback == "" || !f.limited {
+		return a, f
+	}
+	ft, ff := g.Providers.Client(ctx, fallback)
+	if ff != nil {
+		return a, f
+	}
+	c.req.Model = "" // the caller's model is one of the provider's: the fallback's default serves
+	fa, ff := g.acquire(ctx, c, fallback, ft, c.maxWait)
+	if ff != nil && !ff.limited {
+		return a, f
+	}
+	return fa, ff
+}
+
+// acquire asks the quota authority for one call to the provider name,
+// waiting at most wait. A refusal for quota, or a provider whose
+// dispatcher is not running, is a failure marked limited.
+func (g *Gateway) acquire(ctx context.Context, c call, name string, t target, wait time.Duration) (admitted, *failure) {
+	req := c.req
+	req.Model = cmp.Or(req.Model, t.defaultModel)
+	if req.Model == "" {
+		return admitted{}, fail(http.StatusBadRequest, "model_not_found",
+			"provider %q has no default model: name one as %q", name, name+"/<model>")
+	}
+	grant, err := g.Quota.Acquire(ctx, authority.AcquireRequest{Provider: name, Namespace: c.caller.namespace,
+		InputChars: req.Chars(), MaxTokens: c.maxTokens, MaxWaitMillis: wait.Milliseconds()})
+	var notServed *authority.NotServedError
+	switch {
+	case errors.As(err, &notServed):
+		f := fail(http.StatusServiceUnavailable, "provider_not_ready",
+			"provider %q is not running: see its conditions (kubectl get llmprovider %s)", name, name)
+		f.limited = true
+		return admitted{}, f
+	case err != nil:
+		return admitted{}, fail(http.StatusServiceUnavailable, "quota_unavailable", "the quota authority is unavailable: %v", err)
+	case grant.Grant == "":
+		f := fail(http.StatusTooManyRequests, "rate_limit_exceeded", "provider %q has no quota within %v: %s %s",
+			name, wait, grant.Reason, grant.Window)
+		f.retryAt, f.limitedBy, f.limited = grant.RetryAt, strings.TrimSuffix(grant.Reason+"/"+grant.Window, "/"), true
+		return admitted{}, f
+	}
+	return admitted{name: name, target: t, req: req, grant: grant.Grant}, nil
 }
 
 // release reports a sent call's usage to the authority, in the background:

@@ -49,6 +49,9 @@ type target struct {
 	defaultModel string
 	// maxWait is the provider's spec.interactive.maxWaitMilliseconds, if set.
 	maxWait *time.Duration
+	// fallback is the provider calls go to when this one cannot admit them
+	// at once (spec.interactive.fallback WhenLimited); "" when none.
+	fallback string
 }
 
 // Get returns a provider, with a 404 failure when it does not exist.
@@ -110,7 +113,7 @@ func (p *Providers) Client(ctx context.Context, name string) (target, *failure) 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t, ok := p.clients[name]; ok && t.version == version {
-		t.defaultModel, t.maxWait = lp.Spec.Model, interactiveWait(lp)
+		t.defaultModel, t.maxWait, t.fallback = lp.Spec.Model, interactiveWait(lp), interactiveFallback(lp)
 		return t, nil
 	}
 	key := ""
@@ -124,7 +127,7 @@ func (p *Providers) Client(ctx context.Context, name string) (target, *failure) 
 	if p.clients == nil {
 		p.clients = map[string]target{}
 	}
-	t := target{version: version, client: c, defaultModel: lp.Spec.Model, maxWait: interactiveWait(lp)}
+	t := target{version: version, client: c, defaultModel: lp.Spec.Model, maxWait: interactiveWait(lp), fallback: interactiveFallback(lp)}
 	p.clients[name] = t
 	return t, nil
 }
@@ -145,4 +148,13 @@ func interactiveWait(lp *llmv1.LLMProvider) *time.Duration {
 		return &d
 	}
 	return nil
+}
+
+// interactiveFallback is where a provider's gateway calls go when it
+// cannot admit them at once, "" when they wait for it.
+func interactiveFallback(lp *llmv1.LLMProvider) string {
+	if i := lp.Spec.Interactive; i != nil && i.Fallback == llmv1.InteractiveFallbackWhenLimited && lp.Spec.Fallback != nil {
+		return string(lp.Spec.Fallback.Name)
+	}
+	return ""
 }
