@@ -103,8 +103,14 @@ type WindowUsage struct {
 	// limit is what the window may hold.
 	// +optional
 	Limit int64 `json:"limit,omitempty"`
+	// learnedLimit is the limit in use when it is less than limit: what
+	// spec.limits.adaptive learned the provider really takes.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	LearnedLimit int64 `json:"learnedLimit,omitempty"`
 	// summary is "used/limit", as kubectl get shows it, or "unlimited" for a
-	// window the spec does not limit.
+	// window the spec does not limit; with a learned limit, "used/learned
+	// (limit)".
 	// +optional
 	Summary string `json:"summary,omitempty"`
 }

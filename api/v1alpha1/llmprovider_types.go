@@ -175,7 +175,29 @@ type RateLimits struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=10000
 	MaxConcurrency int32 `json:"maxConcurrency,omitempty"`
+	// adaptive says whether the limits above are learned down when the
+	// provider disagrees. Off (the default): they are used as declared.
+	// AIMD: a 429 for a call they allowed (other users of the key, or
+	// limits declared higher than the account's) cuts the request windows
+	// and maxConcurrency in use to what the provider took in the window
+	// before it, by half at most, down to a tenth; each window without
+	// such a 429 gives 5% of the declared limits back, never more than
+	// declared. tokensPerMinute and the minimum interval stay as declared.
+	// What is learned shows in status.usage (learnedLimit) and restarts
+	// from the declared limits with a new leader.
+	// +optional
+	Adaptive AdaptiveLimits `json:"adaptive,omitempty"`
 }
+
+// AdaptiveLimits says whether a provider's declared limits are learned down.
+// +kubebuilder:validation:Enum=Off;AIMD
+type AdaptiveLimits string
+
+// The adaptive limit modes.
+const (
+	AdaptiveLimitsOff  AdaptiveLimits = "Off"
+	AdaptiveLimitsAIMD AdaptiveLimits = "AIMD"
+)
 
 // SharePolicy gives namespaces weights.
 type SharePolicy struct {

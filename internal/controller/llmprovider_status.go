@@ -20,7 +20,10 @@ func setUsage(st *llmv1.LLMProviderStatus, s dispatch.Stats) {
 	unlimited := func() *llmv1.WindowUsage { return &llmv1.WindowUsage{Summary: llmv1.UnlimitedSummary} }
 	st.Usage = llmv1.ProviderUsage{Minute: unlimited(), Hour: unlimited(), Day: unlimited()}
 	for _, w := range s.Quota.Windows {
-		u := &llmv1.WindowUsage{Used: w.Used, Limit: w.Limit, Summary: fmt.Sprintf("%d/%d", w.Used, w.Limit)}
+		u := &llmv1.WindowUsage{Used: w.Used, Limit: w.Limit, LearnedLimit: w.Learned, Summary: fmt.Sprintf("%d/%d", w.Used, w.Limit)}
+		if w.Learned != 0 {
+			u.Summary = fmt.Sprintf("%d/%d (%d)", w.Used, w.Learned, w.Limit)
+		}
 		switch w.Name {
 		case windowMinute:
 			st.Usage.Minute = u

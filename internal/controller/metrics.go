@@ -39,6 +39,7 @@ func publishProviderMetrics(name string, s dispatch.Stats, now time.Time) {
 		metrics.WindowUsedTokens.WithLabelValues(name, windowMinute).Set(float64(t.Used))
 		metrics.WindowLimitTokens.WithLabelValues(name, windowMinute).Set(float64(t.Limit))
 	}
+	metrics.LearnedLimitRatio.WithLabelValues(name).Set(s.LearnedScale)
 	hold := later(s.Quota.BackoffUntil, s.Quota.RetryAfterUntil)
 	metrics.BackoffSeconds.WithLabelValues(name).Set(max(0, hold.Sub(now).Seconds()))
 	metrics.ConsecutiveFailures.WithLabelValues(name).Set(float64(s.Quota.ConsecutiveFailures))
@@ -56,7 +57,7 @@ func boolToFloat(b bool) float64 {
 }
 
 func forgetProviderMetrics(name string) {
-	for _, v := range []*prometheus.GaugeVec{metrics.WindowUsedRequests, metrics.WindowLimitRequests, metrics.WindowUsedTokens, metrics.WindowLimitTokens, metrics.BackoffSeconds, metrics.ConsecutiveFailures, metrics.CostUSD, metrics.CostAlert, metrics.CostLimitUSD} {
+	for _, v := range []*prometheus.GaugeVec{metrics.WindowUsedRequests, metrics.WindowLimitRequests, metrics.WindowUsedTokens, metrics.WindowLimitTokens, metrics.LearnedLimitRatio, metrics.BackoffSeconds, metrics.ConsecutiveFailures, metrics.CostUSD, metrics.CostAlert, metrics.CostLimitUSD} {
 		v.DeletePartialMatch(prometheus.Labels{"provider": name})
 	}
 	metrics.RequestsTotal.DeletePartialMatch(prometheus.Labels{"provider": name})

@@ -60,7 +60,7 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 
 	cfg := dispatch.Config{
 		Name: p.Name, Limits: lim, DefaultModel: spec.Model, MaxRetries: maxRetries, MaxRateLimitedWait: rateLimitedWait,
-		CircuitThreshold: circuitThreshold, ReserveBlock: reserveBlock(lim),
+		CircuitThreshold: circuitThreshold, ReserveBlock: reserveBlock(lim), LearnLimits: spec.Limits.Adaptive == llmv1.AdaptiveLimitsAIMD,
 	}
 	if s := spec.Shares; s != nil {
 		cfg.Shares.DefaultWeight = ptr.Deref(s.DefaultWeight, 1)

@@ -50,6 +50,8 @@ type Dispatcher struct {
 	// the interactive grants not yet ended.
 	laneUse   [2]minuteCounter
 	grantsOut int
+	// learning learns the provider's real limits (nil when off).
+	learning *learning
 	// scratch is next's working space, kept between calls.
 	scratch struct {
 		candidates, order []*batch
@@ -123,7 +125,7 @@ func New(cfg Config, snapshot []byte, c clock.Clock, log logr.Logger, lookup Loo
 	d := &Dispatcher{
 		cfg: cfg, limiter: lim, clock: c, log: log.WithValues("provider", cfg.Name), lookup: lookup,
 		wake: make(chan struct{}, 1), batches: map[string]*batch{}, spaces: map[string]*space{}, tenants: map[string]*tenant{}, teams: map[string]*team{},
-		meter: meter, held: holdState{allowed: true}, fair: fairness{shares: cfg.Shares},
+		meter: meter, held: holdState{allowed: true}, fair: fairness{shares: cfg.Shares}, learning: newLearning(cfg, c.Now()),
 	}
 	if cfg.Endpoints != nil {
 		cfg.Endpoints.watch(d.poke)
@@ -173,6 +175,10 @@ func (d *Dispatcher) Reconfigure(cfg Config) error {
 	d.cfg.Fallback, d.cfg.CircuitThreshold, d.cfg.Prices, d.cfg.CallTimeout = cfg.Fallback, cfg.CircuitThreshold, cfg.Prices, cfg.CallTimeout
 	d.cfg.Budgets, d.cfg.InteractiveReserve, d.cfg.MaxRateLimitedWait = cfg.Budgets, cfg.InteractiveReserve, cfg.MaxRateLimitedWait
 	d.cfg.Shares, d.fair.shares = cfg.Shares, cfg.Shares
+	if cfg.LearnLimits != d.cfg.LearnLimits { // switched on or off: from the declared limits
+		d.cfg.LearnLimits, d.learning = cfg.LearnLimits, newLearning(cfg, d.clock.Now())
+		d.limiter.SetScale(1)
+	}
 	d.poke()
 	return nil
 }

@@ -31,8 +31,9 @@ type Ask struct {
 // one of Done (the call was sent) or Cancel (it was not) ends it.
 type Grant struct {
 	d         *Dispatcher
-	namespace string // the caller's, for Usage and fairness
-	charged   int64  // what fairness charged at the grant
+	namespace string    // the caller's, for Usage and fairness
+	at        time.Time // when it was granted: when the call was sent, near enough
+	charged   int64     // what fairness charged at the grant
 	est       int64
 	res       *reservation
 	once      sync.Once
@@ -69,7 +70,9 @@ func (d *Dispatcher) Acquire(ctx context.Context, ask Ask) (*Grant, ratewindow.D
 	w := &waiter{ask: ask, deadline: d.clock.Now().Add(max(0, ask.MaxWait)), done: make(chan struct{})}
 	d.mu.Lock()
 	d.lane = append(d.lane, w)
-	d.serveLane(d.clock.Now()) // at once when it can; I/O it needs is the loop's
+	now := d.clock.Now()
+	d.relearn(now)
+	d.serveLane(now) // at once when it can; I/O it needs is the loop's
 	d.mu.Unlock()
 	d.poke() // the loop serves the lane from now on, and recomputes its sleep
 	select {
@@ -120,7 +123,7 @@ func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool,
 		dec := d.limiter.Admit(now, est)
 		if dec.Allowed {
 			d.fair.charge(w.ask.Namespace, inputEstimate(w.ask.InputChars))
-			d.answer(w, &Grant{d: d, namespace: w.ask.Namespace, charged: inputEstimate(w.ask.InputChars), est: est, res: res}, dec)
+			d.answer(w, &Grant{d: d, at: now, namespace: w.ask.Namespace, charged: inputEstimate(w.ask.InputChars), est: est, res: res}, dec)
 			continue
 		}
 		d.unbudget(now, res)
@@ -209,6 +212,7 @@ func (d *Dispatcher) Interactive() InteractiveStats {
 func (g *Grant) Done(resp *provider.Response, err error) {
 	g.end(func(d *Dispatcher, now time.Time) {
 		pe := d.releaseSlot(now, g.est, resp, err)
+		d.learn(now, g.at, pe)
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		d.book(now, Usage{Namespace: g.namespace, Lane: LaneInteractive}, g.charged, g.res, resp, pe)

@@ -62,6 +62,9 @@ type Stats struct {
 	Teams []TeamUsage
 	// Interactive and Batch are the two lanes' use, side by side.
 	Interactive, Batch LaneStats
+	// LearnedScale is the part of the declared request limits in use (1
+	// unless spec.limits.adaptive learned less).
+	LearnedScale float64
 }
 
 // Stats returns the provider's state at now against the cost thresholds.
@@ -71,6 +74,10 @@ func (d *Dispatcher) Stats(thresholds cost.Thresholds) Stats {
 	defer d.mu.Unlock()
 	s := Stats{Quota: d.limiter.Stats(now), Cost: d.meter.Totals(now, thresholds), AuthError: d.authErr, Teams: d.teamUsage(now)}
 	s.Interactive, s.Batch = d.laneStats(now)
+	s.LearnedScale = 1
+	if d.learning != nil {
+		s.LearnedScale = d.learning.learner.Scale()
+	}
 	s.Queued = s.Batch.Waiting
 	s.Held = ratewindow.Decision{Allowed: true}
 	if d.limited.Reason == ratewindow.ReasonBudget && now.Before(d.limited.RetryAt) {

@@ -69,6 +69,7 @@ const idle = time.Minute
 func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	now := d.clock.Now()
 	d.mu.Lock()
+	d.relearn(now)
 	if len(d.lane) > 0 { // interactive calls first: no batch item starts while one waits
 		if wait, blocked, act := d.serveLane(now); blocked {
 			d.mu.Unlock()
@@ -242,6 +243,7 @@ func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item,
 	now := d.clock.Now()
 
 	pe := d.releaseSlot(now, est, resp, err)
+	d.learn(now, started, pe)
 
 	if d.cfg.Endpoints != nil && target.Name != "" {
 		d.cfg.Endpoints.observe(target.Name, pe != nil && (pe.Class == provider.ClassServerError || pe.Class == provider.ClassTimeout))

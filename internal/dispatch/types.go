@@ -95,6 +95,10 @@ type Config struct {
 	Name string
 	// Limits are the quota; RequireReservation is set by the dispatcher.
 	Limits ratewindow.Config
+	// LearnLimits lowers the request windows and concurrency in use when
+	// the provider answers 429 to calls they allowed, and raises them
+	// again per clean window, never above Limits (internal/aimd).
+	LearnLimits bool
 	// Client calls the provider.
 	Client provider.Client
 	// Endpoints, when set, replace Client: each call goes to the next warm

@@ -59,6 +59,11 @@ var (
 		Name: "llmquota_window_limit_tokens",
 		Help: "Limit of the rolling token window, by provider and window (minute).",
 	}, []string{"provider", "window"})
+	// LearnedLimitRatio is the part of the declared request limits in use.
+	LearnedLimitRatio = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "llmquota_learned_limit_ratio",
+		Help: "Part of the declared request windows and concurrency in use, by provider: 1 as declared, less where spec.limits.adaptive learned the provider takes less.",
+	}, []string{"provider"})
 	// BackoffSeconds is how long the provider is held back.
 	BackoffSeconds = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "llmquota_backoff_seconds",
@@ -115,7 +120,7 @@ var (
 )
 
 // All are the manager's metrics.
-var All = []prometheus.Collector{RequestsTotal, CallDuration, QueueWait, AdmissionWait, WindowUsedRequests, WindowLimitRequests, WindowUsedTokens,
+var All = []prometheus.Collector{RequestsTotal, CallDuration, QueueWait, AdmissionWait, WindowUsedRequests, WindowLimitRequests, LearnedLimitRatio, WindowUsedTokens,
 	WindowLimitTokens, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, CostLimitUSD, BatchItems, InteractiveDecisions, UsageTokens, UsageCostUSD}
 
 func init() {

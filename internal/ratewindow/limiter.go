@@ -33,6 +33,10 @@ type Limiter struct {
 	retryAfter    int64
 	reservedCalls int64
 	reservedToken int64
+	// scale is the part of the request windows' and concurrency's limits
+	// to use, in per mille, when less than all of them (SetScale); 0 is
+	// the declared limits.
+	scale int64
 }
 
 // New returns a Limiter for cfg, or an error naming what is wrong with cfg.
@@ -214,6 +218,43 @@ func (b *blocker) consider(until int64, r Reason, window string) {
 	}
 }
 
+// SetScale uses part of the declared request windows and concurrency,
+// scale in (0, 1] (what internal/aimd learned the provider really takes);
+// each limit is at least 1. The tokens window keeps its declared limit: a
+// prompt that fits it must never become too large for it.
+func (l *Limiter) SetScale(scale float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.scale = min(1000, max(1, int64(math.Round(scale*1000))))
+	if l.scale == 1000 {
+		l.scale = 0
+	}
+}
+
+// scaled is a request window's or the concurrency's limit under the scale.
+func (l *Limiter) scaled(limit int64) int64 {
+	if l.scale == 0 {
+		return limit
+	}
+	return max(1, limit*l.scale/1000)
+}
+
+// SentIn counts the calls admitted after from and before to, and the
+// shortest request window's limit under the scale: what the provider was
+// asked to take in a window that ended at to, and what the limits allowed
+// (0 without request windows).
+func (l *Limiter) SentIn(from, to time.Time) (sent, allowed int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, w := range l.cfg.Windows {
+		if i == 0 || l.scaled(w.Limit) < allowed {
+			allowed = l.scaled(w.Limit)
+		}
+	}
+	n := l.admitted.n
+	return int64(l.admitted.countSince(n, from.UnixNano()) - l.admitted.countSince(n, to.UnixNano()-1)), allowed
+}
+
 // kept is what is left of limit once keepPercent of it is set aside.
 func kept(limit int64, keepPercent int) int64 {
 	return limit - limit*int64(keepPercent)/100
@@ -223,7 +264,7 @@ func (l *Limiter) decide(now, cost int64, keepPercent int) Decision {
 	b := blocker{now: now, at: math.MinInt64}
 	for i := range l.cfg.Windows {
 		w := &l.cfg.Windows[i]
-		if limit := kept(w.Limit, keepPercent); int64(l.admitted.n) >= limit {
+		if limit := kept(l.scaled(w.Limit), keepPercent); int64(l.admitted.n) >= limit {
 			b.consider(l.admitted.newest(int(limit))+int64(w.Period), ReasonWindow, w.Name)
 		}
 	}
@@ -247,7 +288,7 @@ func (l *Limiter) decide(now, cost int64, keepPercent int) Decision {
 	switch {
 	case b.reason != ReasonNone:
 		return Decision{RetryAt: time.Unix(0, b.at), Reason: b.reason, Window: b.window}
-	case l.cfg.MaxConcurrency > 0 && int64(l.inFlight) >= kept(int64(l.cfg.MaxConcurrency), keepPercent):
+	case l.cfg.MaxConcurrency > 0 && int64(l.inFlight) >= kept(l.scaled(int64(l.cfg.MaxConcurrency)), keepPercent):
 		return Decision{Reason: ReasonConcurrency}
 	case l.cfg.RequireReservation && l.reservedCalls <= 0:
 		return Decision{Reason: ReasonReservation}

@@ -8,6 +8,9 @@ type WindowStats struct {
 	Used   int64
 	Limit  int64
 	Period time.Duration
+	// Learned is the limit in use when it is less than Limit (SetScale);
+	// 0 when the declared limit is.
+	Learned int64
 }
 
 // Stats is the state of a Limiter at a moment, for status and metrics.
@@ -28,6 +31,9 @@ type Stats struct {
 	Next Decision
 	// ReservedCalls and ReservedTokens are what is left of the reservation.
 	ReservedCalls, ReservedTokens int64
+	// LearnedConcurrency is the concurrency limit in use when it is less
+	// than the declared one (SetScale); 0 when the declared one is.
+	LearnedConcurrency int
 }
 
 // Stats returns the Limiter's state at now.
@@ -46,6 +52,9 @@ func (l *Limiter) Stats(now time.Time) Stats {
 	for i, w := range l.cfg.Windows {
 		used := l.admitted.countSince(int(w.Limit), t-int64(w.Period))
 		s.Windows[i] = WindowStats{Name: w.Name, Used: int64(used), Limit: w.Limit, Period: w.Period}
+		if l.scale != 0 {
+			s.Windows[i].Learned = l.scaled(w.Limit)
+		}
 	}
 	if tw := l.cfg.Tokens; tw != nil {
 		used := int64(0)
@@ -55,6 +64,9 @@ func (l *Limiter) Stats(now time.Time) Stats {
 			}
 		}
 		s.Tokens = &WindowStats{Name: tw.Name, Used: used, Limit: tw.Limit, Period: tw.Period}
+	}
+	if l.scale != 0 && l.cfg.MaxConcurrency > 0 {
+		s.LearnedConcurrency = int(l.scaled(int64(l.cfg.MaxConcurrency)))
 	}
 	if l.backoffUntil > t {
 		s.BackoffUntil = time.Unix(0, l.backoffUntil)
