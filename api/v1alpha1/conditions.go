@@ -108,6 +108,12 @@ const (
 	ReasonNamespaceDailyBudgetExhausted = "NamespaceDailyBudgetExhausted"
 	// ReasonNamespaceMonthlyBudgetExhausted is the same for the month.
 	ReasonNamespaceMonthlyBudgetExhausted = "NamespaceMonthlyBudgetExhausted"
+	// ReasonNamespaceLimitReached surfaces on a batch's RateLimited=True
+	// (and Progressing=False) while its namespace's own limits on the
+	// provider (spec.shares defaultLimits or namespaces[].limits) are
+	// full; other namespaces go on. The message names the window and when
+	// it frees, or says the namespace waits for one of its calls to end.
+	ReasonNamespaceLimitReached = "NamespaceLimitReached"
 	// ReasonAuthFailed surfaces on LLMProvider Degraded=True and Ready=False
 	// when the provider refused the credentials (HTTP 401/403). New batches
 	// wait (Admitted=False ProviderNotReady); it clears when a call

@@ -217,7 +217,14 @@ type SharePolicy struct {
 	// +optional
 	DefaultBudgets *CostBudgets `json:"defaultBudgets,omitempty"`
 
-	// namespaces gives namespaces a weight or budgets of their own.
+	// defaultLimits are the limits of each namespace not listed in
+	// namespaces (each namespace has its own windows), under the
+	// provider's: a namespace's call needs room in both. A namespace at
+	// its limits waits; the others go on.
+	// +optional
+	DefaultLimits *NamespaceLimits `json:"defaultLimits,omitempty"`
+
+	// namespaces gives namespaces a weight, budgets or limits of their own.
 	// At most 1000.
 	// +optional
 	// +listType=map
@@ -246,6 +253,41 @@ type NamespaceShare struct {
 	// defaultBudgets (see there).
 	// +optional
 	Budgets *CostBudgets `json:"budgets,omitempty"`
+
+	// limits are the namespace's limits, in place of defaultLimits (see
+	// there).
+	// +optional
+	Limits *NamespaceLimits `json:"limits,omitempty"`
+}
+
+// NamespaceLimits are one namespace's limits on a provider, under the
+// provider's own. Unset fields do not limit the namespace.
+//
+// +kubebuilder:validation:MinProperties=1
+type NamespaceLimits struct {
+	// requestsPerMinute is the most calls the namespace starts in any
+	// rolling minute. At least 1.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	RequestsPerMinute *int32 `json:"requestsPerMinute,omitempty"`
+	// requestsPerHour is the most calls in any rolling hour. At least 1.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	RequestsPerHour *int32 `json:"requestsPerHour,omitempty"`
+	// requestsPerDay is the most calls in any rolling 24 hours. At least 1.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	RequestsPerDay *int32 `json:"requestsPerDay,omitempty"`
+	// tokensPerMinute is the most input plus output tokens in any rolling
+	// minute, counted as the provider's are. At least 1.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	TokensPerMinute *int64 `json:"tokensPerMinute,omitempty"`
+	// maxConcurrency is the most of the namespace's calls in flight at
+	// once. At least 1.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MaxConcurrency *int32 `json:"maxConcurrency,omitempty"`
 }
 
 // InteractivePolicy shapes the gateway's interactive calls on a provider.

@@ -11,6 +11,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/emulator"
@@ -117,5 +118,30 @@ var _ = Describe("Budgets", func() {
 			}
 			g.Expect(len(spent)).To(BeNumerically("<=", 2))
 		}, timeout, interval).Should(Succeed())
+	})
+})
+
+// Issue 26, item 2: a namespace's own limits under the provider's.
+var _ = Describe("Namespace limits", func() {
+	It("hold a namespace at its own minute window, name it in the batch's conditions, and let the others go on", func() {
+		limited, other := newNamespace(), newNamespace()
+		emu, url := emulate(emulator.Config{})
+		p := providerFor(limited, url, func(s *llmv1.LLMProviderSpec) {
+			s.Shares = &llmv1.SharePolicy{Namespaces: []llmv1.NamespaceShare{{Namespace: limited,
+				Limits: &llmv1.NamespaceLimits{RequestsPerMinute: ptr.To[int32](3)}}}}
+			s.Limits.MaxConcurrency = 4
+		})
+		waitReady(p)
+		held := batchOf(limited, "limited", p.Name, 6, nil)
+		free := batchOf(other, "free", p.Name, 6, nil)
+		Expect(waitFinished(free, timeout).Status.Counts.Succeeded).To(BeEquivalentTo(6), "the other namespace goes on")
+		Eventually(getBatch(held), timeout, interval).Should(haveCondition(llmv1.ConditionRateLimited, metav1.ConditionTrue, llmv1.ReasonNamespaceLimitReached))
+		Eventually(getBatch(held), timeout, interval).Should(haveCondition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonNamespaceLimitReached))
+		Expect(apimeta.FindStatusCondition(getBatch(held)(Default).Status.Conditions, llmv1.ConditionRateLimited).Message).
+			To(And(ContainSubstring("own minute limit"), ContainSubstring("next call at")))
+		// The batch says it is held, so its namespace had its chance: three of
+		// its calls, and the other's six, reached the server.
+		Eventually(func() int32 { return getBatch(held)(Default).Status.Counts.Succeeded }, timeout, interval).Should(BeEquivalentTo(3))
+		Expect(emu.Log()).To(HaveLen(9))
 	})
 })

@@ -104,6 +104,16 @@ func rateLimitedCondition(next ratewindow.Decision, queued int) metav1.Condition
 			dispatch.NamespaceBudgetWindow + "daily":   llmv1.ReasonNamespaceDailyBudgetExhausted,
 			dispatch.NamespaceBudgetWindow + "monthly": llmv1.ReasonNamespaceMonthlyBudgetExhausted}[next.Window]
 	}
+	if limit, ok := strings.CutPrefix(next.Window, dispatch.NamespaceLimitWindow); ok {
+		c.Status, c.Reason = metav1.ConditionTrue, llmv1.ReasonNamespaceLimitReached
+		c.Message = fmt.Sprintf("this namespace's own %s limit on the provider (its spec.shares) is full; other namespaces go on; ", limit)
+		if next.RetryAt.IsZero() {
+			c.Message += "the next call waits for one of the namespace's calls to end"
+		} else {
+			c.Message += "next call at " + next.RetryAt.UTC().Format(time.RFC3339)
+		}
+		return c
+	}
 	if reason == "" || next.RetryAt.IsZero() {
 		return c
 	}

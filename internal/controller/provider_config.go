@@ -65,14 +65,19 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 	if s := spec.Shares; s != nil {
 		cfg.Shares.DefaultWeight = ptr.Deref(s.DefaultWeight, 1)
 		cfg.Shares.DefaultBudgets = budgetsOf(s.DefaultBudgets)
+		cfg.Shares.DefaultLimits = namespaceLimits(s.DefaultLimits)
 		cfg.Shares.Weights = make(map[string]int32, len(s.Namespaces))
 		cfg.Shares.Budgets = map[string]cost.Budgets{}
+		cfg.Shares.Limits = map[string]*ratewindow.Config{}
 		for _, n := range s.Namespaces {
 			if n.Weight != nil {
 				cfg.Shares.Weights[n.Namespace] = *n.Weight
 			}
 			if n.Budgets != nil {
 				cfg.Shares.Budgets[n.Namespace] = budgetsOf(n.Budgets)
+			}
+			if n.Limits != nil {
+				cfg.Shares.Limits[n.Namespace] = namespaceLimits(n.Limits)
 			}
 		}
 	}
@@ -88,6 +93,28 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 	if c := spec.Cost; c != nil {
 		cfg.Prices = cost.Prices{InputPerMillion: string(c.InputPerMillionTokens), OutputPerMillion: string(c.OutputPerMillionTokens), PerRequest: string(c.PerRequest)}
 		cfg.Budgets = budgetsOf(&c.Budgets)
+	}
+	return cfg
+}
+
+// namespaceLimits turns a namespace's limits into its own quota windows;
+// nil without limits.
+func namespaceLimits(l *llmv1.NamespaceLimits) *ratewindow.Config {
+	if l == nil {
+		return nil
+	}
+	cfg := &ratewindow.Config{MaxConcurrency: int(ptr.Deref(l.MaxConcurrency, 0))}
+	for _, w := range []struct {
+		name   string
+		n      *int32
+		period time.Duration
+	}{{windowMinute, l.RequestsPerMinute, time.Minute}, {windowHour, l.RequestsPerHour, time.Hour}, {windowDay, l.RequestsPerDay, 24 * time.Hour}} {
+		if w.n != nil {
+			cfg.Windows = append(cfg.Windows, ratewindow.Window{Name: w.name, Limit: int64(*w.n), Period: w.period})
+		}
+	}
+	if t := l.TokensPerMinute; t != nil {
+		cfg.Tokens = &ratewindow.Window{Name: windowTokens, Limit: *t, Period: time.Minute}
 	}
 	return cfg
 }

@@ -2,12 +2,15 @@ package controller
 
 import (
 	"maps"
+	"reflect"
 	"testing"
+	"time"
 
 	"k8s.io/utils/ptr"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/cost"
+	"github.com/llmquota/llmquota/internal/ratewindow"
 )
 
 func TestDispatchConfigShares(t *testing.T) {
@@ -22,7 +25,24 @@ func TestDispatchConfigShares(t *testing.T) {
 		got.DefaultBudgets.Daily != "1.00" || got.Budgets["team-c"] != (cost.Budgets{Daily: "5.00", Monthly: "50.00"}) || len(got.Budgets) != 1 {
 		t.Fatalf("shares %+v", got)
 	}
-	if s := dispatchConfig(&llmv1.LLMProvider{}).Shares; s.DefaultWeight != 0 || s.Weights != nil {
-		t.Fatalf("no spec.shares gave %+v, want equal weights", s)
+	if s := dispatchConfig(&llmv1.LLMProvider{}).Shares; s.DefaultWeight != 0 || s.Weights != nil || s.DefaultLimits != nil || s.Limits != nil {
+		t.Fatalf("no spec.shares gave %+v, want equal weights and no limits", s)
+	}
+}
+
+func TestDispatchConfigNamespaceLimits(t *testing.T) {
+	p := &llmv1.LLMProvider{Spec: llmv1.LLMProviderSpec{Type: llmv1.ProviderGemini, Shares: &llmv1.SharePolicy{
+		DefaultLimits: &llmv1.NamespaceLimits{RequestsPerMinute: ptr.To[int32](10)},
+		Namespaces: []llmv1.NamespaceShare{{Namespace: "team-a", Limits: &llmv1.NamespaceLimits{RequestsPerHour: ptr.To[int32](100),
+			RequestsPerDay: ptr.To[int32](1000), TokensPerMinute: ptr.To[int64](5000), MaxConcurrency: ptr.To[int32](2)}}, {Namespace: "team-b", Weight: ptr.To[int32](3)}},
+	}}}
+	got := dispatchConfig(p).Shares
+	want := map[string]*ratewindow.Config{"team-a": {MaxConcurrency: 2, Tokens: &ratewindow.Window{Name: windowTokens, Limit: 5000, Period: time.Minute},
+		Windows: []ratewindow.Window{{Name: windowHour, Limit: 100, Period: time.Hour}, {Name: windowDay, Limit: 1000, Period: 24 * time.Hour}}}}
+	if !reflect.DeepEqual(got.Limits, want) {
+		t.Fatalf("limits %+v, want %+v", got.Limits, want)
+	}
+	if d := got.DefaultLimits; d == nil || len(d.Windows) != 1 || d.Windows[0] != (ratewindow.Window{Name: windowMinute, Limit: 10, Period: time.Minute}) || d.MaxConcurrency != 0 {
+		t.Fatalf("default limits %+v", d)
 	}
 }

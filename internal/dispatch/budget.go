@@ -44,6 +44,12 @@ type tenant struct {
 	meter  *cost.Meter
 	until  time.Time
 	period string // "daily" or "monthly", while held
+	// limiter counts the namespace's own limits (nil without), made from
+	// limits; limitHeld is what they refused last, until a call of the
+	// namespace ends or its RetryAt passes (see nslimits.go).
+	limiter   *ratewindow.Limiter
+	limits    *ratewindow.Config
+	limitHeld ratewindow.Decision
 }
 
 // NamespaceBudgetWindow prefixes the Window of a Decision held by a
@@ -109,11 +115,18 @@ func (d *Dispatcher) holdTenant(h *budgetHold) {
 	}
 }
 
-// tenantHold is what holds a namespace's calls at now: its budget, or
-// Allowed.
+// tenantHold is what holds a namespace's calls at now: its budget, its
+// own limits, or Allowed.
 func (d *Dispatcher) tenantHold(namespace string, now time.Time) ratewindow.Decision {
-	if t := d.tenants[namespace]; t != nil && now.Before(t.until) {
+	t := d.tenants[namespace]
+	switch {
+	case t == nil:
+	case now.Before(t.until):
 		return ratewindow.Decision{Reason: ratewindow.ReasonBudget, Window: NamespaceBudgetWindow + t.period, RetryAt: t.until}
+	default:
+		if dec, held := t.limitHold(now); held {
+			return dec
+		}
 	}
 	return ratewindow.Decision{Allowed: true}
 }

@@ -368,10 +368,14 @@ func (d *Dispatcher) next(now time.Time) (b *batch, gate time.Time) {
 	d.turn++
 	for _, c := range d.batches {
 		ok, at := c.ready(now) // first: it takes what a feed sent
-		held := false          // by its namespace's budget: not ready, and not active (it banks no share)
+		held := false          // by its namespace's budget or limits: not ready, and not active (it banks no share)
 		if len(d.tenants) > 0 {
-			if t := d.tenants[c.Namespace]; t != nil && now.Before(t.until) {
-				held, ok, at = true, false, t.until
+			if t := d.tenants[c.Namespace]; t != nil {
+				if now.Before(t.until) {
+					held, ok, at = true, false, t.until
+				} else if dec, limited := t.limitHold(now); limited {
+					held, ok, at = true, false, dec.RetryAt // zero: until one of its calls ends
+				}
 			}
 		}
 		sp := c.space

@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/llmquota/llmquota/internal/cost"
+	"github.com/llmquota/llmquota/internal/ratewindow"
 )
 
 // Shares divides a provider among the namespaces that compete for it.
@@ -17,6 +18,11 @@ type Shares struct {
 	// has DefaultBudgets (none when unset).
 	Budgets        map[string]cost.Budgets
 	DefaultBudgets cost.Budgets
+	// Limits are namespaces' own windows, tokens and concurrency, under
+	// the provider's; a namespace not listed has DefaultLimits (none when
+	// nil). Each namespace counts its own.
+	Limits        map[string]*ratewindow.Config
+	DefaultLimits *ratewindow.Config
 }
 
 // fairness keeps the virtual token counters of weighted fair sharing

@@ -34,7 +34,8 @@ type Grant struct {
 	namespace string    // the caller's, for Usage and fairness
 	at        time.Time // when it was granted: when the call was sent, near enough
 	charged   int64     // what fairness charged at the grant
-	est       int64
+	est       int64     // the provider's tokens charged at the grant
+	nsCost    int64     // the namespace's tokens charged at the grant (its own limits)
 	res       *reservation
 	once      sync.Once
 }
@@ -119,11 +120,19 @@ func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool,
 			}
 			continue
 		}
-		est := d.tokensFor(w.ask.InputChars, w.ask.MaxTokens)
+		est, nsCost := d.tokensFor(w.ask.InputChars, w.ask.MaxTokens), tokenCost(w.ask.InputChars, w.ask.MaxTokens)
+		if dec := d.nsCheck(now, w.ask.Namespace, nsCost); !dec.Allowed {
+			// Refused at once, with when its namespace's window frees: an
+			// Ask waiting here would hold every other namespace's calls back.
+			d.unbudget(now, res)
+			d.refuse(w, dec)
+			continue
+		}
 		dec := d.limiter.Admit(now, est)
 		if dec.Allowed {
+			d.nsAdmit(now, w.ask.Namespace, nsCost)
 			d.fair.charge(w.ask.Namespace, inputEstimate(w.ask.InputChars))
-			d.answer(w, &Grant{d: d, at: now, namespace: w.ask.Namespace, charged: inputEstimate(w.ask.InputChars), est: est, res: res}, dec)
+			d.answer(w, &Grant{d: d, at: now, namespace: w.ask.Namespace, charged: inputEstimate(w.ask.InputChars), est: est, nsCost: nsCost, res: res}, dec)
 			continue
 		}
 		d.unbudget(now, res)
@@ -215,6 +224,7 @@ func (g *Grant) Done(resp *provider.Response, err error) {
 		d.learn(now, g.at, pe)
 		d.mu.Lock()
 		defer d.mu.Unlock()
+		d.nsRelease(now, g.namespace, extraTokens(resp, pe, g.nsCost))
 		d.book(now, Usage{Namespace: g.namespace, Lane: LaneInteractive}, g.charged, g.res, resp, pe)
 	})
 }
@@ -227,6 +237,7 @@ func (g *Grant) Cancel() {
 		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
 		d.mu.Lock()
 		defer d.mu.Unlock()
+		d.nsRelease(now, g.namespace, 0)
 		d.unbudget(now, g.res)
 	})
 }
@@ -238,9 +249,10 @@ func (g *Grant) Cancel() {
 func (g *Grant) Expire() {
 	g.end(func(d *Dispatcher, now time.Time) {
 		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.nsRelease(now, g.namespace, 0)
 		if g.res != nil {
-			d.mu.Lock()
-			defer d.mu.Unlock()
 			d.settleBudget(now, g.res, nil, &provider.Error{Class: provider.ClassCanceled})
 		}
 	})

@@ -17,12 +17,15 @@ import (
 func (d *Dispatcher) Run(ctx context.Context) {
 	defer d.shutdown()
 	for ctx.Err() == nil {
+		began := d.clock.Now()
 		wait := d.step(ctx)
 		d.tellChanges()
 		if wait < 0 {
 			continue
 		}
-		timer := d.clock.NewTimer(wait)
+		// The wait counts from when step read the clock: a slow step, or a
+		// clock that moved meanwhile, shortens it.
+		timer := d.clock.NewTimer(max(0, wait-d.clock.Since(began)))
 		select {
 		case <-ctx.Done():
 		case <-d.wake:
@@ -122,6 +125,13 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 		return hold.Until.Sub(now)
 	}
 	est := d.estimate(b, it)
+	nsCost := b.cost(it)
+	if dec := d.nsCheck(now, b.Namespace, nsCost); !dec.Allowed { // this namespace waits; the others go on
+		d.unbudget(now, res)
+		d.holdLimited(b.Namespace, dec)
+		d.mu.Unlock()
+		return -1
+	}
 	dec := d.limiter.AdmitKeeping(now, est, d.cfg.InteractiveReserve)
 	if !dec.Allowed {
 		d.unbudget(now, res)
@@ -150,6 +160,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 		target = ep
 	}
 	d.limited = dec
+	d.nsAdmit(now, b.Namespace, nsCost)
 	wire := d.cfg.Limits.MinInterval > 0
 	if wire { // before the next step can admit: see wrote
 		d.limiter.Writing()
@@ -177,7 +188,16 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 // estimate is the token cost charged at admission: the prompt at ~4
 // characters a token plus the output bound.
 func (d *Dispatcher) estimate(b *batch, it Item) int64 {
-	return d.tokensFor(len(it.Prompt)+len(b.Params.System), int64(max(b.Params.MaxTokens, 256)))
+	if d.cfg.Limits.Tokens == nil {
+		return 0
+	}
+	return b.cost(it)
+}
+
+// cost is an item's token cost at admission, whether or not the provider
+// counts tokens (a namespace's own limits may).
+func (b *batch) cost(it Item) int64 {
+	return tokenCost(len(it.Prompt)+len(b.Params.System), int64(max(b.Params.MaxTokens, 256)))
 }
 
 // tokensFor is the token cost charged at admission for inputChars of input
@@ -186,7 +206,7 @@ func (d *Dispatcher) tokensFor(inputChars int, output int64) int64 {
 	if d.cfg.Limits.Tokens == nil {
 		return 0
 	}
-	return int64(inputChars)/4 + output
+	return tokenCost(inputChars, output)
 }
 
 // reserve sets aside the next block of calls and persists it before any is
@@ -305,6 +325,7 @@ func (d *Dispatcher) settle(b *batch, it Item, resp *provider.Response, pe *prov
 	defer d.mu.Unlock()
 	b.inFlight--
 	d.inFlight--
+	d.nsRelease(now, b.Namespace, extraTokens(resp, pe, b.cost(it)))
 	paid := d.book(now, Usage{Namespace: b.Namespace, Lane: LaneBatch}, inputEstimate(len(it.Prompt)+len(b.Params.System)), res, resp, pe)
 	switch {
 	case pe == nil:

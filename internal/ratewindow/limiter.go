@@ -106,6 +106,15 @@ func (l *Limiter) Admit(now time.Time, cost int64) Decision {
 	return l.AdmitKeeping(now, cost, 0)
 }
 
+// Check is what Admit would decide at now for a call of cost, without
+// admitting it: a caller that needs two limiters to agree checks the one
+// and admits the other before admitting the first.
+func (l *Limiter) Check(now time.Time, cost int64) Decision {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.decide(now.UnixNano(), cost, 0)
+}
+
 // AdmitKeeping admits like Admit, but only within what is left of each
 // request window, of the tokens window and of the concurrency slots once
 // keepPercent of each is set aside for calls admitted with Admit: batches

@@ -98,6 +98,8 @@ var _ = Describe("LLMProvider validation", func() {
 			"spec.interactive.fallback", "interactive.fallback WhenLimited needs spec.fallback"),
 		Entry("an unknown interactive fallback policy", edits(set(map[string]any{"fallback": "Sometimes"}, "spec", "interactive")),
 			"spec.interactive.fallback", "Unsupported value"),
+		Entry("namespace limits that set nothing", edits(set(map[string]any{"defaultLimits": map[string]any{}}, "spec", "shares")),
+			"spec.shares.defaultLimits", "should have at least 1 properties"),
 		Entry("an unknown adaptive mode", edits(set("Sometimes", "spec", "limits", "adaptive")),
 			"spec.limits.adaptive", "Unsupported value"),
 		Entry("negative requestsPerHour", edits(set(int64(-5), "spec", "limits", "requestsPerHour")),

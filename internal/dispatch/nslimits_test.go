@@ -1,0 +1,155 @@
+package dispatch
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/llmquota/llmquota/internal/provider"
+	"github.com/llmquota/llmquota/internal/ratewindow"
+)
+
+func perMinute(n int64) *ratewindow.Config {
+	return &ratewindow.Config{Windows: []ratewindow.Window{{Name: "minute", Limit: n, Period: time.Minute}}}
+}
+
+// sentFor counts the calls a stub client got for a batch's items (items
+// prompts are "prompt <prefix> <i>").
+func sentFor(s *stubClient, prefix string) int {
+	n := 0
+	for _, p := range s.prompts() {
+		if strings.HasPrefix(p, "prompt "+prefix+" ") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestNamespaceLimitsHoldOnlyTheirNamespace: a namespace with 5 calls a
+// minute of its own sends 5 and waits, named in its batch's progress with
+// when its window frees, while another namespace sends all it has under
+// the provider's limits; a minute later it sends 5 more.
+func TestNamespaceLimitsHoldOnlyTheirNamespace(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	fc := clocktesting.NewFakeClock(t0)
+	stub := &stubClient{}
+	d, err := New(Config{Name: "p", Client: stub, Limits: minuteLimit(100, 10),
+		Shares: Shares{Limits: map[string]*ratewindow.Config{"team-a": perMinute(5)}}}, nil, fc, logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := newCollector(10), newCollector(20)
+	d.Submit(Batch{Key: "team-a/x", Namespace: "team-a", Size: 20, Items: items("a", 20), OnResult: a.add})
+	d.Submit(Batch{Key: "team-b/y", Namespace: "team-b", Size: 20, Items: items("b", 20), OnResult: b.add})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+
+	b.wait(t, 10*time.Second)
+	a.settled(t, 5)
+	p, _ := d.Progress("team-a/x")
+	if p.Limit.Reason != ratewindow.ReasonWindow || p.Limit.Window != NamespaceLimitWindow+"minute" || !p.Limit.RetryAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("team-a is held by %+v, want its own minute window until %v", p.Limit, t0.Add(time.Minute))
+	}
+	if n := sentFor(stub, "a"); n != 5 {
+		t.Fatalf("team-a sent %d calls in its minute of 5", n)
+	}
+	if q, _ := d.Progress("team-b/y"); !q.Limit.Allowed {
+		t.Fatalf("team-b, done, shows a hold: %+v", q.Limit)
+	}
+
+	fc.Step(time.Minute)
+	d.poke()
+	a.settled(t, 10)
+	if n := sentFor(stub, "a"); n != 10 {
+		t.Fatalf("team-a sent %d calls after its window freed, want 10", n)
+	}
+}
+
+// gatedClient holds every call until release is closed, counting the
+// calls in flight by prompt prefix.
+type gatedClient struct {
+	release  chan struct{}
+	mu       sync.Mutex
+	inFlight map[string]int
+}
+
+func (g *gatedClient) Generate(ctx context.Context, r provider.Request) (*provider.Response, error) {
+	prefix := strings.Fields(r.Prompt)[1]
+	g.mu.Lock()
+	g.inFlight[prefix]++
+	g.mu.Unlock()
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return &provider.Response{Text: "ok", InputTokens: 1, OutputTokens: 1}, nil
+}
+
+func (g *gatedClient) flying(prefix string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.inFlight[prefix]
+}
+
+// TestNamespaceConcurrencyLimit: a namespace allowed one call at a time
+// has one in flight while another namespace has all of its in flight.
+func TestNamespaceConcurrencyLimit(t *testing.T) {
+	client := &gatedClient{release: make(chan struct{}), inFlight: map[string]int{}}
+	d := start(t, Config{Name: "p", Client: client, Limits: ratewindow.Config{MaxConcurrency: 10},
+		Shares: Shares{Limits: map[string]*ratewindow.Config{"team-a": {MaxConcurrency: 1}}}})
+	a, b := newCollector(3), newCollector(3)
+	d.Submit(Batch{Key: "team-a/x", Namespace: "team-a", Size: 3, Items: items("a", 3), OnResult: a.add})
+	d.Submit(Batch{Key: "team-b/y", Namespace: "team-b", Size: 3, Items: items("b", 3), OnResult: b.add})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p, _ := d.Progress("team-a/x")
+		if client.flying("b") == 3 && p.Limit.Reason == ratewindow.ReasonConcurrency {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("team-b has %d calls in flight, team-a is held by %+v; want 3 and its concurrency", client.flying("b"), p.Limit)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := client.flying("a"); n != 1 {
+		t.Fatalf("team-a has %d calls in flight under a concurrency of 1", n)
+	}
+	close(client.release)
+	a.wait(t, 10*time.Second)
+	b.wait(t, 10*time.Second)
+}
+
+// TestNamespaceLimitsRefuseGatewayCallsAtOnce: a gateway call over its
+// namespace's own window is refused at once with when that window frees
+// (it does not wait in the lane, where it would hold others back); a call
+// from another namespace is granted.
+func TestNamespaceLimitsRefuseGatewayCallsAtOnce(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	d, err := New(Config{Name: "p", Client: &stubClient{}, Limits: minuteLimit(100, 10),
+		Shares: Shares{DefaultLimits: perMinute(2)}}, nil, clocktesting.NewFakeClock(t0), logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range 2 {
+		if g, dec, _ := d.Acquire(ctx, Ask{Namespace: "team-a", MaxTokens: 16, MaxWait: time.Hour}); g == nil {
+			t.Fatalf("call %d refused: %+v", i, dec)
+		} else {
+			g.Done(&provider.Response{InputTokens: 1, OutputTokens: 1}, nil)
+		}
+	}
+	g, dec, _ := d.Acquire(ctx, Ask{Namespace: "team-a", MaxTokens: 16, MaxWait: time.Hour})
+	if g != nil || dec.Reason != ratewindow.ReasonWindow || dec.Window != NamespaceLimitWindow+"minute" || !dec.RetryAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("third call of team-a: grant %v, %+v; want refused by its own minute until %v", g != nil, dec, t0.Add(time.Minute))
+	}
+	if g, dec, _ := d.Acquire(ctx, Ask{Namespace: "team-b", MaxTokens: 16}); g == nil {
+		t.Fatalf("team-b refused: %+v", dec)
+	}
+}
