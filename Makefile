@@ -183,9 +183,10 @@ images: build ## Build the manager, node-agent and provider-emulator OCI image a
 		--version $(VERSION) --revision $(REVISION) --created $(SOURCE_DATE_EPOCH) $(IMAGES_FLAGS)
 
 .PHONY: cluster-images
-cluster-images: ollama-bin ## Build the real cluster's test-only images (pause, ollama-tiny with generated models) into bin/cluster-images.
+cluster-images: ollama-bin ## Build the real cluster's test-only images (pause, gateway-client, ollama-tiny with generated models) into bin/cluster-images.
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(LOCALBIN)/pause ./hack/cluster/pause
-	go run ./hack/images --products=false --pause $(LOCALBIN)/pause --ollama $(OLLAMA) --debs $(LOCALBIN)/debs \
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(LOCALBIN)/gateway-client ./hack/cluster/gatewayclient
+	go run ./hack/images --products=false --pause $(LOCALBIN)/pause --gateway-client $(LOCALBIN)/gateway-client --ollama $(OLLAMA) --debs $(LOCALBIN)/debs \
 		--out $(LOCALBIN)/cluster-images --created $(SOURCE_DATE_EPOCH)
 
 .PHONY: run

@@ -28,6 +28,7 @@ type options struct {
 	created                time.Time
 	products               bool
 	ollama, pause          string
+	gatewayClient          string
 }
 
 func main() {
@@ -44,6 +45,7 @@ func main() {
 	flag.BoolVar(&o.products, "products", true, "Build the published images (manager, node-agent, provider-emulator, gateway).")
 	flag.StringVar(&o.ollama, "ollama", "", "Build the ollama-tiny test image (for the real cluster test) from this ollama binary.")
 	flag.StringVar(&o.pause, "pause", "", "Build the pause test image (the real cluster's sandbox) from this binary.")
+	flag.StringVar(&o.gatewayClient, "gateway-client", "", "Build the gateway-client test image (the real cluster's app calling the gateway) from this binary.")
 	flag.Parse()
 	secs, err := strconv.ParseInt(created, 10, 64)
 	if err != nil {
@@ -77,6 +79,9 @@ func run(o options) error {
 	}
 	if o.pause != "" {
 		specs = append(specs, named{pauseTest(o.pause), testRepository + "/pause:" + testTag})
+	}
+	if o.gatewayClient != "" {
+		specs = append(specs, named{gatewayClientTest(o.gatewayClient), testRepository + "/gateway-client:" + testTag})
 	}
 	if o.ollama != "" {
 		server, err := ollamaserver.Start(o.ollama)

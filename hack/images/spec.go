@@ -37,6 +37,12 @@ func pauseTest(bin string) spec {
 	return spec{name: "pause", description: "test only: the real cluster's sandbox container", binary: bin}
 }
 
+// gatewayClientTest is the app the real cluster test runs in a Pod to
+// call the gateway with the official Anthropic Go SDK (not published).
+func gatewayClientTest(bin string) spec {
+	return spec{name: "gateway-client", description: "test only: calls the llmquota gateway with the Anthropic Go SDK", binary: bin}
+}
+
 // ollamaTest is the Ollama server with generated tiny models that the real
 // cluster test runs as an Ollama pool (not published).
 func ollamaTest(bin, modelsDir string) spec {

@@ -344,15 +344,18 @@ func TestAlerts(t *testing.T) {
 	}
 }
 
-// TestGateway: the gateway renders only when enabled, with its RBAC, a
-// projected token for the quota authority, a Service, a PDB, a
-// NetworkPolicy that lets it reach the manager's quota port, and the
-// manager told which ServiceAccount may draw quota.
+// TestGateway: the gateway renders by default (and not when disabled),
+// with its RBAC, a projected token for the quota authority, a Service, a
+// PDB, a NetworkPolicy that lets it reach the manager's quota port, and
+// the manager told which ServiceAccount may draw quota.
 func TestGateway(t *testing.T) {
-	if got := kinds(render(t)); slices.Contains(got, "Deployment/rel-llmquota-gateway") {
-		t.Fatal("the gateway renders by default; it is opt-in")
+	if got := kinds(render(t)); !slices.Contains(got, "Deployment/rel-llmquota-gateway") {
+		t.Fatal("the gateway does not render by default")
 	}
-	objs := render(t, "gateway.enabled=true", "metrics.serviceMonitor.enabled=true", "manager.secretNamespaces={keys-a}")
+	if got := kinds(render(t, "gateway.enabled=false")); slices.Contains(got, "Deployment/rel-llmquota-gateway") {
+		t.Fatal("the gateway renders when disabled")
+	}
+	objs := render(t, "metrics.serviceMonitor.enabled=true", "manager.secretNamespaces={keys-a}")
 	got := kinds(objs)
 	for _, want := range []string{"ServiceAccount/rel-llmquota-gateway", "ClusterRole/rel-llmquota-gateway", "ClusterRoleBinding/rel-llmquota-gateway",
 		"Role/rel-llmquota-gateway-secrets", "RoleBinding/rel-llmquota-gateway-secrets", "Role/rel-llmquota-gateway-leader",

@@ -36,6 +36,9 @@ const (
 	// 30 requests a minute: long enough to crash, delete and upgrade the
 	// leader in the middle of it.
 	steadyItems = 75
+	// gatewayCalls an app makes through the gateway, one every 5 s, while
+	// the steady batch runs through the managers' kills.
+	gatewayCalls = 40
 )
 
 var chartDir, _ = filepath.Abs("../../charts/llmquota")
@@ -50,7 +53,8 @@ func installArgs(cmd string) []string {
 		"--set", "image.repository=" + repo + "/manager", "--set-string", "image.tag=" + tag, "--set", "image.pullPolicy=Never",
 		"--set", "nodeAgent.enabled=true", "--set", "nodeAgent.nvml=false", "--set", "nodeAgent.pollInterval=2s",
 		"--set", "nodeAgent.image.repository=" + repo + "/node-agent", "--set-string", "nodeAgent.image.tag=" + tag,
-		"--set", "manager.replicas=2", "--set", "manager.secretNamespaces={" + namespace + "}"}
+		"--set", "manager.replicas=2", "--set", "manager.secretNamespaces={" + namespace + "}",
+		"--set", "gateway.enabled=true", "--set", "gateway.image.repository=" + repo + "/gateway", "--set-string", "gateway.image.tag=" + tag}
 }
 
 var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
@@ -81,6 +85,8 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 		// helm --wait counts a one-node DaemonSet ready at zero Ready pods (desired minus maxUnavailable),
 		// so wait for the rollouts themselves before reading their counts.
 		kubectl("-n", namespace, "rollout", "status", "deployment/llmquota-manager", "--timeout=120s")
+		// Ready only once the leader's quota authority answers it.
+		kubectl("-n", namespace, "rollout", "status", "deployment/llmquota-gateway", "--timeout=120s")
 		kubectl("-n", namespace, "rollout", "status", "daemonset/llmquota-node-agent", "--timeout=120s")
 		Expect(kubectl("-n", namespace, "get", "deployment", "llmquota-manager", "-o", "jsonpath={.status.readyReplicas}")).To(Equal("2"))
 		Expect(kubectl("-n", namespace, "get", "daemonset", "llmquota-node-agent", "-o", "jsonpath={.status.numberReady}")).To(Equal("1"))
@@ -246,12 +252,33 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 		}
 	})
 
+	It("serves a Pod through the gateway with its projected token (the Anthropic Go SDK), and refuses a Pod without use", func() {
+		createKey("shared-api-key", "shared-key")
+		apply(providerYAML("shared", "shared-api-key"))
+		kubectl("wait", "--for=condition=Ready", "llmprovider/shared", "--timeout=60s")
+		apply(useRBACYAML("shared", work, "app"))
+		kubectl("-n", work, "create", "serviceaccount", "stranger")
+		apply(gatewayAppYAML("gateway-app", "app", "shared", 3, "1s"))
+		apply(gatewayAppYAML("gateway-stranger", "stranger", "shared", 1, "1s"))
+		calls, sum := gatewayAppLog("gateway-app")
+		Expect(sum.ByStatus).To(Equal(map[int]int{200: 3}), "calls: %+v", calls)
+		Expect(calls[0].Provider).To(Equal("shared"))
+		Expect(calls[0].Text).NotTo(BeEmpty())
+		calls, sum = gatewayAppLog("gateway-stranger")
+		Expect(sum.ByStatus).To(Equal(map[int]int{403: 1}), "calls: %+v", calls)
+	})
+
 	Describe("a batch that outlives its managers", Ordered, func() {
 		BeforeAll(func() {
 			createKey("steady-api-key", "steady-key")
 			apply(providerYAML("steady", "steady-api-key"))
 			kubectl("wait", "--for=condition=Ready", "llmprovider/steady", "--timeout=60s")
 			apply(steadyBatchYAML(steadyItems))
+			// An app calls the same provider through the gateway all along,
+			// one call every 5 s: interactive first, the batch takes the rest,
+			// both under the one quota the server's log is checked against.
+			apply(useRBACYAML("steady", work, "app"))
+			apply(gatewayAppYAML("gateway-steady", "app", "steady", gatewayCalls, "5s"))
 		})
 
 		It("survives kill -9 of the leader's container: the kubelet restarts it and a manager takes over", func() {
@@ -267,9 +294,12 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 			waitSucceeded("steady", succeeded("steady")+1)
 		})
 
-		It("survives deleting the leader Pod: the other replica takes over", func() {
+		It("survives deleting the leader Pod and a gateway Pod: the other replicas take over", func() {
 			pod := leaderPod()
 			kubectl("-n", namespace, "delete", "pod", pod, "--wait=false")
+			gw := strings.Fields(kubectl("-n", namespace, "get", "pods", "-l", "app.kubernetes.io/component=gateway", "-o", "jsonpath={.items[*].metadata.name}"))
+			Expect(gw).To(HaveLen(2))
+			kubectl("-n", namespace, "delete", "pod", gw[0], "--wait=false")
 			Eventually(leaderPod, 90*time.Second, time.Second).ShouldNot(Or(Equal(pod), BeEmpty()))
 			waitSucceeded("steady", succeeded("steady")+1)
 		})
@@ -294,6 +324,25 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 			Expect(emulator.CheckWindows(log, limits)).To(Succeed())
 			for _, r := range log {
 				Expect(r.Status).NotTo(Equal(http.StatusTooManyRequests), "the emulator refused a request over quota: %+v", r)
+			}
+
+			By("the app's gateway calls went on through the kills, and reached the server under the same quota")
+			calls, sum := gatewayAppLog("gateway-steady")
+			Expect(sum.Calls).To(Equal(gatewayCalls))
+			outage := -1 // the first call that was not answered
+			for i, c := range calls {
+				// 503 while no manager leads (an election), 0 for a call cut
+				// by the gateway Pod deleted under it, 429 for one whose wait
+				// for quota ended first; never a provider's refusal passed on.
+				Expect(c.Status).To(BeElementOf(http.StatusOK, http.StatusServiceUnavailable, http.StatusTooManyRequests, 0), "call %+v", c)
+				if c.Status != http.StatusOK && outage < 0 {
+					outage = i
+				}
+			}
+			GinkgoWriter.Printf("gateway calls through the kills: %v\n", sum.ByStatus)
+			Expect(sum.ByStatus[http.StatusOK]).To(BeNumerically(">=", gatewayCalls/2), "calls: %+v", calls)
+			if outage >= 0 {
+				Expect(calls[outage:]).To(ContainElement(HaveField("Status", http.StatusOK)), "no call was answered after the first that was not: %+v", calls)
 			}
 		})
 	})

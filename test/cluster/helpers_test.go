@@ -220,3 +220,87 @@ spec:
   - {id: b, prompt: "second", score: "0.9"}
   - {id: c, prompt: "third", score: "0.9"}
 `
+
+// useRBACYAML lets ServiceAccount ns/sa call provider through the gateway
+// (config/samples/gateway_use_rbac.yaml).
+func useRBACYAML(provider, ns, sa string) string {
+	return fmt.Sprintf(`apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: llmquota-use-%[1]s}
+rules:
+- {apiGroups: [llmquota.dev], resources: [llmproviders], resourceNames: [%[1]s], verbs: [use]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: llmquota-use-%[1]s-%[2]s-%[3]s}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: llmquota-use-%[1]s}
+subjects: [{kind: ServiceAccount, namespace: %[2]s, name: %[3]s}]
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: %[3]s, namespace: %[2]s}
+`, provider, ns, sa)
+}
+
+// gatewayAppYAML is a Pod of the gateway-client test image running as
+// ServiceAccount sa with a projected token for audience llmquota.dev:
+// calls calls to provider, one every every, through the gateway's Service
+// (by its ClusterIP: the test cluster runs no DNS).
+func gatewayAppYAML(name, sa, provider string, calls int, every string) string {
+	ip := kubectl("-n", namespace, "get", "service", "llmquota-gateway", "-o", "jsonpath={.spec.clusterIP}")
+	return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %s, namespace: %s}
+spec:
+  serviceAccountName: %s
+  automountServiceAccountToken: false
+  restartPolicy: Never
+  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - name: app
+    image: localhost/llmquota-test/gateway-client:test
+    imagePullPolicy: Never
+    args: [--base-url=http://%s/anthropic/, --model=%s, --calls=%d, --every=%s]
+    securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+    volumeMounts: [{name: llmquota-token, mountPath: /var/run/secrets/llmquota, readOnly: true}]
+  volumes:
+  - name: llmquota-token
+    projected:
+      sources: [{serviceAccountToken: {audience: llmquota.dev, expirationSeconds: 3600, path: token}}]
+`, name, work, sa, ip, provider, calls, every)
+}
+
+// gatewayCall and gatewaySummary are the lines the gateway-client prints
+// (hack/cluster/gatewayclient).
+type gatewayCall struct {
+	N        int    `json:"n"`
+	Status   int    `json:"status"`
+	Provider string `json:"provider"`
+	Text     string `json:"text"`
+	Error    string `json:"error"`
+}
+
+type gatewaySummary struct {
+	Calls    int         `json:"calls"`
+	ByStatus map[int]int `json:"byStatus"`
+}
+
+// gatewayAppLog waits for a gateway-client Pod to finish and reads its calls
+// and summary from its log.
+func gatewayAppLog(pod string) ([]gatewayCall, gatewaySummary) {
+	kubectl("-n", work, "wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/"+pod, "--timeout=300s")
+	var calls []gatewayCall
+	var sum gatewaySummary
+	for _, line := range strings.Split(kubectl("-n", work, "logs", pod), "\n") {
+		switch {
+		case strings.Contains(line, `"byStatus"`):
+			Expect(json.Unmarshal([]byte(line), &sum)).To(Succeed())
+		case strings.HasPrefix(line, "{"):
+			var c gatewayCall
+			Expect(json.Unmarshal([]byte(line), &c)).To(Succeed())
+			calls = append(calls, c)
+		}
+	}
+	Expect(sum.Calls).To(Equal(len(calls)), "the summary of %s counts the calls it printed", pod)
+	return calls, sum
+}
