@@ -70,7 +70,7 @@ func call(base, tokenFile, model string, n int) Call {
 		option.WithRequestTimeout(30*time.Second))
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	msg, err := client.Messages.New(ctx, anthropic.MessageNewParams{Model: anthropic.Model(model), MaxTokens: 64,
+	msg, err := client.Messages.New(ctx, anthropic.MessageNewParams{Model: model, MaxTokens: 64,
 		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock(fmt.Sprintf("Classify headline %d", n)))}},
 		option.WithResponseInto(&raw))
 	var apiErr *anthropic.Error
