@@ -123,7 +123,7 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 			procs = append(procs, nvml.ProcessInfo{Pid: uint32(pid), UsedGpuMemory: used})
 			want[uid] = used
 		}
-		Expect(want).To(HaveLen(3), "two managers and the agent")
+		Expect(want).To(HaveLen(5), "two managers, two gateways and the agent")
 		procs = append(procs, nvml.ProcessInfo{Pid: 1, UsedGpuMemory: 1 << 30}) // init: no pod's
 		mock := dgxh100.New()
 		for i, nd := range mock.Devices {
