@@ -145,7 +145,7 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 		devices, err := reader.Devices()
 		Expect(err).NotTo(HaveOccurred())
 		usage := podgpu.Attribute(devices, resolver.Owner)
-		Expect(usage).To(HaveLen(3), "init's memory is no pod's")
+		Expect(usage).To(HaveLen(len(want)), "init's memory is no pod's")
 		for uid, bytes := range want {
 			Expect(usage[uid].Bytes).To(Equal(bytes), uid)
 			Expect(usage[uid].ByGPU).To(Equal(map[int]uint64{0: bytes}), uid)
