@@ -29,18 +29,8 @@ const degradedThreshold = 3
 // (without the client and the persistence hook, which need I/O).
 func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 	spec := &p.Spec
-	lim := ratewindow.Config{}
-	add := func(name string, n *int32, period time.Duration) {
-		if n != nil {
-			lim.Windows = append(lim.Windows, ratewindow.Window{Name: name, Limit: int64(*n), Period: period})
-		}
-	}
-	add(windowMinute, spec.Limits.RequestsPerMinute, time.Minute)
-	add(windowHour, spec.Limits.RequestsPerHour, time.Hour)
-	add(windowDay, spec.Limits.RequestsPerDay, 24*time.Hour)
-	if t := spec.Limits.TokensPerMinute; t != nil {
-		lim.Tokens = &ratewindow.Window{Name: windowTokens, Limit: *t, Period: time.Minute}
-	}
+	lim := ratewindow.Config{Windows: requestWindows(spec.Limits.RequestsPerMinute, spec.Limits.RequestsPerHour, spec.Limits.RequestsPerDay),
+		Tokens: tokensWindow(spec.Limits.TokensPerMinute)}
 	lim.MinInterval = llmv1.Milliseconds(spec.Limits.MinIntervalMilliseconds, 0)
 	lim.MaxConcurrency = int(max(1, spec.Limits.MaxConcurrency))
 	maxRetries, rateLimitedWait := 3, time.Hour
@@ -103,20 +93,32 @@ func namespaceLimits(l *llmv1.NamespaceLimits) *ratewindow.Config {
 	if l == nil {
 		return nil
 	}
-	cfg := &ratewindow.Config{MaxConcurrency: int(ptr.Deref(l.MaxConcurrency, 0))}
+	return &ratewindow.Config{MaxConcurrency: int(ptr.Deref(l.MaxConcurrency, 0)),
+		Windows: requestWindows(l.RequestsPerMinute, l.RequestsPerHour, l.RequestsPerDay), Tokens: tokensWindow(l.TokensPerMinute)}
+}
+
+// requestWindows are the rolling minute, hour and day windows of the
+// limits that are set.
+func requestWindows(perMinute, perHour, perDay *int32) []ratewindow.Window {
+	var ws []ratewindow.Window
 	for _, w := range []struct {
 		name   string
 		n      *int32
 		period time.Duration
-	}{{windowMinute, l.RequestsPerMinute, time.Minute}, {windowHour, l.RequestsPerHour, time.Hour}, {windowDay, l.RequestsPerDay, 24 * time.Hour}} {
+	}{{windowMinute, perMinute, time.Minute}, {windowHour, perHour, time.Hour}, {windowDay, perDay, 24 * time.Hour}} {
 		if w.n != nil {
-			cfg.Windows = append(cfg.Windows, ratewindow.Window{Name: w.name, Limit: int64(*w.n), Period: w.period})
+			ws = append(ws, ratewindow.Window{Name: w.name, Limit: int64(*w.n), Period: w.period})
 		}
 	}
-	if t := l.TokensPerMinute; t != nil {
-		cfg.Tokens = &ratewindow.Window{Name: windowTokens, Limit: *t, Period: time.Minute}
+	return ws
+}
+
+// tokensWindow is the rolling minute of tokens, nil when unset.
+func tokensWindow(perMinute *int64) *ratewindow.Window {
+	if perMinute == nil {
+		return nil
 	}
-	return cfg
+	return &ratewindow.Window{Name: windowTokens, Limit: *perMinute, Period: time.Minute}
 }
 
 // maxReserveBlock caps a quota reservation: each block costs one status
