@@ -276,6 +276,25 @@ func TestPriorityFirst(t *testing.T) {
 	}
 }
 
+// stepped waits (real time) until the loop made a whole step after the
+// call: whatever it would do with the state as it is now, it has done. A
+// check that nothing happened then proves the loop had its chance, where a
+// sleep only hopes so.
+func stepped(t *testing.T, d *Dispatcher) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for range 2 { // the first may be a step that began before the call
+		n := d.steps.Load()
+		d.poke()
+		for d.steps.Load() == n {
+			if time.Now().After(deadline) {
+				t.Fatal("the dispatcher's loop made no step")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
 // waitForCalls waits (real time) until the stub has answered want calls.
 func waitForCalls(t *testing.T, stub *stubClient, want int) {
 	t.Helper()
@@ -304,9 +323,9 @@ func TestBatchSizeAndDelay(t *testing.T) {
 	waitCalls(3)
 	col.settled(t, 3)
 	fc.Step(time.Second) // inside the delay: nothing new
-	time.Sleep(50 * time.Millisecond)
-	if stub.count() != 3 {
-		t.Fatalf("%d calls 1s into a 2s batch delay, want 3", stub.count())
+	stepped(t, d)
+	if p, _ := d.Progress("ns/b"); stub.count() != 3 || p.Queued != 4 {
+		t.Fatalf("%d calls and %d queued 1s into a 2s batch delay, want 3 and 4", stub.count(), p.Queued)
 	}
 	fc.Step(time.Second)
 	waitCalls(6)

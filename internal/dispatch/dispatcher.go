@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -23,6 +24,10 @@ type Dispatcher struct {
 	log     logr.Logger
 	lookup  Lookup
 	wake    chan struct{}
+	// steps counts the loop's steps, so a test can tell that the loop
+	// looked at the state as it is (a negative check after an event, not
+	// after a sleep).
+	steps atomic.Uint64
 
 	mu      sync.Mutex
 	batches map[string]*batch

@@ -45,7 +45,7 @@ func TestSendsOnlyToWarmEndpoints(t *testing.T) {
 	eps.Set(nil)
 	held := newCollector(4)
 	d.Submit(Batch{Key: "ns/held", Namespace: "ns", Size: 4, Items: items("y", 4), OnResult: held.add})
-	time.Sleep(200 * time.Millisecond) // room to send, were it wrong
+	stepped(t, d) // the loop looked at the held batch, and had its chance to send
 	held.mu.Lock()
 	got := len(held.results)
 	held.mu.Unlock()

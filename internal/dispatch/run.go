@@ -20,6 +20,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		began := d.clock.Now()
 		wait := d.step(ctx)
 		d.tellChanges()
+		d.steps.Add(1)
 		if wait < 0 {
 			continue
 		}
