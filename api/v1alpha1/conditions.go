@@ -114,6 +114,9 @@ const (
 	// full; other namespaces go on. The message names the window and when
 	// it frees, or says the namespace waits for one of its calls to end.
 	ReasonNamespaceLimitReached = "NamespaceLimitReached"
+	// ReasonModelLimitReached is the same for the own limits of the model
+	// a batch calls (spec.modelLimits); batches on other models go on.
+	ReasonModelLimitReached = "ModelLimitReached"
 	// ReasonAuthFailed surfaces on LLMProvider Degraded=True and Ready=False
 	// when the provider refused the credentials (HTTP 401/403). New batches
 	// wait (Admitted=False ProviderNotReady); it clears when a call

@@ -87,6 +87,17 @@ type LLMProviderSpec struct {
 	// +optional
 	Cost *CostPolicy `json:"cost,omitempty"`
 
+	// modelLimits gives models limits of their own, as providers count
+	// many of their limits per model: a call to a model needs room in its
+	// limits and in spec.limits, which still hold for all models together.
+	// A batch's or gateway call's model is the one it names, else
+	// spec.model. At most 100.
+	// +optional
+	// +listType=map
+	// +listMapKey=model
+	// +kubebuilder:validation:MaxItems=100
+	ModelLimits []ModelLimits `json:"modelLimits,omitempty"`
+
 	// fallback names another LLMProvider that serves items this one cannot:
 	// while its circuit is open, while no Ollama endpoint is warm, or when a
 	// prompt is longer than maxPromptLength.
@@ -222,7 +233,7 @@ type SharePolicy struct {
 	// provider's: a namespace's call needs room in both. A namespace at
 	// its limits waits; the others go on.
 	// +optional
-	DefaultLimits *NamespaceLimits `json:"defaultLimits,omitempty"`
+	DefaultLimits *ScopeLimits `json:"defaultLimits,omitempty"`
 
 	// namespaces gives namespaces a weight, budgets or limits of their own.
 	// At most 1000.
@@ -257,16 +268,29 @@ type NamespaceShare struct {
 	// limits are the namespace's limits, in place of defaultLimits (see
 	// there).
 	// +optional
-	Limits *NamespaceLimits `json:"limits,omitempty"`
+	Limits *ScopeLimits `json:"limits,omitempty"`
 }
 
-// NamespaceLimits are one namespace's limits on a provider, under the
-// provider's own. Unset fields do not limit the namespace.
+// ModelLimits are one model's own limits.
+type ModelLimits struct {
+	// model is the model's name, as batches and gateway calls name it.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Model string `json:"model"`
+	// limits are the model's own limits, under spec.limits.
+	// +required
+	Limits ScopeLimits `json:"limits"`
+}
+
+// ScopeLimits are the limits of one namespace or one model on a provider,
+// under the provider's own: a call needs room in both. Unset fields do not
+// limit it.
 //
 // +kubebuilder:validation:MinProperties=1
-type NamespaceLimits struct {
-	// requestsPerMinute is the most calls the namespace starts in any
-	// rolling minute. At least 1.
+type ScopeLimits struct {
+	// requestsPerMinute is the most calls started in any rolling minute.
+	// At least 1.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	RequestsPerMinute *int32 `json:"requestsPerMinute,omitempty"`
@@ -283,8 +307,7 @@ type NamespaceLimits struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	TokensPerMinute *int64 `json:"tokensPerMinute,omitempty"`
-	// maxConcurrency is the most of the namespace's calls in flight at
-	// once. At least 1.
+	// maxConcurrency is the most calls in flight at once. At least 1.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	MaxConcurrency *int32 `json:"maxConcurrency,omitempty"`

@@ -168,7 +168,7 @@ func (s *Server) acquire(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "provider " + req.Provider + " is not served"})
 		return
 	}
-	g, dec, err := d.Acquire(r.Context(), dispatch.Ask{Namespace: req.Namespace, InputChars: req.InputChars,
+	g, dec, err := d.Acquire(r.Context(), dispatch.Ask{Namespace: req.Namespace, Model: req.Model, InputChars: req.InputChars,
 		MaxTokens: req.MaxTokens, MaxWait: time.Duration(req.MaxWaitMillis) * time.Millisecond})
 	switch {
 	case err != nil: // the gateway gave up: nothing is held

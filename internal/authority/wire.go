@@ -21,6 +21,8 @@ const (
 type AcquireRequest struct {
 	Provider  string `json:"provider"`
 	Namespace string `json:"namespace"`
+	// Model is the model the call names, for the model's own limits.
+	Model string `json:"model,omitempty"`
 	// InputChars is the length of everything the call sends as input.
 	InputChars int `json:"inputChars"`
 	// MaxTokens is the output cap the call sends.

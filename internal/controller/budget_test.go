@@ -128,7 +128,7 @@ var _ = Describe("Namespace limits", func() {
 		emu, url := emulate(emulator.Config{})
 		p := providerFor(limited, url, func(s *llmv1.LLMProviderSpec) {
 			s.Shares = &llmv1.SharePolicy{Namespaces: []llmv1.NamespaceShare{{Namespace: limited,
-				Limits: &llmv1.NamespaceLimits{RequestsPerMinute: ptr.To[int32](3)}}}}
+				Limits: &llmv1.ScopeLimits{RequestsPerMinute: ptr.To[int32](3)}}}}
 			s.Limits.MaxConcurrency = 4
 		})
 		waitReady(p)

@@ -70,6 +70,11 @@ func TestSetProgress(t *testing.T) {
 		}),
 			want{progressing: llmv1.ReasonNamespaceLimitReached, rateLimited: llmv1.ReasonNamespaceLimitReached,
 				complete: llmv1.ReasonItemsPending, failed: llmv1.ReasonNoFailure, finishedC: llmv1.ReasonNotFinished, progress: "5/10"}},
+		{"the model's own minute limit", false, with(func(o *observation) {
+			o.progress = limit(ratewindow.ReasonWindow, dispatch.ModelLimitWindow+"minute")
+		}),
+			want{progressing: llmv1.ReasonModelLimitReached, rateLimited: llmv1.ReasonModelLimitReached,
+				complete: llmv1.ReasonItemsPending, failed: llmv1.ReasonNoFailure, finishedC: llmv1.ReasonNotFinished, progress: "5/10"}},
 		{"the provider's monthly budget", false, with(func(o *observation) { o.progress = limit(ratewindow.ReasonBudget, "monthly") }),
 			want{progressing: llmv1.ReasonMonthlyBudgetExhausted, rateLimited: llmv1.ReasonMonthlyBudgetExhausted,
 				complete: llmv1.ReasonItemsPending, failed: llmv1.ReasonNoFailure, finishedC: llmv1.ReasonNotFinished, progress: "5/10"}},

@@ -104,15 +104,8 @@ func rateLimitedCondition(next ratewindow.Decision, queued int) metav1.Condition
 			dispatch.NamespaceBudgetWindow + "daily":   llmv1.ReasonNamespaceDailyBudgetExhausted,
 			dispatch.NamespaceBudgetWindow + "monthly": llmv1.ReasonNamespaceMonthlyBudgetExhausted}[next.Window]
 	}
-	if limit, ok := strings.CutPrefix(next.Window, dispatch.NamespaceLimitWindow); ok {
-		c.Status, c.Reason = metav1.ConditionTrue, llmv1.ReasonNamespaceLimitReached
-		c.Message = fmt.Sprintf("this namespace's own %s limit on the provider (its spec.shares) is full; other namespaces go on; ", limit)
-		if next.RetryAt.IsZero() {
-			c.Message += "the next call waits for one of the namespace's calls to end"
-		} else {
-			c.Message += "next call at " + next.RetryAt.UTC().Format(time.RFC3339)
-		}
-		return c
+	if held, ok := scopeLimitCondition(next); ok {
+		return held
 	}
 	if reason == "" || next.RetryAt.IsZero() {
 		return c
@@ -128,6 +121,28 @@ func rateLimitedCondition(next ratewindow.Decision, queued int) metav1.Condition
 		}
 	}
 	return c
+}
+
+// scopeLimitCondition says which of a namespace's or a model's own limits
+// holds calls back, when one does.
+func scopeLimitCondition(next ratewindow.Decision) (metav1.Condition, bool) {
+	for _, scope := range []struct{ prefix, reason, whose, where, others string }{
+		{dispatch.NamespaceLimitWindow, llmv1.ReasonNamespaceLimitReached, "namespace", "its spec.shares", "other namespaces"},
+		{dispatch.ModelLimitWindow, llmv1.ReasonModelLimitReached, "model", "spec.modelLimits", "other models"},
+	} {
+		limit, ok := strings.CutPrefix(next.Window, scope.prefix)
+		if !ok {
+			continue
+		}
+		msg := fmt.Sprintf("this %s's own %s limit on the provider (%s) is full; %s go on; ", scope.whose, limit, scope.where, scope.others)
+		if next.RetryAt.IsZero() {
+			msg += "the next call waits for one of the " + scope.whose + "'s calls to end"
+		} else {
+			msg += "next call at " + next.RetryAt.UTC().Format(time.RFC3339)
+		}
+		return metav1.Condition{Type: llmv1.ConditionRateLimited, Status: metav1.ConditionTrue, Reason: scope.reason, Message: msg}, true
+	}
+	return metav1.Condition{}, false
 }
 
 func degradedCondition(s dispatch.Stats) metav1.Condition {

@@ -55,7 +55,7 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 	if s := spec.Shares; s != nil {
 		cfg.Shares.DefaultWeight = ptr.Deref(s.DefaultWeight, 1)
 		cfg.Shares.DefaultBudgets = budgetsOf(s.DefaultBudgets)
-		cfg.Shares.DefaultLimits = namespaceLimits(s.DefaultLimits)
+		cfg.Shares.DefaultLimits = scopeLimits(s.DefaultLimits)
 		cfg.Shares.Weights = make(map[string]int32, len(s.Namespaces))
 		cfg.Shares.Budgets = map[string]cost.Budgets{}
 		cfg.Shares.Limits = map[string]*ratewindow.Config{}
@@ -67,8 +67,14 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 				cfg.Shares.Budgets[n.Namespace] = budgetsOf(n.Budgets)
 			}
 			if n.Limits != nil {
-				cfg.Shares.Limits[n.Namespace] = namespaceLimits(n.Limits)
+				cfg.Shares.Limits[n.Namespace] = scopeLimits(n.Limits)
 			}
+		}
+	}
+	if len(spec.ModelLimits) > 0 {
+		cfg.ModelLimits = make(map[string]*ratewindow.Config, len(spec.ModelLimits))
+		for _, m := range spec.ModelLimits {
+			cfg.ModelLimits[m.Model] = scopeLimits(&m.Limits)
 		}
 	}
 	if i := spec.Interactive; i != nil && i.ReservedPercent != nil {
@@ -87,9 +93,9 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 	return cfg
 }
 
-// namespaceLimits turns a namespace's limits into its own quota windows;
-// nil without limits.
-func namespaceLimits(l *llmv1.NamespaceLimits) *ratewindow.Config {
+// scopeLimits turns a namespace's or a model's limits into its own quota
+// windows; nil without limits.
+func scopeLimits(l *llmv1.ScopeLimits) *ratewindow.Config {
 	if l == nil {
 		return nil
 	}

@@ -32,8 +32,8 @@ func TestDispatchConfigShares(t *testing.T) {
 
 func TestDispatchConfigNamespaceLimits(t *testing.T) {
 	p := &llmv1.LLMProvider{Spec: llmv1.LLMProviderSpec{Type: llmv1.ProviderGemini, Shares: &llmv1.SharePolicy{
-		DefaultLimits: &llmv1.NamespaceLimits{RequestsPerMinute: ptr.To[int32](10)},
-		Namespaces: []llmv1.NamespaceShare{{Namespace: "team-a", Limits: &llmv1.NamespaceLimits{RequestsPerHour: ptr.To[int32](100),
+		DefaultLimits: &llmv1.ScopeLimits{RequestsPerMinute: ptr.To[int32](10)},
+		Namespaces: []llmv1.NamespaceShare{{Namespace: "team-a", Limits: &llmv1.ScopeLimits{RequestsPerHour: ptr.To[int32](100),
 			RequestsPerDay: ptr.To[int32](1000), TokensPerMinute: ptr.To[int64](5000), MaxConcurrency: ptr.To[int32](2)}}, {Namespace: "team-b", Weight: ptr.To[int32](3)}},
 	}}}
 	got := dispatchConfig(p).Shares
@@ -41,6 +41,11 @@ func TestDispatchConfigNamespaceLimits(t *testing.T) {
 		Windows: []ratewindow.Window{{Name: windowHour, Limit: 100, Period: time.Hour}, {Name: windowDay, Limit: 1000, Period: 24 * time.Hour}}}}
 	if !reflect.DeepEqual(got.Limits, want) {
 		t.Fatalf("limits %+v, want %+v", got.Limits, want)
+	}
+	models := dispatchConfig(&llmv1.LLMProvider{Spec: llmv1.LLMProviderSpec{ModelLimits: []llmv1.ModelLimits{{Model: "pro",
+		Limits: llmv1.ScopeLimits{RequestsPerMinute: ptr.To[int32](5)}}}}}).ModelLimits
+	if m := models["pro"]; len(models) != 1 || m == nil || len(m.Windows) != 1 || m.Windows[0].Limit != 5 {
+		t.Fatalf("model limits %+v", models)
 	}
 	if d := got.DefaultLimits; d == nil || len(d.Windows) != 1 || d.Windows[0] != (ratewindow.Window{Name: windowMinute, Limit: 10, Period: time.Minute}) || d.MaxConcurrency != 0 {
 		t.Fatalf("default limits %+v", d)

@@ -44,12 +44,8 @@ type tenant struct {
 	meter  *cost.Meter
 	until  time.Time
 	period string // "daily" or "monthly", while held
-	// limiter counts the namespace's own limits (nil without), made from
-	// limits; limitHeld is what they refused last, until a call of the
-	// namespace ends or its RetryAt passes (see nslimits.go).
-	limiter   *ratewindow.Limiter
-	limits    *ratewindow.Config
-	limitHeld ratewindow.Decision
+	// scope counts the namespace's own limits, if it has any (scoped.go).
+	scope scoped
 }
 
 // NamespaceBudgetWindow prefixes the Window of a Decision held by a
@@ -115,18 +111,14 @@ func (d *Dispatcher) holdTenant(h *budgetHold) {
 	}
 }
 
-// tenantHold is what holds a namespace's calls at now: its budget, its
-// own limits, or Allowed.
-func (d *Dispatcher) tenantHold(namespace string, now time.Time) ratewindow.Decision {
-	t := d.tenants[namespace]
-	switch {
-	case t == nil:
-	case now.Before(t.until):
+// tenantHold is what holds a batch's calls at now: its namespace's
+// budget, its namespace's or its model's own limits, or Allowed.
+func (d *Dispatcher) tenantHold(b *batch, now time.Time) ratewindow.Decision {
+	if t := d.tenants[b.Namespace]; t != nil && now.Before(t.until) {
 		return ratewindow.Decision{Reason: ratewindow.ReasonBudget, Window: NamespaceBudgetWindow + t.period, RetryAt: t.until}
-	default:
-		if dec, held := t.limitHold(now); held {
-			return dec
-		}
+	}
+	if dec, held := d.scopeHold(b, now); held {
+		return dec
 	}
 	return ratewindow.Decision{Allowed: true}
 }

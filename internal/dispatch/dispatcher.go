@@ -34,7 +34,8 @@ type Dispatcher struct {
 	spaces  map[string]*space  // the namespaces of batches, for next
 	turn    uint64             // next's calls so far: marks what a space holds as current
 	fair    fairness           // whose turn it is among namespaces
-	tenants map[string]*tenant // namespaces' budgets, for those that have one
+	tenants map[string]*tenant // namespaces' budgets and own limits, for those that have one
+	models  map[string]*scoped // models' own limits, for those that have them
 	teams   map[string]*team   // what each namespace used this month (Stats)
 	// tell holds OnChange calls to make outside the lock (tellChanges).
 	tell     []func()
@@ -129,7 +130,7 @@ func New(cfg Config, snapshot []byte, c clock.Clock, log logr.Logger, lookup Loo
 	}
 	d := &Dispatcher{
 		cfg: cfg, limiter: lim, clock: c, log: log.WithValues("provider", cfg.Name), lookup: lookup,
-		wake: make(chan struct{}, 1), batches: map[string]*batch{}, spaces: map[string]*space{}, tenants: map[string]*tenant{}, teams: map[string]*team{},
+		wake: make(chan struct{}, 1), batches: map[string]*batch{}, spaces: map[string]*space{}, tenants: map[string]*tenant{}, teams: map[string]*team{}, models: map[string]*scoped{},
 		meter: meter, held: holdState{allowed: true}, fair: fairness{shares: cfg.Shares}, learning: newLearning(cfg, c.Now()),
 	}
 	if cfg.Endpoints != nil {
@@ -179,7 +180,7 @@ func (d *Dispatcher) Reconfigure(cfg Config) error {
 	d.cfg.Limits, d.cfg.DefaultModel, d.cfg.MaxRetries, d.cfg.MaxPromptLength = cfg.Limits, cfg.DefaultModel, cfg.MaxRetries, cfg.MaxPromptLength
 	d.cfg.Fallback, d.cfg.CircuitThreshold, d.cfg.Prices, d.cfg.CallTimeout = cfg.Fallback, cfg.CircuitThreshold, cfg.Prices, cfg.CallTimeout
 	d.cfg.Budgets, d.cfg.InteractiveReserve, d.cfg.MaxRateLimitedWait = cfg.Budgets, cfg.InteractiveReserve, cfg.MaxRateLimitedWait
-	d.cfg.Shares, d.fair.shares = cfg.Shares, cfg.Shares
+	d.cfg.Shares, d.fair.shares, d.cfg.ModelLimits = cfg.Shares, cfg.Shares, cfg.ModelLimits
 	if cfg.LearnLimits != d.cfg.LearnLimits { // switched on or off: from the declared limits
 		d.cfg.LearnLimits, d.learning = cfg.LearnLimits, newLearning(cfg, d.clock.Now())
 		d.limiter.SetScale(1)
@@ -373,14 +374,10 @@ func (d *Dispatcher) next(now time.Time) (b *batch, gate time.Time) {
 	d.turn++
 	for _, c := range d.batches {
 		ok, at := c.ready(now) // first: it takes what a feed sent
-		held := false          // by its namespace's budget or limits: not ready, and not active (it banks no share)
-		if len(d.tenants) > 0 {
-			if t := d.tenants[c.Namespace]; t != nil {
-				if now.Before(t.until) {
-					held, ok, at = true, false, t.until
-				} else if dec, limited := t.limitHold(now); limited {
-					held, ok, at = true, false, dec.RetryAt // zero: until one of its calls ends
-				}
+		held := false          // by its namespace's budget, or its namespace's or model's limits: not ready, and not active (it banks no share)
+		if len(d.tenants) > 0 || len(d.models) > 0 {
+			if dec := d.tenantHold(c, now); !dec.Allowed {
+				held, ok, at = true, false, dec.RetryAt // zero: until one of its calls ends
 			}
 		}
 		sp := c.space

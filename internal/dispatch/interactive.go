@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"sync"
 	"time"
@@ -16,6 +17,8 @@ import (
 type Ask struct {
 	// Namespace is the caller's namespace.
 	Namespace string
+	// Model is the model the call names ("" for the provider's default).
+	Model string
 	// InputChars is the length of everything the call sends as input.
 	InputChars int
 	// MaxTokens is the output cap the call sends: the bound its token and
@@ -35,7 +38,8 @@ type Grant struct {
 	at        time.Time // when it was granted: when the call was sent, near enough
 	charged   int64     // what fairness charged at the grant
 	est       int64     // the provider's tokens charged at the grant
-	nsCost    int64     // the namespace's tokens charged at the grant (its own limits)
+	nsCost    int64     // the tokens its namespace's and model's own limits charged
+	model     string    // the model it calls, for the model's own limits
 	res       *reservation
 	once      sync.Once
 }
@@ -121,18 +125,19 @@ func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool,
 			continue
 		}
 		est, nsCost := d.tokensFor(w.ask.InputChars, w.ask.MaxTokens), tokenCost(w.ask.InputChars, w.ask.MaxTokens)
-		if dec := d.nsCheck(now, w.ask.Namespace, nsCost); !dec.Allowed {
-			// Refused at once, with when its namespace's window frees: an
-			// Ask waiting here would hold every other namespace's calls back.
+		model := cmp.Or(w.ask.Model, d.cfg.DefaultModel)
+		if dec, full := d.scopeCheck(now, w.ask.Namespace, model, nsCost); full != nil {
+			// Refused at once, with when its namespace's or model's window
+			// frees: an Ask waiting here would hold every other call back.
 			d.unbudget(now, res)
 			d.refuse(w, dec)
 			continue
 		}
 		dec := d.limiter.Admit(now, est)
 		if dec.Allowed {
-			d.nsAdmit(now, w.ask.Namespace, nsCost)
+			d.scopeAdmit(now, w.ask.Namespace, model, nsCost)
 			d.fair.charge(w.ask.Namespace, inputEstimate(w.ask.InputChars))
-			d.answer(w, &Grant{d: d, at: now, namespace: w.ask.Namespace, charged: inputEstimate(w.ask.InputChars), est: est, nsCost: nsCost, res: res}, dec)
+			d.answer(w, &Grant{d: d, at: now, namespace: w.ask.Namespace, model: model, charged: inputEstimate(w.ask.InputChars), est: est, nsCost: nsCost, res: res}, dec)
 			continue
 		}
 		d.unbudget(now, res)
@@ -224,7 +229,7 @@ func (g *Grant) Done(resp *provider.Response, err error) {
 		d.learn(now, g.at, pe)
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		d.nsRelease(now, g.namespace, extraTokens(resp, pe, g.nsCost))
+		d.scopeRelease(now, g.namespace, g.model, extraTokens(resp, pe, g.nsCost))
 		d.book(now, Usage{Namespace: g.namespace, Lane: LaneInteractive}, g.charged, g.res, resp, pe)
 	})
 }
@@ -237,7 +242,7 @@ func (g *Grant) Cancel() {
 		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		d.nsRelease(now, g.namespace, 0)
+		d.scopeRelease(now, g.namespace, g.model, 0)
 		d.unbudget(now, g.res)
 	})
 }
@@ -251,7 +256,7 @@ func (g *Grant) Expire() {
 		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		d.nsRelease(now, g.namespace, 0)
+		d.scopeRelease(now, g.namespace, g.model, 0)
 		if g.res != nil {
 			d.settleBudget(now, g.res, nil, &provider.Error{Class: provider.ClassCanceled})
 		}

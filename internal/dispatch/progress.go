@@ -35,7 +35,7 @@ func (d *Dispatcher) Progress(key string) (p Progress, ok bool) {
 	p = Progress{Queued: len(b.queue), InFlight: b.inFlight, GroupsDone: b.groupsDone, Retries: b.retries}
 	p.NoWarmEndpoint = b.more() && !b.suspended && d.noneWarm() && d.fallback() == nil
 	p.Limit = ratewindow.Decision{Allowed: true}
-	switch mine := d.tenantHold(b.Namespace, d.clock.Now()); {
+	switch mine := d.tenantHold(b, d.clock.Now()); {
 	case !b.more() || b.suspended:
 	case !mine.Allowed:
 		p.Limit = mine

@@ -126,10 +126,10 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 		return hold.Until.Sub(now)
 	}
 	est := d.estimate(b, it)
-	nsCost := b.cost(it)
-	if dec := d.nsCheck(now, b.Namespace, nsCost); !dec.Allowed { // this namespace waits; the others go on
+	nsCost, model := b.cost(it), d.modelOf(b)
+	if dec, full := d.scopeCheck(now, b.Namespace, model, nsCost); full != nil { // this namespace or model waits; the others go on
 		d.unbudget(now, res)
-		d.holdLimited(b.Namespace, dec)
+		d.holdScope(full, dec)
 		d.mu.Unlock()
 		return -1
 	}
@@ -161,7 +161,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 		target = ep
 	}
 	d.limited = dec
-	d.nsAdmit(now, b.Namespace, nsCost)
+	d.scopeAdmit(now, b.Namespace, model, nsCost)
 	wire := d.cfg.Limits.MinInterval > 0
 	if wire { // before the next step can admit: see wrote
 		d.limiter.Writing()
@@ -276,7 +276,7 @@ func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item,
 		}
 		d.cfg.OnCall(outcome, now.Sub(started))
 	}
-	if r, report := d.settle(b, it, resp, pe, res, now); report != nil {
+	if r, report := d.settle(b, it, params.Model, resp, pe, res, now); report != nil {
 		report(r)
 	}
 	d.poke()
@@ -321,12 +321,12 @@ func (d *Dispatcher) releaseSlot(now time.Time, est int64, resp *provider.Respon
 // batch; otherwise it returns the item's final result and where to report
 // it. report is nil when there is nothing to report (retried, batch
 // removed, manager stopping).
-func (d *Dispatcher) settle(b *batch, it Item, resp *provider.Response, pe *provider.Error, res *reservation, now time.Time) (r Result, report func(Result)) {
+func (d *Dispatcher) settle(b *batch, it Item, model string, resp *provider.Response, pe *provider.Error, res *reservation, now time.Time) (r Result, report func(Result)) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	b.inFlight--
 	d.inFlight--
-	d.nsRelease(now, b.Namespace, extraTokens(resp, pe, b.cost(it)))
+	d.scopeRelease(now, b.Namespace, model, extraTokens(resp, pe, b.cost(it)))
 	paid := d.book(now, Usage{Namespace: b.Namespace, Lane: LaneBatch}, inputEstimate(len(it.Prompt)+len(b.Params.System)), res, resp, pe)
 	switch {
 	case pe == nil:

@@ -95,6 +95,10 @@ type Config struct {
 	Name string
 	// Limits are the quota; RequireReservation is set by the dispatcher.
 	Limits ratewindow.Config
+	// ModelLimits are models' own windows, tokens and concurrency, under
+	// Limits (which still hold for all models together), keyed by the
+	// model a call names (DefaultModel when it names none).
+	ModelLimits map[string]*ratewindow.Config
 	// LearnLimits lowers the request windows and concurrency in use when
 	// the provider answers 429 to calls they allowed, and raises them
 	// again per clean window, never above Limits (internal/aimd).

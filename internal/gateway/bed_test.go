@@ -71,6 +71,14 @@ func (b *bed) dispatcher(name string) *dispatch.Dispatcher {
 // allows limit calls in any period; edit adjusts its spec.
 func (b *bed) addProvider(t *testing.T, name string, limit int, period time.Duration, edit func(*llmv1.LLMProviderSpec)) (*emulator.Server, *dispatch.Dispatcher) {
 	t.Helper()
+	return b.addProviderWith(t, name, limit, period, edit, nil)
+}
+
+// addProviderWith is addProvider whose dispatcher's config editDispatch
+// adjusts (what the manager would make of the spec's other fields).
+func (b *bed) addProviderWith(t *testing.T, name string, limit int, period time.Duration, edit func(*llmv1.LLMProviderSpec),
+	editDispatch func(*dispatch.Config)) (*emulator.Server, *dispatch.Dispatcher) {
+	t.Helper()
 	emu := emulator.New(emulator.Config{Limits: []emulator.Limit{{Requests: limit, Period: period}}, Keys: []string{apiKey}})
 	emuSrv := httptest.NewServer(emu)
 	t.Cleanup(emuSrv.Close)
@@ -86,9 +94,12 @@ func (b *bed) addProvider(t *testing.T, name string, limit int, period time.Dura
 	must(t, b.c.Create(context.Background(), &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}))
 	batchClient, err := provider.New(provider.Config{Type: provider.OpenAI, Endpoint: emuSrv.URL + "/v1", APIKey: apiKey})
 	must(t, err)
-	d, err := dispatch.New(dispatch.Config{Name: name, Client: batchClient, DefaultModel: "gpt-test", Limits: ratewindow.Config{
-		Windows: []ratewindow.Window{{Name: "window", Limit: int64(limit), Period: period}}, MaxConcurrency: 256}},
-		nil, clock.RealClock{}, logr.Discard(), nil)
+	cfg := dispatch.Config{Name: name, Client: batchClient, DefaultModel: "gpt-test", Limits: ratewindow.Config{
+		Windows: []ratewindow.Window{{Name: "window", Limit: int64(limit), Period: period}}, MaxConcurrency: 256}}
+	if editDispatch != nil {
+		editDispatch(&cfg)
+	}
+	d, err := dispatch.New(cfg, nil, clock.RealClock{}, logr.Discard(), nil)
 	must(t, err)
 	ctx, stop := context.WithCancel(b.runCtx)
 	stopped := make(chan struct{})

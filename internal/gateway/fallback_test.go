@@ -11,8 +11,10 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/emulator"
 	"github.com/llmquota/llmquota/internal/gateway"
+	"github.com/llmquota/llmquota/internal/ratewindow"
 )
 
 // TestGatewayFallsBackWhenLimited: a provider whose spec.interactive.fallback
@@ -72,4 +74,32 @@ func TestGatewayFallsBackWhenLimited(t *testing.T) {
 		}
 	}
 	must(t, emulator.CheckWindows(primaryEmu.Log(), []emulator.Limit{{Requests: 1, Period: time.Minute}}))
+}
+
+// TestGatewayCallsCountInTheirModelsLimits: a call names its model, and the
+// model's own limits (spec.modelLimits) refuse it at once once full, naming
+// them; a call to the provider's default model goes on.
+func TestGatewayCallsCountInTheirModelsLimits(t *testing.T) {
+	ctx := context.Background()
+	b := newBed(t, 10, time.Minute)
+	b.addProviderWith(t, "models", 10, time.Minute, nil, func(cfg *dispatch.Config) {
+		cfg.ModelLimits = map[string]*ratewindow.Config{"pro": {Windows: []ratewindow.Window{{Name: "minute", Limit: 1, Period: time.Minute}}}}
+	})
+	grant(t, b.c, "use-models", []string{"models"}, "team-a", "app")
+	call := func(model string) error {
+		_, err := sdk(b, b.app).Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: model,
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello")}}, option.WithHeader(gateway.MaxWaitHeader, "0"))
+		return err
+	}
+	if err := call("models/pro"); err != nil {
+		t.Fatalf("the first call to pro: %v", err)
+	}
+	var apiErr *openai.Error
+	if err := call("models/pro"); !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusTooManyRequests ||
+		apiErr.Response.Header.Get(gateway.LimitedByHeader) != "Window/model-limit/minute" {
+		t.Fatalf("the second call to pro: %v, want a 429 limited by pro's own minute", err)
+	}
+	if err := call("models"); err != nil {
+		t.Fatalf("a call to the default model: %v", err)
+	}
 }

@@ -287,7 +287,7 @@ func (g *Gateway) acquire(ctx context.Context, c call, name string, t target, wa
 		return admitted{}, fail(http.StatusBadRequest, "model_not_found",
 			"provider %q has no default model: name one as %q", name, name+"/<model>")
 	}
-	grant, err := g.Quota.Acquire(ctx, authority.AcquireRequest{Provider: name, Namespace: c.caller.namespace,
+	grant, err := g.Quota.Acquire(ctx, authority.AcquireRequest{Provider: name, Namespace: c.caller.namespace, Model: req.Model,
 		InputChars: req.Chars(), MaxTokens: c.maxTokens, MaxWaitMillis: wait.Milliseconds()})
 	var notServed *authority.NotServedError
 	switch {

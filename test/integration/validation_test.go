@@ -100,6 +100,8 @@ var _ = Describe("LLMProvider validation", func() {
 			"spec.interactive.fallback", "Unsupported value"),
 		Entry("namespace limits that set nothing", edits(set(map[string]any{"defaultLimits": map[string]any{}}, "spec", "shares")),
 			"spec.shares.defaultLimits", "should have at least 1 properties"),
+		Entry("a model's limits without limits", edits(set([]any{map[string]any{"model": "gemini-2.5-pro"}}, "spec", "modelLimits")),
+			"spec.modelLimits[0].limits", "Required value"),
 		Entry("an unknown adaptive mode", edits(set("Sometimes", "spec", "limits", "adaptive")),
 			"spec.limits.adaptive", "Unsupported value"),
 		Entry("negative requestsPerHour", edits(set(int64(-5), "spec", "limits", "requestsPerHour")),

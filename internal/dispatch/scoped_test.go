@@ -153,3 +153,42 @@ func TestNamespaceLimitsRefuseGatewayCallsAtOnce(t *testing.T) {
 		t.Fatalf("team-b refused: %+v", dec)
 	}
 }
+
+// TestModelLimitsHoldOnlyTheirModel: a model with 3 calls a minute of its
+// own, under the provider's 100, sends 3 and waits, named in its batch's
+// progress, while a batch on the default model sends all it has; a
+// gateway call to the full model is refused at once, one to the default
+// model is granted.
+func TestModelLimitsHoldOnlyTheirModel(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	fc := clocktesting.NewFakeClock(t0)
+	stub := &stubClient{}
+	d, err := New(Config{Name: "p", Client: stub, DefaultModel: "flash", Limits: minuteLimit(100, 10),
+		ModelLimits: map[string]*ratewindow.Config{"pro": perMinute(3)}}, nil, fc, logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pro, flash := newCollector(3), newCollector(6)
+	d.Submit(Batch{Key: "ns/pro", Namespace: "ns", Size: 6, Items: items("p", 6), Params: Params{Model: "pro"}, OnResult: pro.add})
+	d.Submit(Batch{Key: "ns/flash", Namespace: "ns", Size: 6, Items: items("f", 6), OnResult: flash.add})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+
+	flash.wait(t, 10*time.Second)
+	pro.settled(t, 3)
+	stepped(t, d)
+	p, _ := d.Progress("ns/pro")
+	if p.Limit.Window != ModelLimitWindow+"minute" || !p.Limit.RetryAt.Equal(t0.Add(time.Minute)) || p.Queued != 3 {
+		t.Fatalf("the pro batch: %+v, %d queued; want held by its model's minute until %v with 3 queued", p.Limit, p.Queued, t0.Add(time.Minute))
+	}
+	if n := sentFor(stub, "p"); n != 3 {
+		t.Fatalf("%d calls to pro in its minute of 3", n)
+	}
+	if g, dec, _ := d.Acquire(ctx, Ask{Namespace: "ns", Model: "pro", MaxTokens: 16, MaxWait: time.Hour}); g != nil || dec.Window != ModelLimitWindow+"minute" {
+		t.Fatalf("a gateway call to pro: granted %v, %+v; want refused by pro's minute", g != nil, dec)
+	}
+	if g, dec, _ := d.Acquire(ctx, Ask{Namespace: "ns", MaxTokens: 16}); g == nil {
+		t.Fatalf("a gateway call to the default model refused: %+v", dec)
+	}
+}
