@@ -196,6 +196,8 @@ var _ = Describe("InferenceBatch validation", func() {
 			"spec.items[0].prompt", "at least 1 chars long"),
 		Entry("duplicate item ids", edits(set(items(item("id", "a", "prompt", "p"), item("id", "a", "prompt", "q")), "spec", "items")),
 			"spec.items", "item ids must be unique within the batch; repeated: a"),
+		Entry("a name longer than a label value", edits(del("metadata", "generateName"), set(strings.Repeat("b", 64), "metadata", "name")),
+			"metadata.name: at most 63 characters"),
 		Entry("several repeated ids, each named once", edits(set(items(item("id", "b", "prompt", "p"), item("id", "a", "prompt", "p"), item("id", "c", "prompt", "p"),
 			item("id", "a", "prompt", "p"), item("id", "b", "prompt", "p"), item("id", "a", "prompt", "p")), "spec", "items")),
 			"item ids must be unique within the batch; repeated: a, b"),
