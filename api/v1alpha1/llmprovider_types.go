@@ -54,8 +54,11 @@ type LLMProviderSpec struct {
 	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
 
 	// credentialsSecretRef points at the Secret key holding the API key.
-	// Required for hosted providers, not used for Ollama. The key is read at
-	// call time and never copied into status, events, logs or results.
+	// Required for hosted providers, not used for Ollama. The key is read
+	// when the provider's dispatcher starts and again whenever the Secret
+	// changes: a rotated key is used for new calls once the calls in flight
+	// with the old one have finished, with no restart. It is never copied
+	// into status, events, logs or results.
 	// +optional
 	CredentialsSecretRef *SecretKeyReference `json:"credentialsSecretRef,omitempty"`
 
