@@ -123,6 +123,11 @@ func (m *Meter) Seed(now time.Time, totals, committed Period) {
 		m.mtd = maxOf(m.mtd, committed.ThisMonth)
 		m.committedMonth = maxOf(new(big.Rat), committed.ThisMonth)
 	}
+	// Today is part of this month: a day restored from its commitment (a
+	// daily budget's, with its margin) lifts a month persisted without one.
+	if m.mtd.Cmp(m.today) < 0 {
+		m.mtd = new(big.Rat).Set(m.today)
+	}
 }
 
 // Period is a day's and a month's amounts, as persisted: USD decimal

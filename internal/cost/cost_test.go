@@ -48,6 +48,20 @@ func TestSeedIgnoresPastPeriods(t *testing.T) {
 	}
 }
 
+// TestSeedKeepsTheMonthAtLeastTheDay: after a crash with only a daily
+// budget, today comes back from its commitment (which holds a margin) and
+// the month from the last totals: the month must not read less than the
+// day it contains.
+func TestSeedKeepsTheMonthAtLeastTheDay(t *testing.T) {
+	m, _ := NewMeter(Prices{})
+	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	m.Seed(now, Period{Day: "2026-11-26", Today: "1.00", Month: "2026-11", ThisMonth: "1.00"},
+		Period{Day: "2026-11-26", Today: "1.20"})
+	if got := m.Totals(now, Thresholds{}); got.Today != "1.20" || got.ThisMonth != "1.20" {
+		t.Fatalf("got %+v: want today 1.20 (the commitment) and the month at least that", got)
+	}
+}
+
 func TestBadPrice(t *testing.T) {
 	if _, err := NewMeter(Prices{InputPerMillion: "-1"}); err == nil {
 		t.Fatal("negative price accepted")
