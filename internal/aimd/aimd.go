@@ -64,6 +64,10 @@ func New(cfg Config, now time.Time) *Learner {
 	return &Learner{cfg: cfg, scale: 1, cleanSince: now}
 }
 
+// Period is the length of a clean period, the window RateLimited's
+// counts are taken over.
+func (l *Learner) Period() time.Duration { return l.cfg.Period }
+
 // Scale is the part of the declared limits to use now.
 func (l *Learner) Scale() float64 { return l.scale }
 

@@ -95,7 +95,7 @@ func FuzzRateLimited(f *testing.F) {
 	f.Add(0.7, int64(10), int64(20), int64(5))
 	f.Fuzz(func(t *testing.T, scale float64, sentBefore, allowed, sentAgo int64) {
 		if math.IsNaN(scale) || scale < DefaultFloor || scale > 1 || sentBefore < 0 || allowed < 0 {
-			t.Skip()
+			t.Skip("outside the learner's domain: a scale in [floor, 1] and counts that are not negative")
 		}
 		l := New(Config{}, t0)
 		l.scale = scale

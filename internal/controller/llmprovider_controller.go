@@ -155,7 +155,7 @@ func (r *LLMProviderReconciler) observeDispatcher(p *llmv1.LLMProvider, now time
 	publishProviderMetrics(p.Name, s, now)
 	publishCostLimits(p)
 	var changed []metav1.Condition
-	for _, c := range []metav1.Condition{rateLimitedCondition(heldBy(s), s.Queued), degradedCondition(s), costAlertCondition(p, s)} {
+	for _, c := range []metav1.Condition{rateLimitedCondition(heldBy(s), s.Batch.Waiting), degradedCondition(s), costAlertCondition(p, s)} {
 		if setCondition(&p.Status.Conditions, c, p.Generation, now) && c.Status == metav1.ConditionTrue && c.Type != llmv1.ConditionRateLimited {
 			changed = append(changed, c)
 		}

@@ -31,6 +31,16 @@ type budgetHold struct {
 	namespace string
 }
 
+// decision is the hold as a batch or a gateway call shows it: the
+// provider's budget ("daily"), or a namespace's ("namespace/daily").
+func (h *budgetHold) decision() ratewindow.Decision {
+	dec := ratewindow.Decision{Reason: ratewindow.ReasonBudget, Window: h.Period, RetryAt: h.Until}
+	if h.namespace != "" {
+		dec.Window = NamespaceBudgetWindow + h.Period
+	}
+	return dec
+}
+
 // commitment is spend to persist before calls beyond it are sent, for the
 // provider (namespace "") or a namespace.
 type commitment struct {
@@ -38,12 +48,11 @@ type commitment struct {
 	period    cost.Period
 }
 
-// tenant is a namespace's budgets at work: its spend, and until when its
-// budget holds its calls.
+// tenant is a namespace's budgets at work: its spend, and what its
+// budget held its calls with last (until its RetryAt).
 type tenant struct {
-	meter  *cost.Meter
-	until  time.Time
-	period string // "daily" or "monthly", while held
+	meter      *cost.Meter
+	budgetHeld ratewindow.Decision
 	// scope counts the namespace's own limits, if it has any (scoped.go).
 	scope scoped
 }
@@ -100,12 +109,17 @@ func (d *Dispatcher) tenant(namespace string) *tenant {
 // (next skips them), and tells its batches (called under d.mu).
 func (d *Dispatcher) holdTenant(h *budgetHold) {
 	t := d.tenant(h.namespace)
-	if t.until.Equal(h.Until) && t.period == h.Period {
-		return
+	if dec := h.decision(); t.budgetHeld != dec {
+		t.budgetHeld = dec
+		d.tellBatches(func(b *batch) bool { return b.Namespace == h.namespace })
 	}
-	t.until, t.period = h.Until, h.Period
+}
+
+// tellBatches tells the batches of, those with items left, that what
+// holds them changed (called under d.mu; tellChanges calls them).
+func (d *Dispatcher) tellBatches(of func(*batch) bool) {
 	for _, b := range d.batches {
-		if b.Namespace == h.namespace && b.OnChange != nil && b.more() {
+		if b.OnChange != nil && b.more() && of(b) {
 			d.tell = append(d.tell, b.OnChange)
 		}
 	}
@@ -114,8 +128,8 @@ func (d *Dispatcher) holdTenant(h *budgetHold) {
 // tenantHold is what holds a batch's calls at now: its namespace's
 // budget, its namespace's or its model's own limits, or Allowed.
 func (d *Dispatcher) tenantHold(b *batch, now time.Time) ratewindow.Decision {
-	if t := d.tenants[b.Namespace]; t != nil && now.Before(t.until) {
-		return ratewindow.Decision{Reason: ratewindow.ReasonBudget, Window: NamespaceBudgetWindow + t.period, RetryAt: t.until}
+	if t := d.tenants[b.Namespace]; t != nil && now.Before(t.budgetHeld.RetryAt) {
+		return t.budgetHeld
 	}
 	if dec, held := d.scopeHold(b, now); held {
 		return dec

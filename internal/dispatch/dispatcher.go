@@ -11,6 +11,7 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/utils/clock"
 
+	"github.com/llmquota/llmquota/internal/aimd"
 	"github.com/llmquota/llmquota/internal/cost"
 	"github.com/llmquota/llmquota/internal/ratewindow"
 )
@@ -56,8 +57,8 @@ type Dispatcher struct {
 	// the interactive grants not yet ended.
 	laneUse   [2]minuteCounter
 	grantsOut int
-	// learning learns the provider's real limits (nil when off).
-	learning *learning
+	// learner learns the provider's real limits (nil when off).
+	learner *aimd.Learner
 	// scratch is next's working space, kept between calls.
 	scratch struct {
 		candidates, order []*batch
@@ -131,7 +132,7 @@ func New(cfg Config, snapshot []byte, c clock.Clock, log logr.Logger, lookup Loo
 	d := &Dispatcher{
 		cfg: cfg, limiter: lim, clock: c, log: log.WithValues("provider", cfg.Name), lookup: lookup,
 		wake: make(chan struct{}, 1), batches: map[string]*batch{}, spaces: map[string]*space{}, tenants: map[string]*tenant{}, teams: map[string]*team{}, models: map[string]*scoped{},
-		meter: meter, held: holdState{allowed: true}, fair: fairness{shares: cfg.Shares}, learning: newLearning(cfg, c.Now()),
+		meter: meter, held: holdState{allowed: true}, fair: fairness{shares: cfg.Shares}, learner: newLearner(cfg, c.Now()),
 	}
 	if cfg.Endpoints != nil {
 		cfg.Endpoints.watch(d.poke)
@@ -182,7 +183,7 @@ func (d *Dispatcher) Reconfigure(cfg Config) error {
 	d.cfg.Budgets, d.cfg.InteractiveReserve, d.cfg.MaxRateLimitedWait = cfg.Budgets, cfg.InteractiveReserve, cfg.MaxRateLimitedWait
 	d.cfg.Shares, d.fair.shares, d.cfg.ModelLimits = cfg.Shares, cfg.Shares, cfg.ModelLimits
 	if cfg.LearnLimits != d.cfg.LearnLimits { // switched on or off: from the declared limits
-		d.cfg.LearnLimits, d.learning = cfg.LearnLimits, newLearning(cfg, d.clock.Now())
+		d.cfg.LearnLimits, d.learner = cfg.LearnLimits, newLearner(cfg, d.clock.Now())
 		d.limiter.SetScale(1)
 	}
 	d.poke()

@@ -49,7 +49,7 @@ func TestSendsOnlyToWarmEndpoints(t *testing.T) {
 	held.mu.Lock()
 	got := len(held.results)
 	held.mu.Unlock()
-	if q := d.Stats(cost.Thresholds{}).Queued; q != 4 || got != 0 {
+	if q := d.Stats(cost.Thresholds{}).Batch.Waiting; q != 4 || got != 0 {
 		t.Fatalf("queued %d, results %d: with no warm endpoint the items must wait", q, got)
 	}
 	if n := len(warmA.Log()) + len(warmB.Log()) + len(cold.Log()); n != 10 {

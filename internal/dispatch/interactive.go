@@ -115,11 +115,7 @@ func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool,
 				c := d.toCommit(hold)
 				return -1, true, laneAction{commit: &c}
 			}
-			dec := ratewindow.Decision{Reason: ratewindow.ReasonBudget, Window: hold.Period, RetryAt: hold.Until}
-			if hold.namespace != "" {
-				dec.Window = NamespaceBudgetWindow + hold.Period
-			}
-			if wait, ok := d.hold(w, dec, now); ok {
+			if wait, ok := d.hold(w, hold.decision(), now); ok {
 				return wait, true, laneAction{}
 			}
 			continue

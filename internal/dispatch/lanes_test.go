@@ -110,9 +110,6 @@ func TestStatsShowBothLanes(t *testing.T) {
 	if want := (LaneStats{Calls: 1, Tokens: 2, Waiting: 2}); s.Batch != want {
 		t.Errorf("batch = %+v, want %+v", s.Batch, want)
 	}
-	if s.Queued != 2 {
-		t.Errorf("queued = %d, want 2", s.Queued)
-	}
 	d.Remove("team-a/c") // so that no batch item is sent in the next minute
 	fc.Step(61 * time.Second)
 	if s := d.Stats(cost.Thresholds{}); s.Interactive.Calls != 0 || s.Batch.Calls != 0 {

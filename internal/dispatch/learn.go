@@ -7,16 +7,11 @@ import (
 	"github.com/llmquota/llmquota/internal/provider"
 )
 
-// learning is what the dispatcher learns of a provider's real limits when
-// its Config.LearnLimits is set (the LLMProvider's spec.limits.learn):
-// the internal/aimd learner and the period it measures in.
-type learning struct {
-	learner *aimd.Learner
-	period  time.Duration // the shortest request window's, or a minute
-}
-
-// newLearning returns the learning for cfg, nil when it learns nothing.
-func newLearning(cfg Config, now time.Time) *learning {
+// newLearner returns the internal/aimd learner of a provider's real
+// limits when cfg.LearnLimits is set (the LLMProvider's
+// spec.limits.adaptive), measuring in its shortest request window (a
+// minute without windows); nil when it learns nothing.
+func newLearner(cfg Config, now time.Time) *aimd.Learner {
 	if !cfg.LearnLimits {
 		return nil
 	}
@@ -29,7 +24,7 @@ func newLearning(cfg Config, now time.Time) *learning {
 	if period == 0 {
 		period = time.Minute
 	}
-	return &learning{learner: aimd.New(aimd.Config{Period: period}, now), period: period}
+	return aimd.New(aimd.Config{Period: period}, now)
 }
 
 // learn teaches the learner from a call's failure, answered at now for a
@@ -41,21 +36,21 @@ func (d *Dispatcher) learn(now, sent time.Time, pe *provider.Error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.learning == nil {
+	if d.learner == nil {
 		return
 	}
-	sentBefore, allowed := d.limiter.SentIn(sent.Add(-d.learning.period), sent)
-	if d.learning.learner.RateLimited(now, sent, sentBefore, allowed) {
-		d.limiter.SetScale(d.learning.learner.Scale())
+	sentBefore, allowed := d.limiter.SentIn(sent.Add(-d.learner.Period()), sent)
+	if d.learner.RateLimited(now, sent, sentBefore, allowed) {
+		d.limiter.SetScale(d.learner.Scale())
 		d.log.Info("Provider refused a call its declared limits allowed; using less of them",
-			"scale", d.learning.learner.Scale(), "sentInWindow", sentBefore, "allowed", allowed)
+			"scale", d.learner.Scale(), "sentInWindow", sentBefore, "allowed", allowed)
 	}
 }
 
 // relearn gives back part of the declared limits for each clean period
 // (called under d.mu).
 func (d *Dispatcher) relearn(now time.Time) {
-	if d.learning != nil && d.learning.learner.Tick(now) {
-		d.limiter.SetScale(d.learning.learner.Scale())
+	if d.learner != nil && d.learner.Tick(now) {
+		d.limiter.SetScale(d.learner.Scale())
 	}
 }

@@ -52,8 +52,6 @@ type Stats struct {
 	Cost  cost.Totals
 	// AuthError is the last auth failure's message, until a call succeeds.
 	AuthError string
-	// Queued counts items waiting across all batches.
-	Queued int
 	// Held is what held the last call back when the dispatcher's own
 	// budget did (Reason ratewindow.ReasonBudget); otherwise Allowed.
 	Held ratewindow.Decision
@@ -75,10 +73,9 @@ func (d *Dispatcher) Stats(thresholds cost.Thresholds) Stats {
 	s := Stats{Quota: d.limiter.Stats(now), Cost: d.meter.Totals(now, thresholds), AuthError: d.authErr, Teams: d.teamUsage(now)}
 	s.Interactive, s.Batch = d.laneStats(now)
 	s.LearnedScale = 1
-	if d.learning != nil {
-		s.LearnedScale = d.learning.learner.Scale()
+	if d.learner != nil {
+		s.LearnedScale = d.learner.Scale()
 	}
-	s.Queued = s.Batch.Waiting
 	s.Held = ratewindow.Decision{Allowed: true}
 	if d.limited.Reason == ratewindow.ReasonBudget && now.Before(d.limited.RetryAt) {
 		s.Held = d.limited

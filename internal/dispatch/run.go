@@ -121,7 +121,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 			d.mu.Unlock()
 			return -1
 		}
-		d.limited = ratewindow.Decision{Reason: ratewindow.ReasonBudget, Window: hold.Period, RetryAt: hold.Until}
+		d.limited = hold.decision()
 		d.mu.Unlock()
 		return hold.Until.Sub(now)
 	}

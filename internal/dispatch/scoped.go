@@ -163,13 +163,10 @@ func (d *Dispatcher) holdScope(s *scoped, dec ratewindow.Decision) {
 		return
 	}
 	s.held = dec
-	for _, b := range d.batches {
-		if b.OnChange != nil && b.more() {
-			if _, held := d.scopeHold(b, time.Time{}); held {
-				d.tell = append(d.tell, b.OnChange)
-			}
-		}
-	}
+	d.tellBatches(func(b *batch) bool {
+		t := d.tenants[b.Namespace]
+		return (t != nil && &t.scope == s) || d.models[d.modelOf(b)] == s
+	})
 }
 
 // scopeHold is what holds a batch's calls back at now among its scopes'
