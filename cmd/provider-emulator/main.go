@@ -33,6 +33,7 @@ func run() error {
 		listen     = flag.String("listen", "127.0.0.1:8090", "Address to serve on.")
 		limits     = flag.String("limits", "", `Per-key quotas, such as "10/10s,600/1h,1500/24h". Empty: no quota.`)
 		latency    = flag.Duration("latency", 0, "Delay before every answer.")
+		chunkDelay = flag.Duration("chunk-delay", 0, "Pause between a stream's events.")
 		keys       = flag.String("keys", "", "Comma-separated API keys to accept; empty accepts any non-empty key.")
 		script     = flag.String("script", "", `Faults for the first requests within quota, in order, such as "429,500,,hang".`)
 		retryAfter = flag.Duration("retry-after", 2*time.Second, "Retry-After of an injected 429.")
@@ -49,9 +50,10 @@ func run() error {
 	flag.Float64Var(&rates.Hang, "fault-hang", 0, "Probability of a hang past the client's timeout.")
 	flag.Float64Var(&rates.Reset, "fault-reset", 0, "Probability of a connection reset.")
 	flag.Float64Var(&rates.Malformed, "fault-malformed", 0, "Probability of a malformed JSON body.")
+	flag.Float64Var(&rates.Cut, "fault-cut", 0, "Probability of an answer cut in its middle (a stream after its first event).")
 	flag.Parse()
 
-	cfg := emulator.Config{Latency: *latency, Faults: rates, RetryAfter: *retryAfter, HangFor: *hangFor, Seed: *seed}
+	cfg := emulator.Config{Latency: *latency, ChunkDelay: *chunkDelay, Faults: rates, RetryAfter: *retryAfter, HangFor: *hangFor, Seed: *seed}
 	var err error
 	if cfg.Limits, err = emulator.ParseLimits(*limits); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -26,12 +27,15 @@ const (
 	FaultHang        Fault = "hang"
 	FaultReset       Fault = "reset"
 	FaultMalformed   Fault = "malformed"
+	// FaultCut starts the answer and drops the connection in its middle:
+	// after the first event of a stream, halfway through a JSON body.
+	FaultCut Fault = "cut"
 )
 
 // FaultRates are the probabilities, each in [0, 1], that a request within
 // quota gets each fault. They are drawn in this order from one number.
 type FaultRates struct {
-	RateLimit, ServerError, Unavailable, Overloaded, Hang, Reset, Malformed float64
+	RateLimit, ServerError, Unavailable, Overloaded, Hang, Reset, Malformed, Cut float64
 }
 
 // Config configures a Server.
@@ -58,6 +62,15 @@ type Config struct {
 	// OnRequest, when set, sees every request's record as it is logged, in
 	// log order (the emulator's --log-requests streams them to stdout).
 	OnRequest func(Record)
+	// ChunkDelay spaces a stream's events, as a model writes its tokens.
+	ChunkDelay time.Duration
+	// BeforeChunk, when set, is called before each event of a stream after
+	// the first, with the request's context (tests hold a stream there
+	// until its first piece has reached its reader, or watch it end).
+	BeforeChunk func(ctx context.Context, chunk int)
+	// NoStreamUsage leaves the usage out of every stream, as some
+	// OpenAI-compatible servers do.
+	NoStreamUsage bool
 }
 
 // ParseLimits parses "10/10s,600/1h" into Limits.
@@ -93,10 +106,10 @@ func ParseScript(s string) ([]Fault, error) {
 	var out []Fault
 	for _, f := range strings.Split(s, ",") {
 		switch fault := Fault(strings.TrimSpace(f)); fault {
-		case FaultNone, FaultRateLimit, FaultServerError, FaultUnavailable, FaultOverloaded, FaultHang, FaultReset, FaultMalformed:
+		case FaultNone, FaultRateLimit, FaultServerError, FaultUnavailable, FaultOverloaded, FaultHang, FaultReset, FaultMalformed, FaultCut:
 			out = append(out, fault)
 		default:
-			return nil, fmt.Errorf("unknown fault %q (want 429, 500, 503, 529, hang, reset, malformed or empty)", f)
+			return nil, fmt.Errorf("unknown fault %q (want 429, 500, 503, 529, hang, reset, malformed, cut or empty)", f)
 		}
 	}
 	return out, nil

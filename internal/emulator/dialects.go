@@ -32,7 +32,7 @@ func parse(r *http.Request) (call, bool) {
 	}
 	p := r.URL.Path
 	switch {
-	case strings.HasPrefix(p, "/v1beta/models/") && strings.HasSuffix(p, ":generateContent"):
+	case strings.HasPrefix(p, "/v1beta/models/") && (strings.HasSuffix(p, ":generateContent") || strings.HasSuffix(p, ":streamGenerateContent")):
 		var body struct {
 			Contents []struct {
 				Parts []struct {
@@ -46,8 +46,9 @@ func parse(r *http.Request) (call, bool) {
 				} `json:"thinkingConfig"`
 			} `json:"generationConfig"`
 		}
-		c := call{api: gemini, key: r.Header.Get("x-goog-api-key"),
-			model: strings.TrimSuffix(strings.TrimPrefix(p, "/v1beta/models/"), ":generateContent")}
+		model, method, _ := strings.Cut(strings.TrimPrefix(p, "/v1beta/models/"), ":")
+		c := call{api: gemini, key: r.Header.Get("x-goog-api-key"), model: model,
+			stream: method == "streamGenerateContent", streamUsage: true}
 		if c.key == "" {
 			c.key = r.URL.Query().Get("key")
 		}
@@ -67,13 +68,14 @@ func parse(r *http.Request) (call, bool) {
 		var body struct {
 			Model     string `json:"model"`
 			MaxTokens int    `json:"max_tokens"`
+			Stream    bool   `json:"stream"`
 			Messages  []struct {
 				Content string `json:"content"`
 			} `json:"messages"`
 		}
-		c := call{api: anthropic, key: r.Header.Get("x-api-key")}
+		c := call{api: anthropic, key: r.Header.Get("x-api-key"), streamUsage: true}
 		if decodeJSON(r, &body) {
-			c.model, c.maxTokens = body.Model, body.MaxTokens
+			c.model, c.maxTokens, c.stream = body.Model, body.MaxTokens, body.Stream
 			for _, m := range body.Messages {
 				c.prompt += m.Content
 			}
@@ -84,7 +86,11 @@ func parse(r *http.Request) (call, bool) {
 			Model               string `json:"model"`
 			MaxTokens           int    `json:"max_tokens"`
 			MaxCompletionTokens int    `json:"max_completion_tokens"`
-			Messages            []struct {
+			Stream              bool   `json:"stream"`
+			StreamOptions       struct {
+				IncludeUsage bool `json:"include_usage"`
+			} `json:"stream_options"`
+			Messages []struct {
 				Role    string `json:"role"`
 				Content string `json:"content"`
 			} `json:"messages"`
@@ -92,6 +98,7 @@ func parse(r *http.Request) (call, bool) {
 		c := call{api: openai, key: bearer(r.Header.Get("Authorization"))}
 		if decodeJSON(r, &body) {
 			c.model, c.maxTokens = body.Model, cmp.Or(body.MaxCompletionTokens, body.MaxTokens)
+			c.stream, c.streamUsage = body.Stream, body.StreamOptions.IncludeUsage
 			if body.MaxTokens > 0 && openAIReasoning(strings.ToLower(body.Model)) {
 				c.invalid = "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead."
 			}

@@ -28,6 +28,8 @@ type Record struct {
 	Fault  Fault `json:"fault,omitempty"`
 	// Admitted is true when the request counted against the key's quota.
 	Admitted bool `json:"admitted"`
+	// Stream is true when the answer was asked for as an event stream.
+	Stream bool `json:"stream,omitempty"`
 }
 
 // Server is the emulator. It is an http.Handler.
@@ -74,6 +76,10 @@ type call struct {
 	// invalid is why the API refuses the request as the real one would
 	// (a field the model does not take), with 400.
 	invalid string
+	// stream is true when the answer is asked for as an event stream;
+	// streamUsage when the stream is to end with the usage (OpenAI's
+	// stream_options.include_usage; Anthropic and Gemini always send it).
+	stream, streamUsage bool
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -82,7 +88,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	rec := Record{Time: s.cfg.Now(), API: c.api.name(), KeyID: keyID(c.key), Model: c.model, PromptHash: hash(c.prompt)}
+	rec := Record{Time: s.cfg.Now(), API: c.api.name(), KeyID: keyID(c.key), Model: c.model, PromptHash: hash(c.prompt), Stream: c.stream}
 	status, fault, retryAfter := s.decide(c, rec.Time)
 	if c.invalid != "" && status == http.StatusOK {
 		status, fault = http.StatusBadRequest, FaultNone
@@ -107,6 +113,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.api.writeError(w, http.StatusGatewayTimeout, 0)
 	case fault == FaultReset:
 		reset(w)
+	case fault == FaultCut:
+		s.cut(w, c)
 	case fault == FaultMalformed:
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"candidates": [{"content": {"parts": [{"text": "trunc`))
@@ -114,9 +122,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.api.writeInvalid(w, c.invalid)
 	case status != http.StatusOK:
 		c.api.writeError(w, status, retryAfter)
+	case c.stream:
+		s.rateLimitHeaders(w, c)
+		s.writeStream(r.Context(), w, c, answerText(c), promptTokens(c.prompt), answerTokens(c))
 	default:
 		s.rateLimitHeaders(w, c)
-		c.api.writeSuccess(w, c, "emulated answer "+hash(c.prompt)[:16], promptTokens(c.prompt), answerTokens(c))
+		c.api.writeSuccess(w, c, answerText(c), promptTokens(c.prompt), answerTokens(c))
 	}
 }
 
@@ -187,7 +198,7 @@ func (s *Server) nextFault() Fault {
 		rate  float64
 		fault Fault
 	}{{f.RateLimit, FaultRateLimit}, {f.ServerError, FaultServerError}, {f.Unavailable, FaultUnavailable},
-		{f.Overloaded, FaultOverloaded}, {f.Hang, FaultHang}, {f.Reset, FaultReset}, {f.Malformed, FaultMalformed}} {
+		{f.Overloaded, FaultOverloaded}, {f.Hang, FaultHang}, {f.Reset, FaultReset}, {f.Malformed, FaultMalformed}, {f.Cut, FaultCut}} {
 		if p < c.rate {
 			return c.fault
 		}
@@ -256,6 +267,9 @@ func keyID(key string) string {
 	}
 	return hash(key)[:12]
 }
+
+// answerText is the answer to a call: deterministic per prompt.
+func answerText(c call) string { return "emulated answer " + hash(c.prompt)[:16] }
 
 // promptTokens approximates a tokenizer: one token per 4 characters.
 func promptTokens(prompt string) int { return max(1, len(prompt)/4) }

@@ -77,55 +77,85 @@ func (g *Gateway) anthropicParse(r *http.Request) (call, *anthropicRequest, *fai
 	return c, &body, nil
 }
 
-func (g *Gateway) anthropicAnswer(w http.ResponseWriter, c call, body *anthropicRequest, resp *provider.Response) {
-	id := "msg_" + strconv.FormatInt(g.now().UnixNano(), 36)
-	model := c.provider + "/" + c.req.Model
-	usage := anthropicUsage{InputTokens: resp.InputTokens, OutputTokens: resp.OutputTokens}
-	stop := finishWord(anthropic, resp)
-	if !body.Stream {
-		writeJSON(w, http.StatusOK, map[string]any{
-			"id": id, "type": "message", "role": "assistant", "model": model,
-			"content":     []any{map[string]any{"type": "text", "text": resp.Text}},
-			"stop_reason": stop, "stop_sequence": nil, "usage": usage,
-		})
-		return
-	}
+func (g *Gateway) anthropicAnswer(w http.ResponseWriter, c call, _ *anthropicRequest, resp *provider.Response) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"id": g.anthropicID(), "type": "message", "role": "assistant", "model": c.provider + "/" + c.req.Model,
+		"content":     []any{map[string]any{"type": "text", "text": resp.Text}},
+		"stop_reason": finishWord(anthropic, resp), "stop_sequence": nil,
+		"usage": anthropicUsage{InputTokens: resp.InputTokens, OutputTokens: resp.OutputTokens},
+	})
+}
+
+func (g *Gateway) anthropicID() string { return "msg_" + strconv.FormatInt(g.now().UnixNano(), 36) }
+
+func anthropicStreams(body *anthropicRequest) bool { return body.Stream }
+
+// anthropicStream is a Messages stream: message_start, one text block's
+// deltas, and message_delta with the stop reason and the whole usage
+// (input too: a provider of another dialect says it only at the end, and
+// the SDKs take message_delta's input_tokens over message_start's).
+type anthropicStream struct{ w http.ResponseWriter }
+
+func (g *Gateway) anthropicStream(w http.ResponseWriter, c call, _ *anthropicRequest) eventStream {
+	s := anthropicStream{w}
 	startEvents(w)
-	event := func(name string, v map[string]any) {
-		v["type"] = name
-		_, _ = w.Write([]byte("event: " + name + "\n"))
-		writeEvent(w, v)
+	_ = s.event("message_start", map[string]any{"message": map[string]any{"id": g.anthropicID(), "type": "message", "role": "assistant",
+		"model": c.provider + "/" + c.req.Model, "content": []any{}, "stop_reason": nil, "stop_sequence": nil, "usage": anthropicUsage{}}})
+	_ = s.event("content_block_start", map[string]any{"index": 0, "content_block": map[string]any{"type": "text", "text": ""}})
+	return s
+}
+
+func (s anthropicStream) event(name string, v map[string]any) error {
+	v["type"] = name
+	return writeEvent(s.w, name, v)
+}
+
+func (s anthropicStream) text(p string) error {
+	if p == "" {
+		return nil
 	}
-	event("message_start", map[string]any{"message": map[string]any{"id": id, "type": "message", "role": "assistant", "model": model,
-		"content": []any{}, "stop_reason": nil, "stop_sequence": nil, "usage": anthropicUsage{InputTokens: resp.InputTokens}}})
-	event("content_block_start", map[string]any{"index": 0, "content_block": map[string]any{"type": "text", "text": ""}})
-	event("content_block_delta", map[string]any{"index": 0, "delta": map[string]any{"type": "text_delta", "text": resp.Text}})
-	event("content_block_stop", map[string]any{"index": 0})
-	event("message_delta", map[string]any{"delta": map[string]any{"stop_reason": stop, "stop_sequence": nil}, "usage": usage})
-	event("message_stop", map[string]any{})
+	return s.event("content_block_delta", map[string]any{"index": 0, "delta": map[string]any{"type": "text_delta", "text": p}})
+}
+
+func (s anthropicStream) end(resp *provider.Response) {
+	_ = s.event("content_block_stop", map[string]any{"index": 0})
+	_ = s.event("message_delta", map[string]any{"delta": map[string]any{"stop_reason": finishWord(anthropic, resp), "stop_sequence": nil},
+		"usage": anthropicUsage{InputTokens: resp.InputTokens, OutputTokens: resp.OutputTokens}})
+	_ = s.event("message_stop", map[string]any{})
+}
+
+// abort sends Anthropic's error event, as its API does mid-stream.
+func (s anthropicStream) abort(f *failure) {
+	_ = s.event("error", map[string]any{"error": map[string]any{"type": anthropicErrorType(f.status), "message": f.message}})
 }
 
 // anthropicError writes a failure in Anthropic's error shape.
 func (g *Gateway) anthropicError(w http.ResponseWriter, f *failure) {
-	kind := "invalid_request_error"
 	switch f.status {
-	case http.StatusUnauthorized:
-		kind = "authentication_error"
-	case http.StatusForbidden:
-		kind = "permission_error"
-	case http.StatusNotFound:
-		kind = "not_found_error"
-	case http.StatusRequestEntityTooLarge:
-		kind = "request_too_large"
-	case http.StatusTooManyRequests:
-		kind = "rate_limit_error"
-		retryAfter(w, f, g.now())
 	case 499:
 		return // the caller left: nobody reads the answer
-	default:
-		if f.status >= 500 {
-			kind = "api_error"
-		}
+	case http.StatusTooManyRequests:
+		retryAfter(w, f, g.now())
 	}
-	writeJSON(w, f.status, map[string]any{"type": "error", "error": map[string]any{"type": kind, "message": f.message}})
+	writeJSON(w, f.status, map[string]any{"type": "error", "error": map[string]any{"type": anthropicErrorType(f.status), "message": f.message}})
+}
+
+// anthropicErrorType is Anthropic's error type for a status.
+func anthropicErrorType(status int) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return "authentication_error"
+	case http.StatusForbidden:
+		return "permission_error"
+	case http.StatusNotFound:
+		return "not_found_error"
+	case http.StatusRequestEntityTooLarge:
+		return "request_too_large"
+	case http.StatusTooManyRequests:
+		return "rate_limit_error"
+	}
+	if status >= 500 {
+		return "api_error"
+	}
+	return "invalid_request_error"
 }

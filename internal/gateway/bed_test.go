@@ -71,15 +71,26 @@ func (b *bed) dispatcher(name string) *dispatch.Dispatcher {
 // allows limit calls in any period; edit adjusts its spec.
 func (b *bed) addProvider(t *testing.T, name string, limit int, period time.Duration, edit func(*llmv1.LLMProviderSpec)) (*emulator.Server, *dispatch.Dispatcher) {
 	t.Helper()
-	return b.addProviderWith(t, name, limit, period, edit, nil)
+	return b.addProviderWith(t, name, limit, period, providerOptions{spec: edit})
 }
 
-// addProviderWith is addProvider whose dispatcher's config editDispatch
-// adjusts (what the manager would make of the spec's other fields).
-func (b *bed) addProviderWith(t *testing.T, name string, limit int, period time.Duration, edit func(*llmv1.LLMProviderSpec),
-	editDispatch func(*dispatch.Config)) (*emulator.Server, *dispatch.Dispatcher) {
+// providerOptions adjust a provider the bed adds: its spec, its
+// dispatcher's config (what the manager would make of the spec's other
+// fields) and its emulator's config.
+type providerOptions struct {
+	spec     func(*llmv1.LLMProviderSpec)
+	dispatch func(*dispatch.Config)
+	emulator func(*emulator.Config)
+}
+
+// addProviderWith is addProvider with more to adjust.
+func (b *bed) addProviderWith(t *testing.T, name string, limit int, period time.Duration, o providerOptions) (*emulator.Server, *dispatch.Dispatcher) {
 	t.Helper()
-	emu := emulator.New(emulator.Config{Limits: []emulator.Limit{{Requests: limit, Period: period}}, Keys: []string{apiKey}})
+	emuCfg := emulator.Config{Limits: []emulator.Limit{{Requests: limit, Period: period}}, Keys: []string{apiKey}}
+	if o.emulator != nil {
+		o.emulator(&emuCfg)
+	}
+	emu := emulator.New(emuCfg)
 	emuSrv := httptest.NewServer(emu)
 	t.Cleanup(emuSrv.Close)
 	spec := llmv1.LLMProviderSpec{
@@ -88,16 +99,16 @@ func (b *bed) addProviderWith(t *testing.T, name string, limit int, period time.
 		Limits:               llmv1.RateLimits{RequestsPerMinute: ptr.To(int32(limit)), MaxConcurrency: 256},
 		NamespaceSelector:    &metav1.LabelSelector{},
 	}
-	if edit != nil {
-		edit(&spec)
+	if o.spec != nil {
+		o.spec(&spec)
 	}
 	must(t, b.c.Create(context.Background(), &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}))
 	batchClient, err := provider.New(provider.Config{Type: provider.OpenAI, Endpoint: emuSrv.URL + "/v1", APIKey: apiKey})
 	must(t, err)
 	cfg := dispatch.Config{Name: name, Client: batchClient, DefaultModel: "gpt-test", Limits: ratewindow.Config{
 		Windows: []ratewindow.Window{{Name: "window", Limit: int64(limit), Period: period}}, MaxConcurrency: 256}}
-	if editDispatch != nil {
-		editDispatch(&cfg)
+	if o.dispatch != nil {
+		o.dispatch(&cfg)
 	}
 	d, err := dispatch.New(cfg, nil, clock.RealClock{}, logr.Discard(), nil)
 	must(t, err)

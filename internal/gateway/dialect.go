@@ -10,32 +10,54 @@ import (
 	"github.com/llmquota/llmquota/internal/provider"
 )
 
-// dialect is one API's wire format: how a call is read, answered and refused.
+// dialect is one API's wire format: how a call is read, answered (whole,
+// or as a stream when streams says the caller asked for one) and refused.
 type dialect[B any] struct {
-	parse  func(r *http.Request) (call, *B, *failure)
-	answer func(w http.ResponseWriter, c call, body *B, resp *provider.Response)
-	fail   func(w http.ResponseWriter, f *failure)
+	parse   func(r *http.Request) (call, *B, *failure)
+	answer  func(w http.ResponseWriter, c call, body *B, resp *provider.Response)
+	streams func(body *B) bool
+	stream  func(w http.ResponseWriter, c call, body *B) eventStream
+	fail    func(w http.ResponseWriter, f *failure)
 }
 
 // serve runs one call in a dialect: read it, run it, answer or refuse it,
-// and record it in the metrics.
+// and record it in the metrics. A stream that fails after it began ends
+// with the dialect's error event, and counts under the failure's status.
 func serve[B any](g *Gateway, d dialect[B]) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		m := g.Metrics.start(g.now())
 		c, body, f := d.parse(r)
 		var out outcome
+		var rl *relay
 		if f == nil {
-			if out, f = g.run(r.Context(), c); f == nil {
+			if d.streams(body) {
+				rl = &relay{open: func(out outcome) eventStream { return d.stream(w, served(w, c, out), body) }}
+			}
+			if out, f = g.run(r.Context(), c, rl); f == nil {
 				m.done(c, out, http.StatusOK, g.now())
-				w.Header().Set(ProviderHeader, out.provider)
-				c.provider, c.req.Model = out.provider, out.model // the answer names what served it
-				d.answer(w, c, body, out.resp)
+				if rl != nil {
+					rl.finish(out)
+					return
+				}
+				d.answer(w, served(w, c, out), body, out.resp)
 				return
 			}
 		}
 		m.done(c, out, f.status, g.now())
+		if rl != nil && rl.s != nil {
+			rl.s.abort(f)
+			return
+		}
 		d.fail(w, f)
 	}
+}
+
+// served is the call as its answer names it: the provider and model that
+// served it (the one asked, or its fallback), also in ProviderHeader.
+func served(w http.ResponseWriter, c call, out outcome) call {
+	w.Header().Set(ProviderHeader, out.provider)
+	c.provider, c.req.Model = out.provider, out.model
+	return c
 }
 
 // lastTurn splits a conversation: its last turn, the user's, is the

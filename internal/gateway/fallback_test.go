@@ -82,9 +82,9 @@ func TestGatewayFallsBackWhenLimited(t *testing.T) {
 func TestGatewayCallsCountInTheirModelsLimits(t *testing.T) {
 	ctx := context.Background()
 	b := newBed(t, 10, time.Minute)
-	b.addProviderWith(t, "models", 10, time.Minute, nil, func(cfg *dispatch.Config) {
+	b.addProviderWith(t, "models", 10, time.Minute, providerOptions{dispatch: func(cfg *dispatch.Config) {
 		cfg.ModelLimits = map[string]*ratewindow.Config{"pro": {Windows: []ratewindow.Window{{Name: "minute", Limit: 1, Period: time.Minute}}}}
-	})
+	}})
 	grant(t, b.c, "use-models", []string{"models"}, "team-a", "app")
 	call := func(model string) error {
 		_, err := sdk(b, b.app).Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: model,

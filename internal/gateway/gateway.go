@@ -94,11 +94,11 @@ type Gateway struct {
 // Handler routes the dialects' paths.
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/chat/completions", serve(g, dialect[openAIChatRequest]{g.openAIParse, g.openAIAnswer, g.openAIError}))
+	mux.HandleFunc("POST /v1/chat/completions", serve(g, dialect[openAIChatRequest]{g.openAIParse, g.openAIAnswer, openAIStreams, g.openAIStream, g.openAIError}))
 	mux.HandleFunc("GET /v1/models", g.openAIModels)
-	mux.HandleFunc("POST /anthropic/v1/messages", serve(g, dialect[anthropicRequest]{g.anthropicParse, g.anthropicAnswer, g.anthropicError}))
+	mux.HandleFunc("POST /anthropic/v1/messages", serve(g, dialect[anthropicRequest]{g.anthropicParse, g.anthropicAnswer, anthropicStreams, g.anthropicStream, g.anthropicError}))
 	// Google's SDKs call v1beta by default, and v1 when given a base URL.
-	gemini := serve(g, dialect[geminiCall]{g.geminiParse, g.geminiAnswer, g.geminiError})
+	gemini := serve(g, dialect[geminiCall]{g.geminiParse, g.geminiAnswer, geminiStreams, g.geminiStream, g.geminiError})
 	mux.HandleFunc("POST /gemini/v1beta/models/{rest...}", gemini)
 	mux.HandleFunc("POST /gemini/v1/models/{rest...}", gemini)
 	return mux
@@ -209,9 +209,10 @@ type outcome struct {
 	provider, model string
 }
 
-// run acquires quota, sends the call and settles it. The failure is in
+// run acquires quota, sends the call and settles it. With a relay, the
+// answer's text goes to it as the provider streams it. The failure is in
 // no dialect yet.
-func (g *Gateway) run(ctx context.Context, c call) (outcome, *failure) {
+func (g *Gateway) run(ctx context.Context, c call, rl *relay) (outcome, *failure) {
 	target, f := g.Providers.Client(ctx, c.provider)
 	if f != nil {
 		return outcome{}, f
@@ -228,7 +229,7 @@ func (g *Gateway) run(ctx context.Context, c call) (outcome, *failure) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	sent := g.now()
-	resp, err := a.target.client.Generate(cctx, a.req)
+	resp, err := send(cctx, a, out, rl)
 	cancel()
 	out.upstream = g.now().Sub(sent)
 	g.release(a.grant, resp, err)
@@ -237,6 +238,17 @@ func (g *Gateway) run(ctx context.Context, c call) (outcome, *failure) {
 	}
 	out.resp = resp
 	return out, nil
+}
+
+// send calls the provider: as a stream when the caller asked for one and
+// the provider's client can; else whole. A caller that leaves cancels ctx,
+// and with it the provider's call.
+func send(ctx context.Context, a admitted, out outcome, rl *relay) (*provider.Response, error) {
+	s, ok := a.target.client.(provider.Streamer)
+	if rl == nil || !ok {
+		return a.target.client.Generate(ctx, a.req)
+	}
+	return s.Stream(ctx, a.req, func(piece string) error { return rl.piece(out, piece) })
 }
 
 // admitted is a call a provider granted quota: the provider, its client,

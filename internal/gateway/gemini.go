@@ -104,20 +104,51 @@ func geminiText(parts []geminiPart) (string, error) {
 	return b.String(), nil
 }
 
-func (g *Gateway) geminiAnswer(w http.ResponseWriter, c call, gc *geminiCall, resp *provider.Response) {
-	v := map[string]any{
-		"candidates": []any{map[string]any{"index": 0, "finishReason": finishWord(gemini, resp),
-			"content": map[string]any{"role": "model", "parts": []any{map[string]any{"text": resp.Text}}}}},
-		"usageMetadata": map[string]any{"promptTokenCount": resp.InputTokens, "candidatesTokenCount": resp.OutputTokens,
-			"totalTokenCount": resp.InputTokens + resp.OutputTokens},
-		"modelVersion": c.provider + "/" + c.req.Model,
+func (g *Gateway) geminiAnswer(w http.ResponseWriter, c call, _ *geminiCall, resp *provider.Response) {
+	writeJSON(w, http.StatusOK, geminiResponse(c, resp.Text, resp))
+}
+
+// geminiResponse is a GenerateContentResponse of text; with resp, the
+// finish and the usage too (the last of a stream).
+func geminiResponse(c call, text string, resp *provider.Response) map[string]any {
+	candidate := map[string]any{"index": 0, "content": map[string]any{"role": "model", "parts": []any{map[string]any{"text": text}}}}
+	v := map[string]any{"candidates": []any{candidate}, "modelVersion": c.provider + "/" + c.req.Model}
+	if resp != nil {
+		candidate["finishReason"] = finishWord(gemini, resp)
+		v["usageMetadata"] = map[string]any{"promptTokenCount": resp.InputTokens, "candidatesTokenCount": resp.OutputTokens,
+			"totalTokenCount": resp.InputTokens + resp.OutputTokens}
 	}
-	if !gc.stream {
-		writeJSON(w, http.StatusOK, v)
-		return
-	}
+	return v
+}
+
+func geminiStreams(gc *geminiCall) bool { return gc.stream }
+
+// geminiStream is streamGenerateContent's answer: a response per piece,
+// and a last one with the finish and the usage.
+type geminiStream struct {
+	w http.ResponseWriter
+	c call
+}
+
+func (g *Gateway) geminiStream(w http.ResponseWriter, c call, _ *geminiCall) eventStream {
 	startEvents(w)
-	writeEvent(w, v)
+	return geminiStream{w, c}
+}
+
+func (s geminiStream) text(p string) error {
+	if p == "" {
+		return nil
+	}
+	return writeEvent(s.w, "", geminiResponse(s.c, p, nil))
+}
+
+func (s geminiStream) end(resp *provider.Response) {
+	_ = writeEvent(s.w, "", geminiResponse(s.c, "", resp))
+}
+
+// abort sends Google's error object as an event, which the Gen AI SDKs raise.
+func (s geminiStream) abort(f *failure) {
+	_ = writeEvent(s.w, "", map[string]any{"error": map[string]any{"code": f.status, "message": f.message, "status": geminiStatus(f.status)}})
 }
 
 // geminiStatus is Google's canonical status name for an HTTP status.

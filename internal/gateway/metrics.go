@@ -16,6 +16,9 @@ type Metrics struct {
 	tokens   *prometheus.CounterVec
 	wait     *prometheus.HistogramVec
 	added    *prometheus.HistogramVec
+	// estimated counts answered calls whose usage the provider did not say
+	// (a stream without its usage event): their tokens are bounds.
+	estimated *prometheus.CounterVec
 }
 
 // NewMetrics registers the gateway's metrics with reg.
@@ -31,8 +34,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		added: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "llmquota_gateway_added_latency_seconds",
 			Help:    "What the gateway added to answered calls: their whole time less the provider's.",
 			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 5, 30}}, []string{"provider"}),
+		estimated: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "llmquota_gateway_usage_estimated_total",
+			Help: "Answered gateway calls whose provider sent no usage: their tokens and cost are bounds from the lengths."}, []string{"provider"}),
 	}
-	reg.MustRegister(m.requests, m.tokens, m.wait, m.added)
+	reg.MustRegister(m.requests, m.tokens, m.wait, m.added, m.estimated)
 	return m
 }
 
@@ -60,4 +65,7 @@ func (r recorder) done(c call, out outcome, status int, now time.Time) {
 	r.m.tokens.WithLabelValues(provider, c.caller.namespace, "in").Add(float64(out.resp.InputTokens))
 	r.m.tokens.WithLabelValues(provider, c.caller.namespace, "out").Add(float64(out.resp.OutputTokens))
 	r.m.added.WithLabelValues(provider).Observe((now.Sub(r.start) - out.upstream).Seconds())
+	if out.resp.UsageEstimated {
+		r.m.estimated.WithLabelValues(provider).Inc()
+	}
 }

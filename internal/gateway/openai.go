@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -93,58 +92,101 @@ func openAIConversation(msgs []openAIMessage) (provider.Request, *failure) {
 	return req, lastTurn(&req, req.History)
 }
 
-func (g *Gateway) openAIAnswer(w http.ResponseWriter, c call, body *openAIChatRequest, resp *provider.Response) {
-	id := "chatcmpl-" + strconv.FormatInt(g.now().UnixNano(), 36)
-	created := g.now().Unix()
-	model := c.provider + "/" + c.req.Model
-	usage := openAIUsage{PromptTokens: resp.InputTokens, CompletionTokens: resp.OutputTokens, TotalTokens: resp.InputTokens + resp.OutputTokens}
-	finish := finishWord(openai, resp)
-	if !body.Stream {
-		writeJSON(w, http.StatusOK, map[string]any{
-			"id": id, "object": "chat.completion", "created": created, "model": model,
-			"choices": []any{map[string]any{"index": 0, "message": map[string]any{"role": "assistant", "content": resp.Text},
-				"finish_reason": finish, "logprobs": nil}},
-			"usage": usage,
-		})
-		return
-	}
+func (g *Gateway) openAIAnswer(w http.ResponseWriter, c call, _ *openAIChatRequest, resp *provider.Response) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"id": g.openAIID(), "object": "chat.completion", "created": g.now().Unix(), "model": c.provider + "/" + c.req.Model,
+		"choices": []any{map[string]any{"index": 0, "message": map[string]any{"role": "assistant", "content": resp.Text},
+			"finish_reason": finishWord(openai, resp), "logprobs": nil}},
+		"usage": openAIUsageOf(resp),
+	})
+}
+
+func (g *Gateway) openAIID() string { return "chatcmpl-" + strconv.FormatInt(g.now().UnixNano(), 36) }
+
+func openAIUsageOf(resp *provider.Response) openAIUsage {
+	return openAIUsage{PromptTokens: resp.InputTokens, CompletionTokens: resp.OutputTokens, TotalTokens: resp.InputTokens + resp.OutputTokens}
+}
+
+func openAIStreams(body *openAIChatRequest) bool { return body.Stream }
+
+// openAIStream is a Chat Completions stream: chat.completion.chunk events,
+// the usage in a last chunk of no choices when include_usage asks for it,
+// then [DONE].
+type openAIStream struct {
+	w       http.ResponseWriter
+	id      string
+	created int64
+	model   string
+	usage   bool
+}
+
+func (g *Gateway) openAIStream(w http.ResponseWriter, c call, body *openAIChatRequest) eventStream {
+	s := &openAIStream{w: w, id: g.openAIID(), created: g.now().Unix(), model: c.provider + "/" + c.req.Model,
+		usage: body.StreamOptions != nil && body.StreamOptions.IncludeUsage}
 	startEvents(w)
-	chunk := func(choices []any, u *openAIUsage) {
-		v := map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices}
-		if body.StreamOptions != nil && body.StreamOptions.IncludeUsage {
-			v["usage"] = u // null on every chunk but the last, as OpenAI sends it
-		}
-		writeEvent(w, v)
+	_ = s.chunk([]any{map[string]any{"index": 0, "delta": map[string]any{"role": "assistant", "content": ""}, "finish_reason": nil}}, nil)
+	return s
+}
+
+func (s *openAIStream) chunk(choices []any, u *openAIUsage) error {
+	v := map[string]any{"id": s.id, "object": "chat.completion.chunk", "created": s.created, "model": s.model, "choices": choices}
+	if s.usage {
+		v["usage"] = u // null on every chunk but the last, as OpenAI sends it
 	}
-	chunk([]any{map[string]any{"index": 0, "delta": map[string]any{"role": "assistant", "content": resp.Text}, "finish_reason": nil}}, nil)
-	chunk([]any{map[string]any{"index": 0, "delta": map[string]any{}, "finish_reason": finish}}, nil)
-	if body.StreamOptions != nil && body.StreamOptions.IncludeUsage {
-		chunk([]any{}, &usage)
+	return writeEvent(s.w, "", v)
+}
+
+func (s *openAIStream) text(p string) error {
+	if p == "" {
+		return nil
 	}
-	_, _ = w.Write([]byte("data: [DONE]\n\n"))
-	if fl, ok := w.(http.Flusher); ok {
-		fl.Flush()
+	return s.chunk([]any{map[string]any{"index": 0, "delta": map[string]any{"content": p}, "finish_reason": nil}}, nil)
+}
+
+func (s *openAIStream) end(resp *provider.Response) {
+	_ = s.chunk([]any{map[string]any{"index": 0, "delta": map[string]any{}, "finish_reason": finishWord(openai, resp)}}, nil)
+	if s.usage {
+		u := openAIUsageOf(resp)
+		_ = s.chunk([]any{}, &u)
 	}
+	_, _ = s.w.Write([]byte("data: [DONE]\n\n"))
+	_ = http.NewResponseController(s.w).Flush()
+}
+
+// abort sends OpenAI's error object as an event, which its SDKs raise.
+func (s *openAIStream) abort(f *failure) {
+	_ = writeEvent(s.w, "", map[string]any{"error": openAIErrorBody(f)})
 }
 
 // openAIError writes a failure in OpenAI's error shape.
 func (g *Gateway) openAIError(w http.ResponseWriter, f *failure) {
-	kind := "invalid_request_error"
-	switch {
-	case f.status == http.StatusUnauthorized:
-		kind = "authentication_error"
-	case f.status == http.StatusForbidden:
-		kind = "permission_error"
-	case f.status == http.StatusTooManyRequests:
-		kind = "rate_limit_error"
-		retryAfter(w, f, g.now())
-	case f.status >= 500:
-		kind = "server_error"
-	}
-	if f.status == 499 { // the caller left: nobody reads the answer
+	switch f.status {
+	case 499: // the caller left: nobody reads the answer
 		return
+	case http.StatusTooManyRequests:
+		retryAfter(w, f, g.now())
 	}
-	writeJSON(w, f.status, map[string]any{"error": map[string]any{"message": f.message, "type": kind, "param": nil, "code": f.code}})
+	writeJSON(w, f.status, map[string]any{"error": openAIErrorBody(f)})
+}
+
+// openAIErrorType is OpenAI's error type for a status.
+func openAIErrorType(status int) string {
+	switch {
+	case status == http.StatusUnauthorized:
+		return "authentication_error"
+	case status == http.StatusForbidden:
+		return "permission_error"
+	case status == http.StatusTooManyRequests:
+		return "rate_limit_error"
+	case status >= 500:
+		return "server_error"
+	}
+	return "invalid_request_error"
+}
+
+// openAIErrorBody is OpenAI's error object for a failure.
+func openAIErrorBody(f *failure) map[string]any {
+	return map[string]any{"message": f.message, "type": openAIErrorType(f.status), "param": nil, "code": f.code}
 }
 
 func (g *Gateway) openAIModels(w http.ResponseWriter, r *http.Request) {
@@ -175,22 +217,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// startEvents answers 200 with a server-sent event stream.
-func startEvents(w http.ResponseWriter) {
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-}
-
-func writeEvent(w http.ResponseWriter, v any) {
-	var b bytes.Buffer
-	b.WriteString("data: ")
-	_ = json.NewEncoder(&b).Encode(v) // ends with a newline
-	b.WriteString("\n")
-	_, _ = w.Write(b.Bytes())
-	if fl, ok := w.(http.Flusher); ok {
-		fl.Flush()
-	}
 }

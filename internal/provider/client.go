@@ -96,6 +96,25 @@ type reply struct {
 // post sends a JSON body and reads the capped response. A transport
 // failure comes back as a classified *Error.
 func (b *base) post(ctx context.Context, url string, payload any, header http.Header) (*reply, error) {
+	resp, err := b.send(ctx, url, payload, header)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, b.cfg.MaxResponseBytes+1))
+	if err != nil {
+		return nil, b.fail(transportError(ctx, err))
+	}
+	if int64(len(data)) > b.cfg.MaxResponseBytes {
+		return nil, b.fail(&Error{Class: ClassServerError, StatusCode: resp.StatusCode,
+			Message: fmt.Sprintf("response body larger than %d bytes", b.cfg.MaxResponseBytes)})
+	}
+	return &reply{status: resp.StatusCode, header: resp.Header, body: data}, nil
+}
+
+// send posts a JSON body and returns the response, its body unread. A
+// failure is a classified *Error.
+func (b *base) send(ctx context.Context, url string, payload any, header http.Header) (*http.Response, error) {
 	body, err := json.Marshal(payload)
 	if err != nil {
 		return nil, &Error{Class: ClassBadRequest, Message: "encoding request: " + err.Error()}
@@ -110,16 +129,7 @@ func (b *base) post(ctx context.Context, url string, payload any, header http.He
 	if err != nil {
 		return nil, b.fail(transportError(ctx, err))
 	}
-	defer func() { _ = resp.Body.Close() }()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, b.cfg.MaxResponseBytes+1))
-	if err != nil {
-		return nil, b.fail(transportError(ctx, err))
-	}
-	if int64(len(data)) > b.cfg.MaxResponseBytes {
-		return nil, b.fail(&Error{Class: ClassServerError, StatusCode: resp.StatusCode,
-			Message: fmt.Sprintf("response body larger than %d bytes", b.cfg.MaxResponseBytes)})
-	}
-	return &reply{status: resp.StatusCode, header: resp.Header, body: data}, nil
+	return resp, nil
 }
 
 // transportError classifies a failure below HTTP.

@@ -15,7 +15,17 @@ import (
 
 func emulatorClient(t *testing.T, typ Type) (Client, string) {
 	t.Helper()
-	srv := httptest.NewServer(emulator.New(emulator.Config{Keys: []string{testKey}}))
+	c, _, url := emulatorClientWith(t, typ, emulator.Config{})
+	return c, url
+}
+
+// emulatorClientWith is a client of typ against an emulator of cfg (its
+// keys set to the test's), with the emulator and its URL.
+func emulatorClientWith(t *testing.T, typ Type, cfg emulator.Config) (Client, *emulator.Server, string) {
+	t.Helper()
+	cfg.Keys = []string{testKey}
+	emu := emulator.New(cfg)
+	srv := httptest.NewServer(emu)
 	t.Cleanup(srv.Close)
 	endpoint := srv.URL
 	if typ == OpenAI {
@@ -25,7 +35,7 @@ func emulatorClient(t *testing.T, typ Type) (Client, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c, srv.URL
+	return c, emu, srv.URL
 }
 
 // TestOpenAIReasoningModelsTakeMaxCompletionTokens: a reasoning model

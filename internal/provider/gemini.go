@@ -1,8 +1,10 @@
 package provider
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -65,7 +67,8 @@ type geminiError struct {
 	} `json:"error"`
 }
 
-func (c *geminiClient) Generate(ctx context.Context, req Request) (*Response, error) {
+// request is the generateContent body of req.
+func (c *geminiClient) request(req Request) (geminiRequest, error) {
 	var body geminiRequest
 	for _, t := range req.History {
 		body.Contents = append(body.Contents, geminiContent{Role: role(t, "model"), Parts: []geminiPart{{Text: t.Text}}})
@@ -82,14 +85,29 @@ func (c *geminiClient) Generate(ctx context.Context, req Request) (*Response, er
 	}
 	temp, err := temperature(req.Temperature)
 	if err != nil {
-		return nil, &Error{Class: ClassBadRequest, Message: err.Error()}
+		return body, &Error{Class: ClassBadRequest, Message: err.Error()}
 	}
 	body.GenerationConfig.Temperature = temp
+	return body, nil
+}
 
+func (c *geminiClient) header() http.Header {
 	h := http.Header{}
 	h.Set("x-goog-api-key", c.cfg.APIKey)
+	return h
+}
+
+func (c *geminiClient) url(model, method string) string {
+	return c.cfg.Endpoint + "/v1beta/models/" + url.PathEscape(model) + ":" + method
+}
+
+func (c *geminiClient) Generate(ctx context.Context, req Request) (*Response, error) {
+	body, err := c.request(req)
+	if err != nil {
+		return nil, err
+	}
 	start := c.cfg.Now()
-	r, err := c.post(ctx, c.cfg.Endpoint+"/v1beta/models/"+url.PathEscape(req.Model)+":generateContent", body, h)
+	r, err := c.post(ctx, c.url(req.Model, "generateContent"), body, c.header())
 	if err != nil {
 		return nil, err
 	}
@@ -101,11 +119,7 @@ func (c *geminiClient) Generate(ctx context.Context, req Request) (*Response, er
 		return nil, c.malformed(r, err)
 	}
 	if len(out.Candidates) == 0 {
-		reason := "no candidates"
-		if out.PromptFeedback != nil && out.PromptFeedback.BlockReason != "" {
-			reason = "prompt blocked: " + out.PromptFeedback.BlockReason
-		}
-		return nil, c.fail(&Error{Class: ClassBadRequest, StatusCode: r.status, Message: reason})
+		return nil, c.fail(&Error{Class: ClassBadRequest, StatusCode: r.status, Message: out.blocked()})
 	}
 	var text strings.Builder
 	for _, p := range out.Candidates[0].Content.Parts {
@@ -120,6 +134,74 @@ func (c *geminiClient) Generate(ctx context.Context, req Request) (*Response, er
 		Model:        out.ModelVersion,
 		RateLimit:    unknownRateLimit(),
 	}, nil
+}
+
+// blocked says why a response has no candidate.
+func (r *geminiResponse) blocked() string {
+	if r.PromptFeedback != nil && r.PromptFeedback.BlockReason != "" {
+		return "prompt blocked: " + r.PromptFeedback.BlockReason
+	}
+	return "no candidates"
+}
+
+// geminiChunk is one event of streamGenerateContent: a response whose
+// usage, when present, counts the whole answer so far.
+type geminiChunk struct {
+	geminiResponse
+	Error *struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// Stream calls streamGenerateContent?alt=sse. Gemini marks no end of
+// stream: an answer is whole once a candidate has said its finishReason.
+func (c *geminiClient) Stream(ctx context.Context, req Request, onText func(string) error) (*Response, error) {
+	body, err := c.request(req)
+	if err != nil {
+		return nil, err
+	}
+	start := c.cfg.Now()
+	resp := &Response{RateLimit: unknownRateLimit()}
+	var text strings.Builder
+	said := false
+	_, err = c.openStream(ctx, c.url(req.Model, "streamGenerateContent")+"?alt=sse", body, c.header(), func(rd io.Reader) error {
+		return readEvents(rd, func(_ string, data []byte) error {
+			var chunk geminiChunk
+			if err := json.Unmarshal(data, &chunk); err != nil {
+				return err
+			}
+			if e := chunk.Error; e != nil {
+				return c.streamFailure(cmp.Or(e.Code, http.StatusInternalServerError), e.Message)
+			}
+			if u := chunk.UsageMetadata; u.PromptTokenCount > 0 || u.CandidatesTokenCount > 0 {
+				// Each chunk's usage counts the answer so far; the last says it all.
+				resp.InputTokens, resp.OutputTokens = u.PromptTokenCount, u.CandidatesTokenCount+u.ThoughtsTokenCount
+				said = len(chunk.Candidates) == 0 || chunk.Candidates[0].FinishReason != ""
+			}
+			resp.Model = cmp.Or(chunk.ModelVersion, resp.Model)
+			if len(chunk.Candidates) == 0 {
+				if chunk.PromptFeedback != nil && chunk.PromptFeedback.BlockReason != "" {
+					return &Error{Class: ClassBadRequest, StatusCode: http.StatusOK, Message: chunk.blocked()}
+				}
+				return nil
+			}
+			resp.FinishReason = cmp.Or(chunk.Candidates[0].FinishReason, resp.FinishReason)
+			for _, p := range chunk.Candidates[0].Content.Parts {
+				text.WriteString(p.Text)
+				if err := relay(onText, p.Text); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}, func() bool { return resp.FinishReason != "" }, func(r *reply) *Error { return c.fail(c.geminiError(r)) })
+	if err != nil {
+		return nil, err
+	}
+	resp.Text, resp.Latency = text.String(), c.cfg.Now().Sub(start)
+	estimateUsage(resp, req, said, said)
+	return resp, nil
 }
 
 func (c *geminiClient) geminiError(r *reply) *Error {

@@ -1,8 +1,10 @@
 package provider
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -64,7 +66,8 @@ type openAIError struct {
 	} `json:"error"`
 }
 
-func (c *openAIClient) Generate(ctx context.Context, req Request) (*Response, error) {
+// request is the Chat Completions body of req.
+func (c *openAIClient) request(req Request) (openAIRequest, error) {
 	body := openAIRequest{Model: req.Model, MaxTokens: req.MaxTokens}
 	if reasoningModel(req.Model) {
 		body.MaxTokens, body.MaxCompletionTokens = 0, req.MaxTokens
@@ -78,36 +81,31 @@ func (c *openAIClient) Generate(ctx context.Context, req Request) (*Response, er
 	body.Messages = append(body.Messages, openAIMessage{Role: "user", Content: req.Prompt})
 	temp, err := temperature(req.Temperature)
 	if err != nil {
-		return nil, &Error{Class: ClassBadRequest, Message: err.Error()}
+		return body, &Error{Class: ClassBadRequest, Message: err.Error()}
 	}
 	body.Temperature = temp
+	return body, nil
+}
 
+func (c *openAIClient) header() http.Header {
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+c.cfg.APIKey)
+	return h
+}
+
+func (c *openAIClient) Generate(ctx context.Context, req Request) (*Response, error) {
+	body, err := c.request(req)
+	if err != nil {
+		return nil, err
+	}
 	start := c.cfg.Now()
-	r, err := c.post(ctx, c.cfg.Endpoint+"/chat/completions", body, h)
+	r, err := c.post(ctx, c.cfg.Endpoint+"/chat/completions", body, c.header())
 	if err != nil {
 		return nil, err
 	}
 	limits := c.limits(r.header)
 	if r.status != http.StatusOK {
-		var oe openAIError
-		_ = json.Unmarshal(r.body, &oe)
-		e := c.statusError(r, oe.Error.Message)
-		code, _ := oe.Error.Code.(string)
-		switch {
-		case code == "context_length_exceeded":
-			e.Class = ClassContextTooLong
-		case code == "insufficient_quota" || oe.Error.Type == "insufficient_quota":
-			e.Class = ClassAuth // billing: no wait fixes it
-		case code == "invalid_api_key":
-			e.Class = ClassAuth
-		}
-		if e.Class == ClassRateLimited && e.RetryAt.IsZero() {
-			e.RetryAt = limits.RequestsReset
-		}
-		e.RateLimit = limits
-		return nil, c.fail(e)
+		return nil, c.errorOf(r, limits)
 	}
 	var out openAIResponse
 	if err := json.Unmarshal(r.body, &out); err != nil {
@@ -125,6 +123,97 @@ func (c *openAIClient) Generate(ctx context.Context, req Request) (*Response, er
 		Model:        out.Model,
 		RateLimit:    limits,
 	}, nil
+}
+
+// errorOf classifies an error status by OpenAI's error body.
+func (c *openAIClient) errorOf(r *reply, limits RateLimit) *Error {
+	var oe openAIError
+	_ = json.Unmarshal(r.body, &oe)
+	e := c.statusError(r, oe.Error.Message)
+	code, _ := oe.Error.Code.(string)
+	switch {
+	case code == "context_length_exceeded":
+		e.Class = ClassContextTooLong
+	case code == "insufficient_quota" || oe.Error.Type == "insufficient_quota":
+		e.Class = ClassAuth // billing: no wait fixes it
+	case code == "invalid_api_key":
+		e.Class = ClassAuth
+	}
+	if e.Class == ClassRateLimited && e.RetryAt.IsZero() {
+		e.RetryAt = limits.RequestsReset
+	}
+	e.RateLimit = limits
+	return c.fail(e)
+}
+
+// openAIChunk is one event of a streamed Chat Completion.
+type openAIChunk struct {
+	Model   string `json:"model"`
+	Choices []struct {
+		Delta struct {
+			Content string `json:"content"`
+		} `json:"delta"`
+		FinishReason string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *struct {
+		PromptTokens     int64 `json:"prompt_tokens"`
+		CompletionTokens int64 `json:"completion_tokens"`
+	} `json:"usage"`
+	Error *struct {
+		Message string `json:"message"`
+		Type    string `json:"type"`
+	} `json:"error"`
+}
+
+// Stream asks for the usage chunk (stream_options.include_usage); a server
+// that sends none gets its usage estimated.
+func (c *openAIClient) Stream(ctx context.Context, req Request, onText func(string) error) (*Response, error) {
+	body, err := c.request(req)
+	if err != nil {
+		return nil, err
+	}
+	streamed := struct {
+		openAIRequest
+		Stream        bool            `json:"stream"`
+		StreamOptions map[string]bool `json:"stream_options"`
+	}{body, true, map[string]bool{"include_usage": true}}
+	start := c.cfg.Now()
+	resp := &Response{}
+	var text strings.Builder
+	done, said := false, false
+	r, err := c.openStream(ctx, c.cfg.Endpoint+"/chat/completions", streamed, c.header(), func(rd io.Reader) error {
+		return readEvents(rd, func(_ string, data []byte) error {
+			if string(data) == "[DONE]" {
+				done = true
+				return nil
+			}
+			var chunk openAIChunk
+			if err := json.Unmarshal(data, &chunk); err != nil {
+				return err
+			}
+			if e := chunk.Error; e != nil {
+				return c.streamFailure(http.StatusInternalServerError, e.Message)
+			}
+			resp.Model = cmp.Or(chunk.Model, resp.Model)
+			if u := chunk.Usage; u != nil {
+				resp.InputTokens, resp.OutputTokens, said = u.PromptTokens, u.CompletionTokens, true
+			}
+			for _, ch := range chunk.Choices {
+				resp.FinishReason = cmp.Or(ch.FinishReason, resp.FinishReason)
+				text.WriteString(ch.Delta.Content)
+				if err := relay(onText, ch.Delta.Content); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}, func() bool { return done }, func(r *reply) *Error { return c.errorOf(r, c.limits(r.header)) })
+	if err != nil {
+		return nil, err
+	}
+	resp.Text, resp.Latency, resp.RateLimit = text.String(), c.cfg.Now().Sub(start), c.limits(r.header)
+	estimateUsage(resp, req, said, said)
+	return resp, nil
 }
 
 // limits reads x-ratelimit-* headers; resets are durations such as "6m0s" or "20ms".

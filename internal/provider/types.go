@@ -71,6 +71,9 @@ type Response struct {
 	Model string
 	// RateLimit is what the server said about the remaining quota.
 	RateLimit RateLimit
+	// UsageEstimated is true when a streamed answer came without usage
+	// and InputTokens and OutputTokens are bounds from its lengths.
+	UsageEstimated bool
 }
 
 // RateLimit is what a server's rate-limit headers said. Remaining is -1
