@@ -184,7 +184,7 @@ func (s *Server) acquire(w http.ResponseWriter, r *http.Request) {
 	}
 	s.grants[id] = held{grant: g, expires: s.clock().Now().Add(s.lease())}
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, AcquireResponse{Grant: id, LeaseMillis: s.lease().Milliseconds()})
+	writeJSON(w, http.StatusOK, AcquireResponse{Grant: id, LeaseMillis: s.lease().Milliseconds(), Endpoint: g.Endpoint().Address})
 }
 
 func (s *Server) release(w http.ResponseWriter, r *http.Request) {

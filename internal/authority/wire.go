@@ -36,6 +36,10 @@ type AcquireResponse struct {
 	Grant string `json:"grant,omitempty"`
 	// LeaseMillis is how long the grant is held before it is reclaimed.
 	LeaseMillis int64 `json:"leaseMillis,omitempty"`
+	// Endpoint is the base URL the call must go to: the warm server of a
+	// pool (an Ollama pod) the leader chose; empty for a provider of one
+	// endpoint.
+	Endpoint string `json:"endpoint,omitempty"`
 	// Reason names the constraint that refused (ratewindow.Reason), Window
 	// the window or budget, RetryAt when it frees (zero when no wait
 	// alone frees it).

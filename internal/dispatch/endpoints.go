@@ -112,3 +112,20 @@ func (e *Endpoints) watch(poke func()) {
 	defer e.mu.Unlock()
 	e.onChange = poke
 }
+
+// pickEndpoint is where an admitted call goes: the next warm endpoint of a
+// pool, or the provider's one client; false when the pool has none warm.
+func (d *Dispatcher) pickEndpoint() (Endpoint, bool) {
+	if d.cfg.Endpoints == nil {
+		return Endpoint{Client: d.cfg.Client}, true
+	}
+	return d.cfg.Endpoints.pick()
+}
+
+// observeEndpoint counts a call's outcome against its pool endpoint: the
+// manager asks the node agent to clean up a pod that keeps failing.
+func (d *Dispatcher) observeEndpoint(ep Endpoint, pe *provider.Error) {
+	if d.cfg.Endpoints != nil && ep.Name != "" {
+		d.cfg.Endpoints.observe(ep.Name, pe != nil && (pe.Class == provider.ClassServerError || pe.Class == provider.ClassTimeout))
+	}
+}

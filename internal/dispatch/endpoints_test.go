@@ -1,14 +1,19 @@
 package dispatch
 
 import (
+	"context"
 	"net/http/httptest"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"github.com/llmquota/llmquota/internal/cost"
 	"github.com/llmquota/llmquota/internal/emulator"
 	"github.com/llmquota/llmquota/internal/provider"
+	"github.com/llmquota/llmquota/internal/ratewindow"
 )
 
 // ollamaPod is an emulated Ollama server standing for one pod.
@@ -102,5 +107,41 @@ func TestFailingEndpointsReportedOnce(t *testing.T) {
 	eps.observe("good", true)
 	if got := eps.Failing(2); got != nil {
 		t.Fatalf("a success between errors still reported: %v", got)
+	}
+}
+
+// TestAsksGoToWarmEndpointsInTurn: a pool's interactive calls are granted
+// a warm endpoint each, in turn with its batch items; none warm refuses
+// at once (NoEndpoint) and spends nothing; a granted call's server errors
+// count against its endpoint, as a batch item's do.
+func TestAsksGoToWarmEndpointsInTurn(t *testing.T) {
+	eps := &Endpoints{}
+	d, err := New(Config{Name: "pool", Client: &stubClient{}, Limits: minuteLimit(10, 0), Endpoints: eps},
+		nil, clocktesting.NewFakeClock(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)), logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := Ask{Namespace: "app", InputChars: 40, MaxTokens: 64}
+	if g, dec, err := d.Acquire(context.Background(), ask); g != nil || err != nil || dec.Reason != ratewindow.ReasonNoEndpoint {
+		t.Fatalf("none warm: grant %v, %+v, %v; want refused NoEndpoint", g, dec, err)
+	}
+	if used := d.Quota().Windows[0].Used; used != 0 {
+		t.Fatalf("a refusal for want of a warm endpoint spent %d of the window", used)
+	}
+	eps.Set([]Endpoint{{Name: "a", Address: "http://a"}, {Name: "b", Address: "http://b"}})
+	var got []string
+	for range 4 {
+		g, _, err := d.Acquire(context.Background(), ask)
+		if err != nil || g == nil {
+			t.Fatalf("warm: %v, %v", g, err)
+		}
+		got = append(got, g.Endpoint().Address)
+		g.Done(nil, &provider.Error{Class: provider.ClassServerError})
+	}
+	if want := []string{"http://a", "http://b", "http://a", "http://b"}; !slices.Equal(got, want) {
+		t.Fatalf("endpoints %q, want %q", got, want)
+	}
+	if failing := eps.Failing(2); !slices.Equal(failing, []string{"a", "b"}) {
+		t.Fatalf("failing %q, want both endpoints after two server errors each", failing)
 	}
 }

@@ -41,7 +41,17 @@ type Grant struct {
 	nsCost    int64     // the tokens its namespace's and model's own limits charged
 	model     string    // the model it calls, for the model's own limits
 	res       *reservation
-	once      sync.Once
+	// endpoint is the pool's server the call goes to (an Ollama pod);
+	// empty for a provider of one endpoint.
+	endpoint Endpoint
+	once     sync.Once
+}
+
+// Endpoint is the server of a pool the call must be sent to (its Name
+// and Address); zero for a provider of one endpoint, whose own address
+// the caller knows.
+func (g *Grant) Endpoint() Endpoint {
+	return Endpoint{Name: g.endpoint.Name, Address: g.endpoint.Address, Version: g.endpoint.Version}
 }
 
 // waiter is an Ask in the interactive lane.
@@ -109,6 +119,10 @@ func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool,
 			d.refuse(w, ratewindow.Decision{Reason: ratewindow.ReasonConcurrency})
 			continue
 		}
+		if d.noneWarm() { // refused at once: no wait for quota brings a pod up
+			d.refuse(w, ratewindow.Decision{Reason: ratewindow.ReasonNoEndpoint})
+			continue
+		}
 		res, hold := d.budgetFor(now, w.ask.Namespace, w.ask.InputChars, w.ask.MaxTokens)
 		if hold != nil {
 			if hold.Commit {
@@ -131,9 +145,17 @@ func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool,
 		}
 		dec := d.limiter.Admit(now, est)
 		if dec.Allowed {
+			ep, ok := d.pickEndpoint()
+			if !ok { // the last endpoint went cold just now; the slot stays spent
+				d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
+				d.unbudget(now, res)
+				d.refuse(w, ratewindow.Decision{Reason: ratewindow.ReasonNoEndpoint})
+				continue
+			}
 			d.scopeAdmit(now, w.ask.Namespace, model, nsCost)
 			d.fair.charge(w.ask.Namespace, inputEstimate(w.ask.InputChars))
-			d.answer(w, &Grant{d: d, at: now, namespace: w.ask.Namespace, model: model, charged: inputEstimate(w.ask.InputChars), est: est, nsCost: nsCost, res: res}, dec)
+			d.answer(w, &Grant{d: d, at: now, namespace: w.ask.Namespace, model: model, charged: inputEstimate(w.ask.InputChars),
+				est: est, nsCost: nsCost, res: res, endpoint: ep}, dec)
 			continue
 		}
 		d.unbudget(now, res)
@@ -222,6 +244,7 @@ func (d *Dispatcher) Interactive() InteractiveStats {
 func (g *Grant) Done(resp *provider.Response, err error) {
 	g.end(func(d *Dispatcher, now time.Time) {
 		pe := d.releaseSlot(now, g.est, resp, err)
+		d.observeEndpoint(g.endpoint, pe)
 		d.learn(now, g.at, pe)
 		d.mu.Lock()
 		defer d.mu.Unlock()

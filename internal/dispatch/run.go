@@ -149,16 +149,12 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	}
 	// The endpoint is chosen only once the call is admitted, so refusals
 	// do not skew the round robin.
-	target := Endpoint{Client: d.cfg.Client}
-	if d.cfg.Endpoints != nil {
-		ep, ok := d.cfg.Endpoints.pick()
-		if !ok { // the last endpoint went cold just now; the slot stays spent
-			d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
-			d.unbudget(now, res)
-			d.mu.Unlock()
-			return idle
-		}
-		target = ep
+	target, ok := d.pickEndpoint()
+	if !ok { // the last endpoint went cold just now; the slot stays spent
+		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
+		d.unbudget(now, res)
+		d.mu.Unlock()
+		return idle
 	}
 	d.limited = dec
 	d.scopeAdmit(now, b.Namespace, model, nsCost)
@@ -266,9 +262,7 @@ func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item,
 	pe := d.releaseSlot(now, est, resp, err)
 	d.learn(now, started, pe)
 
-	if d.cfg.Endpoints != nil && target.Name != "" {
-		d.cfg.Endpoints.observe(target.Name, pe != nil && (pe.Class == provider.ClassServerError || pe.Class == provider.ClassTimeout))
-	}
+	d.observeEndpoint(target, pe)
 	if d.cfg.OnCall != nil {
 		outcome := "Succeeded"
 		if pe != nil {

@@ -113,13 +113,15 @@ func parse(r *http.Request) (call, bool) {
 		var body struct {
 			Model   string `json:"model"`
 			Prompt  string `json:"prompt"`
+			Stream  *bool  `json:"stream"`
 			Options struct {
 				NumPredict int `json:"num_predict"`
 			} `json:"options"`
 		}
-		c := call{api: ollama, key: "ollama"}
+		c := call{api: ollama, key: "ollama", streamUsage: true}
 		if decodeJSON(r, &body) {
 			c.model, c.prompt, c.maxTokens = body.Model, body.Prompt, body.Options.NumPredict
+			c.stream = body.Stream == nil || *body.Stream // Ollama streams unless told not to
 		}
 		return c, true
 	}

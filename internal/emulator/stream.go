@@ -8,15 +8,24 @@ import (
 	"time"
 )
 
-// events writes one answer as server-sent events, each flushed at once.
-type events struct{ w http.ResponseWriter }
+// events writes one answer as server-sent events (Ollama's as JSON
+// lines), each flushed at once.
+type events struct {
+	w     http.ResponseWriter
+	lines bool
+}
 
 func (e events) send(name string, v any) {
-	if name != "" {
-		_, _ = e.w.Write([]byte("event: " + name + "\n"))
-	}
 	data, _ := json.Marshal(v)
-	_, _ = e.w.Write(append(append([]byte("data: "), data...), "\n\n"...))
+	switch {
+	case e.lines:
+		_, _ = e.w.Write(append(data, '\n'))
+	case name != "":
+		_, _ = e.w.Write([]byte("event: " + name + "\n"))
+		fallthrough
+	default:
+		_, _ = e.w.Write(append(append([]byte("data: "), data...), "\n\n"...))
+	}
 	if f, ok := e.w.(http.Flusher); ok {
 		f.Flush()
 	}
@@ -43,9 +52,7 @@ func (s *Server) writeStream(ctx context.Context, w http.ResponseWriter, c call,
 	if a.out == 0 {
 		text = ""
 	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.WriteHeader(http.StatusOK)
-	ev := events{w}
+	ev := c.api.startStream(w)
 	usage := c.streamUsage && !s.cfg.NoStreamUsage
 	c.api.openStream(ev, c, in, usage)
 	parts := pieces(text)
@@ -76,9 +83,7 @@ func (s *Server) beforeChunk(ctx context.Context, i int) bool {
 // cut starts an answer and drops the connection in its middle.
 func (s *Server) cut(w http.ResponseWriter, c call) {
 	if c.stream {
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.WriteHeader(http.StatusOK)
-		ev := events{w}
+		ev := c.api.startStream(w)
 		c.api.openStream(ev, c, promptTokens(c.prompt), true)
 		c.api.streamPiece(ev, c, pieces(answerText(c))[0])
 	} else {
@@ -90,6 +95,18 @@ func (s *Server) cut(w http.ResponseWriter, c call) {
 		}
 	}
 	reset(w)
+}
+
+// startStream answers 200 as a stream: server-sent events, or Ollama's
+// JSON lines.
+func (d dialect) startStream(w http.ResponseWriter) events {
+	ev := events{w: w, lines: d == ollama}
+	w.Header().Set("Content-Type", "text/event-stream")
+	if ev.lines {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+	}
+	w.WriteHeader(http.StatusOK)
+	return ev
 }
 
 // openStream writes what a stream opens with (OpenAI's role chunk,
@@ -120,6 +137,8 @@ func (d dialect) streamPiece(ev events, c call, p string) {
 	case gemini:
 		ev.send("", map[string]any{"candidates": []any{map[string]any{"index": 0,
 			"content": map[string]any{"role": "model", "parts": []any{map[string]any{"text": p}}}}}, "modelVersion": c.model})
+	case ollama:
+		ev.send("", map[string]any{"model": c.model, "created_at": time.Now().UTC().Format(time.RFC3339Nano), "response": p, "done": false})
 	}
 }
 
@@ -157,6 +176,12 @@ func (d dialect) closeStream(ev events, c call, in int, a answer, usage bool) {
 				u["thoughtsTokenCount"] = a.thoughts
 			}
 			v["usageMetadata"] = u
+		}
+		ev.send("", v)
+	case ollama:
+		v := map[string]any{"model": c.model, "created_at": time.Now().UTC().Format(time.RFC3339Nano), "response": "", "done": true, "done_reason": finish}
+		if usage {
+			v["prompt_eval_count"], v["eval_count"] = in, a.out
 		}
 		ev.send("", v)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/llmquota/llmquota/internal/authority"
 	"github.com/llmquota/llmquota/internal/kubeauth"
 	"github.com/llmquota/llmquota/internal/provider"
+	"github.com/llmquota/llmquota/internal/ratewindow"
 )
 
 // Defaults of a call.
@@ -310,13 +311,30 @@ func (g *Gateway) acquire(ctx context.Context, c call, name string, t target, wa
 		return admitted{}, f
 	case err != nil:
 		return admitted{}, fail(http.StatusServiceUnavailable, "quota_unavailable", "the quota authority is unavailable: %v", err)
+	case grant.Reason == ratewindow.ReasonNoEndpoint.String():
+		f := fail(http.StatusServiceUnavailable, "no_warm_endpoint",
+			"provider %q has no warm server: see its endpoints (kubectl get llmprovider %s -o yaml)", name, name)
+		f.limited = true
+		return admitted{}, f
 	case grant.Grant == "":
 		f := fail(http.StatusTooManyRequests, "rate_limit_exceeded", "provider %q has no quota within %v: %s %s",
 			name, wait, grant.Reason, grant.Window)
 		f.retryAt, f.limitedBy, f.limited = grant.RetryAt, strings.TrimSuffix(grant.Reason+"/"+grant.Window, "/"), true
 		return admitted{}, f
 	}
-	return admitted{name: name, target: t, req: req, grant: grant.Grant}, nil
+	a := admitted{name: name, target: t, req: req, grant: grant.Grant}
+	if t.pool {
+		if grant.Endpoint == "" {
+			g.Releases.Release(authority.ReleaseRequest{Grant: grant.Grant})
+			return admitted{}, fail(http.StatusBadGateway, "upstream_error", "provider %q: the leader named no pool server for the call", name)
+		}
+		var f *failure
+		if a.target.client, f = g.Providers.Endpoint(grant.Endpoint, t.version.numCtx); f != nil {
+			g.Releases.Release(authority.ReleaseRequest{Grant: grant.Grant})
+			return admitted{}, f
+		}
+	}
+	return a, nil
 }
 
 // release reports a sent call's usage to the authority, in the background:

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
@@ -32,7 +33,20 @@ type Providers struct {
 
 	mu      sync.Mutex
 	clients map[string]target
+	// endpoints are the clients of pool servers, by address and context
+	// length: the leader names the server of each call.
+	endpoints map[endpointKey]provider.Client
 }
+
+// endpointKey is what a pool server's client is built from.
+type endpointKey struct {
+	address string
+	numCtx  int32
+}
+
+// maxEndpointClients bounds the pool servers' clients kept: pods come and
+// go, each with an address of its own, and a client is cheap to build again.
+const maxEndpointClients = 1024
 
 // clientVersion is what a provider's client is built from: a change of
 // any part needs a new client.
@@ -40,6 +54,7 @@ type clientVersion struct {
 	typ, endpoint string
 	uid           types.UID
 	secretVersion string
+	numCtx        int32
 }
 
 // target is a provider's client and what it was built from.
@@ -52,6 +67,9 @@ type target struct {
 	// fallback is the provider calls go to when this one cannot admit them
 	// at once (spec.interactive.fallback WhenLimited); "" when none.
 	fallback string
+	// pool is true for an Ollama pool: client is nil, and each call goes to
+	// the warm pod the leader names in its grant (Providers.Endpoint).
+	pool bool
 }
 
 // Get returns a provider, with a 404 failure when it does not exist.
@@ -92,11 +110,11 @@ func (p *Providers) Client(ctx context.Context, name string) (target, *failure) 
 	if f != nil {
 		return target{}, f
 	}
-	if ollamapod.IsPool(lp) {
-		return target{}, fail(http.StatusNotImplemented, "not_supported",
-			"provider %q is an Ollama pool: the gateway serves providers with one endpoint for now", name)
-	}
 	version := clientVersion{typ: string(lp.Spec.Type), endpoint: lp.Spec.Endpoint, uid: lp.UID}
+	if ollamapod.IsPool(lp) {
+		version.numCtx = ptr.Deref(lp.Spec.Ollama.ContextLength, 0)
+		return target{version: version, pool: true, defaultModel: lp.Spec.Model, maxWait: interactiveWait(lp), fallback: interactiveFallback(lp)}, nil
+	}
 	var secret corev1.Secret
 	ref := lp.Spec.CredentialsSecretRef
 	if ref != nil {
@@ -130,6 +148,27 @@ func (p *Providers) Client(ctx context.Context, name string) (target, *failure) 
 	t := target{version: version, client: c, defaultModel: lp.Spec.Model, maxWait: interactiveWait(lp), fallback: interactiveFallback(lp)}
 	p.clients[name] = t
 	return t, nil
+}
+
+// Endpoint returns the client of a pool's server at address, which asks
+// for the context the node agent warmed the model with (numCtx), as the
+// manager's clients of the pool do.
+func (p *Providers) Endpoint(address string, numCtx int32) (provider.Client, *failure) {
+	key := endpointKey{address, numCtx}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.endpoints[key]; ok {
+		return c, nil
+	}
+	c, err := provider.New(provider.Config{Type: provider.Ollama, Endpoint: address, HTTPClient: p.HTTP, ContextLength: numCtx})
+	if err != nil {
+		return nil, fail(http.StatusBadGateway, "upstream_error", "the pool server %q: %v", address, err)
+	}
+	if p.endpoints == nil || len(p.endpoints) >= maxEndpointClients {
+		p.endpoints = map[endpointKey]provider.Client{}
+	}
+	p.endpoints[key] = c
+	return c, nil
 }
 
 // List returns every LLMProvider.

@@ -23,7 +23,7 @@ func streamer(t *testing.T, typ Type, cfg emulator.Config) (Streamer, *emulator.
 
 // streamTypes are the APIs whose clients stream, each with a model that
 // thinks where the API has one (its thinking is output, streamed or not).
-var streamTypes = map[Type]string{Gemini: "gemini-2.5-flash", Anthropic: "claude-test", OpenAI: "o4-mini"}
+var streamTypes = map[Type]string{Gemini: "gemini-2.5-flash", Anthropic: "claude-test", OpenAI: "o4-mini", Ollama: "tiny"}
 
 // TestStreamMatchesGenerate streams the same call Generate makes: the
 // pieces arrive one by one and join to the same text, with the same usage,

@@ -29,9 +29,12 @@ const (
 	// a spending budget of its own reports it in a Decision of its own
 	// (Window names the budget, RetryAt when it resets).
 	ReasonBudget
+	// ReasonNoEndpoint is never given by a Limiter either: a pool of
+	// servers (Ollama pods) has none warm to send to.
+	ReasonNoEndpoint
 )
 
-var reasonNames = [...]string{"None", "Window", "Tokens", "MinInterval", "Backoff", "RetryAfter", "Concurrency", "Reservation", "TooLarge", "Budget"}
+var reasonNames = [...]string{"None", "Window", "Tokens", "MinInterval", "Backoff", "RetryAfter", "Concurrency", "Reservation", "TooLarge", "Budget", "NoEndpoint"}
 
 // String returns the reason's name.
 func (r Reason) String() string {
