@@ -345,6 +345,22 @@ type InteractivePolicy struct {
 	// namespaceSelector); else it waits here.
 	// +optional
 	Fallback InteractiveFallback `json:"fallback,omitempty"`
+
+	// cache lets the gateway answer a call identical to an earlier one
+	// (same calling namespace, provider, model, messages and output cap) at
+	// temperature 0 from that earlier answer, without quota or a provider
+	// call. Each gateway replica keeps its own answers, in memory, for
+	// cacheTTLSeconds; one namespace never reads another's. Disabled (the
+	// default) or Enabled.
+	// +optional
+	Cache CachePolicy `json:"cache,omitempty"`
+
+	// cacheTTLSeconds is how long a cached answer is reused. Defaults to
+	// 600; 1 to 86400.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=86400
+	CacheTTLSeconds *int32 `json:"cacheTTLSeconds,omitempty"`
 }
 
 // InteractiveFallback says when gateway calls go to spec.fallback.

@@ -45,6 +45,7 @@ func main() {
 		secretNS                     string
 		maxWait, authTTL             time.Duration
 		secureMetrics                bool
+		cacheMiB                     int
 	)
 	flag.StringVar(&addr, "bind-address", ":8080", "Address the dialects are served on.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to; \"0\" disables it.")
@@ -58,6 +59,7 @@ func main() {
 	flag.StringVar(&audience, "audience", "llmquota.dev", "Audience callers' tokens must be issued for.")
 	flag.StringVar(&secretNS, "secret-namespaces", "", "Comma-separated namespaces of the providers' Secrets; empty: all (needs a cluster-wide Secret grant).")
 	flag.DurationVar(&maxWait, "max-wait", gateway.DefaultMaxWait, "How long a call waits for quota unless its "+gateway.MaxWaitHeader+" header says otherwise.")
+	flag.IntVar(&cacheMiB, "cache-max-mib", gateway.DefaultCacheBytes>>20, "MiB of answers at temperature 0 kept for reuse, for the providers with spec.interactive.cache Enabled; 0 keeps none.")
 	flag.DurationVar(&authTTL, "auth-cache-ttl", kubeauth.DefaultTTL, "How long a TokenReview or SubjectAccessReview answer is reused.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
@@ -105,6 +107,9 @@ func main() {
 		Auth:      &kubeauth.Reviewer{Client: mgr.GetClient(), Audiences: []string{audience}, TTL: authTTL},
 		Quota:     quota, Releases: authority.NewReleaser(ctx, quota, log), Metrics: gateway.NewMetrics(crmetrics.Registry), MaxWait: maxWait, Log: log,
 		Denials: gateway.NewDenials(mgr.GetEventRecorder("llmquota-gateway"), gateway.DeniedEventsPerSecond, gateway.DeniedEventsBurst),
+	}
+	if cacheMiB > 0 {
+		gw.Cache = gateway.NewAnswerCache(cacheMiB << 20)
 	}
 	utilruntime.Must(mgr.Add(&server{addr: addr, handler: gw.Handler()}))
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))

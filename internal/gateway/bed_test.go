@@ -169,6 +169,7 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 			Auth:      &kubeauth.Reviewer{Client: b.c, Audiences: []string{audience}}, Quota: quota,
 			Releases: authority.NewReleaser(runCtx, quota, logr.Discard()),
 			Metrics:  gateway.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(), Denials: denials,
+			Cache: gateway.NewAnswerCache(1 << 20),
 		}
 		gwSrv := httptest.NewServer(gw.Handler())
 		t.Cleanup(gwSrv.Close)

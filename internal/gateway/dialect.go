@@ -53,9 +53,13 @@ func serve[B any](g *Gateway, d dialect[B]) http.HandlerFunc {
 }
 
 // served is the call as its answer names it: the provider and model that
-// served it (the one asked, or its fallback), also in ProviderHeader.
+// served it (the one asked, or its fallback), also in ProviderHeader, and
+// CacheHeader on a reused answer.
 func served(w http.ResponseWriter, c call, out outcome) call {
 	w.Header().Set(ProviderHeader, out.provider)
+	if out.cached {
+		w.Header().Set(CacheHeader, "hit")
+	}
 	c.provider, c.req.Model = out.provider, out.model
 	return c
 }

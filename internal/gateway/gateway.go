@@ -54,7 +54,10 @@ const (
 	// ProviderHeader names the LLMProvider that served an answer: the one
 	// the call named, or its fallback (spec.interactive.fallback).
 	ProviderHeader = "X-Llmquota-Provider"
-	maxMaxWait     = 2 * time.Minute
+	// CacheHeader is "hit" on an answer reused from the cache
+	// (spec.interactive.cache), which took no quota and no provider call.
+	CacheHeader = "X-Llmquota-Cache"
+	maxMaxWait  = 2 * time.Minute
 )
 
 // Authenticator authenticates callers and authorizes their calls
@@ -86,6 +89,9 @@ type Gateway struct {
 	// Denials records refused callers as Events on their ServiceAccounts;
 	// nil records none.
 	Denials *Denials
+	// Cache reuses answers at temperature 0 for the providers that enable
+	// it; nil reuses none.
+	Cache *AnswerCache
 	// MaxWait is the default wait for quota; DefaultMaxWait when zero.
 	MaxWait time.Duration
 	Clock   clock.PassiveClock
@@ -208,6 +214,8 @@ type outcome struct {
 	// provider and model served the call: the provider asked, or its
 	// fallback, and the model sent to it.
 	provider, model string
+	// cached is true for an answer reused from the cache.
+	cached bool
 }
 
 // run acquires quota, sends the call and settles it. With a relay, the
@@ -221,6 +229,14 @@ func (g *Gateway) run(ctx context.Context, c call, rl *relay) (outcome, *failure
 	c.req.MaxTokens = int32(c.maxTokens)
 	if target.maxWait != nil && !c.waitSaid {
 		c.maxWait = *target.maxWait
+	}
+	key := g.cacheKeyOf(c, target)
+	if key != "" {
+		resp, hit := g.Cache.get(key, g.now())
+		g.Metrics.cacheLookup(c.provider, hit)
+		if hit {
+			return outcome{found: true, resp: resp, provider: c.provider, model: cmp.Or(c.req.Model, target.defaultModel), cached: true}, nil
+		}
 	}
 	asked := g.now()
 	a, f := g.admit(ctx, c, target)
@@ -238,7 +254,19 @@ func (g *Gateway) run(ctx context.Context, c call, rl *relay) (outcome, *failure
 		return out, upstreamFailure(a.name, err)
 	}
 	out.resp = resp
+	if key != "" && a.name == c.provider && resp.Finish() != provider.FinishOther { // a fallback's answer is not this provider's
+		g.Cache.put(key, resp, g.now().Add(target.cacheTTL))
+	}
 	return out, nil
+}
+
+// cacheKeyOf is the cache key of a call whose answer may be reused: its
+// provider enables the cache, and it asks for temperature 0. "" otherwise.
+func (g *Gateway) cacheKeyOf(c call, t target) string {
+	if g.Cache == nil || t.cacheTTL == 0 || !zeroTemperature(c.req.Temperature) {
+		return ""
+	}
+	return cacheKey(c, cmp.Or(c.req.Model, t.defaultModel))
 }
 
 // send calls the provider: as a stream when the caller asked for one and

@@ -19,6 +19,8 @@ type Metrics struct {
 	// estimated counts answered calls whose usage the provider did not say
 	// (a stream without its usage event): their tokens are bounds.
 	estimated *prometheus.CounterVec
+	// cache counts the cache's lookups, by result (hit, miss).
+	cache *prometheus.CounterVec
 }
 
 // NewMetrics registers the gateway's metrics with reg.
@@ -37,7 +39,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		estimated: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "llmquota_gateway_usage_estimated_total",
 			Help: "Answered gateway calls whose provider sent no usage: their tokens and cost are bounds from the lengths."}, []string{"provider"}),
 	}
-	reg.MustRegister(m.requests, m.tokens, m.wait, m.added, m.estimated)
+	m.cache = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "llmquota_gateway_cache_lookups_total",
+		Help: "Lookups of gateway calls in the answer cache (spec.interactive.cache), by result: a hit took no quota and no provider call."},
+		[]string{"provider", "result"})
+	reg.MustRegister(m.requests, m.tokens, m.wait, m.added, m.estimated, m.cache)
 	return m
 }
 
@@ -59,7 +64,7 @@ func (r recorder) done(c call, out outcome, status int, now time.Time) {
 	if out.waited > 0 {
 		r.m.wait.WithLabelValues(provider).Observe(out.waited.Seconds())
 	}
-	if out.resp == nil {
+	if out.resp == nil || out.cached { // a reused answer spent no tokens
 		return
 	}
 	r.m.tokens.WithLabelValues(provider, c.caller.namespace, "in").Add(float64(out.resp.InputTokens))
@@ -68,4 +73,16 @@ func (r recorder) done(c call, out outcome, status int, now time.Time) {
 	if out.resp.UsageEstimated {
 		r.m.estimated.WithLabelValues(provider).Inc()
 	}
+}
+
+// cacheLookup counts one lookup in the answer cache.
+func (m *Metrics) cacheLookup(provider string, hit bool) {
+	if m == nil {
+		return
+	}
+	result := "miss"
+	if hit {
+		result = "hit"
+	}
+	m.cache.WithLabelValues(provider, result).Inc()
 }

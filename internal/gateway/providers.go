@@ -70,6 +70,9 @@ type target struct {
 	// pool is true for an Ollama pool: client is nil, and each call goes to
 	// the warm pod the leader names in its grant (Providers.Endpoint).
 	pool bool
+	// cacheTTL is how long answers at temperature 0 are reused
+	// (spec.interactive.cache); 0 when they are not.
+	cacheTTL time.Duration
 }
 
 // Get returns a provider, with a 404 failure when it does not exist.
@@ -113,7 +116,8 @@ func (p *Providers) Client(ctx context.Context, name string) (target, *failure) 
 	version := clientVersion{typ: string(lp.Spec.Type), endpoint: lp.Spec.Endpoint, uid: lp.UID}
 	if ollamapod.IsPool(lp) {
 		version.numCtx = ptr.Deref(lp.Spec.Ollama.ContextLength, 0)
-		return target{version: version, pool: true, defaultModel: lp.Spec.Model, maxWait: interactiveWait(lp), fallback: interactiveFallback(lp)}, nil
+		return target{version: version, pool: true, defaultModel: lp.Spec.Model, maxWait: interactiveWait(lp), fallback: interactiveFallback(lp),
+			cacheTTL: interactiveCacheTTL(lp)}, nil
 	}
 	var secret corev1.Secret
 	ref := lp.Spec.CredentialsSecretRef
@@ -131,7 +135,7 @@ func (p *Providers) Client(ctx context.Context, name string) (target, *failure) 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t, ok := p.clients[name]; ok && t.version == version {
-		t.defaultModel, t.maxWait, t.fallback = lp.Spec.Model, interactiveWait(lp), interactiveFallback(lp)
+		t.defaultModel, t.maxWait, t.fallback, t.cacheTTL = lp.Spec.Model, interactiveWait(lp), interactiveFallback(lp), interactiveCacheTTL(lp)
 		return t, nil
 	}
 	key := ""
@@ -145,7 +149,8 @@ func (p *Providers) Client(ctx context.Context, name string) (target, *failure) 
 	if p.clients == nil {
 		p.clients = map[string]target{}
 	}
-	t := target{version: version, client: c, defaultModel: lp.Spec.Model, maxWait: interactiveWait(lp), fallback: interactiveFallback(lp)}
+	t := target{version: version, client: c, defaultModel: lp.Spec.Model, maxWait: interactiveWait(lp), fallback: interactiveFallback(lp),
+		cacheTTL: interactiveCacheTTL(lp)}
 	p.clients[name] = t
 	return t, nil
 }
@@ -196,4 +201,21 @@ func interactiveFallback(lp *llmv1.LLMProvider) string {
 		return string(lp.Spec.Fallback.Name)
 	}
 	return ""
+}
+
+// DefaultCacheTTL is how long a cached answer is reused when the provider
+// does not say (spec.interactive.cacheTTLSeconds).
+const DefaultCacheTTL = 10 * time.Minute
+
+// interactiveCacheTTL is how long a provider's answers at temperature 0 are
+// reused, 0 when its cache is not enabled.
+func interactiveCacheTTL(lp *llmv1.LLMProvider) time.Duration {
+	i := lp.Spec.Interactive
+	switch {
+	case i == nil || i.Cache != llmv1.CacheEnabled:
+		return 0
+	case i.CacheTTLSeconds != nil:
+		return time.Duration(*i.CacheTTLSeconds) * time.Second
+	}
+	return DefaultCacheTTL
 }

@@ -290,7 +290,7 @@ func TestRestrictedPodSecurity(t *testing.T) {
 func TestSchemaRefusesBadValues(t *testing.T) {
 	for _, bad := range []string{"manager.replicas=0", "manager.logLevel=loud", "metrics.prometheusRule.quotaWarningRatio=2", "nosuchkey=1",
 		"manager.batchWorkers=0", "manager.resultsFlush.interval=soon", "manager.resultsFlush.items=0",
-		"gateway.replicas=0", "gateway.maxWait=soon", "gateway.autoscaling.targetCPUUtilizationPercentage=101", "gateway.nosuchkey=1"} {
+		"gateway.replicas=0", "gateway.maxWait=soon", "gateway.cacheMaxMiB=-1", "gateway.autoscaling.targetCPUUtilizationPercentage=101", "gateway.nosuchkey=1"} {
 		if out, err := helm(t, "template", "rel", chartDir, "--kube-version", "1.37.2", "--set", bad); err == nil {
 			t.Errorf("--set %s rendered:\n%.200s", bad, out)
 		}
@@ -382,7 +382,7 @@ func TestGateway(t *testing.T) {
 	}
 	gw := dig(pod, "containers").([]any)[0]
 	args := dig(gw, "args").([]any)
-	for _, want := range []any{"--authority-lease=llmquota-system/manager.llmquota.dev", "--secret-namespaces=keys-a", "--max-wait=10s"} {
+	for _, want := range []any{"--authority-lease=llmquota-system/manager.llmquota.dev", "--secret-namespaces=keys-a", "--max-wait=10s", "--cache-max-mib=32"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("gateway args %v lack %v", args, want)
 		}
