@@ -38,8 +38,8 @@ pack() {
   trap 'rm -rf "$stage"' RETURN
   mkdir -p "$stage/bin" "$stage/k8s" "$stage/crds" "$stage/ollama/bin" "$dir"
   log "building the driver and the node agent"
-  (cd "$root" && CGO_ENABLED=1 go build -trimpath -ldflags='-s -w' -o "$stage/bin/gpu-e2e" ./hack/gpu-e2e)
-  (cd "$root" && CGO_ENABLED=1 go build -trimpath -ldflags='-s -w' -o "$stage/bin/node-agent" ./cmd/node-agent)
+  (cd "$root" && CGO_ENABLED=1 CGO_CFLAGS="-O2 -g -Wno-deprecated-declarations" go build -trimpath -ldflags='-s -w' -o "$stage/bin/gpu-e2e" ./hack/gpu-e2e)
+  (cd "$root" && CGO_ENABLED=1 CGO_CFLAGS="-O2 -g -Wno-deprecated-declarations" go build -trimpath -ldflags='-s -w' -o "$stage/bin/node-agent" ./cmd/node-agent)
   cp "$K8S_BIN/etcd" "$K8S_BIN/kube-apiserver" "$stage/k8s/"
   # Symbols are no use there and a third of the size.
   strip --strip-all "$stage/k8s/etcd" "$stage/k8s/kube-apiserver" 2>/dev/null || true

@@ -157,8 +157,10 @@ type InferenceBatchSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	ActiveDeadlineSeconds *int64 `json:"activeDeadlineSeconds,omitempty"`
 
-	// ttlSecondsAfterFinished deletes the batch, and its results, this long
-	// after it completed or failed.
+	// ttlSecondsAfterFinished deletes the batch this long after it
+	// completed or failed, and with it results written to ConfigMaps (the
+	// batch owns them). Results written to S3 stay in the bucket: the
+	// bucket's own lifecycle rules expire them.
 	// At least 0.
 	// +optional
 	// +kubebuilder:validation:Minimum=0

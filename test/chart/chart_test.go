@@ -287,10 +287,41 @@ func TestRestrictedPodSecurity(t *testing.T) {
 	}
 }
 
+// TestPinnedImagesAndPodExtras: a digest pins each image (the tag is
+// then ignored), each component takes a priorityClassName and pod
+// annotations, and a parent chart's global values are accepted.
+func TestPinnedImagesAndPodExtras(t *testing.T) {
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	objs := render(t, "global.imageRegistry=example", "nodeAgent.enabled=true", "image.digest="+digest, "image.tag=v9",
+		"gateway.image.digest="+digest, "nodeAgent.image.digest="+digest,
+		"manager.priorityClassName=high", "gateway.priorityClassName=high", "nodeAgent.priorityClassName=system-node-critical",
+		"manager.podAnnotations.team=platform", "gateway.podAnnotations.team=platform", "nodeAgent.podAnnotations.team=platform")
+	for _, w := range []struct{ kind, name, repo, class string }{
+		{"Deployment", "rel-llmquota-manager", "ghcr.io/llmquota/manager", "high"},
+		{"Deployment", "rel-llmquota-gateway", "ghcr.io/llmquota/gateway", "high"},
+		{"DaemonSet", "rel-llmquota-node-agent", "ghcr.io/llmquota/node-agent", "system-node-critical"},
+	} {
+		tmpl := dig(find(objs, w.kind, w.name), "spec", "template")
+		if image := dig(dig(tmpl, "spec", "containers").([]any)[0], "image"); image != w.repo+"@"+digest {
+			t.Errorf("%s image %v, want pinned by digest", w.name, image)
+		}
+		if class := dig(tmpl, "spec", "priorityClassName"); class != w.class {
+			t.Errorf("%s priorityClassName %v, want %s", w.name, class, w.class)
+		}
+		if team := dig(tmpl, "metadata", "annotations", "team"); team != "platform" {
+			t.Errorf("%s pod annotations lack team=platform: %v", w.name, dig(tmpl, "metadata", "annotations"))
+		}
+	}
+	plain := dig(find(render(t), "Deployment", "rel-llmquota-manager"), "spec", "template")
+	if dig(plain, "spec", "priorityClassName") != nil || dig(plain, "metadata", "annotations") != nil {
+		t.Errorf("the defaults set a priority class or annotations: %v", plain)
+	}
+}
+
 func TestSchemaRefusesBadValues(t *testing.T) {
 	for _, bad := range []string{"manager.replicas=0", "manager.logLevel=loud", "metrics.prometheusRule.quotaWarningRatio=2", "nosuchkey=1",
 		"manager.batchWorkers=0", "manager.resultsFlush.interval=soon", "manager.resultsFlush.items=0",
-		"gateway.replicas=0", "gateway.maxWait=soon", "gateway.cacheMaxMiB=-1", "gateway.autoscaling.targetCPUUtilizationPercentage=101", "gateway.nosuchkey=1"} {
+		"gateway.replicas=0", "gateway.maxWait=soon", "gateway.cacheMaxMiB=-1", "image.digest=latest", "gateway.image.digest=sha256:short", "gateway.autoscaling.targetCPUUtilizationPercentage=101", "gateway.nosuchkey=1"} {
 		if out, err := helm(t, "template", "rel", chartDir, "--kube-version", "1.37.2", "--set", bad); err == nil {
 			t.Errorf("--set %s rendered:\n%.200s", bad, out)
 		}

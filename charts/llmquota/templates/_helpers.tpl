@@ -20,16 +20,38 @@ app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/*
+llmquota.imageRef is an image reference: repository@digest when a digest
+is pinned, else repository:tag (the chart's appVersion by default).
+*/}}
+{{- define "llmquota.imageRef" -}}
+{{- if .image.digest -}}
+{{ .image.repository }}@{{ .image.digest }}
+{{- else -}}
+{{ .image.repository }}:{{ .image.tag | default .appVersion }}
+{{- end -}}
+{{- end -}}
+
 {{- define "llmquota.image" -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{ include "llmquota.imageRef" (dict "image" .Values.image "appVersion" .Chart.AppVersion) }}
 {{- end -}}
 
 {{- define "llmquota.gatewayImage" -}}
-{{ .Values.gateway.image.repository }}:{{ .Values.gateway.image.tag | default .Chart.AppVersion }}
+{{ include "llmquota.imageRef" (dict "image" .Values.gateway.image "appVersion" .Chart.AppVersion) }}
 {{- end -}}
 
 {{- define "llmquota.agentImage" -}}
-{{ .Values.nodeAgent.image.repository }}:{{ .Values.nodeAgent.image.tag | default .Chart.AppVersion }}
+{{ include "llmquota.imageRef" (dict "image" .Values.nodeAgent.image "appVersion" .Chart.AppVersion) }}
+{{- end -}}
+
+{{/*
+llmquota.priorityClass is a component's pod priorityClassName, when its
+values set one. Call with the component's values.
+*/}}
+{{- define "llmquota.priorityClass" -}}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
 {{- end -}}
 
 {{- define "llmquota.managerName" -}}{{ include "llmquota.fullname" . }}-manager{{- end -}}
