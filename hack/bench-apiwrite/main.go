@@ -32,6 +32,7 @@ import (
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 	"github.com/llmquota/llmquota/internal/testbed/process"
+	"github.com/llmquota/llmquota/internal/testbed/supervise"
 )
 
 type options struct {
@@ -55,6 +56,7 @@ type figures struct {
 }
 
 func main() {
+	supervise.Run() // whatever ends this program, its control plane and children end with it
 	var o options
 	baseline := flag.String("baseline", "", "Directory of the baseline's CRDs.")
 	basePolicies := flag.String("baseline-policies", "", "Directory of the baseline's admission policies (config/policy); empty: none.")

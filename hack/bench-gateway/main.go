@@ -30,9 +30,11 @@ import (
 	"github.com/llmquota/llmquota/internal/authority"
 	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 	"github.com/llmquota/llmquota/internal/testbed/process"
+	"github.com/llmquota/llmquota/internal/testbed/supervise"
 )
 
 func main() {
+	supervise.Run() // whatever ends this program, its control plane and children end with it
 	rates := flag.String("rates", "500,2000", "Comma-separated request rates per second.")
 	duration := flag.Duration("duration", 10*time.Second, "How long each attack lasts.")
 	authorityFor := flag.Duration("authority-duration", 5*time.Second, "How long the authority alone is measured.")

@@ -37,6 +37,7 @@ import (
 	"github.com/llmquota/llmquota/internal/memlimit"
 	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 	"github.com/llmquota/llmquota/internal/testbed/process"
+	"github.com/llmquota/llmquota/internal/testbed/supervise"
 )
 
 type config struct {
@@ -74,6 +75,7 @@ type config struct {
 }
 
 func main() {
+	supervise.Run() // whatever ends this program, its control plane and children end with it
 	var c config
 	sizes := flag.String("sizes", "100,300,1000", "Comma-separated numbers of InferenceBatches, one run each.")
 	flag.IntVar(&c.items, "items", 100, "Items per batch.")

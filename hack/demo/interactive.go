@@ -45,6 +45,10 @@ func startGateway(ctx context.Context, c client.Client, dir, kubeconfig, bin, qu
 	if err := os.WriteFile(tokenFile, []byte(gwToken), 0o600); err != nil {
 		return "", "", nil, err
 	}
+	// The app's token, for a person trying the gateway after the demo (--keep).
+	if err := os.WriteFile(filepath.Join(dir, "app-token"), []byte(appToken), 0o600); err != nil {
+		return "", "", nil, err
+	}
 	port, err := process.FreePort()
 	if err != nil {
 		return "", "", nil, err

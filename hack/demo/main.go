@@ -37,16 +37,19 @@ import (
 	"github.com/llmquota/llmquota/internal/results"
 	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 	"github.com/llmquota/llmquota/internal/testbed/process"
+	"github.com/llmquota/llmquota/internal/testbed/supervise"
 )
 
 const demoKey = "demo-key"
 
 func main() {
-	keep := flag.Bool("keep", false, "Keep the control plane, emulator and manager running after the batch completes, until Ctrl-C.")
+	supervise.Run() // whatever ends this program, its control plane and children end with it
+	keep := flag.Bool("keep", false, "Keep the control plane, emulator, manager and gateway running after the batch completes, until Ctrl-C, to try things.")
 	limit := flag.Duration("timeout", 6*time.Minute, "Give up if the batch is not Complete by then.")
+	batch := flag.String("batch", "config/samples/llmquota_v1alpha1_inferencebatch.yaml", "The InferenceBatch the demo runs (named news-sentiment, provider gemini).")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *keep, *limit)
+	err := run(ctx, *keep, *limit, *batch)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -56,7 +59,7 @@ func main() {
 
 func say(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
 
-func run(ctx context.Context, keep bool, limit time.Duration) error {
+func run(ctx context.Context, keep bool, limit time.Duration, batch string) error {
 	dir, err := filepath.Abs(".demo")
 	if err != nil {
 		return err
@@ -108,7 +111,7 @@ func run(ctx context.Context, keep bool, limit time.Duration) error {
 	say("Starting the provider emulator at %s: Gemini limits scaled 6x (60/min, 3600/h, 9000/day), 150ms latency, 5%% injected 429s and 3%% 500s", endpoint)
 	emu, err := process.Start(filepath.Join(dir, "emulator.log"), filepath.Join(bin, "provider-emulator"),
 		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--limits", "60/1m,3600/1h,9000/24h", "--latency", "150ms",
-		"--fault-429", "0.05", "--fault-500", "0.03", "--retry-after", "2s", "--keys", demoKey, "--log", filepath.Join(dir, "requests.jsonl"))
+		"--fault-429", "0.05", "--fault-500", "0.03", "--retry-after", "2s", "--keys", demoKey, "--log-requests")
 	if err != nil {
 		return err
 	}
@@ -137,7 +140,7 @@ func run(ctx context.Context, keep bool, limit time.Duration) error {
 		return err
 	}
 	defer stop(gw, "gateway")
-	if err := kubectl(ctx, kubeconfig, "apply", "-n", "default", "-f", "config/samples/llmquota_v1alpha1_inferencebatch.yaml"); err != nil {
+	if err := kubectl(ctx, kubeconfig, "apply", "-n", "default", "-f", batch); err != nil {
 		return err
 	}
 	if err := waitProviderReady(ctx, c, "gemini"); err != nil {
@@ -160,15 +163,21 @@ func run(ctx context.Context, keep bool, limit time.Duration) error {
 	if err := showResults(ctx, c); err != nil {
 		return err
 	}
-	stop(gw, "gateway")
-	stop(mgr, "manager")
-	stop(emu, "provider emulator")
-	if err := checkServerLog(filepath.Join(dir, "requests.jsonl")); err != nil {
+	if !keep {
+		stop(gw, "gateway")
+		stop(mgr, "manager")
+		stop(emu, "provider emulator")
+	}
+	// The emulator writes each request to its log as it arrives.
+	if err := checkServerLog(filepath.Join(dir, "emulator.log")); err != nil {
 		return err
 	}
-
 	if keep {
-		say("Everything keeps running. Try: KUBECONFIG=%s kubectl describe inferencebatch news-sentiment", kubeconfig)
+		say("The control plane, the emulator, the manager and the gateway keep running: try things.")
+		say("  export KUBECONFIG=%s", kubeconfig)
+		say("  kubectl describe inferencebatch news-sentiment; kubectl get llmprovider gemini -o yaml")
+		say("  kubectl create -f <your batch>.yaml   (provider gemini; logs in .demo/)")
+		say("  gateway: %s (the app's token: .demo/app-token)", gatewayURL)
 		say("Press Ctrl-C to stop")
 		<-ctx.Done()
 	}
@@ -311,7 +320,7 @@ func checkServerLog(path string) error {
 	var log []emulator.Record
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
 		var r emulator.Record
-		if err := json.Unmarshal([]byte(line), &r); err == nil {
+		if err := json.Unmarshal([]byte(line), &r); err == nil && r.API != "" { // a request's record, not a log line
 			log = append(log, r)
 		}
 	}
