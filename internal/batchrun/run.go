@@ -50,7 +50,7 @@ func (run *Run) ReadError() error {
 
 func (run *Run) noteRead(err error) {
 	run.mu.Lock()
-	changed := (err == nil) != (run.readErr == nil)
+	changed := newCause(run.readErr, err)
 	run.readErr = err
 	run.mu.Unlock()
 	if changed {
@@ -103,9 +103,19 @@ func (run *Run) WriteError() error {
 func (run *Run) noteWrite(err error) bool {
 	run.mu.Lock()
 	defer run.mu.Unlock()
-	changed := (err == nil) != (run.writeErr == nil)
+	changed := newCause(run.writeErr, err)
 	run.writeErr = err
 	return changed
+}
+
+// newCause reports whether an input or output error says something new: it
+// appeared, it went, or it has another cause than before (the object now
+// missing where the connection broke): the status must say the new one.
+func newCause(was, is error) bool {
+	if was == nil || is == nil {
+		return (was == nil) != (is == nil)
+	}
+	return was.Error() != is.Error()
 }
 
 // onResult stores a dispatcher result and wakes the writer.

@@ -331,3 +331,33 @@ func shardData(t *testing.T, c client.Client, batch string) string {
 	}
 	return cm.Data[results.DataKey]
 }
+
+// TestANewCauseIsNews: an input or output error that appears, goes, or
+// changes its cause is news (the status is written again); the same error
+// again is not.
+func TestANewCauseIsNews(t *testing.T) {
+	eof, missing := errors.New("s3://in/x.jsonl: unexpected EOF"), errors.New("s3://in/x.jsonl: NoSuchKey")
+	for _, c := range []struct {
+		was, is error
+		news    bool
+	}{
+		{nil, nil, false},
+		{nil, eof, true},
+		{eof, eof, false},
+		{eof, errors.New("s3://in/x.jsonl: unexpected EOF"), false},
+		{eof, missing, true},
+		{missing, nil, true},
+	} {
+		if got := newCause(c.was, c.is); got != c.news {
+			t.Errorf("from %v to %v: news %v, want %v", c.was, c.is, got, c.news)
+		}
+	}
+	news := 0
+	run := &Run{changed: func() { news++ }}
+	for _, err := range []error{eof, eof, missing, missing, nil} {
+		run.noteRead(err)
+	}
+	if news != 3 || run.ReadError() != nil {
+		t.Fatalf("%d news for EOF, EOF, NoSuchKey, NoSuchKey, read; want 3 (the status says each new cause)", news)
+	}
+}
