@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/dispatch"
@@ -126,10 +128,18 @@ func publishBatchMetrics(b *llmv1.InferenceBatch) {
 		"succeeded": c.Succeeded, "failed": c.Failed, "cached": c.Cached} {
 		metrics.BatchItems.WithLabelValues(b.Namespace, b.Name, state).Set(float64(n))
 	}
+	ours := prometheus.Labels{"batch_namespace": b.Namespace, "batch": b.Name}
+	if failed := meta.FindStatusCondition(b.Status.Conditions, llmv1.ConditionFailed); failed != nil && failed.Status == metav1.ConditionTrue {
+		metrics.BatchFailed.With(prometheus.Labels{"batch_namespace": b.Namespace, "batch": b.Name, "reason": failed.Reason}).Set(1)
+	} else {
+		metrics.BatchFailed.DeletePartialMatch(ours)
+	}
 }
 
 func forgetBatchMetrics(namespace, name string) {
-	metrics.BatchItems.DeletePartialMatch(prometheus.Labels{"batch_namespace": namespace, "batch": name})
+	ours := prometheus.Labels{"batch_namespace": namespace, "batch": name}
+	metrics.BatchItems.DeletePartialMatch(ours)
+	metrics.BatchFailed.DeletePartialMatch(ours)
 }
 
 // decimalToFloat converts for Prometheus only; the API keeps exact decimals.

@@ -96,6 +96,11 @@ var (
 		// batch_namespace, not namespace: a ServiceMonitor sets namespace
 		// to the manager's own, renaming ours exported_namespace.
 	}, []string{"batch_namespace", "batch", "state"})
+	// BatchFailed marks the batches that failed, with why.
+	BatchFailed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "llmquota_batch_failed",
+		Help: "1 for each InferenceBatch whose Failed condition is True, by its reason (ItemsFailed, DeadlineExceeded, ...); absent otherwise.",
+	}, []string{"batch_namespace", "batch", "reason"})
 )
 
 // InteractiveDecisions counts the quota decisions for gateway calls on the
@@ -121,7 +126,7 @@ var (
 
 // All are the manager's metrics.
 var All = []prometheus.Collector{RequestsTotal, CallDuration, QueueWait, AdmissionWait, WindowUsedRequests, WindowLimitRequests, LearnedLimitRatio, WindowUsedTokens,
-	WindowLimitTokens, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, CostLimitUSD, BatchItems, InteractiveDecisions, UsageTokens, UsageCostUSD}
+	WindowLimitTokens, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, CostLimitUSD, BatchItems, BatchFailed, InteractiveDecisions, UsageTokens, UsageCostUSD}
 
 func init() {
 	metrics.Registry.MustRegister(All...)

@@ -11,11 +11,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/yaml"
+
+	"github.com/llmquota/llmquota/internal/gateway"
+	"github.com/llmquota/llmquota/internal/metrics"
 )
 
 const chartDir = "../../charts/llmquota"
@@ -371,6 +376,53 @@ func TestAlerts(t *testing.T) {
 		cmd.Dir = dir
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("promtool %v: %v\n%s", args, err, out)
+		}
+	}
+}
+
+// recorder is a prometheus.Registerer that keeps what is registered.
+type recorder struct{ collectors []prometheus.Collector }
+
+func (r *recorder) Register(c prometheus.Collector) error {
+	r.collectors = append(r.collectors, c)
+	return nil
+}
+func (r *recorder) MustRegister(cs ...prometheus.Collector) {
+	r.collectors = append(r.collectors, cs...)
+}
+func (r *recorder) Unregister(prometheus.Collector) bool { return false }
+
+// TestAlertsNameRegisteredMetrics: every metric of the manager or the
+// gateway that an alert names is one the code registers, including those
+// with no series until something happens (a failed batch, a budget, a
+// gateway call), which the real-cluster suite's scrape cannot see. The
+// agent's are checked there, on the running agent.
+func TestAlertsNameRegisteredMetrics(t *testing.T) {
+	gw := &recorder{}
+	gateway.NewMetrics(gw)
+	registered := map[string]bool{}
+	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
+	for _, c := range append(slices.Clone(metrics.All), gw.collectors...) {
+		descs := make(chan *prometheus.Desc, 16)
+		go func() { c.Describe(descs); close(descs) }()
+		for d := range descs {
+			if m := fqName.FindStringSubmatch(d.String()); m != nil {
+				registered[m[1]] = true
+			}
+		}
+	}
+	rules, err := helm(t, "template", "rel", chartDir, "--kube-version", "1.37.2", "--set", "metrics.prometheusRule.enabled=true",
+		"--set", "nodeAgent.enabled=true", "--show-only", "templates/monitoring.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := regexp.MustCompile(`\bllmquota_[a-z_]+`).FindAllString(rules, -1)
+	if len(named) == 0 {
+		t.Fatal("the alerts name no llmquota metric")
+	}
+	for _, name := range named {
+		if !strings.HasPrefix(name, "llmquota_agent_") && !registered[name] {
+			t.Errorf("an alert names %s, which neither the manager nor the gateway registers", name)
 		}
 	}
 }
