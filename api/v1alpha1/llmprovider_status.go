@@ -60,6 +60,15 @@ type ProviderUsage struct {
 	// tokensPerMinute is the rolling-minute token window.
 	// +optional
 	TokensPerMinute *WindowUsage `json:"tokensPerMinute,omitempty"`
+	// tokensPerDay is the rolling-day token window.
+	// +optional
+	TokensPerDay *WindowUsage `json:"tokensPerDay,omitempty"`
+	// inputTokensPerMinute is the rolling-minute window of input tokens.
+	// +optional
+	InputTokensPerMinute *WindowUsage `json:"inputTokensPerMinute,omitempty"`
+	// outputTokensPerMinute is the rolling-minute window of output tokens.
+	// +optional
+	OutputTokensPerMinute *WindowUsage `json:"outputTokensPerMinute,omitempty"`
 	// interactive is what gateway calls used in the last minute, beside
 	// batch, what batch items used: the two lanes side by side.
 	// +optional

@@ -174,6 +174,24 @@ type RateLimits struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	TokensPerMinute *int64 `json:"tokensPerMinute,omitempty"`
+	// tokensPerDay is the most input plus output tokens in any rolling 24
+	// hours. At least 1.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	TokensPerDay *int64 `json:"tokensPerDay,omitempty"`
+	// inputTokensPerMinute is the most input tokens in any rolling minute,
+	// for providers that limit input and output apart (Anthropic's ITPM).
+	// A call is charged its input estimated at about four characters a
+	// token, corrected from the answer's usage. At least 1.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	InputTokensPerMinute *int64 `json:"inputTokensPerMinute,omitempty"`
+	// outputTokensPerMinute is the most output tokens (thinking included) in
+	// any rolling minute (Anthropic's OTPM). A call is charged its output
+	// cap, corrected from the answer's usage. At least 1.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	OutputTokensPerMinute *int64 `json:"outputTokensPerMinute,omitempty"`
 	// minIntervalMilliseconds is the least time between the starts of two
 	// calls, in milliseconds (the original report's LLM_MIN_INTERVAL_SEC,
 	// 3 seconds for Gemini: 3000).
@@ -310,6 +328,21 @@ type ScopeLimits struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	TokensPerMinute *int64 `json:"tokensPerMinute,omitempty"`
+	// tokensPerDay is the most input plus output tokens in any rolling 24
+	// hours. At least 1.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	TokensPerDay *int64 `json:"tokensPerDay,omitempty"`
+	// inputTokensPerMinute is the most input tokens in any rolling minute.
+	// At least 1.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	InputTokensPerMinute *int64 `json:"inputTokensPerMinute,omitempty"`
+	// outputTokensPerMinute is the most output tokens (thinking included) in
+	// any rolling minute. At least 1.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	OutputTokensPerMinute *int64 `json:"outputTokensPerMinute,omitempty"`
 	// maxConcurrency is the most calls in flight at once. At least 1.
 	// +optional
 	// +kubebuilder:validation:Minimum=1

@@ -805,6 +805,21 @@ func (in *ProviderUsage) DeepCopyInto(out *ProviderUsage) {
 		*out = new(WindowUsage)
 		**out = **in
 	}
+	if in.TokensPerDay != nil {
+		in, out := &in.TokensPerDay, &out.TokensPerDay
+		*out = new(WindowUsage)
+		**out = **in
+	}
+	if in.InputTokensPerMinute != nil {
+		in, out := &in.InputTokensPerMinute, &out.InputTokensPerMinute
+		*out = new(WindowUsage)
+		**out = **in
+	}
+	if in.OutputTokensPerMinute != nil {
+		in, out := &in.OutputTokensPerMinute, &out.OutputTokensPerMinute
+		*out = new(WindowUsage)
+		**out = **in
+	}
 	if in.Interactive != nil {
 		in, out := &in.Interactive, &out.Interactive
 		*out = new(LaneUsage)
@@ -847,6 +862,21 @@ func (in *RateLimits) DeepCopyInto(out *RateLimits) {
 	}
 	if in.TokensPerMinute != nil {
 		in, out := &in.TokensPerMinute, &out.TokensPerMinute
+		*out = new(int64)
+		**out = **in
+	}
+	if in.TokensPerDay != nil {
+		in, out := &in.TokensPerDay, &out.TokensPerDay
+		*out = new(int64)
+		**out = **in
+	}
+	if in.InputTokensPerMinute != nil {
+		in, out := &in.InputTokensPerMinute, &out.InputTokensPerMinute
+		*out = new(int64)
+		**out = **in
+	}
+	if in.OutputTokensPerMinute != nil {
+		in, out := &in.OutputTokensPerMinute, &out.OutputTokensPerMinute
 		*out = new(int64)
 		**out = **in
 	}
@@ -984,6 +1014,21 @@ func (in *ScopeLimits) DeepCopyInto(out *ScopeLimits) {
 	}
 	if in.TokensPerMinute != nil {
 		in, out := &in.TokensPerMinute, &out.TokensPerMinute
+		*out = new(int64)
+		**out = **in
+	}
+	if in.TokensPerDay != nil {
+		in, out := &in.TokensPerDay, &out.TokensPerDay
+		*out = new(int64)
+		**out = **in
+	}
+	if in.InputTokensPerMinute != nil {
+		in, out := &in.InputTokensPerMinute, &out.InputTokensPerMinute
+		*out = new(int64)
+		**out = **in
+	}
+	if in.OutputTokensPerMinute != nil {
+		in, out := &in.OutputTokensPerMinute, &out.OutputTokensPerMinute
 		*out = new(int64)
 		**out = **in
 	}

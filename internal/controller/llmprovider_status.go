@@ -33,8 +33,21 @@ func setUsage(st *llmv1.LLMProviderStatus, s dispatch.Stats) {
 			st.Usage.Day = u
 		}
 	}
+	tokens := func(t ratewindow.WindowStats) *llmv1.WindowUsage {
+		return &llmv1.WindowUsage{Used: t.Used, Limit: t.Limit, Summary: fmt.Sprintf("%d/%d", t.Used, t.Limit)}
+	}
 	if t := s.Quota.Tokens; t != nil {
-		st.Usage.TokensPerMinute = &llmv1.WindowUsage{Used: t.Used, Limit: t.Limit, Summary: fmt.Sprintf("%d/%d", t.Used, t.Limit)}
+		st.Usage.TokensPerMinute = tokens(*t)
+	}
+	for _, t := range s.Quota.TokenWindows {
+		switch t.Name {
+		case windowTokensPerDay:
+			st.Usage.TokensPerDay = tokens(t)
+		case windowInputPerMinute:
+			st.Usage.InputTokensPerMinute = tokens(t)
+		case windowOutputPerMinute:
+			st.Usage.OutputTokensPerMinute = tokens(t)
+		}
 	}
 	st.Usage.Interactive, st.Usage.Batch = laneUsage(s.Interactive), laneUsage(s.Batch)
 	st.ConsecutiveFailures = int32(s.Quota.ConsecutiveFailures)

@@ -43,3 +43,22 @@ func TestSetUsage(t *testing.T) {
 		})
 	}
 }
+
+// TestSetUsageTokenWindows: each token window shows in the status entry of
+// its field.
+func TestSetUsageTokenWindows(t *testing.T) {
+	var st llmv1.LLMProviderStatus
+	setUsage(&st, dispatch.Stats{Quota: ratewindow.Stats{Tokens: &ratewindow.WindowStats{Name: windowTokens, Used: 10, Limit: 100},
+		TokenWindows: []ratewindow.WindowStats{{Name: windowTokensPerDay, Used: 500, Limit: 9000}, {Name: windowInputPerMinute, Used: 7, Limit: 50},
+			{Name: windowOutputPerMinute, Used: 3, Limit: 30}}}})
+	u := st.Usage
+	for name, got := range map[string]*llmv1.WindowUsage{"tokensPerMinute": u.TokensPerMinute, "tokensPerDay": u.TokensPerDay,
+		"inputTokensPerMinute": u.InputTokensPerMinute, "outputTokensPerMinute": u.OutputTokensPerMinute} {
+		if got == nil {
+			t.Fatalf("%s missing", name)
+		}
+	}
+	if u.TokensPerDay.Summary != "500/9000" || u.InputTokensPerMinute.Summary != "7/50" || u.OutputTokensPerMinute.Summary != "3/30" || u.TokensPerMinute.Summary != "10/100" {
+		t.Fatalf("usage %+v %+v %+v %+v", u.TokensPerMinute, u.TokensPerDay, u.InputTokensPerMinute, u.OutputTokensPerMinute)
+	}
+}

@@ -41,6 +41,11 @@ func publishProviderMetrics(name string, s dispatch.Stats, now time.Time) {
 		metrics.WindowUsedTokens.WithLabelValues(name, windowMinute).Set(float64(t.Used))
 		metrics.WindowLimitTokens.WithLabelValues(name, windowMinute).Set(float64(t.Limit))
 	}
+	for _, t := range s.Quota.TokenWindows {
+		window := tokenWindowLabels[t.Name]
+		metrics.WindowUsedTokens.WithLabelValues(name, window).Set(float64(t.Used))
+		metrics.WindowLimitTokens.WithLabelValues(name, window).Set(float64(t.Limit))
+	}
 	metrics.LearnedLimitRatio.WithLabelValues(name).Set(s.LearnedScale)
 	hold := later(s.Quota.BackoffUntil, s.Quota.RetryAfterUntil)
 	metrics.BackoffSeconds.WithLabelValues(name).Set(max(0, hold.Sub(now).Seconds()))
@@ -151,3 +156,7 @@ func decimalToFloat(s string) float64 {
 	f, _ := r.Float64()
 	return f
 }
+
+// tokenWindowLabels are the window label of each further token window in
+// llmquota_window_*_tokens (tokens per minute is "minute").
+var tokenWindowLabels = map[string]string{windowTokensPerDay: "day", windowInputPerMinute: "input_minute", windowOutputPerMinute: "output_minute"}

@@ -17,6 +17,10 @@ const (
 	windowHour   = "hour"
 	windowDay    = "day"
 	windowTokens = "tokensPerMinute"
+	// The further token windows, named as their fields and status entries.
+	windowTokensPerDay    = "tokensPerDay"
+	windowInputPerMinute  = "inputTokensPerMinute"
+	windowOutputPerMinute = "outputTokensPerMinute"
 )
 
 // circuitThreshold consecutive failures send new items to the fallback.
@@ -30,7 +34,8 @@ const degradedThreshold = 3
 func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 	spec := &p.Spec
 	lim := ratewindow.Config{Windows: requestWindows(spec.Limits.RequestsPerMinute, spec.Limits.RequestsPerHour, spec.Limits.RequestsPerDay),
-		Tokens: tokensWindow(spec.Limits.TokensPerMinute)}
+		Tokens:       tokensWindow(spec.Limits.TokensPerMinute),
+		TokenWindows: tokenWindows(spec.Limits.TokensPerDay, spec.Limits.InputTokensPerMinute, spec.Limits.OutputTokensPerMinute)}
 	lim.MinInterval = llmv1.Milliseconds(spec.Limits.MinIntervalMilliseconds, 0)
 	lim.MaxConcurrency = int(max(1, spec.Limits.MaxConcurrency))
 	maxRetries, rateLimitedWait := 3, time.Hour
@@ -100,7 +105,8 @@ func scopeLimits(l *llmv1.ScopeLimits) *ratewindow.Config {
 		return nil
 	}
 	return &ratewindow.Config{MaxConcurrency: int(ptr.Deref(l.MaxConcurrency, 0)),
-		Windows: requestWindows(l.RequestsPerMinute, l.RequestsPerHour, l.RequestsPerDay), Tokens: tokensWindow(l.TokensPerMinute)}
+		Windows: requestWindows(l.RequestsPerMinute, l.RequestsPerHour, l.RequestsPerDay), Tokens: tokensWindow(l.TokensPerMinute),
+		TokenWindows: tokenWindows(l.TokensPerDay, l.InputTokensPerMinute, l.OutputTokensPerMinute)}
 }
 
 // requestWindows are the rolling minute, hour and day windows of the
@@ -125,6 +131,25 @@ func tokensWindow(perMinute *int64) *ratewindow.Window {
 		return nil
 	}
 	return &ratewindow.Window{Name: windowTokens, Limit: *perMinute, Period: time.Minute}
+}
+
+// tokenWindows are the token windows beside tokens per minute: tokens
+// per day, input and output tokens per minute, those that are set.
+func tokenWindows(perDay, inputPerMinute, outputPerMinute *int64) []ratewindow.TokenWindow {
+	var ws []ratewindow.TokenWindow
+	for _, w := range []struct {
+		name   string
+		n      *int64
+		period time.Duration
+		kind   ratewindow.TokenKind
+	}{{windowTokensPerDay, perDay, 24 * time.Hour, ratewindow.TokensTotal},
+		{windowInputPerMinute, inputPerMinute, time.Minute, ratewindow.TokensInput},
+		{windowOutputPerMinute, outputPerMinute, time.Minute, ratewindow.TokensOutput}} {
+		if w.n != nil {
+			ws = append(ws, ratewindow.TokenWindow{Window: ratewindow.Window{Name: w.name, Limit: *w.n, Period: w.period}, Kind: w.kind})
+		}
+	}
+	return ws
 }
 
 // maxReserveBlock caps a quota reservation: each block costs one status

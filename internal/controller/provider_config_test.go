@@ -51,3 +51,25 @@ func TestDispatchConfigNamespaceLimits(t *testing.T) {
 		t.Fatalf("default limits %+v", d)
 	}
 }
+
+// TestDispatchConfigTokenWindows: tokens per day, input and output tokens
+// per minute become token windows of their kind, for the provider and for
+// a model's own limits.
+func TestDispatchConfigTokenWindows(t *testing.T) {
+	p := &llmv1.LLMProvider{Spec: llmv1.LLMProviderSpec{Type: llmv1.ProviderAnthropic,
+		Limits: llmv1.RateLimits{TokensPerMinute: ptr.To[int64](90000), TokensPerDay: ptr.To[int64](1000000),
+			InputTokensPerMinute: ptr.To[int64](50000), OutputTokensPerMinute: ptr.To[int64](10000)},
+		ModelLimits: []llmv1.ModelLimits{{Model: "opus", Limits: llmv1.ScopeLimits{OutputTokensPerMinute: ptr.To[int64](2000)}}}}}
+	cfg := dispatchConfig(p)
+	want := []ratewindow.TokenWindow{
+		{Window: ratewindow.Window{Name: windowTokensPerDay, Limit: 1000000, Period: 24 * time.Hour}, Kind: ratewindow.TokensTotal},
+		{Window: ratewindow.Window{Name: windowInputPerMinute, Limit: 50000, Period: time.Minute}, Kind: ratewindow.TokensInput},
+		{Window: ratewindow.Window{Name: windowOutputPerMinute, Limit: 10000, Period: time.Minute}, Kind: ratewindow.TokensOutput},
+	}
+	if !reflect.DeepEqual(cfg.Limits.TokenWindows, want) || cfg.Limits.Tokens == nil || cfg.Limits.Tokens.Limit != 90000 {
+		t.Fatalf("token windows %+v (tokens %+v), want %+v", cfg.Limits.TokenWindows, cfg.Limits.Tokens, want)
+	}
+	if m := cfg.ModelLimits["opus"]; m == nil || len(m.TokenWindows) != 1 || m.TokenWindows[0].Kind != ratewindow.TokensOutput || m.TokenWindows[0].Limit != 2000 {
+		t.Fatalf("opus's limits %+v", m)
+	}
+}

@@ -34,12 +34,12 @@ type Ask struct {
 // one of Done (the call was sent) or Cancel (it was not) ends it.
 type Grant struct {
 	d         *Dispatcher
-	namespace string    // the caller's, for Usage and fairness
-	at        time.Time // when it was granted: when the call was sent, near enough
-	charged   int64     // what fairness charged at the grant
-	est       int64     // the provider's tokens charged at the grant
-	nsCost    int64     // the tokens its namespace's and model's own limits charged
-	model     string    // the model it calls, for the model's own limits
+	namespace string          // the caller's, for Usage and fairness
+	at        time.Time       // when it was granted: when the call was sent, near enough
+	charged   int64           // what fairness charged at the grant
+	est       ratewindow.Cost // the provider's tokens charged at the grant
+	nsCost    ratewindow.Cost // the tokens its namespace's and model's own limits charged
+	model     string          // the model it calls, for the model's own limits
 	res       *reservation
 	// endpoint is the pool's server the call goes to (an Ollama pod);
 	// empty for a provider of one endpoint.
@@ -72,9 +72,9 @@ type InteractiveStats struct {
 
 // laneAction is I/O the lane needs done outside the lock before it can go on.
 type laneAction struct {
-	reserve bool        // reserve (and persist) a block of calls
-	tokens  int64       // the token cost of each call of the block
-	commit  *commitment // persist a budget commitment
+	reserve bool            // reserve (and persist) a block of calls
+	tokens  ratewindow.Cost // the token cost of each call of the block
+	commit  *commitment     // persist a budget commitment
 }
 
 // Acquire asks for quota for one interactive call. It returns a Grant, or
@@ -261,7 +261,7 @@ func (g *Grant) Cancel() {
 		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		d.scopeRelease(now, g.namespace, g.model, 0)
+		d.scopeRelease(now, g.namespace, g.model, ratewindow.Cost{})
 		d.unbudget(now, g.res)
 	})
 }
@@ -275,7 +275,7 @@ func (g *Grant) Expire() {
 		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		d.scopeRelease(now, g.namespace, g.model, 0)
+		d.scopeRelease(now, g.namespace, g.model, ratewindow.Cost{})
 		if g.res != nil {
 			d.settleBudget(now, g.res, nil, &provider.Error{Class: provider.ClassCanceled})
 		}

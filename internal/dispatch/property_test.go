@@ -138,7 +138,7 @@ func simulate(t *testing.T, rng *rand.Rand, cfg ratewindow.Config) ([]arrival, [
 		}
 		if g != nil {
 			now := fc.Now()
-			used := tokenCost(input, output) - int64(rng.IntN(int(output))) // never more than the cap sent
+			used := tokenCost(input, output).Total() - int64(rng.IntN(int(output))) // never more than the cap sent
 			c := call{g: g, end: now.Add(time.Duration(rng.IntN(5000)) * time.Millisecond)}
 			switch rng.IntN(20) {
 			case 0: // a 429 that says when to come back

@@ -183,33 +183,45 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 }
 
 // estimate is the token cost charged at admission: the prompt at ~4
-// characters a token plus the output bound.
-func (d *Dispatcher) estimate(b *batch, it Item) int64 {
-	if d.cfg.Limits.Tokens == nil {
-		return 0
+// characters a token, and the output bound.
+func (d *Dispatcher) estimate(b *batch, it Item) ratewindow.Cost {
+	if !d.countsTokens() {
+		return ratewindow.Cost{}
 	}
 	return b.cost(it)
 }
 
 // cost is an item's token cost at admission, whether or not the provider
-// counts tokens (a namespace's own limits may).
-func (b *batch) cost(it Item) int64 {
-	return tokenCost(len(it.Prompt)+len(b.Params.System), int64(max(b.Params.MaxTokens, 256)))
+// counts tokens (a namespace's own limits may): its output is estimated at
+// the cap sent, up to typicalOutput, and corrected from the answer's usage.
+func (b *batch) cost(it Item) ratewindow.Cost {
+	return tokenCost(len(it.Prompt)+len(b.Params.System), min(int64(outputCap(b.Params)), typicalOutput))
 }
 
+// typicalOutput bounds a batch item's output estimate at admission: a cap
+// of thousands charged in full to the token windows would hold most of
+// them idle (the answer's usage corrects the estimate upward when it is
+// longer).
+const typicalOutput = 256
+
 // tokensFor is the token cost charged at admission for inputChars of input
-// and an output bound; 0 when the provider has no tokens window.
-func (d *Dispatcher) tokensFor(inputChars int, output int64) int64 {
-	if d.cfg.Limits.Tokens == nil {
-		return 0
+// and an output bound; none when the provider has no token window.
+func (d *Dispatcher) tokensFor(inputChars int, output int64) ratewindow.Cost {
+	if !d.countsTokens() {
+		return ratewindow.Cost{}
 	}
 	return tokenCost(inputChars, output)
 }
 
+// countsTokens reports whether the provider has a token window of any kind.
+func (d *Dispatcher) countsTokens() bool {
+	return d.cfg.Limits.Tokens != nil || len(d.cfg.Limits.TokenWindows) > 0
+}
+
 // reserve sets aside the next block of calls and persists it before any is
 // spent, so a crash cannot lose track of them.
-func (d *Dispatcher) reserve(ctx context.Context, est int64) {
-	d.limiter.Reserve(d.cfg.ReserveBlock, d.cfg.ReserveBlock*est)
+func (d *Dispatcher) reserve(ctx context.Context, est ratewindow.Cost) {
+	d.limiter.Reserve(d.cfg.ReserveBlock, ratewindow.Cost{Input: d.cfg.ReserveBlock * est.Input, Output: d.cfg.ReserveBlock * est.Output})
 	snap := d.limiter.Snapshot(d.clock.Now(), nil)
 	if err := d.cfg.Persist(ctx, snap); err != nil {
 		d.limiter.Unreserve()
@@ -242,7 +254,7 @@ func (d *Dispatcher) shutdown() {
 }
 
 // call runs one attempt against target and settles its outcome.
-func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item, est int64, res *reservation, target Endpoint, timeout time.Duration, wire bool) {
+func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item, est ratewindow.Cost, res *reservation, target Endpoint, timeout time.Duration, wire bool) {
 	defer d.calls.Done() // after the result is reported: see Drain
 	it.Attempts++
 	cctx, cancel := context.WithTimeout(ctx, timeout)
@@ -296,12 +308,12 @@ func (d *Dispatcher) wrote(ctx context.Context) (context.Context, func()) {
 // releaseSlot gives back a sent call's concurrency slot and teaches the
 // limiter what the answer said (extra tokens, a failure, a Retry-After).
 // It returns the failure as a classified error, nil on success.
-func (d *Dispatcher) releaseSlot(now time.Time, est int64, resp *provider.Response, err error) *provider.Error {
+func (d *Dispatcher) releaseSlot(now time.Time, est ratewindow.Cost, resp *provider.Response, err error) *provider.Error {
 	var pe *provider.Error
 	switch {
 	case err == nil:
 		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeSuccess,
-			ExtraTokens: resp.InputTokens + resp.OutputTokens - est, RetryAfter: exhausted(resp.RateLimit, now)})
+			Extra: extraTokens(resp, nil, est), RetryAfter: exhausted(resp.RateLimit, now)})
 	case errors.As(err, &pe):
 		d.limiter.Release(now, ratewindow.Result{Outcome: outcomeOf(pe), RetryAfter: pe.RetryAt})
 	default:

@@ -53,7 +53,7 @@ func (s *scoped) use(cfg *ratewindow.Config) *ratewindow.Limiter {
 
 // check is what the scope's limits cfg say of a call of tokens at now,
 // Allowed without limits; a refusal's Window is prefixed with prefix.
-func (s *scoped) check(now time.Time, cfg *ratewindow.Config, tokens int64, prefix string) ratewindow.Decision {
+func (s *scoped) check(now time.Time, cfg *ratewindow.Config, tokens ratewindow.Cost, prefix string) ratewindow.Decision {
 	l := s.use(cfg)
 	if l == nil {
 		return ratewindow.Decision{Allowed: true}
@@ -66,7 +66,7 @@ func (s *scoped) check(now time.Time, cfg *ratewindow.Config, tokens int64, pref
 }
 
 // admit counts a call that check found room for and the provider admitted.
-func (s *scoped) admit(now time.Time, tokens int64) {
+func (s *scoped) admit(now time.Time, tokens ratewindow.Cost) {
 	if s.limiter != nil {
 		s.limiter.Admit(now, tokens)
 	}
@@ -74,9 +74,9 @@ func (s *scoped) admit(now time.Time, tokens int64) {
 
 // release ends a call: its concurrency slot comes back, its tokens are
 // corrected by extra, and a hold ends.
-func (s *scoped) release(now time.Time, extra int64) {
+func (s *scoped) release(now time.Time, extra ratewindow.Cost) {
 	if s.limiter != nil {
-		s.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral, ExtraTokens: extra})
+		s.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral, Extra: extra})
 	}
 	s.held = ratewindow.Decision{}
 }
@@ -119,7 +119,7 @@ func (d *Dispatcher) model(name string) *scoped {
 // scopeCheck checks a call of tokens from namespace to model against both
 // scopes' own limits. held is the scope that refused it, nil when both
 // have room (called under d.mu).
-func (d *Dispatcher) scopeCheck(now time.Time, namespace, model string, tokens int64) (ratewindow.Decision, *scoped) {
+func (d *Dispatcher) scopeCheck(now time.Time, namespace, model string, tokens ratewindow.Cost) (ratewindow.Decision, *scoped) {
 	if cfg := d.cfg.Shares.limitsOf(namespace); cfg != nil {
 		t := d.tenant(namespace)
 		if dec := t.scope.check(now, cfg, tokens, NamespaceLimitWindow); !dec.Allowed {
@@ -136,7 +136,7 @@ func (d *Dispatcher) scopeCheck(now time.Time, namespace, model string, tokens i
 
 // scopeAdmit counts a call the provider admitted in its scopes, which
 // scopeCheck found room in (called under d.mu).
-func (d *Dispatcher) scopeAdmit(now time.Time, namespace, model string, tokens int64) {
+func (d *Dispatcher) scopeAdmit(now time.Time, namespace, model string, tokens ratewindow.Cost) {
 	if t := d.tenants[namespace]; t != nil {
 		t.scope.admit(now, tokens)
 	}
@@ -146,7 +146,7 @@ func (d *Dispatcher) scopeAdmit(now time.Time, namespace, model string, tokens i
 }
 
 // scopeRelease ends a call in its scopes (called under d.mu).
-func (d *Dispatcher) scopeRelease(now time.Time, namespace, model string, extra int64) {
+func (d *Dispatcher) scopeRelease(now time.Time, namespace, model string, extra ratewindow.Cost) {
 	if t := d.tenants[namespace]; t != nil {
 		t.scope.release(now, extra)
 	}
@@ -186,14 +186,17 @@ func (d *Dispatcher) scopeHold(b *batch, now time.Time) (ratewindow.Decision, bo
 }
 
 // tokenCost is a call's token cost at admission: its input at about four
-// characters a token plus its output cap.
-func tokenCost(inputChars int, output int64) int64 { return int64(inputChars)/4 + output }
+// characters a token, and its output cap.
+func tokenCost(inputChars int, output int64) ratewindow.Cost {
+	return ratewindow.Cost{Input: int64(inputChars) / 4, Output: output}
+}
 
 // extraTokens is what an answered call used beyond the cost charged at
-// admission (negative when less); 0 for a failed call, whose charge stays.
-func extraTokens(resp *provider.Response, pe *provider.Error, charged int64) int64 {
+// admission, input and output apart (negative when less); none for a
+// failed call, whose charge stays.
+func extraTokens(resp *provider.Response, pe *provider.Error, charged ratewindow.Cost) ratewindow.Cost {
 	if pe != nil || resp == nil {
-		return 0
+		return ratewindow.Cost{}
 	}
-	return resp.InputTokens + resp.OutputTokens - charged
+	return ratewindow.Cost{Input: resp.InputTokens - charged.Input, Output: resp.OutputTokens - charged.Output}
 }

@@ -192,3 +192,41 @@ func TestModelLimitsHoldOnlyTheirModel(t *testing.T) {
 		t.Fatalf("a gateway call to the default model refused: %+v", dec)
 	}
 }
+
+// TestOutputTokensPerMinuteHoldCalls: a provider that limits output tokens
+// apart (Anthropic's OTPM) is charged each call's output cap: with 100
+// output tokens a minute and a cap of 40, two calls go in a minute and the
+// third waits for the window, which says so; input does not count there.
+func TestOutputTokensPerMinuteHoldCalls(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	fc := clocktesting.NewFakeClock(t0)
+	stub := &stubClient{}
+	lim := minuteLimit(100, 10)
+	lim.TokenWindows = []ratewindow.TokenWindow{{Window: ratewindow.Window{Name: "output", Limit: 100, Period: time.Minute}, Kind: ratewindow.TokensOutput}}
+	d, err := New(Config{Name: "p", Client: stub, DefaultModel: "m", Limits: lim}, nil, fc, logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := newCollector(4)
+	long := strings.Repeat("a long prompt ", 100) // 350 input tokens by the estimate: no input window, no hold
+	its := items("o", 4)
+	for i := range its {
+		its[i].Prompt += long
+	}
+	d.Submit(Batch{Key: "ns/out", Namespace: "ns", Size: 4, Items: its, Params: Params{MaxTokens: 40}, OnResult: results.add})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+
+	results.settled(t, 2)
+	stepped(t, d)
+	p, _ := d.Progress("ns/out")
+	if p.Limit.Reason != ratewindow.ReasonTokens || p.Limit.Window != "output" || !p.Limit.RetryAt.Equal(t0.Add(time.Minute)) || sentFor(stub, "o") != 2 {
+		t.Fatalf("after 2 calls: %+v, %d sent; want held by the output window until %v", p.Limit, sentFor(stub, "o"), t0.Add(time.Minute))
+	}
+	fc.Step(time.Minute)
+	results.wait(t, 10*time.Second)
+	if n := sentFor(stub, "o"); n != 4 {
+		t.Fatalf("%d sent after the window freed, want 4", n)
+	}
+}

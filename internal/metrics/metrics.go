@@ -52,12 +52,12 @@ var (
 	// WindowUsedTokens is the tokens in the tokens-per-minute window.
 	WindowUsedTokens = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "llmquota_window_used_tokens",
-		Help: "Tokens charged to the rolling token window (estimated at admission, corrected by the provider's usage), by provider and window (minute).",
+		Help: "Tokens charged to each rolling token window (estimated at admission, corrected by the provider's usage), by provider and window (minute and day: input and output together; input_minute, output_minute).",
 	}, []string{"provider", "window"})
 	// WindowLimitTokens is the token window's limit.
 	WindowLimitTokens = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "llmquota_window_limit_tokens",
-		Help: "Limit of the rolling token window, by provider and window (minute).",
+		Help: "Limit of each rolling token window, by provider and window (minute, day, input_minute, output_minute).",
 	}, []string{"provider", "window"})
 	// LearnedLimitRatio is the part of the declared request limits in use.
 	LearnedLimitRatio = prometheus.NewGaugeVec(prometheus.GaugeOpts{

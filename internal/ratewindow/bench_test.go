@@ -18,7 +18,7 @@ func BenchmarkAdmitGemini(b *testing.B) {
 	now := t0
 	b.ReportAllocs()
 	for b.Loop() {
-		if l.Admit(now, 0).Allowed {
+		if l.Admit(now, Cost{}).Allowed {
 			l.Release(now, Result{Outcome: OutcomeSuccess})
 		}
 		now = now.Add(time.Millisecond)
@@ -31,7 +31,7 @@ func BenchmarkAdmitGeminiNow(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		now := time.Now()
-		if l.Admit(now, 0).Allowed {
+		if l.Admit(now, Cost{}).Allowed {
 			l.Release(now, Result{Outcome: OutcomeSuccess})
 		}
 	}
@@ -44,7 +44,7 @@ func BenchmarkAdmitGeminiParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			now := time.Now()
-			if l.Admit(now, 0).Allowed {
+			if l.Admit(now, Cost{}).Allowed {
 				l.Release(now, Result{Outcome: OutcomeSuccess})
 			}
 		}
@@ -61,7 +61,7 @@ func BenchmarkAdmitAlwaysAdmitted(b *testing.B) {
 	now := t0
 	b.ReportAllocs()
 	for b.Loop() {
-		l.Admit(now, 0)
+		l.Admit(now, Cost{})
 		l.Release(now, Result{Outcome: OutcomeSuccess})
 		now = now.Add(100 * time.Microsecond)
 	}
@@ -115,7 +115,7 @@ func fullGeminiDay() *Limiter {
 	l, _ := New(geminiConfig())
 	now := t0
 	for range 1500 {
-		l.Admit(now, 0)
+		l.Admit(now, Cost{})
 		l.Release(now, Result{Outcome: OutcomeSuccess})
 		now = now.Add(57 * time.Second)
 	}
@@ -142,7 +142,7 @@ func BenchmarkMemoryPerLimiter(b *testing.B) {
 				l, _ := New(c.cfg)
 				now := t0
 				for range c.fill {
-					l.Admit(now, 0)
+					l.Admit(now, Cost{})
 					l.Release(now, Result{Outcome: OutcomeSuccess})
 					now = now.Add(c.every)
 				}
@@ -167,8 +167,8 @@ func ExampleLimiter() {
 		MinInterval: 3 * time.Second,
 	})
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	fmt.Println(l.Admit(now, 0).Allowed)
-	d := l.Admit(now.Add(time.Second), 0)
+	fmt.Println(l.Admit(now, Cost{}).Allowed)
+	d := l.Admit(now.Add(time.Second), Cost{})
 	fmt.Println(d.Allowed, d.Reason, d.RetryAt.Sub(now))
 	// Output:
 	// true

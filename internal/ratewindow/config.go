@@ -17,13 +17,56 @@ type Window struct {
 	Period time.Duration
 }
 
+// TokenKind says which of a call's tokens a token window counts.
+type TokenKind uint8
+
+// The kinds of token windows.
+const (
+	// TokensTotal counts input and output tokens together.
+	TokensTotal TokenKind = iota
+	// TokensInput counts input tokens only.
+	TokensInput
+	// TokensOutput counts output tokens only (thinking included).
+	TokensOutput
+)
+
+// TokenWindow is a weighted window over one kind of a call's tokens.
+type TokenWindow struct {
+	Window
+	Kind TokenKind
+}
+
+// Cost is what a call charges the token windows: its input and its output
+// tokens (estimated at admission, corrected at release).
+type Cost struct {
+	Input, Output int64
+}
+
+// Total is the input and output together.
+func (c Cost) Total() int64 { return c.Input + c.Output }
+
+// of is the part of c a window of kind k counts.
+func (c Cost) of(k TokenKind) int64 {
+	switch k {
+	case TokensInput:
+		return c.Input
+	case TokensOutput:
+		return c.Output
+	}
+	return c.Total()
+}
+
 // Config describes a Limiter. The zero value admits everything.
 type Config struct {
 	// Windows are request-count windows, checked in order.
 	Windows []Window
 	// Tokens is an optional weighted window: each admission carries a cost
-	// and the window holds the sum of costs.
+	// and the window holds the sum of costs (input and output together).
 	Tokens *Window
+	// TokenWindows are further weighted windows, each over one kind of
+	// tokens (a day's tokens, input or output tokens per minute). Their
+	// names must be unique.
+	TokenWindows []TokenWindow
 	// MinInterval is the least time between two admissions.
 	MinInterval time.Duration
 	// MaxConcurrency is the most admissions not yet released; 0 means no limit.
@@ -65,6 +108,17 @@ func (c *Config) validate() error {
 	}
 	if c.Tokens != nil {
 		check(*c.Tokens, "tokens window")
+	}
+	names := map[string]bool{}
+	for _, tw := range c.TokenWindows {
+		check(tw.Window, "tokens window")
+		if names[tw.Name] || (c.Tokens != nil && c.Tokens.Name == tw.Name) {
+			errs = append(errs, fmt.Errorf("tokens window %q: the name is used twice", tw.Name))
+		}
+		names[tw.Name] = true
+		if tw.Kind > TokensOutput {
+			errs = append(errs, fmt.Errorf("tokens window %q: unknown kind %d", tw.Name, tw.Kind))
+		}
 	}
 	if c.MinInterval < 0 {
 		errs = append(errs, fmt.Errorf("min interval must not be negative, got %s", c.MinInterval))

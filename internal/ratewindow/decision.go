@@ -80,7 +80,8 @@ type Result struct {
 	// RetryAfter, when not zero, holds every call until then (a server's
 	// Retry-After or rate-limit reset).
 	RetryAfter time.Time
-	// ExtraTokens are tokens used beyond the cost given to Admit (the real
-	// output was longer than estimated); they are added at release time.
-	ExtraTokens int64
+	// Extra is what the call used beyond the cost given to Admit (the
+	// real output was longer than estimated), added at release time; a
+	// negative part gives nothing back.
+	Extra Cost
 }

@@ -20,14 +20,19 @@ func withChecksum(data []byte) []byte {
 func FuzzRestore(f *testing.F) {
 	l, _ := New(geminiConfig())
 	for i := range 30 {
-		l.Admit(at(time.Duration(i)*3*time.Second), 0)
+		l.Admit(at(time.Duration(i)*3*time.Second), Cost{})
 	}
-	l.Reserve(3, 0)
+	l.Reserve(3, Cost{})
 	f.Add(l.Snapshot(at(2*time.Minute), nil))
 	f.Add([]byte("RW\x01"))
 	f.Add([]byte{})
 	cfg := geminiConfig()
 	cfg.Tokens = &Window{Name: "tokens", Limit: 1000, Period: time.Minute}
+	cfg.TokenWindows = kindsConfig().TokenWindows
+	k, _ := New(cfg)
+	k.Admit(at(0), Cost{Input: 20, Output: 10})
+	k.Reserve(2, Cost{Input: 3, Output: 4})
+	f.Add(k.Snapshot(at(time.Second), nil))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Try the input as is, and with a valid checksum so the fuzzer
 		// reaches the decoder behind it.
@@ -36,7 +41,7 @@ func FuzzRestore(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			r.Admit(at(time.Hour), 10)
+			r.Admit(at(time.Hour), tok(10))
 			again := r.Snapshot(at(time.Hour), nil)
 			if _, err := Restore(cfg, again, at(time.Hour)); err != nil {
 				t.Fatalf("a snapshot of a restored limiter does not restore: %v", err)
@@ -72,7 +77,7 @@ func FuzzDecisions(f *testing.F) {
 			case 0, 1:
 				cost := int64(op & 0x0c)
 				want := m.allows(now, cost)
-				d := l.Admit(time.Unix(0, now), cost)
+				d := l.Admit(time.Unix(0, now), tok(cost))
 				if d.Allowed != want {
 					t.Fatalf("limiter allowed=%v (%v), model %v", d.Allowed, d.Reason, want)
 				}

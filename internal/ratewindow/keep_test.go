@@ -31,16 +31,16 @@ func TestAdmitKeepingLeavesHeadroom(t *testing.T) {
 				t.Fatal(err)
 			}
 			n := 0
-			for ; n < 100 && l.AdmitKeeping(t0, c.cost, c.keep).Allowed; n++ {
+			for ; n < 100 && l.AdmitKeeping(t0, tok(c.cost), c.keep).Allowed; n++ {
 			}
 			if n != c.keeping {
 				t.Fatalf("admitted %d keeping %d%%, want %d", n, c.keep, c.keeping)
 			}
-			if d := l.AdmitKeeping(t0, c.cost, c.keep); d.Reason != c.reasonWhenKeeping {
+			if d := l.AdmitKeeping(t0, tok(c.cost), c.keep); d.Reason != c.reasonWhenKeeping {
 				t.Fatalf("refused by %v, want %v", d.Reason, c.reasonWhenKeeping)
 			}
 			m := 0
-			for ; m < 100 && l.Admit(t0, c.cost).Allowed; m++ {
+			for ; m < 100 && l.Admit(t0, tok(c.cost)).Allowed; m++ {
 			}
 			if m != c.rest {
 				t.Fatalf("then admitted %d with Admit, want %d (the headroom)", m, c.rest)
@@ -55,11 +55,11 @@ func TestAdmitKeepingRetryAtIsWhenTheShareFrees(t *testing.T) {
 	t0 := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
 	l, _ := New(Config{Windows: []Window{{Name: "minute", Limit: 4, Period: time.Minute}}})
 	for i := range 2 { // 50% kept: two may go, at 0 s and 10 s
-		if !l.AdmitKeeping(t0.Add(time.Duration(i)*10*time.Second), 0, 50).Allowed {
+		if !l.AdmitKeeping(t0.Add(time.Duration(i)*10*time.Second), Cost{}, 50).Allowed {
 			t.Fatalf("call %d refused", i)
 		}
 	}
-	d := l.AdmitKeeping(t0.Add(20*time.Second), 0, 50)
+	d := l.AdmitKeeping(t0.Add(20*time.Second), Cost{}, 50)
 	if d.Allowed || !d.RetryAt.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("decision %+v, want refused until the first call leaves the window at %v", d, t0.Add(time.Minute))
 	}

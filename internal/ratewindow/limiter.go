@@ -15,8 +15,9 @@ type Limiter struct {
 	mu  sync.Mutex
 	cfg Config
 
-	admitted ring     // admission times, shared by every request window
-	tokens   costRing // the tokens window's entries
+	admitted ring       // admission times, shared by every request window
+	tokens   costRing   // the tokens window's entries
+	more     []costRing // the entries of each of Config.TokenWindows
 
 	lastAdmit   int64 // time of the last admission; valid when hasAdmitted
 	hasAdmitted bool
@@ -32,7 +33,7 @@ type Limiter struct {
 	backoffUntil  int64
 	retryAfter    int64
 	reservedCalls int64
-	reservedToken int64
+	reservedToken Cost
 	// scale is the part of the request windows' and concurrency's limits
 	// to use, in per mille, when less than all of them (SetScale); 0 is
 	// the declared limits.
@@ -45,7 +46,7 @@ func New(cfg Config) (*Limiter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Limiter{cfg: cfg, admitted: newRing(cfg.ringCapacity())}, nil
+	return &Limiter{cfg: cfg, admitted: newRing(cfg.ringCapacity()), more: make([]costRing, len(cfg.TokenWindows))}, nil
 }
 
 // owned checks cfg and returns a copy the caller cannot change afterwards,
@@ -55,6 +56,7 @@ func owned(cfg Config) (Config, error) {
 		return Config{}, err
 	}
 	cfg.Windows = append([]Window(nil), cfg.Windows...)
+	cfg.TokenWindows = append([]TokenWindow(nil), cfg.TokenWindows...)
 	if cfg.Tokens != nil {
 		t := *cfg.Tokens
 		cfg.Tokens = &t
@@ -85,6 +87,17 @@ func (l *Limiter) Reconfigure(cfg Config) error {
 	if cfg.Tokens == nil {
 		l.tokens = costRing{}
 	}
+	// A token window keeps its entries while one of the same name and kind
+	// stays.
+	more := make([]costRing, len(cfg.TokenWindows))
+	for i, tw := range cfg.TokenWindows {
+		for j, old := range l.cfg.TokenWindows {
+			if old.Name == tw.Name && old.Kind == tw.Kind {
+				more[i] = l.more[j]
+			}
+		}
+	}
+	l.more = more
 	if cfg.InitialBackoff == 0 {
 		l.backoffUntil = 0 // backoff turned off: no hold left over
 	}
@@ -94,7 +107,7 @@ func (l *Limiter) Reconfigure(cfg Config) error {
 
 // Decide says whether a call of the given token cost would be admitted at
 // now, without admitting it.
-func (l *Limiter) Decide(now time.Time, cost int64) Decision {
+func (l *Limiter) Decide(now time.Time, cost Cost) Decision {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.decide(now.UnixNano(), cost, 0)
@@ -102,14 +115,14 @@ func (l *Limiter) Decide(now time.Time, cost int64) Decision {
 
 // Admit admits a call of the given token cost at now if every constraint
 // allows it, taking a concurrency slot that Release gives back.
-func (l *Limiter) Admit(now time.Time, cost int64) Decision {
+func (l *Limiter) Admit(now time.Time, cost Cost) Decision {
 	return l.AdmitKeeping(now, cost, 0)
 }
 
 // Check is what Admit would decide at now for a call of cost, without
 // admitting it: a caller that needs two limiters to agree checks the one
 // and admits the other before admitting the first.
-func (l *Limiter) Check(now time.Time, cost int64) Decision {
+func (l *Limiter) Check(now time.Time, cost Cost) Decision {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.decide(now.UnixNano(), cost, 0)
@@ -121,7 +134,7 @@ func (l *Limiter) Check(now time.Time, cost int64) Decision {
 // leave headroom for interactive calls this way, and interactive calls may
 // use everything. The part set aside is rounded down, so a limit of one
 // still admits.
-func (l *Limiter) AdmitKeeping(now time.Time, cost int64, keepPercent int) Decision {
+func (l *Limiter) AdmitKeeping(now time.Time, cost Cost, keepPercent int) Decision {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	t := now.UnixNano()
@@ -135,12 +148,15 @@ func (l *Limiter) AdmitKeeping(now time.Time, cost int64, keepPercent int) Decis
 	l.admitted.push(t)
 	if l.cfg.Tokens != nil {
 		l.tokens.expire(t - int64(l.cfg.Tokens.Period))
-		l.addTokens(t, cost)
 	}
+	for i, tw := range l.cfg.TokenWindows {
+		l.more[i].expire(t - int64(tw.Period))
+	}
+	l.addTokens(t, cost)
 	l.lastAdmit, l.hasAdmitted = t, true
 	l.inFlight++
 	l.reservedCalls = max(0, l.reservedCalls-1)
-	l.reservedToken = max(0, l.reservedToken-cost)
+	l.reservedToken = Cost{Input: max(0, l.reservedToken.Input-cost.Input), Output: max(0, l.reservedToken.Output-cost.Output)}
 	return d
 }
 
@@ -179,22 +195,31 @@ func (l *Limiter) Release(now time.Time, r Result) {
 	if !r.RetryAfter.IsZero() {
 		l.retryAfter = max(l.retryAfter, r.RetryAfter.UnixNano())
 	}
+	l.addTokens(t, r.Extra)
+}
+
+// addTokens records cost in every token window at t, each its own kind of
+// it.
+func (l *Limiter) addTokens(t int64, cost Cost) {
 	if l.cfg.Tokens != nil {
-		l.addTokens(t, r.ExtraTokens)
+		addCost(&l.tokens, t, cost.Total())
+	}
+	for i, tw := range l.cfg.TokenWindows {
+		addCost(&l.more[i], t, cost.of(tw.Kind))
 	}
 }
 
-// addTokens records cost in the tokens window at t, or at the newest
+// addCost records cost in a token window's entries at t, or at the newest
 // entry's time if that is later, keeping the entries sorted.
-func (l *Limiter) addTokens(t, cost int64) {
+func addCost(r *costRing, t, cost int64) {
 	if cost <= 0 {
 		return
 	}
-	if l.tokens.n > 0 {
-		last, _ := l.tokens.at(l.tokens.n - 1)
+	if r.n > 0 {
+		last, _ := r.at(r.n - 1)
 		t = max(t, last)
 	}
-	l.tokens.push(t, cost)
+	r.push(t, cost)
 }
 
 // backoff returns the hold after k consecutive failures:
@@ -269,7 +294,7 @@ func kept(limit int64, keepPercent int) int64 {
 	return limit - limit*int64(keepPercent)/100
 }
 
-func (l *Limiter) decide(now, cost int64, keepPercent int) Decision {
+func (l *Limiter) decide(now int64, cost Cost, keepPercent int) Decision {
 	b := blocker{now: now, at: math.MinInt64}
 	for i := range l.cfg.Windows {
 		w := &l.cfg.Windows[i]
@@ -277,13 +302,22 @@ func (l *Limiter) decide(now, cost int64, keepPercent int) Decision {
 			b.consider(l.admitted.newest(int(limit))+int64(w.Period), ReasonWindow, w.Name)
 		}
 	}
-	if tw := l.cfg.Tokens; tw != nil {
-		limit := kept(tw.Limit, keepPercent)
+	tokenWindow := func(w Window, r *costRing, cost int64) bool {
+		limit := kept(w.Limit, keepPercent)
 		if cost > limit {
-			return Decision{Reason: ReasonTooLarge, Window: tw.Name}
+			return false
 		}
-		if until, ok := l.tokensFreeAt(now, cost, limit); !ok {
-			b.consider(until, ReasonTokens, tw.Name)
+		if until, ok := tokensFreeAt(r, w.Period, now, cost, limit); !ok {
+			b.consider(until, ReasonTokens, w.Name)
+		}
+		return true
+	}
+	if tw := l.cfg.Tokens; tw != nil && !tokenWindow(*tw, &l.tokens, cost.Total()) {
+		return Decision{Reason: ReasonTooLarge, Window: tw.Name}
+	}
+	for i, tw := range l.cfg.TokenWindows {
+		if !tokenWindow(tw.Window, &l.more[i], cost.of(tw.Kind)) {
+			return Decision{Reason: ReasonTooLarge, Window: tw.Name}
 		}
 	}
 	if l.hasAdmitted && l.cfg.MinInterval > 0 {
@@ -305,14 +339,14 @@ func (l *Limiter) decide(now, cost int64, keepPercent int) Decision {
 	return Decision{Allowed: true}
 }
 
-// tokensFreeAt reports whether cost fits the tokens window, held to limit,
-// at now, and if not, the earliest time enough of its entries have expired.
-func (l *Limiter) tokensFreeAt(now, cost, limit int64) (int64, bool) {
-	tw := l.cfg.Tokens
-	cutoff := now - int64(tw.Period)
-	used, first := l.tokens.sum, 0
-	for ; first < l.tokens.n; first++ { // skip what has expired but not been dropped
-		t, c := l.tokens.at(first)
+// tokensFreeAt reports whether cost fits a token window's entries r, held
+// to limit, at now, and if not, the earliest time enough of its entries
+// have expired.
+func tokensFreeAt(r *costRing, period time.Duration, now, cost, limit int64) (int64, bool) {
+	cutoff := now - int64(period)
+	used, first := r.sum, 0
+	for ; first < r.n; first++ { // skip what has expired but not been dropped
+		t, c := r.at(first)
 		if t > cutoff {
 			break
 		}
@@ -321,11 +355,11 @@ func (l *Limiter) tokensFreeAt(now, cost, limit int64) (int64, bool) {
 	if used+cost <= limit {
 		return 0, true
 	}
-	for i := first; i < l.tokens.n; i++ {
-		t, c := l.tokens.at(i)
+	for i := first; i < r.n; i++ {
+		t, c := r.at(i)
 		used -= c
 		if used+cost <= limit {
-			return t + int64(tw.Period), false
+			return t + int64(period), false
 		}
 	}
 	return math.MaxInt64, false // unreachable: cost <= Limit frees once all expire
@@ -342,24 +376,25 @@ func (l *Limiter) ConsecutiveFailures() int {
 // Reserve sets aside calls and tokens that the caller is about to persist as
 // spent (see Snapshot). Admissions draw from the reservation first; with
 // Config.RequireReservation, none happen without one.
-func (l *Limiter) Reserve(calls, tokens int64) {
+func (l *Limiter) Reserve(calls int64, tokens Cost) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.reservedCalls += max(0, calls)
-	l.reservedToken += max(0, tokens)
+	l.reservedToken.Input += max(0, tokens.Input)
+	l.reservedToken.Output += max(0, tokens.Output)
 }
 
 // Unreserve gives back what is left of the reservation and returns it.
-func (l *Limiter) Unreserve() (calls, tokens int64) {
+func (l *Limiter) Unreserve() (calls int64, tokens Cost) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	calls, tokens = l.reservedCalls, l.reservedToken
-	l.reservedCalls, l.reservedToken = 0, 0
+	l.reservedCalls, l.reservedToken = 0, Cost{}
 	return calls, tokens
 }
 
 // Reserved returns what is left of the reservation.
-func (l *Limiter) Reserved() (calls, tokens int64) {
+func (l *Limiter) Reserved() (calls int64, tokens Cost) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.reservedCalls, l.reservedToken

@@ -48,9 +48,9 @@ func run(t *testing.T, cfg Config, steps []step) {
 		}
 		var d Decision
 		if s.op == "decide" {
-			d = l.Decide(now, s.cost)
+			d = l.Decide(now, tok(s.cost))
 		} else {
-			d = l.Admit(now, s.cost)
+			d = l.Admit(now, tok(s.cost))
 		}
 		if d.Allowed != s.allowed || d.Reason != s.reason {
 			t.Fatalf("step %d at %v: got allowed=%v reason=%v, want allowed=%v reason=%v", i, s.at, d.Allowed, d.Reason, s.allowed, s.reason)
@@ -190,9 +190,9 @@ func TestTokensWindow(t *testing.T) {
 
 func TestExtraTokensCountAtRelease(t *testing.T) {
 	l, _ := New(Config{Tokens: &Window{Name: "tokens", Limit: 100, Period: time.Minute}})
-	l.Admit(at(0), 10)
-	l.Release(at(time.Second), Result{Outcome: OutcomeSuccess, ExtraTokens: 85})
-	if d := l.Decide(at(2*time.Second), 20); d.Allowed || !d.RetryAt.Equal(at(61*time.Second)) {
+	l.Admit(at(0), tok(10))
+	l.Release(at(time.Second), Result{Outcome: OutcomeSuccess, Extra: tok(85)})
+	if d := l.Decide(at(2*time.Second), tok(20)); d.Allowed || !d.RetryAt.Equal(at(61*time.Second)) {
 		t.Fatalf("got %+v, want refusal until the extra tokens expire at 61s", d)
 	}
 	if got := l.Stats(at(2 * time.Second)).Tokens.Used; got != 95 {
@@ -230,7 +230,7 @@ func TestGeminiHourAndDayWindows(t *testing.T) {
 	// Ask every second for 26 hours; record each admission.
 	var perHour [27]int
 	for i := 0; i < 26*3600; i++ {
-		if d := l.Admit(now, 0); d.Allowed {
+		if d := l.Admit(now, Cost{}); d.Allowed {
 			admitted++
 			perHour[i/3600]++
 			l.Release(now, Result{Outcome: OutcomeSuccess})
@@ -253,21 +253,21 @@ func TestGeminiHourAndDayWindows(t *testing.T) {
 
 func TestReservationRequired(t *testing.T) {
 	l, _ := New(Config{RequireReservation: true})
-	if d := l.Admit(at(0), 0); d.Allowed || d.Reason != ReasonReservation {
+	if d := l.Admit(at(0), Cost{}); d.Allowed || d.Reason != ReasonReservation {
 		t.Fatalf("got %+v, want ReasonReservation", d)
 	}
-	l.Reserve(2, 0)
+	l.Reserve(2, Cost{})
 	for i := range 2 {
-		if d := l.Admit(at(0), 0); !d.Allowed {
+		if d := l.Admit(at(0), Cost{}); !d.Allowed {
 			t.Fatalf("admission %d refused: %+v", i, d)
 		}
 	}
-	if d := l.Admit(at(0), 0); d.Reason != ReasonReservation {
+	if d := l.Admit(at(0), Cost{}); d.Reason != ReasonReservation {
 		t.Fatalf("got %+v, want ReasonReservation once the block is spent", d)
 	}
-	l.Reserve(5, 50)
-	l.Admit(at(0), 20)
-	if c, tok := l.Unreserve(); c != 4 || tok != 30 {
+	l.Reserve(5, tok(50))
+	l.Admit(at(0), tok(20))
+	if c, tok := l.Unreserve(); c != 4 || tok.Total() != 30 {
 		t.Fatalf("unreserved %d calls %d tokens, want 4 and 30", c, tok)
 	}
 }
@@ -276,7 +276,7 @@ func TestJitterShortensWithinBounds(t *testing.T) {
 	for _, r := range []float64{0, 0.5, 0.999} {
 		cfg := Config{InitialBackoff: 10 * time.Second, MaxBackoff: time.Minute, Jitter: 0.2, Rand: func() float64 { return r }}
 		l, _ := New(cfg)
-		l.Admit(at(0), 0)
+		l.Admit(at(0), Cost{})
 		l.Release(at(0), Result{Outcome: OutcomeFailure})
 		hold := l.Stats(at(0)).BackoffUntil.Sub(t0)
 		want := 10*time.Second - time.Duration(float64(10*time.Second)*0.2*r)
@@ -288,8 +288,8 @@ func TestJitterShortensWithinBounds(t *testing.T) {
 
 func TestClockGoingBackwardsNeverLoosens(t *testing.T) {
 	l, _ := New(Config{Windows: []Window{{Name: "w", Limit: 1, Period: 10 * time.Second}}})
-	l.Admit(at(5*time.Second), 0)
-	if d := l.Admit(at(1*time.Second), 0); d.Allowed || !d.RetryAt.Equal(at(15*time.Second)) {
+	l.Admit(at(5*time.Second), Cost{})
+	if d := l.Admit(at(1*time.Second), Cost{}); d.Allowed || !d.RetryAt.Equal(at(15*time.Second)) {
 		t.Fatalf("got %+v, want refusal until 15s", d)
 	}
 }
@@ -324,7 +324,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 func TestStats(t *testing.T) {
 	l, _ := New(geminiConfig())
 	for i := range 8 {
-		l.Admit(at(time.Duration(3*i)*time.Second), 0)
+		l.Admit(at(time.Duration(3*i)*time.Second), Cost{})
 	}
 	l.Release(at(25*time.Second), Result{Outcome: OutcomeFailure})
 	st := l.Stats(at(25 * time.Second))
@@ -358,7 +358,7 @@ func TestConcurrentUse(t *testing.T) {
 			defer wg.Done()
 			for i := range 200 {
 				now := at(time.Duration(g*200+i) * time.Millisecond)
-				if l.Admit(now, 0).Allowed {
+				if l.Admit(now, Cost{}).Allowed {
 					admitted.Add(1)
 					l.Release(now, Result{Outcome: OutcomeSuccess})
 				}
@@ -381,7 +381,7 @@ func TestReconfigureKeepsWhatWasLearned(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 6 {
-		if d := l.Admit(at(time.Duration(i)*time.Second), 0); !d.Allowed {
+		if d := l.Admit(at(time.Duration(i)*time.Second), Cost{}); !d.Allowed {
 			t.Fatalf("admission %d refused: %+v", i, d)
 		}
 	}
@@ -392,7 +392,7 @@ func TestReconfigureKeepsWhatWasLearned(t *testing.T) {
 		InitialBackoff: time.Second, MaxBackoff: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	d := l.Decide(at(30*time.Second), 0)
+	d := l.Decide(at(30*time.Second), Cost{})
 	if d.Allowed || d.Reason != ReasonWindow || !d.RetryAt.Equal(at(61*time.Second)) {
 		t.Fatalf("after lowering the minute to 5: %+v, want held by the window until t0+61s", d)
 	}
@@ -402,13 +402,13 @@ func TestReconfigureKeepsWhatWasLearned(t *testing.T) {
 		MaxConcurrency: 8, InitialBackoff: time.Second, MaxBackoff: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	if d := l.Decide(at(6500*time.Millisecond), 0); d.Reason != ReasonBackoff {
+	if d := l.Decide(at(6500*time.Millisecond), Cost{}); d.Reason != ReasonBackoff {
 		t.Fatalf("the failure backoff was forgotten: %+v", d)
 	}
-	if d := l.Admit(at(30*time.Second), 0); !d.Allowed {
+	if d := l.Admit(at(30*time.Second), Cost{}); !d.Allowed {
 		t.Fatalf("the seventh call of the hour: %+v", d)
 	}
-	d = l.Decide(at(31*time.Second), 0)
+	d = l.Decide(at(31*time.Second), Cost{})
 	if d.Allowed || d.Window != "hour" || !d.RetryAt.Equal(at(time.Hour)) {
 		t.Fatalf("the eighth call of the hour: %+v, want held by the hour until t0+1h", d)
 	}
@@ -417,10 +417,13 @@ func TestReconfigureKeepsWhatWasLearned(t *testing.T) {
 	if err := l.Reconfigure(Config{Windows: []Window{{Name: "minute", Limit: 100, Period: time.Minute}}, MaxConcurrency: 6}); err != nil {
 		t.Fatal(err)
 	}
-	if d := l.Decide(at(40*time.Second), 0); d.Reason != ReasonConcurrency {
+	if d := l.Decide(at(40*time.Second), Cost{}); d.Reason != ReasonConcurrency {
 		t.Fatalf("six calls in flight under a concurrency of 6: %+v", d)
 	}
 	if err := l.Reconfigure(Config{Windows: []Window{{Name: "minute", Limit: 0, Period: time.Minute}}}); err == nil {
 		t.Fatal("a window of limit 0 was accepted")
 	}
 }
+
+// tok is a cost of n input tokens.
+func tok(n int64) Cost { return Cost{Input: n} }

@@ -88,7 +88,7 @@ func TestPropertyAgainstModel(t *testing.T) {
 				cost = 1 + r.Int64N(60)
 			}
 			want := m.allows(now, cost)
-			d := l.Admit(time.Unix(0, now), cost)
+			d := l.Admit(time.Unix(0, now), tok(cost))
 			if d.Allowed != want {
 				t.Fatalf("trial %d step %d: limiter allowed=%v (%v), model allowed=%v; cfg %+v", trial, step, d.Allowed, d.Reason, want, cfg)
 			}
@@ -111,7 +111,7 @@ func TestPropertyAgainstModel(t *testing.T) {
 			if !modelAllows {
 				t.Fatalf("trial %d step %d: RetryAt %v (%v) is too early: the model still refuses then", trial, step, d.RetryAt, d.Reason)
 			}
-			if got := l.Decide(d.RetryAt, cost); !got.Allowed && got.Reason != ReasonConcurrency {
+			if got := l.Decide(d.RetryAt, tok(cost)); !got.Allowed && got.Reason != ReasonConcurrency {
 				t.Fatalf("trial %d step %d: refused again at its own RetryAt %v: %+v", trial, step, d.RetryAt, got)
 			}
 		}

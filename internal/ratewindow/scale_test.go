@@ -33,9 +33,9 @@ func TestSetScaleLowersRequestLimits(t *testing.T) {
 			}
 			l.SetScale(c.scale)
 			n := 0
-			for ; n < 100 && l.Admit(t0, c.cost).Allowed; n++ {
+			for ; n < 100 && l.Admit(t0, tok(c.cost)).Allowed; n++ {
 			}
-			if d := l.Admit(t0, c.cost); n != c.admitted || d.Reason != c.reason {
+			if d := l.Admit(t0, tok(c.cost)); n != c.admitted || d.Reason != c.reason {
 				t.Fatalf("admitted %d, then refused by %v; want %d, then %v", n, d.Reason, c.admitted, c.reason)
 			}
 		})
@@ -50,7 +50,7 @@ func TestSentInAndLearnedStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 10 {
-		if !l.Admit(t0.Add(time.Duration(i)*time.Second), 0).Allowed {
+		if !l.Admit(t0.Add(time.Duration(i)*time.Second), Cost{}).Allowed {
 			t.Fatal("refused")
 		}
 	}

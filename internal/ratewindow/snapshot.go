@@ -8,14 +8,21 @@ import (
 	"time"
 )
 
-// Snapshot format, version 1. All integers are unsigned varints; times are
+// Snapshot format, version 2. All integers are unsigned varints; times are
 // Unix nanoseconds.
 //
-//	"RW" 0x01
+//	"RW" 0x02
 //	takenAt lastAdmit+1 (0: none) failures backoffUntil retryAfter
-//	reservedCalls reservedTokens
+//	reservedCalls reservedTokens (input and output together)
 //	series(admissions) series(tokens)
+//	reservedOutputTokens
+//	k, then k times: len(name) name kind series(that window's tokens)
 //	CRC-32 (IEEE) of everything before it, 4 bytes little-endian
+//
+// Version 1, without the part after series(tokens), is read too: its
+// reserved tokens count as input. The further token windows
+// (Config.TokenWindows) are matched by name and kind on Restore; one not
+// in the snapshot starts empty.
 //
 // A series is: granularity g (ns), entry count n, then n pairs of
 // (delta from the previous entry's time in units of g, weight). Admissions
@@ -25,7 +32,7 @@ import (
 // of g, which only ever holds calls back longer. A 1500/day window thus
 // stays exact and under 12 KiB, and 1M/day stays under ~40 KiB.
 const (
-	snapshotVersion    = 1
+	snapshotVersion    = 2
 	maxSnapshotEntries = 4096
 )
 
@@ -48,7 +55,7 @@ func (l *Limiter) Snapshot(now time.Time, dst []byte) []byte {
 		last = uint64(l.lastAdmit) + 1
 	}
 	for _, v := range []uint64{uint64(t), last, uint64(l.failures), uint64(max(0, l.backoffUntil)),
-		uint64(max(0, l.retryAfter)), uint64(l.reservedCalls), uint64(l.reservedToken)} {
+		uint64(max(0, l.retryAfter)), uint64(l.reservedCalls), uint64(l.reservedToken.Total())} {
 		dst = binary.AppendUvarint(dst, v)
 	}
 
@@ -62,18 +69,33 @@ func (l *Limiter) Snapshot(now time.Time, dst []byte) []byte {
 	first := l.admitted.n - n
 	dst = appendSeries(dst, n, func(i int) (int64, int64) { return l.admitted.at(first + i), 1 })
 
-	m, skip := 0, 0
+	var period time.Duration
 	if tw := l.cfg.Tokens; tw != nil {
-		for skip < l.tokens.n {
-			if at, _ := l.tokens.at(skip); at > t-int64(tw.Period) {
-				break
-			}
-			skip++
-		}
-		m = l.tokens.n - skip
+		period = tw.Period
 	}
-	dst = appendSeries(dst, m, func(i int) (int64, int64) { return l.tokens.at(skip + i) })
+	dst = appendTokens(dst, &l.tokens, t-int64(period))
+	dst = binary.AppendUvarint(dst, uint64(l.reservedToken.Output))
+	dst = binary.AppendUvarint(dst, uint64(len(l.cfg.TokenWindows)))
+	for i, tw := range l.cfg.TokenWindows {
+		dst = binary.AppendUvarint(dst, uint64(len(tw.Name)))
+		dst = append(dst, tw.Name...)
+		dst = binary.AppendUvarint(dst, uint64(tw.Kind))
+		dst = appendTokens(dst, &l.more[i], t-int64(tw.Period))
+	}
 	return binary.LittleEndian.AppendUint32(dst, crc32.ChecksumIEEE(dst[start:]))
+}
+
+// appendTokens writes a token window's entries newer than cutoff as a
+// series (none when the window is not configured: an empty ring).
+func appendTokens(dst []byte, r *costRing, cutoff int64) []byte {
+	skip := 0
+	for skip < r.n {
+		if at, _ := r.at(skip); at > cutoff {
+			break
+		}
+		skip++
+	}
+	return appendSeries(dst, r.n-skip, func(i int) (int64, int64) { return r.at(skip + i) })
 }
 
 // appendSeries writes n sorted (time, weight) entries, merged into at most
@@ -130,7 +152,8 @@ func Restore(cfg Config, data []byte, now time.Time) (*Limiter, error) {
 	if len(data) < 3+4 || data[0] != 'R' || data[1] != 'W' {
 		return nil, fmt.Errorf("%w: no snapshot header", ErrCorrupt)
 	}
-	if data[2] != snapshotVersion {
+	version := data[2]
+	if version != 1 && version != snapshotVersion {
 		return nil, fmt.Errorf("%w: unsupported version %d", ErrCorrupt, data[2])
 	}
 	body, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
@@ -167,6 +190,10 @@ func Restore(cfg Config, data []byte, now time.Time) (*Limiter, error) {
 	if r.err == nil && l.cfg.Tokens == nil && l.tokens.n > 0 {
 		l.tokens = costRing{} // written under a config with a tokens window; not ours now
 	}
+	reserved := Cost{Input: int64(reservedTokens)}
+	if version >= 2 {
+		reserved = l.restoreTokenWindows(&r, int64(reservedTokens))
+	}
 	if r.err == nil && len(r.buf) != 0 {
 		r.fail("trailing bytes")
 	}
@@ -192,10 +219,44 @@ func Restore(cfg Config, data []byte, now time.Time) (*Limiter, error) {
 	if reservedCalls > 0 {
 		l.lastAdmit, l.hasAdmitted = at, true
 	}
-	if l.cfg.Tokens != nil {
-		l.addTokens(at, int64(reservedTokens))
-	}
+	l.addTokens(at, reserved)
 	return l, nil
+}
+
+// restoreTokenWindows reads version 2's further token windows into those
+// of the config with the same name and kind, and returns what was reserved
+// of input and of output (of the reserved total).
+func (l *Limiter) restoreTokenWindows(r *reader, reservedTotal int64) Cost {
+	out := int64(r.uvarint())
+	if r.err == nil && out > reservedTotal {
+		r.fail("reserved output above the reserved total")
+	}
+	k := r.uvarint()
+	if r.err == nil && k > uint64(len(r.buf)) {
+		r.fail("bad token windows count")
+	}
+	for range k {
+		n := r.uvarint()
+		if r.err != nil || n > uint64(len(r.buf)) {
+			r.fail("bad token window name")
+			break
+		}
+		name := string(r.buf[:n])
+		r.buf = r.buf[n:]
+		kind := TokenKind(r.uvarint())
+		var ring *costRing
+		for i, tw := range l.cfg.TokenWindows {
+			if tw.Name == name && tw.Kind == kind {
+				ring = &l.more[i]
+			}
+		}
+		r.series(func(t, cost int64) {
+			if ring != nil {
+				ring.push(t, cost)
+			}
+		})
+	}
+	return Cost{Input: reservedTotal - out, Output: out}
 }
 
 // reader decodes varints, remembering the first error.

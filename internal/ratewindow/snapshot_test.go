@@ -23,7 +23,7 @@ func TestSnapshotContinuesExactly(t *testing.T) {
 				if cfg.Tokens == nil {
 					cost = 0
 				}
-				d := l.Admit(time.Unix(0, now), cost)
+				d := l.Admit(time.Unix(0, now), tok(cost))
 				if d.Allowed && rr.IntN(4) == 0 {
 					l.Release(time.Unix(0, now), Result{Outcome: Outcome(rr.IntN(3))})
 				}
@@ -57,14 +57,14 @@ func TestSnapshotContinuesExactly(t *testing.T) {
 func TestReservationSurvivesCrash(t *testing.T) {
 	cfg := Config{Windows: []Window{{Name: "minute", Limit: 10, Period: time.Minute}}, RequireReservation: true}
 	l, _ := New(cfg)
-	l.Reserve(5, 0)
+	l.Reserve(5, Cost{})
 	for i := range 5 {
-		l.Admit(at(time.Duration(i)*time.Second), 0)
+		l.Admit(at(time.Duration(i)*time.Second), Cost{})
 	}
-	l.Reserve(5, 0) // the next block, persisted before it is spent
+	l.Reserve(5, Cost{}) // the next block, persisted before it is spent
 	snap := l.Snapshot(at(5*time.Second), nil)
 	for i := range 3 { // spent, then the process dies before the next snapshot
-		l.Admit(at(time.Duration(6+i)*time.Second), 0)
+		l.Admit(at(time.Duration(6+i)*time.Second), Cost{})
 	}
 
 	restored, err := Restore(cfg, snap, at(20*time.Second))
@@ -75,10 +75,10 @@ func TestReservationSurvivesCrash(t *testing.T) {
 	if st.Windows[0].Used != 10 {
 		t.Fatalf("restored window holds %d, want 10 (5 persisted + 5 reserved)", st.Windows[0].Used)
 	}
-	restored.Reserve(100, 0)
+	restored.Reserve(100, Cost{})
 	// Real history: calls at 0..4s and 6..8s. The window must refuse until
 	// the reserved phantoms (stamped at 20s) leave: never earlier than reality.
-	d := restored.Admit(at(21*time.Second), 0)
+	d := restored.Admit(at(21*time.Second), Cost{})
 	if d.Allowed {
 		t.Fatal("admitted right after restart although the real window was nearly full")
 	}
@@ -93,7 +93,7 @@ func TestReservationSurvivesCrash(t *testing.T) {
 func TestRestoreRejectsCorruptInput(t *testing.T) {
 	l, _ := New(geminiConfig())
 	for i := range 20 {
-		l.Admit(at(time.Duration(i)*3*time.Second), 0)
+		l.Admit(at(time.Duration(i)*3*time.Second), Cost{})
 	}
 	good := l.Snapshot(at(time.Minute), nil)
 	flip := append([]byte(nil), good...)
@@ -133,7 +133,7 @@ func TestSnapshotSize(t *testing.T) {
 	l, _ = New(big)
 	now = t0
 	for range 1_000_000 {
-		l.Admit(now, 0)
+		l.Admit(now, Cost{})
 		now = now.Add(86 * time.Millisecond)
 	}
 	snap = l.Snapshot(now, nil)
@@ -150,7 +150,7 @@ func TestSnapshotSize(t *testing.T) {
 	}
 	for i := range 5000 {
 		q := now.Add(time.Duration(i) * 20 * time.Second)
-		if restored.Decide(q, 0).Allowed && !l.Decide(q, 0).Allowed {
+		if restored.Decide(q, Cost{}).Allowed && !l.Decide(q, Cost{}).Allowed {
 			t.Fatalf("restored limiter admits at %v where the exact one refuses", q.Sub(now))
 		}
 	}

@@ -19,6 +19,8 @@ type Stats struct {
 	Windows []WindowStats
 	// Tokens is the tokens window, when configured.
 	Tokens *WindowStats
+	// TokenWindows holds each of Config.TokenWindows, in Config order.
+	TokenWindows []WindowStats
 	// InFlight counts admitted calls not yet released.
 	InFlight int
 	// ConsecutiveFailures counts failures since the last success.
@@ -45,9 +47,9 @@ func (l *Limiter) Stats(now time.Time) Stats {
 		Windows:             make([]WindowStats, len(l.cfg.Windows)),
 		InFlight:            l.inFlight,
 		ConsecutiveFailures: l.failures,
-		Next:                l.decide(t, 0, 0),
+		Next:                l.decide(t, Cost{}, 0),
 		ReservedCalls:       l.reservedCalls,
-		ReservedTokens:      l.reservedToken,
+		ReservedTokens:      l.reservedToken.Total(),
 	}
 	for i, w := range l.cfg.Windows {
 		used := l.admitted.countSince(int(w.Limit), t-int64(w.Period))
@@ -57,13 +59,10 @@ func (l *Limiter) Stats(now time.Time) Stats {
 		}
 	}
 	if tw := l.cfg.Tokens; tw != nil {
-		used := int64(0)
-		for i := 0; i < l.tokens.n; i++ {
-			if at, c := l.tokens.at(i); at > t-int64(tw.Period) {
-				used += c
-			}
-		}
-		s.Tokens = &WindowStats{Name: tw.Name, Used: used, Limit: tw.Limit, Period: tw.Period}
+		s.Tokens = &WindowStats{Name: tw.Name, Used: usedSince(&l.tokens, t-int64(tw.Period)), Limit: tw.Limit, Period: tw.Period}
+	}
+	for i, tw := range l.cfg.TokenWindows {
+		s.TokenWindows = append(s.TokenWindows, WindowStats{Name: tw.Name, Used: usedSince(&l.more[i], t-int64(tw.Period)), Limit: tw.Limit, Period: tw.Period})
 	}
 	if l.scale != 0 && l.cfg.MaxConcurrency > 0 {
 		s.LearnedConcurrency = int(l.scaled(int64(l.cfg.MaxConcurrency)))
@@ -75,4 +74,15 @@ func (l *Limiter) Stats(now time.Time) Stats {
 		s.RetryAfterUntil = time.Unix(0, l.retryAfter)
 	}
 	return s
+}
+
+// usedSince sums a token window's entries after cutoff.
+func usedSince(r *costRing, cutoff int64) int64 {
+	used := int64(0)
+	for i := 0; i < r.n; i++ {
+		if at, c := r.at(i); at > cutoff {
+			used += c
+		}
+	}
+	return used
 }

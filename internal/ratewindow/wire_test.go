@@ -15,7 +15,7 @@ func TestIntervalCountsFromTheWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := l.Admit(t0, 0); !d.Allowed {
+	if d := l.Admit(t0, Cost{}); !d.Allowed {
 		t.Fatalf("first admission refused: %+v", d)
 	}
 	l.Writing()
@@ -35,7 +35,7 @@ func TestIntervalCountsFromTheWrite(t *testing.T) {
 		if step.wrote != nil {
 			l.Wrote(*step.wrote)
 		}
-		d := l.Admit(step.at, 0)
+		d := l.Admit(step.at, Cost{})
 		if d.Allowed != step.allowed || (!d.Allowed && (d.Reason != ReasonMinInterval || !d.RetryAt.Equal(step.retryAt))) {
 			t.Fatalf("at %v: %+v, want allowed %v until %v", step.at.Sub(t0), d, step.allowed, step.retryAt.Sub(t0))
 		}
@@ -45,7 +45,7 @@ func TestIntervalCountsFromTheWrite(t *testing.T) {
 	}
 	// A call not announced with Writing (a gateway's, written elsewhere)
 	// holds nothing beyond the interval from its admission.
-	if d := l.Admit(ms(320), 0); !d.Allowed {
+	if d := l.Admit(ms(320), Cost{}); !d.Allowed {
 		t.Fatalf("the interval after an unannounced call: %+v", d)
 	}
 }
