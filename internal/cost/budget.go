@@ -32,11 +32,15 @@ type Hold struct {
 // about 1/commitShare times per period.
 const commitShare = 20
 
-// WorstInputTokens bounds the input tokens of a prompt for budgets: real
-// tokenizers give about 4 bytes a token for English, fewer for other
-// scripts; half the bytes, plus a margin for the chat template, covers
-// them.
-func WorstInputTokens(promptBytes int) int64 { return int64(promptBytes)/2 + 16 }
+// WorstInputTokens bounds the input tokens of a prompt for budgets, for
+// every tokenizer family the providers use: a token is never less than a
+// byte in byte-level BPE (OpenAI's tiktoken, Anthropic's, Llama 3's) nor in
+// SentencePiece with byte fallback (Gemini's, older Llamas'), so the bytes
+// bound the tokens, plus a margin for the chat template of the prompt and
+// the system text. English runs about 4 bytes a token: the bound reserves
+// about four times what such a call costs, and the answer's usage settles
+// it; only calls in flight hold the difference.
+func WorstInputTokens(promptBytes int) int64 { return int64(promptBytes) + 16 }
 
 // Admit checks a call of worst-case cost worst against the budgets at now:
 // the spent total, plus what calls in flight may still cost, plus worst

@@ -72,8 +72,11 @@ func TestNamespaceBudgetHoldsOnlyItsNamespace(t *testing.T) {
 // from three namespaces with budgets, many in flight at once, each run
 // crashed (kill -9: nothing but what was persisted survives) at random
 // points, across a day's and a month's end. A call counts in the day and
-// month it was sent, whenever it completes, in flight at a crash too. No
-// namespace ever spends past its budget in any UTC day or month.
+// month it was sent, whenever it completes, in flight at a crash too, and
+// uses up to a token a byte of its input (what a byte-level tokenizer can
+// give) and up to its output cap. No namespace ever spends past its budget
+// in any UTC day or month. With the input bounded at half the bytes, as it
+// once was, seed 81 overspends.
 func TestNamespaceBudgetsHoldAcrossCrashes(t *testing.T) {
 	budgets := map[string]cost.Budgets{"a": {Daily: "0.02"}, "b": {Daily: "0.03", Monthly: "0.04"}}
 	prices := cost.Prices{InputPerMillion: "1", OutputPerMillion: "4", PerRequest: "0.0005"}
@@ -142,8 +145,8 @@ func TestNamespaceBudgetsHoldAcrossCrashes(t *testing.T) {
 					}
 					refused = true
 				}
-				if g != nil { // a real call uses at most its cap, and fewer input tokens than the worst case
-					flying = append(flying, call{g, ns, int64(r.IntN(chars/2 + 17)), r.Int64N(maxOut + 1), fc.Now()})
+				if g != nil { // a real call uses at most its cap, and at most a token a byte of input (and its template)
+					flying = append(flying, call{g, ns, int64(r.IntN(chars + 17)), r.Int64N(maxOut + 1), fc.Now()})
 				}
 			case op < 9 && len(flying) > 0:
 				i := r.IntN(len(flying))

@@ -47,15 +47,21 @@ type Turn struct {
 	Text      string
 }
 
-// Chars is the length of everything a request sends as input: the base of
-// the conservative token estimates that quota and budgets reserve.
+// Chars is the length in bytes of everything a request sends as input,
+// each earlier turn counted TurnTemplateBytes longer for the template the
+// API wraps it in: the base of the conservative token estimates that quota
+// and budgets reserve (cost.WorstInputTokens).
 func (r Request) Chars() int {
 	n := len(r.Prompt) + len(r.System)
 	for _, t := range r.History {
-		n += len(t.Text)
+		n += len(t.Text) + TurnTemplateBytes
 	}
 	return n
 }
+
+// TurnTemplateBytes bounds the tokens a chat template adds around one
+// message (role markers, separators: 3 to 8 tokens in the APIs' templates).
+const TurnTemplateBytes = 16
 
 // Response is a successful call's result.
 type Response struct {
