@@ -285,29 +285,39 @@ var _ = Describe("InferenceBatch", func() {
 		waitFinished(big, timeout)
 	})
 
-	It("loses no result across manager restarts and never exceeds a window", func() {
-		limits := []emulator.Limit{{Requests: 600, Period: time.Minute}}
+	It("loses no result across manager restarts and never exceeds a window it fills", func() {
+		// 20 a minute at the provider and in the spec: the 30 items fill the
+		// window, and the manager restarts while it is full, so a manager
+		// that forgot what the one before it sent (or had reserved) would
+		// send past it, and the emulator's log would show it.
+		limits := []emulator.Limit{{Requests: 20, Period: time.Minute}}
 		emu, url := emulate(emulator.Config{Limits: limits, Latency: 20 * time.Millisecond})
-		p := providerFor(ns, url, nil)
-		b := batchOf(ns, "restarted", p.Name, 40, func(s *llmv1.InferenceBatchSpec) { s.BatchSize = 4 })
-		for _, at := range []int32{8, 20} {
+		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) { s.Limits.RequestsPerMinute = ptr.To[int32](20) })
+		b := batchOf(ns, "restarted", p.Name, 30, func(s *llmv1.InferenceBatchSpec) { s.BatchSize = 4 })
+		for _, at := range []int32{8, 14} {
 			Eventually(func() int32 { return getBatch(b)(Default).Status.Counts.Succeeded }, timeout, 10*time.Millisecond).Should(BeNumerically(">=", at))
 			stopManager()
 			stopManager = startManager()
 		}
-		got := waitFinished(b, timeout)
-		Expect(got.Status.Counts.Succeeded).To(BeEquivalentTo(40))
+		By("restarting once more while the minute window is full")
+		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionRateLimited, metav1.ConditionTrue, llmv1.ReasonMinuteWindowFull))
+		stopManager()
+		stopManager = startManager()
+		got := waitFinished(b, 3*time.Minute)
+		Expect(got.Status.Counts.Succeeded).To(BeEquivalentTo(30))
 		ids := map[string]int{}
 		for _, r := range storedResults(b) {
 			ids[r.ID]++
 		}
-		Expect(ids).To(HaveLen(40))
+		Expect(ids).To(HaveLen(30))
 		for id, n := range ids {
 			Expect(n).To(Equal(1), "item %s stored %d times", id, n)
 		}
-		sent := len(emu.Log())
-		Expect(sent).To(BeNumerically("<=", 40+2*2*2), "re-sent more than the calls in flight (2 per restart, plus the results being written)")
-		Expect(emulator.CheckWindows(emu.Log(), limits)).To(Succeed())
+		log := emu.Log()
+		Expect(len(log)).To(BeNumerically("<=", 30+3*2*2), "re-sent more than the calls in flight (2 per restart, plus the results being written)")
+		Expect(len(log)).To(BeNumerically(">", 20), "the window was filled")
+		Expect(emulator.CheckWindows(log, limits)).To(Succeed())
+		Expect(emulator.Count(log).QuotaRefusals).To(BeZero(), "the emulator refused calls for its quota")
 	})
 
 	It("hands a running batch over to a standby manager on leader failover", func() {

@@ -152,7 +152,8 @@ func provider(now time.Time, p *llmv1.LLMProvider) Provider {
 	for _, w := range []struct {
 		name, unit string
 		usage      *llmv1.WindowUsage
-	}{{"minute", "requests", st.Usage.Minute}, {"hour", "requests", st.Usage.Hour}, {"day", "requests", st.Usage.Day}, {"minute", "tokens", st.Usage.TokensPerMinute}} {
+	}{{"minute", "requests", st.Usage.Minute}, {"hour", "requests", st.Usage.Hour}, {"day", "requests", st.Usage.Day}, {"minute", "tokens", st.Usage.TokensPerMinute},
+		{"day", "tokens", st.Usage.TokensPerDay}, {"minute", "input tokens", st.Usage.InputTokensPerMinute}, {"minute", "output tokens", st.Usage.OutputTokensPerMinute}} {
 		if w.usage == nil {
 			continue
 		}
