@@ -14,9 +14,9 @@ import (
 func TestProviderWindowsOfEveryKind(t *testing.T) {
 	p := llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "claude"}}
 	p.Status.Usage = llmv1.ProviderUsage{Minute: &llmv1.WindowUsage{Used: 1, Limit: 50, Summary: "1/50"},
-		InputTokensPerMinute: &llmv1.WindowUsage{Used: 300, Limit: 30000, Summary: "300/30000"},
+		InputTokensPerMinute:  &llmv1.WindowUsage{Used: 300, Limit: 30000, Summary: "300/30000"},
 		OutputTokensPerMinute: &llmv1.WindowUsage{Used: 64, Limit: 8000, Summary: "64/8000"},
-		TokensPerDay: &llmv1.WindowUsage{Used: 364, Limit: 1000000, Summary: "364/1000000"}}
+		TokensPerDay:          &llmv1.WindowUsage{Used: 364, Limit: 1000000, Summary: "364/1000000"}}
 	got := provider(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC), &p).Windows
 	want := []Window{{Name: "minute", Unit: "requests", Used: 1, Limit: 50}, {Name: "day", Unit: "tokens", Used: 364, Limit: 1000000},
 		{Name: "minute", Unit: "input tokens", Used: 300, Limit: 30000}, {Name: "minute", Unit: "output tokens", Used: 64, Limit: 8000}}
