@@ -54,7 +54,7 @@ func installArgs(cmd string) []string {
 		"--set", "nodeAgent.enabled=true", "--set", "nodeAgent.nvml=false", "--set", "nodeAgent.pollInterval=2s",
 		"--set", "nodeAgent.image.repository=" + repo + "/node-agent", "--set-string", "nodeAgent.image.tag=" + tag,
 		"--set", "manager.replicas=2", "--set", "manager.secretNamespaces={" + namespace + "}",
-		"--set", "gateway.enabled=true", "--set", "gateway.image.repository=" + repo + "/gateway", "--set-string", "gateway.image.tag=" + tag}
+		"--set", "gateway.enabled=true", "--set", "gateway.replicas=3", "--set", "gateway.image.repository=" + repo + "/gateway", "--set-string", "gateway.image.tag=" + tag}
 }
 
 var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
@@ -123,7 +123,7 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 			procs = append(procs, nvml.ProcessInfo{Pid: uint32(pid), UsedGpuMemory: used})
 			want[uid] = used
 		}
-		Expect(want).To(HaveLen(5), "two managers, two gateways and the agent")
+		Expect(want).To(HaveLen(6), "two managers, three gateways and the agent")
 		procs = append(procs, nvml.ProcessInfo{Pid: 1, UsedGpuMemory: 1 << 30}) // init: no pod's
 		mock := dgxh100.New()
 		for i, nd := range mock.Devices {
@@ -292,7 +292,7 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 			apply(gatewayAppYAML("gateway-steady", "app", "steady", gatewayCalls, "5s"))
 		})
 
-		It("survives kill -9 of the leader's container: the kubelet restarts it and a manager takes over", func() {
+		It("survives kill -9 of the leader's container and of a gateway's: the kubelet restarts them, a manager takes over, the other gateways serve", func() {
 			waitSucceeded("steady", 5)
 			pod, holder := leaderPod(), leaseHolder()
 			restarts := atoi(kubectl("-n", namespace, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].restartCount}"))
@@ -303,13 +303,23 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 			Eventually(leaseHolder, 90*time.Second, time.Second).ShouldNot(Or(Equal(holder), BeEmpty()))
 			GinkgoWriter.Printf("after kill -9 of %s, %s leads\n", pod, leaseHolder())
 			waitSucceeded("steady", succeeded("steady")+1)
+
+			By("and kill -9 of a gateway's container: the kubelet restarts it, the other two serve on")
+			gw := strings.Fields(kubectl("-n", namespace, "get", "pods", "-l", "app.kubernetes.io/component=gateway", "-o", "jsonpath={.items[*].metadata.name}"))
+			Expect(gw).To(HaveLen(3))
+			gwRestarts := atoi(kubectl("-n", namespace, "get", "pod", gw[1], "-o", "jsonpath={.status.containerStatuses[0].restartCount}"))
+			ctr("tasks", "kill", "-s", "SIGKILL", containerID(gw[1]))
+			Eventually(func() string {
+				return kubectl("-n", namespace, "get", "pod", gw[1], "-o", "jsonpath={.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].lastState.terminated.exitCode}")
+			}, 60*time.Second, time.Second).Should(Equal(fmt.Sprintf("%d 137", gwRestarts+1)))
+			kubectl("-n", namespace, "rollout", "status", "deployment/llmquota-gateway", "--timeout=120s")
 		})
 
 		It("survives deleting the leader Pod and a gateway Pod: the other replicas take over", func() {
 			pod := leaderPod()
 			kubectl("-n", namespace, "delete", "pod", pod, "--wait=false")
 			gw := strings.Fields(kubectl("-n", namespace, "get", "pods", "-l", "app.kubernetes.io/component=gateway", "-o", "jsonpath={.items[*].metadata.name}"))
-			Expect(gw).To(HaveLen(2))
+			Expect(gw).To(HaveLen(3))
 			kubectl("-n", namespace, "delete", "pod", gw[0], "--wait=false")
 			Eventually(leaderPod, 90*time.Second, time.Second).ShouldNot(Or(Equal(pod), BeEmpty()))
 			waitSucceeded("steady", succeeded("steady")+1)
