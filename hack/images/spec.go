@@ -1,5 +1,7 @@
 package main
 
+import "path/filepath"
+
 // spec is one image: a binary on the distroless-like base, plus the
 // Debian packages whose libraries a cgo binary links. The Dockerfile
 // describes the same images for users with a container engine; keep the two
@@ -41,6 +43,19 @@ func pauseTest(bin string) spec {
 // call the gateway with the official Anthropic Go SDK (not published).
 func gatewayClientTest(bin string) spec {
 	return spec{name: "gateway-client", description: "test only: calls the llmquota gateway with the Anthropic Go SDK", binary: bin}
+}
+
+// gatewayClientNodeTest is the same app in Node, with the official OpenAI
+// Node SDK (not published): dir holds the node binary and app/ (staged by
+// hack/cluster/node-app.sh).
+func gatewayClientNodeTest(dir string) spec {
+	return spec{binary: filepath.Join(dir, "node"),
+		name: "gateway-client-node", description: "test only: calls the llmquota gateway with the OpenAI Node SDK",
+		debs:     []string{"libc6", "libstdc++6", "libgcc-s1"},
+		env:      []string{"HOME=/tmp", "NODE_ENV=production"},
+		extraDir: filepath.Join(dir, "app"), extraAt: "app",
+		cmd: []string{"/app/app.mjs"},
+	}
 }
 
 // ollamaTest is the Ollama server with generated tiny models that the real

@@ -83,12 +83,13 @@ type call struct {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	arrived := s.cfg.Now() // before the body is read and decoded, which a loaded machine makes slow
 	c, ok := parse(r)
 	if !ok {
 		http.NotFound(w, r)
 		return
 	}
-	rec := Record{Time: s.cfg.Now(), API: c.api.name(), KeyID: keyID(c.key), Model: c.model, PromptHash: hash(c.prompt), Stream: c.stream}
+	rec := Record{Time: arrived, API: c.api.name(), KeyID: keyID(c.key), Model: c.model, PromptHash: hash(c.prompt), Stream: c.stream}
 	status, fault, retryAfter := s.decide(c, rec.Time)
 	if c.invalid != "" && status == http.StatusOK {
 		status, fault = http.StatusBadRequest, FaultNone

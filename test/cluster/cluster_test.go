@@ -263,7 +263,7 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 		}
 	})
 
-	It("serves a Pod through the gateway with its projected token (the Anthropic Go SDK), and refuses a Pod without use", func() {
+	It("serves Pods through the gateway with their projected token (the Anthropic Go SDK, the OpenAI Node SDK), and refuses a Pod without use", func() {
 		createKey("shared-api-key", "shared-key")
 		apply(providerYAML("shared", "shared-api-key"))
 		kubectl("wait", "--for=condition=Ready", "llmprovider/shared", "--timeout=60s")
@@ -277,6 +277,17 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 		Expect(calls[0].Text).NotTo(BeEmpty())
 		calls, sum = gatewayAppLog("gateway-stranger")
 		Expect(sum.ByStatus).To(Equal(map[int]int{403: 1}), "calls: %+v", calls)
+
+		By("and a Pod with the official OpenAI Node SDK (openai from npm), plain and streamed")
+		apply(gatewayNodeAppYAML("gateway-node-app", "app", "shared", 2))
+		calls, sum = gatewayAppLog("gateway-node-app")
+		Expect(sum.ByStatus).To(Equal(map[int]int{200: 2}), "calls: %+v", calls)
+		for _, c := range calls {
+			Expect(c.Provider).To(Equal("shared"))
+			Expect(c.Text).To(HavePrefix("emulated answer"))
+		}
+		Expect(calls[1].Streamed).To(BeTrue())
+		Expect(calls[1].Tokens).To(BeNumerically(">", 0), "the stream's usage chunk")
 	})
 
 	Describe("a batch that outlives its managers", Ordered, func() {

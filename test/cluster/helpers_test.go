@@ -248,6 +248,19 @@ metadata: {name: %[3]s, namespace: %[2]s}
 // (by its ClusterIP: the test cluster runs no DNS).
 func gatewayAppYAML(name, sa, provider string, calls int, every string) string {
 	ip := kubectl("-n", namespace, "get", "service", "llmquota-gateway", "-o", "jsonpath={.spec.clusterIP}")
+	return gatewayPodYAML(name, sa, "gateway-client", fmt.Sprintf("[--base-url=http://%s/anthropic/, --model=%s, --calls=%d, --every=%s]", ip, provider, calls, every))
+}
+
+// gatewayNodeAppYAML is gatewayAppYAML with the gateway-client-node test
+// image: the official OpenAI Node SDK, its even calls plain, odd streamed.
+func gatewayNodeAppYAML(name, sa, provider string, calls int) string {
+	ip := kubectl("-n", namespace, "get", "service", "llmquota-gateway", "-o", "jsonpath={.spec.clusterIP}")
+	return gatewayPodYAML(name, sa, "gateway-client-node", fmt.Sprintf("[--base-url=http://%s/v1, --model=%s, --calls=%d, --every-ms=1000]", ip, provider, calls))
+}
+
+// gatewayPodYAML is a Pod of a test image that calls the gateway with its
+// ServiceAccount's projected token, with the image's args.
+func gatewayPodYAML(name, sa, image, args string) string {
 	return fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata: {name: %s, namespace: %s}
@@ -255,19 +268,19 @@ spec:
   serviceAccountName: %s
   automountServiceAccountToken: false
   restartPolicy: Never
-  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+  securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
   containers:
   - name: app
-    image: localhost/llmquota-test/gateway-client:test
+    image: localhost/llmquota-test/%s:test
     imagePullPolicy: Never
-    args: [--base-url=http://%s/anthropic/, --model=%s, --calls=%d, --every=%s]
+    args: %s
     securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
     volumeMounts: [{name: llmquota-token, mountPath: /var/run/secrets/llmquota, readOnly: true}]
   volumes:
   - name: llmquota-token
     projected:
       sources: [{serviceAccountToken: {audience: llmquota.dev, expirationSeconds: 3600, path: token}}]
-`, name, work, sa, ip, provider, calls, every)
+`, name, work, sa, image, args)
 }
 
 // gatewayCall and gatewaySummary are the lines the gateway-client prints
@@ -278,6 +291,10 @@ type gatewayCall struct {
 	Provider string `json:"provider"`
 	Text     string `json:"text"`
 	Error    string `json:"error"`
+	// Streamed and Tokens: the Node app's streamed calls, with the usage
+	// the stream's last chunk said.
+	Streamed bool  `json:"streamed"`
+	Tokens   int64 `json:"tokens"`
 }
 
 type gatewaySummary struct {
