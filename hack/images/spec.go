@@ -47,7 +47,9 @@ func gatewayClientTest(bin string) spec {
 
 // gatewayClientNodeTest is the same app in Node, with the official OpenAI
 // Node SDK (not published): dir holds the node binary and app/ (staged by
-// hack/cluster/node-app.sh).
+// hack/cluster/node-app.sh). The entrypoint is node and the command the
+// script, so a Pod's args (which replace the command) name the script
+// first.
 func gatewayClientNodeTest(dir string) spec {
 	return spec{binary: filepath.Join(dir, "node"),
 		name: "gateway-client-node", description: "test only: calls the llmquota gateway with the OpenAI Node SDK",

@@ -255,7 +255,8 @@ func gatewayAppYAML(name, sa, provider string, calls int, every string) string {
 // image: the official OpenAI Node SDK, its even calls plain, odd streamed.
 func gatewayNodeAppYAML(name, sa, provider string, calls int) string {
 	ip := kubectl("-n", namespace, "get", "service", "llmquota-gateway", "-o", "jsonpath={.spec.clusterIP}")
-	return gatewayPodYAML(name, sa, "gateway-client-node", fmt.Sprintf("[--base-url=http://%s/v1, --model=%s, --calls=%d, --every-ms=1000]", ip, provider, calls))
+	// args replace the image's command (the script), so they name it first.
+	return gatewayPodYAML(name, sa, "gateway-client-node", fmt.Sprintf("[/app/app.mjs, --base-url=http://%s/v1, --model=%s, --calls=%d, --every-ms=1000]", ip, provider, calls))
 }
 
 // gatewayPodYAML is a Pod of a test image that calls the gateway with its
