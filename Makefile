@@ -103,7 +103,7 @@ verify: manifests generate ## Regenerate, then fail if generated files differ fr
 test: verify vet lint test-unit test-e2e test-gpu-e2e-dry test-cluster ## Everything CI runs: verify, vet, lint, unit, envtest, chart, KWOK e2e and real-cluster suites.
 
 .PHONY: test-deps
-test-deps: ## Install from Debian what tests and scripts run that a fresh machine may lack (tmux, gcc, openssl, xz).
+test-deps: ## Install from Debian what tests and scripts run that a fresh machine may lack (tmux, gcc, openssl, xz, npm).
 	hack/test-deps.sh
 
 .PHONY: test-unit

@@ -2,11 +2,12 @@
 # Installs from Debian what the tests and scripts run that a fresh Debian
 # machine may lack: tmux (the plugin's real-terminal test), gcc (cgo: the
 # node agent, the Ollama build), openssl and xz (the image and cluster
-# scripts). Nothing is installed when all are present; without root, it
+# scripts), npm (the real-cluster suite's Node app and its Node.js binary
+# come from the npm registry). Nothing is installed when all are present; without root, it
 # names what is missing and fails.
 set -euo pipefail
 
-declare -A package=([tmux]=tmux [gcc]=gcc [openssl]=openssl [xz]=xz-utils)
+declare -A package=([tmux]=tmux [gcc]=gcc [openssl]=openssl [xz]=xz-utils [npm]=npm)
 missing=()
 for cmd in "${!package[@]}"; do
 	command -v "$cmd" >/dev/null || missing+=("${package[$cmd]}")
