@@ -190,7 +190,7 @@ images: build ## Build the manager, node-agent and provider-emulator OCI image a
 		--version $(VERSION) --revision $(REVISION) --created $(SOURCE_DATE_EPOCH) $(IMAGES_FLAGS)
 
 .PHONY: cluster-images
-cluster-images: ollama-bin ## Build the real cluster's test-only images (pause, gateway-client in Go and in Node, ollama-tiny with generated models) into bin/cluster-images.
+cluster-images: test-deps ollama-bin ## Build the real cluster's test-only images (pause, gateway-client in Go and in Node, ollama-tiny with generated models) into bin/cluster-images.
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(LOCALBIN)/pause ./hack/cluster/pause
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(LOCALBIN)/gateway-client ./hack/cluster/gatewayclient
 	hack/cluster/node-app.sh $(NODE_VERSION) $(LOCALBIN)/tools/node-$(NODE_VERSION)
