@@ -31,47 +31,59 @@ import (
 	"github.com/llmquota/llmquota/internal/version"
 )
 
-func main() {
-	var (
-		metricsAddr   string
-		probeAddr     string
-		secureMetrics bool
-		leaderElect   bool
-		leaderElectNS string
-		enableHTTP2   bool
-		secretNS      string
-		ollamaNS      string
-		workers       int
-		flushEvery    time.Duration
-		flushItems    int
-		pprofAddr     string
-		stateNS       string
-		quotaAddr     string
-		gatewaySAs    string
-		s3Allowed     string
-	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to; \"0\" disables it.")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
-	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, authenticated and authorized through the API server.")
-	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so only one manager runs the controllers at a time.")
-	flag.StringVar(&leaderElectNS, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's namespace).")
-	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics server (off by default: CVE-2023-44487).")
-	flag.StringVar(&secretNS, "secret-namespaces", "", "Comma-separated namespaces the manager watches Secrets in; empty: all (needs a cluster-wide Secret grant).")
-	flag.StringVar(&ollamaNS, "ollama-namespaces", "", "Comma-separated namespaces the manager watches Ollama pool pods in; empty: all (needs a cluster-wide pod grant).")
-	flag.IntVar(&workers, "batch-workers", 8, "How many InferenceBatches are admitted and published at once.")
-	flag.DurationVar(&flushEvery, "results-flush-interval", 10*time.Second, "Longest a result waits before it is written to its batch's results; bounds what a crash re-sends.")
-	flag.IntVar(&flushItems, "results-flush-items", 100, "Write a batch's results once this many wait, without waiting for --results-flush-interval.")
-	flag.StringVar(&stateNS, "state-namespace", "", "Namespace of the manager's own state (each provider's quota snapshot, in a ConfigMap); default: POD_NAMESPACE, then the pod's namespace.")
-	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of the Go profiling endpoints (/debug/pprof); \"0\" disables them.")
-	flag.StringVar(&quotaAddr, "quota-bind-address", ":8444", "Address the leader serves quota to gateway replicas on; \"0\" disables it.")
-	flag.StringVar(&s3Allowed, "s3-allowed-endpoints", "", "Comma-separated hostnames (\"*.amazonaws.com\"), IP addresses and CIDRs of the object storage batches may name; empty: public addresses only (cluster-internal, loopback and link-local refused).")
-	flag.StringVar(&gatewaySAs, "gateway-service-accounts", "", "Comma-separated namespace/name of the ServiceAccounts whose gateways may draw quota (default: <POD_NAMESPACE>/llmquota-gateway).")
-	opts := zap.Options{}
-	opts.BindFlags(flag.CommandLine)
+// flags are the manager's command-line options.
+type flags struct {
+	metricsAddr, probeAddr, pprofAddr, quotaAddr string
+	secureMetrics, leaderElect, enableHTTP2      bool
+	leaderElectNS, stateNS                       string
+	secretNS, ollamaNS, gatewaySAs, s3Allowed    string
+	workers, flushItems                          int
+	flushEvery                                   time.Duration
+	zap                                          zap.Options
+}
+
+func parseFlags() flags {
+	var f flags
+	flag.StringVar(&f.metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to; \"0\" disables it.")
+	flag.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
+	flag.BoolVar(&f.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, authenticated and authorized through the API server.")
+	flag.BoolVar(&f.leaderElect, "leader-elect", true, "Elect a leader so only one manager runs the controllers at a time.")
+	flag.StringVar(&f.leaderElectNS, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's namespace).")
+	flag.BoolVar(&f.enableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics server (off by default: CVE-2023-44487).")
+	flag.StringVar(&f.secretNS, "secret-namespaces", "", "Comma-separated namespaces the manager watches Secrets in; empty: all (needs a cluster-wide Secret grant).")
+	flag.StringVar(&f.ollamaNS, "ollama-namespaces", "", "Comma-separated namespaces the manager watches Ollama pool pods in; empty: all (needs a cluster-wide pod grant).")
+	flag.IntVar(&f.workers, "batch-workers", 8, "How many InferenceBatches are admitted and published at once.")
+	flag.DurationVar(&f.flushEvery, "results-flush-interval", 10*time.Second, "Longest a result waits before it is written to its batch's results; bounds what a crash re-sends.")
+	flag.IntVar(&f.flushItems, "results-flush-items", 100, "Write a batch's results once this many wait, without waiting for --results-flush-interval.")
+	flag.StringVar(&f.stateNS, "state-namespace", "", "Namespace of the manager's own state (each provider's quota snapshot, in a ConfigMap); default: POD_NAMESPACE, then the pod's namespace.")
+	flag.StringVar(&f.pprofAddr, "pprof-bind-address", "0", "Address of the Go profiling endpoints (/debug/pprof); \"0\" disables them.")
+	flag.StringVar(&f.quotaAddr, "quota-bind-address", ":8444", "Address the leader serves quota to gateway replicas on; \"0\" disables it.")
+	flag.StringVar(&f.s3Allowed, "s3-allowed-endpoints", "", "Comma-separated hostnames (\"*.amazonaws.com\"), IP addresses and CIDRs of the object storage batches may name; empty: public addresses only (cluster-internal, loopback and link-local refused).")
+	flag.StringVar(&f.gatewaySAs, "gateway-service-accounts", "", "Comma-separated namespace/name of the ServiceAccounts whose gateways may draw quota (default: <POD_NAMESPACE>/llmquota-gateway).")
+	f.zap.BindFlags(flag.CommandLine)
 	flag.Parse()
+	return f
+}
+
+// metricsOptions serves metrics over HTTPS behind the API server's
+// authentication and authorization, HTTP/1.1 only unless asked.
+func metricsOptions(f flags) metricsserver.Options {
+	o := metricsserver.Options{BindAddress: f.metricsAddr, SecureServing: f.secureMetrics}
+	if f.secureMetrics {
+		o.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	if !f.enableHTTP2 {
+		o.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	}
+	return o
+}
+
+func main() {
+	f := parseFlags()
+	opts := f.zap
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
-	s3Policy, err := egress.Parse(splitList(s3Allowed))
+	s3Policy, err := egress.Parse(splitList(f.s3Allowed))
 	if err != nil {
 		log.Error(err, "Reading --s3-allowed-endpoints")
 		os.Exit(1)
@@ -86,25 +98,17 @@ func main() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(llmv1.AddToScheme(scheme))
 
-	metricsOpts := metricsserver.Options{BindAddress: metricsAddr, SecureServing: secureMetrics}
-	if secureMetrics {
-		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
-	}
-	if !enableHTTP2 {
-		metricsOpts.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
-	}
-
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsOpts,
-		HealthProbeBindAddress:  probeAddr,
-		PprofBindAddress:        pprofAddr,
-		LeaderElection:          leaderElect,
+		Metrics:                 metricsOptions(f),
+		HealthProbeBindAddress:  f.probeAddr,
+		PprofBindAddress:        f.pprofAddr,
+		LeaderElection:          f.leaderElect,
 		LeaderElectionID:        "manager.llmquota.dev",
-		LeaderElectionNamespace: leaderElectNS,
+		LeaderElectionNamespace: f.leaderElectNS,
 		// Step down fast on SIGTERM so a standby takes over at once.
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         controller.CacheOptions(splitList(secretNS), splitList(ollamaNS)),
+		Cache:                         controller.CacheOptions(splitList(f.secretNS), splitList(f.ollamaNS)),
 	})
 	if err != nil {
 		log.Error(err, "Creating manager")
@@ -114,30 +118,30 @@ func main() {
 	// The dispatchers and the batch runs live while this manager leads: on
 	// shutdown the manager waits until they wrote their results and quota.
 	registry := dispatch.NewRegistry()
-	runs := batchrun.New(clock.RealClock{}, results.FlushPolicy{Interval: flushEvery, Items: flushItems})
+	runs := batchrun.New(clock.RealClock{}, results.FlushPolicy{Interval: f.flushEvery, Items: f.flushItems})
 	utilruntime.Must(mgr.Add(registry))
 	utilruntime.Must(mgr.Add(runs))
 	recorder := mgr.GetEventRecorder("llmquota-manager")
 	if err := (&controller.LLMProviderReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
-		Registry: registry, SecretNamespaces: splitList(secretNS), OllamaNamespaces: splitList(ollamaNS),
-		StateNamespace: controller.StateNamespace(stateNS),
+		Registry: registry, SecretNamespaces: splitList(f.secretNS), OllamaNamespaces: splitList(f.ollamaNS),
+		StateNamespace: controller.StateNamespace(f.stateNS),
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "Setting up controller", "controller", "LLMProvider")
 		os.Exit(1)
 	}
 	if err := (&controller.InferenceBatchReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
-		Registry: registry, Runtime: runs, Workers: workers, Egress: s3Policy,
+		Registry: registry, Runtime: runs, Workers: f.workers, Egress: s3Policy,
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "Setting up controller", "controller", "InferenceBatch")
 		os.Exit(1)
 	}
 
-	if quotaAddr != "0" {
+	if f.quotaAddr != "0" {
 		reviewer := &kubeauth.Reviewer{Client: mgr.GetClient(), Audiences: []string{"llmquota.dev"}}
-		utilruntime.Must(mgr.Add(&authority.Server{Addr: quotaAddr, Lookup: registry.Get,
-			Authorize: authority.OnlyGateways(reviewer, gatewayAccounts(gatewaySAs)), Log: ctrl.Log.WithName("quota-authority")}))
+		utilruntime.Must(mgr.Add(&authority.Server{Addr: f.quotaAddr, Lookup: registry.Get,
+			Authorize: authority.OnlyGateways(reviewer, gatewayAccounts(f.gatewaySAs)), Log: ctrl.Log.WithName("quota-authority")}))
 	}
 
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))

@@ -1,9 +1,7 @@
 package controller
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -155,116 +153,6 @@ func (r *InferenceBatchReconciler) sync(ctx context.Context, b *llmv1.InferenceB
 		observeAdmission(string(b.Spec.ProviderRef.Name), waited)
 	}
 	return result, nil
-}
-
-func (r *InferenceBatchReconciler) reconcileBatch(ctx context.Context, b *llmv1.InferenceBatch) (ctrl.Result, error) {
-	key := client.ObjectKeyFromObject(b)
-	now := r.Clock.Now()
-	if finished(b) {
-		r.Runtime.Stop(key)
-		return r.expire(ctx, b, now)
-	}
-	if deadline, ok := deadlineOf(b); ok && !now.Before(deadline) {
-		return r.failDeadline(ctx, b, now)
-	}
-
-	var p llmv1.LLMProvider
-	if err := r.Get(ctx, types.NamespacedName{Name: string(b.Spec.ProviderRef.Name)}, &p); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return ctrl.Result{}, err
-		}
-		r.Runtime.Stop(key)
-		r.transition(b, llmv1.ReasonProviderNotFound, fmt.Sprintf("LLMProvider %q named by spec.providerRef does not exist", b.Spec.ProviderRef.Name), now)
-		return ctrl.Result{}, nil // the provider watch wakes us when it appears
-	}
-	if b.Spec.Model == "" && p.Spec.Model == "" {
-		// Every call would fail with the provider's own error: say so now.
-		r.Runtime.Stop(key)
-		r.transition(b, llmv1.ReasonNoModel, fmt.Sprintf("neither spec.model nor LLMProvider %q's spec.model names a model to call: set one of them", p.Name), now)
-		return ctrl.Result{}, nil // an edit of the batch or the provider wakes us
-	}
-	d := r.Registry.Get(p.Name)
-	run := r.Runtime.Get(key)
-	admitted := run != nil && d != nil && run.Dispatcher == d && d.Has(key.String())
-	if !admitted {
-		if h, err := r.admissionHold(ctx, b, &p); err != nil || h != nil {
-			if err != nil {
-				return ctrl.Result{}, err
-			}
-			r.transition(b, h.reason, h.message, now)
-			return ctrl.Result{RequeueAfter: h.recheck}, nil
-		}
-	}
-	priority, err := r.priority(ctx, b)
-	switch {
-	case errors.Is(err, errNoPriorityClass):
-		priority = run.Batch.Priority // admitted: it keeps the priority it was admitted with
-	case err != nil:
-		return ctrl.Result{}, err
-	}
-	if d == nil {
-		// Ready, but its dispatcher is still starting (a manager that just
-		// started or took the lease): not news, only a short wait.
-		return ctrl.Result{RequeueAfter: waitForProvider}, nil
-	}
-
-	if !admitted {
-		prev := run
-		r.Runtime.Stop(key) // the provider's dispatcher was replaced: admit again, keeping results
-		var err error
-		if run, err = r.admit(ctx, b, d, prev, priority); err != nil {
-			if errors.Is(err, errStopping) {
-				return ctrl.Result{}, nil
-			}
-			for kind, reason := range map[error]string{errInvalidItems: llmv1.ReasonInvalidItems, errOutput: llmv1.ReasonOutputUnavailable,
-				egress.ErrRefused: llmv1.ReasonEndpointNotAllowed} {
-				if errors.Is(err, kind) {
-					r.transition(b, reason, err.Error(), now)
-					return ctrl.Result{RequeueAfter: cmp.Or(r.RecheckItems, recheckItems)}, nil
-				}
-			}
-			return ctrl.Result{}, err
-		}
-		if !meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionAdmitted) {
-			// An Event only ends a wait (whose start had a Warning): an
-			// admission at once is told by the condition alone, since an
-			// Event for every batch is one more API write per batch.
-			if meta.IsStatusConditionFalse(b.Status.Conditions, llmv1.ConditionAdmitted) {
-				r.Recorder.Eventf(b, nil, corev1.EventTypeNormal, llmv1.ReasonAdmitted, "Admit", "%s", admittedMessage(b, run, p.Name))
-			}
-			if b.Spec.Output.Kind != llmv1.OutputS3 && run.Total > results.ConfigMapItemsAdvised {
-				r.Recorder.Eventf(b, nil, corev1.EventTypeWarning, llmv1.ReasonLargeResultsInEtcd, "Admit",
-					"%d results will be stored in ConfigMaps, in etcd; above %d items, write them to object storage (spec.output.kind: S3)",
-					run.Total, results.ConfigMapItemsAdvised)
-			}
-		}
-	}
-	// Shown admitted on every pass, not only the one that admitted: when
-	// that pass's status write failed (a Conflict), the batch is already in
-	// its dispatcher, and this pass writes what that one could not.
-	if b.Status.StartTime == nil {
-		b.Status.StartTime = &metav1.Time{Time: now}
-	}
-	setCondition(&b.Status.Conditions, metav1.Condition{Type: llmv1.ConditionAdmitted, Status: metav1.ConditionTrue, Reason: llmv1.ReasonAdmitted,
-		Message: admittedMessage(b, run, p.Name)}, b.Generation, now)
-	d.Adjust(key.String(), b.Spec.Suspend, priority) // the fields a running batch takes at once
-
-	if r.observe(b, &p, run, d, now) {
-		r.Runtime.Stop(key)
-		b.Status.CompletionTime = &metav1.Time{Time: now}
-		outcome := meta.FindStatusCondition(b.Status.Conditions, llmv1.ConditionFinished)
-		eventType := corev1.EventTypeNormal
-		if outcome.Reason != llmv1.ReasonSucceeded {
-			eventType = corev1.EventTypeWarning
-		}
-		r.Recorder.Eventf(b, nil, eventType, outcome.Reason, "Finish", "%s", outcome.Message)
-		logf.FromContext(ctx).Info("Batch complete", "succeeded", b.Status.Counts.Succeeded, "failed", b.Status.Counts.Failed, "cached", b.Status.Counts.Cached, "filtered", b.Status.Counts.Filtered)
-		return r.expire(ctx, b, now)
-	}
-	if deadline, ok := deadlineOf(b); ok {
-		return ctrl.Result{RequeueAfter: deadline.Sub(now)}, nil
-	}
-	return ctrl.Result{}, nil // the run tells when there is news
 }
 
 // observe publishes the run's progress and reports whether it is complete.

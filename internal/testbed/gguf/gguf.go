@@ -57,6 +57,28 @@ type tensor struct {
 // from different seeds are distinct files, so Ollama runs them apart.
 func Write(w io.Writer, seed uint64) error { return WriteShape(w, seed, Tiny) }
 
+// tensorsOf lists a llama model's tensors, in ggml order: the first
+// dimension is the contiguous one.
+func tensorsOf(sh Shape, vocab uint64) []tensor {
+	embedding, ffn := sh.Embedding, sh.FFN
+	tensors := []tensor{{"token_embd.weight", []uint64{embedding, vocab}}, {"output_norm.weight", []uint64{embedding}}, {"output.weight", []uint64{embedding, vocab}}}
+	for l := range sh.Layers {
+		p := fmt.Sprintf("blk.%d.", l)
+		tensors = append(tensors,
+			tensor{p + "attn_norm.weight", []uint64{embedding}},
+			tensor{p + "attn_q.weight", []uint64{embedding, embedding}},
+			tensor{p + "attn_k.weight", []uint64{embedding, embedding}},
+			tensor{p + "attn_v.weight", []uint64{embedding, embedding}},
+			tensor{p + "attn_output.weight", []uint64{embedding, embedding}},
+			tensor{p + "ffn_norm.weight", []uint64{embedding}},
+			tensor{p + "ffn_gate.weight", []uint64{embedding, ffn}},
+			tensor{p + "ffn_up.weight", []uint64{embedding, ffn}},
+			tensor{p + "ffn_down.weight", []uint64{ffn, embedding}},
+		)
+	}
+	return tensors
+}
+
 // WriteShape writes a llama model of the given shape.
 func WriteShape(w io.Writer, seed uint64, sh Shape) error {
 	embedding, layers, heads, ffn, context := sh.Embedding, sh.Layers, sh.Heads, sh.FFN, sh.Context
@@ -102,22 +124,7 @@ func WriteShape(w io.Writer, seed uint64, sh Shape) error {
 		{"tokenizer.ggml.add_bos_token", typeBool, true},
 		{"tokenizer.ggml.add_eos_token", typeBool, false},
 	}
-	// ggml order: the first dimension is the contiguous one.
-	tensors := []tensor{{"token_embd.weight", []uint64{embedding, vocab}}, {"output_norm.weight", []uint64{embedding}}, {"output.weight", []uint64{embedding, vocab}}}
-	for l := range layers {
-		p := fmt.Sprintf("blk.%d.", l)
-		tensors = append(tensors,
-			tensor{p + "attn_norm.weight", []uint64{embedding}},
-			tensor{p + "attn_q.weight", []uint64{embedding, embedding}},
-			tensor{p + "attn_k.weight", []uint64{embedding, embedding}},
-			tensor{p + "attn_v.weight", []uint64{embedding, embedding}},
-			tensor{p + "attn_output.weight", []uint64{embedding, embedding}},
-			tensor{p + "ffn_norm.weight", []uint64{embedding}},
-			tensor{p + "ffn_gate.weight", []uint64{embedding, ffn}},
-			tensor{p + "ffn_up.weight", []uint64{embedding, ffn}},
-			tensor{p + "ffn_down.weight", []uint64{ffn, embedding}},
-		)
-	}
+	tensors := tensorsOf(sh, vocab)
 
 	le := func(v any) { _ = binary.Write(&hdr, binary.LittleEndian, v) }
 	str := func(s string) { le(uint64(len(s))); hdr.WriteString(s) }
