@@ -77,6 +77,25 @@ type input struct {
 	stream func(ctx context.Context, each func(items.Item) bool) error
 }
 
+// source streams the items in object storage that still need a call
+// (send) into a run, none twice across reads after a break; nil for items
+// held in the batch.
+func (in input) source(send func(items.Item) bool) func(ctx context.Context, emit func(dispatch.Item) bool) error {
+	if in.stream == nil {
+		return nil
+	}
+	sent := map[string]bool{} // ids handed over, so a read after a break sends none twice
+	return func(ctx context.Context, emit func(dispatch.Item) bool) error {
+		return in.stream(ctx, func(it items.Item) bool {
+			if sent[it.ID] || !send(it) {
+				return true
+			}
+			sent[it.ID] = true
+			return emit(dispatch.Item{ID: it.ID, Prompt: it.Prompt})
+		})
+	}
+}
+
 // input loads the batch's items, or for object storage counts them in one
 // streamed pass, and splits them by minScore.
 func (r *InferenceBatchReconciler) input(ctx context.Context, b *llmv1.InferenceBatch) (input, error) {
@@ -132,14 +151,44 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 	}
 	params := paramsOf(b)
 	keyOf := func(prompt string) string { return cacheKey(params, prompt) }
+	send, err := r.needsCall(ctx, b, store, keyOf)
+	if err != nil {
+		return nil, err
+	}
+	size := int(max(1, b.Spec.BatchSize))
+	spec := batchrun.Spec{
+		Key: client.ObjectKeyFromObject(b), Store: store, Policy: policy, Dispatcher: d, CacheKey: keyOf,
+		Kept: in.kept, Filtered: len(in.filtered), Total: in.total, Source: in.source(send),
+		Batch: dispatch.Batch{Namespace: b.Namespace, Priority: priority, Size: size, Delay: llmv1.Milliseconds(b.Spec.BatchDelayMilliseconds, 0), Params: params},
+	}
+	spec.Batch.Items = make([]dispatch.Item, 0, len(in.items))
+	for _, it := range in.items {
+		if send(it) {
+			spec.Batch.Items = append(spec.Batch.Items, dispatch.Item{ID: it.ID, Prompt: it.Prompt})
+		}
+	}
+	spec.Batch.GroupsDone = itemsDone(store) / size // the cache hits just recorded included
+	run := r.Runtime.Launch(spec)
+	if run == nil {
+		return nil, errStopping
+	}
+	d.Adjust(run.Key.String(), b.Spec.Suspend, priority)
+	return run, nil
+}
+
+// needsCall returns what says whether an item still needs a call: not when
+// it has a stored result, nor when (with spec.cache Enabled) an earlier
+// result of the namespace answers it, which it records as cached.
+func (r *InferenceBatchReconciler) needsCall(ctx context.Context, b *llmv1.InferenceBatch, store results.Sink,
+	keyOf func(string) string) (func(items.Item) bool, error) {
 	var known map[string]results.Result
 	if b.Spec.Cache == llmv1.CacheEnabled {
+		var err error
 		if known, err = r.knownResults(ctx, b.Namespace); err != nil {
 			return nil, err
 		}
 	}
-	// send says whether an item still needs a call, recording a cache hit.
-	send := func(it items.Item) bool {
+	return func(it items.Item) bool {
 		if store.Has(it.ID) {
 			return false
 		}
@@ -152,45 +201,19 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 			return false
 		}
 		return true
-	}
+	}, nil
+}
 
-	size := int(max(1, b.Spec.BatchSize))
-	spec := batchrun.Spec{
-		Key: client.ObjectKeyFromObject(b), Store: store, Policy: policy, Dispatcher: d, CacheKey: keyOf,
-		Kept: in.kept, Filtered: len(in.filtered), Total: in.total,
-		Batch: dispatch.Batch{Namespace: b.Namespace, Priority: priority, Size: size, Delay: llmv1.Milliseconds(b.Spec.BatchDelayMilliseconds, 0), Params: params},
-	}
-	spec.Batch.Items = make([]dispatch.Item, 0, len(in.items))
-	for _, it := range in.items {
-		if send(it) {
-			spec.Batch.Items = append(spec.Batch.Items, dispatch.Item{ID: it.ID, Prompt: it.Prompt})
-		}
-	}
-	if in.stream != nil {
-		sent := map[string]bool{} // ids handed over, so a read after a break sends none twice
-		spec.Source = func(ctx context.Context, emit func(dispatch.Item) bool) error {
-			return in.stream(ctx, func(it items.Item) bool {
-				if sent[it.ID] || !send(it) {
-					return true
-				}
-				sent[it.ID] = true
-				return emit(dispatch.Item{ID: it.ID, Prompt: it.Prompt})
-			})
-		}
-	}
+// itemsDone counts the stored results of items that were kept (sent or
+// cached), for the groups a batch admitted again has done.
+func itemsDone(store results.Sink) int {
 	done := 0
 	for status, n := range store.Counts() {
 		if status != results.Filtered {
 			done += int(n)
 		}
 	}
-	spec.Batch.GroupsDone = done / size
-	run := r.Runtime.Launch(spec)
-	if run == nil {
-		return nil, errStopping
-	}
-	d.Adjust(run.Key.String(), b.Spec.Suspend, priority)
-	return run, nil
+	return done
 }
 
 func paramsOf(b *llmv1.InferenceBatch) dispatch.Params {

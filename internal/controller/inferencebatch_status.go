@@ -36,7 +36,37 @@ type observation struct {
 // whether the batch finished: every kept item has a stored result.
 func setProgress(b *llmv1.InferenceBatch, o observation, now time.Time) (finished bool) {
 	st := &b.Status
-	done := o.stored[results.Succeeded] + o.stored[results.Failed] + o.stored[results.Cached]
+	done := setCounts(b, o)
+	finished = int(done) >= o.kept && o.waiting == 0
+
+	set := func(c metav1.Condition) { setCondition(&st.Conditions, c, b.Generation, now) }
+	limited := rateLimitedCondition(o.progress.Limit, o.progress.Queued)
+	if finished {
+		limited = rateLimitedCondition(o.progress.Limit, 0)
+	}
+	set(limited)
+	set(boolCondition(llmv1.ConditionBackingOff, o.progress.BackingOff && !finished, llmv1.ReasonFailuresBackingOff, llmv1.ReasonNotBackingOff,
+		"the provider backs off after failed calls", "no backoff holds this batch"))
+	set(boolCondition(llmv1.ConditionSuspended, b.Spec.Suspend, llmv1.ReasonSuspended, llmv1.ReasonNotSuspended,
+		"spec.suspend is true: calls in flight finish, nothing new starts", "the batch runs"))
+	if finished {
+		finishDone(b, o, done, now)
+		return true
+	}
+	set(progressingCondition(b, o, done, limited))
+	set(metav1.Condition{Type: llmv1.ConditionComplete, Status: metav1.ConditionFalse, Reason: llmv1.ReasonItemsPending,
+		Message: fmt.Sprintf("%d of %d items done", done, o.kept)})
+	set(notFailed())
+	set(notFinished())
+	st.EstimatedCompletionTime = timeOrNil(o.eta)
+	return false
+}
+
+// setCounts writes the item counts, usage, progress, batches and result
+// references of an observation, and returns the items done.
+func setCounts(b *llmv1.InferenceBatch, o observation) (done int32) {
+	st := &b.Status
+	done = o.stored[results.Succeeded] + o.stored[results.Failed] + o.stored[results.Cached]
 	st.Counts = llmv1.ItemCounts{
 		Total: int32(o.total), Filtered: int32(o.filtered),
 		Running:   int32(o.progress.InFlight),
@@ -57,58 +87,48 @@ func setProgress(b *llmv1.InferenceBatch, o observation, now time.Time) (finishe
 		st.Batches.Done = st.Batches.Total
 	}
 	st.Results = o.refs
-	finished = int(done) >= o.kept && o.waiting == 0
+	return done
+}
 
-	set := func(c metav1.Condition) { setCondition(&st.Conditions, c, b.Generation, now) }
-	limited := rateLimitedCondition(o.progress.Limit, o.progress.Queued)
-	if finished {
-		limited = rateLimitedCondition(o.progress.Limit, 0)
+// finishDone ends a batch whose every kept item has its result: failed
+// when any failed after its retries, else succeeded.
+func finishDone(b *llmv1.InferenceBatch, o observation, done int32, now time.Time) {
+	c := b.Status.Counts
+	msg := fmt.Sprintf("%d items done: %d succeeded, %d cached, %d failed; %d filtered", done, c.Succeeded, c.Cached, c.Failed, o.filtered)
+	if c.Failed > 0 {
+		finish(b, false, llmv1.ReasonItemsFailed, fmt.Sprintf("%d of %d items failed after their retries (each error is in its result); %s", c.Failed, o.kept, msg), now)
+	} else {
+		finish(b, true, llmv1.ReasonSucceeded, msg, now)
 	}
-	set(limited)
-	set(boolCondition(llmv1.ConditionBackingOff, o.progress.BackingOff && !finished, llmv1.ReasonFailuresBackingOff, llmv1.ReasonNotBackingOff,
-		"the provider backs off after failed calls", "no backoff holds this batch"))
-	set(boolCondition(llmv1.ConditionSuspended, b.Spec.Suspend, llmv1.ReasonSuspended, llmv1.ReasonNotSuspended,
-		"spec.suspend is true: calls in flight finish, nothing new starts", "the batch runs"))
-	if finished {
-		c := st.Counts
-		msg := fmt.Sprintf("%d items done: %d succeeded, %d cached, %d failed; %d filtered", done, c.Succeeded, c.Cached, c.Failed, o.filtered)
-		if c.Failed > 0 {
-			finish(b, false, llmv1.ReasonItemsFailed, fmt.Sprintf("%d of %d items failed after their retries (each error is in its result); %s", c.Failed, o.kept, msg), now)
-		} else {
-			finish(b, true, llmv1.ReasonSucceeded, msg, now)
-		}
-		st.EstimatedCompletionTime = nil
-		return true
+	b.Status.EstimatedCompletionTime = nil
+}
+
+// progressingCondition says whether a running batch moves, and if not,
+// why: suspended, its input or output unavailable, no warm endpoint, or
+// its provider holding calls back (limited, the RateLimited condition).
+func progressingCondition(b *llmv1.InferenceBatch, o observation, done int32, limited metav1.Condition) metav1.Condition {
+	stopped := func(reason, format string, args ...any) metav1.Condition {
+		return metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: reason, Message: fmt.Sprintf(format, args...)}
 	}
 	held := limited.Status == metav1.ConditionTrue && limited.Reason != llmv1.ReasonMinInterval && o.progress.InFlight == 0
 	switch {
 	case b.Spec.Suspend:
-		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: llmv1.ReasonSuspended, Message: "spec.suspend is true"})
+		return stopped(llmv1.ReasonSuspended, "spec.suspend is true")
 	case o.readErr != nil:
-		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: llmv1.ReasonInputUnavailable,
-			Message: fmt.Sprintf("%d of %d items done; the rest of the input cannot be read, read again every 30s: %v", done, o.kept, o.readErr)})
+		return stopped(llmv1.ReasonInputUnavailable, "%d of %d items done; the rest of the input cannot be read, read again every 30s: %v", done, o.kept, o.readErr)
 	case o.writeErr != nil:
-		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: llmv1.ReasonOutputUnavailable,
-			Message: fmt.Sprintf("%d results wait to be written, retried every second: %v", o.waiting, o.writeErr)})
+		return stopped(llmv1.ReasonOutputUnavailable, "%d results wait to be written, retried every second: %v", o.waiting, o.writeErr)
 	case o.progress.NoWarmEndpoint && o.progress.InFlight == 0:
-		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: llmv1.ReasonNoWarmEndpoint,
-			Message: fmt.Sprintf("%d of %d items done; no endpoint of Ollama pool %s is warm, the rest wait until one is", done, o.kept, b.Spec.ProviderRef.Name)})
+		return stopped(llmv1.ReasonNoWarmEndpoint, "%d of %d items done; no endpoint of Ollama pool %s is warm, the rest wait until one is",
+			done, o.kept, b.Spec.ProviderRef.Name)
 	case held:
 		// The column a user reads says why nothing moves: the window,
 		// backoff or budget that holds the provider (a minimum interval
 		// between calls is normal pacing, not a wait).
-		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: limited.Reason,
-			Message: fmt.Sprintf("%d of %d items done; LLMProvider %s holds calls back: %s", done, o.kept, b.Spec.ProviderRef.Name, limited.Message)})
-	default:
-		set(metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionTrue, Reason: llmv1.ReasonRunning,
-			Message: fmt.Sprintf("%d of %d items done, %d in flight", done, o.kept, o.progress.InFlight)})
+		return stopped(limited.Reason, "%d of %d items done; LLMProvider %s holds calls back: %s", done, o.kept, b.Spec.ProviderRef.Name, limited.Message)
 	}
-	set(metav1.Condition{Type: llmv1.ConditionComplete, Status: metav1.ConditionFalse, Reason: llmv1.ReasonItemsPending,
-		Message: fmt.Sprintf("%d of %d items done", done, o.kept)})
-	set(notFailed())
-	set(notFinished())
-	st.EstimatedCompletionTime = timeOrNil(o.eta)
-	return false
+	return metav1.Condition{Type: llmv1.ConditionProgressing, Status: metav1.ConditionTrue, Reason: llmv1.ReasonRunning,
+		Message: fmt.Sprintf("%d of %d items done, %d in flight", done, o.kept, o.progress.InFlight)}
 }
 
 // finish records a batch's terminal outcome, as a Job does: Complete=True
