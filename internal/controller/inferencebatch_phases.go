@@ -33,9 +33,9 @@ type batchScope struct {
 	provider llmv1.LLMProvider
 	d        *dispatch.Dispatcher
 	run      *batchrun.Run
-	// admitted is true when the run is in the provider's current dispatcher.
-	admitted bool
-	priority int32
+	// inDispatcher is true when the run is in the provider's current dispatcher.
+	inDispatcher bool
+	priority     int32
 }
 
 // batchPhase is one step of reconciling a batch, in the order of
@@ -90,14 +90,14 @@ func (r *InferenceBatchReconciler) provided(ctx context.Context, s *batchScope) 
 		return ctrl.Result{}, true, nil // an edit of the batch or the provider wakes us
 	}
 	s.d, s.run = r.Registry.Get(s.provider.Name), r.Runtime.Get(s.key)
-	s.admitted = s.run != nil && s.d != nil && s.run.Dispatcher == s.d && s.d.Has(s.key.String())
+	s.inDispatcher = s.run != nil && s.d != nil && s.run.Dispatcher == s.d && s.d.Has(s.key.String())
 	return ctrl.Result{}, false, nil
 }
 
 // allowed: a batch not yet admitted passes the admission checks (access,
 // quota for the provider, budgets...), or waits with the reason.
 func (r *InferenceBatchReconciler) allowed(ctx context.Context, s *batchScope) (ctrl.Result, bool, error) {
-	if s.admitted {
+	if s.inDispatcher {
 		return ctrl.Result{}, false, nil
 	}
 	h, err := r.admissionHold(ctx, s.b, &s.provider)
@@ -135,7 +135,7 @@ func (r *InferenceBatchReconciler) prioritized(ctx context.Context, s *batchScop
 // gives the dispatcher the fields a running batch takes at once.
 func (r *InferenceBatchReconciler) admitted(ctx context.Context, s *batchScope) (ctrl.Result, bool, error) {
 	b := s.b
-	if !s.admitted {
+	if !s.inDispatcher {
 		prev := s.run
 		r.Runtime.Stop(s.key) // the provider's dispatcher was replaced: admit again, keeping results
 		run, err := r.admit(ctx, b, s.d, prev, s.priority)

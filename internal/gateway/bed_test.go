@@ -179,6 +179,18 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 	return b
 }
 
+// waitIdle waits until no call holds d's quota: every grant was released.
+func waitIdle(t *testing.T, d *dispatch.Dispatcher) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for d.Quota().InFlight != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls still hold quota", d.Quota().InFlight)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // token makes a ServiceAccount and returns a token of it for audiences.
 func token(t *testing.T, c client.Client, ns, name string, audiences ...string) string {
 	t.Helper()

@@ -80,11 +80,5 @@ func TestGatewayCallsReachAPoolsWarmPods(t *testing.T) {
 	if log := pods[0].Log(); len(log) != 3 || !log[2].Stream {
 		t.Fatalf("the fifth call went to pod 0 as a stream? it saw %+v", log)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for d.Quota().InFlight != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d calls still in flight", d.Quota().InFlight)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitIdle(t, d)
 }

@@ -206,14 +206,7 @@ func TestStreamCallerLeavesCancelsTheProvidersCall(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the provider's request went on after its caller left")
 	}
-	d := b.dispatcher("leaving")
-	deadline := time.Now().Add(20 * time.Second)
-	for d.Quota().InFlight != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d calls still in flight after the caller left", d.Quota().InFlight)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitIdle(t, b.dispatcher("leaving"))
 }
 
 // TestStreamFailures: a provider that refuses before its stream begins

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +16,8 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	"github.com/llmquota/llmquota/internal/testbed/process"
 )
 
 // smallBatch is an InferenceBatch of three items for the demo's provider.
@@ -27,28 +28,6 @@ func smallBatch(name string) string {
 		fmt.Fprintf(&b, "  - id: item-%d\n    prompt: \"Classify headline %d of %s\"\n", i, i, name)
 	}
 	return b.String()
-}
-
-// processTree maps each process to its parent, from /proc.
-func processTree() map[int]int {
-	parent := map[int]int{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'.
-		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(fields) > 1 {
-			parent[pid], _ = strconv.Atoi(fields[1])
-		}
-	}
-	return parent
 }
 
 // descendants lists the processes below pid.
@@ -122,7 +101,8 @@ var _ = Describe("make demo DEMO_FLAGS=--keep", func() {
 		}, 2*time.Minute, time.Second).Should(Equal("Succeeded"))
 
 		By("killing the demo with SIGKILL: everything it started stops with it")
-		tree := processTree()
+		tree, err := process.Parents()
+		Expect(err).NotTo(HaveOccurred())
 		left := descendants(tree, cmd.Process.Pid)
 		Expect(len(left)).To(BeNumerically(">=", 6), "the worker, etcd, kube-apiserver, the emulator, the manager and the gateway")
 		var worker int

@@ -113,11 +113,46 @@ func UsageOf(pid int) (Usage, error) {
 // benchmark can read the CPU of the control plane that envtest started.
 // A name held by several children keeps the last one read.
 func Children(ppid int) (map[string]int, error) {
-	entries, err := os.ReadDir("/proc")
+	all, err := running()
 	if err != nil {
 		return nil, err
 	}
 	kids := map[string]int{}
+	for _, p := range all {
+		if p.ppid == ppid {
+			kids[p.name] = p.pid
+		}
+	}
+	return kids, nil
+}
+
+// Parents maps every running process to its parent's pid: the tree a
+// supervisor or a test walks to find what a program left behind.
+func Parents() (map[int]int, error) {
+	all, err := running()
+	if err != nil {
+		return nil, err
+	}
+	parents := make(map[int]int, len(all))
+	for _, p := range all {
+		parents[p.pid] = p.ppid
+	}
+	return parents, nil
+}
+
+// proc is a running process as /proc/<pid>/stat tells it.
+type proc struct {
+	pid, ppid int
+	name      string
+}
+
+// running lists the running processes from /proc.
+func running() ([]proc, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var out []proc
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -127,15 +162,20 @@ func Children(ppid int) (map[string]int, error) {
 		if err != nil {
 			continue // exited since the directory was read
 		}
+		// pid (name) state ppid ...: the name may hold spaces and parentheses.
 		open, closing := strings.IndexByte(string(stat), '('), strings.LastIndexByte(string(stat), ')')
 		if open < 0 || closing < open {
 			continue
 		}
-		// After the name: state, then the parent's pid.
 		rest := strings.Fields(string(stat[closing+1:]))
-		if len(rest) > 1 && rest[1] == strconv.Itoa(ppid) {
-			kids[string(stat[open+1:closing])] = pid
+		if len(rest) < 2 {
+			continue
 		}
+		ppid, err := strconv.Atoi(rest[1])
+		if err != nil {
+			continue
+		}
+		out = append(out, proc{pid: pid, ppid: ppid, name: string(stat[open+1 : closing])})
 	}
-	return kids, nil
+	return out, nil
 }

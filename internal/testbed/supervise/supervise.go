@@ -13,12 +13,12 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/llmquota/llmquota/internal/testbed/process"
 )
 
 // envWorker marks the worker's environment.
@@ -117,22 +117,12 @@ func endChildren(grace time.Duration) int {
 	}
 }
 
-// children lists the processes whose parent is ppid, from /proc.
+// children lists the processes whose parent is ppid.
 func children(ppid int) []int {
-	entries, _ := os.ReadDir("/proc")
+	parents, _ := process.Parents()
 	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'.
-		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(fields) > 1 && fields[1] == strconv.Itoa(ppid) {
+	for pid, parent := range parents {
+		if parent == ppid {
 			out = append(out, pid)
 		}
 	}
