@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -100,8 +101,11 @@ func main() {
 		}
 		resolver = &authority.LeaseResolver{Client: mgr.GetAPIReader(), Lease: lease, Port: authorityPort}
 	}
+	// The leader is in the cluster: a dial that takes a second is to an
+	// address nobody answers (a deleted leader's), better failed early.
+	dialer := &net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}
 	quota := &authority.Client{Resolver: resolver, HTTP: &http.Client{Transport: &http.Transport{
-		MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}}, Token: cachedFile(tokenFile, time.Minute)}
+		DialContext: dialer.DialContext, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}}, Token: cachedFile(tokenFile, time.Minute)}
 	gw := &gateway.Gateway{
 		Providers: &gateway.Providers{Reader: mgr.GetClient(), HTTP: provider.NewHTTPClient(1024)},
 		Auth:      &kubeauth.Reviewer{Client: mgr.GetClient(), Audiences: []string{audience}, TTL: authTTL},
@@ -114,7 +118,9 @@ func main() {
 	utilruntime.Must(mgr.Add(&server{addr: addr, handler: gw.Handler()}))
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	// Ready once the quota authority answers: a gateway that cannot get
-	// quota would refuse every call.
+	// quota would refuse every call. The check's 2 s stay under the
+	// probe's timeoutSeconds (3, in the chart), so a slow answer is a
+	// failed check, not a probe the kubelet abandons.
 	utilruntime.Must(mgr.AddReadyzCheck("quota-authority", func(r *http.Request) error {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()

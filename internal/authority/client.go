@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -34,35 +36,65 @@ func (u StaticURL) URL(context.Context) (string, error) { return string(u), nil 
 // Forget does nothing.
 func (StaticURL) Forget() {}
 
+// DefaultLeaseRecheck is how long a LeaseResolver trusts the leader it
+// found before it reads the Lease again.
+const DefaultLeaseRecheck = 5 * time.Second
+
 // LeaseResolver finds the leader from the managers' leader-election Lease:
 // its holder identity begins with the leader pod's name, and the pod's IP
 // is where the leader listens.
+//
+// The leader found is read again from the Lease every Recheck, not only
+// after a failed call: a call to a deleted pod's address may never fail
+// in its caller's time (a readiness probe's second hangs on a dial to an
+// address nobody answers), and a resolver that waited for a failure then
+// kept the old leader for ever.
 type LeaseResolver struct {
 	Client client.Reader
 	// Lease is the leader-election Lease.
 	Lease types.NamespacedName
 	// Port is the port the leader serves quota on.
 	Port int
+	// Recheck is how long the leader found is trusted; 0 means
+	// DefaultLeaseRecheck.
+	Recheck time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 
-	mu  sync.Mutex
-	url string
+	mu      sync.Mutex
+	url     string
+	holder  string
+	checked time.Time
 }
 
 // URL returns the current leader's base URL.
 func (l *LeaseResolver) URL(ctx context.Context) (string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.url != "" {
+	now := l.now()
+	if l.url != "" && now.Sub(l.checked) < l.recheck() {
 		return l.url, nil
 	}
 	var lease coordinationv1.Lease
 	if err := l.Client.Get(ctx, l.Lease, &lease); err != nil {
 		return "", fmt.Errorf("reading the leader-election Lease %s: %w", l.Lease, err)
 	}
-	holder := ""
-	if lease.Spec.HolderIdentity != nil {
-		holder = *lease.Spec.HolderIdentity
+	holder := ptr.Deref(lease.Spec.HolderIdentity, "")
+	if l.url != "" && holder == l.holder {
+		l.checked = now
+		return l.url, nil
 	}
+	url, err := l.leaderURL(ctx, holder)
+	if err != nil {
+		l.url = ""
+		return "", err
+	}
+	l.url, l.holder, l.checked = url, holder, now
+	return url, nil
+}
+
+// leaderURL finds the address of the pod that holds the Lease.
+func (l *LeaseResolver) leaderURL(ctx context.Context, holder string) (string, error) {
 	podName, _, _ := strings.Cut(holder, "_") // controller-runtime's identity: <hostname>_<uuid>
 	if podName == "" {
 		return "", fmt.Errorf("the Lease %s has no holder: no manager leads", l.Lease)
@@ -78,8 +110,21 @@ func (l *LeaseResolver) URL(ctx context.Context) (string, error) {
 	if strings.Contains(host, ":") {
 		host = "[" + host + "]"
 	}
-	l.url = fmt.Sprintf("http://%s:%d", host, l.Port)
-	return l.url, nil
+	return fmt.Sprintf("http://%s:%d", host, l.Port), nil
+}
+
+func (l *LeaseResolver) now() time.Time {
+	if l.Now != nil {
+		return l.Now()
+	}
+	return time.Now()
+}
+
+func (l *LeaseResolver) recheck() time.Duration {
+	if l.Recheck > 0 {
+		return l.Recheck
+	}
+	return DefaultLeaseRecheck
 }
 
 // Forget drops the URL found.

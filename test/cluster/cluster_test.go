@@ -334,6 +334,27 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 			kubectl("-n", namespace, "delete", "pod", gw[0], "--wait=false")
 			Eventually(leaderPod, 90*time.Second, time.Second).ShouldNot(Or(Equal(pod), BeEmpty()))
 			waitSucceeded("steady", succeeded("steady")+1)
+			// Every gateway finds the new leader: its readiness check
+			// answers 200 (gateways once kept calling the deleted pod's
+			// address, their checks hanging for ever).
+			var ips []string
+			Eventually(func() []string {
+				ips = nil
+				rows := kubectl("-n", namespace, "get", "pod", "-l", "app.kubernetes.io/component=gateway", "-o",
+					`jsonpath={range .items[*]}{.metadata.deletionTimestamp}|{.status.podIP}{"\n"}{end}`)
+				for _, row := range strings.Fields(rows) {
+					if deleting, ip, _ := strings.Cut(row, "|"); deleting == "" && ip != "" {
+						ips = append(ips, ip)
+					}
+				}
+				return ips
+			}, 90*time.Second, time.Second).Should(HaveLen(3), "three live gateways with addresses")
+			for _, ip := range ips {
+				Eventually(func() (int, error) {
+					code, _, err := scrape("http://"+ip+":8081/readyz", "")
+					return code, err
+				}, 60*time.Second, time.Second).Should(Equal(http.StatusOK), "gateway %s", ip)
+			}
 		})
 
 		It("survives helm upgrade rolling the Deployment", func() {
