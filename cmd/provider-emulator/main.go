@@ -76,7 +76,7 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := emulator.NewHTTPServer(srv)
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -84,7 +84,7 @@ func run() error {
 		_ = httpSrv.Shutdown(shutdown)
 	}()
 	slog.Info("provider emulator serving", "address", ln.Addr().String(), "limits", *limits)
-	if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	if err := httpSrv.Serve(emulator.StampArrivals(ln)); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	if *logFile != "" {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/big"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,7 +38,7 @@ const emulatorKey = "emulator-key"
 func emulate(cfg emulator.Config) (*emulator.Server, string) {
 	cfg.Keys = []string{emulatorKey}
 	emu := emulator.New(cfg)
-	srv := httptest.NewServer(emu)
+	srv := emulator.NewTestServer(emu)
 	DeferCleanup(srv.Close)
 	return emu, srv.URL
 }

@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"context"
-	"net/http/httptest"
 	"slices"
 	"testing"
 	"time"
@@ -20,7 +19,7 @@ import (
 func ollamaPod(t *testing.T, name string, cfg emulator.Config) (*emulator.Server, Endpoint) {
 	t.Helper()
 	emu := emulator.New(cfg)
-	srv := httptest.NewServer(emu)
+	srv := emulator.NewTestServer(emu)
 	t.Cleanup(srv.Close)
 	c, err := provider.New(provider.Config{Type: provider.Ollama, Endpoint: srv.URL})
 	if err != nil {

@@ -35,6 +35,9 @@ type Record struct {
 // Server is the emulator. It is an http.Handler.
 type Server struct {
 	cfg Config
+	// realClock is true when cfg.Now is the real clock, so the kernel's
+	// arrival stamps read on the same clock.
+	realClock bool
 
 	mu       sync.Mutex
 	rng      *rand.Rand
@@ -45,7 +48,8 @@ type Server struct {
 
 // New returns a Server for cfg.
 func New(cfg Config) *Server {
-	if cfg.Now == nil {
+	realClock := cfg.Now == nil
+	if realClock {
 		cfg.Now = time.Now
 	}
 	if cfg.RetryAfter == 0 {
@@ -54,7 +58,7 @@ func New(cfg Config) *Server {
 	if cfg.HangFor == 0 {
 		cfg.HangFor = 30 * time.Second
 	}
-	return &Server{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0xe3)), admitted: map[string][]time.Time{}}
+	return &Server{cfg: cfg, realClock: realClock, rng: rand.New(rand.NewPCG(cfg.Seed, 0xe3)), admitted: map[string][]time.Time{}}
 }
 
 // Log returns a copy of every request received so far.
@@ -83,7 +87,7 @@ type call struct {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	arrived := s.cfg.Now() // before the body is read and decoded, which a loaded machine makes slow
+	arrived := s.arrival(r) // before the body is read and decoded, which a loaded machine makes slow
 	c, ok := parse(r)
 	if !ok {
 		http.NotFound(w, r)

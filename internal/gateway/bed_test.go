@@ -91,7 +91,7 @@ func (b *bed) addProviderWith(t *testing.T, name string, limit int, period time.
 		o.emulator(&emuCfg)
 	}
 	emu := emulator.New(emuCfg)
-	emuSrv := httptest.NewServer(emu)
+	emuSrv := emulator.NewTestServer(emu)
 	t.Cleanup(emuSrv.Close)
 	spec := llmv1.LLMProviderSpec{
 		Type: llmv1.ProviderOpenAI, Endpoint: emuSrv.URL + "/v1", Model: "gpt-test",

@@ -25,7 +25,7 @@ func emulatorClientWith(t *testing.T, typ Type, cfg emulator.Config) (Client, *e
 	t.Helper()
 	cfg.Keys = []string{testKey}
 	emu := emulator.New(cfg)
-	srv := httptest.NewServer(emu)
+	srv := emulator.NewTestServer(emu)
 	t.Cleanup(srv.Close)
 	endpoint := srv.URL
 	if typ == OpenAI {

@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -19,7 +18,7 @@ func TestClientsAgainstEmulator(t *testing.T) {
 	for _, typ := range []Type{Gemini, Anthropic, OpenAI, Ollama} {
 		t.Run(string(typ), func(t *testing.T) {
 			emu := emulator.New(emulator.Config{Script: script, RetryAfter: 3 * time.Second, HangFor: 5 * time.Second, Keys: []string{testKey}})
-			srv := httptest.NewServer(emu)
+			srv := emulator.NewTestServer(emu)
 			defer srv.Close()
 			endpoint := srv.URL
 			if typ == OpenAI {
@@ -58,7 +57,7 @@ func TestClientsAgainstEmulator(t *testing.T) {
 func TestEmulatorQuotaAndBadKey(t *testing.T) {
 	for _, typ := range []Type{Gemini, Anthropic, OpenAI} {
 		t.Run(string(typ), func(t *testing.T) {
-			srv := httptest.NewServer(emulator.New(emulator.Config{Limits: []emulator.Limit{{Requests: 2, Period: time.Minute}}, Keys: []string{testKey}}))
+			srv := emulator.NewTestServer(emulator.New(emulator.Config{Limits: []emulator.Limit{{Requests: 2, Period: time.Minute}}, Keys: []string{testKey}}))
 			defer srv.Close()
 			endpoint := srv.URL
 			if typ == OpenAI {
