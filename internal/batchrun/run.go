@@ -3,6 +3,7 @@ package batchrun
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/utils/clock"
@@ -21,15 +22,14 @@ type Run struct {
 	kick   chan struct{}
 	policy results.FlushPolicy
 	clock  clock.Clock
-	// changed tells the reconciler the batch has news to publish: results
-	// were stored, or what holds it back changed.
-	changed func()
-	// stored publishes that results were stored (Runtime.PublishWith), or
-	// tells the reconciler as changed does.
-	stored func()
-	// finished publishes, or tells the reconciler, that every result is
-	// stored.
-	finished func()
+	// rounds counts the writer's looks at its results, each complete
+	// (written if due) before it waits again: a test that checks nothing
+	// was written waits for one, where a sleep only hopes the writer ran.
+	rounds atomic.Int64
+	// changed, stored and finished tell the reconciler of news: what
+	// holds the batch back changed (Progress), results were stored
+	// (Stored), every result is stored (Final).
+	changed, stored, finished func()
 
 	mu sync.Mutex
 	// published is when the batch's status was last written.
@@ -188,6 +188,7 @@ func (run *Run) write(ctx context.Context) {
 			}
 			wait = time.Second
 		}
+		run.rounds.Add(1)
 		if !run.sleep(ctx, wait) {
 			final, cancel := context.WithTimeout(context.Background(), finalWrite)
 			if _, err := run.Store.Flush(final); err != nil {

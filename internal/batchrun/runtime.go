@@ -3,11 +3,10 @@
 // store, the writer that flushes it, and its place in a provider's
 // dispatcher. It is a leader-elected manager Runnable. The InferenceBatch
 // reconciler launches, reads and stops runs; a run tells the reconciler of
-// news (results stored, a quota hold began or ended) through News, a
-// channel the reconciler watches, instead of being polled, or publishes
-// its stored results itself through the function given to PublishWith.
-// When the manager stops, Start returns only after every run wrote what it
-// held.
+// news (results stored, every result stored, a quota hold began or ended)
+// as typed events on News, a channel the reconciler watches, instead of
+// being polled. The reconciler is the one writer of a batch's status. When
+// the manager stops, Start returns only after every run wrote what it held.
 package batchrun
 
 import (
@@ -15,12 +14,10 @@ import (
 	"sync"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
-	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/results"
 )
@@ -29,15 +26,32 @@ import (
 // queue; the queue drains it continuously and merges news of one batch.
 const NewsBuffer = 1024
 
+// NewsKind says what a run's news is.
+type NewsKind int
+
+const (
+	// Progress says what holds the batch back changed (a quota hold began
+	// or ended), or a result write or an input read failed or recovered.
+	Progress NewsKind = iota
+	// Stored says a write stored results.
+	Stored
+	// Final says every result of the batch is stored: it can finish.
+	Final
+)
+
+// News tells the reconciler that the batch at Key has something to
+// publish.
+type News struct {
+	Key  types.NamespacedName
+	Kind NewsKind
+}
+
 // Runtime holds the runs of admitted batches. Create it with New, add it
 // to the manager, and launch runs once it is started.
 type Runtime struct {
 	clock  clock.Clock
 	policy results.FlushPolicy
-	news   chan event.TypedGenericEvent[*llmv1.InferenceBatch]
-	// publish, when set, writes a batch's status at once from its result
-	// writer (PublishWith); false sends the news through News instead.
-	publish func(ctx context.Context, key types.NamespacedName) bool
+	news   chan event.TypedGenericEvent[News]
 
 	started chan struct{}
 	ctx     context.Context
@@ -50,7 +64,7 @@ type Runtime struct {
 
 // New returns a runtime whose runs write results as policy says.
 func New(c clock.Clock, policy results.FlushPolicy) *Runtime {
-	return &Runtime{clock: c, policy: policy, news: make(chan event.TypedGenericEvent[*llmv1.InferenceBatch], NewsBuffer),
+	return &Runtime{clock: c, policy: policy, news: make(chan event.TypedGenericEvent[News], NewsBuffer),
 		started: make(chan struct{}), runs: map[types.NamespacedName]*Run{}}
 }
 
@@ -70,22 +84,8 @@ func (rt *Runtime) Start(ctx context.Context) error {
 // NeedLeaderElection says runs live on the leader only.
 func (rt *Runtime) NeedLeaderElection() bool { return true }
 
-// PublishWith makes a run publish its stored results itself, calling
-// publish from its result writer right after a write, instead of sending
-// the news through News: in a burst of admissions a reconcile queue made
-// that news wait seconds behind its results. The write that stores a
-// batch's last results is published so too (publish then finishes the
-// batch). publish returns false when it did not write everything the
-// news asks for (the batch is not ready for it, the write must wait, a
-// later step is due, or it failed); the news then goes through News.
-// Other news (a quota hold, a write error) always goes through News. Call
-// it before Start.
-func (rt *Runtime) PublishWith(publish func(ctx context.Context, key types.NamespacedName) bool) {
-	rt.publish = publish
-}
-
-// News is the channel of batches with news to publish.
-func (rt *Runtime) News() <-chan event.TypedGenericEvent[*llmv1.InferenceBatch] { return rt.news }
+// News is the channel of the runs' news, for a source.TypedChannel.
+func (rt *Runtime) News() <-chan event.TypedGenericEvent[News] { return rt.news }
 
 // Spec is a batch to run.
 type Spec struct {
@@ -132,22 +132,12 @@ func (rt *Runtime) Launch(s Spec) *Run {
 	if s.Policy != nil {
 		run.policy = *s.Policy
 	}
-	run.changed = func() { rt.tell(ctx, s.Key, false) }
-	run.finished = func() { rt.tell(ctx, s.Key, true) }
-	run.stored = run.changed
-	if rt.publish != nil {
-		// The runtime's context, not the run's: publishing the last
-		// results finishes the batch, which stops (cancels) its run, and
-		// the news of a step still due (its TTL) must not be lost then.
-		published := func(final bool) func() {
-			return func() {
-				if !rt.publish(rt.ctx, s.Key) {
-					rt.tell(rt.ctx, s.Key, final)
-				}
-			}
-		}
-		run.stored, run.finished = published(false), published(true)
-	}
+	run.changed = func() { rt.tell(ctx, s.Key, Progress) }
+	run.stored = func() { rt.tell(ctx, s.Key, Stored) }
+	// The runtime's context, not the run's: the news that finishes the
+	// batch must reach the reconciler even if the run is stopped (its
+	// context canceled) before the news leaves the channel's buffer.
+	run.finished = func() { rt.tell(rt.ctx, s.Key, Final) }
 	rt.mu.Lock()
 	if rt.stopping {
 		rt.mu.Unlock()
@@ -192,31 +182,13 @@ func (rt *Runtime) Stop(key types.NamespacedName) {
 	}
 }
 
-// finalNews marks news that every result of the batch is stored.
-const finalNews = "batchrun.llmquota.dev/final"
-
-// tell queues the batch for a reconcile that publishes its progress;
-// final says every result is stored (the batch is about to finish).
-func (rt *Runtime) tell(ctx context.Context, key types.NamespacedName, final bool) {
+// tell queues the news of the batch at key for the reconciler.
+func (rt *Runtime) tell(ctx context.Context, key types.NamespacedName, kind NewsKind) {
 	select {
-	case rt.news <- event.TypedGenericEvent[*llmv1.InferenceBatch]{Object: News(key, final)}:
+	case rt.news <- event.TypedGenericEvent[News]{Object: News{Key: key, Kind: kind}}:
 	case <-ctx.Done():
 	}
 }
-
-// News is the object a run sends on the News channel for the batch at
-// key: only its name, marked when final (every result is stored).
-func News(key types.NamespacedName, final bool) *llmv1.InferenceBatch {
-	obj := &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
-	if final {
-		obj.Annotations = map[string]string{finalNews: "true"}
-	}
-	return obj
-}
-
-// IsFinal reports whether news from News says every result of its batch
-// is stored: the news that finishes the batch, not a progress refresh.
-func IsFinal(news *llmv1.InferenceBatch) bool { return news.Annotations[finalNews] == "true" }
 
 // finalWrite bounds a stopping run's last result write.
 const finalWrite = 10 * time.Second

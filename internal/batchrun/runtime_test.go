@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http/httptest"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,10 +12,10 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/dispatch"
@@ -58,12 +58,11 @@ type bed struct {
 	stopped chan struct{}
 }
 
-// newBed starts a bed; latency delays every answer of the emulator, setup
-// changes the runtime before it starts.
-func newBed(t *testing.T, policy results.FlushPolicy, latency time.Duration, setup ...func(*Runtime)) *bed {
+// newBed starts a bed; latency delays every answer of the emulator.
+func newBed(t *testing.T, policy results.FlushPolicy, latency time.Duration) *bed {
 	t.Helper()
 	k := apiserver.Start(t)
-	srv := httptest.NewServer(emulator.New(emulator.Config{Latency: latency}))
+	srv := emulator.NewTestServer(emulator.New(emulator.Config{Latency: latency}))
 	t.Cleanup(srv.Close)
 	pc, err := provider.New(provider.Config{Type: provider.Gemini, Endpoint: srv.URL, APIKey: "k"})
 	if err != nil {
@@ -78,9 +77,6 @@ func newBed(t *testing.T, policy results.FlushPolicy, latency time.Duration, set
 	go d.Run(ctx)
 	fc := clocktesting.NewFakeClock(time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC))
 	b := &bed{c: &writes{Client: k}, d: d, rt: New(fc, policy), clock: fc, stopped: make(chan struct{})}
-	for _, f := range setup {
-		f(b.rt)
-	}
 	go func() { _ = b.rt.Start(ctx); close(b.stopped) }()
 	b.stop = cancel
 	t.Cleanup(func() { cancel(); <-b.stopped })
@@ -149,10 +145,10 @@ func TestResultsWrittenByPolicyWithNews(t *testing.T) {
 	eventually(t, "one news per write", func() bool {
 		for len(b.rt.News()) > 0 {
 			e := <-b.rt.News()
-			if e.Object.Name != "by-count" {
-				t.Fatalf("news of %s", e.Object.Name)
+			if e.Object.Key.Name != "by-count" || e.Object.Kind == Progress {
+				t.Fatalf("news %+v; want news of by-count's stored results", e.Object)
 			}
-			final = append(final, IsFinal(e.Object))
+			final = append(final, e.Object.Kind == Final)
 		}
 		return int64(len(final)) == b.c.n.Load()
 	})
@@ -171,7 +167,9 @@ func TestResultsWaitAtMostTheInterval(t *testing.T) {
 	run := b.launch(t, "by-age", 2, 3)
 	eventually(t, "2 results waiting", func() bool { return pending(run) == 2 })
 	b.clock.Step(9 * time.Second)
-	time.Sleep(200 * time.Millisecond)
+	rounds := run.rounds.Load()
+	run.poke() // the writer looks at its results at 9s
+	eventually(t, "the writer's look at 9s", func() bool { return run.rounds.Load() > rounds })
 	if n := b.c.n.Load(); n != 0 || run.StoredCount() != 0 {
 		t.Fatalf("%d writes, %d stored 9s after the first result; want none before 10s", n, run.StoredCount())
 	}
@@ -181,30 +179,18 @@ func TestResultsWaitAtMostTheInterval(t *testing.T) {
 		t.Fatalf("%d writes, want 1", n)
 	}
 	eventually(t, "the write's news", func() bool { return len(b.rt.News()) > 0 })
-	if e := <-b.rt.News(); IsFinal(e.Object) {
-		t.Fatal("news of 2 of 3 results stored is final; want progress news")
+	if e := <-b.rt.News(); e.Object.Kind != Stored {
+		t.Fatalf("news of 2 of 3 results stored is %v; want Stored", e.Object.Kind)
 	}
 }
 
-// TestStoredResultsPublishedByTheWriter: with PublishWith, a write that
-// stores results of a running batch is published by the run's writer
-// itself, right after the write, and is no news on News; when publish
-// declines, the news goes through News as without it, final for the
-// batch's last write.
-func TestStoredResultsPublishedByTheWriter(t *testing.T) {
-	var published atomic.Int32
-	var accept atomic.Bool
-	accept.Store(true)
-	b := newBed(t, results.FlushPolicy{Interval: 10 * time.Second, Items: 100}, 0, func(rt *Runtime) {
-		rt.PublishWith(func(_ context.Context, key types.NamespacedName) bool {
-			if key.Name != "published" {
-				t.Errorf("published %s", key)
-			}
-			published.Add(1)
-			return accept.Load()
-		})
-	})
-	batch, store := b.batch(t, "published")
+// TestFinalNewsOutlivesTheRun: the news that every result is stored is
+// sent even when the run is stopped before the news is taken off the
+// channel (finishing the batch stops its run), so the batch still
+// finishes; news of an earlier write is Stored, not Final.
+func TestFinalNewsOutlivesTheRun(t *testing.T) {
+	b := newBed(t, results.FlushPolicy{Interval: 10 * time.Second, Items: 100}, 0)
+	batch, store := b.batch(t, "finishing")
 	feed := make(chan string)
 	source := func(ctx context.Context, emit func(dispatch.Item) bool) error {
 		for id := range feed {
@@ -214,34 +200,34 @@ func TestStoredResultsPublishedByTheWriter(t *testing.T) {
 		}
 		return nil
 	}
-	run := b.rt.Launch(Spec{Key: client.ObjectKeyFromObject(batch), Store: store, Dispatcher: b.d, Kept: 4, Total: 4,
+	key := client.ObjectKeyFromObject(batch)
+	run := b.rt.Launch(Spec{Key: key, Store: store, Dispatcher: b.d, Kept: 2, Total: 2,
 		Batch: dispatch.Batch{Namespace: "default", Size: 1}, Source: source})
 	feed <- "a"
+	eventually(t, "1 result waiting", func() bool { return pending(run) == 1 })
+	b.clock.Step(10 * time.Second)
+	eventually(t, "the first write's news", func() bool { return len(b.rt.News()) == 1 })
+	for range NewsBuffer - 1 { // a full channel: the last news must wait to be sent
+		b.rt.news <- event.TypedGenericEvent[News]{Object: News{Kind: Progress}}
+	}
 	feed <- "b"
-	eventually(t, "2 results waiting", func() bool { return pending(run) == 2 })
-	b.clock.Step(10 * time.Second)
-	eventually(t, "the write published", func() bool { return published.Load() == 1 })
-	if run.StoredCount() != 2 || len(b.rt.News()) != 0 {
-		t.Fatalf("%d stored, %d news after a published write; want 2 stored and no news", run.StoredCount(), len(b.rt.News()))
-	}
-
-	accept.Store(false) // as when the write must wait for the once-a-second bound
-	feed <- "c"
-	eventually(t, "the third result waiting", func() bool { return pending(run) == 1 })
-	b.clock.Step(10 * time.Second)
-	eventually(t, "the declined publish sent as news", func() bool { return len(b.rt.News()) == 1 })
-	if e := <-b.rt.News(); IsFinal(e.Object) || published.Load() != 2 {
-		t.Fatalf("final news %v after %d publishes; want progress news after 2", IsFinal(e.Object), published.Load())
-	}
-
-	// The last write is published too (it finishes the batch); declined,
-	// as when the batch's TTL is still to run, it is final news, sent even
-	// though finishing the batch stopped its run.
-	feed <- "d"
 	close(feed)
-	eventually(t, "the last write's news", func() bool { return len(b.rt.News()) == 1 })
-	if e := <-b.rt.News(); !IsFinal(e.Object) || published.Load() != 3 {
-		t.Fatalf("final news %v after %d publishes; want final news after 3", IsFinal(e.Object), published.Load())
+	eventually(t, "every result stored", func() bool { return run.StoredCount() == 2 })
+	b.rt.Stop(key)
+
+	var kinds []NewsKind
+	for len(kinds) < 2 {
+		select {
+		case e := <-b.rt.News():
+			if e.Object.Key == key {
+				kinds = append(kinds, e.Object.Kind)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("news %v, and no more: the final news was lost when the run stopped", kinds)
+		}
+	}
+	if !slices.Equal(kinds, []NewsKind{Stored, Final}) { // without Final, the batch would never finish
+		t.Fatalf("news %v; want Stored then Final", kinds)
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
@@ -74,9 +73,6 @@ type InferenceBatchReconciler struct {
 	// Egress is what object storage endpoints batches may name (the
 	// manager's --s3-allowed-endpoints); nil allows public addresses only.
 	Egress *egress.Policy
-
-	// locks keeps a batch's reconcile and its writer's publish apart.
-	locks keyLocks
 }
 
 var _ reconcile.Reconciler = (*InferenceBatchReconciler)(nil)
@@ -87,7 +83,6 @@ var _ reconcile.Reconciler = (*InferenceBatchReconciler)(nil)
 
 // Reconcile runs the batch's phases and writes its status once, if it changed.
 func (r *InferenceBatchReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	defer r.locks.lock(req.NamespacedName)()
 	var b llmv1.InferenceBatch
 	if err := r.Get(ctx, req.NamespacedName, &b); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -99,30 +94,9 @@ func (r *InferenceBatchReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	return r.sync(ctx, &b)
 }
 
-// publish writes a running batch's status from its result writer, right
-// after a write stored results (batchrun.Runtime.PublishWith): the status
-// then trails its results by one API call, where through the queue the
-// news waited behind every admission of a burst. After the write of the
-// last results it finishes the batch, as a reconcile would: it runs the
-// same phases as Reconcile, under the same per-batch lock. It declines
-// (false), and the news goes through the queue, while the cache does not
-// yet show the batch admitted (a status built on an older one would write
-// over the admission), when the once-a-second bound holds the write back,
-// when a later step is due (a TTL, a deadline) and when anything fails.
-func (r *InferenceBatchReconciler) publish(ctx context.Context, key types.NamespacedName) bool {
-	defer r.locks.lock(key)()
-	var b llmv1.InferenceBatch
-	if err := r.Get(ctx, key, &b); err != nil || b.Status.StartTime == nil ||
-		!meta.IsStatusConditionTrue(b.Status.Conditions, llmv1.ConditionAdmitted) || finished(&b) {
-		return false
-	}
-	ctx = logf.IntoContext(ctx, logf.FromContext(ctx).WithValues("InferenceBatch", key))
-	result, err := r.sync(ctx, &b)
-	return err == nil && result.IsZero()
-}
-
-// sync runs the batch's phases and writes its status once, if it changed;
-// the caller holds the batch's lock.
+// sync runs the batch's phases and writes its status once, if it changed.
+// It is the one writer of a batch's status: the queue runs one reconcile of
+// a batch at a time.
 func (r *InferenceBatchReconciler) sync(ctx context.Context, b *llmv1.InferenceBatch) (ctrl.Result, error) {
 	orig := b.DeepCopy()
 	result, err := r.reconcileBatch(ctx, b)
@@ -243,11 +217,10 @@ func deadlineOf(b *llmv1.InferenceBatch) (time.Time, bool) {
 
 // SetupWithManager registers the reconciler. Batches are woken by their
 // own spec changes, by changes of the provider they name, and by news from
-// their runs (a channel source), so status writes do not wake the
-// reconciler and nothing is polled; a run publishes its stored results
-// itself (publish), outside the queue.
+// their runs (typed events on a channel source, as Kueue feeds its
+// ClusterQueue reconciler), so status writes do not wake the reconciler
+// and nothing is polled.
 func (r *InferenceBatchReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	r.Runtime.PublishWith(r.publish)
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &llmv1.InferenceBatch{}, providerRefIndex,
 		func(o client.Object) []string {
 			return []string{string(o.(*llmv1.InferenceBatch).Spec.ProviderRef.Name)}
@@ -271,38 +244,40 @@ func (r *InferenceBatchReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Namespaces by their metadata alone: labels are all a selector reads.
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.batchesIn),
 			builder.WithPredicates(predicate.LabelChangedPredicate{}), builder.OnlyMetadata).
-		WatchesRawSource(source.Channel(r.Runtime.News(), newsHandler())).
+		WatchesRawSource(source.TypedChannel(r.Runtime.News(), newsHandler())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.Workers)}).
 		Named("inferencebatch").
 		Complete(r)
 }
 
-// endPriority queues the news that a batch's results are all stored ahead
-// of admissions and spec changes (priority 0): its completion is one status
-// write, and behind a burst of admissions the status would trail the
-// stored results by the whole queue (seconds). Ends are few beside
-// admissions, so admissions lose little.
-const endPriority = 1
+// storedPriority queues the news that a batch's results were stored ahead
+// of admissions and spec changes (priority 0): showing stored results is
+// one status write, and behind a burst of admissions the status would
+// trail its results by the whole queue (seconds). A batch's writes are
+// few (one per flush: 100 results or 10 s), so admissions lose little.
+// The news that every result is stored goes first of all: it finishes
+// the batch.
+const (
+	storedPriority = 1
+	endPriority    = 2
+)
 
-// newsHandler queues a batch with progress news behind admissions and
-// spec changes (controller-runtime's priority queue, on by default): a
-// batch waiting for admission never waits behind progress publishes. The
-// news that every result is stored is not progress but the batch's end:
-// it goes ahead of them (endPriority).
-func newsHandler() handler.TypedEventHandler[*llmv1.InferenceBatch, reconcile.Request] {
-	low, end := handler.LowPriority, endPriority
-	return handler.TypedFuncs[*llmv1.InferenceBatch, reconcile.Request]{
-		GenericFunc: func(_ context.Context, e event.TypedGenericEvent[*llmv1.InferenceBatch], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(e.Object)}
-			pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request])
-			switch {
-			case !ok:
-				q.Add(req)
-			case batchrun.IsFinal(e.Object):
-				pq.AddWithOpts(priorityqueue.AddOpts{Priority: &end}, req)
-			default:
-				pq.AddWithOpts(priorityqueue.AddOpts{Priority: &low}, req)
+// newsHandler queues a batch with news from its run by what the news is:
+// its end first, then its stored results, then admissions and spec changes
+// (controller-runtime's priority queue, on by default, queues those at 0),
+// and progress refreshes (a quota hold began or ended) last, so a batch
+// waiting for admission never waits behind them.
+func newsHandler() handler.TypedEventHandler[batchrun.News, reconcile.Request] {
+	priority := map[batchrun.NewsKind]int{batchrun.Final: endPriority, batchrun.Stored: storedPriority, batchrun.Progress: handler.LowPriority}
+	return handler.TypedFuncs[batchrun.News, reconcile.Request]{
+		GenericFunc: func(_ context.Context, e event.TypedGenericEvent[batchrun.News], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			req := reconcile.Request{NamespacedName: e.Object.Key}
+			if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+				p := priority[e.Object.Kind]
+				pq.AddWithOpts(priorityqueue.AddOpts{Priority: &p}, req)
+				return
 			}
+			q.Add(req)
 		},
 	}
 }

@@ -69,83 +69,133 @@ func (d *Dispatcher) tellChanges() {
 const idle = time.Minute
 
 // step starts at most one call. It returns how long to wait before the next
-// step, or -1 to step again at once.
+// step, or -1 to step again at once. It decides under the dispatcher's lock
+// (plan) and acts outside it: no network call, Kubernetes write or other
+// dispatcher's lock is ever taken while this one is held.
 func (d *Dispatcher) step(ctx context.Context) time.Duration {
-	now := d.clock.Now()
+	m := d.plan(d.clock.Now())
+	switch {
+	case m.lane != nil:
+		d.act(ctx, *m.lane)
+	case m.fallback != nil:
+		d.sendToFallback(m.fallback, m.batch, m.item)
+	case m.commit != nil:
+		d.commitCost(ctx, *m.commit)
+	case m.reserve != nil:
+		d.reserve(ctx, *m.reserve)
+	case m.call != nil:
+		if m.call.onSend != nil {
+			m.call.onSend(m.call.waited)
+		}
+		go d.call(ctx, m.batch, m.call.params, m.item, m.call.est, m.call.res, m.call.target, m.call.timeout, m.call.wire)
+	}
+	return m.wait
+}
+
+// move is what a step does once it lets go of the lock: at most one
+// action, then wait (idle, -1 to step again at once, or a time).
+type move struct {
+	wait     time.Duration
+	lane     *laneAction
+	fallback *Dispatcher // the fallback that takes batch's item
+	commit   *commitment
+	reserve  *ratewindow.Cost
+	call     *callPlan
+	batch    *batch
+	item     Item
+}
+
+// callPlan is an admitted call, read under the lock.
+type callPlan struct {
+	params  Params
+	est     ratewindow.Cost
+	res     *reservation
+	target  Endpoint
+	timeout time.Duration
+	wire    bool
+	waited  time.Duration
+	onSend  func(time.Duration)
+}
+
+// plan decides the step under the lock: serve the interactive lane first,
+// else the next batch item, through the fallback, the budget, the
+// namespace's and model's limits and the provider's windows, in that
+// order; each that holds the item says how long to wait.
+func (d *Dispatcher) plan(now time.Time) move {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.relearn(now)
 	if len(d.lane) > 0 { // interactive calls first: no batch item starts while one waits
 		if wait, blocked, act := d.serveLane(now); blocked {
-			d.mu.Unlock()
-			d.act(ctx, act)
-			return wait
+			return move{wait: wait, lane: &act}
 		}
 	}
 	if d.draining {
-		d.mu.Unlock()
-		return idle
+		return move{wait: idle}
 	}
 	b, gate := d.next(now)
 	if b == nil {
 		d.limited = ratewindow.Decision{Allowed: true}
-		d.mu.Unlock()
 		if gate.IsZero() {
-			return idle
+			return move{wait: idle}
 		}
-		return gate.Sub(now)
+		return move{wait: gate.Sub(now)}
 	}
 	it := b.queue[0]
 	if fb := d.divert(it); fb != nil {
 		b.take()
-		d.mu.Unlock()
-		d.sendToFallback(fb, b, it)
-		return -1
+		return move{wait: -1, fallback: fb, batch: b, item: it}
 	}
 	if d.noneWarm() {
 		// No warm endpoint and no fallback to take the item: hold it until
 		// an endpoint is warm (Endpoints.Set pokes the loop).
 		d.limited = ratewindow.Decision{Allowed: true}
-		d.mu.Unlock()
-		return idle
+		return move{wait: idle}
 	}
 	res, hold := d.budget(now, b, it)
 	if hold != nil {
-		if hold.Commit {
-			c := d.toCommit(hold)
-			d.mu.Unlock()
-			d.commitCost(ctx, c)
-			return -1
-		}
-		if hold.namespace != "" { // this namespace waits; the others go on
-			d.holdTenant(hold)
-			d.mu.Unlock()
-			return -1
-		}
-		d.limited = hold.decision()
-		d.mu.Unlock()
-		return hold.Until.Sub(now)
+		return d.planHold(now, hold)
 	}
+	return d.planCall(now, b, it, res)
+}
+
+// planHold is the move of an item the budget holds: commit spend first,
+// wait for the namespace's budget while the others go on, or wait for the
+// provider's.
+func (d *Dispatcher) planHold(now time.Time, hold *budgetHold) move {
+	switch {
+	case hold.Commit:
+		c := d.toCommit(hold)
+		return move{wait: -1, commit: &c}
+	case hold.namespace != "": // this namespace waits; the others go on
+		d.holdTenant(hold)
+		return move{wait: -1}
+	}
+	d.limited = hold.decision()
+	return move{wait: hold.Until.Sub(now)}
+}
+
+// planCall admits the item under the namespace's, the model's and the
+// provider's limits, or says why it waits.
+func (d *Dispatcher) planCall(now time.Time, b *batch, it Item, res *reservation) move {
 	est := d.estimate(b, it)
 	nsCost, model := b.cost(it), d.modelOf(b)
 	if dec, full := d.scopeCheck(now, b.Namespace, model, nsCost); full != nil { // this namespace or model waits; the others go on
 		d.unbudget(now, res)
 		d.holdScope(full, dec)
-		d.mu.Unlock()
-		return -1
+		return move{wait: -1}
 	}
 	dec := d.limiter.AdmitKeeping(now, est, d.cfg.InteractiveReserve)
 	if !dec.Allowed {
 		d.unbudget(now, res)
 		d.limited = dec
-		d.mu.Unlock()
 		switch dec.Reason {
 		case ratewindow.ReasonReservation:
-			d.reserve(ctx, est)
-			return -1
+			return move{wait: -1, reserve: &est}
 		case ratewindow.ReasonConcurrency, ratewindow.ReasonTooLarge:
-			return idle // a release pokes the loop
+			return move{wait: idle} // a release pokes the loop
 		}
-		return dec.RetryAt.Sub(now)
+		return move{wait: dec.RetryAt.Sub(now)}
 	}
 	// The endpoint is chosen only once the call is admitted, so refusals
 	// do not skew the round robin.
@@ -153,33 +203,26 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 	if !ok { // the last endpoint went cold just now; the slot stays spent
 		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
 		d.unbudget(now, res)
-		d.mu.Unlock()
-		return idle
+		return move{wait: idle}
 	}
 	d.limited = dec
 	d.scopeAdmit(now, b.Namespace, model, nsCost)
-	wire := d.cfg.Limits.MinInterval > 0
-	if wire { // before the next step can admit: see wrote
+	// The config is read under the lock: Reconfigure may change it.
+	c := &callPlan{est: est, res: res, target: target, wire: d.cfg.Limits.MinInterval > 0,
+		timeout: d.cfg.CallTimeout, onSend: d.cfg.OnSend, waited: max(0, now.Sub(later(b.openedAt, it.requeued)))}
+	if c.wire { // before the next step can admit: see wrote
 		d.limiter.Writing()
 	}
 	d.fair.charge(b.Namespace, inputEstimate(len(it.Prompt)+len(b.Params.System)))
-	waited := now.Sub(later(b.openedAt, it.requeued))
 	b.take()
 	b.inFlight++
 	d.inFlight++
-	params := b.Params
-	if params.Model == "" {
-		params.Model = d.cfg.DefaultModel
+	c.params = b.Params
+	if c.params.Model == "" {
+		c.params.Model = d.cfg.DefaultModel
 	}
-	timeout := d.cfg.CallTimeout // read under the lock: Reconfigure may change both
-	d.calls.Add(1)               // under the lock, so Drain sees every call it must wait for
-	onSend := d.cfg.OnSend
-	d.mu.Unlock()
-	if onSend != nil {
-		onSend(max(0, waited))
-	}
-	go d.call(ctx, b, params, it, est, res, target, timeout, wire)
-	return -1
+	d.calls.Add(1) // under the lock, so Drain sees every call it must wait for
+	return move{wait: -1, call: c, batch: b, item: it}
 }
 
 // estimate is the token cost charged at admission: the prompt at ~4
