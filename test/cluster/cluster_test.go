@@ -20,6 +20,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/agent/gpu"
 	"github.com/llmquota/llmquota/internal/agent/podgpu"
 	"github.com/llmquota/llmquota/internal/emulator"
@@ -288,6 +289,71 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 		}
 		Expect(calls[1].Streamed).To(BeTrue())
 		Expect(calls[1].Tokens).To(BeNumerically(">", 0), "the stream's usage chunk")
+	})
+
+	It("gives a tenant only what its RBAC grants: batches in its own namespace through edit, providers to read, no quota of its own choosing, no Secret", func() {
+		const tenant, other, alice = "tenant-a", "tenant-b", "alice"
+		kubectl("create", "namespace", tenant)
+		kubectl("create", "namespace", other)
+		kubectl("label", "namespace", tenant, "team=a")
+		createKey("tenant-api-key", "tenant-key")
+		apply(strings.Replace(providerYAML("team-a", "tenant-api-key"), "namespaceSelector: {}", "namespaceSelector: {matchLabels: {team: a}}", 1))
+		kubectl("wait", "--for=condition=Ready", "llmprovider/team-a", "--timeout=60s")
+		// What an admin grants a team: the built-in edit role in its
+		// namespace (the chart's batch-editor aggregates into it) and
+		// reading providers and priority classes cluster-wide.
+		kubectl("-n", tenant, "create", "rolebinding", "alice-edit", "--clusterrole=edit", "--user="+alice)
+		kubectl("create", "clusterrolebinding", "alice-providers", "--clusterrole=llmquota-provider-viewer", "--user="+alice)
+		can := func(args ...string) string { // the answer is the last word; warnings (a cluster-scoped kind) come before it
+			out, _ := run("", kubectlPath(), append([]string{"auth", "can-i", "--as=" + alice}, args...)...)
+			words := strings.Fields(out)
+			if len(words) == 0 {
+				return ""
+			}
+			return words[len(words)-1]
+		}
+		Eventually(func() string { return can("create", "inferencebatches.llmquota.dev", "-n", tenant) }, 60*time.Second, time.Second).
+			Should(Equal("yes"), "the batch-editor role aggregated into edit")
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"get", "llmproviders.llmquota.dev"}, "yes"},
+			{[]string{"get", "inferencepriorityclasses.llmquota.dev"}, "yes"},
+			{[]string{"create", "inferencebatches.llmquota.dev", "-n", other}, "no"},
+			{[]string{"update", "inferencebatches.llmquota.dev", "--subresource=status", "-n", tenant}, "no"},
+			{[]string{"create", "llmproviders.llmquota.dev"}, "no"},
+			{[]string{"update", "llmproviders.llmquota.dev/team-a"}, "no"},
+			{[]string{"create", "inferencepriorityclasses.llmquota.dev"}, "no"},
+			{[]string{"use", "llmproviders.llmquota.dev/team-a"}, "no"},
+			{[]string{"get", "secrets", "-n", namespace}, "no"},
+		} {
+			Expect(can(c.args...)).To(Equal(c.want), "kubectl auth can-i --as=%s %s", alice, strings.Join(c.args, " "))
+		}
+
+		By("alice runs a batch in her namespace on the provider that selects it, and nowhere else")
+		batch := func(ns string) string {
+			return fmt.Sprintf("apiVersion: llmquota.dev/v1alpha1\nkind: InferenceBatch\nmetadata: {name: mine, namespace: %s}\n"+
+				"spec:\n  providerRef: {name: team-a}\n  items:\n  - {id: a, score: \"0.9\", prompt: \"Classify headline a\"}\n  - {id: b, score: \"0.9\", prompt: \"Classify headline b\"}\n", ns)
+		}
+		must(batch(tenant), kubectlPath(), "apply", "--as="+alice, "-f", "-")
+		kubectl("-n", tenant, "wait", "--for=condition=Complete", "inferencebatch/mine", "--timeout=120s")
+		Expect(countStatus(resultsOf(tenant, "mine"), "succeeded")).To(Equal(2))
+		out, err := run(batch(other), kubectlPath(), "apply", "--as="+alice, "-f", "-")
+		Expect(err).To(HaveOccurred(), "alice created a batch in a namespace she was not given: %s", out)
+		Expect(out).To(ContainSubstring("forbidden"))
+		out, err = run(strings.Replace(providerYAML("alices-own", "tenant-api-key"), "namespaceSelector: {}", "namespaceSelector: {matchLabels: {team: a}}", 1),
+			kubectlPath(), "apply", "--as="+alice, "-f", "-")
+		Expect(err).To(HaveOccurred(), "alice made a provider (and its quota) of her own: %s", out)
+		Expect(out).To(ContainSubstring("forbidden"))
+		out, err = run("", kubectlPath(), "-n", namespace, "get", "secret", "tenant-api-key", "--as="+alice)
+		Expect(err).To(HaveOccurred(), "alice read the provider's key: %s", out)
+
+		By("and the provider's namespaceSelector holds even for whoever may create batches there")
+		apply(batch(other))
+		Eventually(func() string {
+			return kubectl("-n", other, "get", "inferencebatch", "mine", "-o", `jsonpath={.status.conditions[?(@.type=="Admitted")].reason}`)
+		}, 60*time.Second, time.Second).Should(Equal(llmv1.ReasonNamespaceNotSelected))
 	})
 
 	Describe("a batch that outlives its managers", Ordered, func() {
