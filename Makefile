@@ -151,14 +151,14 @@ bench: ## Run the Go benchmarks (figures go in docs/benchmarks.md).
 GATEWAY_RATES ?= 500,2000
 .PHONY: bench-gateway
 bench-gateway: k8s-bin build ## Gateway benchmark: vegeta at GATEWAY_RATES/s straight to the emulator and through one gateway, and the quota authority alone (docs/benchmarks.md).
-	KUBEBUILDER_ASSETS="$(K8S_BIN)" LLMQUOTA_BIN="$(LOCALBIN)" go run ./hack/bench-gateway --rates "$(GATEWAY_RATES)"
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" LLMQUOTA_BIN="$(LOCALBIN)" go run ./test/performance/gateway --rates "$(GATEWAY_RATES)"
 
 SIZES ?= 100 300 1000
 LATENCY ?= 200ms
 BENCH_SCALE_FLAGS ?=
 .PHONY: bench-scale
 bench-scale: k8s-bin tools build ## Scale benchmark: SIZES batches of 100 items on a real API server, emulator at LATENCY, the real manager (docs/benchmarks.md).
-	KUBEBUILDER_ASSETS="$(K8S_BIN)" LLMQUOTA_BIN="$(LOCALBIN)" MINIO="$(MINIO)" go run ./hack/bench-scale --sizes "$(shell echo $(SIZES) | tr ' ' ',')" --latency $(LATENCY) $(BENCH_SCALE_FLAGS)
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" LLMQUOTA_BIN="$(LOCALBIN)" MINIO="$(MINIO)" go run ./test/performance/scale --sizes "$(shell echo $(SIZES) | tr ' ' ',')" --latency $(LATENCY) $(BENCH_SCALE_FLAGS)
 
 BASELINE ?= 1b1cc3d
 .PHONY: bench-apiwrite
@@ -167,7 +167,7 @@ bench-apiwrite: k8s-bin ## API server CPU and etcd bytes per InferenceBatch crea
 	git archive $(BASELINE) config/crd/bases | tar -x --strip-components=3 -C $(LOCALBIN)/bench-apiwrite-baseline
 	@rm -rf $(LOCALBIN)/bench-apiwrite-baseline-policy && mkdir -p $(LOCALBIN)/bench-apiwrite-baseline-policy
 	if git cat-file -e $(BASELINE):config/policy 2>/dev/null; then git archive $(BASELINE) config/policy | tar -x --strip-components=2 -C $(LOCALBIN)/bench-apiwrite-baseline-policy; fi
-	KUBEBUILDER_ASSETS="$(K8S_BIN)" go run ./hack/bench-apiwrite --baseline $(LOCALBIN)/bench-apiwrite-baseline --baseline-policies $(LOCALBIN)/bench-apiwrite-baseline-policy --crds config/crd/bases --policies config/policy
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" go run ./test/performance/apiwrite --baseline $(LOCALBIN)/bench-apiwrite-baseline --baseline-policies $(LOCALBIN)/bench-apiwrite-baseline-policy --crds config/crd/bases --policies config/policy
 
 ##@ Build
 

@@ -8,7 +8,7 @@
 #                                       (well under 64 MiB)
 #   hack/gpu-e2e.sh run DIR [--dry-run] there: unpack, build Ollama's CUDA
 #                                       backend for the GPU's architecture,
-#                                       run hack/gpu-e2e (times printed)
+#                                       run test/gpu-e2e (times printed)
 #
 # --dry-run runs the same steps on a machine without a GPU: the CPU Ollama,
 # no NVML, tiny models, no CUDA build, nvidia-smi and the watermark
@@ -38,7 +38,7 @@ pack() {
   trap 'rm -rf "$stage"' RETURN
   mkdir -p "$stage/bin" "$stage/k8s" "$stage/crds" "$stage/ollama/bin" "$dir"
   log "building the driver and the node agent"
-  (cd "$root" && CGO_ENABLED=1 CGO_CFLAGS="-O2 -g -Wno-deprecated-declarations" go build -trimpath -ldflags='-s -w' -o "$stage/bin/gpu-e2e" ./hack/gpu-e2e)
+  (cd "$root" && CGO_ENABLED=1 CGO_CFLAGS="-O2 -g -Wno-deprecated-declarations" go build -trimpath -ldflags='-s -w' -o "$stage/bin/gpu-e2e" ./test/gpu-e2e)
   (cd "$root" && CGO_ENABLED=1 CGO_CFLAGS="-O2 -g -Wno-deprecated-declarations" go build -trimpath -ldflags='-s -w' -o "$stage/bin/node-agent" ./cmd/node-agent)
   cp "$K8S_BIN/etcd" "$K8S_BIN/kube-apiserver" "$stage/k8s/"
   # Symbols are no use there and a third of the size.

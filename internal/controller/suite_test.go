@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,6 +40,8 @@ var (
 	cfg         *rest.Config
 	k8sClient   client.Client
 	stopManager func()
+	// suiteRegistry is the dispatcher registry of the manager started last.
+	suiteRegistry atomic.Pointer[dispatch.Registry]
 )
 
 func TestControllers(t *testing.T) {
@@ -97,6 +100,7 @@ func startManagerWith(opts ctrl.Options) func() {
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
 	registry := dispatch.NewRegistry()
+	suiteRegistry.Store(registry)
 	runs := batchrun.New(clock.RealClock{}, results.FlushPolicy{})
 	Expect(mgr.Add(registry)).To(Succeed())
 	Expect(mgr.Add(runs)).To(Succeed())
@@ -129,4 +133,26 @@ func newNamespace() string {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "spec-"}}
 	Expect(k8sClient.Create(context.Background(), ns)).To(Succeed())
 	return ns.Name
+}
+
+// sentAllItCould waits until the provider's dispatcher, in the manager
+// started last, has no call in flight after two whole steps of its loop:
+// whatever it would send with the state as it is now, it has sent and the
+// server has logged. A check that nothing more reached the server then
+// proves the dispatcher had its chance, where a Consistently only hopes so.
+func sentAllItCould(provider string) {
+	GinkgoHelper()
+	var d *dispatch.Dispatcher
+	Eventually(func() *dispatch.Dispatcher { d = suiteRegistry.Load().Get(provider); return d }, timeout, interval).ShouldNot(BeNil())
+	Eventually(func() bool {
+		if d.Quota().InFlight > 0 {
+			return false
+		}
+		for range 2 { // the first may be a step that began before
+			n := d.Steps()
+			d.Wake()
+			Eventually(d.Steps, timeout, 10*time.Millisecond).Should(BeNumerically(">", n))
+		}
+		return d.Quota().InFlight == 0
+	}, timeout, interval).Should(BeTrue(), "the dispatcher of %s still sending", provider)
 }

@@ -286,6 +286,10 @@ func (d *Dispatcher) Adjust(key string, suspend bool, priority int32) {
 // an item).
 func (d *Dispatcher) Wake() { d.poke() }
 
+// Steps is how many steps the dispatcher's loop made. A test waits for
+// more after Wake to know the loop looked at the state as it is.
+func (d *Dispatcher) Steps() uint64 { return d.steps.Load() }
+
 // topUp takes items waiting in the feed until the queue holds want; a
 // closed feed is done with.
 func (b *batch) topUp(want int) {

@@ -164,7 +164,7 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 
 		kubectl("-n", "llm", "wait", "--for=condition=Complete", "inferencebatch/on-ollama", "--timeout=120s")
 		Expect(resultsOf("llm", "on-ollama")).To(HaveLen(3))
-		Expect(countStatus(resultsOf("llm", "on-ollama"), "succeeded")).To(Equal(3))
+		Expect(countSucceeded(resultsOf("llm", "on-ollama"))).To(Equal(3))
 	})
 
 	It("runs the original report's 136-item batch to Complete through the emulator Service", func() {
@@ -180,7 +180,7 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 			To(Equal("136/136 95 41"))
 		rs := resultsOf("default", "news-sentiment")
 		Expect(rs).To(HaveLen(136))
-		Expect(countStatus(rs, "succeeded")).To(Equal(41))
+		Expect(countSucceeded(rs)).To(Equal(41))
 	})
 
 	It("serves the manager's metrics over HTTPS to a scraper the chart's metrics-reader role allows, and to no one else", func() {
@@ -338,7 +338,7 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 		}
 		must(batch(tenant), kubectlPath(), "apply", "--as="+alice, "-f", "-")
 		kubectl("-n", tenant, "wait", "--for=condition=Complete", "inferencebatch/mine", "--timeout=120s")
-		Expect(countStatus(resultsOf(tenant, "mine"), "succeeded")).To(Equal(2))
+		Expect(countSucceeded(resultsOf(tenant, "mine"))).To(Equal(2))
 		out, err := run(batch(other), kubectlPath(), "apply", "--as="+alice, "-f", "-")
 		Expect(err).To(HaveOccurred(), "alice created a batch in a namespace she was not given: %s", out)
 		Expect(out).To(ContainSubstring("forbidden"))
@@ -434,7 +434,7 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 			kubectl("-n", work, "wait", "--for=condition=Complete", "inferencebatch/steady", "--timeout=300s")
 			rs := resultsOf(work, "steady")
 			Expect(rs).To(HaveLen(steadyItems), "a result was lost")
-			Expect(countStatus(rs, "succeeded")).To(Equal(steadyItems))
+			Expect(countSucceeded(rs)).To(Equal(steadyItems))
 
 			log := emulatorLog()
 			Expect(log).NotTo(BeEmpty())

@@ -75,10 +75,11 @@ func resultsOf(ns, batch string) map[string]results.Result {
 	return byID
 }
 
-func countStatus(rs map[string]results.Result, status string) int {
+// countSucceeded counts the results that succeeded.
+func countSucceeded(rs map[string]results.Result) int {
 	n := 0
 	for _, r := range rs {
-		if r.Status == status {
+		if r.Status == results.Succeeded {
 			n++
 		}
 	}

@@ -65,7 +65,7 @@ func main() {
 	baseWrite := flag.String("baseline-write", writePatch, "How the baseline writes status: patch (a merge patch, as the manager did before 2026-11-28) or put (a PUT without the inline items).")
 	write := flag.String("write", writePut, "How this tree writes status: put (as the manager does) or patch.")
 	flag.IntVar(&o.batches, "batches", 300, "Batches created per run.")
-	flag.IntVar(&o.items, "items", 100, "Inline items per batch (prompts as hack/bench-scale writes them).")
+	flag.IntVar(&o.items, "items", 100, "Inline items per batch (prompts as test/performance/scale writes them).")
 	flag.IntVar(&o.patches, "patches", 3, "Status writes per batch (as the manager's: start time, counts, a condition).")
 	flag.IntVar(&o.runs, "runs", 3, "Runs of each CRD set, alternating.")
 	flag.IntVar(&o.workers, "workers", 8, "Requests in flight.")
@@ -198,7 +198,7 @@ func measure(dir, policies, write string, o options) (figures, error) {
 		objectBytes: len(whole), mfByte: len(mf)}, nil
 }
 
-// batch is shaped as hack/bench-scale's.
+// batch is shaped as test/performance/scale's.
 func batch(name string, i, items int) *llmv1.InferenceBatch {
 	b := &llmv1.InferenceBatch{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
 		Spec: llmv1.InferenceBatchSpec{ProviderRef: llmv1.ProviderReference{Name: "bench"}}}

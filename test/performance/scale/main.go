@@ -72,6 +72,9 @@ type config struct {
 	memoryLimit int64
 	// keep keeps each run's directory (manager and emulator logs).
 	keep bool
+	// ranges is the file of the key figures' ranges each run is checked
+	// against; empty checks none.
+	ranges string
 }
 
 func main() {
@@ -93,6 +96,7 @@ func main() {
 	flag.StringVar(&c.crds, "crds", "config/crd/bases", "Directory of the CRDs the API server serves (an older commit's, to measure what the schema costs; make bench-apiwrite extracts them).")
 	flag.StringVar(&c.policies, "policies", "config/policy", "Directory of the admission policies installed beside the CRDs; empty: none (with an older commit's CRDs, whose rules were all in the CRD).")
 	flag.StringVar(&c.baseline, "baseline-manager", "", "Measure this manager binary instead (an older build, such as the first wave's), passing only the flags it knows.")
+	flag.StringVar(&c.ranges, "ranges", "test/performance/scale/ranges.yaml", "File of the ranges the key figures of every run must fall in (a figure outside fails the run); empty: none.")
 	flag.BoolVar(&c.keep, "keep", false, "Keep each run's directory with the manager's and the emulator's logs.")
 	flag.Int64Var(&c.memoryLimit, "memory-limit", 256<<20, "Bytes of the container memory limit passed to the manager as the chart does (LLMQUOTA_MEMORY_LIMIT; the chart's default is 256Mi); 0: none.")
 	flag.StringVar(&c.pprof, "pprof", "0", "The manager's --pprof-bind-address, to profile it during a run.")
@@ -109,13 +113,8 @@ func main() {
 		}
 		c.sizes = append(c.sizes, n)
 	}
-	sink := "inline items, ConfigMap sink"
-	switch {
-	case c.s3:
-		sink = "items from S3, S3 sink (MinIO)"
-	case c.s3Input:
-		sink = "items from S3 (MinIO), ConfigMap sink"
-	}
+	sink := map[string]string{sinkConfigMap: "inline items, ConfigMap sink", sinkS3: "items from S3, S3 sink (MinIO)",
+		sinkS3Input: "items from S3 (MinIO), ConfigMap sink"}[sinkOf(c)]
 	if c.baseline != "" {
 		fmt.Printf("# baseline: %s\n", c.baseline)
 	}
@@ -313,12 +312,16 @@ func run(c config, batches int) (string, error) {
 		lag = "-" // no ConfigMaps to watch
 	}
 	items := batches * c.items
-	p50, p99 := w.admission(0.50), w.admission(0.99)
 	byMethod, sum := delta(writesBefore, writes)
-	return fmt.Sprintf("| %d | %d | %.1f s | %s / %s | %.0f | %.0f MiB | %.1f s | %.3f (%s) | %.1f MiB | %.1f MiB | %s |",
-		batches, items, elapsed.Seconds(), p50.Round(time.Millisecond), p99.Round(time.Millisecond), float64(items)/elapsed.Seconds(),
-		float64(usage.PeakRSS)/(1<<20), usage.CPU.Seconds(), float64(sum)/float64(items), byMethod,
-		float64(etcdAfter-etcdBefore)/(1<<20), float64(resultBytes)/(1<<20), lag), nil
+	f := figures{batches: batches, items: items, elapsed: elapsed, p50: w.admission(0.50), p99: w.admission(0.99),
+		peakRSS: usage.PeakRSS, cpu: usage.CPU, writesPerItem: float64(sum) / float64(items), byMethod: byMethod,
+		etcdGrowth: etcdAfter - etcdBefore, resultBytes: resultBytes, resultsInEtcd: !c.s3, lag: lag}
+	row := f.row()
+	if err := checkRanges(c, f); err != nil {
+		fmt.Println(row)
+		return "", err
+	}
+	return row, nil
 }
 
 func createProvider(ctx context.Context, k client.Client, c config, port int) error {
