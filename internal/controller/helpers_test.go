@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -40,6 +41,11 @@ func (c counting) Update(ctx context.Context, obj client.Object, opts ...client.
 func (c counting) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
 	apiWrites.Add(1)
 	return c.Client.Patch(ctx, obj, patch, opts...)
+}
+
+func (c counting) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+	apiWrites.Add(1)
+	return c.Client.Apply(ctx, obj, opts...)
 }
 
 func (c counting) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {

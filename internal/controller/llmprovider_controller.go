@@ -133,7 +133,7 @@ func (r *LLMProviderReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	p.Status.ObservedGeneration = p.Generation
 
 	if !equality.Semantic.DeepEqual(orig.Status, p.Status) {
-		if err := r.Status().Patch(ctx, &p, client.MergeFrom(orig)); err != nil {
+		if err := r.Status().Patch(ctx, &p, client.MergeFrom(orig), client.FieldOwner(fieldManagerProviderStatus)); err != nil {
 			return ctrl.Result{}, err
 		}
 	}

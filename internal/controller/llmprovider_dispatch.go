@@ -131,16 +131,35 @@ func (r *LLMProviderReconciler) apiKey(ctx context.Context, p *llmv1.LLMProvider
 	return strings.TrimSpace(string(s.Data[ref.Key])), nil
 }
 
+// committedPatch is a merge patch of the provider's committed spend alone.
+type committedPatch struct {
+	Status struct {
+		Cost struct {
+			Committed llmv1.CostCommitment `json:"committed"`
+		} `json:"cost"`
+	} `json:"status"`
+}
+
 // persistCost writes the spend committed under budgets into the
-// provider's status, with a merge patch of that field alone.
+// provider's status, with a merge patch of that field alone, as its own
+// field manager: the dispatcher waits for this write before it sends calls
+// beyond it, so it cannot wait for the reconciler's next status write.
 func (r *LLMProviderReconciler) persistCost(name string) func(context.Context, cost.Period) error {
 	return func(ctx context.Context, c cost.Period) error {
-		patch, err := json.Marshal(map[string]any{"status": map[string]any{"cost": map[string]any{"committed": llmv1.CostCommitment{
-			Day: c.Day, Today: llmv1.Decimal(c.Today), Month: c.Month, ThisMonth: llmv1.Decimal(c.ThisMonth)}}}})
+		var patch committedPatch
+		patch.Status.Cost.Committed = llmv1.CostCommitment{Day: c.Day, Today: llmv1.Decimal(c.Today), Month: c.Month, ThisMonth: llmv1.Decimal(c.ThisMonth)}
+		data, err := json.Marshal(patch)
 		if err != nil {
 			return err
 		}
 		p := &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: name}}
-		return r.Status().Patch(ctx, p, client.RawPatch(types.MergePatchType, patch))
+		return r.Status().Patch(ctx, p, client.RawPatch(types.MergePatchType, data), client.FieldOwner(fieldManagerBudget))
 	}
 }
+
+// The manager's field managers of the LLMProvider status: the reconciler's
+// and the budget's committed spend.
+const (
+	fieldManagerProviderStatus = "llmquota-manager-provider-status"
+	fieldManagerBudget         = "llmquota-manager-budget"
+)

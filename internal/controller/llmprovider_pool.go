@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -158,6 +158,10 @@ func warmCondition(p *llmv1.LLMProvider, warm, total int) metav1.Condition {
 	return c
 }
 
+// fieldManagerCleanupRequest owns the manager's cleanup requests on pods
+// (server-side apply, a field manager of its own).
+const fieldManagerCleanupRequest = "llmquota-manager-cleanup-request"
+
 // requestCleanups asks the node agent, through the pod's annotation, for a
 // forced cleanup of each failing pod that has no request pending.
 func (r *LLMProviderReconciler) requestCleanups(ctx context.Context, p *llmv1.LLMProvider, pods []*corev1.Pod, failing []string) {
@@ -171,8 +175,8 @@ func (r *LLMProviderReconciler) requestCleanups(ctx context.Context, p *llmv1.LL
 				continue // the agent has not handled the last one yet
 			}
 			value := r.Clock.Now().UTC().Format(time.RFC3339Nano)
-			patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{llmv1.AnnotationCleanupRequested: value}}})
-			if err := r.Patch(ctx, pod, client.RawPatch(types.MergePatchType, patch)); err != nil {
+			ask := corev1ac.Pod(pod.Name, pod.Namespace).WithAnnotations(map[string]string{llmv1.AnnotationCleanupRequested: value})
+			if err := r.Apply(ctx, ask, client.FieldOwner(fieldManagerCleanupRequest), client.ForceOwnership); err != nil {
 				logf.FromContext(ctx).Error(err, "Requesting a forced cleanup", "pod", client.ObjectKeyFromObject(pod))
 				continue
 			}

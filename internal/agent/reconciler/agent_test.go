@@ -205,6 +205,8 @@ var _ = Describe("Node agent", func() {
 		Expect(ollamaAPI().Load(ctx, "tiny-b", time.Hour)).To(Succeed())
 		before := testutil.ToFloat64(cleanups.WithLabelValues("Forced"))
 
+		kubelet, _ := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.PodCondition{{Type: corev1.ContainersReady, Status: corev1.ConditionTrue}}}})
+		Expect(k8sClient.Status().Patch(ctx, pod, client.RawPatch(types.StrategicMergePatchType, kubelet), client.FieldOwner("kubelet"))).To(Succeed())
 		annotate(ctx, pod, llmv1.AnnotationCleanupRequested, "2026-11-26T10:00:00Z")
 		Eventually(func() string { return get(ctx, pod).Annotations[llmv1.AnnotationCleanupHandled] }).
 			WithTimeout(timeout).WithPolling(interval).Should(Equal("2026-11-26T10:00:00Z"))
@@ -214,6 +216,22 @@ var _ = Describe("Node agent", func() {
 		Expect(testutil.ToFloat64(cleanups.WithLabelValues("Forced")) - before).To(Equal(1.0))
 		Eventually(func() []string { return eventNotes(ctx, ns, "ollama-0", "CleanedUp") }).WithTimeout(timeout).WithPolling(interval).
 			Should(ContainElement(HavePrefix("Forced cleanup unloaded")))
+
+		By("each kind of write is its own field manager's, so none took away another's field or the kubelet's")
+		Eventually(func(g Gomega) {
+			got := get(ctx, pod)
+			g.Expect(got.Annotations).To(HaveKey(llmv1.AnnotationEndpointReport))
+			g.Expect(got.Annotations).To(HaveKeyWithValue(llmv1.AnnotationCleanupHandled, "2026-11-26T10:00:00Z"))
+			g.Expect(ollamapod.WarmCondition(got)).To(HaveField("Status", corev1.ConditionTrue))
+			g.Expect(got.Status.Conditions).To(ContainElement(HaveField("Type", corev1.ContainersReady)), "the kubelet's condition")
+			var managers []string
+			for _, m := range got.ManagedFields {
+				if m.Operation == metav1.ManagedFieldsOperationApply {
+					managers = append(managers, m.Manager)
+				}
+			}
+			g.Expect(managers).To(ConsistOf(fieldManagerWarm, fieldManagerReport, fieldManagerCleanup))
+		}).WithTimeout(timeout).WithPolling(interval).Should(Succeed())
 
 		By("the same request is not acted on again")
 		Expect(ollamaAPI().Load(ctx, "tiny-b", time.Hour)).To(Succeed())

@@ -66,7 +66,7 @@ func (r *PodReconciler) cleanup(ctx context.Context, pod *corev1.Pod, pool *llmv
 		}
 		// Recorded on the pod, so the request is acted on once, across
 		// agent restarts too.
-		err = r.patchStatus(ctx, pod, map[string]any{"metadata": map[string]any{"annotations": map[string]string{llmv1.AnnotationCleanupHandled: requested}}})
+		err = r.applyStatus(ctx, fieldManagerCleanup, podApply(pod).WithAnnotations(map[string]string{llmv1.AnnotationCleanupHandled: requested}))
 	}
 	return 0, cleaned, err
 }

@@ -40,7 +40,7 @@ func (r *PodReconciler) report(ctx context.Context, pod *corev1.Pod, model strin
 	if err != nil {
 		return err
 	}
-	return r.patchStatus(ctx, pod, map[string]any{"metadata": map[string]any{"annotations": map[string]string{llmv1.AnnotationEndpointReport: string(data)}}})
+	return r.applyStatus(ctx, fieldManagerReport, podApply(pod).WithAnnotations(map[string]string{llmv1.AnnotationEndpointReport: string(data)}))
 }
 
 func differs(a, b llmv1.EndpointReport) bool {

@@ -2,13 +2,12 @@ package reconciler
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -61,9 +60,9 @@ func (r *PodReconciler) warm(ctx context.Context, pod *corev1.Pod, pool *llmv1.L
 	return true, r.setWarm(ctx, pod, true, llmv1.PodReasonWarm, msg)
 }
 
-// setWarm writes the ModelWarm condition when it differs from the pod's,
-// with a strategic merge patch of the status, which merges conditions by
-// type and so leaves the kubelet's own untouched.
+// setWarm writes the ModelWarm condition when it differs from the pod's.
+// Pod conditions are a list keyed by type, so applying one leaves the
+// kubelet's own untouched.
 func (r *PodReconciler) setWarm(ctx context.Context, pod *corev1.Pod, warm bool, reason, message string) error {
 	status := corev1.ConditionFalse
 	if warm {
@@ -84,17 +83,30 @@ func (r *PodReconciler) setWarm(ctx context.Context, pod *corev1.Pod, warm bool,
 	if !warm {
 		endpointWarm.WithLabelValues(pod.Namespace, pod.Name).Set(0)
 	}
-	return r.patchStatus(ctx, pod, map[string]any{"status": map[string]any{"conditions": []corev1.PodCondition{c}}})
+	return r.applyStatus(ctx, fieldManagerWarm, podApply(pod).WithStatus(corev1ac.PodStatus().WithConditions(
+		corev1ac.PodCondition().WithType(c.Type).WithStatus(c.Status).WithReason(c.Reason).WithMessage(c.Message).
+			WithLastTransitionTime(c.LastTransitionTime))))
 }
 
-// patchStatus sends a strategic merge patch to the pod's status
-// subresource: the agent's only write to pods (its RBAC has pods/status
-// patch, not pods patch). Annotations travel the same way.
-func (r *PodReconciler) patchStatus(ctx context.Context, pod *corev1.Pod, patch map[string]any) error {
-	data, err := json.Marshal(patch)
-	if err != nil {
-		return err
-	}
-	// A pod deleted meanwhile needs nothing more.
-	return client.IgnoreNotFound(r.Status().Patch(ctx, pod, client.RawPatch(types.StrategicMergePatchType, data)))
+// The agent's field managers, one per kind of write: under server-side
+// apply a manager owns exactly the fields it applied last, so a write that
+// shared a manager with another would remove the other's field.
+const (
+	fieldManagerWarm    = "llmquota-node-agent-warm"
+	fieldManagerReport  = "llmquota-node-agent-report"
+	fieldManagerCleanup = "llmquota-node-agent-cleanup"
+)
+
+// podApply is an empty apply configuration of pod.
+func podApply(pod *corev1.Pod) *corev1ac.PodApplyConfiguration {
+	return corev1ac.Pod(pod.Name, pod.Namespace)
+}
+
+// applyStatus applies the agent's fields through the pod's status
+// subresource, server-side, as manager: the agent's only write to pods
+// (its RBAC has pods/status patch, not pods patch). Annotations travel the
+// same way. A subresource is never created by an apply, so a pod deleted
+// meanwhile is NotFound, and needs nothing more.
+func (r *PodReconciler) applyStatus(ctx context.Context, manager string, ac *corev1ac.PodApplyConfiguration) error {
+	return client.IgnoreNotFound(r.Status().Apply(ctx, ac, client.FieldOwner(manager), client.ForceOwnership))
 }
