@@ -87,7 +87,7 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 		if m.call.onSend != nil {
 			m.call.onSend(m.call.waited)
 		}
-		go d.call(ctx, m.batch, m.call.params, m.item, m.call.est, m.call.res, m.call.target, m.call.timeout, m.call.wire)
+		go d.call(ctx, m.batch, m.item, m.call)
 	}
 	return m.wait
 }
@@ -296,12 +296,13 @@ func (d *Dispatcher) shutdown() {
 	}
 }
 
-// call runs one attempt against target and settles its outcome.
-func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item, est ratewindow.Cost, res *reservation, target Endpoint, timeout time.Duration, wire bool) {
+// call runs one attempt as c planned it and settles its outcome.
+func (d *Dispatcher) call(ctx context.Context, b *batch, it Item, c *callPlan) {
 	defer d.calls.Done() // after the result is reported: see Drain
 	it.Attempts++
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	if wire {
+	params, target := c.params, c.target
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	if c.wire {
 		var done func()
 		cctx, done = d.wrote(cctx)
 		defer done()
@@ -314,7 +315,7 @@ func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item,
 	cancel()
 	now := d.clock.Now()
 
-	pe := d.releaseSlot(now, est, resp, err)
+	pe := d.releaseSlot(now, c.est, resp, err)
 	d.learn(now, started, pe)
 
 	d.observeEndpoint(target, pe)
@@ -325,7 +326,7 @@ func (d *Dispatcher) call(ctx context.Context, b *batch, params Params, it Item,
 		}
 		d.cfg.OnCall(outcome, now.Sub(started))
 	}
-	if r, report := d.settle(b, it, params.Model, resp, pe, res, now); report != nil {
+	if r, report := d.settle(b, it, params.Model, resp, pe, c.res, now); report != nil {
 		report(r)
 	}
 	d.poke()
