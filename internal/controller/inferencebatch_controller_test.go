@@ -492,7 +492,7 @@ var _ = Describe("InferenceBatch", func() {
 		_, url := emulate(emulator.Config{})
 		b := batchOf(ns, "early", "not-yet-"+ns, 3, nil)
 		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, llmv1.ReasonProviderNotFound))
-		Expect(eventReasons(b)).To(ContainElement("Warning/" + llmv1.ReasonProviderNotFound))
+		Eventually(func() []string { return eventReasons(b) }, timeout, interval).Should(ContainElement("Warning/" + llmv1.ReasonProviderNotFound))
 		Expect(getBatch(b)(Default)).To(SatisfyAll(
 			haveCondition(llmv1.ConditionFailed, metav1.ConditionFalse, llmv1.ReasonNoFailure), // waiting is not failing
 			haveCondition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonProviderNotFound)))
@@ -572,7 +572,7 @@ var _ = Describe("InferenceBatch", func() {
 		p := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) { s.Model = "" })
 		b := batchOf(ns, "modelless", p.Name, 3, nil)
 		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, llmv1.ReasonNoModel))
-		Expect(eventReasons(b)).To(ContainElement("Warning/" + llmv1.ReasonNoModel))
+		Eventually(func() []string { return eventReasons(b) }, timeout, interval).Should(ContainElement("Warning/" + llmv1.ReasonNoModel))
 		Expect(emu.Log()).To(BeEmpty(), "a call was sent without a model")
 		Expect(k8sClient.Patch(ctx, b, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"model":"gemini-test"}}`)))).To(Succeed())
 		waitFinished(b, timeout)
@@ -584,7 +584,7 @@ var _ = Describe("InferenceBatch", func() {
 		b := batchOf(ns, "unselected", p.Name, 3, nil)
 		Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, llmv1.ReasonNamespaceNotSelected))
 		Expect(meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionAdmitted).Message).To(ContainSubstring("unset, which selects no namespace"))
-		Expect(eventReasons(b)).To(ContainElement("Warning/" + llmv1.ReasonNamespaceNotSelected))
+		Eventually(func() []string { return eventReasons(b) }, timeout, interval).Should(ContainElement("Warning/" + llmv1.ReasonNamespaceNotSelected))
 
 		By("a selector that does not match the namespace's labels")
 		Expect(k8sClient.Patch(ctx, p, client.RawPatch(types.MergePatchType,
@@ -682,7 +682,7 @@ var _ = Describe("InferenceBatch", func() {
 			haveCondition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonItemsFailed)))
 		Expect(got.Status.Progress).To(Equal("3/3"))
 		Expect(got.Status.Counts.Failed).To(BeEquivalentTo(3))
-		Expect(eventReasons(refused)).To(ContainElement("Warning/" + llmv1.ReasonItemsFailed))
+		Eventually(func() []string { return eventReasons(refused) }, timeout, interval).Should(ContainElement("Warning/" + llmv1.ReasonItemsFailed))
 
 		By("the provider reads Ready=False AuthFailed, with windows it does not limit shown as unlimited")
 		Eventually(func(g Gomega) {

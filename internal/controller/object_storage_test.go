@@ -163,7 +163,7 @@ var _ = Describe("Object storage", Ordered, func() {
 		} {
 			Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, llmv1.ReasonEndpointNotAllowed))
 			Expect(meta.FindStatusCondition(getBatch(b)(Default).Status.Conditions, llmv1.ConditionAdmitted).Message).To(ContainSubstring(want))
-			Expect(eventReasons(b)).To(ContainElement("Warning/" + llmv1.ReasonEndpointNotAllowed))
+			Eventually(func() []string { return eventReasons(b) }, timeout, interval).Should(ContainElement("Warning/" + llmv1.ReasonEndpointNotAllowed))
 		}
 	})
 })

@@ -40,7 +40,8 @@ var (
 	cfg         *rest.Config
 	k8sClient   client.Client
 	stopManager func()
-	// suiteRegistry is the dispatcher registry of the manager started last.
+	// suiteRegistry is the dispatcher registry of the suite's manager
+	// (startManager), the one that runs between specs.
 	suiteRegistry atomic.Pointer[dispatch.Registry]
 )
 
@@ -77,9 +78,14 @@ var _ = AfterSuite(func() {
 	}
 })
 
-// startManager runs a manager with both reconcilers, as cmd/manager does,
-// and returns a function that stops it and waits until it has.
-func startManager() func() { return startManagerWith(ctrl.Options{}) }
+// startManager runs the suite's manager with both reconcilers, as
+// cmd/manager does, and returns a function that stops it and waits until
+// it has. Its registry is the one sentAllItCould reads.
+func startManager() func() {
+	stop, registry := runManager(ctrl.Options{})
+	suiteRegistry.Store(registry)
+	return stop
+}
 
 // startElectedManager runs a manager that competes for leadership, as the
 // replicas of a Deployment do, releasing the lease when stopped.
@@ -90,7 +96,16 @@ func startElectedManager() func() {
 	})
 }
 
+// startManagerWith runs a further manager, beside or instead of the
+// suite's (a spec's own, with options of its own): its registry is not
+// the suite's, so a spec that started one and stopped it leaves
+// sentAllItCould reading the suite's manager, not the stopped one.
 func startManagerWith(opts ctrl.Options) func() {
+	stop, _ := runManager(opts)
+	return stop
+}
+
+func runManager(opts ctrl.Options) (stop func(), registry *dispatch.Registry) {
 	opts.Scheme = scheme.Scheme
 	opts.Metrics = metricsserver.Options{BindAddress: "0"}
 	opts.HealthProbeBindAddress = "0"
@@ -99,8 +114,7 @@ func startManagerWith(opts ctrl.Options) func() {
 	mgr, err := ctrl.NewManager(cfg, opts)
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
-	registry := dispatch.NewRegistry()
-	suiteRegistry.Store(registry)
+	registry = dispatch.NewRegistry()
 	runs := batchrun.New(clock.RealClock{}, results.FlushPolicy{})
 	Expect(mgr.Add(registry)).To(Succeed())
 	Expect(mgr.Add(runs)).To(Succeed())
@@ -125,7 +139,7 @@ func startManagerWith(opts ctrl.Options) func() {
 	return func() {
 		cancel()
 		<-done
-	}
+	}, registry
 }
 
 // newNamespace creates a namespace of its own for one spec.
@@ -142,17 +156,19 @@ func newNamespace() string {
 // proves the dispatcher had its chance, where a Consistently only hopes so.
 func sentAllItCould(provider string) {
 	GinkgoHelper()
-	var d *dispatch.Dispatcher
-	Eventually(func() *dispatch.Dispatcher { d = suiteRegistry.Load().Get(provider); return d }, timeout, interval).ShouldNot(BeNil())
-	Eventually(func() bool {
-		if d.Quota().InFlight > 0 {
-			return false
-		}
+	// Every poll reads the dispatcher afresh and reports why it is not done
+	// yet, so a failure says which of these held (and a dispatcher
+	// replaced meanwhile is not waited on for ever).
+	Eventually(func(g Gomega) {
+		d := suiteRegistry.Load().Get(provider)
+		g.Expect(d).NotTo(BeNil(), "no dispatcher runs for %s", provider)
+		g.Expect(d.Quota().InFlight).To(BeZero(), "calls in flight before the wake")
 		for range 2 { // the first may be a step that began before
 			n := d.Steps()
 			d.Wake()
-			Eventually(d.Steps, timeout, 10*time.Millisecond).Should(BeNumerically(">", n))
+			g.Eventually(d.Steps, 5*time.Second, 10*time.Millisecond).Should(BeNumerically(">", n), "the loop made no step in 5s after a wake")
 		}
-		return d.Quota().InFlight == 0
-	}, timeout, interval).Should(BeTrue(), "the dispatcher of %s still sending", provider)
+		g.Expect(d.Quota().InFlight).To(BeZero(), "calls in flight after two steps")
+		g.Expect(suiteRegistry.Load().Get(provider)).To(BeIdenticalTo(d), "the dispatcher was replaced meanwhile")
+	}, timeout, interval).Should(Succeed(), "the dispatcher of %s still sending", provider)
 }
