@@ -67,7 +67,7 @@ var _ = Describe("Node agent", func() {
 			HaveField("Message", MatchRegexp(`^model tiny-a warm in \d+(\.\d+)?m?s on attempt 1 of 3, context \d+ tokens$`))))
 		Expect(resident(ctx, "tiny-a")).To(BeTrue(), "the model is resident in /api/ps")
 		Expect(testutil.ToFloat64(warmups.WithLabelValues(ns, "ollama-0", "tiny-a"))).To(Equal(1.0))
-		Expect(eventReasons(ctx, ns, "ollama-0")).To(ContainElement(llmv1.PodReasonWarm))
+		Eventually(func() []string { return eventReasons(ctx, ns, "ollama-0") }).WithTimeout(timeout).WithPolling(interval).Should(ContainElement(llmv1.PodReasonWarm))
 
 		Eventually(report(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(And(
 			HaveField("Model", "tiny-a"), HaveField("Source", llmv1.GPUSourceNVML),
@@ -188,9 +188,9 @@ var _ = Describe("Node agent", func() {
 		Expect(ollamaAPI().Load(ctx, "tiny-b", time.Hour)).To(Succeed())
 		before := testutil.ToFloat64(cleanups.WithLabelValues("Watermark"))
 		mockGPUProcesses.Store(&[]nvml.ProcessInfo{{Pid: 4343, UsedGpuMemory: 76 * gib}})
-		mockGPUUsed.Store(76 * gib)
 		DeferCleanup(func() { mockGPUUsed.Store(20 * gib) })
-		Consistently(func() bool { return resident(ctx, "tiny-b") }, 2*time.Second, interval).Should(BeTrue())
+		passAfter(ctx, pod, 76*gib, 77*gib, 78*gib) // all over the watermark
+		Expect(resident(ctx, "tiny-b")).To(BeTrue())
 		Expect(testutil.ToFloat64(cleanups.WithLabelValues("Watermark")) - before).To(BeZero())
 
 		By("the Ollama pod's runner holds memory on GPU 0 too: now it cleans up")
@@ -236,7 +236,9 @@ var _ = Describe("Node agent", func() {
 		By("the same request is not acted on again")
 		Expect(ollamaAPI().Load(ctx, "tiny-b", time.Hour)).To(Succeed())
 		annotate(ctx, pod, "touched", "yes") // wakes the agent
-		Consistently(func() bool { return resident(ctx, "tiny-b") }).WithTimeout(2 * time.Second).WithPolling(interval).Should(BeTrue())
+		DeferCleanup(func() { mockGPUUsed.Store(20 * gib) })
+		passAfter(ctx, pod, 30*gib, 31*gib, 32*gib) // all under the watermark
+		Expect(resident(ctx, "tiny-b")).To(BeTrue())
 		Expect(testutil.ToFloat64(cleanups.WithLabelValues("Forced")) - before).To(Equal(1.0))
 	})
 
@@ -247,7 +249,7 @@ var _ = Describe("Node agent", func() {
 			HaveField("Status", corev1.ConditionFalse), HaveField("Reason", llmv1.PodReasonWarmupFailed),
 			HaveField("Message", And(ContainSubstring("after 2 attempts"), ContainSubstring("404"), ContainSubstring("no-such-model")))))
 		Expect(testutil.ToFloat64(warmupFailures.WithLabelValues(ns, "ollama-0", "no-such-model"))).To(BeNumerically(">=", 1))
-		Expect(eventReasons(ctx, ns, "ollama-0")).To(ContainElement(llmv1.PodReasonWarmupFailed))
+		Eventually(func() []string { return eventReasons(ctx, ns, "ollama-0") }).WithTimeout(timeout).WithPolling(interval).Should(ContainElement(llmv1.PodReasonWarmupFailed))
 
 		By("a pod whose Ollama is down (endpoint override to a closed port)")
 		down := newRunningPod(ctx, ns, "ollama-down", gpuNode, map[string]string{llmv1.AnnotationOllamaEndpoint: "http://127.0.0.1:1"})
@@ -344,6 +346,27 @@ func report(ctx context.Context, pod *corev1.Pod) func() llmv1.EndpointReport {
 		var r llmv1.EndpointReport
 		_ = json.Unmarshal([]byte(get(ctx, pod).Annotations[llmv1.AnnotationEndpointReport]), &r)
 		return r
+	}
+}
+
+// passAfter waits for a whole pass of the agent over pod that began after
+// the call and after the models loaded before it stopped counting as busy,
+// so a check that the pass did nothing is not a hope. It sets device 0's
+// used memory to each of used in turn, waiting each time for the pod's
+// report to show it (the other seven mock GPUs use 1 GiB each): the pass
+// that reports one value began after the pass that reported the one
+// before ended. After the first, it waits out the agent's poll interval,
+// within which a model just seen counts as busy and is not unloaded
+// (ollama.Tracker); the last pass then began after that. Every value
+// should be on the same side of the watermark.
+func passAfter(ctx context.Context, pod *corev1.Pod, used ...uint64) {
+	GinkgoHelper()
+	for i, u := range used {
+		mockGPUUsed.Store(u)
+		Eventually(report(ctx, pod)).WithTimeout(timeout).WithPolling(interval).Should(HaveField("GPUMemoryUsedBytes", int64(u+7*gib)))
+		if i == 0 {
+			time.Sleep(pollInterval) // a precondition of the passes to come, not a hope: they are waited for
+		}
 	}
 }
 

@@ -87,6 +87,9 @@ var _ = BeforeSuite(func() {
 	})
 })
 
+// pollInterval is how often the suite's agents look at each pod again.
+const pollInterval = 300 * time.Millisecond
+
 // startAgent runs an agent for node as cmd/node-agent does, with short
 // intervals, until the suite (or the spec that started it) ends.
 func startAgent(cfg *rest.Config, node string, open func() (*gpu.Reader, error)) {
@@ -104,7 +107,7 @@ func startAgentSampling(cfg *rest.Config, node string, open func() (*gpu.Reader,
 	r := &PodReconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("llmquota-node-agent"), Clock: agentClock,
 		GPU: gpu.NewMonitor(open, ctrl.Log.WithName(node)),
-		Options: Options{NodeName: node, PollInterval: 300 * time.Millisecond, GPUInterval: gpuInterval,
+		Options: Options{NodeName: node, PollInterval: pollInterval, GPUInterval: gpuInterval,
 			CleanupMinGap: time.Second, WarmupBackoff: 10 * time.Millisecond, ProcRoot: procRoot},
 	}
 	Expect(r.SetupWithManager(mgr)).To(Succeed())
