@@ -42,7 +42,7 @@ IMAGE_DEBS := ca-certificates libc6 libstdc++6 libgcc-s1
 IMAGE_LDFLAGS := -s -w -X github.com/llmquota/llmquota/internal/version.Version=$(VERSION)
 
 # Paths `make manifests generate` writes; `make verify` fails if they drift.
-GENERATED := config/crd/bases config/rbac/role.yaml config/rbac/node-agent api/v1alpha1/zz_generated.deepcopy.go $(CHART)/crds $(CHART)/files/manager-role.yaml $(CHART)/files/node-agent-role.yaml $(CHART)/files/inferencebatch-policy.yaml
+GENERATED := config/crd/bases config/rbac/role.yaml config/rbac/node-agent api/v1alpha1/zz_generated.deepcopy.go api/v1alpha1/applyconfiguration $(CHART)/crds $(CHART)/files/manager-role.yaml $(CHART)/files/node-agent-role.yaml $(CHART)/files/inferencebatch-policy.yaml
 
 GO_TEST_FLAGS ?= -race -count=1
 
@@ -71,8 +71,10 @@ manifests: ## Generate CRDs and RBAC from the kubebuilder markers, and copy them
 	cp config/policy/inferencebatch-spec.yaml $(CHART)/files/inferencebatch-policy.yaml
 
 .PHONY: generate
-generate: ## Generate DeepCopy methods for the API types.
+generate: ## Generate DeepCopy methods and apply configurations for the API types.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+	rm -rf api/v1alpha1/applyconfiguration
+	$(CONTROLLER_GEN) applyconfiguration:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
 .PHONY: fmt
 fmt: ## Run gofmt on the tree.

@@ -3,6 +3,7 @@
 // of prompt work run under that quota.
 //
 // +kubebuilder:object:generate=true
+// +kubebuilder:ac:generate=true
 // +groupName=llmquota.dev
 package v1alpha1
 
@@ -15,6 +16,10 @@ import (
 var (
 	// GroupVersion is the API group and version of every type in this package.
 	GroupVersion = schema.GroupVersion{Group: "llmquota.dev", Version: "v1alpha1"}
+
+	// SchemeGroupVersion is GroupVersion under the name the generated apply
+	// configurations (applyconfiguration/) refer to.
+	SchemeGroupVersion = GroupVersion
 
 	// SchemeBuilder registers the types of this package into a runtime.Scheme.
 	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)

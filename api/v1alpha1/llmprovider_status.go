@@ -142,9 +142,10 @@ type CostStatus struct {
 	// +optional
 	ThisMonth Decimal `json:"thisMonth,omitempty"`
 	// committed is what the manager may have spent by now under
-	// spec.cost.budgets. It is written before calls beyond it are sent, so a
-	// manager that restarts counts it as spent and cannot overspend; only
-	// the dispatcher writes it.
+	// spec.cost.budgets. The manager persists it in its own namespace (the
+	// ConfigMap llmquota-cost-<provider>) before calls beyond it are sent,
+	// so a manager that restarts counts it as spent and cannot overspend;
+	// this field shows the last value persisted.
 	// +optional
 	Committed *CostCommitment `json:"committed,omitempty"`
 	// namespaces is what each namespace spent, batches and gateway calls

@@ -49,7 +49,11 @@ var _ = Describe("Budgets", func() {
 			committed, ok := new(big.Rat).SetString(string(got.Status.Cost.Committed.Today))
 			g.Expect(ok).To(BeTrue())
 			g.Expect(committed.Cmp(big.NewRat(5, 100))).To(BeNumerically("<=", 0), "committed %s, past the budget", committed.FloatString(6))
+			g.Expect(statusWriters(&got)).To(ConsistOf("llmquota-manager-provider-status/Apply"), "the status has one writer")
 		}, timeout, interval).Should(Succeed())
+		var cm corev1.ConfigMap
+		Expect(k8sClient.Get(context.Background(), types.NamespacedName{Namespace: stateNamespace, Name: "llmquota-cost-" + p.Name}, &cm)).To(Succeed())
+		Expect(cm.Data).To(HaveKey(".provider"), "the commitment the dispatcher waits for lives in the manager's state")
 		// At most five calls reach the server (0.05 at 0.01 each), whatever the
 		// restart cut off; at least three (the budget, not the test, stopped it).
 		sentAllItCould(p.Name)

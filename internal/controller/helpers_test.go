@@ -79,3 +79,8 @@ func (c countingStatus) Patch(ctx context.Context, obj client.Object, patch clie
 	apiWrites.Add(1)
 	return c.SubResourceWriter.Patch(ctx, obj, patch, opts...)
 }
+
+func (c countingStatus) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.SubResourceApplyOption) error {
+	apiWrites.Add(1)
+	return c.SubResourceWriter.Apply(ctx, obj, opts...)
+}

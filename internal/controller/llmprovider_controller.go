@@ -60,6 +60,9 @@ type LLMProviderReconciler struct {
 
 	keys  keyChecks
 	pools pools
+	// adopted holds the UIDs of providers whose status fields are known to
+	// be the status's field manager's alone (llmprovider_apply.go).
+	adopted sync.Map
 }
 
 // statusRefresh is how often a provider with a running dispatcher has its
@@ -133,7 +136,7 @@ func (r *LLMProviderReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	p.Status.ObservedGeneration = p.Generation
 
 	if !equality.Semantic.DeepEqual(orig.Status, p.Status) {
-		if err := r.Status().Patch(ctx, &p, client.MergeFrom(orig), client.FieldOwner(fieldManagerProviderStatus)); err != nil {
+		if err := r.applyStatus(ctx, &p); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -319,7 +322,7 @@ func (r *LLMProviderReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}); err != nil {
 		return err
 	}
-	// Status writes (ours, and the dispatcher's quota persistence) change no
+	// Status writes (ours, the one writer of the status) change no
 	// generation; they must not wake the reconciler, which refreshes on a timer.
 	specChanged := builder.WithPredicates(predicate.GenerationChangedPredicate{})
 	return ctrl.NewControllerManagedBy(mgr).

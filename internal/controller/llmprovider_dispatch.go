@@ -2,15 +2,12 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
@@ -86,9 +83,9 @@ func (r *LLMProviderReconciler) ensureDispatcher(ctx context.Context, p *llmv1.L
 	cfg.OnSend = observeSend(p.Name)
 	cfg.OnInteractive = observeInteractive(p.Name)
 	cfg.OnUsage = observeUsage(p.Name)
-	cfg.PersistCost = r.persistCost(p.Name)
-	cfg.PersistNamespaceCost = r.persistNamespaceCost(p)
-	namespaceCost, err := r.loadNamespaceCost(ctx, p)
+	cfg.PersistCost = r.persistCost(p)
+	cfg.PersistNamespaceCost = r.persistCommitment(p)
+	committed, err := r.loadCommitments(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -96,20 +93,7 @@ func (r *LLMProviderReconciler) ensureDispatcher(ctx context.Context, p *llmv1.L
 	if err != nil {
 		return err
 	}
-	if c := p.Status.Cost; c != nil {
-		var committed cost.Period
-		if k := c.Committed; k != nil {
-			committed = cost.Period{Day: k.Day, Today: string(k.Today), Month: k.Month, ThisMonth: string(k.ThisMonth)}
-		}
-		d.SeedCost(cost.Period{Day: c.Day, Today: string(c.Today), Month: c.Month, ThisMonth: string(c.ThisMonth)}, committed)
-		teams := make([]dispatch.TeamUsage, len(c.Namespaces))
-		for i, n := range c.Namespaces {
-			teams[i] = dispatch.TeamUsage{Namespace: n.Namespace, Day: c.Day, Today: string(n.Today), Month: c.Month,
-				ThisMonth: string(n.ThisMonth), TokensIn: n.TokensIn, TokensOut: n.TokensOut}
-		}
-		d.SeedTeams(teams)
-	}
-	d.SeedNamespaceCost(namespaceCost)
+	seedCost(d, p.Status.Cost, committed)
 	r.Registry.Run(d, version)
 	logf.FromContext(ctx).Info("Started dispatcher", "version", version, "restoredQuota", len(snapshot) > 0)
 	return nil
@@ -131,35 +115,28 @@ func (r *LLMProviderReconciler) apiKey(ctx context.Context, p *llmv1.LLMProvider
 	return strings.TrimSpace(string(s.Data[ref.Key])), nil
 }
 
-// committedPatch is a merge patch of the provider's committed spend alone.
-type committedPatch struct {
-	Status struct {
-		Cost struct {
-			Committed llmv1.CostCommitment `json:"committed"`
-		} `json:"cost"`
-	} `json:"status"`
-}
-
-// persistCost writes the spend committed under budgets into the
-// provider's status, with a merge patch of that field alone, as its own
-// field manager: the dispatcher waits for this write before it sends calls
-// beyond it, so it cannot wait for the reconciler's next status write.
-func (r *LLMProviderReconciler) persistCost(name string) func(context.Context, cost.Period) error {
-	return func(ctx context.Context, c cost.Period) error {
-		var patch committedPatch
-		patch.Status.Cost.Committed = llmv1.CostCommitment{Day: c.Day, Today: llmv1.Decimal(c.Today), Month: c.Month, ThisMonth: llmv1.Decimal(c.ThisMonth)}
-		data, err := json.Marshal(patch)
-		if err != nil {
-			return err
+// seedCost restores the dispatcher's spend: the totals its status last
+// showed, and the commitments from the provider's ConfigMap (or, written
+// by a manager before they moved there, from its status).
+func seedCost(d *dispatch.Dispatcher, shown *llmv1.CostStatus, c commitments) {
+	if shown != nil {
+		var committed cost.Period
+		switch {
+		case c.provider != nil:
+			committed = *c.provider
+		case shown.Committed != nil:
+			k := shown.Committed
+			committed = cost.Period{Day: k.Day, Today: string(k.Today), Month: k.Month, ThisMonth: string(k.ThisMonth)}
 		}
-		p := &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: name}}
-		return r.Status().Patch(ctx, p, client.RawPatch(types.MergePatchType, data), client.FieldOwner(fieldManagerBudget))
+		d.SeedCost(cost.Period{Day: shown.Day, Today: string(shown.Today), Month: shown.Month, ThisMonth: string(shown.ThisMonth)}, committed)
+		teams := make([]dispatch.TeamUsage, len(shown.Namespaces))
+		for i, n := range shown.Namespaces {
+			teams[i] = dispatch.TeamUsage{Namespace: n.Namespace, Day: shown.Day, Today: string(n.Today), Month: shown.Month,
+				ThisMonth: string(n.ThisMonth), TokensIn: n.TokensIn, TokensOut: n.TokensOut}
+		}
+		d.SeedTeams(teams)
+	} else if c.provider != nil {
+		d.SeedCost(cost.Period{}, *c.provider)
 	}
+	d.SeedNamespaceCost(c.namespaces)
 }
-
-// The manager's field managers of the LLMProvider status: the reconciler's
-// and the budget's committed spend.
-const (
-	fieldManagerProviderStatus = "llmquota-manager-provider-status"
-	fieldManagerBudget         = "llmquota-manager-budget"
-)

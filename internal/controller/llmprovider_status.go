@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"math/big"
 	"strings"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/cost"
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/ratewindow"
 )
@@ -53,15 +55,26 @@ func setUsage(st *llmv1.LLMProviderStatus, s dispatch.Stats) {
 	st.ConsecutiveFailures = int32(s.Quota.ConsecutiveFailures)
 	st.BackoffUntil = timeOrNil(later(s.Quota.BackoffUntil, s.Quota.RetryAfterUntil))
 	st.NextRequestAt = timeOrNil(s.Quota.Next.RetryAt)
-	var committed *llmv1.CostCommitment
-	if st.Cost != nil {
-		committed = st.Cost.Committed // written by the dispatcher alone (persistCost)
-	}
-	st.Cost = &llmv1.CostStatus{Day: s.Cost.Day, Today: llmv1.Decimal(s.Cost.Today), Month: s.Cost.Month, ThisMonth: llmv1.Decimal(s.Cost.ThisMonth), Committed: committed}
+	st.Cost = &llmv1.CostStatus{Day: s.Cost.Day, Today: llmv1.Decimal(s.Cost.Today), Month: s.Cost.Month, ThisMonth: llmv1.Decimal(s.Cost.ThisMonth),
+		Committed: commitmentOf(s.Cost.Committed)}
 	for _, t := range s.Teams {
 		st.Cost.Namespaces = append(st.Cost.Namespaces, llmv1.NamespaceSpend{Namespace: t.Namespace, Today: llmv1.Decimal(t.Today),
 			ThisMonth: llmv1.Decimal(t.ThisMonth), TokensIn: t.TokensIn, TokensOut: t.TokensOut})
 	}
+}
+
+// commitmentOf is the commitment the status shows: what the dispatcher
+// last persisted (commitments.go), none before a budget commits.
+func commitmentOf(c cost.Period) *llmv1.CostCommitment {
+	if isZero(c.Today) && isZero(c.ThisMonth) {
+		return nil
+	}
+	return &llmv1.CostCommitment{Day: c.Day, Today: llmv1.Decimal(c.Today), Month: c.Month, ThisMonth: llmv1.Decimal(c.ThisMonth)}
+}
+
+func isZero(decimal string) bool {
+	r, ok := new(big.Rat).SetString(decimal)
+	return !ok || r.Sign() == 0
 }
 
 func laneUsage(l dispatch.LaneStats) *llmv1.LaneUsage {

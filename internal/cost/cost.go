@@ -152,6 +152,9 @@ type Totals struct {
 	Day, Today, Month, ThisMonth string
 	// DailyExceeded and MonthlyExceeded say a threshold is passed.
 	DailyExceeded, MonthlyExceeded bool
+	// Committed is the spend committed under budgets (see Commit), zero
+	// until a budget commits.
+	Committed Period
 }
 
 // Totals returns the totals at now against thresholds.
@@ -161,6 +164,7 @@ func (m *Meter) Totals(now time.Time, t Thresholds) Totals {
 		Day: m.day, Today: Format(m.today), Month: m.month, ThisMonth: Format(m.mtd),
 		DailyExceeded:   exceeds(m.today, t.Daily),
 		MonthlyExceeded: exceeds(m.mtd, t.Monthly),
+		Committed:       Period{Day: m.day, Today: Format(m.committedDay), Month: m.month, ThisMonth: Format(m.committedMonth)},
 	}
 }
 

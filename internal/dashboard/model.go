@@ -167,7 +167,13 @@ func provider(now time.Time, p *llmv1.LLMProvider) Provider {
 		name  string
 		usage *llmv1.LaneUsage
 	}{{"interactive", st.Usage.Interactive}, {"batch", st.Usage.Batch}} {
-		if u := l.usage; u != nil {
+		u := l.usage
+		if u == nil && st.Usage.Minute != nil {
+			// A running dispatcher's idle lane: its status leaves out a
+			// lane whose counts are all zero.
+			u = &llmv1.LaneUsage{}
+		}
+		if u != nil {
 			out.Lanes = append(out.Lanes, Lane{Name: l.name, Calls: u.CallsLastMinute, Tokens: u.TokensLastMinute,
 				Refused: u.RefusedLastMinute, InFlight: u.InFlight, Waiting: u.Waiting})
 		}

@@ -29,3 +29,22 @@ func TestProviderWindowsOfEveryKind(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleLanesShowZero: the status leaves out a lane whose counts are all
+// zero; top shows it as zero while the provider's dispatcher runs (its
+// windows are shown), and no lanes for one that does not run.
+func TestIdleLanesShowZero(t *testing.T) {
+	now := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	running := llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "running"}}
+	running.Status.Usage = llmv1.ProviderUsage{Minute: &llmv1.WindowUsage{Used: 1, Limit: 50, Summary: "1/50"},
+		Batch: &llmv1.LaneUsage{CallsLastMinute: 1}}
+	got := provider(now, &running).Lanes
+	want := []Lane{{Name: "interactive"}, {Name: "batch", Calls: 1}}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("lanes %+v, want %+v", got, want)
+	}
+	stopped := llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "stopped"}}
+	if got := provider(now, &stopped).Lanes; len(got) != 0 {
+		t.Fatalf("lanes of a provider that does not run: %+v", got)
+	}
+}
