@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptrace"
+	"slices"
 	"sync"
 	"time"
 
@@ -179,7 +180,7 @@ func (d *Dispatcher) planHold(now time.Time, hold *budgetHold) move {
 // provider's limits, or says why it waits.
 func (d *Dispatcher) planCall(now time.Time, b *batch, it Item, res *reservation) move {
 	est := d.estimate(b, it)
-	nsCost, model := b.cost(it), d.modelOf(b)
+	nsCost, model := d.cost(b, it), d.modelOf(b)
 	if dec, full := d.scopeCheck(now, b.Namespace, model, nsCost); full != nil { // this namespace or model waits; the others go on
 		d.unbudget(now, res)
 		d.holdScope(full, dec)
@@ -231,14 +232,33 @@ func (d *Dispatcher) estimate(b *batch, it Item) ratewindow.Cost {
 	if !d.countsTokens() {
 		return ratewindow.Cost{}
 	}
-	return b.cost(it)
+	return d.cost(b, it)
 }
 
 // cost is an item's token cost at admission, whether or not the provider
 // counts tokens (a namespace's own limits may): its output is estimated at
-// the cap sent, up to typicalOutput, and corrected from the answer's usage.
-func (b *batch) cost(it Item) ratewindow.Cost {
-	return tokenCost(len(it.Prompt)+len(b.Params.System), min(int64(outputCap(b.Params)), typicalOutput))
+// the cap sent, up to typicalOutput, and corrected from the answer's
+// usage. Where a window of output tokens alone counts the call, the whole
+// cap is charged: a provider that limits output apart (Anthropic's OTPM)
+// counts the request's max_tokens when the call starts, so less would let
+// a burst of calls past the window at the provider.
+func (d *Dispatcher) cost(b *batch, it Item) ratewindow.Cost {
+	out := int64(outputCap(b.Params))
+	if !d.countsOutputAlone(b.Namespace, d.modelOf(b)) {
+		out = min(out, typicalOutput)
+	}
+	return tokenCost(len(it.Prompt)+len(b.Params.System), out)
+}
+
+// countsOutputAlone reports whether the provider's limits, the model's or
+// the namespace's have a window of output tokens alone.
+func (d *Dispatcher) countsOutputAlone(namespace, model string) bool {
+	for _, c := range []*ratewindow.Config{&d.cfg.Limits, d.cfg.ModelLimits[model], d.cfg.Shares.limitsOf(namespace)} {
+		if c != nil && slices.ContainsFunc(c.TokenWindows, func(w ratewindow.TokenWindow) bool { return w.Kind == ratewindow.TokensOutput }) {
+			return true
+		}
+	}
+	return false
 }
 
 // typicalOutput bounds a batch item's output estimate at admission: a cap
@@ -376,7 +396,7 @@ func (d *Dispatcher) settle(b *batch, it Item, model string, resp *provider.Resp
 	defer d.mu.Unlock()
 	b.inFlight--
 	d.inFlight--
-	d.scopeRelease(now, b.Namespace, model, extraTokens(resp, pe, b.cost(it)))
+	d.scopeRelease(now, b.Namespace, model, extraTokens(resp, pe, d.cost(b, it)))
 	paid := d.book(now, Usage{Namespace: b.Namespace, Lane: LaneBatch}, inputEstimate(len(it.Prompt)+len(b.Params.System)), res, resp, pe)
 	switch {
 	case pe == nil:

@@ -230,3 +230,38 @@ func TestOutputTokensPerMinuteHoldCalls(t *testing.T) {
 		t.Fatalf("%d sent after the window freed, want 4", n)
 	}
 }
+
+// A window of output tokens alone charges the whole cap a call is sent
+// with, as Anthropic counts OTPM from max_tokens when the call starts: with
+// a cap of 1000 and 2500 output tokens a minute, two calls a minute, where
+// charging typicalOutput (256) would let nine start and the provider
+// refuse most of them.
+func TestOutputWindowChargesTheWholeCap(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	fc := clocktesting.NewFakeClock(t0)
+	stub := &stubClient{}
+	lim := minuteLimit(100, 10)
+	lim.TokenWindows = []ratewindow.TokenWindow{{Window: ratewindow.Window{Name: "output", Limit: 2500, Period: time.Minute}, Kind: ratewindow.TokensOutput}}
+	d, err := New(Config{Name: "p", Client: stub, DefaultModel: "m", Limits: lim}, nil, fc, logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := newCollector(5)
+	d.Submit(Batch{Key: "ns/cap", Namespace: "ns", Size: 5, Items: items("c", 5), Params: Params{MaxTokens: 1000}, OnResult: results.add})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+
+	results.settled(t, 2)
+	stepped(t, d)
+	p, _ := d.Progress("ns/cap")
+	if p.Limit.Reason != ratewindow.ReasonTokens || p.Limit.Window != "output" || sentFor(stub, "c") != 2 {
+		t.Fatalf("%d sent, limit %+v; want 2 sent and the output window holding the third", sentFor(stub, "c"), p.Limit)
+	}
+	fc.Step(time.Minute)
+	results.settled(t, 4)
+	stepped(t, d)
+	if n := sentFor(stub, "c"); n != 4 {
+		t.Fatalf("%d sent in two minutes, want 4", n)
+	}
+}
