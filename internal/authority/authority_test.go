@@ -146,3 +146,56 @@ func TestReleaserSendsQueuedReleases(t *testing.T) {
 		t.Fatal("a release queued when the Releaser stopped was not sent")
 	}
 }
+
+// TestWritesOfAnIntervalProviderAreReported: a grant of a provider with a
+// minimum interval asks its gateway to report the write; the next call
+// waits for the report, over HTTP, and an interval after it; a gateway
+// that never reports holds the provider until the write deadline, not for
+// its whole lease.
+func TestWritesOfAnIntervalProviderAreReported(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC))
+	d, err := dispatch.New(dispatch.Config{Name: "p", Client: noCalls{}, Limits: ratewindow.Config{MinInterval: 100 * time.Millisecond}},
+		nil, fc, logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Clock: fc, Lease: time.Minute, WriteDeadline: 5 * time.Second, Log: logr.Discard(), Lookup: func(string) *dispatch.Dispatcher { return d }}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	c := &Client{Resolver: StaticURL(srv.URL), HTTP: srv.Client()}
+	ctx := context.Background()
+	ask := AcquireRequest{Provider: "p", Namespace: "app", MaxTokens: 16}
+	acquire := func(want bool, what string) AcquireResponse {
+		t.Helper()
+		got, err := c.Acquire(ctx, ask)
+		if err != nil || (got.Grant != "") != want {
+			t.Fatalf("%s: %+v, %v; want granted %v", what, got, err, want)
+		}
+		return got
+	}
+
+	first := acquire(true, "first")
+	if !first.ReportWrite {
+		t.Fatal("a grant of an interval-limited provider does not ask for its write")
+	}
+	fc.Step(time.Second)
+	acquire(false, "a second before the first's write was reported")
+	if err := c.Wrote(ctx, first.Grant); err != nil {
+		t.Fatal(err)
+	}
+	acquire(false, "a second at the write")
+	fc.Step(200 * time.Millisecond) // past the interval and its guard
+	second := acquire(true, "a second an interval after the write")
+
+	fc.Step(4 * time.Second) // the second's gateway died before it wrote
+	s.Reclaim()
+	acquire(false, "a third inside the write deadline")
+	fc.Step(time.Second)
+	s.Reclaim() // the deadline passed: counted as written now
+	acquire(false, "a third at the deadline")
+	fc.Step(200 * time.Millisecond)
+	acquire(true, "a third an interval after the deadline")
+	if err := c.Release(ctx, ReleaseRequest{Grant: second.Grant}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -161,6 +161,11 @@ func (c *Client) Release(ctx context.Context, reqs ...ReleaseRequest) error {
 	return c.postNoContent(ctx, ReleasePath, ReleaseBatch{Releases: reqs}, "a release")
 }
 
+// Wrote says a grant's request reached the provider's connection.
+func (c *Client) Wrote(ctx context.Context, grant string) error {
+	return c.postNoContent(ctx, WrotePath, WroteRequest{Grant: grant}, "a write report")
+}
+
 // Ping checks that the authority answers this gateway.
 func (c *Client) Ping(ctx context.Context) error {
 	return c.postNoContent(ctx, PingPath, struct{}{}, "a ping")

@@ -34,6 +34,20 @@ func NewReleaser(ctx context.Context, c *Client, log logr.Logger) *Releaser {
 // Release queues a release. It blocks only while the queue is full.
 func (r *Releaser) Release(req ReleaseRequest) { r.in <- req }
 
+// Wrote reports a grant's write at once, in the background: the next call
+// of its provider waits for it, so it is not held for a batch of
+// releases. One that is lost is covered by the authority's write
+// deadline, or by the grant's release.
+func (r *Releaser) Wrote(grant string) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := r.client.Wrote(ctx, grant); err != nil {
+			r.log.V(1).Info("Reporting a write failed; its release or the write deadline ends the wait", "error", err.Error())
+		}
+	}()
+}
+
 func (r *Releaser) run(ctx context.Context) {
 	batch := make([]ReleaseRequest, 0, releaseBatch)
 	for {

@@ -24,6 +24,13 @@ import (
 // only a gateway that died loses its grants.
 const DefaultLease = 3 * time.Minute
 
+// DefaultWriteDeadline is how long the authority waits for a gateway to say
+// that a granted call was written (ReportWrite) before it counts the call
+// as written: a gateway that died after its grant holds an
+// interval-limited provider at most this long (plus the second between
+// reclaims), not its whole lease.
+const DefaultWriteDeadline = 5 * time.Second
+
 // maxBody bounds a request to the service.
 const maxBody = 1 << 20
 
@@ -39,6 +46,9 @@ type Server struct {
 	Authorize func(ctx context.Context, token string) error
 	// Lease is how long a grant is held; DefaultLease when zero.
 	Lease time.Duration
+	// WriteDeadline is how long a grant that reports its write may take to
+	// say so; DefaultWriteDeadline when zero.
+	WriteDeadline time.Duration
 	// Clock is the time source; the real clock when nil.
 	Clock clock.Clock
 	Log   logr.Logger
@@ -50,6 +60,9 @@ type Server struct {
 type held struct {
 	grant   *dispatch.Grant
 	expires time.Time
+	// writeBy is when a write not yet reported counts as done; zero when
+	// none is awaited.
+	writeBy time.Time
 }
 
 func (s *Server) clock() clock.Clock {
@@ -105,22 +118,38 @@ func (s *Server) reclaimEvery(ctx context.Context, every time.Duration) {
 	}
 }
 
-// Reclaim ends every grant whose lease passed and returns how many.
+// Reclaim ends every grant whose lease passed and returns how many. A
+// grant whose write was not reported by its deadline counts as written.
 func (s *Server) Reclaim() int {
 	now := s.clock().Now()
-	var expired []*dispatch.Grant
+	var expired, unreported []*dispatch.Grant
 	s.mu.Lock()
 	for id, h := range s.grants {
-		if !now.Before(h.expires) {
+		switch {
+		case !now.Before(h.expires):
 			expired = append(expired, h.grant)
 			delete(s.grants, id)
+		case !h.writeBy.IsZero() && !now.Before(h.writeBy):
+			unreported = append(unreported, h.grant)
+			h.writeBy = time.Time{}
+			s.grants[id] = h
 		}
 	}
 	s.mu.Unlock()
+	for _, g := range unreported {
+		g.Wrote()
+	}
 	for _, g := range expired {
 		g.Expire()
 	}
 	return len(expired)
+}
+
+func (s *Server) writeDeadline() time.Duration {
+	if s.WriteDeadline <= 0 {
+		return DefaultWriteDeadline
+	}
+	return s.WriteDeadline
 }
 
 // Held returns how many grants are out.
@@ -146,6 +175,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.acquire(w, r)
 	case ReleasePath:
 		s.release(w, r)
+	case WrotePath:
+		s.wrote(w, r)
 	case PingPath:
 		w.WriteHeader(http.StatusNoContent)
 	default:
@@ -177,14 +208,40 @@ func (s *Server) acquire(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusTooManyRequests, AcquireResponse{Reason: dec.Reason.String(), Window: dec.Window, RetryAt: dec.RetryAt})
 		return
 	}
-	id := newID()
+	id, now := newID(), s.clock().Now()
+	h := held{grant: g, expires: now.Add(s.lease())}
+	if g.ReportsWrite() {
+		h.writeBy = now.Add(s.writeDeadline())
+	}
 	s.mu.Lock()
 	if s.grants == nil {
 		s.grants = map[string]held{}
 	}
-	s.grants[id] = held{grant: g, expires: s.clock().Now().Add(s.lease())}
+	s.grants[id] = h
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, AcquireResponse{Grant: id, LeaseMillis: s.lease().Milliseconds(), Endpoint: g.Endpoint().Address})
+	writeJSON(w, http.StatusOK, AcquireResponse{Grant: id, LeaseMillis: s.lease().Milliseconds(), Endpoint: g.Endpoint().Address,
+		ReportWrite: g.ReportsWrite()})
+}
+
+// wrote takes a gateway's word that a grant's request was written: the
+// next call of an interval-limited provider counts from now.
+func (s *Server) wrote(w http.ResponseWriter, r *http.Request) {
+	var req WroteRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "malformed wrote request: " + err.Error()})
+		return
+	}
+	s.mu.Lock()
+	h, ok := s.grants[req.Grant]
+	if ok {
+		h.writeBy = time.Time{}
+		s.grants[req.Grant] = h
+	}
+	s.mu.Unlock()
+	if ok {
+		h.grant.Wrote()
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) release(w http.ResponseWriter, r *http.Request) {

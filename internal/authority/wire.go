@@ -15,6 +15,9 @@ const (
 	ReleasePath = "/quota/v1/release"
 	// PingPath answers 204 to an authorized gateway: the leader serves.
 	PingPath = "/quota/v1/ping"
+	// WrotePath takes the word that a grant's request reached the
+	// connection (AcquireResponse.ReportWrite).
+	WrotePath = "/quota/v1/wrote"
 )
 
 // AcquireRequest asks for quota for one interactive call.
@@ -40,6 +43,11 @@ type AcquireResponse struct {
 	// pool (an Ollama pod) the leader chose; empty for a provider of one
 	// endpoint.
 	Endpoint string `json:"endpoint,omitempty"`
+	// ReportWrite asks the gateway to post WroteRequest as soon as the
+	// call's request is written to the provider's connection: the provider
+	// has a minimum interval, which counts from the write, and nothing more
+	// is admitted until then (or until WriteDeadline).
+	ReportWrite bool `json:"reportWrite,omitempty"`
 	// Reason names the constraint that refused (ratewindow.Reason), Window
 	// the window or budget, RetryAt when it frees (zero when no wait
 	// alone frees it).
@@ -64,6 +72,11 @@ type ReleaseRequest struct {
 	// RetryAt is when the provider said to come back (a 429's Retry-After,
 	// or the reset of an exhausted rate-limit header).
 	RetryAt time.Time `json:"retryAt,omitzero"`
+}
+
+// WroteRequest says a grant's request reached the provider's connection.
+type WroteRequest struct {
+	Grant string `json:"grant"`
 }
 
 // ReleaseBatch ends many grants in one request: a gateway sends the

@@ -44,7 +44,31 @@ type Grant struct {
 	// endpoint is the pool's server the call goes to (an Ollama pod);
 	// empty for a provider of one endpoint.
 	endpoint Endpoint
-	once     sync.Once
+	// writing is set for a provider with a minimum interval: nothing more
+	// is admitted until the holder says the call was written (Wrote), and
+	// the interval counts from then.
+	writing bool
+	wrote   sync.Once
+	once    sync.Once
+}
+
+// ReportsWrite says the grant's holder must call Wrote when the call's
+// request reaches the connection (the provider has a minimum interval):
+// until then, or until the grant ends, nothing more is admitted.
+func (g *Grant) ReportsWrite() bool { return g.writing }
+
+// Wrote says the call's request reached the connection, now: the minimum
+// interval to the next call counts from here, as a batch's does from its
+// own write (see Dispatcher.wrote). Later calls do nothing; a grant that
+// ends first counts its end as the write.
+func (g *Grant) Wrote() {
+	if !g.writing {
+		return
+	}
+	g.wrote.Do(func() {
+		g.d.limiter.Wrote(g.d.clock.Now())
+		g.d.poke()
+	})
 }
 
 // Endpoint is the server of a pool the call must be sent to (its Name
@@ -154,8 +178,12 @@ func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool,
 			}
 			d.scopeAdmit(now, w.ask.Namespace, model, nsCost)
 			d.fair.charge(w.ask.Namespace, inputEstimate(w.ask.InputChars))
+			writing := d.cfg.Limits.MinInterval > 0
+			if writing { // before the next admission: see Grant.Wrote
+				d.limiter.Writing()
+			}
 			d.answer(w, &Grant{d: d, at: now, namespace: w.ask.Namespace, model: model, charged: inputEstimate(w.ask.InputChars),
-				est: est, nsCost: nsCost, res: res, endpoint: ep}, dec)
+				est: est, nsCost: nsCost, res: res, endpoint: ep, writing: writing}, dec)
 			continue
 		}
 		d.unbudget(now, res)
@@ -285,6 +313,7 @@ func (g *Grant) Expire() {
 // end settles the grant once, for the first of Done, Cancel and Expire,
 // and wakes the loop: a slot or budget may have come back.
 func (g *Grant) end(settle func(d *Dispatcher, now time.Time)) {
+	g.Wrote() // not said before: the end is the latest the request was written
 	g.once.Do(func() {
 		d := g.d
 		settle(d, d.clock.Now())

@@ -346,3 +346,47 @@ func TestUsageNamesTheTenantAndLane(t *testing.T) {
 		}
 	}
 }
+
+// TestGrantIntervalCountsFromTheWrite: for a provider with a minimum
+// interval, a grant's holder says when its request was written, and the
+// next call waits for that and an interval after it, however long the
+// holder took between grant and write (its load, its dial); a grant that
+// ends unwritten counts its end as the write.
+func TestGrantIntervalCountsFromTheWrite(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC))
+	d, err := New(Config{Name: "p", Client: &stubClient{}, Limits: ratewindow.Config{MinInterval: 50 * time.Millisecond}}, nil, fc, logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	interval := d.cfg.Limits.MinInterval // with its guard
+	ctx := context.Background()
+	first, _, _ := d.Acquire(ctx, Ask{MaxTokens: 16})
+	if first == nil || !first.ReportsWrite() {
+		t.Fatalf("first grant %v: want one that reports its write", first)
+	}
+	fc.Step(time.Second) // long past an interval from the grant: the holder is slow to write
+	if g, dec, _ := d.Acquire(ctx, Ask{MaxTokens: 16}); g != nil || dec.Reason != ratewindow.ReasonMinInterval {
+		t.Fatalf("granted %v (%v) before the first call was written", g != nil, dec.Reason)
+	}
+	first.Wrote()
+	written := fc.Now()
+	if g, dec, _ := d.Acquire(ctx, Ask{MaxTokens: 16}); g != nil || !dec.RetryAt.Equal(written.Add(interval)) {
+		t.Fatalf("granted %v, retry at %v; want a refusal until %v, an interval after the write", g != nil, dec.RetryAt, written.Add(interval))
+	}
+	fc.Step(interval)
+	second, dec, _ := d.Acquire(ctx, Ask{MaxTokens: 16})
+	if second == nil {
+		t.Fatalf("refused an interval after the write: %v", dec.Reason)
+	}
+	fc.Step(time.Second)
+	second.Cancel() // never written: its end stands for the write
+	ended := fc.Now()
+	if g, dec, _ := d.Acquire(ctx, Ask{MaxTokens: 16}); g != nil || !dec.RetryAt.Equal(ended.Add(interval)) {
+		t.Fatalf("granted %v, retry at %v; want a refusal until %v, an interval after the unwritten grant ended", g != nil, dec.RetryAt, ended.Add(interval))
+	}
+
+	plain, _ := New(Config{Name: "q", Client: &stubClient{}, Limits: minuteLimit(10, 0)}, nil, fc, logr.Discard(), nil)
+	if g, _, _ := plain.Acquire(ctx, Ask{MaxTokens: 16}); g == nil || g.ReportsWrite() {
+		t.Fatal("a provider without a minimum interval asks for no write report")
+	}
+}

@@ -2,9 +2,11 @@ package gateway_test
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,6 +59,25 @@ type bed struct {
 	runCtx      context.Context //nolint:containedctx // the bed's lifetime, for the dispatchers added to it
 	mu          sync.Mutex
 	dispatchers map[string]*dispatch.Dispatcher // the authority's, by provider
+
+	// slowWrites, when set, holds each of the gateways' requests to a
+	// provider up to that many nanoseconds (at random) before it is
+	// written, as a loaded replica does between its grant and its write.
+	slowWrites atomic.Int64
+}
+
+// slowTransport is a gateway's transport to the providers, held before
+// each request by up to b.slowWrites.
+type slowTransport struct {
+	b    *bed
+	base http.RoundTripper
+}
+
+func (s slowTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if most := s.b.slowWrites.Load(); most > 0 {
+		time.Sleep(time.Duration(rand.Int64N(most)))
+	}
+	return s.base.RoundTrip(r)
 }
 
 // dispatcher is the authority's lookup.
@@ -165,7 +186,7 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 		quota := &authority.Client{Resolver: authority.StaticURL(authSrv.URL), HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
 			Token: func() (string, error) { return gatewayToken, nil }}
 		gw := &gateway.Gateway{
-			Providers: &gateway.Providers{Reader: b.c, HTTP: provider.NewHTTPClient(256)},
+			Providers: &gateway.Providers{Reader: b.c, HTTP: b.slowed(provider.NewHTTPClient(256))},
 			Auth:      &kubeauth.Reviewer{Client: b.c, Audiences: []string{audience}}, Quota: quota,
 			Releases: authority.NewReleaser(runCtx, quota, logr.Discard()),
 			Metrics:  gateway.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(), Denials: denials,
@@ -177,6 +198,12 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 	}
 	b.gateway = b.gateways[0]
 	return b
+}
+
+// slowed wraps c's transport in a slowTransport.
+func (b *bed) slowed(c *http.Client) *http.Client {
+	c.Transport = slowTransport{b: b, base: c.Transport}
+	return c
 }
 
 // waitIdle waits until no call holds d's quota: every grant was released.

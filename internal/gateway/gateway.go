@@ -14,8 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -72,10 +74,11 @@ type Quota interface {
 	Acquire(ctx context.Context, req authority.AcquireRequest) (authority.AcquireResponse, error)
 }
 
-// Releases takes the releases of grants, in the background
-// (authority.Releaser).
+// Releases takes the releases of grants, and the reports of their writes,
+// in the background (authority.Releaser).
 type Releases interface {
 	Release(req authority.ReleaseRequest)
+	Wrote(grant string)
 }
 
 // Gateway serves the dialects. Create it with its fields set and serve
@@ -245,6 +248,9 @@ func (g *Gateway) run(ctx context.Context, c call, rl *relay) (outcome, *failure
 		return out, f
 	}
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	if a.reportWrite {
+		cctx = g.reportingWrite(cctx, a.grant)
+	}
 	sent := g.now()
 	resp, err := send(cctx, a, out, rl)
 	cancel()
@@ -281,12 +287,26 @@ func send(ctx context.Context, a admitted, out outcome, rl *relay) (*provider.Re
 }
 
 // admitted is a call a provider granted quota: the provider, its client,
-// the request as that provider takes it (its model), and the grant.
+// the request as that provider takes it (its model), and the grant;
+// reportWrite says the authority waits for word of its write.
 type admitted struct {
-	name   string
-	target target
-	req    provider.Request
-	grant  string
+	name        string
+	target      target
+	req         provider.Request
+	grant       string
+	reportWrite bool
+}
+
+// reportingWrite tells the authority when the call's request is written
+// to the provider's connection (httptrace's WroteRequest): the provider has
+// a minimum interval, which then counts from the write, not from the grant,
+// so time spent between the grant and the write (this replica's load, its
+// dial) cannot bring two calls closer at the provider.
+func (g *Gateway) reportingWrite(ctx context.Context, grant string) context.Context {
+	var once sync.Once
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) {
+		once.Do(func() { g.Releases.Wrote(grant) })
+	}})
 }
 
 // admit asks the provider for quota, or, when it cannot admit the call at
@@ -350,7 +370,7 @@ func (g *Gateway) acquire(ctx context.Context, c call, name string, t target, wa
 		f.retryAt, f.limitedBy, f.limited = grant.RetryAt, strings.TrimSuffix(grant.Reason+"/"+grant.Window, "/"), true
 		return admitted{}, f
 	}
-	a := admitted{name: name, target: t, req: req, grant: grant.Grant}
+	a := admitted{name: name, target: t, req: req, grant: grant.Grant, reportWrite: grant.ReportWrite}
 	if t.pool {
 		if grant.Endpoint == "" {
 			g.Releases.Release(authority.ReleaseRequest{Grant: grant.Grant})

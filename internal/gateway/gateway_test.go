@@ -385,22 +385,7 @@ func TestGatewayAndBatchShareTheWindow(t *testing.T) {
 		items[i] = dispatch.Item{ID: strconv.Itoa(i), Prompt: "batch item " + strconv.Itoa(i)}
 	}
 	b.d.Submit(dispatch.Batch{Key: "team-a/batch", Namespace: "team-a", Size: len(items), Items: items, OnResult: func(r dispatch.Result) { results <- r }})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	statuses := map[int]int{}
-	for i := range 30 {
-		wg.Go(func() {
-			status, body := postTo(t, b.gateways[i%3], b.app, `{"model":"emu","max_tokens":16,"messages":[{"role":"user","content":"interactive"}]}`,
-				http.Header{gateway.MaxWaitHeader: {"20s"}})
-			mu.Lock()
-			defer mu.Unlock()
-			statuses[status]++
-			if status != http.StatusOK {
-				t.Logf("refused: %s", body)
-			}
-		})
-	}
-	wg.Wait()
+	statuses := postAcross(t, b, 30, `{"model":"emu","max_tokens":16,"messages":[{"role":"user","content":"interactive"}]}`, "20s")
 	if statuses[http.StatusOK] != 30 {
 		t.Fatalf("interactive calls answered by status %v, want 30 answered: the batch took their quota", statuses)
 	}
@@ -467,4 +452,53 @@ func TestProviderSetsTheDefaultWait(t *testing.T) {
 	if s := call(http.Header{gateway.MaxWaitHeader: {"0"}}); s != http.StatusTooManyRequests {
 		t.Fatalf("a call saying it waits 0 s: %d, want 429", s)
 	}
+}
+
+// TestGatewayIntervalHoldsAtTheServer: calls through three gateways to a
+// provider with a 50 ms minimum interval, each gateway slow by up to 60 ms
+// between its grant and its write (as a loaded replica is): the provider
+// sees no two calls closer than 50 ms, since each grant waits for the word
+// that the call before it was written. Counted from the grants, as before
+// the write was reported, this fails: grants 70 ms apart (the interval and
+// its guard) arrived 38 ms apart.
+func TestGatewayIntervalHoldsAtTheServer(t *testing.T) {
+	b := newBed(t, 1000, time.Minute)
+	emu, _ := b.addProviderWith(t, "paced", 1000, time.Minute, providerOptions{
+		spec:     func(s *llmv1.LLMProviderSpec) { s.Limits.MinIntervalMilliseconds = ptr.To[int32](50) },
+		dispatch: func(c *dispatch.Config) { c.Limits.MinInterval = 50 * time.Millisecond },
+	})
+	grant(t, b.c, "use-paced", []string{"paced"}, "team-a", "app")
+	b.slowWrites.Store(int64(60 * time.Millisecond))
+	statuses := postAcross(t, b, 24, `{"model":"paced","max_tokens":16,"messages":[{"role":"user","content":"paced"}]}`, "30s")
+	if statuses[http.StatusOK] != 24 {
+		t.Fatalf("answered by status %v, want 24 answered", statuses)
+	}
+	log := emu.Log()
+	if len(log) != 24 {
+		t.Fatalf("the provider saw %d calls, want 24", len(log))
+	}
+	must(t, emulator.CheckInterval(log, 50*time.Millisecond))
+}
+
+// postAcross posts body n times at once as team-a/app, spread over the
+// bed's three gateways, each waiting up to wait for quota, and counts the
+// answers by status.
+func postAcross(t *testing.T, b *bed, n int, body, wait string) map[int]int {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	for i := range n {
+		wg.Go(func() {
+			status, answer := postTo(t, b.gateways[i%3], b.app, body, http.Header{gateway.MaxWaitHeader: {wait}})
+			mu.Lock()
+			defer mu.Unlock()
+			statuses[status]++
+			if status != http.StatusOK {
+				t.Logf("refused: %s", answer)
+			}
+		})
+	}
+	wg.Wait()
+	return statuses
 }
