@@ -32,6 +32,7 @@ func run() error {
 	var (
 		listen     = flag.String("listen", "127.0.0.1:8090", "Address to serve on.")
 		limits     = flag.String("limits", "", `Per-key quotas, such as "10/10s,600/1h,1500/24h". Empty: no quota.`)
+		outputs    = flag.String("output-token-limits", "", `Per-key output tokens, such as "8000/1m", charged max_tokens on arrival as Anthropic counts OTPM. Empty: none.`)
 		latency    = flag.Duration("latency", 0, "Delay before every answer.")
 		chunkDelay = flag.Duration("chunk-delay", 0, "Pause between a stream's events.")
 		keys       = flag.String("keys", "", "Comma-separated API keys to accept; empty accepts any non-empty key.")
@@ -57,6 +58,13 @@ func run() error {
 	var err error
 	if cfg.Limits, err = emulator.ParseLimits(*limits); err != nil {
 		return err
+	}
+	tokenLimits, err := emulator.ParseLimits(*outputs)
+	if err != nil {
+		return fmt.Errorf("--output-token-limits: %w", err)
+	}
+	for _, l := range tokenLimits {
+		cfg.OutputTokenLimits = append(cfg.OutputTokenLimits, emulator.TokenLimit{Tokens: l.Requests, Period: l.Period})
 	}
 	if cfg.Script, err = emulator.ParseScript(*script); err != nil {
 		return err

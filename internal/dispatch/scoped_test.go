@@ -10,6 +10,7 @@ import (
 	"github.com/go-logr/logr"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/llmquota/llmquota/internal/emulator"
 	"github.com/llmquota/llmquota/internal/provider"
 	"github.com/llmquota/llmquota/internal/ratewindow"
 )
@@ -263,5 +264,31 @@ func TestOutputWindowChargesTheWholeCap(t *testing.T) {
 	stepped(t, d)
 	if n := sentFor(stub, "c"); n != 4 {
 		t.Fatalf("%d sent in two minutes, want 4", n)
+	}
+}
+
+// TestOutputWindowHoldsAtTheServer: a provider that counts output tokens
+// from max_tokens when a call arrives (the emulator, as Anthropic counts
+// OTPM), with calls of a 1,000-token cap against 2,500 a period and room
+// for eight in flight: the server refuses none for its quota. Charged at
+// most 256 at admission, as before, eight start at once and the server
+// refuses the third.
+func TestOutputWindowHoldsAtTheServer(t *testing.T) {
+	const period = 2 * time.Second
+	emu := emulator.New(emulator.Config{OutputTokenLimits: []emulator.TokenLimit{{Tokens: 2500, Period: period}}, Latency: 300 * time.Millisecond})
+	srv := emulator.NewTestServer(emu)
+	t.Cleanup(srv.Close)
+	client, err := provider.New(provider.Config{Type: provider.Anthropic, Endpoint: srv.URL, APIKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := ratewindow.Config{MaxConcurrency: 8,
+		TokenWindows: []ratewindow.TokenWindow{{Window: ratewindow.Window{Name: "output", Limit: 2500, Period: period}, Kind: ratewindow.TokensOutput}}}
+	d := start(t, Config{Name: "p", Client: client, DefaultModel: "claude-test", Limits: lim})
+	col := newCollector(8)
+	d.Submit(Batch{Key: "ns/out", Namespace: "ns", Size: 8, Items: items("o", 8), Params: Params{MaxTokens: 1000}, OnResult: col.add})
+	col.wait(t, time.Minute)
+	if tally := emulator.Count(emu.Log()); tally.QuotaRefusals != 0 || tally.Arrivals != 8 {
+		t.Fatalf("the server saw %+v; want 8 arrivals and no quota refusal", tally)
 	}
 }

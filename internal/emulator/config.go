@@ -14,6 +14,15 @@ type Limit struct {
 	Period   time.Duration
 }
 
+// TokenLimit is a quota of output Tokens per rolling Period, per API key,
+// counted as Anthropic counts OTPM: a request is charged its max_tokens
+// when it arrives (its answer's length when it sends none), and corrected
+// to the output it got when it is answered.
+type TokenLimit struct {
+	Tokens int
+	Period time.Duration
+}
+
 // Fault is an injected failure.
 type Fault string
 
@@ -42,6 +51,9 @@ type FaultRates struct {
 type Config struct {
 	// Limits are enforced per API key (Ollama requests share one key).
 	Limits []Limit
+	// OutputTokenLimits are enforced per API key too: a request whose
+	// max_tokens does not fit is refused with 429, as a full window is.
+	OutputTokenLimits []TokenLimit
 	// Latency delays every answer.
 	Latency time.Duration
 	// Faults are injected at random with these rates.

@@ -43,6 +43,7 @@ type Server struct {
 	rng      *rand.Rand
 	script   int
 	admitted map[string][]time.Time // per key: admission times, oldest first
+	outputs  map[string][]*charge   // per key: output tokens charged, oldest first
 	log      []Record
 }
 
@@ -58,7 +59,8 @@ func New(cfg Config) *Server {
 	if cfg.HangFor == 0 {
 		cfg.HangFor = 30 * time.Second
 	}
-	return &Server{cfg: cfg, realClock: realClock, rng: rand.New(rand.NewPCG(cfg.Seed, 0xe3)), admitted: map[string][]time.Time{}}
+	return &Server{cfg: cfg, realClock: realClock, rng: rand.New(rand.NewPCG(cfg.Seed, 0xe3)), admitted: map[string][]time.Time{},
+		outputs: map[string][]*charge{}}
 }
 
 // Log returns a copy of every request received so far.
@@ -94,7 +96,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := Record{Time: arrived, API: c.api.name(), KeyID: keyID(c.key), Model: c.model, PromptHash: hash(c.prompt), Stream: c.stream}
-	status, fault, retryAfter := s.decide(c, rec.Time)
+	status, fault, retryAfter, used := s.decide(c, rec.Time)
 	if c.invalid != "" && status == http.StatusOK {
 		status, fault = http.StatusBadRequest, FaultNone
 	}
@@ -130,39 +132,49 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case c.stream:
 		s.rateLimitHeaders(w, c)
 		s.writeStream(r.Context(), w, c, answerText(c), promptTokens(c.prompt), answerTokens(c))
+		used(answerTokens(c).total())
 	default:
 		s.rateLimitHeaders(w, c)
 		c.api.writeSuccess(w, c, answerText(c), promptTokens(c.prompt), answerTokens(c))
+		used(answerTokens(c).total())
 	}
 }
 
 // decide applies authentication, the quota and the faults, in that order.
-func (s *Server) decide(c call, now time.Time) (int, Fault, time.Duration) {
+// used corrects an admitted request's output-token charge once it is
+// answered; it does nothing for one that is not.
+func (s *Server) decide(c call, now time.Time) (status int, fault Fault, retryAfter time.Duration, used func(int)) {
+	used = func(int) {}
 	if c.prompt == "" || c.model == "" {
-		return http.StatusBadRequest, FaultNone, 0
+		return http.StatusBadRequest, FaultNone, 0, used
 	}
 	if c.api != ollama && (c.key == "" || (len(s.cfg.Keys) > 0 && !slices.Contains(s.cfg.Keys, c.key))) {
-		return http.StatusUnauthorized, FaultNone, 0
+		return http.StatusUnauthorized, FaultNone, 0, used
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if wait := s.quotaWait(c.key, now); wait > 0 {
-		return http.StatusTooManyRequests, FaultNone, wait
+	output := c.maxTokens
+	if output <= 0 {
+		output = answerTokens(c).total()
 	}
-	fault := s.nextFault()
+	if wait := max(s.quotaWait(c.key, now), s.outputWait(c.key, now, output)); wait > 0 {
+		return http.StatusTooManyRequests, FaultNone, wait, used
+	}
+	fault = s.nextFault()
 	if fault == FaultRateLimit {
-		return http.StatusTooManyRequests, fault, s.cfg.RetryAfter
+		return http.StatusTooManyRequests, fault, s.cfg.RetryAfter, used
 	}
 	s.admitted[c.key] = append(s.admitted[c.key], now)
+	used = s.chargeOutput(c.key, now, output)
 	switch fault {
 	case FaultServerError:
-		return http.StatusInternalServerError, fault, 0
+		return http.StatusInternalServerError, fault, 0, used
 	case FaultUnavailable:
-		return http.StatusServiceUnavailable, fault, 0
+		return http.StatusServiceUnavailable, fault, 0, used
 	case FaultOverloaded:
-		return 529, fault, 0
+		return 529, fault, 0, used
 	}
-	return http.StatusOK, fault, 0
+	return http.StatusOK, fault, 0, used
 }
 
 // quotaWait returns how long until every window has room for one more
@@ -285,6 +297,9 @@ type answer struct {
 	out, thoughts int
 	cut           bool
 }
+
+// total is the output billed: the answer and its thinking.
+func (a answer) total() int { return a.out + a.thoughts }
 
 // thinks reports whether the model spends thinking tokens as the real one
 // does: Gemini 2.5 and later, OpenAI's reasoning models.
