@@ -33,6 +33,7 @@ func run() error {
 		listen     = flag.String("listen", "127.0.0.1:8090", "Address to serve on.")
 		limits     = flag.String("limits", "", `Per-key quotas, such as "10/10s,600/1h,1500/24h". Empty: no quota.`)
 		outputs    = flag.String("output-token-limits", "", `Per-key output tokens, such as "8000/1m", charged max_tokens on arrival as Anthropic counts OTPM. Empty: none.`)
+		tokens     = flag.String("token-limits", "", `Per-key prompt and output tokens, such as "40000/1m", charged the prompt and max_tokens on arrival as OpenAI counts TPM. Empty: none.`)
 		latency    = flag.Duration("latency", 0, "Delay before every answer.")
 		chunkDelay = flag.Duration("chunk-delay", 0, "Pause between a stream's events.")
 		keys       = flag.String("keys", "", "Comma-separated API keys to accept; empty accepts any non-empty key.")
@@ -59,12 +60,11 @@ func run() error {
 	if cfg.Limits, err = emulator.ParseLimits(*limits); err != nil {
 		return err
 	}
-	tokenLimits, err := emulator.ParseLimits(*outputs)
-	if err != nil {
-		return fmt.Errorf("--output-token-limits: %w", err)
+	if cfg.OutputTokenLimits, err = tokenLimits("--output-token-limits", *outputs); err != nil {
+		return err
 	}
-	for _, l := range tokenLimits {
-		cfg.OutputTokenLimits = append(cfg.OutputTokenLimits, emulator.TokenLimit{Tokens: l.Requests, Period: l.Period})
+	if cfg.TokenLimits, err = tokenLimits("--token-limits", *tokens); err != nil {
+		return err
 	}
 	if cfg.Script, err = emulator.ParseScript(*script); err != nil {
 		return err
@@ -114,4 +114,17 @@ func writeLog(path string, records []emulator.Record) error {
 		}
 	}
 	return f.Close()
+}
+
+// tokenLimits parses a flag of token limits, N/duration as --limits.
+func tokenLimits(name, value string) ([]emulator.TokenLimit, error) {
+	limits, err := emulator.ParseLimits(value)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	out := make([]emulator.TokenLimit, len(limits))
+	for i, l := range limits {
+		out[i] = emulator.TokenLimit{Tokens: l.Requests, Period: l.Period}
+	}
+	return out, nil
 }

@@ -56,6 +56,10 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 	cfg := dispatch.Config{
 		Name: p.Name, Limits: lim, DefaultModel: spec.Model, MaxRetries: maxRetries, MaxRateLimitedWait: rateLimitedWait,
 		CircuitThreshold: circuitThreshold, ReserveBlock: reserveBlock(lim), LearnLimits: spec.Limits.Adaptive == llmv1.AdaptiveLimitsAIMD,
+		// OpenAI's TPM counts max_tokens when a call starts (Anthropic's
+		// OTPM does too: windows of output alone are charged the whole cap
+		// for every provider); Gemini's TPM counts input.
+		CapCountedAtStart: spec.Type == llmv1.ProviderOpenAI,
 	}
 	if s := spec.Shares; s != nil {
 		cfg.Shares.DefaultWeight = ptr.Deref(s.DefaultWeight, 1)

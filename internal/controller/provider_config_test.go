@@ -73,3 +73,16 @@ func TestDispatchConfigTokenWindows(t *testing.T) {
 		t.Fatalf("opus's limits %+v", m)
 	}
 }
+
+// TestDispatchConfigCapCountedAtStart: OpenAI, whose TPM counts max_tokens
+// when a call starts, gets batch items charged their whole cap in every
+// window that counts output; the others only in windows of output alone
+// (Anthropic's OTPM), which the dispatcher decides.
+func TestDispatchConfigCapCountedAtStart(t *testing.T) {
+	for typ, want := range map[llmv1.ProviderType]bool{llmv1.ProviderOpenAI: true, llmv1.ProviderAnthropic: false,
+		llmv1.ProviderGemini: false, llmv1.ProviderOllama: false} {
+		if got := dispatchConfig(&llmv1.LLMProvider{Spec: llmv1.LLMProviderSpec{Type: typ}}).CapCountedAtStart; got != want {
+			t.Errorf("%s: CapCountedAtStart %v, want %v", typ, got, want)
+		}
+	}
+}

@@ -238,13 +238,14 @@ func (d *Dispatcher) estimate(b *batch, it Item) ratewindow.Cost {
 // cost is an item's token cost at admission, whether or not the provider
 // counts tokens (a namespace's own limits may): its output is estimated at
 // the cap sent, up to typicalOutput, and corrected from the answer's
-// usage. Where a window of output tokens alone counts the call, the whole
-// cap is charged: a provider that limits output apart (Anthropic's OTPM)
-// counts the request's max_tokens when the call starts, so less would let
-// a burst of calls past the window at the provider.
+// usage. The whole cap is charged where the provider counts it when the
+// call starts (CapCountedAtStart), and wherever a window of output tokens
+// alone counts the call (Anthropic's OTPM counts the request's
+// max_tokens): less would let a burst of calls past the window at the
+// provider.
 func (d *Dispatcher) cost(b *batch, it Item) ratewindow.Cost {
 	out := int64(outputCap(b.Params))
-	if !d.countsOutputAlone(b.Namespace, d.modelOf(b)) {
+	if !d.cfg.CapCountedAtStart && !d.countsOutputAlone(b.Namespace, d.modelOf(b)) {
 		out = min(out, typicalOutput)
 	}
 	return tokenCost(len(it.Prompt)+len(b.Params.System), out)

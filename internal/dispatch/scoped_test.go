@@ -292,3 +292,34 @@ func TestOutputWindowHoldsAtTheServer(t *testing.T) {
 		t.Fatalf("the server saw %+v; want 8 arrivals and no quota refusal", tally)
 	}
 }
+
+// TestTokensWindowHoldsAtTheServer: a provider that counts a call's prompt
+// and max_tokens against its tokens per minute when the call arrives (the
+// emulator, as OpenAI counts TPM), with 1,000-token caps against 3,000 a
+// period: charged the whole cap (CapCountedAtStart), the server refuses
+// none for its quota; charged the typical 256, eight start at once and the
+// server refuses the third.
+func TestTokensWindowHoldsAtTheServer(t *testing.T) {
+	for _, counted := range []bool{true, false} {
+		const period = 2 * time.Second
+		emu := emulator.New(emulator.Config{TokenLimits: []emulator.TokenLimit{{Tokens: 3000, Period: period}}, Latency: 300 * time.Millisecond})
+		srv := emulator.NewTestServer(emu)
+		t.Cleanup(srv.Close)
+		client, err := provider.New(provider.Config{Type: provider.OpenAI, Endpoint: srv.URL + "/v1", APIKey: "k"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lim := ratewindow.Config{MaxConcurrency: 8, Tokens: &ratewindow.Window{Name: "tokens", Limit: 3000, Period: period}}
+		d := start(t, Config{Name: "p", Client: client, DefaultModel: "gpt-test", Limits: lim, CapCountedAtStart: counted})
+		col := newCollector(6)
+		d.Submit(Batch{Key: "ns/tpm", Namespace: "ns", Size: 6, Items: items("t", 6), Params: Params{MaxTokens: 1000}, OnResult: col.add})
+		col.wait(t, time.Minute)
+		refused := emulator.Count(emu.Log()).QuotaRefusals
+		if counted && refused != 0 {
+			t.Fatalf("charged the whole cap: the server refused %d calls for its quota, want 0", refused)
+		}
+		if !counted && refused == 0 {
+			t.Fatal("charged 256 a call: the server refused none, so this test cannot tell the charges apart")
+		}
+	}
+}

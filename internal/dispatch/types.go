@@ -99,6 +99,13 @@ type Config struct {
 	// Limits (which still hold for all models together), keyed by the
 	// model a call names (DefaultModel when it names none).
 	ModelLimits map[string]*ratewindow.Config
+	// CapCountedAtStart says the provider counts a call's whole output cap
+	// against its token windows when the call starts (OpenAI's TPM counts
+	// max_tokens): batch items are then charged their whole cap in every
+	// window that counts output, not the typicalOutput estimate. Windows
+	// of output tokens alone are charged the whole cap in any case, as
+	// Anthropic counts OTPM.
+	CapCountedAtStart bool
 	// LearnLimits lowers the request windows and concurrency in use when
 	// the provider answers 429 to calls they allowed, and raises them
 	// again per clean window, never above Limits (internal/aimd).

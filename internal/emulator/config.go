@@ -14,10 +14,11 @@ type Limit struct {
 	Period   time.Duration
 }
 
-// TokenLimit is a quota of output Tokens per rolling Period, per API key,
-// counted as Anthropic counts OTPM: a request is charged its max_tokens
-// when it arrives (its answer's length when it sends none), and corrected
-// to the output it got when it is answered.
+// TokenLimit is a quota of Tokens per rolling Period, per API key. A
+// request is charged its cap when it arrives, as the real APIs count it
+// (Anthropic's OTPM its max_tokens; OpenAI's TPM its prompt and
+// max_tokens), with its answer's length where it sends no cap, and
+// corrected to what it used when it is answered.
 type TokenLimit struct {
 	Tokens int
 	Period time.Duration
@@ -51,9 +52,10 @@ type FaultRates struct {
 type Config struct {
 	// Limits are enforced per API key (Ollama requests share one key).
 	Limits []Limit
-	// OutputTokenLimits are enforced per API key too: a request whose
-	// max_tokens does not fit is refused with 429, as a full window is.
-	OutputTokenLimits []TokenLimit
+	// OutputTokenLimits and TokenLimits are enforced per API key too, over
+	// output tokens and over prompt and output tokens: a request whose cap
+	// does not fit is refused with 429, as a full window is.
+	OutputTokenLimits, TokenLimits []TokenLimit
 	// Latency delays every answer.
 	Latency time.Duration
 	// Faults are injected at random with these rates.

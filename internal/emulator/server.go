@@ -43,7 +43,8 @@ type Server struct {
 	rng      *rand.Rand
 	script   int
 	admitted map[string][]time.Time // per key: admission times, oldest first
-	outputs  map[string][]*charge   // per key: output tokens charged, oldest first
+	outputs  tokenWindows           // output tokens, as Anthropic's OTPM counts them
+	totals   tokenWindows           // prompt and output tokens, as OpenAI's TPM counts them
 	log      []Record
 }
 
@@ -60,7 +61,8 @@ func New(cfg Config) *Server {
 		cfg.HangFor = 30 * time.Second
 	}
 	return &Server{cfg: cfg, realClock: realClock, rng: rand.New(rand.NewPCG(cfg.Seed, 0xe3)), admitted: map[string][]time.Time{},
-		outputs: map[string][]*charge{}}
+		outputs: tokenWindows{limits: cfg.OutputTokenLimits, charges: map[string][]*charge{}},
+		totals:  tokenWindows{limits: cfg.TokenLimits, charges: map[string][]*charge{}}}
 }
 
 // Log returns a copy of every request received so far.
@@ -153,11 +155,8 @@ func (s *Server) decide(c call, now time.Time) (status int, fault Fault, retryAf
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	output := c.maxTokens
-	if output <= 0 {
-		output = answerTokens(c).total()
-	}
-	if wait := max(s.quotaWait(c.key, now), s.outputWait(c.key, now, output)); wait > 0 {
+	tokensWait, admitTokens := s.tokenCharges(c, now)
+	if wait := max(s.quotaWait(c.key, now), tokensWait); wait > 0 {
 		return http.StatusTooManyRequests, FaultNone, wait, used
 	}
 	fault = s.nextFault()
@@ -165,7 +164,7 @@ func (s *Server) decide(c call, now time.Time) (status int, fault Fault, retryAf
 		return http.StatusTooManyRequests, fault, s.cfg.RetryAfter, used
 	}
 	s.admitted[c.key] = append(s.admitted[c.key], now)
-	used = s.chargeOutput(c.key, now, output)
+	used = admitTokens()
 	switch fault {
 	case FaultServerError:
 		return http.StatusInternalServerError, fault, 0, used

@@ -2,21 +2,27 @@ package emulator
 
 import "time"
 
-// charge is the output tokens one admitted request holds in its key's
-// output-token windows: its max_tokens until it is answered, then what it
-// used.
+// charge is the tokens one admitted request holds in its key's token
+// windows of one kind: its cap (max_tokens, plus its prompt for a window of
+// all tokens) until it is answered, then what it used.
 type charge struct {
 	at     time.Time
 	tokens int
 }
 
-// outputWait returns how long until every output-token window of key has
-// room for tokens more, 0 if they have room now (called under s.mu). It
-// keeps only what can matter.
-func (s *Server) outputWait(key string, now time.Time, tokens int) time.Duration {
-	charges := s.outputs[key]
+// tokenWindows are a key's token windows of one kind and what they hold.
+type tokenWindows struct {
+	limits  []TokenLimit
+	charges map[string][]*charge // per key, oldest first
+}
+
+// wait returns how long until every window has room for tokens more for
+// key, 0 if they have room now (called under the server's lock). It keeps
+// only what can matter.
+func (w *tokenWindows) wait(key string, now time.Time, tokens int) time.Duration {
+	charges := w.charges[key]
 	var wait, longest time.Duration
-	for _, l := range s.cfg.OutputTokenLimits {
+	for _, l := range w.limits {
 		longest = max(longest, l.Period)
 		used := 0
 		for _, c := range charges {
@@ -42,22 +48,42 @@ func (s *Server) outputWait(key string, now time.Time, tokens int) time.Duration
 	for len(charges) > 0 && !charges[0].at.After(now.Add(-longest)) {
 		charges = charges[1:]
 	}
-	s.outputs[key] = charges
+	w.charges[key] = charges
 	return wait
 }
 
-// chargeOutput records an admitted request's max_tokens in its key's
-// output-token windows and returns how to correct it once answered
-// (called under s.mu; the correction takes the lock itself).
-func (s *Server) chargeOutput(key string, now time.Time, tokens int) func(used int) {
-	if len(s.cfg.OutputTokenLimits) == 0 {
-		return func(int) {}
+// charge records an admitted request's tokens and returns the charge, to
+// be corrected once it is answered; nil when there is no window.
+func (w *tokenWindows) charge(key string, now time.Time, tokens int) *charge {
+	if len(w.limits) == 0 {
+		return nil
 	}
 	c := &charge{at: now, tokens: tokens}
-	s.outputs[key] = append(s.outputs[key], c)
-	return func(used int) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		c.tokens = min(c.tokens, used)
+	w.charges[key] = append(w.charges[key], c)
+	return c
+}
+
+// tokenCharges admits a request to both kinds of token window, or says how
+// long until it fits (called under s.mu); used corrects its charges once it
+// is answered, to what it used.
+func (s *Server) tokenCharges(c call, now time.Time) (wait time.Duration, admit func() (used func(output int))) {
+	output := c.maxTokens
+	if output <= 0 {
+		output = answerTokens(c).total()
+	}
+	input := promptTokens(c.prompt)
+	wait = max(s.outputs.wait(c.key, now, output), s.totals.wait(c.key, now, input+output))
+	return wait, func() func(int) {
+		out, all := s.outputs.charge(c.key, now, output), s.totals.charge(c.key, now, input+output)
+		return func(used int) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if out != nil {
+				out.tokens = min(out.tokens, used)
+			}
+			if all != nil {
+				all.tokens = min(all.tokens, input+used)
+			}
+		}
 	}
 }

@@ -36,3 +36,30 @@ func TestOutputTokensCountMaxTokensUntilAnswered(t *testing.T) {
 		t.Fatalf("after the first two left the window: %d, want 200", status)
 	}
 }
+
+// TestAllTokensCountPromptAndCap: a window of all tokens charges a request
+// its prompt and its max_tokens when it arrives, as OpenAI counts TPM, and
+// its prompt and output once answered.
+func TestAllTokensCountPromptAndCap(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	s := New(Config{TokenLimits: []TokenLimit{{Tokens: 100, Period: time.Minute}}, Now: func() time.Time { return t0 }})
+	prompt := "a prompt of twenty-eight chars" // 7 tokens at four characters a token
+	ask := func(at time.Duration) (int, func(int)) {
+		status, _, _, used := s.decide(call{api: openai, key: "k", model: "gpt", prompt: prompt, maxTokens: 40}, t0.Add(at))
+		return status, used
+	}
+	first, usedFirst := ask(0) // 47 of 100
+	second, usedSecond := ask(time.Second)
+	third, _ := ask(2 * time.Second)
+	if first != http.StatusOK || second != http.StatusOK || third != http.StatusTooManyRequests {
+		t.Fatalf("three calls of 7+40 against 100: %d %d %d, want 200 200 429", first, second, third)
+	}
+	usedFirst(5) // answered with 5 tokens: 12 held, and the second's 47
+	if status, _ := ask(3 * time.Second); status != http.StatusTooManyRequests {
+		t.Fatalf("12+47 held and 47 more asked: %d, want 429", status)
+	}
+	usedSecond(5) // 12 and 12 held
+	if status, _ := ask(4 * time.Second); status != http.StatusOK {
+		t.Fatalf("both answered (24 held) and 47 more asked: %d, want 200", status)
+	}
+}
