@@ -50,8 +50,11 @@ var _ = Describe("API keys", func() {
 		ns := newNamespace()
 		var logs lockedBuffer
 		verbose := zap.New(zap.WriteTo(&logs), zap.Level(zapcore.Level(-127)))
-		stop := startManagerWith(ctrl.Options{Logger: verbose})
-		DeferCleanup(stop)
+		// The verbose manager instead of the suite's, not beside it: one
+		// manager reconciles, as in a cluster.
+		stopManager()
+		DeferCleanup(func() { stopManager = startManager() })
+		DeferCleanup(startManagerWith(ctrl.Options{Logger: verbose})) // stopped first
 
 		By("a read through a verbose context logs its response body: the log would show a leak")
 		Expect(k8sClient.Get(logr.NewContext(ctx, verbose), types.NamespacedName{Name: ns}, &corev1.Namespace{})).To(Succeed())
