@@ -248,6 +248,12 @@ type EndpointStatus struct {
 	// 9.5% for a 6.5 GiB model, 18% for a 3.7 GiB one).
 	// +optional
 	GPUMemorySource GPUSource `json:"gpuMemorySource,omitempty"`
+	// concurrencyLimit is how many calls at once the manager sends this
+	// pod now, learned from its answers' pace and its GPU memory under
+	// spec.limits.adaptive: AIMD (at most spec.limits.maxConcurrency).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	ConcurrencyLimit *int32 `json:"concurrencyLimit,omitempty"`
 	// message says why the endpoint is not warm, or how its warmup went.
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024

@@ -91,7 +91,7 @@ func (r *LLMProviderReconciler) observePool(ctx context.Context, p *llmv1.LLMPro
 			if err != nil {
 				st.State, st.Message = llmv1.EndpointFailed, fmt.Sprintf("address %q: %v", st.Address, err)
 			} else {
-				warm = append(warm, dispatch.Endpoint{Name: pod.Name, Address: st.Address, Client: c, Version: version})
+				warm = append(warm, dispatch.Endpoint{Name: pod.Name, Address: st.Address, Client: c, Version: version, GPUMemoryUsed: gpuMemoryUsed(st)})
 			}
 		}
 		statuses = append(statuses, st)
@@ -107,12 +107,28 @@ func (r *LLMProviderReconciler) observePool(ctx context.Context, p *llmv1.LLMPro
 		warm = []dispatch.Endpoint{{Address: p.Spec.Endpoint, Client: c, Version: version}}
 	}
 	eps.Set(warm)
+	limits := eps.Limits() // learned under spec.limits.adaptive; nil without
+	for i := range statuses {
+		if l, ok := limits[statuses[i].Name]; ok {
+			statuses[i].ConcurrencyLimit = ptr.To(int32(l))
+		}
+	}
+	publishEndpointLimits(p.Name, limits)
 	if len(statuses) > maxEndpoints {
 		statuses = statuses[:maxEndpoints]
 	}
 	p.Status.Endpoints = statuses
 	r.requestCleanups(ctx, p, pods, eps.Failing(cleanupAfterErrors))
 	return warmCondition(p, warmPods, len(pods)), nil
+}
+
+// gpuMemoryUsed is the part of its node's GPU memory in use that a pod's
+// report gives, 0 when unknown.
+func gpuMemoryUsed(st llmv1.EndpointStatus) float64 {
+	if st.GPUMemoryTotalBytes <= 0 {
+		return 0
+	}
+	return float64(st.GPUMemoryUsedBytes) / float64(st.GPUMemoryTotalBytes)
 }
 
 // endpointStatus is one pod as status shows it, from the agent's

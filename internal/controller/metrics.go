@@ -64,7 +64,7 @@ func boolToFloat(b bool) float64 {
 }
 
 func forgetProviderMetrics(name string) {
-	for _, v := range []*prometheus.GaugeVec{metrics.WindowUsedRequests, metrics.WindowLimitRequests, metrics.WindowUsedTokens, metrics.WindowLimitTokens, metrics.LearnedLimitRatio, metrics.BackoffSeconds, metrics.ConsecutiveFailures, metrics.CostUSD, metrics.CostAlert, metrics.CostLimitUSD} {
+	for _, v := range []*prometheus.GaugeVec{metrics.WindowUsedRequests, metrics.WindowLimitRequests, metrics.WindowUsedTokens, metrics.WindowLimitTokens, metrics.LearnedLimitRatio, metrics.PoolEndpointConcurrency, metrics.BackoffSeconds, metrics.ConsecutiveFailures, metrics.CostUSD, metrics.CostAlert, metrics.CostLimitUSD} {
 		v.DeletePartialMatch(prometheus.Labels{"provider": name})
 	}
 	metrics.RequestsTotal.DeletePartialMatch(prometheus.Labels{"provider": name})
@@ -160,3 +160,16 @@ func decimalToFloat(s string) float64 {
 // tokenWindowLabels are the window label of each further token window in
 // llmquota_window_*_tokens (tokens per minute is "minute").
 var tokenWindowLabels = map[string]string{windowTokensPerDay: "day", windowInputPerMinute: "input_minute", windowOutputPerMinute: "output_minute"}
+
+// publishEndpointLimits exports each warm pod's learned limit of calls at
+// once, and drops the series of pods no longer warm (or of a pool no
+// longer learning).
+func publishEndpointLimits(provider string, limits map[string]int) {
+	metrics.PoolEndpointConcurrency.DeletePartialMatch(prometheus.Labels{"provider": provider})
+	for pod, l := range limits {
+		if pod == "" { // spec.endpoint: the pool's Service, one endpoint for all its pods
+			pod = "(service)"
+		}
+		metrics.PoolEndpointConcurrency.WithLabelValues(provider, pod).Set(float64(l))
+	}
+}

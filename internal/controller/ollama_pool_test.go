@@ -102,6 +102,26 @@ var _ = Describe("Ollama pools", func() {
 		Eventually(requested, timeout, interval).ShouldNot(Equal(first))
 	})
 
+	It("shows each pod's learned concurrency under adaptive limits, lowered when its GPU memory is nearly full", func() {
+		_, url := emulate(emulator.Config{})
+		pod := ollamaPod(ns, "ollama-0", url)
+		agentSays(pod, corev1.ConditionTrue, llmv1.PodReasonWarm, "model tiny is resident",
+			&llmv1.EndpointReport{Model: "tiny", GPUMemoryUsedBytes: 20 << 30, GPUMemoryTotalBytes: 80 << 30, Source: llmv1.GPUSourceNVML})
+		p := ollamaPool(ns, "")
+		patch := client.MergeFrom(p.DeepCopy())
+		p.Spec.Limits.Adaptive = llmv1.AdaptiveLimitsAIMD
+		Expect(k8sClient.Patch(context.Background(), p, patch)).To(Succeed())
+		limitOf := func(g Gomega) *int32 {
+			st := providerStatus(p)(g)
+			g.Expect(st.Endpoints).To(HaveLen(1))
+			return st.Endpoints[0].ConcurrencyLimit
+		}
+		Eventually(limitOf, timeout, interval).Should(HaveValue(BeEquivalentTo(2)), "the declared maxConcurrency")
+		agentSays(pod, corev1.ConditionTrue, llmv1.PodReasonWarm, "model tiny is resident",
+			&llmv1.EndpointReport{Model: "tiny", GPUMemoryUsedBytes: 78 << 30, GPUMemoryTotalBytes: 80 << 30, Source: llmv1.GPUSourceNVML})
+		Eventually(limitOf, timeout, interval).Should(HaveValue(BeEquivalentTo(1)), "97% of GPU memory in use, no call in flight")
+	})
+
 	It("says when no pod matches the selector", func() {
 		p := ollamaPool(ns, "")
 		Eventually(providerStatus(p), timeout, interval).Should(WithTransform(warmOf, And(

@@ -136,6 +136,7 @@ func New(cfg Config, snapshot []byte, c clock.Clock, log logr.Logger, lookup Loo
 	}
 	if cfg.Endpoints != nil {
 		cfg.Endpoints.watch(d.poke)
+		cfg.Endpoints.configure(cfg.LearnLimits, cfg.Limits.MaxConcurrency)
 	}
 	return d, nil
 }
@@ -183,6 +184,9 @@ func (d *Dispatcher) Reconfigure(cfg Config) error {
 	d.cfg.Budgets, d.cfg.InteractiveReserve, d.cfg.MaxRateLimitedWait = cfg.Budgets, cfg.InteractiveReserve, cfg.MaxRateLimitedWait
 	d.cfg.CapCountedAtStart = cfg.CapCountedAtStart
 	d.cfg.Shares, d.fair.shares, d.cfg.ModelLimits = cfg.Shares, cfg.Shares, cfg.ModelLimits
+	if d.cfg.Endpoints != nil {
+		d.cfg.Endpoints.configure(cfg.LearnLimits, cfg.Limits.MaxConcurrency)
+	}
 	if cfg.LearnLimits != d.cfg.LearnLimits { // switched on or off: from the declared limits
 		d.cfg.LearnLimits, d.learner = cfg.LearnLimits, newLearner(cfg, d.clock.Now())
 		d.limiter.SetScale(1)

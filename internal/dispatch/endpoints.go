@@ -18,6 +18,14 @@ type Endpoint struct {
 	// Version says how Client is configured (the pool's context length):
 	// a new version replaces the client even at the same address.
 	Version string
+	// GPUMemoryUsed is the part of its GPU memory the server's node uses
+	// (the node agent's report), 0 when unknown: under adaptive limits,
+	// memory near full stops the server's calls from growing.
+	GPUMemoryUsed float64
+
+	// atLimit says the server had as many calls in flight as its learned
+	// limit when this call was sent to it (set by pick).
+	atLimit bool
 }
 
 // Endpoints is the set of warm endpoints a pool's calls go to, round
@@ -32,6 +40,11 @@ type Endpoints struct {
 	next     int
 	failures map[string]int
 	onChange func()
+	// load is each endpoint's calls in flight and, with adaptive limits,
+	// how many it takes at once (endpoint_load.go).
+	load     map[string]*endpointLoad
+	adaptive bool
+	declared int
 }
 
 // Set replaces the warm endpoints. Endpoints whose name and address are
@@ -49,6 +62,7 @@ func (e *Endpoints) Set(list []Endpoint) {
 		}
 		e.failures = kept
 	}
+	e.keepLoad(list)
 	notify := e.onChange
 	e.mu.Unlock()
 	if !same && notify != nil {
@@ -63,16 +77,21 @@ func (e *Endpoints) Len() int {
 	return len(e.list)
 }
 
-// pick returns the next endpoint in turn; false when none is warm.
+// pick returns the next endpoint in turn that has room for one more call
+// (with adaptive limits), and counts the call in flight there; false when
+// none is warm or none has room.
 func (e *Endpoints) pick() (Endpoint, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if len(e.list) == 0 {
-		return Endpoint{}, false
+	for range len(e.list) {
+		ep := e.list[e.next%len(e.list)]
+		e.next++
+		if l := e.loadOf(ep.Name); l.room(e.adaptive) {
+			ep.atLimit = l.take(e.adaptive)
+			return ep, true
+		}
 	}
-	ep := e.list[e.next%len(e.list)]
-	e.next++
-	return ep, true
+	return Endpoint{}, false
 }
 
 // observe counts a call's outcome: a server error adds to the endpoint's
@@ -114,7 +133,8 @@ func (e *Endpoints) watch(poke func()) {
 }
 
 // pickEndpoint is where an admitted call goes: the next warm endpoint of a
-// pool, or the provider's one client; false when the pool has none warm.
+// pool with room, or the provider's one client; false when the pool has
+// none warm or none with room.
 func (d *Dispatcher) pickEndpoint() (Endpoint, bool) {
 	if d.cfg.Endpoints == nil {
 		return Endpoint{Client: d.cfg.Client}, true

@@ -147,6 +147,12 @@ func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool,
 			d.refuse(w, ratewindow.Decision{Reason: ratewindow.ReasonNoEndpoint})
 			continue
 		}
+		if !d.endpointRoom() { // every warm endpoint is at its learned limit: a call's end frees one
+			if wait, ok := d.hold(w, ratewindow.Decision{Reason: ratewindow.ReasonConcurrency}, now); ok {
+				return wait, true, laneAction{}
+			}
+			continue
+		}
 		res, hold := d.budgetFor(now, w.ask.Namespace, w.ask.InputChars, w.ask.MaxTokens)
 		if hold != nil {
 			if hold.Commit {
@@ -272,7 +278,7 @@ func (d *Dispatcher) Interactive() InteractiveStats {
 func (g *Grant) Done(resp *provider.Response, err error) {
 	g.end(func(d *Dispatcher, now time.Time) {
 		pe := d.releaseSlot(now, g.est, resp, err)
-		d.observeEndpoint(g.endpoint, pe)
+		d.endpointDone(g.endpoint, g.at, now, resp, pe, true)
 		d.learn(now, g.at, pe)
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -287,6 +293,7 @@ func (g *Grant) Done(resp *provider.Response, err error) {
 func (g *Grant) Cancel() {
 	g.end(func(d *Dispatcher, now time.Time) {
 		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
+		d.endpointDone(g.endpoint, g.at, now, nil, nil, false)
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		d.scopeRelease(now, g.namespace, g.model, ratewindow.Cost{})
@@ -301,6 +308,7 @@ func (g *Grant) Cancel() {
 func (g *Grant) Expire() {
 	g.end(func(d *Dispatcher, now time.Time) {
 		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
+		d.endpointDone(g.endpoint, g.at, now, nil, nil, false)
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		d.scopeRelease(now, g.namespace, g.model, ratewindow.Cost{})

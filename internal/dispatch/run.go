@@ -153,6 +153,13 @@ func (d *Dispatcher) plan(now time.Time) move {
 		d.limited = ratewindow.Decision{Allowed: true}
 		return move{wait: idle}
 	}
+	if !d.endpointRoom() {
+		// Every warm endpoint has as many calls as it takes now (adaptive
+		// limits): checked before admission, so no window is spent on a
+		// call with nowhere to go; a call's end pokes the loop.
+		d.limited = ratewindow.Decision{Reason: ratewindow.ReasonConcurrency}
+		return move{wait: idle}
+	}
 	res, hold := d.budget(now, b, it)
 	if hold != nil {
 		return d.planHold(now, hold)
@@ -339,7 +346,7 @@ func (d *Dispatcher) call(ctx context.Context, b *batch, it Item, c *callPlan) {
 	pe := d.releaseSlot(now, c.est, resp, err)
 	d.learn(now, started, pe)
 
-	d.observeEndpoint(target, pe)
+	d.endpointDone(target, started, now, resp, pe, true)
 	if d.cfg.OnCall != nil {
 		outcome := "Succeeded"
 		if pe != nil {

@@ -64,6 +64,12 @@ var (
 		Name: "llmquota_learned_limit_ratio",
 		Help: "Part of the declared request windows and concurrency in use, by provider: 1 as declared, less where spec.limits.adaptive learned the provider takes less.",
 	}, []string{"provider"})
+	// PoolEndpointConcurrency is each Ollama pod's learned limit of calls
+	// at once (spec.limits.adaptive).
+	PoolEndpointConcurrency = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "llmquota_pool_endpoint_concurrency_limit",
+		Help: "Calls at once the manager sends each warm pod of an Ollama pool, learned from the answers' pace and the pod's GPU memory under spec.limits.adaptive: AIMD, by provider and pod.",
+	}, []string{"provider", "ollama_pod"})
 	// BackoffSeconds is how long the provider is held back.
 	BackoffSeconds = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "llmquota_backoff_seconds",
@@ -125,7 +131,7 @@ var (
 )
 
 // All are the manager's metrics.
-var All = []prometheus.Collector{RequestsTotal, CallDuration, QueueWait, AdmissionWait, WindowUsedRequests, WindowLimitRequests, LearnedLimitRatio, WindowUsedTokens,
+var All = []prometheus.Collector{RequestsTotal, CallDuration, QueueWait, AdmissionWait, WindowUsedRequests, WindowLimitRequests, LearnedLimitRatio, PoolEndpointConcurrency, WindowUsedTokens,
 	WindowLimitTokens, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, CostLimitUSD, BatchItems, BatchFailed, InteractiveDecisions, UsageTokens, UsageCostUSD}
 
 func init() {

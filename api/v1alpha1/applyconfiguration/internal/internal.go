@@ -158,6 +158,9 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: address
       type:
         scalar: string
+    - name: concurrencyLimit
+      type:
+        scalar: numeric
     - name: gpuMemorySource
       type:
         namedType: com.github.llmquota.llmquota.api.v1alpha1.GPUSource

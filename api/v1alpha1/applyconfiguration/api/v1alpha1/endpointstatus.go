@@ -56,6 +56,10 @@ type EndpointStatusApplyConfiguration struct {
 	// slack (on an H200 about 0.7 GiB a runner under what nvidia-smi shows:
 	// 9.5% for a 6.5 GiB model, 18% for a 3.7 GiB one).
 	GPUMemorySource *apiv1alpha1.GPUSource `json:"gpuMemorySource,omitempty"`
+	// concurrencyLimit is how many calls at once the manager sends this
+	// pod now, learned from its answers' pace and its GPU memory under
+	// spec.limits.adaptive: AIMD (at most spec.limits.maxConcurrency).
+	ConcurrencyLimit *int32 `json:"concurrencyLimit,omitempty"`
 	// message says why the endpoint is not warm, or how its warmup went.
 	Message *string `json:"message,omitempty"`
 }
@@ -143,6 +147,14 @@ func (b *EndpointStatusApplyConfiguration) WithPodGPUMemoryBytes(value int64) *E
 // If called multiple times, the GPUMemorySource field is set to the value of the last call.
 func (b *EndpointStatusApplyConfiguration) WithGPUMemorySource(value apiv1alpha1.GPUSource) *EndpointStatusApplyConfiguration {
 	b.GPUMemorySource = &value
+	return b
+}
+
+// WithConcurrencyLimit sets the ConcurrencyLimit field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the ConcurrencyLimit field is set to the value of the last call.
+func (b *EndpointStatusApplyConfiguration) WithConcurrencyLimit(value int32) *EndpointStatusApplyConfiguration {
+	b.ConcurrencyLimit = &value
 	return b
 }
 
