@@ -94,12 +94,15 @@ func (c *Concurrency) Overloaded(now, sent time.Time) bool {
 }
 
 // Pressure takes the server's GPU memory in use, as a part of its total
-// (from the node agent's report), with inFlight calls on it: over
-// PressureWatermark the limit falls to the calls in flight and stops
-// growing until the memory is back under it.
+// (from the node agent's report), with inFlight calls on it: when it
+// passes PressureWatermark the limit falls to the calls in flight, and
+// stops growing until the memory is back under it. Reports that it is
+// still over do not cut again: the calls in flight then were sent under
+// the cut limit.
 func (c *Concurrency) Pressure(used float64, inFlight int) bool {
+	was := c.pressure
 	c.pressure = used >= PressureWatermark
-	if !c.pressure {
+	if !c.pressure || was {
 		return false
 	}
 	before := c.Limit()

@@ -29,6 +29,7 @@ func TestConcurrencyLearnsFromPace(t *testing.T) {
 		{"normal pace at the limit: grows by 1/limit (3.92 to 4.18)", func() bool { return c.Answered(at(1500), at(1400), 10, true) }, 4},
 		{"GPU memory at 97% with 2 in flight: down to 2", func() bool { return c.Pressure(0.97, 2) }, 2},
 		{"no growth under pressure", func() bool { return c.Answered(at(1600), at(1500), 10, true) }, 2},
+		{"still at 97% with 1 in flight: no second cut", func() bool { return c.Pressure(0.97, 1) }, 2},
 		{"memory back at 80%: nothing cut", func() bool { return c.Pressure(0.8, 2) }, 2},
 		{"a timeout: overloaded, never below one", func() bool { c.Overloaded(at(2000), at(1900)); return c.Overloaded(at(3000), at(2900)) }, 1},
 	}
