@@ -34,6 +34,7 @@ func run() error {
 		limits     = flag.String("limits", "", `Per-key quotas, such as "10/10s,600/1h,1500/24h". Empty: no quota.`)
 		outputs    = flag.String("output-token-limits", "", `Per-key output tokens, such as "8000/1m", charged max_tokens on arrival as Anthropic counts OTPM. Empty: none.`)
 		tokens     = flag.String("token-limits", "", `Per-key prompt and output tokens, such as "40000/1m", charged the prompt and max_tokens on arrival as OpenAI counts TPM. Empty: none.`)
+		inputs     = flag.String("input-token-limits", "", `Per-key prompt tokens, such as "30000/1m", as Anthropic counts ITPM and Gemini TPM. Empty: none.`)
 		latency    = flag.Duration("latency", 0, "Delay before every answer.")
 		chunkDelay = flag.Duration("chunk-delay", 0, "Pause between a stream's events.")
 		keys       = flag.String("keys", "", "Comma-separated API keys to accept; empty accepts any non-empty key.")
@@ -64,6 +65,9 @@ func run() error {
 		return err
 	}
 	if cfg.TokenLimits, err = tokenLimits("--token-limits", *tokens); err != nil {
+		return err
+	}
+	if cfg.InputTokenLimits, err = tokenLimits("--input-token-limits", *inputs); err != nil {
 		return err
 	}
 	if cfg.Script, err = emulator.ParseScript(*script); err != nil {

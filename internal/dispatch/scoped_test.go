@@ -323,3 +323,33 @@ func TestTokensWindowHoldsAtTheServer(t *testing.T) {
 		}
 	}
 }
+
+// TestInputWindowHoldsAtTheServer: a provider that counts the prompts'
+// tokens against a window (the emulator, as Gemini counts its TPM and
+// Anthropic its ITPM), with prompts of about 100 tokens against 250 a
+// period and room for eight in flight: the dispatcher's estimate (a token
+// per four characters, plus one) is never under the server's count, and
+// the server refuses none for its quota.
+func TestInputWindowHoldsAtTheServer(t *testing.T) {
+	const period = 2 * time.Second
+	emu := emulator.New(emulator.Config{InputTokenLimits: []emulator.TokenLimit{{Tokens: 250, Period: period}}, Latency: 100 * time.Millisecond})
+	srv := emulator.NewTestServer(emu)
+	t.Cleanup(srv.Close)
+	client, err := provider.New(provider.Config{Type: provider.Gemini, Endpoint: srv.URL, APIKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := ratewindow.Config{MaxConcurrency: 8,
+		TokenWindows: []ratewindow.TokenWindow{{Window: ratewindow.Window{Name: "input", Limit: 250, Period: period}, Kind: ratewindow.TokensInput}}}
+	d := start(t, Config{Name: "p", Client: client, DefaultModel: "gemini-test", Limits: lim})
+	its := items("i", 6)
+	for i := range its {
+		its[i].Prompt += strings.Repeat(" forty characters of prompt text, padded", 10)
+	}
+	col := newCollector(6)
+	d.Submit(Batch{Key: "ns/in", Namespace: "ns", Size: 6, Items: its, OnResult: col.add})
+	col.wait(t, time.Minute)
+	if tally := emulator.Count(emu.Log()); tally.QuotaRefusals != 0 || tally.Arrivals != 6 {
+		t.Fatalf("the server saw %+v; want 6 arrivals and no quota refusal", tally)
+	}
+}

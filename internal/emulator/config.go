@@ -52,10 +52,11 @@ type FaultRates struct {
 type Config struct {
 	// Limits are enforced per API key (Ollama requests share one key).
 	Limits []Limit
-	// OutputTokenLimits and TokenLimits are enforced per API key too, over
-	// output tokens and over prompt and output tokens: a request whose cap
-	// does not fit is refused with 429, as a full window is.
-	OutputTokenLimits, TokenLimits []TokenLimit
+	// OutputTokenLimits, TokenLimits and InputTokenLimits are enforced per
+	// API key too, over output tokens, prompt and output tokens, and prompt
+	// tokens: a request that does not fit is refused with 429, as a full
+	// window is.
+	OutputTokenLimits, TokenLimits, InputTokenLimits []TokenLimit
 	// Latency delays every answer.
 	Latency time.Duration
 	// Faults are injected at random with these rates.

@@ -45,6 +45,7 @@ type Server struct {
 	admitted map[string][]time.Time // per key: admission times, oldest first
 	outputs  tokenWindows           // output tokens, as Anthropic's OTPM counts them
 	totals   tokenWindows           // prompt and output tokens, as OpenAI's TPM counts them
+	inputs   tokenWindows           // prompt tokens, as Anthropic's ITPM and Gemini's TPM count them
 	log      []Record
 }
 
@@ -62,7 +63,8 @@ func New(cfg Config) *Server {
 	}
 	return &Server{cfg: cfg, realClock: realClock, rng: rand.New(rand.NewPCG(cfg.Seed, 0xe3)), admitted: map[string][]time.Time{},
 		outputs: tokenWindows{limits: cfg.OutputTokenLimits, charges: map[string][]*charge{}},
-		totals:  tokenWindows{limits: cfg.TokenLimits, charges: map[string][]*charge{}}}
+		totals:  tokenWindows{limits: cfg.TokenLimits, charges: map[string][]*charge{}},
+		inputs:  tokenWindows{limits: cfg.InputTokenLimits, charges: map[string][]*charge{}}}
 }
 
 // Log returns a copy of every request received so far.

@@ -63,17 +63,19 @@ func (w *tokenWindows) charge(key string, now time.Time, tokens int) *charge {
 	return c
 }
 
-// tokenCharges admits a request to both kinds of token window, or says how
-// long until it fits (called under s.mu); used corrects its charges once it
-// is answered, to what it used.
+// tokenCharges admits a request to every kind of token window, or says
+// how long until it fits (called under s.mu); used corrects its charges
+// once it is answered, to what it used. Its input is known when it arrives
+// and charged as it is.
 func (s *Server) tokenCharges(c call, now time.Time) (wait time.Duration, admit func() (used func(output int))) {
 	output := c.maxTokens
 	if output <= 0 {
 		output = answerTokens(c).total()
 	}
 	input := promptTokens(c.prompt)
-	wait = max(s.outputs.wait(c.key, now, output), s.totals.wait(c.key, now, input+output))
+	wait = max(s.outputs.wait(c.key, now, output), s.totals.wait(c.key, now, input+output), s.inputs.wait(c.key, now, input))
 	return wait, func() func(int) {
+		s.inputs.charge(c.key, now, input)
 		out, all := s.outputs.charge(c.key, now, output), s.totals.charge(c.key, now, input+output)
 		return func(used int) {
 			s.mu.Lock()

@@ -63,3 +63,23 @@ func TestAllTokensCountPromptAndCap(t *testing.T) {
 		t.Fatalf("both answered (24 held) and 47 more asked: %d, want 200", status)
 	}
 }
+
+// TestInputTokensCountThePrompt: a window of input tokens charges a
+// request its prompt when it arrives, as Anthropic counts ITPM and Gemini
+// counts its TPM; the answer changes nothing.
+func TestInputTokensCountThePrompt(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	s := New(Config{InputTokenLimits: []TokenLimit{{Tokens: 20, Period: time.Minute}}, Now: func() time.Time { return t0 }})
+	prompt := "a prompt of twenty-eight chars" // 7 tokens
+	ask := func(at time.Duration) int {
+		status, _, _, used := s.decide(call{api: gemini, key: "k", model: "gemini", prompt: prompt, maxTokens: 1000}, t0.Add(at))
+		used(1)
+		return status
+	}
+	if a, b, c := ask(0), ask(time.Second), ask(2*time.Second); a != http.StatusOK || b != http.StatusOK || c != http.StatusTooManyRequests {
+		t.Fatalf("three prompts of 7 against 20: %d %d %d, want 200 200 429 (the cap of 1000 is no input)", a, b, c)
+	}
+	if status := ask(61 * time.Second); status != http.StatusOK {
+		t.Fatalf("after the first two left the window: %d, want 200", status)
+	}
+}
