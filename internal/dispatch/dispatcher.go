@@ -143,9 +143,19 @@ func New(cfg Config, snapshot []byte, c clock.Clock, log logr.Logger, lookup Loo
 
 // normalized fills in a config's defaults and guards its limits.
 func normalized(cfg Config) Config {
+	cfg.Limits = guardedLimits(cfg.Limits)
 	cfg.Limits.RequireReservation = cfg.Persist != nil
-	cfg.Limits.Windows = guarded(cfg.Limits.Windows)
-	cfg.Limits.MinInterval += guard(cfg.Limits.MinInterval)
+	if cfg.ModelLimits != nil { // a model's limits are the provider's too
+		models := make(map[string]*ratewindow.Config, len(cfg.ModelLimits))
+		for name, l := range cfg.ModelLimits {
+			if l != nil {
+				g := guardedLimits(*l)
+				l = &g
+			}
+			models[name] = l
+		}
+		cfg.ModelLimits = models
+	}
 	if cfg.ReserveBlock < 1 {
 		cfg.ReserveBlock = 1
 	}
@@ -445,6 +455,29 @@ func (d *Dispatcher) next(now time.Time) (b *batch, gate time.Time) {
 }
 
 // guarded lengthens each window by its guard time.
+// guardedLimits is c with every window, token window and interval the
+// provider enforces lengthened by its guard: a token window whose charge
+// the answer does not correct (input tokens, or output as long as its
+// cap) has the same race with the server's arrival stamps as a request
+// window.
+func guardedLimits(c ratewindow.Config) ratewindow.Config {
+	c.Windows = guarded(c.Windows)
+	if c.Tokens != nil {
+		t := guarded([]ratewindow.Window{*c.Tokens})[0]
+		c.Tokens = &t
+	}
+	if c.TokenWindows != nil {
+		tws := make([]ratewindow.TokenWindow, len(c.TokenWindows))
+		for i, tw := range c.TokenWindows {
+			tw.Window = guarded([]ratewindow.Window{tw.Window})[0]
+			tws[i] = tw
+		}
+		c.TokenWindows = tws
+	}
+	c.MinInterval += guard(c.MinInterval)
+	return c
+}
+
 func guarded(ws []ratewindow.Window) []ratewindow.Window {
 	out := make([]ratewindow.Window, len(ws))
 	for i, w := range ws {
