@@ -86,10 +86,20 @@ func items(prefix string, n int) []Item {
 // emulated returns a Gemini client of an emulator serving over loopback.
 func emulated(tb testing.TB, cfg emulator.Config) (*emulator.Server, provider.Client) {
 	tb.Helper()
+	return emulatedAs(tb, cfg, provider.Gemini)
+}
+
+// emulatedAs is emulated with a client of the dialect typ.
+func emulatedAs(tb testing.TB, cfg emulator.Config, typ provider.Type) (*emulator.Server, provider.Client) {
+	tb.Helper()
 	emu := emulator.New(cfg)
 	srv := emulator.NewTestServer(emu)
 	tb.Cleanup(srv.Close)
-	c, err := provider.New(provider.Config{Type: provider.Gemini, Endpoint: srv.URL, APIKey: "k"})
+	endpoint := srv.URL
+	if typ == provider.OpenAI {
+		endpoint += "/v1" // OpenAI's base URL names its version
+	}
+	c, err := provider.New(provider.Config{Type: typ, Endpoint: endpoint, APIKey: "k"})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -463,13 +463,13 @@ func (d *Dispatcher) next(now time.Time) (b *batch, gate time.Time) {
 func guardedLimits(c ratewindow.Config) ratewindow.Config {
 	c.Windows = guarded(c.Windows)
 	if c.Tokens != nil {
-		t := guarded([]ratewindow.Window{*c.Tokens})[0]
+		t := guardedWindow(*c.Tokens)
 		c.Tokens = &t
 	}
 	if c.TokenWindows != nil {
 		tws := make([]ratewindow.TokenWindow, len(c.TokenWindows))
 		for i, tw := range c.TokenWindows {
-			tw.Window = guarded([]ratewindow.Window{tw.Window})[0]
+			tw.Window = guardedWindow(tw.Window)
 			tws[i] = tw
 		}
 		c.TokenWindows = tws
@@ -481,10 +481,15 @@ func guardedLimits(c ratewindow.Config) ratewindow.Config {
 func guarded(ws []ratewindow.Window) []ratewindow.Window {
 	out := make([]ratewindow.Window, len(ws))
 	for i, w := range ws {
-		w.Period += guard(w.Period)
-		out[i] = w
+		out[i] = guardedWindow(w)
 	}
 	return out
+}
+
+// guardedWindow is w, a period longer by its guard.
+func guardedWindow(w ratewindow.Window) ratewindow.Window {
+	w.Period += guard(w.Period)
+	return w
 }
 
 // guard is how much longer than a window or minimum interval we wait (1/50

@@ -277,13 +277,7 @@ func TestOutputWindowChargesTheWholeCap(t *testing.T) {
 // refuses the third.
 func TestOutputWindowHoldsAtTheServer(t *testing.T) {
 	const period = 2 * time.Second
-	emu := emulator.New(emulator.Config{OutputTokenLimits: []emulator.TokenLimit{{Tokens: 2500, Period: period}}, Latency: 300 * time.Millisecond})
-	srv := emulator.NewTestServer(emu)
-	t.Cleanup(srv.Close)
-	client, err := provider.New(provider.Config{Type: provider.Anthropic, Endpoint: srv.URL, APIKey: "k"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	emu, client := emulatedAs(t, emulator.Config{OutputTokenLimits: []emulator.TokenLimit{{Tokens: 2500, Period: period}}, Latency: 300 * time.Millisecond}, provider.Anthropic)
 	lim := ratewindow.Config{MaxConcurrency: 8,
 		TokenWindows: []ratewindow.TokenWindow{{Window: ratewindow.Window{Name: "output", Limit: 2500, Period: period}, Kind: ratewindow.TokensOutput}}}
 	d := start(t, Config{Name: "p", Client: client, DefaultModel: "claude-test", Limits: lim})
@@ -304,13 +298,7 @@ func TestOutputWindowHoldsAtTheServer(t *testing.T) {
 func TestTokensWindowHoldsAtTheServer(t *testing.T) {
 	for _, counted := range []bool{true, false} {
 		const period = 2 * time.Second
-		emu := emulator.New(emulator.Config{TokenLimits: []emulator.TokenLimit{{Tokens: 3000, Period: period}}, Latency: 300 * time.Millisecond})
-		srv := emulator.NewTestServer(emu)
-		t.Cleanup(srv.Close)
-		client, err := provider.New(provider.Config{Type: provider.OpenAI, Endpoint: srv.URL + "/v1", APIKey: "k"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		emu, client := emulatedAs(t, emulator.Config{TokenLimits: []emulator.TokenLimit{{Tokens: 3000, Period: period}}, Latency: 300 * time.Millisecond}, provider.OpenAI)
 		lim := ratewindow.Config{MaxConcurrency: 8, Tokens: &ratewindow.Window{Name: "tokens", Limit: 3000, Period: period}}
 		d := start(t, Config{Name: "p", Client: client, DefaultModel: "gpt-test", Limits: lim, CapCountedAtStart: counted})
 		col := newCollector(6)
@@ -336,13 +324,7 @@ func TestInputWindowHoldsAtTheServer(t *testing.T) {
 	// A window of 5 s has a guard of 100 ms against the delay between our
 	// admission and the server's stamp, which a loaded machine stretches.
 	const period = 5 * time.Second
-	emu := emulator.New(emulator.Config{InputTokenLimits: []emulator.TokenLimit{{Tokens: 250, Period: period}}, Latency: 100 * time.Millisecond})
-	srv := emulator.NewTestServer(emu)
-	t.Cleanup(srv.Close)
-	client, err := provider.New(provider.Config{Type: provider.Gemini, Endpoint: srv.URL, APIKey: "k"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	emu, client := emulatedAs(t, emulator.Config{InputTokenLimits: []emulator.TokenLimit{{Tokens: 250, Period: period}}, Latency: 100 * time.Millisecond}, provider.Gemini)
 	lim := ratewindow.Config{MaxConcurrency: 8,
 		TokenWindows: []ratewindow.TokenWindow{{Window: ratewindow.Window{Name: "input", Limit: 250, Period: period}, Kind: ratewindow.TokensInput}}}
 	d := start(t, Config{Name: "p", Client: client, DefaultModel: "gemini-test", Limits: lim})
