@@ -47,6 +47,7 @@ func main() {
 		maxWait, authTTL             time.Duration
 		secureMetrics                bool
 		cacheMiB                     int
+		maxSpares                    int
 	)
 	flag.StringVar(&addr, "bind-address", ":8080", "Address the dialects are served on.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to; \"0\" disables it.")
@@ -61,6 +62,7 @@ func main() {
 	flag.StringVar(&secretNS, "secret-namespaces", "", "Comma-separated namespaces of the providers' Secrets; empty: all (needs a cluster-wide Secret grant).")
 	flag.DurationVar(&maxWait, "max-wait", gateway.DefaultMaxWait, "How long a call waits for quota unless its "+gateway.MaxWaitHeader+" header says otherwise.")
 	flag.IntVar(&cacheMiB, "cache-max-mib", gateway.DefaultCacheBytes>>20, "MiB of answers at temperature 0 kept for reuse, for the providers with spec.interactive.cache Enabled; 0 keeps none.")
+	flag.IntVar(&maxSpares, "max-spares", authority.DefaultMaxSpares, "Most spare grants one acquire asks for, so that the next calls need no round trip to the leader; a negative number asks for none (one acquire per call).")
 	flag.DurationVar(&authTTL, "auth-cache-ttl", kubeauth.DefaultTTL, "How long a TokenReview or SubjectAccessReview answer is reused.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
@@ -106,10 +108,15 @@ func main() {
 	dialer := &net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}
 	quota := &authority.Client{Resolver: resolver, HTTP: &http.Client{Transport: &http.Transport{
 		DialContext: dialer.DialContext, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}}, Token: cachedFile(tokenFile, time.Minute)}
+	releases := authority.NewReleaser(ctx, quota, log)
+	spares := &authority.Spares{Quota: quota, Return: releases.Release, Max: maxSpares}
+	go spares.Run(ctx)
+	metrics := gateway.NewMetrics(crmetrics.Registry)
+	gateway.RegisterSpares(crmetrics.Registry, spares)
 	gw := &gateway.Gateway{
 		Providers: &gateway.Providers{Reader: mgr.GetClient(), HTTP: provider.NewHTTPClient(1024)},
 		Auth:      &kubeauth.Reviewer{Client: mgr.GetClient(), Audiences: []string{audience}, TTL: authTTL},
-		Quota:     quota, Releases: authority.NewReleaser(ctx, quota, log), Metrics: gateway.NewMetrics(crmetrics.Registry), MaxWait: maxWait, Log: log,
+		Quota:     spares, Releases: releases, Metrics: metrics, MaxWait: maxWait, Log: log,
 		Denials: gateway.NewDenials(mgr.GetEventRecorder("llmquota-gateway"), gateway.DeniedEventsPerSecond, gateway.DeniedEventsBurst),
 	}
 	if cacheMiB > 0 {

@@ -200,7 +200,7 @@ func (s *Server) acquire(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g, dec, err := d.Acquire(r.Context(), dispatch.Ask{Namespace: req.Namespace, Model: req.Model, InputChars: req.InputChars,
-		MaxTokens: req.MaxTokens, MaxWait: time.Duration(req.MaxWaitMillis) * time.Millisecond})
+		MaxTokens: req.MaxTokens, MaxWait: time.Duration(req.MaxWaitMillis) * time.Millisecond, Prefetch: min(req.Prefetch, MaxPrefetch)})
 	switch {
 	case err != nil: // the gateway gave up: nothing is held
 		return
@@ -208,19 +208,28 @@ func (s *Server) acquire(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusTooManyRequests, AcquireResponse{Reason: dec.Reason.String(), Window: dec.Window, RetryAt: dec.RetryAt})
 		return
 	}
+	resp := AcquireResponse{Grant: s.hold(g), LeaseMillis: s.lease().Milliseconds(), Endpoint: g.Endpoint().Address,
+		ReportWrite: g.ReportsWrite(), UseMillis: d.SpareUse().Milliseconds()}
+	for _, spare := range g.Spares() {
+		resp.Spares = append(resp.Spares, Spare{Grant: s.hold(spare), Endpoint: spare.Endpoint().Address})
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// hold keeps a grant until its release, or its lease ends, and returns its id.
+func (s *Server) hold(g *dispatch.Grant) string {
 	id, now := newID(), s.clock().Now()
 	h := held{grant: g, expires: now.Add(s.lease())}
 	if g.ReportsWrite() {
 		h.writeBy = now.Add(s.writeDeadline())
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.grants == nil {
 		s.grants = map[string]held{}
 	}
 	s.grants[id] = h
-	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, AcquireResponse{Grant: id, LeaseMillis: s.lease().Milliseconds(), Endpoint: g.Endpoint().Address,
-		ReportWrite: g.ReportsWrite()})
+	return id
 }
 
 // wrote takes a gateway's word that a grant's request was written: the

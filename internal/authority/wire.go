@@ -1,8 +1,9 @@
 // Package authority is the leader manager's quota service for gateway
 // replicas. The leader's dispatchers stay the one place a provider's
 // windows, interval, tokens, concurrency and budgets are decided; a gateway
-// asks once per call (acquire), sends the call itself, and reports what it
-// cost (release). A grant not released within its lease is reclaimed, so a
+// asks for its calls' grants (acquire), sends each call itself, and reports
+// what it cost (release); under most limits an acquire also brings spare
+// grants that the gateway's next calls use without asking (Spares). A grant not released within its lease is reclaimed, so a
 // gateway that dies holding quota wastes at most its lease. docs/gateway.md
 // says why one admission per call rather than leased blocks.
 package authority
@@ -32,6 +33,20 @@ type AcquireRequest struct {
 	MaxTokens int64 `json:"maxTokens"`
 	// MaxWaitMillis bounds the wait for quota.
 	MaxWaitMillis int64 `json:"maxWaitMillis"`
+	// Prefetch asks for up to this many spare grants for the gateway's
+	// next calls of this namespace and model, of this cost at most
+	// (dispatch.Ask.Prefetch); at most MaxPrefetch.
+	Prefetch int `json:"prefetch,omitempty"`
+}
+
+// MaxPrefetch bounds the spares one acquire asks for.
+const MaxPrefetch = 256
+
+// Spare is a spare grant: its id, and the pool server its call must go to
+// (empty for a provider of one endpoint).
+type Spare struct {
+	Grant    string `json:"grant"`
+	Endpoint string `json:"endpoint,omitempty"`
 }
 
 // AcquireResponse is a grant (Grant set) or a refusal (Reason set).
@@ -48,6 +63,13 @@ type AcquireResponse struct {
 	// has a minimum interval, which counts from the write, and nothing more
 	// is admitted until then (or until WriteDeadline).
 	ReportWrite bool `json:"reportWrite,omitempty"`
+	// Spares are the spare grants given with this one (Prefetch); each
+	// must be sent within UseMillis of the acquire's request, or released
+	// unsent.
+	Spares []Spare `json:"spares,omitempty"`
+	// UseMillis is how long the provider's spares may be held (zero: the
+	// provider gives none, and each call asks for its own grant).
+	UseMillis int64 `json:"useMillis,omitempty"`
 	// Reason names the constraint that refused (ratewindow.Reason), Window
 	// the window or budget, RetryAt when it frees (zero when no wait
 	// alone frees it).

@@ -27,6 +27,14 @@ type Ask struct {
 	// MaxWait bounds how long the call waits for quota. An Ask whose wait
 	// would end later is refused at once with the exact time quota frees.
 	MaxWait time.Duration
+	// Prefetch asks for up to this many spare grants besides the call's
+	// own, for calls of the same namespace, model and cost at most that
+	// the holder expects within SpareUse (Grant.Spares). Spares are given
+	// only as they are admissible at once, after the call's own grant, and
+	// never from the last SpareKeepPercent of a window or of the
+	// concurrency slots. None are given for a provider with a minimum
+	// interval.
+	Prefetch int
 }
 
 // Grant is the quota one interactive call holds: its admission in every
@@ -50,6 +58,10 @@ type Grant struct {
 	writing bool
 	wrote   sync.Once
 	once    sync.Once
+	// spares are the spare grants given with this one (Ask.Prefetch);
+	// spare is set on each of them.
+	spares []*Grant
+	spare  bool
 }
 
 // ReportsWrite says the grant's holder must call Wrote when the call's
@@ -85,6 +97,8 @@ type waiter struct {
 	done     chan struct{} // closed once grant or refusal is set
 	grant    *Grant
 	refusal  ratewindow.Decision
+	// held is what it waits for, while it waits at the lane's head.
+	held ratewindow.Decision
 }
 
 // InteractiveStats counts the interactive lane's decisions.
@@ -108,6 +122,13 @@ type laneAction struct {
 func (d *Dispatcher) Acquire(ctx context.Context, ask Ask) (*Grant, ratewindow.Decision, error) {
 	w := &waiter{ask: ask, deadline: d.clock.Now().Add(max(0, ask.MaxWait)), done: make(chan struct{})}
 	d.mu.Lock()
+	if head := d.headHeld(); ask.MaxWait <= 0 && head.Reason != ratewindow.ReasonNone {
+		// A call that will not wait is not queued behind one that does:
+		// what holds the head holds it too, and it learns so at once.
+		d.counted(false)
+		d.mu.Unlock()
+		return nil, head, nil
+	}
 	d.lane = append(d.lane, w)
 	now := d.clock.Now()
 	d.relearn(now)
@@ -139,6 +160,7 @@ func (d *Dispatcher) Acquire(ctx context.Context, ask Ask) (*Grant, ratewindow.D
 func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool, act laneAction) {
 	for len(d.lane) > 0 {
 		w := d.lane[0]
+		w.held = ratewindow.Decision{} // until hold says again
 		if d.draining {
 			d.refuse(w, ratewindow.Decision{Reason: ratewindow.ReasonConcurrency})
 			continue
@@ -175,21 +197,13 @@ func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool,
 		}
 		dec := d.limiter.Admit(now, est)
 		if dec.Allowed {
-			ep, ok := d.pickEndpoint()
-			if !ok { // the last endpoint went cold just now; the slot stays spent
-				d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
-				d.unbudget(now, res)
+			g := d.granted(now, w.ask, model, est, nsCost, res)
+			if g == nil { // the last endpoint went cold just now; the slot stays spent
 				d.refuse(w, ratewindow.Decision{Reason: ratewindow.ReasonNoEndpoint})
 				continue
 			}
-			d.scopeAdmit(now, w.ask.Namespace, model, nsCost)
-			d.fair.charge(w.ask.Namespace, inputEstimate(w.ask.InputChars))
-			writing := d.cfg.Limits.MinInterval > 0
-			if writing { // before the next admission: see Grant.Wrote
-				d.limiter.Writing()
-			}
-			d.answer(w, &Grant{d: d, at: now, namespace: w.ask.Namespace, model: model, charged: inputEstimate(w.ask.InputChars),
-				est: est, nsCost: nsCost, res: res, endpoint: ep, writing: writing}, dec)
+			g.spares = d.prefetch(now, w.ask, model, est, nsCost)
+			d.answer(w, g, dec)
 			continue
 		}
 		d.unbudget(now, res)
@@ -204,14 +218,50 @@ func (d *Dispatcher) serveLane(now time.Time) (wait time.Duration, blocked bool,
 	return 0, false, laneAction{}
 }
 
+// granted makes the Grant of a call the limiter just admitted: it picks
+// the pool's endpoint and charges the call's scopes and fairness. Nil when
+// no endpoint is warm: then the admission's slot and the budget come back
+// (the window keeps the admission). Called under d.mu.
+func (d *Dispatcher) granted(now time.Time, ask Ask, model string, est, nsCost ratewindow.Cost, res *reservation) *Grant {
+	ep, ok := d.pickEndpoint()
+	if !ok {
+		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
+		d.unbudget(now, res)
+		return nil
+	}
+	d.scopeAdmit(now, ask.Namespace, model, nsCost)
+	d.fair.charge(ask.Namespace, inputEstimate(ask.InputChars))
+	writing := d.cfg.Limits.MinInterval > 0
+	if writing { // before the next admission: see Grant.Wrote
+		d.limiter.Writing()
+	}
+	return &Grant{d: d, at: now, namespace: ask.Namespace, model: model, charged: inputEstimate(ask.InputChars),
+		est: est, nsCost: nsCost, res: res, endpoint: ep, writing: writing}
+}
+
+// headHeld is what the lane's head waits for; none when no Ask waits, or
+// its wait has passed (called under d.mu).
+func (d *Dispatcher) headHeld() ratewindow.Decision {
+	if len(d.lane) == 0 {
+		return ratewindow.Decision{}
+	}
+	h := d.lane[0].held
+	if !h.RetryAt.IsZero() && !h.RetryAt.After(d.clock.Now()) {
+		return ratewindow.Decision{}
+	}
+	return h
+}
+
 // hold keeps the lane's head waiting for dec, or refuses it when dec
 // cannot free before its deadline; ok is true while it waits.
 func (d *Dispatcher) hold(w *waiter, dec ratewindow.Decision, now time.Time) (time.Duration, bool) {
 	switch {
 	case dec.Reason == ratewindow.ReasonTooLarge:
 	case dec.RetryAt.IsZero() && now.Before(w.deadline): // concurrency: a release pokes the loop
+		w.held = dec
 		return w.deadline.Sub(now), true
 	case !dec.RetryAt.IsZero() && !dec.RetryAt.After(w.deadline):
+		w.held = dec
 		return dec.RetryAt.Sub(now), true
 	}
 	d.refuse(w, dec)
@@ -229,17 +279,25 @@ func (d *Dispatcher) answer(w *waiter, g *Grant, dec ratewindow.Decision) {
 	d.lane = d.lane[1:]
 	if g != nil {
 		w.grant = g
-		d.lanes.Granted++
 		d.grantsOut++
 	} else {
 		w.refusal = dec
+	}
+	d.counted(g != nil)
+	close(w.done)
+}
+
+// counted counts a decision of the lane (called under d.mu).
+func (d *Dispatcher) counted(granted bool) {
+	if granted {
+		d.lanes.Granted++
+	} else {
 		d.lanes.Refused++
 		d.laneUse[laneIndexInteractive].refusal(d.clock.Now())
 	}
 	if d.cfg.OnInteractive != nil {
-		d.cfg.OnInteractive(g != nil)
+		d.cfg.OnInteractive(granted)
 	}
-	close(w.done)
 }
 
 // dropWaiter takes a waiter that gave up out of the lane (called under d.mu).
@@ -287,16 +345,26 @@ func (g *Grant) Done(resp *provider.Response, err error) {
 	})
 }
 
-// Cancel ends a grant whose call was never sent. Its admission stays
-// counted in the windows (it was granted, and a window cannot tell), its
-// slot and budget reservation come back.
+// Cancel ends a grant whose call was never sent: its slot and budget
+// reservation come back. A call's own grant stays counted in the windows
+// (its caller may have been told, and the windows cannot tell); a spare
+// given back unused leaves them too (Limiter.Unadmit), so spares a replica
+// did not need cost the others nothing.
 func (g *Grant) Cancel() {
 	g.end(func(d *Dispatcher, now time.Time) {
-		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
+		if g.spare {
+			d.limiter.Unadmit(g.at, g.est)
+		} else {
+			d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
+		}
 		d.endpointDone(g.endpoint, g.at, now, nil, nil, false)
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		d.scopeRelease(now, g.namespace, g.model, ratewindow.Cost{})
+		if g.spare {
+			d.scopeUnadmit(g.at, g.namespace, g.model, g.nsCost)
+		} else {
+			d.scopeRelease(now, g.namespace, g.model, ratewindow.Cost{})
+		}
 		d.unbudget(now, g.res)
 	})
 }

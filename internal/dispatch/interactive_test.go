@@ -390,3 +390,38 @@ func TestGrantIntervalCountsFromTheWrite(t *testing.T) {
 		t.Fatal("a provider without a minimum interval asks for no write report")
 	}
 }
+
+// TestCallThatWillNotWaitIsNotQueued: while a call waits at the lane's
+// head for the window, a call that will not wait is refused at once with
+// what the head waits for, not queued behind it (a gateway's acquire for
+// spares does not wait, and must answer in one round trip).
+func TestCallThatWillNotWaitIsNotQueued(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	d, err := New(Config{Name: "p", Client: &stubClient{}, Limits: minuteLimit(1, 0)}, nil, clocktesting.NewFakeClock(t0), logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if g, _, err := d.Acquire(ctx, Ask{Namespace: "app", InputChars: 1, MaxTokens: 1}); g == nil || err != nil {
+		t.Fatalf("first call: %v %v", g, err)
+	}
+	waited := make(chan error, 1)
+	go func() {
+		_, _, err := d.Acquire(ctx, Ask{Namespace: "app", InputChars: 1, MaxTokens: 1, MaxWait: 2 * time.Minute})
+		waited <- err
+	}()
+	waitLane(t, d)
+	g, dec, err := d.Acquire(context.Background(), Ask{Namespace: "app", InputChars: 1, MaxTokens: 1})
+	frees := t0.Add(time.Minute + guard(time.Minute))
+	if g != nil || err != nil || dec.Reason != ratewindow.ReasonWindow || !dec.RetryAt.Equal(frees) {
+		t.Fatalf("a call that will not wait: %v %+v %v; want refused at once until %v", g, dec, err, frees)
+	}
+	if s := d.Interactive(); s.Waiting != 1 || s.Refused != 1 {
+		t.Fatalf("lane %+v, want the first still waiting and one refusal", s)
+	}
+	cancel()
+	if err := <-waited; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the waiting call ended with %v", err)
+	}
+}

@@ -50,6 +50,8 @@ type bed struct {
 	// gateways are the base URLs of three replicas, each with its own
 	// caches, clients and releaser, drawing on one authority.
 	gateways []string
+	// spares are each gateway's spare grants, in the order of gateways.
+	spares []*authority.Spares
 	// tokens of team-a/app (may use emu), team-a/other (may use nothing),
 	// team-b/ops (may use every provider), team-c/ops (RBAC lets it use
 	// every provider, but emu's namespaceSelector does not select team-c).
@@ -185,10 +187,14 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 	for range 3 {
 		quota := &authority.Client{Resolver: authority.StaticURL(authSrv.URL), HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
 			Token: func() (string, error) { return gatewayToken, nil }}
+		releases := authority.NewReleaser(runCtx, quota, logr.Discard())
+		spares := &authority.Spares{Quota: quota, Return: releases.Release} // as cmd/gateway wires it
+		go spares.Run(runCtx)
+		b.spares = append(b.spares, spares)
 		gw := &gateway.Gateway{
 			Providers: &gateway.Providers{Reader: b.c, HTTP: b.slowed(provider.NewHTTPClient(256))},
-			Auth:      &kubeauth.Reviewer{Client: b.c, Audiences: []string{audience}}, Quota: quota,
-			Releases: authority.NewReleaser(runCtx, quota, logr.Discard()),
+			Auth:      &kubeauth.Reviewer{Client: b.c, Audiences: []string{audience}}, Quota: spares,
+			Releases: releases,
 			Metrics:  gateway.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(), Denials: denials,
 			Cache: gateway.NewAnswerCache(1 << 20),
 		}

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/llmquota/llmquota/internal/authority"
 )
 
 // Metrics are the gateway's Prometheus metrics. Labels: provider,
@@ -85,4 +87,32 @@ func (m *Metrics) cacheLookup(provider string, hit bool) {
 		result = "hit"
 	}
 	m.cache.WithLabelValues(provider, result).Inc()
+}
+
+// SpareCounter counts spare grants (authority.Spares).
+type SpareCounter interface {
+	Stats() authority.SpareStats
+}
+
+// RegisterSpares registers llmquota_gateway_spare_grants_total with reg,
+// read from spares: spares used by calls, and spares given back unsent
+// (quota the windows counted and no call used).
+func RegisterSpares(reg prometheus.Registerer, spares SpareCounter) {
+	desc := prometheus.NewDesc("llmquota_gateway_spare_grants_total",
+		"Spare grants by result: used by a call with no round trip to the leader, or returned unsent (counted in the windows, used by no call).",
+		[]string{"result"}, nil)
+	reg.MustRegister(spareCollector{desc: desc, spares: spares})
+}
+
+type spareCollector struct {
+	desc   *prometheus.Desc
+	spares SpareCounter
+}
+
+func (c spareCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c spareCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.spares.Stats()
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(s.Used), "used")
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(s.Returned), "returned")
 }

@@ -198,6 +198,27 @@ func (l *Limiter) Release(now time.Time, r Result) {
 	l.addTokens(t, r.Extra)
 }
 
+// Unadmit ends a call admitted at at with cost that was never sent: its
+// concurrency slot comes back, and so do its place in the request windows
+// and its token charge, as if it had not been admitted. Only a call
+// certainly never sent may be unadmitted (a spare grant given back unused);
+// one whose entries are gone or were stamped later is left counted.
+func (l *Limiter) Unadmit(at time.Time, cost Cost) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := at.UnixNano()
+	l.inFlight = max(0, l.inFlight-1)
+	l.admitted.remove(t)
+	if l.cfg.Tokens != nil && cost.Total() > 0 {
+		l.tokens.reduce(t, cost.Total())
+	}
+	for i, tw := range l.cfg.TokenWindows {
+		if c := cost.of(tw.Kind); c > 0 {
+			l.more[i].reduce(t, c)
+		}
+	}
+}
+
 // addTokens records cost in every token window at t, each its own kind of
 // it.
 func (l *Limiter) addTokens(t int64, cost Cost) {

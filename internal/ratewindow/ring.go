@@ -138,3 +138,52 @@ func (r *ring) resized(max int) ring {
 	}
 	return out
 }
+
+// remove takes out one entry equal to t, the newest such, and reports
+// whether one was there. Entries are sorted, so the search stops at the
+// first entry older than t: one admitted a moment ago is found in a few
+// steps.
+func (r *ring) remove(t int64) bool {
+	for i := r.n - 1; i >= 0; i-- {
+		switch at := r.at(i); {
+		case at < t:
+			return false
+		case at == t:
+			for j := i; j < r.n-1; j++ { // the newer entries move back one
+				r.buf[r.index(j)] = r.at(j + 1)
+			}
+			r.n--
+			return true
+		}
+	}
+	return false
+}
+
+// index is the buffer index of the i-th oldest entry.
+func (r *ring) index(i int) int {
+	j := r.head + i
+	if j >= len(r.buf) {
+		j -= len(r.buf)
+	}
+	return j
+}
+
+// reduce takes cost off the newest entry at t whose cost covers it; with
+// none, nothing changes.
+func (c *costRing) reduce(t, cost int64) {
+	for i := c.n - 1; i >= 0; i-- {
+		at, was := c.at(i)
+		if at < t {
+			return
+		}
+		if at == t && was >= cost {
+			j := c.head + i
+			if j >= len(c.t) {
+				j -= len(c.t)
+			}
+			c.cost[j] -= cost
+			c.sum -= cost
+			return
+		}
+	}
+}

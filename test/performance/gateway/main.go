@@ -1,9 +1,10 @@
 // Command bench-gateway measures what the gateway adds to a call: the same
 // Chat Completions requests, sent by vegeta at fixed rates, straight to the
-// provider emulator (the baseline) and through one gateway replica (its own
-// process, with a real API server for TokenReview and SubjectAccessReview
-// and the quota authority serving every call's admission), side by side in
-// one run. It then measures the quota authority alone: acquire and release
+// provider emulator (the baseline), through a gateway replica that asks the
+// quota authority once per call (--max-spares=-1, the design before spare
+// grants), and through one with spare grants (the default), side by side in
+// one run. Each replica is its own process, with a real API server for
+// TokenReview and SubjectAccessReview. It then measures the quota authority alone: acquire and release
 // from three clients, as three replicas would, with no provider call.
 // Figures go in docs/benchmarks.md ("Gateway").
 package main
@@ -38,7 +39,7 @@ func main() {
 	rates := flag.String("rates", "500,2000", "Comma-separated request rates per second.")
 	duration := flag.Duration("duration", 10*time.Second, "How long each attack lasts.")
 	authorityFor := flag.Duration("authority-duration", 5*time.Second, "How long the authority alone is measured.")
-	flag.StringVar(&profilePath, "gateway-profile", "", "If set, where the gateway's CPU profile during the last rate's attack is written.")
+	flag.StringVar(&profilePath, "gateway-profile", "", "If set, where each gateway's CPU profile during the last rate's attack is written (its name added: -spares, -per-call).")
 	flag.Parse()
 	if err := run(*rates, *duration, *authorityFor); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-gateway:", err)
@@ -100,34 +101,31 @@ func run(rates string, duration, authorityFor time.Duration) error {
 	if err != nil {
 		return err
 	}
-	ports := make([]int, 4)
-	for i := range ports {
-		if ports[i], err = process.FreePort(); err != nil {
-			return err
-		}
-	}
-	gwURL, metricsURL := fmt.Sprintf("http://127.0.0.1:%d", ports[0]), fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[1])
-	gw, err := process.Start(filepath.Join(dir, "gateway.log"), filepath.Join(bin, "gateway"), "--kubeconfig", kubeconfig,
-		fmt.Sprintf("--bind-address=127.0.0.1:%d", ports[0]), fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[1]),
-		"--metrics-secure=false", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),
-		"--authority-url", authorityURL, "--token-file", tokenFile, "--secret-namespaces", systemNS,
-		fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", ports[3]))
+	// Two replicas, measured one at a time: one with spare grants (the
+	// default), and the baseline that asks the authority once per call.
+	spares, err := startGateway(dir, bin, "spares", kubeconfig, authorityURL, tokenFile)
 	if err != nil {
 		return err
 	}
-	defer gw.Stop()
-	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2]), time.Minute); err != nil {
+	defer spares.Stop()
+	perCall, err := startGateway(dir, bin, "per-call", kubeconfig, authorityURL, tokenFile, "--max-spares=-1")
+	if err != nil {
 		return err
 	}
+	defer perCall.Stop()
 
 	body := []byte(`{"model":"emu","max_tokens":32,"messages":[{"role":"user","content":"How much quota is left this minute?"}]}`)
 	direct := vegeta.Target{Method: http.MethodPost, URL: emuURL + "/v1/chat/completions", Body: []byte(strings.Replace(string(body), `"emu"`, `"bench"`, 1)),
 		Header: http.Header{"Authorization": {"Bearer " + apiKey}, "Content-Type": {"application/json"}}}
-	through := vegeta.Target{Method: http.MethodPost, URL: gwURL + "/v1/chat/completions", Body: body,
-		Header: http.Header{"Authorization": {"Bearer " + callerToken}, "Content-Type": {"application/json"}}}
-	// Warm both paths (connections, the review caches, the provider's client).
+	through := func(g *gatewayProcess) vegeta.Target {
+		return vegeta.Target{Method: http.MethodPost, URL: g.url + "/v1/chat/completions", Body: body,
+			Header: http.Header{"Authorization": {"Bearer " + callerToken}, "Content-Type": {"application/json"}}}
+	}
+	// Warm every path (connections, the review caches, the provider's client).
 	attack(direct, 50, time.Second)
-	attack(through, 50, time.Second)
+	for _, g := range []*gatewayProcess{spares, perCall} {
+		attack(through(g), 50, time.Second)
+	}
 
 	fmt.Printf("%-8s %-10s %9s %9s %9s %8s %12s %12s\n", "rate/s", "path", "p50", "p99", "max", "success", "gw-cpu/req", "gw-allocs/req")
 	for _, r := range strings.Split(rates, ",") {
@@ -137,18 +135,65 @@ func run(rates string, duration, authorityFor time.Duration) error {
 		}
 		base := attack(direct, rate, duration)
 		row(rate, "direct", base, "", "")
-		cpu0, _ := process.UsageOf(gw.Pid())
-		allocs0, _ := scrape(metricsURL, "go_memstats_mallocs_total")
-		profiled := profile(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", ports[3], max(1, int(duration.Seconds())-1)))
-		m := attack(through, rate, duration)
-		<-profiled
-		cpu1, _ := process.UsageOf(gw.Pid())
-		allocs1, _ := scrape(metricsURL, "go_memstats_mallocs_total")
-		n := float64(m.Requests)
-		row(rate, "gateway", m, fmt.Sprintf("%.0fus", float64((cpu1.CPU-cpu0.CPU).Microseconds())/n), fmt.Sprintf("%.0f", (allocs1-allocs0)/n))
-		fmt.Printf("%-8d %-10s %9s %9s\n", rate, "added", round(m.Latencies.P50-base.Latencies.P50), round(m.Latencies.P99-base.Latencies.P99))
+		for _, g := range []*gatewayProcess{perCall, spares} {
+			used0, _ := scrape(g.metrics, `llmquota_gateway_spare_grants_total{result="used"}`)
+			m, cpu, allocs := g.measure(through(g), rate, duration)
+			row(rate, g.name, m, cpu, allocs)
+			fmt.Printf("%-8d %-10s %9s %9s\n", rate, "added", round(m.Latencies.P50-base.Latencies.P50), round(m.Latencies.P99-base.Latencies.P99))
+			if used1, err := scrape(g.metrics, `llmquota_gateway_spare_grants_total{result="used"}`); err == nil && m.Requests > 0 {
+				fmt.Printf("%-8d %-10s %8.1f%% of calls served from a spare grant\n", rate, "", 100*(used1-used0)/float64(m.Requests))
+			}
+		}
 	}
 	return measureAuthority(ctx, authorityURL, gatewayToken, authorityFor)
+}
+
+// gatewayProcess is a gateway replica of the benchmark: bin/gateway in
+// its own process.
+type gatewayProcess struct {
+	*process.Process
+	name, url, metrics, pprof string
+}
+
+// startGateway starts a gateway replica with extra flags and waits until
+// it is ready.
+func startGateway(dir, bin, name, kubeconfig, authorityURL, tokenFile string, extra ...string) (*gatewayProcess, error) {
+	ports := make([]int, 4)
+	for i := range ports {
+		var err error
+		if ports[i], err = process.FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	args := append([]string{"--kubeconfig", kubeconfig,
+		fmt.Sprintf("--bind-address=127.0.0.1:%d", ports[0]), fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[1]),
+		"--metrics-secure=false", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),
+		"--authority-url", authorityURL, "--token-file", tokenFile, "--secret-namespaces", systemNS,
+		fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", ports[3])}, extra...)
+	p, err := process.Start(filepath.Join(dir, "gateway-"+name+".log"), filepath.Join(bin, "gateway"), args...)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2]), time.Minute); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return &gatewayProcess{Process: p, name: name, url: fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
+		metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[1]), pprof: fmt.Sprintf("http://127.0.0.1:%d/debug/pprof", ports[3])}, nil
+}
+
+// measure attacks the replica with t and returns the results, and its CPU
+// and allocations per request.
+func (g *gatewayProcess) measure(t vegeta.Target, rate int, duration time.Duration) (*vegeta.Metrics, string, string) {
+	cpu0, _ := process.UsageOf(g.Pid())
+	allocs0, _ := scrape(g.metrics, "go_memstats_mallocs_total")
+	profiled := profile(fmt.Sprintf("%s/profile?seconds=%d", g.pprof, max(1, int(duration.Seconds())-1)), g.name)
+	m := attack(t, rate, duration)
+	<-profiled
+	cpu1, _ := process.UsageOf(g.Pid())
+	allocs1, _ := scrape(g.metrics, "go_memstats_mallocs_total")
+	n := float64(m.Requests)
+	return m, fmt.Sprintf("%.0fus", float64((cpu1.CPU-cpu0.CPU).Microseconds())/n), fmt.Sprintf("%.0f", (allocs1-allocs0)/n)
 }
 
 func attack(t vegeta.Target, rate int, d time.Duration) *vegeta.Metrics {
@@ -242,9 +287,10 @@ func scrape(url, name string) (float64, error) {
 	return 0, fmt.Errorf("metric %s not found", name)
 }
 
-// profile fetches a CPU profile into profilePath (when set) while the
-// caller attacks; the channel closes once it is written.
-func profile(url string) <-chan struct{} {
+// profile fetches a CPU profile into profilePath (when set; the replica's
+// name is added before its extension) while the caller attacks; the
+// channel closes once it is written.
+func profile(url, name string) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -257,7 +303,8 @@ func profile(url string) <-chan struct{} {
 			return
 		}
 		defer func() { _ = resp.Body.Close() }()
-		f, err := os.Create(profilePath)
+		ext := filepath.Ext(profilePath)
+		f, err := os.Create(strings.TrimSuffix(profilePath, ext) + "-" + name + ext)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "profile:", err)
 			return
