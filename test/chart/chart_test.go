@@ -465,7 +465,7 @@ func TestGateway(t *testing.T) {
 	}
 	gw := dig(pod, "containers").([]any)[0]
 	args := dig(gw, "args").([]any)
-	for _, want := range []any{"--authority-lease=llmquota-system/manager.llmquota.dev", "--secret-namespaces=keys-a", "--max-wait=10s", "--cache-max-mib=32"} {
+	for _, want := range []any{"--authority-lease=llmquota-system/manager.llmquota.dev", "--secret-namespaces=keys-a", "--max-wait=10s", "--cache-max-mib=32", "--max-spares=64"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("gateway args %v lack %v", args, want)
 		}
