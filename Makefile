@@ -152,8 +152,13 @@ bench: ## Run the Go benchmarks (figures go in docs/benchmarks.md).
 
 GATEWAY_RATES ?= 500,2000
 .PHONY: bench-gateway
-bench-gateway: k8s-bin build ## Gateway benchmark: vegeta at GATEWAY_RATES/s straight to the emulator and through one gateway, and the quota authority alone (docs/benchmarks.md).
+bench-gateway: k8s-bin build ## Gateway benchmark: vegeta at GATEWAY_RATES/s straight to the emulator and through a gateway with spare grants and one without, and the quota authority alone (docs/benchmarks.md).
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" LLMQUOTA_BIN="$(LOCALBIN)" go run ./test/performance/gateway --rates "$(GATEWAY_RATES)"
+
+REPAY_FLAGS ?=
+.PHONY: bench-repay
+bench-repay: k8s-bin build ## What a crash pays twice: one batch through SIGKILLs of the manager, by default and with spec.crashRepay (docs/benchmarks.md).
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" LLMQUOTA_BIN="$(LOCALBIN)" go run ./test/performance/repay $(REPAY_FLAGS)
 
 SIZES ?= 100 300 1000
 LATENCY ?= 200ms

@@ -26,6 +26,11 @@ type Run struct {
 	// (written if due) before it waits again: a test that checks nothing
 	// was written waits for one, where a sleep only hopes the writer ran.
 	rounds atomic.Int64
+	// repay counts the provider's answers whose results wait for their
+	// write (spec.crashRepay); writeSoon is set when they reached its
+	// bound: write at once, due or not.
+	repay     *unrecorded
+	writeSoon atomic.Bool
 	// changed, stored and finished tell the reconciler of news: what
 	// holds the batch back changed (Progress), results were stored
 	// (Stored), every result is stored (Final).
@@ -125,6 +130,14 @@ func (run *Run) onResult(r dispatch.Result) {
 		stored.CacheKey = run.CacheKey(r.Prompt)
 	}
 	run.Store.Add(stored)
+	run.repay.add(run, r.Cost)
+	run.poke()
+}
+
+// writeNow has the writer write what it holds at once: the provider's
+// answers waiting for their write reached spec.crashRepay.
+func (run *Run) writeNow() {
+	run.writeSoon.Store(true)
 	run.poke()
 }
 
@@ -167,8 +180,18 @@ func (run *Run) write(ctx context.Context) {
 	for {
 		pending, since := run.Store.Pending()
 		due, wait := run.policy.Due(run.clock.Now(), since, pending, run.StoredCount()+pending >= run.Total)
+		if soon := run.writeSoon.Swap(false); soon && pending > 0 {
+			due = true
+		}
+		if pending == 0 && !retry { // what the count holds of the run was written
+			run.repay.settle(run)
+		}
 		if due || retry {
+			held := run.repay.held(run)
 			n, err := run.Store.Flush(ctx)
+			if err == nil {
+				run.repay.written(run, held, n)
+			}
 			// Noted after every write: a write that succeeds after failed
 			// ones clears the error the status shows.
 			errChanged := ctx.Err() == nil && run.noteWrite(err)

@@ -60,12 +60,14 @@ type Runtime struct {
 	mu       sync.Mutex
 	runs     map[types.NamespacedName]*Run
 	stopping bool
+	// ledgers count each provider's answers waiting for their write.
+	ledgers map[*dispatch.Dispatcher]*unrecorded
 }
 
 // New returns a runtime whose runs write results as policy says.
 func New(c clock.Clock, policy results.FlushPolicy) *Runtime {
 	return &Runtime{clock: c, policy: policy, news: make(chan event.TypedGenericEvent[News], NewsBuffer),
-		started: make(chan struct{}), runs: map[types.NamespacedName]*Run{}}
+		started: make(chan struct{}), runs: map[types.NamespacedName]*Run{}, ledgers: map[*dispatch.Dispatcher]*unrecorded{}}
 }
 
 // Start runs until ctx ends, then stops every run and waits until each
@@ -145,11 +147,13 @@ func (rt *Runtime) Launch(s Spec) *Run {
 		return nil
 	}
 	rt.runs[s.Key] = run
+	run.repay = rt.ledger(s.Dispatcher)
 	rt.writers.Add(1)
 	rt.mu.Unlock()
 	go func() {
 		defer rt.writers.Done()
 		run.write(ctx)
+		rt.ended(run)
 	}()
 	run.poke() // the filtered and cached results may be due at once
 	s.Batch.Key, s.Batch.OnResult, s.Batch.OnChange = s.Key.String(), run.onResult, run.changed

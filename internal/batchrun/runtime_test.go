@@ -58,8 +58,9 @@ type bed struct {
 	stopped chan struct{}
 }
 
-// newBed starts a bed; latency delays every answer of the emulator.
-func newBed(t *testing.T, policy results.FlushPolicy, latency time.Duration) *bed {
+// newBed starts a bed; latency delays every answer of the emulator, and
+// each opt edits the dispatcher's config.
+func newBed(t *testing.T, policy results.FlushPolicy, latency time.Duration, opts ...func(*dispatch.Config)) *bed {
 	t.Helper()
 	k := apiserver.Start(t)
 	srv := emulator.NewTestServer(emulator.New(emulator.Config{Latency: latency}))
@@ -68,8 +69,11 @@ func newBed(t *testing.T, policy results.FlushPolicy, latency time.Duration) *be
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := dispatch.New(dispatch.Config{Name: "p", Client: pc, DefaultModel: "m", Limits: ratewindow.Config{MaxConcurrency: 4}},
-		nil, clock.RealClock{}, logr.Discard(), nil)
+	cfg := dispatch.Config{Name: "p", Client: pc, DefaultModel: "m", Limits: ratewindow.Config{MaxConcurrency: 4}}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	d, err := dispatch.New(cfg, nil, clock.RealClock{}, logr.Discard(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"math/big"
 	"time"
 
 	"k8s.io/utils/ptr"
@@ -60,6 +61,7 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 		// OTPM does too: windows of output alone are charged the whole cap
 		// for every provider); Gemini's TPM counts input.
 		CapCountedAtStart: spec.Type == llmv1.ProviderOpenAI,
+		CrashRepay:        crashRepayOf(spec.CrashRepay),
 	}
 	if s := spec.Shares; s != nil {
 		cfg.Shares.DefaultWeight = ptr.Deref(s.DefaultWeight, 1)
@@ -184,4 +186,17 @@ func budgetsOf(b *llmv1.CostBudgets) cost.Budgets {
 		return cost.Budgets{}
 	}
 	return cost.Budgets{Daily: string(b.Daily), Monthly: string(b.Monthly)}
+}
+
+// crashRepayOf is spec.crashRepay as the runtime bounds it; a cost the API
+// server let through but that does not parse bounds nothing.
+func crashRepayOf(r *llmv1.CrashRepay) dispatch.RepayBound {
+	if r == nil {
+		return dispatch.RepayBound{}
+	}
+	b := dispatch.RepayBound{Calls: int(ptr.Deref(r.MaxCalls, 0))}
+	if c, ok := new(big.Rat).SetString(string(r.MaxCost)); ok && r.MaxCost != "" {
+		b.Cost = c
+	}
+	return b
 }

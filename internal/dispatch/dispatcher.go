@@ -39,14 +39,17 @@ type Dispatcher struct {
 	models  map[string]*scoped // models' own limits, for those that have them
 	teams   map[string]*team   // what each namespace used this month (Stats)
 	// tell holds OnChange calls to make outside the lock (tellChanges).
-	tell     []func()
-	limited  ratewindow.Decision
-	meter    *cost.Meter
-	authErr  string // the last auth failure, until a success
-	inFlight int
-	draining bool           // Drain was called: no new call starts
-	calls    sync.WaitGroup // calls started and not yet reported
-	seq      uint64         // batches submitted so far
+	tell    []func()
+	limited ratewindow.Decision
+	// writesHeld holds batch calls back until results are written
+	// (HoldForWrites).
+	writesHeld bool
+	meter      *cost.Meter
+	authErr    string // the last auth failure, until a success
+	inFlight   int
+	draining   bool           // Drain was called: no new call starts
+	calls      sync.WaitGroup // calls started and not yet reported
+	seq        uint64         // batches submitted so far
 	// held is what held the batches back when they were last told (OnChange).
 	held holdState
 	// lane holds the interactive calls waiting for quota, oldest first;
@@ -192,7 +195,7 @@ func (d *Dispatcher) Reconfigure(cfg Config) error {
 	d.cfg.Limits, d.cfg.DefaultModel, d.cfg.MaxRetries, d.cfg.MaxPromptLength = cfg.Limits, cfg.DefaultModel, cfg.MaxRetries, cfg.MaxPromptLength
 	d.cfg.Fallback, d.cfg.CircuitThreshold, d.cfg.Prices, d.cfg.CallTimeout = cfg.Fallback, cfg.CircuitThreshold, cfg.Prices, cfg.CallTimeout
 	d.cfg.Budgets, d.cfg.InteractiveReserve, d.cfg.MaxRateLimitedWait = cfg.Budgets, cfg.InteractiveReserve, cfg.MaxRateLimitedWait
-	d.cfg.CapCountedAtStart = cfg.CapCountedAtStart
+	d.cfg.CapCountedAtStart, d.cfg.CrashRepay = cfg.CapCountedAtStart, cfg.CrashRepay
 	d.cfg.Shares, d.fair.shares, d.cfg.ModelLimits = cfg.Shares, cfg.Shares, cfg.ModelLimits
 	if d.cfg.Endpoints != nil {
 		d.cfg.Endpoints.configure(cfg.LearnLimits, cfg.Limits.MaxConcurrency)
@@ -505,4 +508,25 @@ func guard(d time.Duration) time.Duration {
 		return 0
 	}
 	return min(250*time.Millisecond, max(20*time.Millisecond, d/50))
+}
+
+// CrashRepay is the provider's bound on the answers whose results may wait
+// for their write (spec.crashRepay).
+func (d *Dispatcher) CrashRepay() RepayBound {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg.CrashRepay
+}
+
+// HoldForWrites holds batch calls back (hold) or lets them go: the
+// batches' runtime holds them while the answers waiting for their results'
+// write reach spec.crashRepay (CrashRepay). Gateway calls, which have no
+// results to write, go on.
+func (d *Dispatcher) HoldForWrites(hold bool) {
+	d.mu.Lock()
+	d.writesHeld = hold
+	d.mu.Unlock()
+	if !hold {
+		d.poke()
+	}
 }

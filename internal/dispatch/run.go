@@ -142,6 +142,12 @@ func (d *Dispatcher) plan(now time.Time) move {
 		}
 		return move{wait: gate.Sub(now)}
 	}
+	if d.writesHeld {
+		// The answers waiting for their results' write reached
+		// spec.crashRepay: no batch call starts until they are written
+		// (HoldForWrites), so a crash pays at most that twice.
+		return move{wait: idle}
+	}
 	it := b.queue[0]
 	if fb := d.divert(it); fb != nil {
 		b.take()

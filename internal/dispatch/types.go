@@ -146,6 +146,10 @@ type Config struct {
 	// Budgets are hard spending limits (see cost.Meter.Admit); with any set,
 	// PersistCost must be set too.
 	Budgets cost.Budgets
+	// CrashRepay bounds the answers of the provider's batches whose
+	// results may wait for their write at once (spec.crashRepay); the
+	// batches' runtime reads it (Dispatcher.CrashRepay).
+	CrashRepay RepayBound
 	// PersistCost writes the spend committed under Budgets before calls
 	// beyond the last commitment are sent.
 	PersistCost func(ctx context.Context, committed cost.Period) error
@@ -195,4 +199,17 @@ type Usage struct {
 	InputTokens, OutputTokens int64
 	// Cost is at the provider's prices; 0 when it has none.
 	Cost *big.Rat
+}
+
+// RepayBound bounds what a crash may pay for twice: the answers whose
+// results wait for their write, in calls and in money. A zero Calls and a
+// nil Cost bound nothing.
+type RepayBound struct {
+	Calls int
+	Cost  *big.Rat
+}
+
+// Reached reports whether calls answers costing cost reach the bound.
+func (b RepayBound) Reached(calls int, cost *big.Rat) bool {
+	return (b.Calls > 0 && calls >= b.Calls) || (b.Cost != nil && cost != nil && cost.Cmp(b.Cost) >= 0)
 }

@@ -48,6 +48,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &apiv1alpha1.CostPolicyApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("CostStatus"):
 		return &apiv1alpha1.CostStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CrashRepay"):
+		return &apiv1alpha1.CrashRepayApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("EndpointStatus"):
 		return &apiv1alpha1.EndpointStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("InferenceBatch"):

@@ -60,7 +60,18 @@ func (p *Process) Stop() {
 	}
 }
 
-// Stopped reports whether Stop was called.
+// Kill kills the process with SIGKILL, which it cannot see (a crash, as
+// kill -9 gives), and waits for it to exit.
+func (p *Process) Kill() {
+	if p.stopped {
+		return
+	}
+	p.stopped = true
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// Stopped reports whether Stop or Kill was called.
 func (p *Process) Stopped() bool { return p.stopped }
 
 // FreePort returns a loopback TCP port nothing listens on now.

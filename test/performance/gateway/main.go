@@ -23,11 +23,7 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
-	"k8s.io/client-go/kubernetes/scheme"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/authority"
 	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 	"github.com/llmquota/llmquota/internal/testbed/process"
@@ -60,23 +56,12 @@ func run(rates string, duration, authorityFor time.Duration) error {
 	defer func() { _ = os.RemoveAll(dir) }()
 	bin := os.Getenv("LLMQUOTA_BIN")
 
-	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
-	cfg, err := env.Start()
-	if err != nil {
-		return fmt.Errorf("starting the control plane (KUBEBUILDER_ASSETS): %w", err)
-	}
-	defer func() { _ = env.Stop() }()
-	kubeconfig, err := apiserver.WriteAdminKubeconfig(env, dir, "bench-admin", nil)
+	local, err := apiserver.StartLocal(dir, "bench-admin")
 	if err != nil {
 		return err
 	}
-	if err := llmv1.AddToScheme(scheme.Scheme); err != nil {
-		return err
-	}
-	k, err := client.New(cfg, client.Options{Scheme: scheme.Scheme})
-	if err != nil {
-		return err
-	}
+	defer func() { _ = local.Env.Stop() }()
+	kubeconfig, k := local.Kubeconfig, local.Client
 
 	emuPort, err := process.FreePort()
 	if err != nil {

@@ -148,6 +148,15 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: today
       type:
         namedType: com.github.llmquota.llmquota.api.v1alpha1.Decimal
+- name: com.github.llmquota.llmquota.api.v1alpha1.CrashRepay
+  map:
+    fields:
+    - name: maxCalls
+      type:
+        scalar: numeric
+    - name: maxCost
+      type:
+        namedType: com.github.llmquota.llmquota.api.v1alpha1.Decimal
 - name: com.github.llmquota.llmquota.api.v1alpha1.Decimal
   scalar: string
 - name: com.github.llmquota.llmquota.api.v1alpha1.EndpointState
@@ -437,6 +446,9 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: cost
       type:
         namedType: com.github.llmquota.llmquota.api.v1alpha1.CostPolicy
+    - name: crashRepay
+      type:
+        namedType: com.github.llmquota.llmquota.api.v1alpha1.CrashRepay
     - name: credentialsSecretRef
       type:
         namedType: com.github.llmquota.llmquota.api.v1alpha1.SecretKeyReference

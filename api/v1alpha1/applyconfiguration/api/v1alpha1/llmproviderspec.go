@@ -85,6 +85,18 @@ type LLMProviderSpecApplyConfiguration struct {
 	MaxPromptLength *int32 `json:"maxPromptLength,omitempty"`
 	// ollama configures the pods of an Ollama pool. Only for type Ollama.
 	Ollama *OllamaSpecApplyConfiguration `json:"ollama,omitempty"`
+	// crashRepay bounds what a crash of the leader manager may pay for
+	// twice. An item counts as done once its result is written; answers
+	// the provider already gave (and billed) but whose results still wait
+	// for their write are asked again by the next leader. Unset, each
+	// batch's results wait for their write at most the manager's
+	// --results-flush-items (100) and --results-flush-interval (10 s), so a
+	// crash may re-pay that much per running batch. Set, the answers of
+	// all this provider's batches that wait at once stay within it: the
+	// results are written as soon as they would pass it, at the price of
+	// more, smaller writes. Calls in flight at a crash are paid again in
+	// any case.
+	CrashRepay *CrashRepayApplyConfiguration `json:"crashRepay,omitempty"`
 }
 
 // LLMProviderSpecApplyConfiguration constructs a declarative configuration of the LLMProviderSpec type for use with
@@ -207,5 +219,13 @@ func (b *LLMProviderSpecApplyConfiguration) WithMaxPromptLength(value int32) *LL
 // If called multiple times, the Ollama field is set to the value of the last call.
 func (b *LLMProviderSpecApplyConfiguration) WithOllama(value *OllamaSpecApplyConfiguration) *LLMProviderSpecApplyConfiguration {
 	b.Ollama = value
+	return b
+}
+
+// WithCrashRepay sets the CrashRepay field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the CrashRepay field is set to the value of the last call.
+func (b *LLMProviderSpecApplyConfiguration) WithCrashRepay(value *CrashRepayApplyConfiguration) *LLMProviderSpecApplyConfiguration {
+	b.CrashRepay = value
 	return b
 }
