@@ -14,6 +14,10 @@ MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
 
 LOCALBIN ?= $(CURDIR)/bin
 K8S_BIN ?= $(LOCALBIN)/k8s/$(K8S_VERSION)-etcd$(ETCD_VERSION)
+# The oldest Kubernetes the chart allows (Chart.yaml's kubeVersion):
+# test-minimum runs the CRDs and the admission policy on its API server.
+K8S_MIN_VERSION ?= v1.35.4
+K8S_MIN_BIN ?= $(LOCALBIN)/k8s/$(K8S_MIN_VERSION)-etcd$(ETCD_VERSION)
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 # kube-api-linter has no releases yet: a pseudo-version, as its README asks.
 KAL_VERSION ?= v0.0.0-20260716143926-092fe0c72997
@@ -102,7 +106,7 @@ verify: manifests generate ## Regenerate, then fail if generated files differ fr
 ##@ Test
 
 .PHONY: test
-test: verify vet lint test-unit test-e2e test-gpu-e2e-dry test-cluster ## Everything CI runs: verify, vet, lint, unit, envtest, chart, KWOK e2e and real-cluster suites.
+test: verify vet lint test-unit test-minimum test-e2e test-gpu-e2e-dry test-cluster ## Everything CI runs: verify, vet, lint, unit, envtest, chart, the oldest Kubernetes allowed, KWOK e2e and real-cluster suites.
 
 .PHONY: test-deps
 test-deps: ## Install from Debian what tests and scripts run that a fresh machine may lack (tmux, gcc, openssl, xz, npm).
@@ -111,6 +115,12 @@ test-deps: ## Install from Debian what tests and scripts run that a fresh machin
 .PHONY: test-unit
 test-unit: test-deps k8s-bin tools ollama-bin ## Run the Go tests (unit, envtest, chart, agent) against the real API server, helm, promtool, ollama and MinIO.
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" OLLAMA="$(OLLAMA)" MINIO="$(MINIO)" go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: test-minimum
+test-minimum: k8s-bin ## The CRDs, the admission policy and the documented kubectl paths (test/integration) on the oldest Kubernetes the chart allows, K8S_MIN_VERSION, built from the Go module proxy.
+	mkdir -p "$(K8S_MIN_BIN)" && { [ -x "$(K8S_MIN_BIN)/etcd" ] || cp "$(K8S_BIN)/etcd" "$(K8S_MIN_BIN)/etcd"; }
+	K8S_VERSION=$(K8S_MIN_VERSION) ETCD_VERSION=$(ETCD_VERSION) BIN_DIR=$(K8S_MIN_BIN) hack/build-k8s.sh >/dev/null
+	KUBEBUILDER_ASSETS="$(K8S_MIN_BIN)" go test -count=1 ./test/integration/
 
 .PHONY: test-e2e
 test-e2e: build tools ollama-bin ## Install the chart into a KWOK cluster; run a batch, and the node agent against a real Ollama, end to end.

@@ -512,3 +512,19 @@ func TestEgressPolicy(t *testing.T) {
 		t.Errorf("the gateway may not reach the manager's quota port: %s", text)
 	}
 }
+
+// TestChartNamesItsMinimum: the chart installs on Kubernetes 1.35 and
+// later only. Its InferenceBatch admission policy uses CEL's lists library
+// (sort(), distinct(), lists.range()), which the API server has from 1.34
+// but lets a new expression use only from 1.35 (it compiles new
+// expressions for the release before its own, so a rollback can read
+// them); a 1.34 API server refuses the policy. `make test-minimum` runs the
+// CRDs and the policy on a 1.35 API server.
+func TestChartNamesItsMinimum(t *testing.T) {
+	if out, err := helm(t, "template", "rel", chartDir, "--kube-version", "1.34.4"); err == nil || !strings.Contains(out, "requires kubeVersion: >=1.35.0-0") {
+		t.Fatalf("the chart rendered for Kubernetes 1.34 (%v): %s", err, out)
+	}
+	if out, err := helm(t, "template", "rel", chartDir, "--kube-version", "1.35.0"); err != nil {
+		t.Fatalf("the chart did not render for Kubernetes 1.35: %v\n%s", err, out)
+	}
+}
