@@ -121,7 +121,7 @@ func (g *Gateway) begin(r *http.Request, body any, model func() string) (call, *
 	if name == "" {
 		return c, fail(http.StatusBadRequest, "model_not_found", "model is required, as \"<provider>/<model>\" or \"<provider>\"")
 	}
-	if f := g.authorize(r.Context(), who, name); f != nil {
+	if c.lp, f = g.authorized(r.Context(), who, name); f != nil {
 		if f.status == http.StatusForbidden {
 			g.Denials.denied(who, name, f)
 		}

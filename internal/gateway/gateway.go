@@ -24,6 +24,7 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	"k8s.io/utils/clock"
 
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/authority"
 	"github.com/llmquota/llmquota/internal/kubeauth"
 	"github.com/llmquota/llmquota/internal/provider"
@@ -165,19 +166,26 @@ func (g *Gateway) authenticate(r *http.Request, token string) (caller, *failure)
 // provider's admin's choice of namespaces). RBAC is asked first, so a
 // caller without it learns nothing of the provider.
 func (g *Gateway) authorize(ctx context.Context, c caller, providerName string) *failure {
+	_, f := g.authorized(ctx, c, providerName)
+	return f
+}
+
+// authorized is authorize, and returns the provider it read, for the call
+// to use rather than read it again.
+func (g *Gateway) authorized(ctx context.Context, c caller, providerName string) (*llmv1.LLMProvider, *failure) {
 	ok, err := g.Auth.Allowed(ctx, c.user, useAccess(providerName))
 	switch {
 	case err != nil:
-		return fail(http.StatusServiceUnavailable, "auth_unavailable", "authorization is unavailable: %v", err)
+		return nil, fail(http.StatusServiceUnavailable, "auth_unavailable", "authorization is unavailable: %v", err)
 	case !ok:
-		return fail(http.StatusForbidden, "permission_denied",
+		return nil, fail(http.StatusForbidden, "permission_denied",
 			"%s may not use provider %q: it needs verb \"use\" on llmproviders/%s in group llmquota.dev", c.user.Username, providerName, providerName)
 	}
 	lp, f := g.Providers.Get(ctx, providerName)
 	if f != nil {
-		return f
+		return nil, f
 	}
-	return g.Providers.Admits(ctx, lp, c.namespace)
+	return lp, g.Providers.Admits(ctx, lp, c.namespace)
 }
 
 func useAccess(providerName string) kubeauth.Access {
@@ -186,8 +194,11 @@ func useAccess(providerName string) kubeauth.Access {
 
 // call is one authorized call in no dialect.
 type call struct {
-	caller    caller
-	provider  string
+	caller   caller
+	provider string
+	// lp is the provider as authorization read it (the informer cache's
+	// object, read-only).
+	lp        *llmv1.LLMProvider
 	req       provider.Request
 	maxTokens int64
 	maxWait   time.Duration
@@ -225,7 +236,7 @@ type outcome struct {
 // answer's text goes to it as the provider streams it. The failure is in
 // no dialect yet.
 func (g *Gateway) run(ctx context.Context, c call, rl *relay) (outcome, *failure) {
-	target, f := g.Providers.Client(ctx, c.provider)
+	target, f := g.Providers.ClientOf(ctx, c.lp)
 	if f != nil {
 		return outcome{}, f
 	}

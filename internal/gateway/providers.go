@@ -113,6 +113,12 @@ func (p *Providers) Client(ctx context.Context, name string) (target, *failure) 
 	if f != nil {
 		return target{}, f
 	}
+	return p.ClientOf(ctx, lp)
+}
+
+// ClientOf returns the client of a provider already read (Get).
+func (p *Providers) ClientOf(ctx context.Context, lp *llmv1.LLMProvider) (target, *failure) {
+	name := lp.Name
 	version := clientVersion{typ: string(lp.Spec.Type), endpoint: lp.Spec.Endpoint, uid: lp.UID}
 	if ollamapod.IsPool(lp) {
 		version.numCtx = ptr.Deref(lp.Spec.Ollama.ContextLength, 0)
