@@ -154,14 +154,6 @@ func (u *unrecorded) forget(run *Run) {
 	u.gate(u.d.CrashRepay())
 }
 
-// waitingNow returns the answers of the provider's batches whose results
-// wait for their write.
-func (u *unrecorded) waitingNow() (int, *big.Rat) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.calls, new(big.Rat).Set(u.cost)
-}
-
 // ledger returns the count of d's answers waiting for their write, made on
 // the first run launched on d, with one more run counted (called under
 // rt.mu).
@@ -186,17 +178,4 @@ func (rt *Runtime) ended(run *Run) {
 			delete(rt.ledgers, run.Dispatcher)
 		}
 	}
-}
-
-// Unrecorded returns the answers of d's batches whose results wait for
-// their write now, and their cost: what a crash would pay for twice,
-// besides the calls in flight.
-func (rt *Runtime) Unrecorded(d *dispatch.Dispatcher) (int, *big.Rat) {
-	rt.mu.Lock()
-	u := rt.ledgers[d]
-	rt.mu.Unlock()
-	if u == nil {
-		return 0, new(big.Rat)
-	}
-	return u.waitingNow()
 }

@@ -44,12 +44,14 @@ type Dispatcher struct {
 	// writesHeld holds batch calls back until results are written
 	// (HoldForWrites).
 	writesHeld bool
-	meter      *cost.Meter
-	authErr    string // the last auth failure, until a success
-	inFlight   int
-	draining   bool           // Drain was called: no new call starts
-	calls      sync.WaitGroup // calls started and not yet reported
-	seq        uint64         // batches submitted so far
+	// spareUse is SpareUse, from the config.
+	spareUse time.Duration
+	meter    *cost.Meter
+	authErr  string // the last auth failure, until a success
+	inFlight int
+	draining bool           // Drain was called: no new call starts
+	calls    sync.WaitGroup // calls started and not yet reported
+	seq      uint64         // batches submitted so far
 	// held is what held the batches back when they were last told (OnChange).
 	held holdState
 	// lane holds the interactive calls waiting for quota, oldest first;
@@ -136,6 +138,7 @@ func New(cfg Config, snapshot []byte, c clock.Clock, log logr.Logger, lookup Loo
 		cfg: cfg, limiter: lim, clock: c, log: log.WithValues("provider", cfg.Name), lookup: lookup,
 		wake: make(chan struct{}, 1), batches: map[string]*batch{}, spaces: map[string]*space{}, tenants: map[string]*tenant{}, teams: map[string]*team{}, models: map[string]*scoped{},
 		meter: meter, held: holdState{allowed: true}, fair: fairness{shares: cfg.Shares}, learner: newLearner(cfg, c.Now()),
+		spareUse: spareUseOf(cfg),
 	}
 	if cfg.Endpoints != nil {
 		cfg.Endpoints.watch(d.poke)
@@ -197,6 +200,7 @@ func (d *Dispatcher) Reconfigure(cfg Config) error {
 	d.cfg.Budgets, d.cfg.InteractiveReserve, d.cfg.MaxRateLimitedWait = cfg.Budgets, cfg.InteractiveReserve, cfg.MaxRateLimitedWait
 	d.cfg.CapCountedAtStart, d.cfg.CrashRepay = cfg.CapCountedAtStart, cfg.CrashRepay
 	d.cfg.Shares, d.fair.shares, d.cfg.ModelLimits = cfg.Shares, cfg.Shares, cfg.ModelLimits
+	d.spareUse = spareUseOf(d.cfg)
 	if d.cfg.Endpoints != nil {
 		d.cfg.Endpoints.configure(cfg.LearnLimits, cfg.Limits.MaxConcurrency)
 	}

@@ -37,20 +37,22 @@ func (g *Grant) Spares() []*Grant { return g.spares }
 // most maxSpareUse; zero when the provider gives no spares (a minimum
 // interval, which counts each call from the previous one's write; a
 // window shorter than minSparePeriod; a pool, whose server the leader
-// picks for each call by the servers' load at that moment).
+// picks for each call by the servers' load at that moment). It is worked
+// out from the config when the dispatcher is made or reconfigured.
 func (d *Dispatcher) SpareUse() time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.spareUse()
+	return d.spareUse
 }
 
-func (d *Dispatcher) spareUse() time.Duration {
-	if d.cfg.Endpoints != nil { // a pool's server is picked per call, by its load then
+// spareUseOf is SpareUse for a normalized config.
+func spareUseOf(cfg Config) time.Duration {
+	if cfg.Endpoints != nil {
 		return 0
 	}
 	use := maxSpareUse
-	configs := []*ratewindow.Config{&d.cfg.Limits}
-	for _, m := range d.cfg.ModelLimits {
+	configs := []*ratewindow.Config{&cfg.Limits}
+	for _, m := range cfg.ModelLimits {
 		configs = append(configs, m)
 	}
 	for _, c := range configs {
@@ -89,7 +91,7 @@ func periods(c *ratewindow.Config) []time.Duration {
 // each is admissible at once and leaves SpareKeepPercent of every limit
 // (called under d.mu, after ask's own grant).
 func (d *Dispatcher) prefetch(now time.Time, ask Ask, model string, est, nsCost ratewindow.Cost) []*Grant {
-	if ask.Prefetch <= 0 || d.spareUse() == 0 {
+	if ask.Prefetch <= 0 || d.spareUse == 0 {
 		return nil
 	}
 	var spares []*Grant

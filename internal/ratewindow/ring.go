@@ -21,13 +21,7 @@ func newRing(max int) ring {
 }
 
 // at returns the i-th oldest entry.
-func (r *ring) at(i int) int64 {
-	j := r.head + i
-	if j >= len(r.buf) {
-		j -= len(r.buf)
-	}
-	return r.buf[j]
-}
+func (r *ring) at(i int) int64 { return r.buf[r.index(i)] }
 
 // newest returns the k-th newest entry, k >= 1.
 func (r *ring) newest(k int) int64 { return r.at(r.n - k) }
@@ -88,11 +82,17 @@ type costRing struct {
 }
 
 func (c *costRing) at(i int) (int64, int64) {
+	j := c.index(i)
+	return c.t[j], c.cost[j]
+}
+
+// index is the buffer index of the i-th oldest entry.
+func (c *costRing) index(i int) int {
 	j := c.head + i
 	if j >= len(c.t) {
 		j -= len(c.t)
 	}
-	return c.t[j], c.cost[j]
+	return j
 }
 
 func (c *costRing) push(t, cost int64) {
@@ -177,11 +177,7 @@ func (c *costRing) reduce(t, cost int64) {
 			return
 		}
 		if at == t && was >= cost {
-			j := c.head + i
-			if j >= len(c.t) {
-				j -= len(c.t)
-			}
-			c.cost[j] -= cost
+			c.cost[c.index(i)] -= cost
 			c.sum -= cost
 			return
 		}
