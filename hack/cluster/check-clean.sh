@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # check-clean.sh fails, naming what is left, if anything of the cluster is
-# still on the machine after down.sh: processes, mounts, iptables rules,
+# still on the machine after down.sh: processes, mounts, iptables rules, ipsets,
 # the bridge, cgroups, CLUSTER_DIR, or a sysctl up.sh changed.
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
@@ -12,6 +12,7 @@ n=$(grep -cF "$CLUSTER_DIR" /proc/self/mounts) && left+=("$n mounts under $CLUST
 for s in iptables-save ip6tables-save; do
   n=$($s 2>/dev/null | grep -cE 'KUBE-|CNI-') && left+=("$n KUBE-/CNI- lines in $s")
 done
+n=$(ipset list -n 2>/dev/null | grep -cE "$IPSET_NAMES") && left+=("$n kube-router ipsets")
 ip link show "$BRIDGE" >/dev/null 2>&1 && left+=("the bridge $BRIDGE")
 for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do [[ -d ${h%/}$CGROUP_ROOT ]] && left+=("cgroup ${h%/}$CGROUP_ROOT"); done
 [[ -e $CLUSTER_DIR ]] && left+=("$CLUSTER_DIR")

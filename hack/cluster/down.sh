@@ -34,7 +34,9 @@ if alive kube-apiserver && alive kubelet && kc get --raw /readyz >/dev/null 2>&1
   for ((i = 0; i < 40; i++)); do [[ -z $(cctr tasks ls -q 2>/dev/null) ]] && break; sleep 0.5; done
 fi
 
-# 2. kube-proxy and its rules; the kubelet; containers left behind; containerd.
+# 2. kube-proxy and kube-router (their rules go in 5); the kubelet;
+# containers left behind; containerd.
+stop kube-router
 stop kube-proxy
 "$K8S_BIN/kube-proxy" --cleanup --v=0 >/dev/null 2>&1
 stop kubelet 30
@@ -69,6 +71,8 @@ for fam in iptables ip6tables; do
     grep -vE 'KUBE-|CNI-' <<<"$rules" | "$fam-$backend-restore"
   done
 done
+# kube-router's ipsets, once no rule names them.
+for set in $(ipset list -n 2>/dev/null | grep -E "$IPSET_NAMES"); do ipset destroy "$set" 2>/dev/null; done
 # iptables-nft leaves its tables behind, empty; drop them if the machine had no ruleset.
 if command -v nft >/dev/null && [[ -f $CLUSTER_DIR/baseline/nft && ! -s $CLUSTER_DIR/baseline/nft ]]; then
   rest=$(nft list ruleset 2>/dev/null | grep -vE '^\s*(table .*\{|chain .*\{|type .* policy .*;|\}|)$')

@@ -8,6 +8,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # the next up.sh must find what a crashed run left behind.
 CLUSTER_DIR=${CLUSTER_DIR:-/tmp/llmquota-cluster}
 K8S_BIN=${K8S_BIN:-$root/bin/k8s/v1.37.2-etcdv3.6.16}
+# kube-router, run only as the network policy controller (make cluster-deps
+# builds it).
+KUBE_ROUTER=${KUBE_ROUTER:-$root/bin/tools/kube-router-v2.1.0/kube-router}
 # The image archives up.sh imports: the project's (make images) and the
 # test bed's own (make cluster-images: pause, ollama-tiny).
 IMAGES_DIRS=${IMAGES_DIRS:-"$root/bin/images $root/bin/cluster-images"}
@@ -27,6 +30,9 @@ KCM_PORT=${KCM_PORT:-11257}
 SCHED_PORT=${SCHED_PORT:-11259}
 PROXY_HEALTHZ_PORT=${PROXY_HEALTHZ_PORT:-11256}
 PROXY_METRICS_PORT=${PROXY_METRICS_PORT:-11249}
+NETPOL_HEALTHZ_PORT=${NETPOL_HEALTHZ_PORT:-11260}
+# The ipsets kube-router's policies create (down.sh destroys them).
+IPSET_NAMES='^(inet6:)?(KUBE-|TMP-)'
 
 CLUSTER_CIDR=${CLUSTER_CIDR:-10.244.0.0/16}
 POD_CIDR=${POD_CIDR:-10.244.0.0/24}

@@ -2,7 +2,8 @@
 # up.sh starts a real single-node Kubernetes cluster on this machine, offline:
 # etcd, kube-apiserver, kube-controller-manager and kube-scheduler as
 # processes; a private containerd with runc and the CNI bridge; a real
-# kubelet registering one node; kube-proxy in iptables mode. Images come from
+# kubelet registering one node; kube-proxy in iptables mode; kube-router's
+# network policy controller, so NetworkPolicy is enforced. Images come from
 # the OCI archives in IMAGES_DIRS (make images, make cluster-images); nothing
 # is pulled. Whatever an earlier run left (a crash, a killed test) is cleaned
 # up first. Prints the admin kubeconfig's path. down.sh undoes it all.
@@ -32,7 +33,8 @@ start() { # start NAME COMMAND...: detached, in its own session, pid recorded
 for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
   [[ -x $K8S_BIN/$b ]] || die "missing $K8S_BIN/$b (hack/build-k8s.sh --node builds it)"
 done
-for b in containerd containerd-shim-runc-v2 runc ctr iptables conntrack openssl; do
+[[ -x $KUBE_ROUTER ]] || die "missing $KUBE_ROUTER (make cluster-deps builds it)"
+for b in containerd containerd-shim-runc-v2 runc ctr iptables conntrack ipset openssl; do
   command -v "$b" >/dev/null || die "missing $b (hack/cluster/deps.sh installs it)"
 done
 for p in bridge host-local loopback portmap; do [[ -x $CNI_BIN/$p ]] || die "missing the CNI plugin $CNI_BIN/$p"; done
@@ -208,6 +210,13 @@ iptables: {localhostNodePorts: false, masqueradeAll: false}
 YAML
 start kube-proxy "$K8S_BIN/kube-proxy" --config "$CLUSTER_DIR/kube-proxy-config.yaml" --v=1
 wait_for kube-proxy 60 curl -sf "http://127.0.0.1:$PROXY_HEALTHZ_PORT/healthz"
+# The bridge CNI enforces no NetworkPolicy; kube-router's firewall alone
+# (no routing, no service proxy) does, with iptables and ipsets, as a
+# cluster's CNI would: the chart's policies are tested, not only rendered.
+start kube-router "$KUBE_ROUTER" --run-firewall=true --run-router=false --run-service-proxy=false \
+  --run-loadbalancer=false --kubeconfig "$KUBECONFIG_ADMIN" --hostname-override "$NODE_NAME" \
+  --service-cluster-ip-range "$SVC_CIDR" --health-port "$NETPOL_HEALTHZ_PORT" --metrics-port 0 --v=1
+wait_for kube-router 60 curl -sf "http://127.0.0.1:$NETPOL_HEALTHZ_PORT/healthz"
 wait_for "the default ServiceAccount" 60 kc -n default get serviceaccount default
 log "ready in ${SECONDS}s"
 echo "$KUBECONFIG_ADMIN"

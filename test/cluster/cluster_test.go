@@ -55,7 +55,16 @@ func installArgs(cmd string) []string {
 		"--set", "nodeAgent.enabled=true", "--set", "nodeAgent.nvml=false", "--set", "nodeAgent.pollInterval=2s",
 		"--set", "nodeAgent.image.repository=" + repo + "/node-agent", "--set-string", "nodeAgent.image.tag=" + tag,
 		"--set", "manager.replicas=2", "--set", "manager.secretNamespaces={" + namespace + "}",
-		"--set", "gateway.enabled=true", "--set", "gateway.replicas=3", "--set", "gateway.image.repository=" + repo + "/gateway", "--set-string", "gateway.image.tag=" + tag}
+		"--set", "gateway.enabled=true", "--set", "gateway.replicas=3", "--set", "gateway.image.repository=" + repo + "/gateway", "--set-string", "gateway.image.tag=" + tag,
+		// The cluster enforces NetworkPolicy (kube-router): every spec
+		// runs with the manager's and the gateway's egress held to the
+		// API server, the emulator and the Ollama pool, as docs/install.md
+		// tells a platform engineer to set it.
+		"--set", "networkPolicy.egress.enabled=true",
+		"--set", "networkPolicy.egress.apiServerCIDRs={" + apiServerIP() + "/32}", "--set", "networkPolicy.egress.apiServerPorts={" + apiServerPort() + "}",
+		"--set-json", `networkPolicy.egress.extra=[` +
+			`{"to":[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"providers"}}}],"ports":[{"port":8090,"protocol":"TCP"}]},` +
+			`{"to":[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"llm"}},"podSelector":{"matchLabels":{"app":"ollama"}}}],"ports":[{"port":11434,"protocol":"TCP"}]}]`}
 }
 
 var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
@@ -154,6 +163,26 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 			Expect(usage[uid].Bytes).To(Equal(bytes), uid)
 			Expect(usage[uid].ByGPU).To(Equal(map[int]uint64{0: bytes}), uid)
 		}
+	})
+
+	It("holds the manager's and the gateway's egress to what the chart's policy allows, on a node that enforces it", func() {
+		leader := podIP(namespace, leaderPod())
+		gateway := kubectl("-n", namespace, "get", "pod", "-l", "app.kubernetes.io/component=gateway", "-o", "jsonpath={.items[0].metadata.name}")
+		// The Ollama pool's pod is in no policy: what it reaches shows the
+		// address listens, so a refusal from the others is the policy's.
+		unpoliced := kubectl("-n", "llm", "get", "pod", "-l", "app=ollama", "-o", "jsonpath={.items[0].metadata.name}")
+
+		By("the gateway reaches the leader's quota port and the emulator, not the leader's metrics port")
+		Expect(connectFrom(namespace, gateway, leader, "8444")).To(Equal("open"))
+		Expect(connectFrom(namespace, gateway, emulatorIP, "80")).To(Equal("open"))
+		Expect(connectFrom("llm", unpoliced, leader, "8443")).To(Equal("open"))
+		Expect(connectFrom(namespace, gateway, leader, "8443")).To(Equal("ECONNREFUSED"))
+
+		By("the manager reaches the API server through its Service and the emulator, not the gateway")
+		Expect(connectFrom(namespace, leaderPod(), "10.96.0.1", "443")).To(Equal("open"))
+		Expect(connectFrom(namespace, leaderPod(), emulatorIP, "80")).To(Equal("open"))
+		Expect(connectFrom("llm", unpoliced, podIP(namespace, gateway), "8080")).To(Equal("open"))
+		Expect(connectFrom(namespace, leaderPod(), podIP(namespace, gateway), "8080")).To(Equal("ECONNREFUSED"))
 	})
 
 	It("turns the Ollama pod Ready once the agent warmed its model, and runs a batch on the pool", func() {

@@ -137,6 +137,45 @@ func steadyBatchYAML(n int) string {
 	return b.String()
 }
 
+// apiServerIP and apiServerPort are where the kubernetes Service's
+// endpoint is: what a NetworkPolicy sees, after kube-proxy's DNAT, for a
+// Pod that calls the Service.
+func apiServerIP() string {
+	return kubectl("-n", "default", "get", "endpointslice", "-l", "kubernetes.io/service-name=kubernetes", "-o", "jsonpath={.items[0].endpoints[0].addresses[0]}")
+}
+
+func apiServerPort() string {
+	return kubectl("-n", "default", "get", "endpointslice", "-l", "kubernetes.io/service-name=kubernetes", "-o", "jsonpath={.items[0].ports[0].port}")
+}
+
+func podIP(ns, pod string) string {
+	return kubectl("-n", ns, "get", "pod", pod, "-o", "jsonpath={.status.podIP}")
+}
+
+// connectJS opens a TCP connection and prints "open", or the error Node
+// got: ECONNREFUSED when nothing listens or a policy rejects it (kube-router
+// rejects with ICMP port unreachable), ETIMEDOUT after 3 s unanswered.
+const connectJS = `const s = require("net").connect({host: process.argv[1], port: +process.argv[2], timeout: 3000});
+s.on("connect", () => { console.log("open"); process.exit(0); });
+s.on("timeout", () => { console.log("ETIMEDOUT"); process.exit(2); });
+s.on("error", (e) => { console.log(e.code); process.exit(3); });`
+
+var probes int
+
+// connectFrom connects to host:port from inside a running Pod's network
+// namespace, in an ephemeral container of the Node test image (restricted
+// profile), and returns what connectJS printed.
+func connectFrom(ns, pod, host, port string) string {
+	probes++
+	name := fmt.Sprintf("connect-%d", probes)
+	kubectl("-n", ns, "debug", pod, "--profile=restricted", "--image=localhost/llmquota-test/gateway-client-node:test",
+		"--image-pull-policy=Never", "--container="+name, "--quiet", "--", "/node", "-e", connectJS, host, port)
+	EventuallyWithOffset(1, func() string {
+		return kubectl("-n", ns, "get", "pod", pod, "-o", `jsonpath={.status.ephemeralContainerStatuses[?(@.name=="`+name+`")].state.terminated.reason}`)
+	}, time.Minute, 500*time.Millisecond).ShouldNot(BeEmpty(), "%s in %s/%s did not end", name, ns, pod)
+	return strings.TrimSpace(kubectl("-n", ns, "logs", pod, "-c", name))
+}
+
 func kubectlPath() string { return filepath.Join(env("K8S_BIN"), "kubectl") }
 
 // emulatorIP is the emulator Service's fixed ClusterIP: the test cluster
