@@ -114,7 +114,7 @@ func main() {
 	metrics := gateway.NewMetrics(crmetrics.Registry)
 	gateway.RegisterSpares(crmetrics.Registry, spares)
 	gw := &gateway.Gateway{
-		Providers: &gateway.Providers{Reader: mgr.GetClient(), HTTP: provider.NewHTTPClient(1024)},
+		Providers: &gateway.Providers{Reader: mgr.GetClient(), HTTP: provider.NewHTTPClient(1024), SecretRecheck: gateway.DefaultSecretRecheck},
 		Auth:      &kubeauth.Reviewer{Client: mgr.GetClient(), Audiences: []string{audience}, TTL: authTTL},
 		Quota:     spares, Releases: releases, Metrics: metrics, MaxWait: maxWait, Log: log,
 		Denials: gateway.NewDenials(mgr.GetEventRecorder("llmquota-gateway"), gateway.DeniedEventsPerSecond, gateway.DeniedEventsBurst),

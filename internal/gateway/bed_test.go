@@ -192,7 +192,7 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 		go spares.Run(runCtx)
 		b.spares = append(b.spares, spares)
 		gw := &gateway.Gateway{
-			Providers: &gateway.Providers{Reader: b.c, HTTP: b.slowed(provider.NewHTTPClient(256))},
+			Providers: &gateway.Providers{Reader: b.c, HTTP: b.slowed(provider.NewHTTPClient(256)), SecretRecheck: gateway.DefaultSecretRecheck},
 			Auth:      &kubeauth.Reviewer{Client: b.c, Audiences: []string{audience}}, Quota: spares,
 			Releases: releases,
 			Metrics:  gateway.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(), Denials: denials,

@@ -173,6 +173,9 @@ func TestGateway(t *testing.T) {
 	})
 
 	t.Run("refusals in OpenAI's error shape", func(t *testing.T) {
+		// The spares of the calls above go back once past their use: only
+		// then does a grant held below tell of a refused call.
+		waitReleased(t, b)
 		before := len(b.emu.Log())
 		wrongAudience := token(t, b.c, "team-a", "app") // the API server's own audience
 		cases := []struct {

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -23,13 +24,20 @@ import (
 
 // Providers finds LLMProviders and holds a client for each, with its key
 // read from the provider's Secret. A client is built again when the
-// provider's spec or its Secret changes, so a rotated key is used from the
-// next call on.
+// provider's spec or its Secret changes. The Secret is read again at most
+// every SecretRecheck, so a rotated key is used within that much: a read
+// per call cost a gateway call more CPU than its quota (the cache's Secret
+// reads map their kind to a REST mapping each time).
 type Providers struct {
 	// Reader reads LLMProviders and Secrets (a cache in production).
 	Reader client.Reader
 	// HTTP is the client for the providers' APIs.
 	HTTP *http.Client
+	// SecretRecheck is how long a client's key is used before its Secret
+	// is read again; 0 reads it on every call.
+	SecretRecheck time.Duration
+	// Clock times SecretRecheck; nil is the real clock.
+	Clock clock.PassiveClock
 
 	mu      sync.Mutex
 	clients map[string]target
@@ -44,6 +52,10 @@ type endpointKey struct {
 	numCtx  int32
 }
 
+// DefaultSecretRecheck is how often cmd/gateway reads a provider's Secret
+// again for a rotated key.
+const DefaultSecretRecheck = time.Second
+
 // maxEndpointClients bounds the pool servers' clients kept: pods come and
 // go, each with an address of its own, and a client is cheap to build again.
 const maxEndpointClients = 1024
@@ -53,6 +65,7 @@ const maxEndpointClients = 1024
 type clientVersion struct {
 	typ, endpoint string
 	uid           types.UID
+	secretRef     llmv1.SecretKeyReference
 	secretVersion string
 	numCtx        int32
 }
@@ -73,6 +86,8 @@ type target struct {
 	// cacheTTL is how long answers at temperature 0 are reused
 	// (spec.interactive.cache); 0 when they are not.
 	cacheTTL time.Duration
+	// secretRead is when the key's Secret was last read.
+	secretRead time.Time
 }
 
 // Get returns a provider, with a 404 failure when it does not exist.
@@ -96,7 +111,7 @@ func (p *Providers) Admits(ctx context.Context, lp *llmv1.LLMProvider, namespace
 	if namespace != "" {
 		ns := &metav1.PartialObjectMetadata{}
 		ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
-		if err := p.Reader.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil && !apierrors.IsNotFound(err) {
+		if err := p.Reader.Get(ctx, types.NamespacedName{Name: namespace}, ns, client.UnsafeDisableDeepCopy); err != nil && !apierrors.IsNotFound(err) {
 			return fail(http.StatusServiceUnavailable, "provider_unavailable", "reading namespace %q: %v", namespace, err)
 		}
 		labels = ns.Labels
@@ -122,11 +137,20 @@ func (p *Providers) ClientOf(ctx context.Context, lp *llmv1.LLMProvider) (target
 	version := clientVersion{typ: string(lp.Spec.Type), endpoint: lp.Spec.Endpoint, uid: lp.UID}
 	if ollamapod.IsPool(lp) {
 		version.numCtx = ptr.Deref(lp.Spec.Ollama.ContextLength, 0)
-		return target{version: version, pool: true, defaultModel: lp.Spec.Model, maxWait: interactiveWait(lp), fallback: interactiveFallback(lp),
-			cacheTTL: interactiveCacheTTL(lp)}, nil
+		return target{version: version, pool: true}.refreshed(lp), nil
+	}
+	ref := lp.Spec.CredentialsSecretRef
+	if ref != nil {
+		version.secretRef = *ref
+	}
+	now := p.now()
+	p.mu.Lock()
+	t, ok := p.clients[name]
+	p.mu.Unlock()
+	if ok && ref != nil && t.version.sameSpec(version) && now.Sub(t.secretRead) < p.SecretRecheck {
+		return t.refreshed(lp), nil
 	}
 	var secret corev1.Secret
-	ref := lp.Spec.CredentialsSecretRef
 	if ref != nil {
 		// A context whose logger drops everything: client-go logs response
 		// bodies (the Secret's data) at its highest verbosity.
@@ -141,7 +165,9 @@ func (p *Providers) ClientOf(ctx context.Context, lp *llmv1.LLMProvider) (target
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t, ok := p.clients[name]; ok && t.version == version {
-		t.defaultModel, t.maxWait, t.fallback, t.cacheTTL = lp.Spec.Model, interactiveWait(lp), interactiveFallback(lp), interactiveCacheTTL(lp)
+		t = t.refreshed(lp)
+		t.secretRead = now
+		p.clients[name] = t
 		return t, nil
 	}
 	key := ""
@@ -155,10 +181,29 @@ func (p *Providers) ClientOf(ctx context.Context, lp *llmv1.LLMProvider) (target
 	if p.clients == nil {
 		p.clients = map[string]target{}
 	}
-	t := target{version: version, client: c, defaultModel: lp.Spec.Model, maxWait: interactiveWait(lp), fallback: interactiveFallback(lp),
-		cacheTTL: interactiveCacheTTL(lp)}
+	t = target{version: version, client: c, secretRead: now}.refreshed(lp)
 	p.clients[name] = t
 	return t, nil
+}
+
+// sameSpec reports whether v and o are built from the same spec, whatever
+// their Secret's version.
+func (v clientVersion) sameSpec(o clientVersion) bool {
+	v.secretVersion, o.secretVersion = "", ""
+	return v == o
+}
+
+// refreshed is t with the settings of lp that need no new client.
+func (t target) refreshed(lp *llmv1.LLMProvider) target {
+	t.defaultModel, t.maxWait, t.fallback, t.cacheTTL = lp.Spec.Model, interactiveWait(lp), interactiveFallback(lp), interactiveCacheTTL(lp)
+	return t
+}
+
+func (p *Providers) now() time.Time {
+	if p.Clock == nil {
+		return time.Now()
+	}
+	return p.Clock.Now()
 }
 
 // Endpoint returns the client of a pool's server at address, which asks
