@@ -121,10 +121,15 @@ type BatchCounts struct {
 
 // ResultReference names an object holding results.
 type ResultReference struct {
-	// kind of the object: ConfigMap, or S3 for a manifest in object storage.
+	// kind of the object: ConfigMap, S3 for a manifest in object storage,
+	// or ConfigMaps for the result ConfigMaps past the first 31 of a batch
+	// (one is written per flush and never again; the status lists at most
+	// 32 references).
 	// +required
 	Kind string `json:"kind"`
-	// name of the object, in the batch's namespace (s3://bucket/key for S3).
+	// name of the object, in the batch's namespace (s3://bucket/key for S3;
+	// the label selector of all the batch's result ConfigMaps for
+	// ConfigMaps).
 	// +required
 	Name string `json:"name"`
 	// items is how many results it holds.

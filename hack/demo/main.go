@@ -297,7 +297,7 @@ func showResults(ctx context.Context, c client.Client) error {
 	if err := c.List(ctx, &list, client.InNamespace("default"), client.MatchingLabels{results.LabelBatch: "news-sentiment"}); err != nil {
 		return err
 	}
-	say("Results are JSONL in those ConfigMaps, one line per item (kubectl get configmap news-sentiment-results-000 -o jsonpath='{.data.results\\.jsonl}'). Three of them:")
+	say("Results are JSONL in those ConfigMaps, one line per item, one ConfigMap per write (kubectl get configmap -l llmquota.dev/batch=news-sentiment -o jsonpath='{range .items[*]}{.data.results\\.jsonl}{end}'). Three of them:")
 	shown := 0
 	for _, cm := range list.Items {
 		for _, line := range strings.Split(cm.Data[results.DataKey], "\n") {

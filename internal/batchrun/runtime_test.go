@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -313,13 +314,18 @@ func TestInputReadAsTheBatchRuns(t *testing.T) {
 	}
 }
 
+// shardData is every result line of a batch, its shards joined.
 func shardData(t *testing.T, c client.Client, batch string) string {
 	t.Helper()
-	var cm corev1.ConfigMap
-	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: results.ShardName(batch, 0)}, &cm); err != nil {
+	var list corev1.ConfigMapList
+	if err := c.List(context.Background(), &list, client.InNamespace("default"), client.MatchingLabels{results.LabelBatch: batch}); err != nil {
 		t.Fatal(err)
 	}
-	return cm.Data[results.DataKey]
+	var data strings.Builder
+	for _, cm := range list.Items {
+		data.WriteString(cm.Data[results.DataKey])
+	}
+	return data.String()
 }
 
 // TestANewCauseIsNews: an input or output error that appears, goes, or

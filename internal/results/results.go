@@ -4,11 +4,11 @@
 // manager reads the shards back and sends only what has no result.
 //
 // The store is built for large batches: results are buffered and written
-// in bounded flushes (see FlushPolicy), a flush appends to the open shard
-// without copying it, a write that meets an outside edit re-reads the shard
-// and merges instead of failing, and a result's bytes are released once it
-// is stored (the store keeps only each id's status, and the bytes of the
-// one shard still open for appends).
+// in bounded flushes (see FlushPolicy), each flush is a new shard that is
+// never written again (append-only, so etcd stores each result once), a
+// write that finds its name taken by another writer takes that writer's
+// results and moves on to the next name, and a result's bytes are released
+// once it is stored (the store keeps only each id's status).
 package results
 
 import (
@@ -20,6 +20,8 @@ import (
 	"maps"
 	"math/big"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,6 +60,12 @@ const (
 // most, for the whole cluster), and every result write there stays in its
 // history until compaction.
 const ConfigMapItemsAdvised = 10_000
+
+// MaxListedShards bounds the references a batch's status lists: a flush
+// is a shard of its own, and a long batch flushes many times. Past it, the
+// last reference, of kind ConfigMaps, names the label selector of every
+// shard and counts the results of those not listed.
+const MaxListedShards = 32
 
 // MaxShardBytes keeps each ConfigMap well under the 1 MiB object limit,
 // leaving room for metadata.
@@ -179,9 +187,10 @@ type Store struct {
 	ns    string
 	// shardBytes is MaxShardBytes; tests lower it to exercise sharding.
 	shardBytes int
-	// shards are the batch's ConfigMaps in order; only the last one holds
-	// its bytes (the others are full and never written again).
+	// shards are the batch's ConfigMaps, each written once.
 	shards []*shard
+	// next is the index of the next shard's name (ShardName).
+	next int
 }
 
 var _ Sink = (*Store)(nil)
@@ -206,25 +215,20 @@ func Load(ctx context.Context, opts Options, batch *llmv1.InferenceBatch) (*Stor
 			names = append(names, list.Items[i].Name)
 		}
 	}
-	sort.Strings(names)
-	for i, name := range names {
+	sort.Slice(names, func(i, j int) bool { return shardIndex(names[i]) < shardIndex(names[j]) })
+	for _, name := range names {
 		var cm corev1.ConfigMap
 		if err := opts.Reader.Get(ctx, types.NamespacedName{Namespace: batch.Namespace, Name: name}, &cm); err != nil {
 			return nil, fmt.Errorf("reading results ConfigMap %s: %w", name, err)
 		}
-		sh := &shard{name: name, exists: true}
-		sh.adopt(&cm)
+		sh := &shard{name: name}
 		for _, r := range scanIDs([]byte(cm.Data[DataKey])) {
 			if s.record(r) {
 				sh.count++
 			}
 		}
-		if i == len(names)-1 && len(sh.data) < s.shardBytes {
-			sh.open = true // appends continue here
-		} else {
-			sh.data = nil
-		}
 		s.shards = append(s.shards, sh)
+		s.next = max(s.next, shardIndex(name)+1)
 	}
 	return s, nil
 }
@@ -355,10 +359,15 @@ func (s *Store) References() []llmv1.ResultReference {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []llmv1.ResultReference
-	for _, sh := range s.shards {
-		if sh.exists {
-			out = append(out, llmv1.ResultReference{Kind: "ConfigMap", Name: sh.name, Items: sh.count})
+	for i, sh := range s.shards {
+		if i == MaxListedShards-1 && len(s.shards) > MaxListedShards {
+			rest := llmv1.ResultReference{Kind: "ConfigMaps", Name: LabelBatch + "=" + s.owner.Name}
+			for _, sh := range s.shards[i:] {
+				rest.Items += sh.count
+			}
+			return append(out, rest)
 		}
+		out = append(out, llmv1.ResultReference{Kind: "ConfigMap", Name: sh.name, Items: sh.count})
 	}
 	return out
 }
@@ -395,10 +404,25 @@ func (s *ledger) Usage() Usage {
 	return u
 }
 
+// shardIndex is the i of ShardName(batch, i); -1 for a name it did not make.
+func shardIndex(name string) int {
+	at := strings.LastIndex(name, shardInfix)
+	if at < 0 {
+		return -1
+	}
+	i, err := strconv.Atoi(name[at+len(shardInfix):])
+	if err != nil {
+		return -1
+	}
+	return i
+}
+
+const shardInfix = "-results-"
+
 // ShardName names the i-th result ConfigMap of a batch.
 func ShardName(batch string, i int) string {
 	if len(batch) > 230 {
 		batch = batch[:230]
 	}
-	return fmt.Sprintf("%s-results-%03d", batch, i)
+	return fmt.Sprintf("%s%s%03d", batch, shardInfix, i)
 }

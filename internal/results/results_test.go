@@ -3,7 +3,6 @@ package results
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -80,12 +79,6 @@ func TestStoreAgainstAPIServer(t *testing.T) {
 			t.Fatalf("shard %s is not owned by the batch", cm.Name)
 		}
 	}
-	// Only the open shard keeps its bytes; stored results keep no output.
-	for i, sh := range s.shards {
-		if last := i == len(s.shards)-1; (sh.data != nil) != last || sh.open != last {
-			t.Fatalf("shard %d: open %v, holds %d bytes; only the last may", i, sh.open, len(sh.data))
-		}
-	}
 	if n, _ := s.Pending(); n != 0 || cap(s.pending) != 0 {
 		t.Fatalf("pending %d (cap %d) after a full flush", n, cap(s.pending))
 	}
@@ -101,8 +94,8 @@ func TestStoreAgainstAPIServer(t *testing.T) {
 	if counts := again.Counts(); counts[Succeeded] != 50 || counts[Failed] != 1 {
 		t.Fatalf("counts %v", counts)
 	}
-	if refs := again.References(); len(refs) != len(list) && len(refs) != len(list)+1 {
-		t.Fatalf("references %v", refs)
+	if refs := again.References(); len(refs) != len(list)+1 || refs[len(refs)-1].Items != 1 {
+		t.Fatalf("references %v: the late result goes in a shard of its own", refs)
 	}
 
 	// A write that fails leaves the result buffered and not counted done.
@@ -118,10 +111,11 @@ func TestStoreAgainstAPIServer(t *testing.T) {
 	}
 }
 
-// TestOutsideEditsDoNotBlockWrites: a `kubectl label` of a shard, a second
-// writer (a manager that lost its lease), and a deleted shard each meet the
-// next flush, which merges instead of failing; no result is lost.
-func TestOutsideEditsDoNotBlockWrites(t *testing.T) {
+// TestAnotherWriterLosesNothing: a second writer (a manager that lost its
+// lease and wrote once more) takes the name the store would write next;
+// the store takes that writer's results as stored, writes its own under
+// the next name, and every result is stored once.
+func TestAnotherWriterLosesNothing(t *testing.T) {
 	c := apiServer(t)
 	ctx := context.Background()
 	batch := newBatch(t, c, "edits")
@@ -131,83 +125,86 @@ func TestOutsideEditsDoNotBlockWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// An outside label: the next write keeps it.
-	cm := shards(t, c, "edits")[0]
-	cm.Labels["team"] = "news"
-	if err := c.Update(ctx, &cm); err != nil {
-		t.Fatal(err)
-	}
-	s.Add(result(1))
-	if n, err := s.Flush(ctx); err != nil || n != 1 {
-		t.Fatalf("flush after an outside label: %d, %v", n, err)
-	}
-	cm = shards(t, c, "edits")[0]
-	if cm.Labels["team"] != "news" || len(Parse([]byte(cm.Data[DataKey]))) != 2 {
-		t.Fatalf("labels %v, %d results", cm.Labels, len(Parse([]byte(cm.Data[DataKey]))))
-	}
-
-	// A second writer appends its own result to the same shard.
 	other := load(t, c, batch, MaxShardBytes)
-	other.Add(Result{ID: "theirs", Status: Failed})
+	other.Add(Result{ID: "theirs", Status: Failed}, result(1))
 	if _, err := other.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s.Add(result(2))
-	if _, err := s.Flush(ctx); err != nil {
-		t.Fatal(err)
+	s.Add(result(1), result(2))
+	if n, err := s.Flush(ctx); err != nil || n != 2 {
+		t.Fatalf("flush after the other writer: %d, %v", n, err)
 	}
-	got := map[string]bool{}
-	for _, r := range Parse([]byte(shards(t, c, "edits")[0].Data[DataKey])) {
-		if got[r.ID] {
-			t.Fatalf("%s stored twice", r.ID)
+	got := map[string]int{}
+	for _, cm := range shards(t, c, "edits") {
+		for _, r := range Parse([]byte(cm.Data[DataKey])) {
+			got[r.ID]++
 		}
-		got[r.ID] = true
 	}
 	for _, id := range []string{"item-00", "item-01", "item-02", "theirs"} {
-		if !got[id] {
-			t.Fatalf("%s lost; stored %v", id, got)
+		if got[id] != 1 {
+			t.Fatalf("%s stored %d times; stored %v", id, got[id], got)
 		}
 	}
-	if st, ok := s.StatusOf("theirs"); !ok || st != Failed || s.Counts()[Failed] != 1 {
+	if st, ok := s.StatusOf("theirs"); !ok || st != Failed || s.Counts()[Failed] != 1 || s.Counts()[Succeeded] != 3 {
 		t.Fatalf("the other writer's result is not known: %q %v, counts %v", st, ok, s.Counts())
 	}
+	if refs := s.References(); len(refs) != 3 {
+		t.Fatalf("references %v, want the three shards", refs)
+	}
 
-	// A deleted shard is written again with everything the store holds.
-	cm = shards(t, c, "edits")[0]
+	// A shard someone deletes is not written again: its results are
+	// gone, and a restarted manager runs their items again.
+	cm := shards(t, c, "edits")[0]
 	if err := c.Delete(ctx, &cm); err != nil {
 		t.Fatal(err)
 	}
-	s.Add(result(3))
-	if _, err := s.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n := len(Parse([]byte(shards(t, c, "edits")[0].Data[DataKey]))); n != 5 {
-		t.Fatalf("recreated shard holds %d results, want 5", n)
+	if got := load(t, c, batch, MaxShardBytes).Counts(); got[Succeeded]+got[Failed] != 3 {
+		t.Fatalf("after deleting %s the store reads %v, want the other 3 results", cm.Name, got)
 	}
 }
 
-// TestAppendDoesNotCopyTheShard: appending a result to the open shard
-// reuses its buffer (amortised growth), rather than copying the shard for
-// every line as the first version did.
-func TestAppendDoesNotCopyTheShard(t *testing.T) {
+// countingWriter counts what a store asks the API server to write.
+type countingWriter struct {
+	client.Client
+	creates, updates, bytes int
+}
+
+func (w *countingWriter) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	w.creates++
+	w.bytes += len(obj.(*corev1.ConfigMap).Data[DataKey])
+	return w.Client.Create(ctx, obj, opts...)
+}
+
+func (w *countingWriter) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	w.updates++
+	return w.Client.Update(ctx, obj, opts...)
+}
+
+// TestFlushesNeverRewriteAShard: a batch flushed 40 times stores each
+// result once: one create per flush, no update, and the bytes written are
+// the results' own, where rewriting one growing shard wrote them 20 times
+// over on average.
+func TestFlushesNeverRewriteAShard(t *testing.T) {
 	c := apiServer(t)
 	ctx := context.Background()
-	s := load(t, c, newBatch(t, c, "append"), MaxShardBytes)
-	copies := 0
-	var last *byte
-	for i := range 200 {
+	w := &countingWriter{Client: c}
+	s, err := Load(ctx, Options{Lister: c, Reader: c, Writer: w}, newBatch(t, c, "append"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := 0
+	for i := range 40 {
 		s.Add(result(i))
+		lines += len(encode(result(i))) + 1
 		if _, err := s.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
-		data := s.shards[0].data
-		if p := &data[:1][0]; p != last {
-			copies++
-			last = p
-		}
 	}
-	if copies > 16 {
-		t.Fatalf("the shard's buffer moved %d times in 200 appends, want amortised growth", copies)
+	if w.creates != 40 || w.updates != 0 || w.bytes != lines {
+		t.Fatalf("40 flushes: %d creates, %d updates, %d bytes written for %d bytes of results", w.creates, w.updates, w.bytes, lines)
+	}
+	if got := len(shards(t, c, "append")); got != 40 {
+		t.Fatalf("%d shards, want 40", got)
 	}
 }
 
@@ -215,19 +212,6 @@ func TestParseSkipsBadLines(t *testing.T) {
 	got := Parse([]byte("{\"id\":\"a\",\"status\":\"succeeded\"}\nnot json\n{\"status\":\"failed\"}\n{\"id\":\"b\",\"status\":\"failed\"}\n"))
 	if len(got) != 2 || got[0].ID != "a" || got[1].ID != "b" {
 		t.Fatalf("got %+v", got)
-	}
-}
-
-func TestUnionKeepsEveryResultOnce(t *testing.T) {
-	server := "{\"id\":\"a\",\"status\":\"succeeded\"}\n{\"id\":\"s\",\"status\":\"failed\"}"
-	ours := "{\"id\":\"a\",\"status\":\"succeeded\"}\n{\"id\":\"b\",\"status\":\"cached\"}\n"
-	out, theirs := union([]byte(server), []byte(ours))
-	var ids []string
-	for _, r := range Parse(out) {
-		ids = append(ids, r.ID)
-	}
-	if strings.Join(ids, ",") != "a,s,b" || len(theirs) != 1 || theirs[0].ID != "s" {
-		t.Fatalf("union: %v, theirs %v", ids, theirs)
 	}
 }
 
@@ -257,5 +241,27 @@ func TestFlushPolicy(t *testing.T) {
 	}
 	if due, _ := (FlushPolicy{}).Due(t0, t0, 1, false); !due {
 		t.Fatal("the zero policy must write at once")
+	}
+}
+
+// TestReferencesAreBounded: a batch with more shards than the status
+// lists names the first 31 and, last, the label selector of them all with
+// the results of the rest.
+func TestReferencesAreBounded(t *testing.T) {
+	s := &Store{owner: metav1.OwnerReference{Name: "long"}}
+	for i := range MaxListedShards + 8 {
+		s.shards = append(s.shards, &shard{name: ShardName("long", i), count: 10})
+	}
+	refs := s.References()
+	if len(refs) != MaxListedShards {
+		t.Fatalf("%d references, want %d", len(refs), MaxListedShards)
+	}
+	last := refs[len(refs)-1]
+	if refs[0].Name != "long-results-000" || last != (llmv1.ResultReference{Kind: "ConfigMaps", Name: LabelBatch + "=long", Items: 9 * 10}) {
+		t.Fatalf("first %+v, last %+v", refs[0], last)
+	}
+	s.shards = s.shards[:MaxListedShards]
+	if refs := s.References(); len(refs) != MaxListedShards || refs[len(refs)-1].Kind != "ConfigMap" {
+		t.Fatalf("%d shards are listed one by one: %+v", MaxListedShards, refs[len(refs)-1])
 	}
 }

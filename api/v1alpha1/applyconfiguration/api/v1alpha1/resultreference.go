@@ -23,9 +23,14 @@ package v1alpha1
 //
 // ResultReference names an object holding results.
 type ResultReferenceApplyConfiguration struct {
-	// kind of the object: ConfigMap, or S3 for a manifest in object storage.
+	// kind of the object: ConfigMap, S3 for a manifest in object storage,
+	// or ConfigMaps for the result ConfigMaps past the first 31 of a batch
+	// (one is written per flush and never again; the status lists at most
+	// 32 references).
 	Kind *string `json:"kind,omitempty"`
-	// name of the object, in the batch's namespace (s3://bucket/key for S3).
+	// name of the object, in the batch's namespace (s3://bucket/key for S3;
+	// the label selector of all the batch's result ConfigMaps for
+	// ConfigMaps).
 	Name *string `json:"name,omitempty"`
 	// items is how many results it holds.
 	Items *int32 `json:"items,omitempty"`
