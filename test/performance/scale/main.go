@@ -201,7 +201,10 @@ func run(c config, batches int) (string, error) {
 		path = c.baseline
 	} else {
 		args = append(args, fmt.Sprintf("--batch-workers=%d", c.workers), "--results-flush-interval="+c.flushEvery.String(),
-			fmt.Sprintf("--results-flush-items=%d", c.flushItems), "--pprof-bind-address="+c.pprof)
+			fmt.Sprintf("--results-flush-items=%d", c.flushItems), "--pprof-bind-address="+c.pprof,
+			// MinIO listens on loopback, which the manager refuses unless
+			// allowed (docs/tenancy.md).
+			"--s3-allowed-endpoints=127.0.0.1")
 	}
 	mgr, err := process.Start(filepath.Join(dir, "manager.log"), path, args...)
 	if err != nil {
