@@ -176,6 +176,10 @@ REPAY_FLAGS ?=
 bench-repay: k8s-bin build ## What a crash pays twice: one batch through SIGKILLs of the manager, by default and with spec.crashRepay (docs/benchmarks.md).
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" LLMQUOTA_BIN="$(LOCALBIN)" go run ./test/performance/repay $(REPAY_FLAGS)
 
+.PHONY: bench-pool
+bench-pool: ollama-bin ## Where an Ollama pod's learned concurrency settles against a real ollama serve with 1, 2 and 4 slots, against the declared limit (docs/benchmarks.md).
+	OLLAMA="$(OLLAMA)" go run ./test/performance/poollearn
+
 SIZES ?= 100 300 1000
 LATENCY ?= 200ms
 BENCH_SCALE_FLAGS ?=

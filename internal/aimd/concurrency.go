@@ -18,10 +18,14 @@ const (
 	// before its limit stops growing and falls to the calls it has in
 	// flight: one more call there may not fit beside the model.
 	PressureWatermark = 0.95
-	// baseDrift lets the unloaded pace rise by this part with each call,
-	// so a pace measured once on a lucky call, or before the model
-	// changed, does not hold the limit down for ever.
+	// baseDrift lets the unloaded pace rise by this part with each call
+	// that reads as unloaded, so a pace measured once on a lucky call, or
+	// before the model changed, does not hold the limit down for ever.
 	baseDrift = 0.01
+	// driftBand is how much slower than the base a call may be and still
+	// count as unloaded for the drift: a tenth. A call slowed by sharing
+	// the server with others is slower than that.
+	driftBand = 1.1
 )
 
 // Concurrency learns how many calls one server (an Ollama pod) takes at
@@ -64,9 +68,15 @@ func (c *Concurrency) SetDeclared(limit int) {
 // its limit when it was sent. It reports whether the limit changed.
 func (c *Concurrency) Answered(now, sent time.Time, output int64, atLimit bool) bool {
 	pace := now.Sub(sent).Seconds() / float64(max(1, output))
-	if c.base == 0 || pace < c.base {
+	switch {
+	case c.base == 0 || pace < c.base:
 		c.base = pace
-	} else {
+	case pace <= driftBand*c.base || c.Limit() == 1:
+		// Only a call that reads as unloaded moves the base up: one near
+		// the base, or any call while the server has one at a time (so a
+		// model that got slower is learned there). Calls slowed by
+		// queueing under sustained load would walk it up until queueing
+		// looked normal and the limit climbed back to the declared one.
 		c.base *= 1 + baseDrift
 	}
 	if pace > Tolerance*c.base {

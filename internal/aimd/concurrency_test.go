@@ -78,3 +78,58 @@ func TestConcurrencyStaysInBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrencyHoldsUnderSustainedQueueing: a server with fewer slots
+// than the declared limit queues what it cannot run, so each call's pace
+// grows with the calls given beyond its slots. Answers that slow for as
+// long as the load lasts must not teach the learner that slow is normal:
+// the limit settles near the slots and stays there (measured against a
+// real single-slot Ollama, the base drifting on every call let it climb
+// back to the declared 8 within 300 calls).
+func TestConcurrencyHoldsUnderSustainedQueueing(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	for _, slots := range []int{1, 2, 3} {
+		c := NewConcurrency(8)
+		now := t0.Add(100 * time.Millisecond)
+		c.Answered(now, t0, 10, false) // the first of a burst is served at once
+		highest := 0
+		for i := range 600 {
+			// The call's time per token: 10 ms alone, times how many
+			// calls share each slot when the limit exceeds the slots.
+			share := max(1.0, float64(c.Limit())/float64(slots))
+			took := time.Duration(share * 10 * float64(10*time.Millisecond))
+			sent := now
+			now = now.Add(took)
+			c.Answered(now, sent, 10, true)
+			if i >= 300 {
+				highest = max(highest, c.Limit())
+			}
+		}
+		// Tolerance lets two calls share a slot unnoticed, and the limit
+		// grows by one before the slower pace cuts it.
+		if want := int(Tolerance)*slots + 1; highest > want {
+			t.Errorf("%d slots: the limit reached %d in the last 300 calls, want at most %d", slots, highest, want)
+		}
+	}
+}
+
+// TestConcurrencyLearnsASlowerModel: when every call gets slower for good
+// (another model, a throttled GPU), whatever the load, the limit falls to
+// one call, where a call alone is the unloaded pace; the base rises to it
+// and the limit grows back to the declared one.
+func TestConcurrencyLearnsASlowerModel(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	c := NewConcurrency(8)
+	now := t0.Add(100 * time.Millisecond)
+	c.Answered(now, t0, 10, false)
+	lowest := c.Limit()
+	for range 300 {
+		sent := now
+		now = now.Add(300 * time.Millisecond) // three times slower, at any load
+		c.Answered(now, sent, 10, true)
+		lowest = min(lowest, c.Limit())
+	}
+	if lowest != 1 || c.Limit() != 8 {
+		t.Fatalf("a model three times slower: the limit fell to %d and is %d after 300 calls, want 1 then the declared 8", lowest, c.Limit())
+	}
+}
