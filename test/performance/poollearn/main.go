@@ -139,7 +139,9 @@ func measure(bin string, parallel, declared, calls int, maxTokens int32, learn b
 		return failed
 	}
 	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
-	pct := func(q float64) time.Duration { return latencies[int(q*float64(len(latencies)-1))].Round(time.Millisecond) }
+	pct := func(q float64) time.Duration {
+		return latencies[int(q*float64(len(latencies)-1))].Round(time.Millisecond)
+	}
 	mode := "declared"
 	if learn {
 		mode = "learned (AIMD)"
