@@ -26,8 +26,8 @@ import (
 // read from the provider's Secret. A client is built again when the
 // provider's spec or its Secret changes. The Secret is read again at most
 // every SecretRecheck, so a rotated key is used within that much: a read
-// per call cost a gateway call more CPU than its quota (the cache's Secret
-// reads map their kind to a REST mapping each time).
+// per call was the largest part of a call's own work in the gateway (the
+// cache maps a namespaced kind to its REST mapping on every read).
 type Providers struct {
 	// Reader reads LLMProviders and Secrets (a cache in production).
 	Reader client.Reader
