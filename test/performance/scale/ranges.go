@@ -52,11 +52,14 @@ func (f figures) row() string {
 }
 
 // rangeSpec is one entry of ranges.yaml: the bounds of a sink's key
-// figures, for runs of at least minBatches batches. A zero bound is not
-// checked.
+// figures, for runs of at least minBatches batches at the provider
+// concurrency given (0: any). A zero bound is not checked.
 type rangeSpec struct {
-	Sink                       string  `json:"sink"`
-	MinBatches                 int     `json:"minBatches"`
+	Sink       string `json:"sink"`
+	MinBatches int    `json:"minBatches"`
+	// Concurrency is the --concurrency the entry is for: how long a batch
+	// runs, and so how often it writes, depends on it.
+	Concurrency                int     `json:"concurrency"`
 	MaxWritesPerItem           float64 `json:"maxWritesPerItem"`
 	MaxPeakRSSMiB              float64 `json:"maxPeakRSSMiB"`
 	MaxEtcdGrowthPerResultByte float64 `json:"maxEtcdGrowthPerResultByte"`
@@ -87,7 +90,7 @@ func checkRanges(c config, f figures) error {
 		}
 	}
 	for _, r := range specs {
-		if r.Sink != sink || f.batches < r.MinBatches {
+		if r.Sink != sink || f.batches < r.MinBatches || r.Concurrency != 0 && r.Concurrency != c.concurrency {
 			continue
 		}
 		out("API writes per item", f.writesPerItem, r.MaxWritesPerItem, true)

@@ -10,7 +10,8 @@ import (
 
 // TestRangesCheckTheFiguresOfTheirSink: a run's figures inside the
 // committed ranges pass; each figure pushed outside its range fails the run
-// with its name; a range of another sink or a larger size is not applied.
+// with its name; a range of another sink, a larger size or another
+// concurrency is not applied.
 func TestRangesCheckTheFiguresOfTheirSink(t *testing.T) {
 	c := config{ranges: "ranges.yaml", concurrency: 256, latency: 200 * time.Millisecond}
 	good := figures{batches: 1000, items: 100_000, elapsed: 81 * time.Second, peakRSS: 150 << 20,
@@ -41,6 +42,16 @@ func TestRangesCheckTheFiguresOfTheirSink(t *testing.T) {
 	small.batches, small.etcdGrowth = 300, 200<<20 // only the 1,000-batch entry bounds etcd
 	if err := checkRanges(c, small); err != nil {
 		t.Fatalf("a 300-batch run was held to the 1,000-batch ranges: %v", err)
+	}
+	long := config{ranges: "ranges.yaml", concurrency: 64, latency: 200 * time.Millisecond}
+	longFigures := good
+	longFigures.elapsed, longFigures.writesPerItem, longFigures.etcdGrowth = 317*time.Second, 0.100, 139<<20
+	if err := checkRanges(long, longFigures); err != nil {
+		t.Fatalf("a long-batch run (concurrency 64) was held to the short batches' ranges: %v", err)
+	}
+	longFigures.etcdGrowth = 193 << 20 // a flush rewriting its shard
+	if err := checkRanges(long, longFigures); err == nil || !strings.Contains(err.Error(), "etcd growth per result byte") {
+		t.Fatalf("a long-batch run with the rewritten shards' etcd growth: %v, want its bound", err)
 	}
 	s3 := config{ranges: "ranges.yaml", concurrency: 256, latency: 200 * time.Millisecond, s3: true}
 	if err := checkRanges(s3, good); err == nil || !strings.Contains(err.Error(), "API writes per item") {
