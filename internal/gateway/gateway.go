@@ -326,8 +326,12 @@ func (g *Gateway) reportingWrite(ctx context.Context, grant string) context.Cont
 // fallback cannot admit either gets the fallback's refusal.
 func (g *Gateway) admit(ctx context.Context, c call, t target) (admitted, *failure) {
 	fallback := t.fallback
-	if fallback != "" && g.authorize(ctx, c.caller, fallback) != nil {
-		fallback = "" // the caller may not use it: it waits here
+	var flp *llmv1.LLMProvider
+	if fallback != "" {
+		var f *failure
+		if flp, f = g.authorized(ctx, c.caller, fallback); f != nil {
+			fallback = "" // the caller may not use it: it waits here
+		}
 	}
 	wait := c.maxWait
 	if fallback != "" {
@@ -337,7 +341,7 @@ func (g *Gateway) admit(ctx context.Context, c call, t target) (admitted, *failu
 	if f == nil || fallback == "" || !f.limited {
 		return a, f
 	}
-	ft, ff := g.Providers.Client(ctx, fallback)
+	ft, ff := g.Providers.ClientOf(ctx, flp)
 	if ff != nil {
 		return a, f
 	}

@@ -122,15 +122,6 @@ func (p *Providers) Admits(ctx context.Context, lp *llmv1.LLMProvider, namespace
 	return nil
 }
 
-// Client returns the client of a provider.
-func (p *Providers) Client(ctx context.Context, name string) (target, *failure) {
-	lp, f := p.Get(ctx, name)
-	if f != nil {
-		return target{}, f
-	}
-	return p.ClientOf(ctx, lp)
-}
-
 // ClientOf returns the client of a provider already read (Get).
 func (p *Providers) ClientOf(ctx context.Context, lp *llmv1.LLMProvider) (target, *failure) {
 	name := lp.Name

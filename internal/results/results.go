@@ -27,7 +27,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -217,17 +216,9 @@ func Load(ctx context.Context, opts Options, batch *llmv1.InferenceBatch) (*Stor
 	}
 	sort.Slice(names, func(i, j int) bool { return shardIndex(names[i]) < shardIndex(names[j]) })
 	for _, name := range names {
-		var cm corev1.ConfigMap
-		if err := opts.Reader.Get(ctx, types.NamespacedName{Namespace: batch.Namespace, Name: name}, &cm); err != nil {
-			return nil, fmt.Errorf("reading results ConfigMap %s: %w", name, err)
+		if err := s.adoptShard(ctx, name); err != nil {
+			return nil, err
 		}
-		sh := &shard{name: name}
-		for _, r := range scanIDs([]byte(cm.Data[DataKey])) {
-			if s.record(r) {
-				sh.count++
-			}
-		}
-		s.shards = append(s.shards, sh)
 		s.next = max(s.next, shardIndex(name)+1)
 	}
 	return s, nil

@@ -90,8 +90,9 @@ func (s *Store) create(ctx context.Context, rs []pendingResult) error {
 	}
 }
 
-// adoptShard reads a shard another writer created and takes its results
-// as stored.
+// adoptShard reads a shard written before (by an earlier leader, or by
+// another writer that took the name this one meant to write) and takes its
+// results as stored.
 func (s *Store) adoptShard(ctx context.Context, name string) error {
 	var cm corev1.ConfigMap
 	if err := s.opts.Reader.Get(ctx, types.NamespacedName{Namespace: s.ns, Name: name}, &cm); err != nil {

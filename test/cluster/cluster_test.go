@@ -50,6 +50,7 @@ var restrictedNamespaces = []string{namespace, "providers", "llm", work}
 
 func installArgs(cmd string) []string {
 	repo, tag := env("IMAGE_REPOSITORY"), env("IMAGE_TAG")
+	apiIP, apiPort := apiServerEndpoint()
 	return []string{cmd, release, chartDir, "-n", namespace, "--wait", "--timeout", "3m",
 		"--set", "image.repository=" + repo + "/manager", "--set-string", "image.tag=" + tag, "--set", "image.pullPolicy=Never",
 		"--set", "nodeAgent.enabled=true", "--set", "nodeAgent.nvml=false", "--set", "nodeAgent.pollInterval=2s",
@@ -61,7 +62,7 @@ func installArgs(cmd string) []string {
 		// API server, the emulator and the Ollama pool, as docs/install.md
 		// tells a platform engineer to set it.
 		"--set", "networkPolicy.egress.enabled=true",
-		"--set", "networkPolicy.egress.apiServerCIDRs={" + apiServerIP() + "/32}", "--set", "networkPolicy.egress.apiServerPorts={" + apiServerPort() + "}",
+		"--set", "networkPolicy.egress.apiServerCIDRs={" + apiIP + "/32}", "--set", "networkPolicy.egress.apiServerPorts={" + apiPort + "}",
 		"--set-json", `networkPolicy.egress.extra=[` +
 			`{"to":[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"providers"}}}],"ports":[{"port":8090,"protocol":"TCP"}]},` +
 			`{"to":[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"llm"}},"podSelector":{"matchLabels":{"app":"ollama"}}}],"ports":[{"port":11434,"protocol":"TCP"}]}]`}

@@ -137,15 +137,15 @@ func steadyBatchYAML(n int) string {
 	return b.String()
 }
 
-// apiServerIP and apiServerPort are where the kubernetes Service's
-// endpoint is: what a NetworkPolicy sees, after kube-proxy's DNAT, for a
-// Pod that calls the Service.
-func apiServerIP() string {
-	return kubectl("-n", "default", "get", "endpointslice", "-l", "kubernetes.io/service-name=kubernetes", "-o", "jsonpath={.items[0].endpoints[0].addresses[0]}")
-}
-
-func apiServerPort() string {
-	return kubectl("-n", "default", "get", "endpointslice", "-l", "kubernetes.io/service-name=kubernetes", "-o", "jsonpath={.items[0].ports[0].port}")
+// apiServerEndpoint is where the kubernetes Service's endpoint is: what a
+// NetworkPolicy sees, after kube-proxy's DNAT, for a Pod that calls the
+// Service.
+func apiServerEndpoint() (ip, port string) {
+	out := kubectl("-n", "default", "get", "endpointslice", "-l", "kubernetes.io/service-name=kubernetes", "-o",
+		"jsonpath={.items[0].endpoints[0].addresses[0]} {.items[0].ports[0].port}")
+	ip, port, _ = strings.Cut(strings.TrimSpace(out), " ")
+	Expect(ip).NotTo(BeEmpty(), "the kubernetes Service has no endpoint")
+	return ip, port
 }
 
 func podIP(ns, pod string) string {
