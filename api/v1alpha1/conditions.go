@@ -9,7 +9,9 @@ const (
 	ConditionReady = "Ready"
 	// ConditionRateLimited (both kinds): True while a quota window, the
 	// minimum interval, a backoff or a server's Retry-After holds calls back;
-	// the message says until when.
+	// the message says until when. On a batch, a hold stays shown until the
+	// provider was free of holds for 5 seconds, so a provider at its limit
+	// does not flip it with every call.
 	ConditionRateLimited = "RateLimited"
 	// ConditionDegraded (LLMProvider): True after consecutive failures or
 	// while the circuit is open.

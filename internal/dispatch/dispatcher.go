@@ -52,8 +52,9 @@ type Dispatcher struct {
 	draining bool           // Drain was called: no new call starts
 	calls    sync.WaitGroup // calls started and not yet reported
 	seq      uint64         // batches submitted so far
-	// held is what held the batches back when they were last told (OnChange).
-	held holdState
+	// shown is what the batches were last told holds them back (OnChange,
+	// Progress); see holdnews.go.
+	shown shownHold
 	// lane holds the interactive calls waiting for quota, oldest first;
 	// lanes counts its decisions (see Acquire).
 	lane  []*waiter
@@ -83,14 +84,6 @@ type space struct {
 	// front is the oldest batch with items left, of its highest priority;
 	// head the oldest ready one.
 	front, head *batch
-}
-
-// holdState is what a batch's owner shows of the dispatcher's state.
-type holdState struct {
-	allowed  bool
-	reason   ratewindow.Reason
-	window   string
-	noneWarm bool
 }
 
 // batch is a submitted Batch and its progress.
@@ -137,7 +130,7 @@ func New(cfg Config, snapshot []byte, c clock.Clock, log logr.Logger, lookup Loo
 	d := &Dispatcher{
 		cfg: cfg, limiter: lim, clock: c, log: log.WithValues("provider", cfg.Name), lookup: lookup,
 		wake: make(chan struct{}, 1), batches: map[string]*batch{}, spaces: map[string]*space{}, tenants: map[string]*tenant{}, teams: map[string]*team{}, models: map[string]*scoped{},
-		meter: meter, held: holdState{allowed: true}, fair: fairness{shares: cfg.Shares}, learner: newLearner(cfg, c.Now()),
+		meter: meter, shown: shownHold{state: holdState{allowed: true}, dec: ratewindow.Decision{Allowed: true}}, fair: fairness{shares: cfg.Shares}, learner: newLearner(cfg, c.Now()),
 		spareUse: spareUseOf(cfg),
 	}
 	if cfg.Endpoints != nil {

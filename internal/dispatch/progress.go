@@ -39,9 +39,9 @@ func (d *Dispatcher) Progress(key string) (p Progress, ok bool) {
 	case !b.more() || b.suspended:
 	case !mine.Allowed:
 		p.Limit = mine
-	case !d.limited.Allowed:
-		p.Limit = d.limited
-		p.BackingOff = d.limited.Reason == ratewindow.ReasonBackoff
+	default:
+		p.Limit = d.shownLimit()
+		p.BackingOff = p.Limit.Reason == ratewindow.ReasonBackoff
 	}
 	return p, true
 }

@@ -20,7 +20,9 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		began := d.clock.Now()
 		wait := d.step(ctx)
-		d.tellChanges()
+		if recheck := d.tellChanges(); recheck > 0 && wait >= 0 {
+			wait = min(wait, recheck) // news of a hold's end is due then
+		}
 		d.steps.Add(1)
 		if wait < 0 {
 			continue
@@ -34,35 +36,6 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		case <-timer.C():
 		}
 		timer.Stop()
-	}
-}
-
-// tellChanges calls OnChange of every batch with items waiting when what
-// holds them back changed since they were last told, and of a namespace's
-// batches when its budget began to hold them.
-func (d *Dispatcher) tellChanges() {
-	d.mu.Lock()
-	now := holdState{allowed: true, noneWarm: d.noneWarm()}
-	switch d.limited.Reason {
-	case ratewindow.ReasonWindow, ratewindow.ReasonTokens, ratewindow.ReasonBackoff, ratewindow.ReasonRetryAfter, ratewindow.ReasonBudget:
-		// Holds a batch shows. The pace of minInterval and a full set of
-		// concurrency slots change with every call: telling them would
-		// cost a status write per call.
-		now = holdState{allowed: d.limited.Allowed, reason: d.limited.Reason, window: d.limited.Window, noneWarm: now.noneWarm}
-	}
-	tell := d.tell // a namespace's budget began to hold its batches (holdTenant)
-	d.tell = nil
-	if now != d.held {
-		d.held = now
-		for _, b := range d.batches {
-			if b.OnChange != nil && b.more() {
-				tell = append(tell, b.OnChange)
-			}
-		}
-	}
-	d.mu.Unlock()
-	for _, f := range tell {
-		f()
 	}
 }
 

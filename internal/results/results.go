@@ -195,7 +195,9 @@ type Store struct {
 var _ Sink = (*Store)(nil)
 
 // Load reads a batch's shards back and returns a Store that writes more.
-// Shards of an earlier batch with the same name (another UID) are ignored.
+// Shards of an earlier batch with the same name (another UID), which the
+// garbage collector has not deleted yet or never will (a deletion with
+// --cascade=orphan), are not read, and their names are not written.
 func Load(ctx context.Context, opts Options, batch *llmv1.InferenceBatch) (*Store, error) {
 	yes := true
 	s := &Store{ledger: newLedger(opts.Clock), opts: opts, ns: batch.Namespace, shardBytes: MaxShardBytes,
@@ -212,7 +214,11 @@ func Load(ctx context.Context, opts Options, batch *llmv1.InferenceBatch) (*Stor
 	for i := range list.Items {
 		if metav1.IsControlledBy(&list.Items[i], batch) {
 			names = append(names, list.Items[i].Name)
+			continue
 		}
+		// An earlier batch's shard, not yet collected (or orphaned):
+		// its name is taken, so this batch writes after it.
+		s.next = max(s.next, shardIndex(list.Items[i].Name)+1)
 	}
 	sort.Slice(names, func(i, j int) bool { return shardIndex(names[i]) < shardIndex(names[j]) })
 	for _, name := range names {

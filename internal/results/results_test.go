@@ -265,3 +265,56 @@ func TestReferencesAreBounded(t *testing.T) {
 		t.Fatalf("%d shards are listed one by one: %+v", MaxListedShards, refs[len(refs)-1])
 	}
 }
+
+// TestSameNameAfterDeletion: a batch created again under the name of a
+// deleted one whose shards are still there (the garbage collector has not
+// run yet, or the deletion orphaned them) reads none of them as its own
+// and writes its results after them, whether it saw them when it loaded
+// or met one when it wrote.
+func TestSameNameAfterDeletion(t *testing.T) {
+	c := apiServer(t)
+	ctx := context.Background()
+	first := newBatch(t, c, "again")
+	old := load(t, c, first, MaxShardBytes)
+	for i := range 2 { // two shards
+		old.Add(result(i))
+		if _, err := old.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Delete(ctx, first); err != nil { // no garbage collector runs here: its shards stay
+		t.Fatal(err)
+	}
+	second := newBatch(t, c, "again")
+	if second.UID == first.UID {
+		t.Fatal("the batch created again has the first one's UID")
+	}
+
+	loaded := load(t, c, second, MaxShardBytes)
+	if n := len(loaded.Counts()); n != 0 {
+		t.Fatalf("the new batch read %d kinds of results of the deleted one", n)
+	}
+	// A store that did not see them (made before they were listed) meets
+	// them when it writes.
+	blind := &Store{ledger: newLedger(nil), opts: loaded.opts, ns: loaded.ns, shardBytes: MaxShardBytes, owner: loaded.owner}
+	for i, s := range []*Store{loaded, blind} {
+		s.Add(result(10 + i))
+		if n, err := s.Flush(ctx); err != nil || n != 1 {
+			t.Fatalf("flush of the new batch: %d, %v", n, err)
+		}
+	}
+	mine := 0
+	for _, cm := range shards(t, c, "again") {
+		switch {
+		case metav1.IsControlledBy(&cm, second):
+			mine++
+		case !metav1.IsControlledBy(&cm, first):
+			t.Fatalf("shard %s owned by neither batch", cm.Name)
+		case len(Parse([]byte(cm.Data[DataKey]))) != 1:
+			t.Fatalf("the deleted batch's shard %s was written again", cm.Name)
+		}
+	}
+	if mine != 2 {
+		t.Fatalf("%d shards of the new batch, want 2 (one per store)", mine)
+	}
+}

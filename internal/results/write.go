@@ -2,6 +2,7 @@ package results
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -83,12 +84,16 @@ func (s *Store) create(ctx context.Context, rs []pendingResult) error {
 		if !apierrors.IsAlreadyExists(err) || attempt == writeAttempts {
 			return fmt.Errorf("writing results ConfigMap %s: %w", sh.name, err)
 		}
-		if err := s.adoptShard(ctx, sh.name); err != nil {
+		if err := s.adoptShard(ctx, sh.name); err != nil && !errors.Is(err, errForeignShard) {
 			return err
 		}
-		s.next++
+		s.next++ // ours, adopted, or an earlier batch's: written after either way
 	}
 }
+
+// errForeignShard says a shard's name is taken by another object than the
+// batch: an earlier batch of the same name, not yet collected.
+var errForeignShard = errors.New("exists but is not owned by this batch")
 
 // adoptShard reads a shard written before (by an earlier leader, or by
 // another writer that took the name this one meant to write) and takes its
@@ -99,7 +104,7 @@ func (s *Store) adoptShard(ctx context.Context, name string) error {
 		return fmt.Errorf("reading results ConfigMap %s: %w", name, err)
 	}
 	if !metav1.IsControlledBy(&cm, &metav1.ObjectMeta{UID: s.owner.UID}) {
-		return fmt.Errorf("results ConfigMap %s exists but is not owned by this batch", name)
+		return fmt.Errorf("results ConfigMap %s: %w", name, errForeignShard)
 	}
 	sh := &shard{name: name}
 	for _, r := range scanIDs([]byte(cm.Data[DataKey])) {

@@ -43,6 +43,7 @@ import (
 type config struct {
 	sizes                          []int
 	items, namespaces, concurrency int
+	rpm                            int
 	batchSize, workers, flushItems int
 	// createRate paces the creates (a second); 0 creates in a burst.
 	createRate                   int
@@ -84,6 +85,7 @@ func main() {
 	flag.IntVar(&c.items, "items", 100, "Items per batch.")
 	flag.IntVar(&c.namespaces, "namespaces", 100, "Namespaces the batches are spread across.")
 	flag.IntVar(&c.concurrency, "concurrency", 256, "The provider's maxConcurrency.")
+	flag.IntVar(&c.rpm, "rpm", defaultRPM, "The provider's requestsPerMinute: below what the concurrency and latency allow, the batches wait on a saturated provider.")
 	flag.IntVar(&c.batchSize, "batch-size", 20, "Each batch's spec.batchSize.")
 	flag.DurationVar(&c.batchDelay, "batch-delay", 0, "Each batch's spec.batchDelay.")
 	flag.DurationVar(&c.latency, "latency", 200*time.Millisecond, "The emulator's latency per call.")
@@ -327,6 +329,10 @@ func run(c config, batches int) (string, error) {
 	return row, nil
 }
 
+// defaultRPM is the provider's requestsPerMinute unless -rpm says less: a
+// window that never fills, so the concurrency and the latency set the pace.
+const defaultRPM = 1000000
+
 func createProvider(ctx context.Context, k client.Client, c config, port int) error {
 	if err := k.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "bench-key"},
 		StringData: map[string]string{"apiKey": "bench-key"}}); err != nil {
@@ -335,7 +341,7 @@ func createProvider(ctx context.Context, k client.Client, c config, port int) er
 	return k.Create(ctx, &llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: llmv1.LLMProviderSpec{NamespaceSelector: &metav1.LabelSelector{},
 		Type: llmv1.ProviderGemini, Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), Model: "bench-model",
 		CredentialsSecretRef: &llmv1.SecretKeyReference{Namespace: "default", Name: "bench-key", Key: "apiKey"},
-		Limits:               llmv1.RateLimits{RequestsPerMinute: ptr.To[int32](1000000), MaxConcurrency: int32(c.concurrency)},
+		Limits:               llmv1.RateLimits{RequestsPerMinute: ptr.To(int32(c.rpm)), MaxConcurrency: int32(c.concurrency)},
 	}})
 }
 

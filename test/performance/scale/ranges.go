@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -59,7 +60,10 @@ type rangeSpec struct {
 	MinBatches int    `json:"minBatches"`
 	// Concurrency is the --concurrency the entry is for: how long a batch
 	// runs, and so how often it writes, depends on it.
-	Concurrency                int     `json:"concurrency"`
+	Concurrency int `json:"concurrency"`
+	// RPM is the --rpm the entry is for; without it, the entry is for runs
+	// at the default, where the requests window never fills.
+	RPM                        int     `json:"rpm"`
 	MaxWritesPerItem           float64 `json:"maxWritesPerItem"`
 	MaxPeakRSSMiB              float64 `json:"maxPeakRSSMiB"`
 	MaxEtcdGrowthPerResultByte float64 `json:"maxEtcdGrowthPerResultByte"`
@@ -90,12 +94,12 @@ func checkRanges(c config, f figures) error {
 		}
 	}
 	for _, r := range specs {
-		if r.Sink != sink || f.batches < r.MinBatches || r.Concurrency != 0 && r.Concurrency != c.concurrency {
+		if r.Sink != sink || f.batches < r.MinBatches || r.Concurrency != 0 && r.Concurrency != c.concurrency || cmp.Or(r.RPM, defaultRPM) != cmp.Or(c.rpm, defaultRPM) {
 			continue
 		}
 		out("API writes per item", f.writesPerItem, r.MaxWritesPerItem, true)
 		out("manager peak RSS (MiB)", float64(f.peakRSS)/(1<<20), r.MaxPeakRSSMiB, true)
-		possible := float64(c.concurrency) / c.latency.Seconds()
+		possible := min(float64(c.concurrency)/c.latency.Seconds(), float64(cmp.Or(c.rpm, defaultRPM))/60)
 		out("items per second as a share of concurrency/latency", float64(f.items)/f.elapsed.Seconds()/possible, r.MinThroughputShare, false)
 		if f.resultsInEtcd && f.resultBytes > 0 {
 			out("etcd growth per result byte", float64(f.etcdGrowth)/float64(f.resultBytes), r.MaxEtcdGrowthPerResultByte, true)

@@ -53,6 +53,16 @@ func TestRangesCheckTheFiguresOfTheirSink(t *testing.T) {
 	if err := checkRanges(long, longFigures); err == nil || !strings.Contains(err.Error(), "etcd growth per result byte") {
 		t.Fatalf("a long-batch run with the rewritten shards' etcd growth: %v, want its bound", err)
 	}
+	saturated := config{ranges: "ranges.yaml", concurrency: 64, latency: 200 * time.Millisecond, rpm: 1200}
+	satFigures := figures{batches: 100, items: 3000, elapsed: 123 * time.Second, peakRSS: 75 << 20, writesPerItem: 0.358,
+		etcdGrowth: 7 << 20, resultBytes: 1 << 20, resultsInEtcd: true}
+	if err := checkRanges(saturated, satFigures); err != nil {
+		t.Fatalf("a run on a saturated provider was held to the ranges of runs whose window never fills: %v", err)
+	}
+	satFigures.writesPerItem = 0.743 // every waiting batch told of every hold
+	if err := checkRanges(saturated, satFigures); err == nil || !strings.Contains(err.Error(), "API writes per item") {
+		t.Fatalf("a saturated run with a status write per hold: %v, want its bound", err)
+	}
 	s3 := config{ranges: "ranges.yaml", concurrency: 256, latency: 200 * time.Millisecond, s3: true}
 	if err := checkRanges(s3, good); err == nil || !strings.Contains(err.Error(), "API writes per item") {
 		t.Fatalf("S3 run with 0.041 writes per item: %v, want the S3 bound of 0.035", err)
