@@ -2,6 +2,7 @@ package authority
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -40,6 +41,13 @@ func (StaticURL) Forget() {}
 // found before it reads the Lease again.
 const DefaultLeaseRecheck = 5 * time.Second
 
+// MinLeaseRead is the least time between two reads of the Lease. While no
+// leader answers (an election after a crash), every call waiting for quota
+// fails, forgets the leader and asks again: one read a MinLeaseRead serves
+// them all, where a read per failed call would put the gateway's waiting
+// calls on the API server.
+const MinLeaseRead = 250 * time.Millisecond
+
 // LeaseResolver finds the leader from the managers' leader-election Lease:
 // its holder identity begins with the leader pod's name, and the pod's IP
 // is where the leader listens.
@@ -65,6 +73,10 @@ type LeaseResolver struct {
 	url     string
 	holder  string
 	checked time.Time
+	// read is when the Lease was last read, readErr what that read failed
+	// with (nil: it found the leader).
+	read    time.Time
+	readErr error
 }
 
 // URL returns the current leader's base URL.
@@ -75,9 +87,17 @@ func (l *LeaseResolver) URL(ctx context.Context) (string, error) {
 	if l.url != "" && now.Sub(l.checked) < l.recheck() {
 		return l.url, nil
 	}
+	if !l.read.IsZero() && now.Sub(l.read) < MinLeaseRead {
+		if l.url != "" {
+			return l.url, nil
+		}
+		return "", cmp.Or(l.readErr, fmt.Errorf("the leader found in the Lease %s did not answer; the Lease is read again within %v", l.Lease, MinLeaseRead))
+	}
+	l.read, l.readErr = now, nil
 	var lease coordinationv1.Lease
 	if err := l.Client.Get(ctx, l.Lease, &lease); err != nil {
-		return "", fmt.Errorf("reading the leader-election Lease %s: %w", l.Lease, err)
+		l.readErr = fmt.Errorf("reading the leader-election Lease %s: %w", l.Lease, err)
+		return "", l.readErr
 	}
 	holder := ptr.Deref(lease.Spec.HolderIdentity, "")
 	if l.url != "" && holder == l.holder {
@@ -86,7 +106,7 @@ func (l *LeaseResolver) URL(ctx context.Context) (string, error) {
 	}
 	url, err := l.leaderURL(ctx, holder)
 	if err != nil {
-		l.url = ""
+		l.url, l.readErr = "", err
 		return "", err
 	}
 	l.url, l.holder, l.checked = url, holder, now

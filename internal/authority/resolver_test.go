@@ -2,6 +2,7 @@ package authority
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 )
@@ -30,7 +32,8 @@ func TestLeaseResolverFindsTheLeader(t *testing.T) {
 	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "llmquota-system", Name: "manager.llmquota.dev"}}
 	must(c.Create(ctx, lease))
 	now := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
-	r := &LeaseResolver{Client: c, Lease: types.NamespacedName{Namespace: "llmquota-system", Name: "manager.llmquota.dev"}, Port: 8444,
+	var reads atomic.Int64
+	r := &LeaseResolver{Client: countingReader{Reader: c, n: &reads}, Lease: types.NamespacedName{Namespace: "llmquota-system", Name: "manager.llmquota.dev"}, Port: 8444,
 		Recheck: 5 * time.Second, Now: func() time.Time { return now }}
 	if _, err := r.URL(ctx); err == nil {
 		t.Fatal("a Lease without a holder named a leader")
@@ -44,6 +47,7 @@ func TestLeaseResolverFindsTheLeader(t *testing.T) {
 	}
 	lease.Spec.HolderIdentity = ptr.To("manager-a_4f1c2d3e-0000-4000-8000-000000000000")
 	must(c.Update(ctx, lease))
+	now = now.Add(MinLeaseRead) // the Lease is read at most once a MinLeaseRead
 	if got, err := r.URL(ctx); err != nil || got != "http://10.0.0.7:8444" {
 		t.Fatalf("leader URL %q, %v", got, err)
 	}
@@ -59,9 +63,27 @@ func TestLeaseResolverFindsTheLeader(t *testing.T) {
 
 	lease.Spec.HolderIdentity = ptr.To("manager-a_4f1c2d3e-0000-4000-8000-000000000001")
 	must(c.Update(ctx, lease))
+	now = now.Add(MinLeaseRead)
 	r.Forget()
 	if got, err := r.URL(ctx); err != nil || got != "http://10.0.0.7:8444" {
 		t.Fatalf("after a failed call the new leader is found at once: %q, %v", got, err)
+	}
+	// While no leader answers, many calls fail and forget it: the Lease is
+	// read once a MinLeaseRead, not once per failed call.
+	readsBefore := reads.Load()
+	for range 100 {
+		r.Forget()
+		if _, err := r.URL(ctx); err == nil {
+			t.Fatal("a forgotten leader was named again before the Lease was read again")
+		}
+	}
+	if n := reads.Load() - readsBefore; n != 0 {
+		t.Fatalf("100 failed calls within MinLeaseRead read the Lease %d times, want none", n)
+	}
+	now = now.Add(MinLeaseRead)
+	r.Forget()
+	if got, err := r.URL(ctx); err != nil || got != "http://10.0.0.7:8444" || reads.Load()-readsBefore != 1 {
+		t.Fatalf("MinLeaseRead later: %q, %v after %d reads, want the leader after one", got, err, reads.Load()-readsBefore)
 	}
 
 	lease.Spec.HolderIdentity = nil
@@ -70,4 +92,17 @@ func TestLeaseResolverFindsTheLeader(t *testing.T) {
 	if got, err := r.URL(ctx); err == nil {
 		t.Fatalf("a Lease that lost its holder still names %q", got)
 	}
+}
+
+// countingReader counts the Lease reads (every Get of a Lease).
+type countingReader struct {
+	client.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*coordinationv1.Lease); ok {
+		c.n.Add(1)
+	}
+	return c.Reader.Get(ctx, key, obj, opts...)
 }

@@ -131,12 +131,10 @@ func (s anthropicStream) abort(f *failure) {
 
 // anthropicError writes a failure in Anthropic's error shape.
 func (g *Gateway) anthropicError(w http.ResponseWriter, f *failure) {
-	switch f.status {
-	case 499:
+	if f.status == 499 {
 		return // the caller left: nobody reads the answer
-	case http.StatusTooManyRequests:
-		retryAfter(w, f, g.now())
 	}
+	waitHeaders(w, f, g.now())
 	writeJSON(w, f.status, map[string]any{"type": "error", "error": map[string]any{"type": anthropicErrorType(f.status), "message": f.message}})
 }
 

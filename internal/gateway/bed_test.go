@@ -61,6 +61,13 @@ type bed struct {
 	runCtx      context.Context //nolint:containedctx // the bed's lifetime, for the dispatchers added to it
 	mu          sync.Mutex
 	dispatchers map[string]*dispatch.Dispatcher // the authority's, by provider
+	notServed   atomic.Int64                    // lookups of a provider it did not serve
+
+	// authDown, while set, makes the authority's address drop every
+	// connection unanswered, as a crashed leader's does; authDropped
+	// counts the requests it dropped.
+	authDown    atomic.Bool
+	authDropped atomic.Int64
 
 	// slowWrites, when set, holds each of the gateways' requests to a
 	// provider up to that many nanoseconds (at random) before it is
@@ -82,11 +89,28 @@ func (s slowTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return s.base.RoundTrip(r)
 }
 
-// dispatcher is the authority's lookup.
+// dispatcher is the authority's lookup; lookups of a provider it does not
+// serve count in notServed.
 func (b *bed) dispatcher(name string) *dispatch.Dispatcher {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.dispatchers[name]
+	d := b.dispatchers[name]
+	if d == nil {
+		b.notServed.Add(1)
+	}
+	return d
+}
+
+// serve makes the authority serve name from d, or serve it no more (nil),
+// as a new leader does before its provider's dispatcher started.
+func (b *bed) serve(name string, d *dispatch.Dispatcher) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if d == nil {
+		delete(b.dispatchers, name)
+		return
+	}
+	b.dispatchers[name] = d
 }
 
 // addProvider adds an LLMProvider of the OpenAI dialect (default model
@@ -175,7 +199,17 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 
 	reviewer := &kubeauth.Reviewer{Client: b.c, Audiences: []string{audience}}
 	b.auth = &authority.Server{Lookup: b.dispatcher, Authorize: authority.OnlyGateways(reviewer, []string{gatewayMember}), Log: logr.Discard()}
-	authSrv := httptest.NewServer(b.auth)
+	authSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !b.authDown.Load() {
+			b.auth.ServeHTTP(w, r)
+			return
+		}
+		b.authDropped.Add(1)
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			_ = conn.Close() // no answer at all: the caller's request fails
+		}
+	}))
 	t.Cleanup(authSrv.Close)
 	gatewayToken := token(t, b.c, systemNS, "llmquota-gateway", audience)
 

@@ -363,8 +363,8 @@ func (g *Gateway) acquire(ctx context.Context, c call, name string, t target, wa
 		return admitted{}, fail(http.StatusBadRequest, "model_not_found",
 			"provider %q has no default model: name one as %q", name, name+"/<model>")
 	}
-	grant, err := g.Quota.Acquire(ctx, authority.AcquireRequest{Provider: name, Namespace: c.caller.namespace, Model: req.Model,
-		InputChars: req.Chars(), MaxTokens: c.maxTokens, MaxWaitMillis: wait.Milliseconds()})
+	grant, err := g.askQuota(ctx, authority.AcquireRequest{Provider: name, Namespace: c.caller.namespace, Model: req.Model,
+		InputChars: req.Chars(), MaxTokens: c.maxTokens}, wait)
 	var notServed *authority.NotServedError
 	switch {
 	case errors.As(err, &notServed):
@@ -373,7 +373,9 @@ func (g *Gateway) acquire(ctx context.Context, c call, name string, t target, wa
 		f.limited = true
 		return admitted{}, f
 	case err != nil:
-		return admitted{}, fail(http.StatusServiceUnavailable, "quota_unavailable", "the quota authority is unavailable: %v", err)
+		f := fail(http.StatusServiceUnavailable, "quota_unavailable", "no quota authority answered within %v (no manager leads): %v", wait, err)
+		f.retryAt = g.now().Add(leaderRetry)
+		return admitted{}, f
 	case grant.Reason == ratewindow.ReasonNoEndpoint.String():
 		f := fail(http.StatusServiceUnavailable, "no_warm_endpoint",
 			"provider %q has no warm server: see its endpoints (kubectl get llmprovider %s -o yaml)", name, name)
@@ -398,6 +400,40 @@ func (g *Gateway) acquire(ctx context.Context, c call, name string, t target, wa
 		}
 	}
 	return a, nil
+}
+
+// leaderRetry is how often a call waiting for quota asks again while no
+// quota authority answers.
+const leaderRetry = 250 * time.Millisecond
+
+// askQuota asks the quota authority for a grant, waiting at most wait.
+// While no authority answers (the leader crashed, and the managers elect
+// another), a call that may wait asks again every leaderRetry until its
+// wait is spent: it waits for a leader as it waits for quota, and its
+// grant, from the new leader, is counted like any other. A provider the
+// authority does not serve is answered at once, waiting would not help;
+// unless no authority answered before: a new leader starts its providers'
+// dispatchers as it begins to serve.
+func (g *Gateway) askQuota(ctx context.Context, req authority.AcquireRequest, wait time.Duration) (authority.AcquireResponse, error) {
+	deadline := g.now().Add(wait)
+	noLeader := false
+	for {
+		req.MaxWaitMillis = max(0, deadline.Sub(g.now())).Milliseconds()
+		grant, err := g.Quota.Acquire(ctx, req)
+		var notServed *authority.NotServedError
+		left := deadline.Sub(g.now())
+		if err == nil || errors.As(err, &notServed) && !noLeader || ctx.Err() != nil || left <= 0 {
+			return grant, err
+		}
+		noLeader = true
+		t := time.NewTimer(min(leaderRetry, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return grant, err
+		case <-t.C:
+		}
+	}
 }
 
 // release reports a sent call's usage to the authority, in the background:
@@ -464,6 +500,14 @@ func (g *Gateway) maxWait(r *http.Request) (d time.Duration, said bool, f *failu
 		return 0, true, fail(http.StatusBadRequest, "invalid_request", "header %s: %v is outside 0 to %v", MaxWaitHeader, parsed, maxMaxWait)
 	}
 	return parsed, true, nil
+}
+
+// waitHeaders writes when to come back: on a 429, and on a 503 that
+// knows (no quota authority answered: the managers elect a leader).
+func waitHeaders(w http.ResponseWriter, f *failure, now time.Time) {
+	if f.status == http.StatusTooManyRequests || f.status == http.StatusServiceUnavailable && !f.retryAt.IsZero() {
+		retryAfter(w, f, now)
+	}
 }
 
 // retryAfter writes a 429's Retry-After (whole seconds, rounded up, at

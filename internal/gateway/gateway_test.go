@@ -525,3 +525,72 @@ func postAcross(t *testing.T, b *bed, n int, body, wait string) map[int]int {
 	wg.Wait()
 	return statuses
 }
+
+// TestGatewayWaitsForALeader: while no quota authority answers (the leader
+// crashed and the managers elect another), a call that may not wait is
+// answered 503 at once with a Retry-After; a call that may wait asks again
+// until an authority answers and serves its provider (a new leader answers
+// before its provider's dispatcher started), then is served under its
+// quota, and the provider saw that call alone.
+func TestGatewayWaitsForALeader(t *testing.T) {
+	b := newBed(t, 100, time.Minute)
+	body := `{"model":"emu","messages":[{"role":"user","content":"during an election"}]}`
+	b.authDown.Store(true)
+
+	req, err := http.NewRequest(http.MethodPost, b.gateway+"/v1/chat/completions", strings.NewReader(body))
+	must(t, err)
+	req.Header.Set("Authorization", "Bearer "+b.app)
+	req.Header.Set(gateway.MaxWaitHeader, "0")
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	out, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(out), "quota_unavailable") || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("a call that may not wait, with no authority: %d %s (Retry-After %q)", resp.StatusCode, out, resp.Header.Get("Retry-After"))
+	}
+
+	type answer struct {
+		code int
+		body string
+	}
+	done := make(chan answer, 1)
+	dropped := b.authDropped.Load()
+	go func() {
+		code, out := post(t, b, b.app, body, http.Header{gateway.MaxWaitHeader: {"60s"}})
+		done <- answer{code, out}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for b.authDropped.Load() < dropped+3 { // it asked, and asked again twice
+		if time.Now().After(deadline) {
+			t.Fatalf("the waiting call asked the authority %d times in 30 s", b.authDropped.Load()-dropped)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case a := <-done:
+		t.Fatalf("answered %d while no authority answers: %s", a.code, a.body)
+	default:
+	}
+	b.serve("emu", nil) // the new leader has not started the provider's dispatcher yet
+	notServed := b.notServed.Load()
+	b.authDown.Store(false)
+	for b.notServed.Load() < notServed+2 { // it was told so, and asked again
+		if time.Now().After(deadline) {
+			t.Fatal("the waiting call did not ask the new leader again while its provider was not served")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case a := <-done:
+		t.Fatalf("answered %d before the new leader served its provider: %s", a.code, a.body)
+	default:
+	}
+	b.serve("emu", b.d)
+	if a := <-done; a.code != http.StatusOK {
+		t.Fatalf("once an authority answers, the waiting call got %d: %s", a.code, a.body)
+	}
+	if n := len(b.emu.Log()); n != 1 {
+		t.Fatalf("the provider saw %d calls, want the waiting one", n)
+	}
+	waitReleased(t, b)
+}

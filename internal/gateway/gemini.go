@@ -181,8 +181,8 @@ func (g *Gateway) geminiError(w http.ResponseWriter, f *failure) {
 		return // the caller left: nobody reads the answer
 	}
 	e := map[string]any{"code": f.status, "message": f.message, "status": geminiStatus(f.status)}
+	waitHeaders(w, f, g.now())
 	if f.status == http.StatusTooManyRequests {
-		retryAfter(w, f, g.now())
 		if !f.retryAt.IsZero() {
 			secs := math.Ceil(max(0, f.retryAt.Sub(g.now()).Seconds()))
 			e["details"] = []any{map[string]any{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": fmt.Sprintf("%.0fs", secs)}}

@@ -160,12 +160,10 @@ func (s *openAIStream) abort(f *failure) {
 
 // openAIError writes a failure in OpenAI's error shape.
 func (g *Gateway) openAIError(w http.ResponseWriter, f *failure) {
-	switch f.status {
-	case 499: // the caller left: nobody reads the answer
-		return
-	case http.StatusTooManyRequests:
-		retryAfter(w, f, g.now())
+	if f.status == 499 {
+		return // the caller left: nobody reads the answer
 	}
+	waitHeaders(w, f, g.now())
 	writeJSON(w, f.status, map[string]any{"error": openAIErrorBody(f)})
 }
 

@@ -44,6 +44,11 @@ const (
 
 var chartDir, _ = filepath.Abs("../../charts/llmquota")
 
+// leaderKilledAt and leaderElectedAt bound the election after the kill -9
+// of the leader's container: the app's calls begun between them waited
+// for the new leader.
+var leaderKilledAt, leaderElectedAt time.Time
+
 // restrictedNamespaces are where everything runs, under the restricted Pod
 // Security profile, enforced.
 var restrictedNamespaces = []string{namespace, "providers", "llm", work}
@@ -409,12 +414,14 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 			waitSucceeded("steady", 5)
 			pod, holder := leaderPod(), leaseHolder()
 			restarts := atoi(kubectl("-n", namespace, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].restartCount}"))
+			leaderKilledAt = time.Now()
 			ctr("tasks", "kill", "-s", "SIGKILL", containerID(pod))
 			Eventually(func() string {
 				return kubectl("-n", namespace, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].lastState.terminated.exitCode}")
 			}, 60*time.Second, time.Second).Should(Equal(fmt.Sprintf("%d 137", restarts+1)))
 			Eventually(leaseHolder, 90*time.Second, time.Second).ShouldNot(Or(Equal(holder), BeEmpty()))
-			GinkgoWriter.Printf("after kill -9 of %s, %s leads\n", pod, leaseHolder())
+			leaderElectedAt = leaseAcquired()
+			GinkgoWriter.Printf("after kill -9 of %s, %s leads, %v later\n", pod, leaseHolder(), leaderElectedAt.Sub(leaderKilledAt).Round(time.Millisecond))
 			waitSucceeded("steady", succeeded("steady")+1)
 
 			By("and kill -9 of a gateway's container: the kubelet restarts it, the other two serve on")
@@ -495,6 +502,19 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 				}
 			}
 			GinkgoWriter.Printf("gateway calls through the kills: %v\n", sum.ByStatus)
+			// A call begun while no manager led (after the kill -9, before the
+			// new leader took the Lease) waited for the new leader, as for
+			// quota, and was answered by it (200, or 429 when the window the
+			// batch shares was full for the rest of its wait), not 503.
+			var duringElection []gatewayCall
+			for _, c := range calls {
+				if at := c.started(); at.After(leaderKilledAt) && at.Before(leaderElectedAt) {
+					duringElection = append(duringElection, c)
+				}
+			}
+			GinkgoWriter.Printf("gateway calls begun while no manager led: %+v\n", duringElection)
+			Expect(duringElection).To(ContainElement(HaveField("Status", BeElementOf(http.StatusOK, http.StatusTooManyRequests))),
+				"no call begun during the election (%v to %v) waited for the new leader", leaderKilledAt, leaderElectedAt)
 			Expect(sum.ByStatus[http.StatusOK]).To(BeNumerically(">=", gatewayCalls/2), "calls: %+v", calls)
 			if outage >= 0 {
 				Expect(calls[outage:]).To(ContainElement(HaveField("Status", http.StatusOK)), "no call was answered after the first that was not: %+v", calls)

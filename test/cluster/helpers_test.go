@@ -24,6 +24,13 @@ func leaseHolder() string {
 	return strings.TrimSpace(out)
 }
 
+// leaseAcquired is when the current leader took the managers' Lease.
+func leaseAcquired() time.Time {
+	at, err := time.Parse(time.RFC3339Nano, kubectl("-n", namespace, "get", "lease", "manager.llmquota.dev", "-o", "jsonpath={.spec.acquireTime}"))
+	Expect(err).NotTo(HaveOccurred(), "the Lease's acquireTime")
+	return at
+}
+
 // leaderPod is the Pod whose manager leads (an identity is pod_uuid).
 func leaderPod() string {
 	pod, _, _ := strings.Cut(leaseHolder(), "_")
@@ -328,6 +335,7 @@ spec:
 // (hack/cluster/gatewayclient).
 type gatewayCall struct {
 	N        int    `json:"n"`
+	Time     string `json:"time"` // when it began (the Go app's calls)
 	Status   int    `json:"status"`
 	Provider string `json:"provider"`
 	Text     string `json:"text"`
@@ -336,6 +344,12 @@ type gatewayCall struct {
 	// the stream's last chunk said.
 	Streamed bool  `json:"streamed"`
 	Tokens   int64 `json:"tokens"`
+}
+
+// started is when the call began; zero when the app did not say.
+func (c gatewayCall) started() time.Time {
+	at, _ := time.Parse(time.RFC3339Nano, c.Time)
+	return at
 }
 
 type gatewaySummary struct {
