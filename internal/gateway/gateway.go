@@ -364,7 +364,7 @@ func (g *Gateway) acquire(ctx context.Context, c call, name string, t target, wa
 			"provider %q has no default model: name one as %q", name, name+"/<model>")
 	}
 	grant, err := g.askQuota(ctx, authority.AcquireRequest{Provider: name, Namespace: c.caller.namespace, Model: req.Model,
-		InputChars: req.Chars(), MaxTokens: c.maxTokens}, wait)
+		InputChars: req.Chars(), MaxTokens: c.maxTokens}, wait, c.maxWait)
 	var notServed *authority.NotServedError
 	switch {
 	case errors.As(err, &notServed):
@@ -373,7 +373,7 @@ func (g *Gateway) acquire(ctx context.Context, c call, name string, t target, wa
 		f.limited = true
 		return admitted{}, f
 	case err != nil:
-		f := fail(http.StatusServiceUnavailable, "quota_unavailable", "no quota authority answered within %v (no manager leads): %v", wait, err)
+		f := fail(http.StatusServiceUnavailable, "quota_unavailable", "no quota authority answered within %v (no manager leads): %v", c.maxWait, err)
 		f.retryAt = g.now().Add(leaderRetry)
 		return admitted{}, f
 	case grant.Reason == ratewindow.ReasonNoEndpoint.String():
@@ -406,19 +406,23 @@ func (g *Gateway) acquire(ctx context.Context, c call, name string, t target, wa
 // quota authority answers.
 const leaderRetry = 250 * time.Millisecond
 
-// askQuota asks the quota authority for a grant, waiting at most wait.
-// While no authority answers (the leader crashed, and the managers elect
-// another), a call that may wait asks again every leaderRetry until its
-// wait is spent: it waits for a leader as it waits for quota, and its
-// grant, from the new leader, is counted like any other. A provider the
-// authority does not serve is answered at once, waiting would not help;
-// unless no authority answered before: a new leader starts its providers'
-// dispatchers as it begins to serve.
-func (g *Gateway) askQuota(ctx context.Context, req authority.AcquireRequest, wait time.Duration) (authority.AcquireResponse, error) {
-	deadline := g.now().Add(wait)
+// askQuota asks the quota authority for a grant, waiting at most wait for
+// quota. While no authority answers (the leader crashed, and the managers
+// elect another), a call that may wait asks again every leaderRetry until
+// leaderWait is spent: it waits for a leader as it waits for quota, and its
+// grant, from the new leader, is counted like any other. leaderWait is the
+// call's own wait even where its wait for quota is shorter (a call with a
+// fallback asks its primary without waiting, but the fallback's quota
+// comes from the same leader). A provider the authority does not serve is
+// answered at once, waiting would not help; unless no authority answered
+// before: a new leader starts its providers' dispatchers as it begins to
+// serve.
+func (g *Gateway) askQuota(ctx context.Context, req authority.AcquireRequest, wait, leaderWait time.Duration) (authority.AcquireResponse, error) {
+	start := g.now()
+	quotaBy, deadline := start.Add(wait), start.Add(max(wait, leaderWait))
 	noLeader := false
 	for {
-		req.MaxWaitMillis = max(0, deadline.Sub(g.now())).Milliseconds()
+		req.MaxWaitMillis = max(0, quotaBy.Sub(g.now())).Milliseconds()
 		grant, err := g.Quota.Acquire(ctx, req)
 		var notServed *authority.NotServedError
 		left := deadline.Sub(g.now())

@@ -531,13 +531,20 @@ func postAcross(t *testing.T, b *bed, n int, body, wait string) map[int]int {
 // answered 503 at once with a Retry-After; a call that may wait asks again
 // until an authority answers and serves its provider (a new leader answers
 // before its provider's dispatcher started), then is served under its
-// quota, and the provider saw that call alone.
+// quota, and the provider saw that call alone. So is a call to a provider
+// with a fallback, which asks its primary without waiting for quota: the
+// fallback's quota would come from the same absent leader.
 func TestGatewayWaitsForALeader(t *testing.T) {
 	b := newBed(t, 100, time.Minute)
-	body := `{"model":"emu","messages":[{"role":"user","content":"during an election"}]}`
+	b.addProvider(t, "backup", 10, time.Minute, nil)
+	primaryEmu, primary := b.addProvider(t, "primary", 10, time.Minute, func(spec *llmv1.LLMProviderSpec) {
+		spec.Fallback = &llmv1.ProviderReference{Name: "backup"}
+		spec.Interactive = &llmv1.InteractivePolicy{Fallback: llmv1.InteractiveFallbackWhenLimited}
+	})
 	b.authDown.Store(true)
 
-	req, err := http.NewRequest(http.MethodPost, b.gateway+"/v1/chat/completions", strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, b.gateway+"/v1/chat/completions",
+		strings.NewReader(`{"model":"emu","messages":[{"role":"user","content":"no wait"}]}`))
 	must(t, err)
 	req.Header.Set("Authorization", "Bearer "+b.app)
 	req.Header.Set(gateway.MaxWaitHeader, "0")
@@ -549,6 +556,26 @@ func TestGatewayWaitsForALeader(t *testing.T) {
 		t.Fatalf("a call that may not wait, with no authority: %d %s (Retry-After %q)", resp.StatusCode, out, resp.Header.Get("Retry-After"))
 	}
 
+	for _, c := range []struct {
+		provider, token string
+		emu             *emulator.Server
+		d               *dispatch.Dispatcher
+	}{{"emu", b.app, b.emu, b.d}, {"primary", b.ops, primaryEmu, primary}} {
+		b.waitForALeader(t, c.provider, c.token, c.d)
+		if n := len(c.emu.Log()); n != 1 {
+			t.Fatalf("%s saw %d calls, want the waiting one", c.provider, n)
+		}
+	}
+	waitReleased(t, b)
+}
+
+// waitForALeader sends a call to provider that may wait 60 s while no
+// authority answers, then while the authority answers without serving the
+// provider (its dispatcher d not started yet), and checks that it is
+// answered 200 only once the authority serves the provider again.
+func (b *bed) waitForALeader(t *testing.T, provider, token string, d *dispatch.Dispatcher) {
+	t.Helper()
+	b.authDown.Store(true)
 	type answer struct {
 		code int
 		body string
@@ -556,41 +583,37 @@ func TestGatewayWaitsForALeader(t *testing.T) {
 	done := make(chan answer, 1)
 	dropped := b.authDropped.Load()
 	go func() {
-		code, out := post(t, b, b.app, body, http.Header{gateway.MaxWaitHeader: {"60s"}})
+		code, out := post(t, b, token, `{"model":"`+provider+`","messages":[{"role":"user","content":"during an election"}]}`,
+			http.Header{gateway.MaxWaitHeader: {"60s"}})
 		done <- answer{code, out}
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for b.authDropped.Load() < dropped+3 { // it asked, and asked again twice
-		if time.Now().After(deadline) {
-			t.Fatalf("the waiting call asked the authority %d times in 30 s", b.authDropped.Load()-dropped)
+	notYet := func(while string) {
+		t.Helper()
+		select {
+		case a := <-done:
+			t.Fatalf("%s: answered %d %s", while, a.code, a.body)
+		default:
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
-	select {
-	case a := <-done:
-		t.Fatalf("answered %d while no authority answers: %s", a.code, a.body)
-	default:
+	deadline := time.Now().Add(30 * time.Second)
+	until := func(what string, ok func() bool) {
+		t.Helper()
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 30 s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
-	b.serve("emu", nil) // the new leader has not started the provider's dispatcher yet
+	until("the waiting call asked, and asked again twice", func() bool { return b.authDropped.Load() >= dropped+3 })
+	notYet("while no authority answers")
+	b.serve(provider, nil) // the new leader has not started the provider's dispatcher yet
 	notServed := b.notServed.Load()
 	b.authDown.Store(false)
-	for b.notServed.Load() < notServed+2 { // it was told so, and asked again
-		if time.Now().After(deadline) {
-			t.Fatal("the waiting call did not ask the new leader again while its provider was not served")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	select {
-	case a := <-done:
-		t.Fatalf("answered %d before the new leader served its provider: %s", a.code, a.body)
-	default:
-	}
-	b.serve("emu", b.d)
+	until("the new leader told the call it does not serve the provider, and was asked again", func() bool { return b.notServed.Load() >= notServed+2 })
+	notYet("before the new leader served the provider")
+	b.serve(provider, d)
 	if a := <-done; a.code != http.StatusOK {
-		t.Fatalf("once an authority answers, the waiting call got %d: %s", a.code, a.body)
+		t.Fatalf("once the authority serves %s, the waiting call got %d: %s", provider, a.code, a.body)
 	}
-	if n := len(b.emu.Log()); n != 1 {
-		t.Fatalf("the provider saw %d calls, want the waiting one", n)
-	}
-	waitReleased(t, b)
 }

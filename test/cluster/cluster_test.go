@@ -311,8 +311,8 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 		kubectl("wait", "--for=condition=Ready", "llmprovider/shared", "--timeout=60s")
 		apply(useRBACYAML("shared", work, "app"))
 		kubectl("-n", work, "create", "serviceaccount", "stranger")
-		apply(gatewayAppYAML("gateway-app", "app", "shared", 10, "20ms"))
-		apply(gatewayAppYAML("gateway-stranger", "stranger", "shared", 1, "1s"))
+		apply(gatewayAppYAML("gateway-app", "app", "shared", 10, "20ms", ""))
+		apply(gatewayAppYAML("gateway-stranger", "stranger", "shared", 1, "1s", ""))
 		calls, sum := gatewayAppLog("gateway-app")
 		Expect(sum.ByStatus).To(Equal(map[int]int{200: 10}), "calls: %+v", calls)
 		Expect(calls[0].Provider).To(Equal("shared"))
@@ -407,7 +407,10 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 			// one call every 5 s: interactive first, the batch takes the rest,
 			// both under the one quota the server's log is checked against.
 			apply(useRBACYAML("steady", work, "app"))
-			apply(gatewayAppYAML("gateway-steady", "app", "steady", gatewayCalls, "5s"))
+			// Each call may wait 25 s for quota, longer than an election
+			// after a kill -9 (the 15 s lease and a 2 s retry): a call begun
+			// while no manager leads is answered by the next leader.
+			apply(gatewayAppYAML("gateway-steady", "app", "steady", gatewayCalls, "5s", "25s"))
 		})
 
 		It("survives kill -9 of the leader's container and of a gateway's: the kubelet restarts them, a manager takes over, the other gateways serve", func() {

@@ -292,10 +292,15 @@ metadata: {name: %[3]s, namespace: %[2]s}
 // gatewayAppYAML is a Pod of the gateway-client test image running as
 // ServiceAccount sa with a projected token for audience llmquota.dev:
 // calls calls to provider, one every every, through the gateway's Service
-// (by its ClusterIP: the test cluster runs no DNS).
-func gatewayAppYAML(name, sa, provider string, calls int, every string) string {
+// (by its ClusterIP: the test cluster runs no DNS), each waiting for quota
+// at most maxWait ("": the gateway's default).
+func gatewayAppYAML(name, sa, provider string, calls int, every, maxWait string) string {
 	ip := kubectl("-n", namespace, "get", "service", "llmquota-gateway", "-o", "jsonpath={.spec.clusterIP}")
-	return gatewayPodYAML(name, sa, "gateway-client", fmt.Sprintf("[--base-url=http://%s/anthropic/, --model=%s, --calls=%d, --every=%s]", ip, provider, calls, every))
+	args := fmt.Sprintf("--base-url=http://%s/anthropic/, --model=%s, --calls=%d, --every=%s", ip, provider, calls, every)
+	if maxWait != "" {
+		args += ", --max-wait=" + maxWait
+	}
+	return gatewayPodYAML(name, sa, "gateway-client", "["+args+"]")
 }
 
 // gatewayNodeAppYAML is gatewayAppYAML with the gateway-client-node test

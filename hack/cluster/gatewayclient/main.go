@@ -42,13 +42,14 @@ func main() {
 	model := flag.String("model", "", "The LLMProvider to call, as <provider> or <provider>/<model>.")
 	calls := flag.Int("calls", 1, "How many calls to make, one after another.")
 	every := flag.Duration("every", time.Second, "Time between the starts of two calls.")
+	maxWait := flag.String("max-wait", "", "How long each call may wait for quota (the gateway's X-Llmquota-Max-Wait header); empty: the gateway's default.")
 	flag.Parse()
 
 	sum := Summary{ByStatus: map[int]int{}}
 	out := json.NewEncoder(os.Stdout)
 	for n := range *calls {
 		started := time.Now()
-		c := call(*base, *tokenFile, *model, n)
+		c := call(*base, *tokenFile, *model, *maxWait, n)
 		sum.Calls++
 		sum.ByStatus[c.Status]++
 		_ = out.Encode(c)
@@ -58,7 +59,7 @@ func main() {
 }
 
 // call makes one call; a failure to reach the gateway is status 0.
-func call(base, tokenFile, model string, n int) Call {
+func call(base, tokenFile, model, maxWait string, n int) Call {
 	c := Call{N: n, Time: time.Now().UTC().Format(time.RFC3339Nano)}
 	token, err := os.ReadFile(tokenFile) // read each time: the kubelet rotates it
 	if err != nil {
@@ -66,8 +67,12 @@ func call(base, tokenFile, model string, n int) Call {
 		return c
 	}
 	var raw *http.Response
-	client := anthropic.NewClient(option.WithBaseURL(base), option.WithAPIKey(strings.TrimSpace(string(token))), option.WithMaxRetries(0),
-		option.WithRequestTimeout(30*time.Second))
+	opts := []option.RequestOption{option.WithBaseURL(base), option.WithAPIKey(strings.TrimSpace(string(token))), option.WithMaxRetries(0),
+		option.WithRequestTimeout(30 * time.Second)}
+	if maxWait != "" {
+		opts = append(opts, option.WithHeader("X-Llmquota-Max-Wait", maxWait))
+	}
+	client := anthropic.NewClient(opts...)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	msg, err := client.Messages.New(ctx, anthropic.MessageNewParams{Model: model, MaxTokens: 64,
