@@ -20,6 +20,12 @@ const DefaultMaxSpares = 64
 // sweepEvery is how often Run gives back spares held past their use.
 const sweepEvery = 25 * time.Millisecond
 
+// idleSet is how long a set of a provider, namespace and model that holds
+// nothing is kept after its last call. Callers name the model, so a set
+// per model ever named would grow without bound; a set forgotten costs its
+// next call no more than its first did (one acquire without spares).
+const idleSet = time.Minute
+
 // Spares serves a gateway's calls from spare grants: an acquire also asks
 // for the grants its replica's next calls of the same provider, namespace
 // and model will want (about as many as came in the last spare period, and
@@ -62,6 +68,8 @@ type spareSet struct {
 	// Calls counted in the current period of length use, and in the last.
 	periodStart      time.Time
 	calls, lastCalls int
+	// lastCall is when the last call came (idleSet).
+	lastCall time.Time
 }
 
 // spare is a spare grant, the cost it was granted for, and when it must
@@ -203,25 +211,36 @@ func (s *Spares) Run(ctx context.Context) {
 	}
 }
 
-// sweep gives back the spares that must be sent by now; all of them when
-// now is zero.
+// sweep gives back the spares that must be sent by now, all of them when
+// now is zero, and forgets the sets idle for idleSet that hold nothing.
 func (s *Spares) sweep(now time.Time) {
 	var stale []spare
 	s.mu.Lock()
-	for _, set := range s.sets {
+	for key, set := range s.sets {
 		if now.IsZero() {
 			stale = append(stale, set.spares...)
 			set.spares = nil
 			continue
 		}
 		stale = append(stale, set.expire(now)...)
+		if len(set.spares) == 0 && set.fetch == nil && set.waiting == 0 && now.Sub(set.lastCall) >= idleSet {
+			delete(s.sets, key)
+		}
 	}
 	s.mu.Unlock()
 	s.giveBack(stale)
 }
 
+// Sets counts the sets of provider, namespace and model held now.
+func (s *Spares) Sets() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sets)
+}
+
 // count counts a call in the set's demand.
 func (set *spareSet) count(now time.Time) {
+	set.lastCall = now
 	if set.use > 0 && now.Sub(set.periodStart) >= set.use {
 		set.lastCalls = 0
 		if now.Sub(set.periodStart) < 2*set.use { // the period that ended was the last one

@@ -235,3 +235,43 @@ func TestSparesGivenBackWhenStopped(t *testing.T) {
 		}
 	}
 }
+
+// TestSparesForgetIdleSets: callers name the model, so a set per model ever
+// named would grow without bound. A set that holds nothing is forgotten
+// idleSet after its last call, not before; one still holding spares gives
+// them back first; a set forgotten serves its next call as its first.
+func TestSparesForgetIdleSets(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC))
+	auth, back := &fakeAuthority{limit: 1000, useMilli: 125}, &returns{}
+	s := &Spares{Quota: auth, Return: back.add, Clock: fc}
+	ctx := context.Background()
+	for i := range 100 {
+		c := call
+		c.Model = fmt.Sprintf("invented-%d", i)
+		if _, err := s.Acquire(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 { // the second asks for a spare, held by the set
+		if _, err := s.Acquire(ctx, call); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.Sets(); n != 101 {
+		t.Fatalf("%d sets after calls of 101 models, want 101", n)
+	}
+	fc.Step(idleSet - time.Millisecond)
+	s.sweep(fc.Now())
+	if n := s.Sets(); n != 101 || back.count() != 1 {
+		t.Fatalf("just under idleSet: %d sets, %d spares given back; want 101 and the one past its use", n, back.count())
+	}
+	fc.Step(time.Millisecond)
+	s.sweep(fc.Now())
+	if n := s.Sets(); n != 0 {
+		t.Fatalf("%d sets idle for idleSet and holding nothing, want none", n)
+	}
+	asked := len(auth.requests())
+	if _, err := s.Acquire(ctx, call); err != nil || len(auth.requests()) != asked+1 || auth.requests()[asked].Prefetch != 0 {
+		t.Fatalf("a forgotten set's next call: %v, asked %+v; want one acquire without spares, as a first call", err, auth.requests()[asked:])
+	}
+}
