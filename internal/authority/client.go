@@ -96,6 +96,10 @@ func (l *LeaseResolver) URL(ctx context.Context) (string, error) {
 	l.read, l.readErr = now, nil
 	var lease coordinationv1.Lease
 	if err := l.Client.Get(ctx, l.Lease, &lease); err != nil {
+		if ctx.Err() != nil {
+			l.read = time.Time{} // this caller gave up: the next one reads
+			return "", err
+		}
 		l.readErr = fmt.Errorf("reading the leader-election Lease %s: %w", l.Lease, err)
 		return "", l.readErr
 	}
