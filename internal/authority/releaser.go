@@ -71,8 +71,9 @@ func (r *Releaser) run(ctx context.Context) {
 			r.drain(batch[:0])
 			return
 		}
-		deadline := time.Now().Add(delayOf(batch[0]))
-		timer := time.NewTimer(delayOf(batch[0]))
+		wait := delayOf(batch[0])
+		deadline := time.Now().Add(wait)
+		timer := time.NewTimer(wait)
 	fill:
 		for len(batch) < releaseBatch {
 			select {

@@ -231,13 +231,6 @@ func (s *Spares) sweep(now time.Time) {
 	s.giveBack(stale)
 }
 
-// Sets counts the sets of provider, namespace and model held now.
-func (s *Spares) Sets() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.sets)
-}
-
 // count counts a call in the set's demand.
 func (set *spareSet) count(now time.Time) {
 	set.lastCall = now

@@ -257,21 +257,28 @@ func TestSparesForgetIdleSets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := s.Sets(); n != 101 {
+	if n := setCount(s); n != 101 {
 		t.Fatalf("%d sets after calls of 101 models, want 101", n)
 	}
 	fc.Step(idleSet - time.Millisecond)
 	s.sweep(fc.Now())
-	if n := s.Sets(); n != 101 || back.count() != 1 {
+	if n := setCount(s); n != 101 || back.count() != 1 {
 		t.Fatalf("just under idleSet: %d sets, %d spares given back; want 101 and the one past its use", n, back.count())
 	}
 	fc.Step(time.Millisecond)
 	s.sweep(fc.Now())
-	if n := s.Sets(); n != 0 {
+	if n := setCount(s); n != 0 {
 		t.Fatalf("%d sets idle for idleSet and holding nothing, want none", n)
 	}
 	asked := len(auth.requests())
 	if _, err := s.Acquire(ctx, call); err != nil || len(auth.requests()) != asked+1 || auth.requests()[asked].Prefetch != 0 {
 		t.Fatalf("a forgotten set's next call: %v, asked %+v; want one acquire without spares, as a first call", err, auth.requests()[asked:])
 	}
+}
+
+// setCount is how many sets of provider, namespace and model s holds.
+func setCount(s *Spares) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sets)
 }

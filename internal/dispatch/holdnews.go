@@ -80,15 +80,10 @@ func (d *Dispatcher) tellChanges() (recheck time.Duration) {
 // it (called under d.mu). The pace of a minimum interval and a full set
 // of concurrency slots change with every call and are not shown.
 func (d *Dispatcher) holdNow() (holdState, ratewindow.Decision) {
-	st := holdState{allowed: true, noneWarm: d.noneWarm()}
-	if !shownReason(d.limited.Reason) {
-		return st, ratewindow.Decision{Allowed: true}
+	if d.limited.Allowed || !shownReason(d.limited.Reason) {
+		return holdState{allowed: true, noneWarm: d.noneWarm()}, ratewindow.Decision{Allowed: true}
 	}
-	st.allowed, st.reason, st.window = d.limited.Allowed, d.limited.Reason, d.limited.Window
-	if st.allowed {
-		return st, ratewindow.Decision{Allowed: true}
-	}
-	return st, d.limited
+	return holdState{reason: d.limited.Reason, window: d.limited.Window, noneWarm: d.noneWarm()}, d.limited
 }
 
 // shownReason says whether batches show a hold of this reason.

@@ -212,20 +212,19 @@ func Load(ctx context.Context, opts Options, batch *llmv1.InferenceBatch) (*Stor
 	}
 	var names []string
 	for i := range list.Items {
+		// Every name listed is taken, an earlier batch's shard (not yet
+		// collected, or orphaned) as much as ours: this batch writes after
+		// them all.
+		s.next = max(s.next, shardIndex(list.Items[i].Name)+1)
 		if metav1.IsControlledBy(&list.Items[i], batch) {
 			names = append(names, list.Items[i].Name)
-			continue
 		}
-		// An earlier batch's shard, not yet collected (or orphaned):
-		// its name is taken, so this batch writes after it.
-		s.next = max(s.next, shardIndex(list.Items[i].Name)+1)
 	}
 	sort.Slice(names, func(i, j int) bool { return shardIndex(names[i]) < shardIndex(names[j]) })
 	for _, name := range names {
 		if err := s.adoptShard(ctx, name); err != nil {
 			return nil, err
 		}
-		s.next = max(s.next, shardIndex(name)+1)
 	}
 	return s, nil
 }
