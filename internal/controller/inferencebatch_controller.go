@@ -169,17 +169,8 @@ func (r *InferenceBatchReconciler) transition(b *llmv1.InferenceBatch, reason, m
 // failDeadline stops the batch at its activeDeadlineSeconds, keeping the
 // results written so far.
 func (r *InferenceBatchReconciler) failDeadline(ctx context.Context, b *llmv1.InferenceBatch, now time.Time) (ctrl.Result, error) {
-	key := client.ObjectKeyFromObject(b)
-	if run := r.Runtime.Get(key); run != nil {
-		run.Dispatcher.Remove(key.String())
-		if _, err := run.Store.Flush(ctx); err != nil {
-			return ctrl.Result{}, err
-		}
-		stored := run.Store.Counts()
-		b.Status.Counts.Succeeded, b.Status.Counts.Failed, b.Status.Counts.Cached = stored[results.Succeeded], stored[results.Failed], stored[results.Cached]
-		b.Status.Counts.Running = 0
-		b.Status.Results = run.Store.References()
-		r.Runtime.Stop(key)
+	if err := r.stopRun(ctx, b, client.ObjectKeyFromObject(b), now); err != nil {
+		return ctrl.Result{}, err
 	}
 	msg := fmt.Sprintf("activeDeadlineSeconds (%ds) passed; %d items have results", *b.Spec.ActiveDeadlineSeconds,
 		b.Status.Counts.Succeeded+b.Status.Counts.Failed+b.Status.Counts.Cached)

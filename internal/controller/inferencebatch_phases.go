@@ -78,20 +78,57 @@ func (r *InferenceBatchReconciler) provided(ctx context.Context, s *batchScope) 
 		if !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, true, err
 		}
-		r.Runtime.Stop(s.key)
-		r.transition(b, llmv1.ReasonProviderNotFound, fmt.Sprintf("LLMProvider %q named by spec.providerRef does not exist", b.Spec.ProviderRef.Name), s.now)
-		return ctrl.Result{}, true, nil // the provider watch wakes us when it appears
+		// The provider watch wakes us when it appears.
+		return r.waitStopped(ctx, s, llmv1.ReasonProviderNotFound, fmt.Sprintf("LLMProvider %q named by spec.providerRef does not exist", b.Spec.ProviderRef.Name), 0)
 	}
 	if b.Spec.Model == "" && s.provider.Spec.Model == "" {
 		// Every call would fail with the provider's own error: say so now.
-		r.Runtime.Stop(s.key)
-		r.transition(b, llmv1.ReasonNoModel, fmt.Sprintf("neither spec.model nor LLMProvider %q's spec.model names a model to call: set one of them",
-			s.provider.Name), s.now)
-		return ctrl.Result{}, true, nil // an edit of the batch or the provider wakes us
+		// An edit of the batch or the provider wakes us.
+		return r.waitStopped(ctx, s, llmv1.ReasonNoModel, fmt.Sprintf("neither spec.model nor LLMProvider %q's spec.model names a model to call: set one of them",
+			s.provider.Name), 0)
 	}
 	s.d, s.run = r.Registry.Get(s.provider.Name), r.Runtime.Get(s.key)
 	s.inDispatcher = s.run != nil && s.d != nil && s.run.Dispatcher == s.d && s.d.Has(s.key.String())
 	return ctrl.Result{}, false, nil
+}
+
+// waitStopped shows the batch waiting for reason, checked again after
+// recheck (0: when a watched object changes), and stops its run if it has
+// one (stopRun). When the run's last results cannot be written yet, the
+// run stays, out of its dispatcher, and the write is tried again a second
+// later.
+func (r *InferenceBatchReconciler) waitStopped(ctx context.Context, s *batchScope, reason, message string, recheck time.Duration) (ctrl.Result, bool, error) {
+	r.transition(s.b, reason, message, s.now)
+	if err := r.stopRun(ctx, s.b, s.key, s.now); err != nil {
+		logf.FromContext(ctx).Error(err, "Writing the results of a batch that waits again; retrying")
+		return ctrl.Result{RequeueAfter: stoppedWriteRetry}, true, nil
+	}
+	return ctrl.Result{RequeueAfter: recheck}, true, nil
+}
+
+// stoppedWriteRetry is how soon a stopped run's last results are written
+// again after the write failed (as the run's own writer retries).
+const stoppedWriteRetry = time.Second
+
+// stopRun stops the batch's run, if it has one, once what it holds is
+// written, and shows what it stored (showStopped): a batch that waits
+// again (its provider deleted, its model unset) or passed its deadline
+// keeps showing the results it has, and none is lost with the run. On an
+// error the run is kept out of its dispatcher, its results in memory.
+func (r *InferenceBatchReconciler) stopRun(ctx context.Context, b *llmv1.InferenceBatch, key types.NamespacedName, now time.Time) error {
+	run := r.Runtime.Get(key)
+	if run == nil {
+		return nil
+	}
+	// Nothing more is sent; an answer still on its way is not kept, and its
+	// item is sent again if the batch runs again (Dispatcher.Remove).
+	run.Dispatcher.Remove(key.String())
+	if _, err := run.Store.Flush(ctx); err != nil {
+		return err
+	}
+	showStopped(b, run, now)
+	r.Runtime.Stop(key)
+	return nil
 }
 
 // allowed: a batch not yet admitted passes the admission checks (access,
@@ -105,8 +142,7 @@ func (r *InferenceBatchReconciler) allowed(ctx context.Context, s *batchScope) (
 	case err != nil:
 		return ctrl.Result{}, true, err
 	case h != nil:
-		r.transition(s.b, h.reason, h.message, s.now)
-		return ctrl.Result{RequeueAfter: h.recheck}, true, nil
+		return r.waitStopped(ctx, s, h.reason, h.message, h.recheck)
 	}
 	return ctrl.Result{}, false, nil
 }

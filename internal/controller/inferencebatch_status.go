@@ -12,6 +12,7 @@ import (
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/items"
 	"github.com/llmquota/llmquota/internal/provider"
+	"github.com/llmquota/llmquota/internal/ratewindow"
 	"github.com/llmquota/llmquota/internal/results"
 )
 
@@ -88,6 +89,20 @@ func setCounts(b *llmv1.InferenceBatch, o observation) (done int32) {
 	}
 	st.Results = o.refs
 	return done
+}
+
+// showStopped shows what a stopped run stored: its counts, usage and
+// result references, with nothing in flight, no hold, no backoff and no
+// estimated completion, since the batch is in no dispatcher.
+func showStopped(b *llmv1.InferenceBatch, run *batchrun.Run, now time.Time) {
+	done := setCounts(b, observation{total: run.Total, kept: run.Kept, filtered: run.Filtered, stored: run.Store.Counts(),
+		finishes: run.Store.Finishes(), usage: run.Store.Usage(), refs: run.Store.References()})
+	set := func(c metav1.Condition) { setCondition(&b.Status.Conditions, c, b.Generation, now) }
+	set(rateLimitedCondition(ratewindow.Decision{}, 0))
+	set(boolCondition(llmv1.ConditionBackingOff, false, llmv1.ReasonFailuresBackingOff, llmv1.ReasonNotBackingOff, "", "no backoff holds this batch"))
+	set(metav1.Condition{Type: llmv1.ConditionComplete, Status: metav1.ConditionFalse, Reason: llmv1.ReasonItemsPending,
+		Message: fmt.Sprintf("%d of %d items done", done, run.Kept)})
+	b.Status.EstimatedCompletionTime = nil
 }
 
 // finishDone ends a batch whose every kept item has its result: failed

@@ -45,12 +45,15 @@ var _ = Describe("Object storage", Ordered, func() {
 		}
 		return []byte(b.String())
 	}
-	s3Batch := func(name, key string, out llmv1.S3Bucket, prefix string) *llmv1.InferenceBatch {
-		return batchOf(ns, name, p.Name, 0, func(s *llmv1.InferenceBatchSpec) {
+	s3BatchOf := func(provider, name, key string, out llmv1.S3Bucket, prefix string) *llmv1.InferenceBatch {
+		return batchOf(ns, name, provider, 0, func(s *llmv1.InferenceBatchSpec) {
 			s.Items, s.BatchSize, s.BatchDelayMilliseconds = nil, 20, nil
 			s.ItemsFrom = &llmv1.ItemsSource{S3: &llmv1.S3ObjectReference{S3Bucket: location("batches"), Key: key}}
 			s.Output = llmv1.OutputSpec{Kind: llmv1.OutputS3, S3: &llmv1.S3Output{S3Bucket: out, Prefix: prefix}}
 		})
+	}
+	s3Batch := func(name, key string, out llmv1.S3Bucket, prefix string) *llmv1.InferenceBatch {
+		return s3BatchOf(p.Name, name, key, out, prefix)
 	}
 	manifest := func(key string) results.Manifest {
 		r, err := bucket.Get(ctx, key, "")
@@ -131,6 +134,60 @@ var _ = Describe("Object storage", Ordered, func() {
 		Expect(waitFinished(b, timeout).Status.Counts.Succeeded).To(BeEquivalentTo(50))
 		Expect(manifest2(srv, "vanishing", "out/manifest.json").Counts[results.Succeeded]).To(BeEquivalentTo(50))
 	})
+
+	// A run that goes back to waiting while its answers wait for their
+	// write: the answers are written once the bucket is back, shown while
+	// the batch waits, and never paid for again.
+	DescribeTable("keeps, and shows, what a run answered when the batch waits again while the results wait to be written",
+		func(name, reason string, takeAway func(own *llmv1.LLMProvider, key *corev1.Secret), giveBack func(own *llmv1.LLMProvider, key *corev1.Secret)) {
+			emu, url := emulate(emulator.Config{})
+			key := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-key"}, Data: map[string][]byte{"key": []byte(emulatorKey)}}
+			Expect(k8sClient.Create(ctx, key)).To(Succeed())
+			own := providerFor(ns, url, func(s *llmv1.LLMProviderSpec) {
+				s.Limits.MaxConcurrency = 8
+				s.CredentialsSecretRef = &llmv1.SecretKeyReference{Namespace: ns, Name: llmv1.LocalObjectName(key.Name), Key: "key"}
+			})
+			Expect(srv.MakeBucket(name)).To(Succeed())
+			Expect(bucket.Put(ctx, "in/"+name+".jsonl", jsonl(30, 0), "")).To(Succeed())
+			b := s3BatchOf(own.Name, name, "in/"+name+".jsonl", location(name), "out/")
+			Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionTrue, "Admitted"))
+			Expect(srv.RemoveBucket(name)).To(Succeed())
+			Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonOutputUnavailable))
+			Expect(emu.Log()).To(HaveLen(30), "every item was answered before the batch waits")
+
+			takeAway(own, key)
+			Eventually(getBatch(b), timeout, interval).Should(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, reason))
+			Expect(srv.MakeBucket(name)).To(Succeed())
+			Eventually(func(g Gomega) {
+				got := getBatch(b)(g)
+				g.Expect(got.Status.Counts).To(Equal(llmv1.ItemCounts{Total: 30, Succeeded: 30}), "the waiting batch shows what it stored")
+				g.Expect(got.Status.Results).NotTo(BeEmpty())
+				g.Expect(got.Status.Progress).To(Equal("30/30"))
+				g.Expect(got.Status.EstimatedCompletionTime).To(BeNil())
+				g.Expect(got).To(SatisfyAll(haveCondition(llmv1.ConditionAdmitted, metav1.ConditionFalse, reason),
+					haveCondition(llmv1.ConditionRateLimited, metav1.ConditionFalse, llmv1.ReasonWithinLimits)))
+			}, timeout, interval).Should(Succeed())
+
+			By("finishing without sending an item again once the batch may run")
+			giveBack(own, key)
+			Expect(waitFinished(b, timeout).Status.Counts.Succeeded).To(BeEquivalentTo(30))
+			Expect(emu.Log()).To(HaveLen(30), "an answer was paid twice")
+		},
+		Entry("its provider deleted", "stranded", llmv1.ReasonProviderNotFound,
+			func(own *llmv1.LLMProvider, _ *corev1.Secret) { Expect(k8sClient.Delete(ctx, own)).To(Succeed()) },
+			func(own *llmv1.LLMProvider, _ *corev1.Secret) {
+				again := own.DeepCopy()
+				again.ObjectMeta = metav1.ObjectMeta{Name: own.Name}
+				Eventually(func() error { return k8sClient.Create(ctx, again) }, timeout, interval).Should(Succeed())
+			}),
+		Entry("its provider's Secret deleted", "keyless", llmv1.ReasonProviderNotReady,
+			func(_ *llmv1.LLMProvider, key *corev1.Secret) { Expect(k8sClient.Delete(ctx, key)).To(Succeed()) },
+			func(_ *llmv1.LLMProvider, key *corev1.Secret) {
+				again := key.DeepCopy()
+				again.ObjectMeta = metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}
+				Eventually(func() error { return k8sClient.Create(ctx, again) }, timeout, interval).Should(Succeed())
+			}),
+	)
 
 	It("refuses credentials the store does not know, naming the bucket", func() {
 		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "wrong"},

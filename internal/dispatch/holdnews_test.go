@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"maps"
 	"testing"
 	"time"
 
@@ -75,4 +76,25 @@ func TestHoldNewsLingers(t *testing.T) {
 	fc.Step(HoldLinger)
 	set(retry)
 	shows("another hold, HoldLinger later", 4, ratewindow.ReasonRetryAfter)
+}
+
+// TestStoppedDispatcherTellsItsBatches: a dispatcher that stops (its
+// provider is no longer Ready, or was edited or deleted) tells each batch
+// still in it, once, so the batch's owner shows that it runs nowhere; a
+// batch removed before is not told.
+func TestStoppedDispatcherTellsItsBatches(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC))
+	d, err := New(Config{Name: "p", Client: &stubClient{}}, nil, fc, logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	told := map[string]int{}
+	for _, key := range []string{"ns/a", "ns/b", "ns/gone"} {
+		d.Submit(Batch{Key: key, Namespace: "ns", Size: 1, Items: items("x", 1), OnResult: func(Result) {}, OnChange: func() { told[key]++ }})
+	}
+	d.Remove("ns/gone")
+	d.shutdown()
+	if want := map[string]int{"ns/a": 1, "ns/b": 1}; !maps.Equal(told, want) {
+		t.Fatalf("told %v, want %v", told, want)
+	}
 }

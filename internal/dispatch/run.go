@@ -289,7 +289,18 @@ func (d *Dispatcher) shutdown() {
 	d.mu.Lock()
 	d.draining = true // no interactive call waits on a dispatcher that stopped
 	d.serveLane(d.clock.Now())
+	var tell []func()
+	for _, b := range d.batches {
+		if b.OnChange != nil {
+			tell = append(tell, b.OnChange)
+		}
+	}
 	d.mu.Unlock()
+	// Each batch left is told: it runs in no dispatcher now (its provider
+	// is not Ready, or was edited or deleted), and its owner must show that.
+	for _, f := range tell {
+		f()
+	}
 	if d.cfg.Persist == nil {
 		return
 	}

@@ -84,8 +84,9 @@ type Batch struct {
 	// OnChange, when set, is called (from the dispatcher's goroutine, never
 	// under its lock) when what holds the batch back changes: a quota
 	// window fills or frees, a backoff or Retry-After starts or ends, the
-	// Ollama pool loses or regains its last warm endpoint. Progress is
-	// pushed to its owner this way instead of being polled.
+	// Ollama pool loses or regains its last warm endpoint; and once when
+	// the dispatcher stops with the batch still in it. Progress is pushed
+	// to its owner this way instead of being polled.
 	OnChange func()
 }
 
