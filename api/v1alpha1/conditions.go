@@ -9,9 +9,10 @@ const (
 	ConditionReady = "Ready"
 	// ConditionRateLimited (both kinds): True while a quota window, the
 	// minimum interval, a backoff or a server's Retry-After holds calls back;
-	// the message says until when. On a batch, a hold stays shown until the
-	// provider was free of holds for 5 seconds, so a provider at its limit
-	// does not flip it with every call.
+	// on a provider the message says until when. On a batch, a hold stays
+	// shown until the provider was free of holds for 5 seconds, so a
+	// provider at its limit does not flip it with every call, and the
+	// message points at the provider's status.nextRequestAt for when.
 	ConditionRateLimited = "RateLimited"
 	// ConditionDegraded (LLMProvider): True after consecutive failures or
 	// while the circuit is open.

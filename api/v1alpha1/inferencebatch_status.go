@@ -46,7 +46,8 @@ type InferenceBatchStatus struct {
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 
 	// estimatedCompletionTime is when the remaining items will be done if
-	// the provider's quota is the only limit.
+	// the provider's quota is the only limit. Unset while the batch is
+	// suspended or waits to be admitted, and once it finished.
 	// +optional
 	EstimatedCompletionTime *metav1.Time `json:"estimatedCompletionTime,omitempty"`
 

@@ -144,7 +144,7 @@ var _ = Describe("Namespace limits", func() {
 		Eventually(getBatch(held), timeout, interval).Should(haveCondition(llmv1.ConditionRateLimited, metav1.ConditionTrue, llmv1.ReasonNamespaceLimitReached))
 		Eventually(getBatch(held), timeout, interval).Should(haveCondition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonNamespaceLimitReached))
 		Expect(apimeta.FindStatusCondition(getBatch(held)(Default).Status.Conditions, llmv1.ConditionRateLimited).Message).
-			To(And(ContainSubstring("own minute limit"), ContainSubstring("next call at")))
+			To(And(ContainSubstring("own minute limit"), ContainSubstring("waits for it to free")))
 		// The batch says it is held, so its namespace had its chance: three of
 		// its calls, and the other's six, reached the server.
 		Eventually(func() int32 { return getBatch(held)(Default).Status.Counts.Succeeded }, timeout, interval).Should(BeEquivalentTo(3))

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ func TestSetProgress(t *testing.T) {
 		return dispatch.Progress{Queued: 3, Limit: ratewindow.Decision{Reason: r, Window: window, RetryAt: next}}
 	}
 	running := observation{total: 10, kept: 8, filtered: 2, stored: map[string]int32{results.Succeeded: 3},
-		progress: dispatch.Progress{Queued: 3, InFlight: 2, Limit: ratewindow.Decision{Allowed: true}}}
+		progress: dispatch.Progress{Queued: 3, InFlight: 2, Limit: ratewindow.Decision{Allowed: true}}, eta: now.Add(time.Minute)}
 	with := func(edit func(*observation)) observation {
 		o := running
 		o.stored = map[string]int32{results.Succeeded: 3}
@@ -129,9 +130,56 @@ func TestSetProgress(t *testing.T) {
 			if got != tc.want {
 				t.Fatalf("got  %+v\nwant %+v", got, tc.want)
 			}
+			// A suspended batch has no completion to estimate, nor has a finished one.
+			if shown, want := b.Status.EstimatedCompletionTime != nil, !tc.suspend && !finished; shown != want {
+				t.Fatalf("estimated completion shown: %v, want %v", shown, want)
+			}
 			if c := b.Status.Counts; c.Total != 10 || c.Filtered != 2 || c.Pending < 0 {
 				t.Fatalf("counts %+v", c)
 			}
 		})
+	}
+}
+
+// TestBatchHoldNamesNoMovingTime: a batch's hold is shown until its
+// provider was free of holds for a while and is not written again while
+// the windows keep filling, so its message names no next-call time, which
+// would soon be past, and points at the provider's nextRequestAt; a
+// budget keeps the time it resets, which does not move.
+func TestBatchHoldNamesNoMovingTime(t *testing.T) {
+	now := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	at := now.Add(40 * time.Second)
+	stamp := at.Format(time.RFC3339)
+	for _, tc := range []struct {
+		reason   ratewindow.Reason
+		window   string
+		wantTime bool
+	}{
+		{ratewindow.ReasonWindow, windowMinute, false},
+		{ratewindow.ReasonWindow, windowDay, false},
+		{ratewindow.ReasonTokens, "tokensPerMinute", false},
+		{ratewindow.ReasonBackoff, "", false},
+		{ratewindow.ReasonRetryAfter, "", false},
+		{ratewindow.ReasonWindow, dispatch.NamespaceLimitWindow + "minute", false},
+		{ratewindow.ReasonWindow, dispatch.ModelLimitWindow + "minute", false},
+		{ratewindow.ReasonBudget, "daily", true},
+		{ratewindow.ReasonBudget, dispatch.NamespaceBudgetWindow + "monthly", true},
+	} {
+		b := &llmv1.InferenceBatch{Spec: llmv1.InferenceBatchSpec{BatchSize: 5, ProviderRef: llmv1.ProviderReference{Name: "gemini"}}}
+		setProgress(b, observation{total: 4, kept: 4, progress: dispatch.Progress{Queued: 4,
+			Limit: ratewindow.Decision{Reason: tc.reason, Window: tc.window, RetryAt: at}}}, now)
+		c := meta.FindStatusCondition(b.Status.Conditions, llmv1.ConditionRateLimited)
+		if c == nil || c.Status != metav1.ConditionTrue {
+			t.Fatalf("%v %s: RateLimited %+v, want True", tc.reason, tc.window, c)
+		}
+		if named := strings.Contains(c.Message, stamp); named != tc.wantTime {
+			t.Errorf("%v %s: message %q names %s: %v, want %v", tc.reason, tc.window, c.Message, stamp, named, tc.wantTime)
+		}
+		if !tc.wantTime && !strings.Contains(c.Message, "status.nextRequestAt") && !strings.HasSuffix(c.Message, "waits for it to free") {
+			t.Errorf("%v %s: message %q says neither where the next call's time is nor what it waits for", tc.reason, tc.window, c.Message)
+		}
+		if p := meta.FindStatusCondition(b.Status.Conditions, llmv1.ConditionProgressing); !strings.HasSuffix(p.Message, c.Message) {
+			t.Errorf("%v %s: Progressing says %q, not what holds the batch", tc.reason, tc.window, p.Message)
+		}
 	}
 }
