@@ -47,7 +47,8 @@ type InferenceBatchStatus struct {
 
 	// estimatedCompletionTime is when the remaining items will be done if
 	// the provider's quota is the only limit. Unset while the batch is
-	// suspended or waits to be admitted, and once it finished.
+	// suspended, held by a budget or waits to be admitted, and once it
+	// finished.
 	// +optional
 	EstimatedCompletionTime *metav1.Time `json:"estimatedCompletionTime,omitempty"`
 

@@ -160,7 +160,7 @@ func createFixtures(ctx context.Context) error {
 	}
 	fixtures := []fixture{
 		{"default", "news-sentiment", "gemini", llmv1.ItemCounts{Total: 136, Filtered: 95, Succeeded: 20},
-			[]metav1.Condition{condition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonMinuteWindowFull, "20 of 41 items done; the minute window of LLMProvider gemini is full (its status.nextRequestAt says when)")},
+			[]metav1.Condition{condition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonMinuteWindowFull, "20 of 41 items done; the minute window of LLMProvider gemini is full; its status.nextRequestAt says when")},
 			at(3*time.Minute + 12*time.Second), &llmv1.BatchUsage{TokensIn: 840, TokensOut: 1200, CostUSD: "0.20"}},
 		{"team-a", "early", "not-yet", llmv1.ItemCounts{},
 			[]metav1.Condition{condition(llmv1.ConditionProgressing, metav1.ConditionFalse, llmv1.ReasonProviderNotFound, `LLMProvider "not-yet" named by spec.providerRef does not exist`)}, nil, nil},

@@ -61,10 +61,18 @@ func setProgress(b *llmv1.InferenceBatch, o observation, now time.Time) (finishe
 	set(notFailed())
 	set(notFinished())
 	st.EstimatedCompletionTime = timeOrNil(o.eta)
-	if b.Spec.Suspend { // nothing is sent until it resumes: no time to estimate
+	if b.Spec.Suspend || budgetHold[limited.Reason] {
+		// Nothing is sent until it resumes, or until a budget resets and
+		// then only what the next period's budget allows: no time to estimate.
 		st.EstimatedCompletionTime = nil
 	}
 	return false
+}
+
+// budgetHold are the RateLimited reasons of a budget with no room left.
+var budgetHold = map[string]bool{
+	llmv1.ReasonDailyBudgetExhausted: true, llmv1.ReasonMonthlyBudgetExhausted: true,
+	llmv1.ReasonNamespaceDailyBudgetExhausted: true, llmv1.ReasonNamespaceMonthlyBudgetExhausted: true,
 }
 
 // holdWords say what holds a batch back, by the RateLimited reason, for
@@ -90,7 +98,7 @@ func batchHold(c metav1.Condition, provider string) metav1.Condition {
 		return c
 	}
 	if what, ok := holdWords[c.Reason]; ok {
-		c.Message = fmt.Sprintf(what+" (its status.nextRequestAt says when)", provider)
+		c.Message = fmt.Sprintf(what+"; its status.nextRequestAt says when", provider)
 	} else if held, _, ok := strings.Cut(c.Message, "next call at "); ok { // a namespace's or a model's own limit
 		c.Message = held + "the next call waits for it to free"
 	}

@@ -130,8 +130,9 @@ func TestSetProgress(t *testing.T) {
 			if got != tc.want {
 				t.Fatalf("got  %+v\nwant %+v", got, tc.want)
 			}
-			// A suspended batch has no completion to estimate, nor has a finished one.
-			if shown, want := b.Status.EstimatedCompletionTime != nil, !tc.suspend && !finished; shown != want {
+			// A suspended batch, one a budget holds and a finished one have no completion to estimate.
+			budget := tc.want.rateLimited == llmv1.ReasonNamespaceDailyBudgetExhausted || tc.want.rateLimited == llmv1.ReasonMonthlyBudgetExhausted
+			if shown, want := b.Status.EstimatedCompletionTime != nil, !tc.suspend && !finished && !budget; shown != want {
 				t.Fatalf("estimated completion shown: %v, want %v", shown, want)
 			}
 			if c := b.Status.Counts; c.Total != 10 || c.Filtered != 2 || c.Pending < 0 {

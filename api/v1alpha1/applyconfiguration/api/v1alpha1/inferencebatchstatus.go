@@ -50,7 +50,8 @@ type InferenceBatchStatusApplyConfiguration struct {
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 	// estimatedCompletionTime is when the remaining items will be done if
 	// the provider's quota is the only limit. Unset while the batch is
-	// suspended or waits to be admitted, and once it finished.
+	// suspended, held by a budget or waits to be admitted, and once it
+	// finished.
 	EstimatedCompletionTime *metav1.Time `json:"estimatedCompletionTime,omitempty"`
 	// results lists the objects holding the item results.
 	Results []ResultReferenceApplyConfiguration `json:"results,omitempty"`
