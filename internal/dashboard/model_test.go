@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -46,5 +47,23 @@ func TestIdleLanesShowZero(t *testing.T) {
 	stopped := llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "stopped"}}
 	if got := provider(now, &stopped).Lanes; len(got) != 0 {
 		t.Fatalf("lanes of a provider that does not run: %+v", got)
+	}
+}
+
+// TestTitleCountsInWords: the title says "1 provider" and "2 batches".
+func TestTitleCountsInWords(t *testing.T) {
+	for _, tc := range []struct {
+		providers, batches int
+		want               string
+	}{
+		{1, 2, "1 provider · 2 batches"},
+		{2, 1, "2 providers · 1 batch"},
+		{0, 0, "0 providers · 0 batches"},
+	} {
+		s := Snapshot{Providers: make([]Provider, tc.providers), Batches: make([]Batch, tc.batches)}
+		title, _, _ := strings.Cut(Render(s, Styles{}, 120), "\n")
+		if !strings.HasSuffix(title, tc.want) {
+			t.Errorf("title %q, want it to end with %q", title, tc.want)
+		}
 	}
 }

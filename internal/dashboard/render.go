@@ -35,8 +35,8 @@ func NewStyles() Styles {
 func Render(s Snapshot, st Styles, width int) string {
 	var b strings.Builder
 	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	line("%s", st.Title.Render(fmt.Sprintf("llmquota top · %s · %d providers · %d batches",
-		s.Time.Format("2006-01-02 15:04:05 MST"), len(s.Providers), len(s.Batches))))
+	line("%s", st.Title.Render(fmt.Sprintf("llmquota top · %s · %s · %s",
+		s.Time.Format("2006-01-02 15:04:05 MST"), counted(len(s.Providers), "provider"), counted(len(s.Batches), "batch"))))
 	line("")
 	line("%s", st.Header.Render("PROVIDERS"))
 	if len(s.Providers) == 0 {
@@ -277,4 +277,15 @@ func nonEmpty(ss ...string) []string {
 		}
 	}
 	return out
+}
+
+// counted is n of a noun, "1 provider", "2 batches".
+func counted(n int, noun string) string {
+	switch {
+	case n == 1:
+		return "1 " + noun
+	case strings.HasSuffix(noun, "h"):
+		return fmt.Sprintf("%d %ses", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
