@@ -21,7 +21,24 @@ type anthropicRequest struct {
 	Messages    []anthropicMessage `json:"messages"`
 	Temperature *json.Number       `json:"temperature"`
 	Stream      bool               `json:"stream"`
-	Tools       json.RawMessage    `json:"tools"`
+
+	// What the gateway cannot carry unless neutral (unsupported.go).
+	Tools         json.RawMessage `json:"tools"`
+	ToolChoice    json.RawMessage `json:"tool_choice"`
+	StopSequences json.RawMessage `json:"stop_sequences"`
+	TopP          json.RawMessage `json:"top_p"`
+	TopK          json.RawMessage `json:"top_k"`
+	Thinking      json.RawMessage `json:"thinking"`
+	MCPServers    json.RawMessage `json:"mcp_servers"`
+	Container     json.RawMessage `json:"container"`
+}
+
+// unsupported refuses what the request asks that the gateway cannot carry.
+func (b *anthropicRequest) unsupported() *failure {
+	return refuseUnsupported(field{"tools", b.Tools, oneOf("[]")}, field{"tool_choice", b.ToolChoice, oneOf(`{"type":"none"}`, `{"type":"auto"}`)},
+		field{"stop_sequences", b.StopSequences, oneOf("[]")}, field{"top_p", b.TopP, never}, field{"top_k", b.TopK, never},
+		field{"thinking", b.Thinking, oneOf(`{"type":"disabled"}`)}, field{"mcp_servers", b.MCPServers, oneOf("[]")},
+		field{"container", b.Container, never})
 }
 
 type anthropicMessage struct {
@@ -43,8 +60,8 @@ func (g *Gateway) anthropicParse(r *http.Request) (call, *anthropicRequest, *fai
 	if body.MaxTokens == nil {
 		return c, nil, fail(http.StatusBadRequest, "invalid_request", "max_tokens: Field required")
 	}
-	if len(body.Tools) > 0 && string(body.Tools) != "null" {
-		return c, nil, fail(http.StatusBadRequest, "invalid_request", "tools are not supported by the gateway yet")
+	if f := body.unsupported(); f != nil {
+		return c, nil, f
 	}
 	req := provider.Request{Model: c.req.Model}
 	if len(body.System) > 0 && string(body.System) != "null" {

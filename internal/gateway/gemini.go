@@ -23,8 +23,48 @@ type geminiRequest struct {
 		MaxOutputTokens *int64       `json:"maxOutputTokens"`
 		Temperature     *json.Number `json:"temperature"`
 		CandidateCount  *int         `json:"candidateCount"`
+		ThinkingConfig  *struct {
+			ThinkingBudget  *int32          `json:"thinkingBudget"`
+			IncludeThoughts json.RawMessage `json:"includeThoughts"`
+			ThinkingLevel   json.RawMessage `json:"thinkingLevel"`
+		} `json:"thinkingConfig"`
+
+		// What the gateway cannot carry unless neutral (unsupported.go).
+		StopSequences      json.RawMessage `json:"stopSequences"`
+		TopP               json.RawMessage `json:"topP"`
+		TopK               json.RawMessage `json:"topK"`
+		PresencePenalty    json.RawMessage `json:"presencePenalty"`
+		FrequencyPenalty   json.RawMessage `json:"frequencyPenalty"`
+		ResponseMimeType   json.RawMessage `json:"responseMimeType"`
+		ResponseSchema     json.RawMessage `json:"responseSchema"`
+		ResponseJSONSchema json.RawMessage `json:"responseJsonSchema"`
+		ResponseModalities json.RawMessage `json:"responseModalities"`
+		ResponseLogprobs   json.RawMessage `json:"responseLogprobs"`
+		Logprobs           json.RawMessage `json:"logprobs"`
 	} `json:"generationConfig"`
-	Tools json.RawMessage `json:"tools"`
+	Tools          json.RawMessage `json:"tools"`
+	ToolConfig     json.RawMessage `json:"toolConfig"`
+	SafetySettings json.RawMessage `json:"safetySettings"`
+	CachedContent  json.RawMessage `json:"cachedContent"`
+}
+
+// unsupported refuses what the request asks that the gateway cannot carry.
+func (b *geminiRequest) unsupported() *failure {
+	gc := &b.GenerationConfig
+	fields := []field{{"tools", b.Tools, oneOf("[]")}, {"toolConfig", b.ToolConfig, never},
+		{"safetySettings", b.SafetySettings, oneOf("[]")}, {"cachedContent", b.CachedContent, never},
+		{"generationConfig.stopSequences", gc.StopSequences, oneOf("[]")}, {"generationConfig.topP", gc.TopP, never},
+		{"generationConfig.topK", gc.TopK, never}, {"generationConfig.presencePenalty", gc.PresencePenalty, number(0)},
+		{"generationConfig.frequencyPenalty", gc.FrequencyPenalty, number(0)},
+		{"generationConfig.responseMimeType", gc.ResponseMimeType, oneOf(`"text/plain"`)},
+		{"generationConfig.responseSchema", gc.ResponseSchema, never}, {"generationConfig.responseJsonSchema", gc.ResponseJSONSchema, never},
+		{"generationConfig.responseModalities", gc.ResponseModalities, oneOf(`["TEXT"]`)},
+		{"generationConfig.responseLogprobs", gc.ResponseLogprobs, oneOf("false")}, {"generationConfig.logprobs", gc.Logprobs, number(0)}}
+	if tc := gc.ThinkingConfig; tc != nil {
+		fields = append(fields, field{"generationConfig.thinkingConfig.includeThoughts", tc.IncludeThoughts, oneOf("false")},
+			field{"generationConfig.thinkingConfig.thinkingLevel", tc.ThinkingLevel, never})
+	}
+	return refuseUnsupported(fields...)
 }
 
 type geminiContent struct {
@@ -60,10 +100,13 @@ func (g *Gateway) geminiParse(r *http.Request) (call, *geminiCall, *failure) {
 	if n := body.GenerationConfig.CandidateCount; n != nil && *n != 1 {
 		return c, nil, fail(http.StatusBadRequest, "invalid_request", "candidateCount=%d: the gateway makes one candidate per call", *n)
 	}
-	if len(body.Tools) > 0 && string(body.Tools) != "null" {
-		return c, nil, fail(http.StatusBadRequest, "invalid_request", "tools are not supported by the gateway yet")
+	if f := body.unsupported(); f != nil {
+		return c, nil, f
 	}
 	req := provider.Request{Model: c.req.Model}
+	if tc := body.GenerationConfig.ThinkingConfig; tc != nil {
+		req.ThinkingBudget = tc.ThinkingBudget // carried, as a batch's spec.thinkingBudget is
+	}
 	if si := body.SystemInstruction; si != nil {
 		text, err := geminiText(si.Parts)
 		if err != nil {

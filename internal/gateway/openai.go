@@ -24,6 +24,40 @@ type openAIChatRequest struct {
 	StreamOptions       *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
+
+	// What the gateway cannot carry unless neutral (unsupported.go).
+	Tools            json.RawMessage `json:"tools"`
+	Functions        json.RawMessage `json:"functions"`
+	ToolChoice       json.RawMessage `json:"tool_choice"`
+	FunctionCall     json.RawMessage `json:"function_call"`
+	ResponseFormat   json.RawMessage `json:"response_format"`
+	Stop             json.RawMessage `json:"stop"`
+	TopP             json.RawMessage `json:"top_p"`
+	FrequencyPenalty json.RawMessage `json:"frequency_penalty"`
+	PresencePenalty  json.RawMessage `json:"presence_penalty"`
+	LogitBias        json.RawMessage `json:"logit_bias"`
+	Logprobs         json.RawMessage `json:"logprobs"`
+	TopLogprobs      json.RawMessage `json:"top_logprobs"`
+	Modalities       json.RawMessage `json:"modalities"`
+	Audio            json.RawMessage `json:"audio"`
+	Prediction       json.RawMessage `json:"prediction"`
+	ReasoningEffort  json.RawMessage `json:"reasoning_effort"`
+	Verbosity        json.RawMessage `json:"verbosity"`
+	WebSearchOptions json.RawMessage `json:"web_search_options"`
+}
+
+// unsupported refuses what the request asks that the gateway cannot carry.
+func (b *openAIChatRequest) unsupported() *failure {
+	return refuseUnsupported(
+		field{"tools", b.Tools, oneOf("[]")}, field{"functions", b.Functions, oneOf("[]")},
+		field{"tool_choice", b.ToolChoice, oneOf(`"none"`, `"auto"`)}, field{"function_call", b.FunctionCall, oneOf(`"none"`, `"auto"`)},
+		field{"response_format", b.ResponseFormat, oneOf(`{"type":"text"}`)}, field{"stop", b.Stop, oneOf("[]", `""`)},
+		field{"top_p", b.TopP, number(1)}, field{"frequency_penalty", b.FrequencyPenalty, number(0)},
+		field{"presence_penalty", b.PresencePenalty, number(0)}, field{"logit_bias", b.LogitBias, oneOf("{}")},
+		field{"logprobs", b.Logprobs, oneOf("false")}, field{"top_logprobs", b.TopLogprobs, number(0)},
+		field{"modalities", b.Modalities, oneOf(`["text"]`)}, field{"audio", b.Audio, never},
+		field{"prediction", b.Prediction, never}, field{"reasoning_effort", b.ReasoningEffort, never},
+		field{"verbosity", b.Verbosity, never}, field{"web_search_options", b.WebSearchOptions, never})
 }
 
 type openAIMessage struct {
@@ -45,6 +79,9 @@ func (g *Gateway) openAIParse(r *http.Request) (call, *openAIChatRequest, *failu
 	}
 	if body.N != nil && *body.N != 1 {
 		return c, nil, fail(http.StatusBadRequest, "invalid_request", "n=%d: the gateway makes one choice per call (n must be 1)", *body.N)
+	}
+	if f := body.unsupported(); f != nil {
+		return c, nil, f
 	}
 	req, f := openAIConversation(body.Messages)
 	if f != nil {
