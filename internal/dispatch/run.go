@@ -57,6 +57,8 @@ func (d *Dispatcher) step(ctx context.Context) time.Duration {
 		d.commitCost(ctx, *m.commit)
 	case m.reserve != nil:
 		d.reserve(ctx, *m.reserve)
+	case m.failed != nil:
+		m.batch.OnResult(*m.failed)
 	case m.call != nil:
 		if m.call.onSend != nil {
 			m.call.onSend(m.call.waited)
@@ -74,6 +76,7 @@ type move struct {
 	fallback *Dispatcher // the fallback that takes batch's item
 	commit   *commitment
 	reserve  *ratewindow.Cost
+	failed   *Result // an item that can never be sent, reported to batch
 	call     *callPlan
 	batch    *batch
 	item     Item
@@ -169,19 +172,26 @@ func (d *Dispatcher) planCall(now time.Time, b *batch, it Item, res *reservation
 	nsCost, model := d.cost(b, it), d.modelOf(b)
 	if dec, full := d.scopeCheck(now, b.Namespace, model, nsCost); full != nil { // this namespace or model waits; the others go on
 		d.unbudget(now, res)
+		if dec.Reason == ratewindow.ReasonTooLarge {
+			return d.refuseTooLarge(now, b, it, nsCost, dec)
+		}
 		d.holdScope(full, dec)
 		return move{wait: -1}
 	}
 	dec := d.limiter.AdmitKeeping(now, est, d.cfg.InteractiveReserve)
 	if !dec.Allowed {
 		d.unbudget(now, res)
-		d.limited = dec
 		switch dec.Reason {
+		case ratewindow.ReasonTooLarge:
+			return d.refuseTooLarge(now, b, it, est, dec)
 		case ratewindow.ReasonReservation:
+			d.limited = dec
 			return move{wait: -1, reserve: &est}
-		case ratewindow.ReasonConcurrency, ratewindow.ReasonTooLarge:
+		case ratewindow.ReasonConcurrency:
+			d.limited = dec
 			return move{wait: idle} // a release pokes the loop
 		}
+		d.limited = dec
 		return move{wait: dec.RetryAt.Sub(now)}
 	}
 	// The endpoint is chosen only once the call is admitted, so refusals
@@ -210,6 +220,23 @@ func (d *Dispatcher) planCall(now time.Time, b *batch, it Item, res *reservation
 	}
 	d.calls.Add(1) // under the lock, so Drain sees every call it must wait for
 	return move{wait: -1, call: c, batch: b, item: it}
+}
+
+// ErrorTooLarge is the error class of an item that can never be sent: its
+// token cost alone is more than one of the token windows holds.
+const ErrorTooLarge = "TooLarge"
+
+// refuseTooLarge fails an item whose token cost alone (cost) is more than
+// the window dec names holds: no wait lets it through, and waiting for it
+// would hold every batch behind it. Its result is reported outside the lock.
+func (d *Dispatcher) refuseTooLarge(now time.Time, b *batch, it Item, cost ratewindow.Cost, dec ratewindow.Decision) move {
+	b.take()
+	d.finish(b, now)
+	r := Result{ID: it.ID, Prompt: it.Prompt, Attempts: it.Attempts, Provider: d.cfg.Name, ErrorClass: ErrorTooLarge,
+		ErrorMessage: fmt.Sprintf("its token cost (about %d input tokens, its prompt and system text at 4 characters a token, and %d output) "+
+			"is more than the %s window of LLMProvider %s holds, so no wait lets it through: shorten the prompt or lower spec.maxTokens",
+			cost.Input, cost.Output, dec.Window, d.cfg.Name)}
+	return move{wait: -1, failed: &r, batch: b}
 }
 
 // estimate is the token cost charged at admission: the prompt at ~4

@@ -88,7 +88,7 @@ func (g *Gateway) anthropicParse(r *http.Request) (call, *anthropicRequest, *fai
 		req.Temperature = body.Temperature.String()
 	}
 	c.req = req
-	if c.maxTokens, f = outputCap(body.MaxTokens); f != nil {
+	if f = c.setOutputCap(body.MaxTokens); f != nil {
 		return c, nil, f
 	}
 	return c, &body, nil

@@ -147,15 +147,18 @@ func callerToken(r *http.Request) string {
 // maxOutputCap bounds the output cap a call may ask for.
 const maxOutputCap = 1 << 20
 
-// outputCap reads a call's output cap; DefaultMaxTokens when it names none.
-func outputCap(v *int64) (int64, *failure) {
+// setOutputCap reads a call's output cap; DefaultMaxTokens when it names
+// none (capDefault then says so, for the errors that name the cap).
+func (c *call) setOutputCap(v *int64) *failure {
 	switch {
 	case v == nil:
-		return DefaultMaxTokens, nil
+		c.maxTokens, c.capDefault = DefaultMaxTokens, true
+		return nil
 	case *v < 1 || *v > maxOutputCap:
-		return 0, fail(http.StatusBadRequest, "invalid_request", "max tokens %d is outside 1 to %d", *v, maxOutputCap)
+		return fail(http.StatusBadRequest, "invalid_request", "max tokens %d is outside 1 to %d", *v, maxOutputCap)
 	}
-	return *v, nil
+	c.maxTokens = *v
+	return nil
 }
 
 // The dialects, for what differs only in words.

@@ -201,7 +201,10 @@ type call struct {
 	lp        *llmv1.LLMProvider
 	req       provider.Request
 	maxTokens int64
-	maxWait   time.Duration
+	// capDefault is true when the call named no output cap and
+	// DefaultMaxTokens is sent.
+	capDefault bool
+	maxWait    time.Duration
 	// waitSaid is true when the caller set maxWait (MaxWaitHeader); else
 	// the provider's spec.interactive.maxWaitMilliseconds applies, if set.
 	waitSaid bool
@@ -381,6 +384,10 @@ func (g *Gateway) acquire(ctx context.Context, c call, name string, t target, wa
 			"provider %q has no warm server: see its endpoints (kubectl get llmprovider %s -o yaml)", name, name)
 		f.limited = true
 		return admitted{}, f
+	case grant.Reason == ratewindow.ReasonTooLarge.String():
+		f := tooLarge(name, c, grant.Window)
+		f.limited = true // a fallback's windows may hold it
+		return admitted{}, f
 	case grant.Grant == "":
 		f := fail(http.StatusTooManyRequests, "rate_limit_exceeded", "provider %q has no quota within %v: %s %s",
 			name, wait, grant.Reason, grant.Window)
@@ -400,6 +407,19 @@ func (g *Gateway) acquire(ctx context.Context, c call, name string, t target, wa
 		}
 	}
 	return a, nil
+}
+
+// tooLarge is the refusal of a call whose token cost alone is more than
+// the provider's window holds: a 400, since no wait lets it through, that
+// says what to send instead.
+func tooLarge(provider string, c call, window string) *failure {
+	named := ""
+	if c.capDefault {
+		named = ", the gateway's default since the call named none"
+	}
+	return fail(http.StatusBadRequest, "tokens_over_limit",
+		"the call's token cost (its input, %d characters at about 4 a token, and its output cap, %d tokens%s) is more than the %s window of provider %q holds, "+
+			"so no wait lets it through: send a smaller output cap or a shorter input", c.req.Chars(), c.maxTokens, named, window, provider)
 }
 
 // leaderRetry is how often a call waiting for quota asks again while no

@@ -131,7 +131,7 @@ func (g *Gateway) geminiParse(r *http.Request) (call, *geminiCall, *failure) {
 		req.Temperature = t.String()
 	}
 	c.req = req
-	c.maxTokens, f = outputCap(body.GenerationConfig.MaxOutputTokens)
+	f = c.setOutputCap(body.GenerationConfig.MaxOutputTokens)
 	return c, &geminiCall{stream: method == "streamGenerateContent"}, f
 }
 

@@ -96,7 +96,7 @@ func (g *Gateway) openAIParse(r *http.Request) (call, *openAIChatRequest, *failu
 	if maxTokens == nil {
 		maxTokens = body.MaxTokens
 	}
-	if c.maxTokens, f = outputCap(maxTokens); f != nil {
+	if f = c.setOutputCap(maxTokens); f != nil {
 		return c, nil, f
 	}
 	return c, &body, nil

@@ -13,6 +13,9 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/shared"
 	"google.golang.org/genai"
+
+	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/ratewindow"
 )
 
 // TestGatewayRefusesWhatItCannotCarry: a field that would change the
@@ -81,5 +84,33 @@ func TestGatewayRefusesWhatItCannotCarry(t *testing.T) {
 		ResponseMIMEType: "text/plain", ThinkingConfig: &genai.ThinkingConfig{ThinkingBudget: &budget}})
 	if err != nil || !strings.HasPrefix(resp.Text(), "emulated answer") {
 		t.Errorf("Gemini with a thinking budget and a text response: %v", err)
+	}
+}
+
+// TestGatewayRefusesACallNoWindowHolds: a call whose token cost alone is
+// more than the provider's tokens window holds is answered 400 at once,
+// saying what to send instead (the gateway's default output cap, when the
+// call named none), not 429 with a Retry-After that no wait honours; a
+// call that fits is answered.
+func TestGatewayRefusesACallNoWindowHolds(t *testing.T) {
+	b := newBed(t, 600, time.Minute)
+	ctx := context.Background()
+	emu, _ := b.addProviderWith(t, "small", 600, time.Minute, providerOptions{dispatch: func(c *dispatch.Config) {
+		c.Limits.Tokens = &ratewindow.Window{Name: "tokensPerMinute", Limit: 1000, Period: time.Minute}
+	}})
+	grant(t, b.c, "use-small", []string{"small"}, "team-a", "app")
+	user := []openai.ChatCompletionMessageParamUnion{openai.UserMessage("what is a quota?")}
+	_, err := sdk(b, b.app).Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "small", Messages: user})
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusBadRequest || apiErr.Code != "tokens_over_limit" ||
+		!strings.Contains(apiErr.Message, "4096 tokens, the gateway's default") || !strings.Contains(apiErr.Message, "tokensPerMinute") {
+		t.Fatalf("no output cap named: %v, want 400 tokens_over_limit naming the default cap and the window", err)
+	}
+	if _, err := sdk(b, b.app).Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "small", Messages: user,
+		MaxTokens: openai.Int(64)}); err != nil {
+		t.Fatalf("a call that fits: %v", err)
+	}
+	if n := len(emu.Log()); n != 1 {
+		t.Fatalf("%d calls reached the provider, want the one that fits", n)
 	}
 }
