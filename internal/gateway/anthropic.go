@@ -35,10 +35,10 @@ type anthropicRequest struct {
 
 // unsupported refuses what the request asks that the gateway cannot carry.
 func (b *anthropicRequest) unsupported() *failure {
-	return refuseUnsupported(field{"tools", b.Tools, oneOf("[]")}, field{"tool_choice", b.ToolChoice, oneOf(`{"type":"none"}`, `{"type":"auto"}`)},
-		field{"stop_sequences", b.StopSequences, oneOf("[]")}, field{"top_p", b.TopP, never}, field{"top_k", b.TopK, never},
-		field{"thinking", b.Thinking, oneOf(`{"type":"disabled"}`)}, field{"mcp_servers", b.MCPServers, oneOf("[]")},
-		field{"container", b.Container, never})
+	return refuseUnsupported(field{"tools", b.Tools, emptyList}, field{"tool_choice", b.ToolChoice, noToolUse},
+		field{"stop_sequences", b.StopSequences, emptyList}, field{"top_p", b.TopP, nil}, field{"top_k", b.TopK, nil},
+		field{"thinking", b.Thinking, noThinking}, field{"mcp_servers", b.MCPServers, emptyList},
+		field{"container", b.Container, nil})
 }
 
 type anthropicMessage struct {

@@ -51,20 +51,23 @@ type geminiRequest struct {
 // unsupported refuses what the request asks that the gateway cannot carry.
 func (b *geminiRequest) unsupported() *failure {
 	gc := &b.GenerationConfig
-	fields := []field{{"tools", b.Tools, oneOf("[]")}, {"toolConfig", b.ToolConfig, never},
-		{"safetySettings", b.SafetySettings, oneOf("[]")}, {"cachedContent", b.CachedContent, never},
-		{"generationConfig.stopSequences", gc.StopSequences, oneOf("[]")}, {"generationConfig.topP", gc.TopP, never},
-		{"generationConfig.topK", gc.TopK, never}, {"generationConfig.presencePenalty", gc.PresencePenalty, number(0)},
-		{"generationConfig.frequencyPenalty", gc.FrequencyPenalty, number(0)},
-		{"generationConfig.responseMimeType", gc.ResponseMimeType, oneOf(`"text/plain"`)},
-		{"generationConfig.responseSchema", gc.ResponseSchema, never}, {"generationConfig.responseJsonSchema", gc.ResponseJSONSchema, never},
-		{"generationConfig.responseModalities", gc.ResponseModalities, oneOf(`["TEXT"]`)},
-		{"generationConfig.responseLogprobs", gc.ResponseLogprobs, oneOf("false")}, {"generationConfig.logprobs", gc.Logprobs, number(0)}}
+	var includeThoughts, thinkingLevel json.RawMessage
 	if tc := gc.ThinkingConfig; tc != nil {
-		fields = append(fields, field{"generationConfig.thinkingConfig.includeThoughts", tc.IncludeThoughts, oneOf("false")},
-			field{"generationConfig.thinkingConfig.thinkingLevel", tc.ThinkingLevel, never})
+		includeThoughts, thinkingLevel = tc.IncludeThoughts, tc.ThinkingLevel
 	}
-	return refuseUnsupported(fields...)
+	return refuseUnsupported(field{"tools", b.Tools, emptyList}, field{"toolConfig", b.ToolConfig, nil},
+		field{"safetySettings", b.SafetySettings, emptyList}, field{"cachedContent", b.CachedContent, nil},
+		field{"generationConfig.stopSequences", gc.StopSequences, emptyList}, field{"generationConfig.topP", gc.TopP, nil},
+		field{"generationConfig.topK", gc.TopK, nil}, field{"generationConfig.presencePenalty", gc.PresencePenalty, zero},
+		field{"generationConfig.frequencyPenalty", gc.FrequencyPenalty, zero},
+		field{"generationConfig.responseMimeType", gc.ResponseMimeType, plainText},
+		field{"generationConfig.responseSchema", gc.ResponseSchema, nil},
+		field{"generationConfig.responseJsonSchema", gc.ResponseJSONSchema, nil},
+		field{"generationConfig.responseModalities", gc.ResponseModalities, textModality},
+		field{"generationConfig.responseLogprobs", gc.ResponseLogprobs, falseValue},
+		field{"generationConfig.logprobs", gc.Logprobs, zero},
+		field{"generationConfig.thinkingConfig.includeThoughts", includeThoughts, falseValue},
+		field{"generationConfig.thinkingConfig.thinkingLevel", thinkingLevel, nil})
 }
 
 type geminiContent struct {

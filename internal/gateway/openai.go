@@ -49,15 +49,15 @@ type openAIChatRequest struct {
 // unsupported refuses what the request asks that the gateway cannot carry.
 func (b *openAIChatRequest) unsupported() *failure {
 	return refuseUnsupported(
-		field{"tools", b.Tools, oneOf("[]")}, field{"functions", b.Functions, oneOf("[]")},
-		field{"tool_choice", b.ToolChoice, oneOf(`"none"`, `"auto"`)}, field{"function_call", b.FunctionCall, oneOf(`"none"`, `"auto"`)},
-		field{"response_format", b.ResponseFormat, oneOf(`{"type":"text"}`)}, field{"stop", b.Stop, oneOf("[]", `""`)},
-		field{"top_p", b.TopP, number(1)}, field{"frequency_penalty", b.FrequencyPenalty, number(0)},
-		field{"presence_penalty", b.PresencePenalty, number(0)}, field{"logit_bias", b.LogitBias, oneOf("{}")},
-		field{"logprobs", b.Logprobs, oneOf("false")}, field{"top_logprobs", b.TopLogprobs, number(0)},
-		field{"modalities", b.Modalities, oneOf(`["text"]`)}, field{"audio", b.Audio, never},
-		field{"prediction", b.Prediction, never}, field{"reasoning_effort", b.ReasoningEffort, never},
-		field{"verbosity", b.Verbosity, never}, field{"web_search_options", b.WebSearchOptions, never})
+		field{"tools", b.Tools, emptyList}, field{"functions", b.Functions, emptyList},
+		field{"tool_choice", b.ToolChoice, noToolChoice}, field{"function_call", b.FunctionCall, noToolChoice},
+		field{"response_format", b.ResponseFormat, textFormat}, field{"stop", b.Stop, noStop},
+		field{"top_p", b.TopP, one}, field{"frequency_penalty", b.FrequencyPenalty, zero},
+		field{"presence_penalty", b.PresencePenalty, zero}, field{"logit_bias", b.LogitBias, emptyObject},
+		field{"logprobs", b.Logprobs, falseValue}, field{"top_logprobs", b.TopLogprobs, zero},
+		field{"modalities", b.Modalities, textOnly}, field{"audio", b.Audio, nil},
+		field{"prediction", b.Prediction, nil}, field{"reasoning_effort", b.ReasoningEffort, nil},
+		field{"verbosity", b.Verbosity, nil}, field{"web_search_options", b.WebSearchOptions, nil})
 }
 
 type openAIMessage struct {

@@ -20,19 +20,38 @@ import (
 // looked at.
 
 // field is a request field as sent: its name in the dialect, its raw
-// value (empty when absent), and when that value is one the gateway can
-// honour by not sending it.
+// value (empty when absent), and the values that change nothing, as
+// compact JSON (a number matches any way it is written: 1, 1.0).
 type field struct {
 	name    string
 	raw     json.RawMessage
-	neutral func(json.RawMessage) bool
+	neutral []string
 }
 
+// The neutral values of the fields the dialects look at, made once: the
+// check runs on every call.
+var (
+	emptyList    = []string{"[]"}
+	emptyObject  = []string{"{}"}
+	zero         = []string{"0"}
+	one          = []string{"1"}
+	falseValue   = []string{"false"}
+	noStop       = []string{"[]", `""`}
+	noToolChoice = []string{`"none"`, `"auto"`}
+	noToolUse    = []string{`{"type":"none"}`, `{"type":"auto"}`}
+	noThinking   = []string{`{"type":"disabled"}`}
+	textFormat   = []string{`{"type":"text"}`}
+	textOnly     = []string{`["text"]`}
+	textModality = []string{`["TEXT"]`}
+	plainText    = []string{`"text/plain"`}
+)
+
 // refuseUnsupported returns a 400 naming the first field set to a value
-// the gateway cannot carry; nil when none is.
+// the gateway cannot carry; nil when none is. It allocates nothing for
+// fields that are absent, which most are: it runs on every call.
 func refuseUnsupported(fields ...field) *failure {
 	for _, f := range fields {
-		if len(f.raw) == 0 || string(f.raw) == "null" || f.neutral != nil && f.neutral(f.raw) {
+		if len(f.raw) == 0 || string(f.raw) == "null" || isNeutral(f.raw, f.neutral) {
 			continue
 		}
 		return fail(http.StatusBadRequest, "unsupported_parameter",
@@ -42,32 +61,25 @@ func refuseUnsupported(fields ...field) *failure {
 	return nil
 }
 
-// never: no value but absent or null is neutral.
-func never(json.RawMessage) bool { return false }
-
-// number reports whether the value is the number v.
-func number(v float64) func(json.RawMessage) bool {
-	return func(raw json.RawMessage) bool {
-		got, err := strconv.ParseFloat(string(bytes.TrimSpace(raw)), 64)
-		return err == nil && got == v
-	}
-}
-
-// oneOf reports whether the value is one of the JSON values given, as
-// written compactly.
-func oneOf(values ...string) func(json.RawMessage) bool {
-	return func(raw json.RawMessage) bool {
-		var b bytes.Buffer
-		if json.Compact(&b, raw) != nil {
-			return false
-		}
-		for _, v := range values {
-			if b.String() == v {
-				return true
-			}
-		}
+// isNeutral reports whether raw is one of the neutral values.
+func isNeutral(raw json.RawMessage, neutral []string) bool {
+	if len(neutral) == 0 {
 		return false
 	}
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return false
+	}
+	got, numErr := strconv.ParseFloat(b.String(), 64)
+	for _, v := range neutral {
+		if b.String() == v {
+			return true
+		}
+		if want, err := strconv.ParseFloat(v, 64); numErr == nil && err == nil && got == want {
+			return true
+		}
+	}
+	return false
 }
 
 // abbreviate keeps an error message short whatever was sent.
