@@ -340,7 +340,8 @@ spec:
 // (hack/cluster/gatewayclient).
 type gatewayCall struct {
 	N        int    `json:"n"`
-	Time     string `json:"time"` // when it began (the Go app's calls)
+	Time     string `json:"time"`   // when it began (the Go app's calls)
+	Millis   int64  `json:"millis"` // how long it took (the Go app's calls)
 	Status   int    `json:"status"`
 	Provider string `json:"provider"`
 	Text     string `json:"text"`
@@ -355,6 +356,13 @@ type gatewayCall struct {
 func (c gatewayCall) started() time.Time {
 	at, _ := time.Parse(time.RFC3339Nano, c.Time)
 	return at
+}
+
+// underWayAt reports whether the call was under way at t: it began before
+// t and ended after it.
+func (c gatewayCall) underWayAt(t time.Time) bool {
+	began := c.started()
+	return began.Before(t) && began.Add(time.Duration(c.Millis)*time.Millisecond).After(t)
 }
 
 type gatewaySummary struct {

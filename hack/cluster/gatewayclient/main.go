@@ -24,6 +24,7 @@ import (
 type Call struct {
 	N        int    `json:"n"`
 	Time     string `json:"time"`
+	Millis   int64  `json:"millis"` // how long it took, to its answer or its failure
 	Status   int    `json:"status"`
 	Provider string `json:"provider,omitempty"` // the X-Llmquota-Provider that served it
 	Text     string `json:"text,omitempty"`
@@ -59,8 +60,10 @@ func main() {
 }
 
 // call makes one call; a failure to reach the gateway is status 0.
-func call(base, tokenFile, model, maxWait string, n int) Call {
-	c := Call{N: n, Time: time.Now().UTC().Format(time.RFC3339Nano)}
+func call(base, tokenFile, model, maxWait string, n int) (c Call) {
+	began := time.Now()
+	c = Call{N: n, Time: began.UTC().Format(time.RFC3339Nano)}
+	defer func() { c.Millis = time.Since(began).Milliseconds() }()
 	token, err := os.ReadFile(tokenFile) // read each time: the kubelet rotates it
 	if err != nil {
 		c.Error = err.Error()
