@@ -25,9 +25,6 @@ type Hold struct {
 	// persisted so far does not cover the call: persist CommitDay and
 	// CommitMonth (see Meter.Commit) and ask again.
 	Commit bool
-	// Never is set when the call's worst case alone is more than the
-	// budget of Period: no reset gives it room (Until is zero).
-	Never bool
 }
 
 // commitShare is the part of a budget committed ahead at once: a crash
@@ -59,12 +56,6 @@ func (m *Meter) Admit(now time.Time, worst *big.Rat, b Budgets) *Hold {
 	m.roll(now)
 	if !b.Set() {
 		return nil
-	}
-	switch {
-	case over(worst, b.Daily):
-		return &Hold{Period: "daily", Never: true}
-	case over(worst, b.Monthly):
-		return &Hold{Period: "monthly", Never: true}
 	}
 	needDay := new(big.Rat).Add(new(big.Rat).Add(m.today, m.reservedDay), worst)
 	needMonth := new(big.Rat).Add(new(big.Rat).Add(m.mtd, m.reservedMonth), worst)

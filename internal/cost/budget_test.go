@@ -161,22 +161,3 @@ func TestBudgetsHoldAcrossCrashes(t *testing.T) {
 		}
 	}
 }
-
-// TestACallOverTheWholeBudgetIsNeverAdmitted: a worst case above the whole
-// daily or monthly budget is refused as one no reset gives room (Never),
-// not held until a reset after which it would be held again.
-func TestACallOverTheWholeBudgetIsNeverAdmitted(t *testing.T) {
-	m := mustMeter(t, Prices{PerRequest: "0.25"})
-	now := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		b      Budgets
-		period string
-	}{{Budgets{Daily: "0.20"}, "daily"}, {Budgets{Daily: "1.00", Monthly: "0.20"}, "monthly"}} {
-		if h := m.Admit(now, m.Price(0, 0), tc.b); h == nil || !h.Never || h.Period != tc.period || !h.Until.IsZero() {
-			t.Errorf("%+v: hold %+v, want Never on the %s budget", tc.b, h, tc.period)
-		}
-	}
-	if h := admit(m, now, m.Price(0, 0), Budgets{Daily: "0.25"}, nil); h != nil {
-		t.Errorf("a worst case equal to the budget: hold %+v, want admitted", h)
-	}
-}

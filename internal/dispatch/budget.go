@@ -33,16 +33,10 @@ type budgetHold struct {
 
 // decision is the hold as a batch or a gateway call shows it: the
 // provider's budget ("daily"), or a namespace's ("namespace/daily").
-//
-// A call whose worst case is more than the whole budget (Never) is too
-// large for it: no reset gives it room ("daily budget").
 func (h *budgetHold) decision() ratewindow.Decision {
 	dec := ratewindow.Decision{Reason: ratewindow.ReasonBudget, Window: h.Period, RetryAt: h.Until}
 	if h.namespace != "" {
 		dec.Window = NamespaceBudgetWindow + h.Period
-	}
-	if h.Never {
-		dec.Reason, dec.Window = ratewindow.ReasonTooLarge, dec.Window+" budget"
 	}
 	return dec
 }

@@ -143,11 +143,7 @@ func (d *Dispatcher) plan(now time.Time) move {
 		return move{wait: idle}
 	}
 	res, hold := d.budget(now, b, it)
-	switch {
-	case hold != nil && hold.Never:
-		return d.failNever(now, b, it, fmt.Sprintf("its worst-case cost (its prompt and system text at a token a byte, and its output cap) "+
-			"is more than the whole %s budget, so no reset gives it room: shorten the prompt or lower spec.maxTokens", hold.decision().Window))
-	case hold != nil:
+	if hold != nil {
 		return d.planHold(now, hold)
 	}
 	return d.planCall(now, b, it, res)
@@ -227,25 +223,19 @@ func (d *Dispatcher) planCall(now time.Time, b *batch, it Item, res *reservation
 }
 
 // ErrorTooLarge is the error class of an item that can never be sent: its
-// token cost alone is more than one of the token windows holds, or its
-// worst-case cost more than a whole budget.
+// token cost alone is more than one of the token windows holds.
 const ErrorTooLarge = "TooLarge"
 
 // refuseTooLarge fails an item whose token cost alone (cost) is more than
-// the window dec names holds.
+// the window dec names holds: no wait lets it through, and waiting for it
+// would hold every batch behind it. Its result is reported outside the lock.
 func (d *Dispatcher) refuseTooLarge(now time.Time, b *batch, it Item, cost ratewindow.Cost, dec ratewindow.Decision) move {
-	return d.failNever(now, b, it, fmt.Sprintf("its token cost (about %d input tokens, its prompt and system text at 4 characters a token, "+
-		"and %d output) is more than the %s window of LLMProvider %s holds, so no wait lets it through: shorten the prompt or lower spec.maxTokens",
-		cost.Input, cost.Output, dec.Window, d.cfg.Name))
-}
-
-// failNever fails an item that no wait lets through (ErrorTooLarge, with
-// why): waiting for it would hold every batch behind it. Its result is
-// reported outside the lock.
-func (d *Dispatcher) failNever(now time.Time, b *batch, it Item, why string) move {
 	b.take()
 	d.finish(b, now)
-	r := Result{ID: it.ID, Prompt: it.Prompt, Attempts: it.Attempts, Provider: d.cfg.Name, ErrorClass: ErrorTooLarge, ErrorMessage: why}
+	r := Result{ID: it.ID, Prompt: it.Prompt, Attempts: it.Attempts, Provider: d.cfg.Name, ErrorClass: ErrorTooLarge,
+		ErrorMessage: fmt.Sprintf("its token cost (about %d input tokens, its prompt and system text at 4 characters a token, and %d output) "+
+			"is more than the %s window of LLMProvider %s holds, so no wait lets it through: shorten the prompt or lower spec.maxTokens",
+			cost.Input, cost.Output, dec.Window, d.cfg.Name)}
 	return move{wait: -1, failed: &r, batch: b}
 }
 

@@ -5,13 +5,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/llmquota/llmquota/internal/cost"
 	"github.com/llmquota/llmquota/internal/ratewindow"
 )
 
 // TestItemTooLargeForAWindowFails: an item whose token cost alone is more
-// than the provider's tokens window (or a namespace's own) holds, or whose
-// worst-case cost is more than a whole budget, can never be sent. It fails at once with a result that says why, and is never
+// than the provider's tokens window (or a namespace's own) holds can never
+// be sent. It fails at once with a result that says why, and is never
 // sent; the items behind it, its batch's and another batch's, go on. Held
 // for it instead, every batch on the provider waited for ever.
 func TestItemTooLargeForAWindowFails(t *testing.T) {
@@ -26,12 +25,6 @@ func TestItemTooLargeForAWindowFails(t *testing.T) {
 		{"a namespace's own tokens window", func(c *Config) {
 			c.Shares = Shares{DefaultLimits: &ratewindow.Config{Tokens: &ratewindow.Window{Name: "tokensPerMinute", Limit: 500, Period: time.Minute}}}
 		}, NamespaceLimitWindow + "tokensPerMinute"},
-		{"the provider's daily budget", func(c *Config) { // the huge item's worst case costs about $0.0041, a small one's $0.0001
-			c.Prices, c.Budgets = cost.Prices{InputPerMillion: "1", OutputPerMillion: "1"}, cost.Budgets{Daily: "0.001"}
-		}, "daily budget"},
-		{"a namespace's daily budget", func(c *Config) {
-			c.Prices, c.Shares = cost.Prices{InputPerMillion: "1", OutputPerMillion: "1"}, Shares{DefaultBudgets: cost.Budgets{Daily: "0.001"}}
-		}, NamespaceBudgetWindow + "daily budget"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			client := &stubClient{}

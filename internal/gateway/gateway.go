@@ -418,8 +418,8 @@ func tooLarge(provider string, c call, window string) *failure {
 		named = ", the gateway's default since the call named none"
 	}
 	return fail(http.StatusBadRequest, "tokens_over_limit",
-		"the call's worst case (its input, %d characters, and its output cap, %d tokens%s) is more than provider %q's %s holds, "+
-			"so no wait lets it through: send a smaller output cap or a shorter input", c.req.Chars(), c.maxTokens, named, provider, window)
+		"the call's token cost (its input, %d characters at about 4 a token, and its output cap, %d tokens%s) is more than the %s window of provider %q holds, "+
+			"so no wait lets it through: send a smaller output cap or a shorter input", c.req.Chars(), c.maxTokens, named, window, provider)
 }
 
 // leaderRetry is how often a call waiting for quota asks again while no
