@@ -47,8 +47,7 @@ func setProgress(b *llmv1.InferenceBatch, o observation, now time.Time) (finishe
 		limited = rateLimitedCondition(o.progress.Limit, 0)
 	}
 	set(limited)
-	set(boolCondition(llmv1.ConditionBackingOff, o.progress.BackingOff && !finished, llmv1.ReasonFailuresBackingOff, llmv1.ReasonNotBackingOff,
-		"the provider backs off after failed calls", "no backoff holds this batch"))
+	set(backingOffCondition(o.progress.BackingOff && !finished))
 	set(boolCondition(llmv1.ConditionSuspended, b.Spec.Suspend, llmv1.ReasonSuspended, llmv1.ReasonNotSuspended,
 		"spec.suspend is true: calls in flight finish, nothing new starts", "the batch runs"))
 	if finished {
@@ -56,8 +55,7 @@ func setProgress(b *llmv1.InferenceBatch, o observation, now time.Time) (finishe
 		return true
 	}
 	set(progressingCondition(b, o, done, limited))
-	set(metav1.Condition{Type: llmv1.ConditionComplete, Status: metav1.ConditionFalse, Reason: llmv1.ReasonItemsPending,
-		Message: fmt.Sprintf("%d of %d items done", done, o.kept)})
+	set(pendingCondition(done, o.kept))
 	set(notFailed())
 	set(notFinished())
 	st.EstimatedCompletionTime = timeOrNil(o.eta)
@@ -141,10 +139,22 @@ func showStopped(b *llmv1.InferenceBatch, run *batchrun.Run, now time.Time) {
 		finishes: run.Store.Finishes(), usage: run.Store.Usage(), refs: run.Store.References()})
 	set := func(c metav1.Condition) { setCondition(&b.Status.Conditions, c, b.Generation, now) }
 	set(rateLimitedCondition(ratewindow.Decision{}, 0))
-	set(boolCondition(llmv1.ConditionBackingOff, false, llmv1.ReasonFailuresBackingOff, llmv1.ReasonNotBackingOff, "", "no backoff holds this batch"))
-	set(metav1.Condition{Type: llmv1.ConditionComplete, Status: metav1.ConditionFalse, Reason: llmv1.ReasonItemsPending,
-		Message: fmt.Sprintf("%d of %d items done", done, run.Kept)})
+	set(backingOffCondition(false))
+	set(pendingCondition(done, run.Kept))
 	b.Status.EstimatedCompletionTime = nil
+}
+
+// backingOffCondition is a batch's BackingOff condition.
+func backingOffCondition(on bool) metav1.Condition {
+	return boolCondition(llmv1.ConditionBackingOff, on, llmv1.ReasonFailuresBackingOff, llmv1.ReasonNotBackingOff,
+		"the provider backs off after failed calls", "no backoff holds this batch")
+}
+
+// pendingCondition is the Complete condition of a batch with kept items
+// of which done have their result.
+func pendingCondition(done int32, kept int) metav1.Condition {
+	return metav1.Condition{Type: llmv1.ConditionComplete, Status: metav1.ConditionFalse, Reason: llmv1.ReasonItemsPending,
+		Message: fmt.Sprintf("%d of %d items done", done, kept)}
 }
 
 // finishDone ends a batch whose every kept item has its result: failed

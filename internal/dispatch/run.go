@@ -181,17 +181,16 @@ func (d *Dispatcher) planCall(now time.Time, b *batch, it Item, res *reservation
 	dec := d.limiter.AdmitKeeping(now, est, d.cfg.InteractiveReserve)
 	if !dec.Allowed {
 		d.unbudget(now, res)
-		switch dec.Reason {
-		case ratewindow.ReasonTooLarge:
+		if dec.Reason == ratewindow.ReasonTooLarge {
 			return d.refuseTooLarge(now, b, it, est, dec)
-		case ratewindow.ReasonReservation:
-			d.limited = dec
-			return move{wait: -1, reserve: &est}
-		case ratewindow.ReasonConcurrency:
-			d.limited = dec
-			return move{wait: idle} // a release pokes the loop
 		}
 		d.limited = dec
+		switch dec.Reason {
+		case ratewindow.ReasonReservation:
+			return move{wait: -1, reserve: &est}
+		case ratewindow.ReasonConcurrency:
+			return move{wait: idle} // a release pokes the loop
+		}
 		return move{wait: dec.RetryAt.Sub(now)}
 	}
 	// The endpoint is chosen only once the call is admitted, so refusals
