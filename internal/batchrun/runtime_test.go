@@ -246,7 +246,20 @@ func TestWriteErrorClearedByTheNextWrite(t *testing.T) {
 	eventually(t, "the failed write noted", func() bool { return run.WriteError() != nil })
 	eventually(t, "the writer waiting to retry", b.clock.HasWaiters)
 	b.clock.Step(time.Second)
-	eventually(t, "the result stored on the retry", func() bool { return run.StoredCount() == 1 })
+	// The write's news is told after the write's outcome is noted: once it
+	// came, the status the reconciler builds from the run must show no error.
+	stored := false
+	eventually(t, "the news of the retry that stored the result", func() bool {
+		select {
+		case e := <-b.rt.News():
+			stored = stored || e.Object.Kind == Stored
+		default:
+		}
+		return stored
+	})
+	if run.StoredCount() != 1 {
+		t.Fatalf("%d results stored after the retry, want 1", run.StoredCount())
+	}
 	if err := run.WriteError(); err != nil {
 		t.Fatalf("WriteError = %v after a write that stored the result; want nil", err)
 	}
