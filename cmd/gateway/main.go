@@ -111,12 +111,16 @@ func main() {
 	releases := authority.NewReleaser(ctx, quota, log)
 	spares := &authority.Spares{Quota: quota, Return: releases.Release, Max: maxSpares}
 	go spares.Run(ctx)
+	// Every call's grant is kept until its release, so a new leader is told
+	// the calls in flight before it admits anything (docs/gateway.md).
+	ledger := &authority.Ledger{Quota: spares, Releases: releases}
+	go (&authority.CheckIns{Client: quota, Ledger: ledger, Pod: podName(), Log: log.WithName("check-in")}).Run(ctx)
 	metrics := gateway.NewMetrics(crmetrics.Registry)
 	gateway.RegisterSpares(crmetrics.Registry, spares)
 	gw := &gateway.Gateway{
 		Providers: &gateway.Providers{Reader: mgr.GetClient(), HTTP: provider.NewHTTPClient(1024), SecretRecheck: gateway.DefaultSecretRecheck},
 		Auth:      &kubeauth.Reviewer{Client: mgr.GetClient(), Audiences: []string{audience}, TTL: authTTL},
-		Quota:     spares, Releases: releases, Metrics: metrics, MaxWait: maxWait, Log: log,
+		Quota:     ledger, Releases: ledger, Metrics: metrics, MaxWait: maxWait, Log: log,
 		Denials: gateway.NewDenials(mgr.GetEventRecorder("llmquota-gateway"), gateway.DeniedEventsPerSecond, gateway.DeniedEventsBurst),
 	}
 	if cacheMiB > 0 {
@@ -203,4 +207,15 @@ func cachedFile(path string, every time.Duration) func() (string, error) {
 // splitList reads a comma-separated flag.
 func splitList(s string) []string {
 	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
+}
+
+// podName is this gateway's pod, "namespace/name", as the managers list it
+// (authority.GatewayPods): POD_NAMESPACE and POD_NAME, or the host name,
+// which is the pod's name unless the pod sets another.
+func podName() string {
+	name := os.Getenv("POD_NAME")
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	return os.Getenv("POD_NAMESPACE") + "/" + name
 }

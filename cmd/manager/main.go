@@ -38,7 +38,7 @@ type flags struct {
 	leaderElectNS, stateNS                       string
 	secretNS, ollamaNS, gatewaySAs, s3Allowed    string
 	workers, flushItems                          int
-	flushEvery                                   time.Duration
+	flushEvery, adoptWithin                      time.Duration
 	zap                                          zap.Options
 }
 
@@ -59,6 +59,7 @@ func parseFlags() flags {
 	flag.StringVar(&f.pprofAddr, "pprof-bind-address", "0", "Address of the Go profiling endpoints (/debug/pprof); \"0\" disables them.")
 	flag.StringVar(&f.quotaAddr, "quota-bind-address", ":8444", "Address the leader serves quota to gateway replicas on; \"0\" disables it.")
 	flag.StringVar(&f.s3Allowed, "s3-allowed-endpoints", "", "Comma-separated hostnames (\"*.amazonaws.com\"), IP addresses and CIDRs of the object storage batches may name; empty: public addresses only (cluster-internal, loopback and link-local refused).")
+	flag.DurationVar(&f.adoptWithin, "gateway-checkin-timeout", authority.DefaultAdoptWithin, "How long a new leader waits for a gateway pod to tell the calls in flight that the previous leader granted before it admits anything: at least the gateway's longest call.")
 	flag.StringVar(&f.gatewaySAs, "gateway-service-accounts", "", "Comma-separated namespace/name of the ServiceAccounts whose gateways may draw quota (default: <POD_NAMESPACE>/llmquota-gateway).")
 	f.zap.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -140,8 +141,14 @@ func main() {
 
 	if f.quotaAddr != "0" {
 		reviewer := &kubeauth.Reviewer{Client: mgr.GetClient(), Audiences: []string{"llmquota.dev"}}
-		utilruntime.Must(mgr.Add(&authority.Server{Addr: f.quotaAddr, Lookup: registry.Get,
-			Authorize: authority.OnlyGateways(reviewer, gatewayAccounts(f.gatewaySAs)), Log: ctrl.Log.WithName("quota-authority")}))
+		accounts := gatewayAccounts(f.gatewaySAs)
+		quota := &authority.Server{Addr: f.quotaAddr, Lookup: registry.Get,
+			Authorize: authority.OnlyGateways(reviewer, accounts), Log: ctrl.Log.WithName("quota-authority"),
+			Gateways: authority.GatewayPods(mgr.GetAPIReader(), accounts), AdoptWithin: f.adoptWithin}
+		// Nothing is admitted until the gateways told the calls in flight
+		// that a previous leader granted (docs/gateway.md).
+		registry.HoldUntil(quota.Ready())
+		utilruntime.Must(mgr.Add(quota))
 	}
 
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -164,6 +165,27 @@ type Client struct {
 	HTTP     *http.Client
 	// Token returns the gateway's own bearer token; nil sends none.
 	Token func() (string, error)
+
+	// epoch is the last leader's term an answer named (EpochHeader).
+	epoch atomic.Pointer[string]
+}
+
+// Epoch is the term of the leader that answered last; "" before any did.
+func (c *Client) Epoch() string {
+	if e := c.epoch.Load(); e != nil {
+		return *e
+	}
+	return ""
+}
+
+// CheckIn tells the leader the gateway's calls in flight, and returns the
+// term of the leader that took them.
+func (c *Client) CheckIn(ctx context.Context, req CheckinRequest) (string, error) {
+	status, epoch, err := c.do(ctx, CheckinPath, req, nil)
+	if err == nil && status != http.StatusNoContent {
+		err = fmt.Errorf("the quota authority answered %d to a check-in", status)
+	}
+	return epoch, err
 }
 
 // Acquire asks for quota; a refusal is an AcquireResponse with Reason set,
@@ -205,23 +227,30 @@ func (c *Client) postNoContent(ctx context.Context, path string, in any, what st
 }
 
 func (c *Client) post(ctx context.Context, path string, in, out any) (int, error) {
+	status, _, err := c.do(ctx, path, in, out)
+	return status, err
+}
+
+// do posts in to path, decodes the answer into out (when not nil), and
+// returns its status and the term of the leader that gave it.
+func (c *Client) do(ctx context.Context, path string, in, out any) (status int, epoch string, err error) {
 	base, err := c.Resolver.URL(ctx)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	body, err := json.Marshal(in)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if c.Token != nil {
 		token, err := c.Token()
 		if err != nil {
-			return 0, fmt.Errorf("reading the gateway's token: %w", err)
+			return 0, "", fmt.Errorf("reading the gateway's token: %w", err)
 		}
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -230,21 +259,24 @@ func (c *Client) post(ctx context.Context, path string, in, out any) (int, error
 		if ctx.Err() == nil {
 			c.Resolver.Forget()
 		}
-		return 0, err
+		return 0, "", err
 	}
 	defer func() { _ = resp.Body.Close() }()
+	if epoch = resp.Header.Get(EpochHeader); epoch != "" {
+		c.epoch.Store(&epoch)
+	}
 	if resp.StatusCode == http.StatusNotFound {
 		var e errorBody
 		_ = json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&e)
-		return resp.StatusCode, &NotServedError{Message: e.Error}
+		return resp.StatusCode, epoch, &NotServedError{Message: e.Error}
 	}
 	if out != nil && resp.StatusCode < 500 {
 		if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(out); err != nil {
-			return resp.StatusCode, fmt.Errorf("reading the quota authority's answer: %w", err)
+			return resp.StatusCode, epoch, fmt.Errorf("reading the quota authority's answer: %w", err)
 		}
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
-	return resp.StatusCode, nil
+	return resp.StatusCode, epoch, nil
 }
 
 // NotServedError says the authority runs no dispatcher for the provider

@@ -2,6 +2,7 @@ package authority
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,19 +17,28 @@ import (
 	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 )
 
-// TestLeaseResolverFindsTheLeader: against a real API server, the leader is
-// the Lease holder's pod, found at its IP; after Forget a new leader is
-// found.
-func TestLeaseResolverFindsTheLeader(t *testing.T) {
+// managersNamespace starts a real API server with the managers' namespace,
+// llmquota-system, and returns a client and a check that fails the test
+// on an error.
+func managersNamespace(t *testing.T) (client.Client, func(error)) {
+	t.Helper()
 	c := apiserver.Start(t)
-	ctx := context.Background()
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	must(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "llmquota-system"}}))
+	must(c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "llmquota-system"}}))
+	return c, must
+}
+
+// TestLeaseResolverFindsTheLeader: against a real API server, the leader is
+// the Lease holder's pod, found at its IP; after Forget a new leader is
+// found.
+func TestLeaseResolverFindsTheLeader(t *testing.T) {
+	c, must := managersNamespace(t)
+	ctx := context.Background()
 	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "llmquota-system", Name: "manager.llmquota.dev"}}
 	must(c.Create(ctx, lease))
 	now := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
@@ -105,4 +115,33 @@ func (c countingReader) Get(ctx context.Context, key client.ObjectKey, obj clien
 		c.n.Add(1)
 	}
 	return c.Reader.Get(ctx, key, obj, opts...)
+}
+
+// TestGatewayPodsListsTheRunningGateways: against a real API server, the
+// pods a new leader waits for are the running pods of the gateways'
+// ServiceAccount: not a pending one (it never got a grant), not one whose
+// container waits to restart (it holds no call), not another account's.
+func TestGatewayPodsListsTheRunningGateways(t *testing.T) {
+	c, must := managersNamespace(t)
+	ctx := context.Background()
+	runs := corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
+	restarts := corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}
+	for _, p := range []struct {
+		name, account string
+		phase         corev1.PodPhase
+		state         corev1.ContainerState
+	}{{"gateway-a", "llmquota-gateway", corev1.PodRunning, runs}, {"gateway-b", "llmquota-gateway", corev1.PodPending, restarts},
+		{"gateway-c", "llmquota-gateway", corev1.PodRunning, runs}, {"gateway-d", "llmquota-gateway", corev1.PodRunning, restarts},
+		{"manager-a", "llmquota-manager", corev1.PodRunning, runs}} {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "llmquota-system", Name: p.name},
+			Spec: corev1.PodSpec{ServiceAccountName: p.account, Containers: []corev1.Container{{Name: "c", Image: "c"}}}}
+		must(c.Create(ctx, pod))
+		pod.Status.Phase = p.phase
+		pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "c", Image: "c", State: p.state}}
+		must(c.Status().Update(ctx, pod))
+	}
+	got, err := GatewayPods(c, []string{"llmquota-system/llmquota-gateway"})(ctx)
+	if err != nil || !slices.Equal(got, []string{"llmquota-system/gateway-a", "llmquota-system/gateway-c"}) {
+		t.Fatalf("gateway pods %v, %v; want gateway-a and gateway-c", got, err)
+	}
 }

@@ -39,6 +39,8 @@ const maxBody = 1 << 20
 type Server struct {
 	// Addr is the address Start listens on.
 	Addr string
+	// Listener, when set, is served instead of listening on Addr.
+	Listener net.Listener
 	// Lookup finds a provider's running dispatcher, nil if none runs.
 	Lookup func(provider string) *dispatch.Dispatcher
 	// Authorize decides whether a bearer token belongs to a gateway; nil
@@ -52,9 +54,29 @@ type Server struct {
 	// Clock is the time source; the real clock when nil.
 	Clock clock.Clock
 	Log   logr.Logger
+	// Gateways lists the names of the gateway pods that may have calls in
+	// flight a previous leader granted: the leader admits nothing until
+	// each has checked in (Ready), or AdoptWithin passed. Nil waits for
+	// none (a gateway out of the cluster, tests).
+	Gateways func(ctx context.Context) ([]string, error)
+	// AdoptWithin bounds the wait for gateway pods that do not check in;
+	// DefaultAdoptWithin when zero.
+	AdoptWithin time.Duration
+
+	// epoch names this leader's term on every answer (EpochHeader).
+	termOnce  sync.Once
+	epoch     string
+	readyOnce sync.Once
+	ready     chan struct{}
+	opened    sync.Once
+	checkedIn chan struct{}
 
 	mu     sync.Mutex
 	grants map[string]held
+	// checked are the gateway pods that told their calls in flight.
+	checked map[string]bool
+	// forgotten are releases of grants unknown here, while adopting.
+	forgotten map[string]struct{}
 }
 
 type held struct {
@@ -86,10 +108,14 @@ func (s *Server) NeedLeaderElection() bool { return true }
 // Start serves on Addr until ctx ends, reclaiming expired grants every
 // second. Grants still held when it stops end with their dispatchers.
 func (s *Server) Start(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.Addr)
-	if err != nil {
-		return err
+	ln := s.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.Addr); err != nil {
+			return err
+		}
 	}
+	s.begin(ctx)
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -170,9 +196,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	w.Header().Set(EpochHeader, s.term())
 	switch r.URL.Path {
 	case AcquirePath:
 		s.acquire(w, r)
+	case CheckinPath:
+		s.checkin(w, r)
 	case ReleasePath:
 		s.release(w, r)
 	case WrotePath:
@@ -192,6 +221,10 @@ func (s *Server) acquire(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.MaxTokens <= 0 {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "maxTokens must be positive: it bounds the reservation"})
+		return
+	}
+	if !s.isReady() {
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the new leader is learning the calls in flight that the previous one granted"})
 		return
 	}
 	d := s.Lookup(req.Provider)
@@ -271,6 +304,9 @@ func (s *Server) end(req ReleaseRequest) {
 	s.mu.Lock()
 	h, ok := s.grants[req.Grant]
 	delete(s.grants, req.Grant)
+	if !ok {
+		s.forget(req.Grant)
+	}
 	s.mu.Unlock()
 	if !ok {
 		return

@@ -19,7 +19,31 @@ const (
 	// WrotePath takes the word that a grant's request reached the
 	// connection (AcquireResponse.ReportWrite).
 	WrotePath = "/quota/v1/wrote"
+	// CheckinPath takes a gateway's calls in flight (CheckinRequest).
+	CheckinPath = "/quota/v1/checkin"
 )
+
+// EpochHeader names the leader's term on every answer of the service: a
+// gateway that sees one it has not checked in with checks in.
+const EpochHeader = "X-Llmquota-Authority-Epoch"
+
+// OpenGrant is a call in flight: its grant, and what it was granted for.
+type OpenGrant struct {
+	Grant     string `json:"grant"`
+	Provider  string `json:"provider"`
+	Namespace string `json:"namespace"`
+	Model     string `json:"model,omitempty"`
+	// Endpoint is the pool server the call went to; empty for a provider
+	// of one endpoint.
+	Endpoint string `json:"endpoint,omitempty"`
+}
+
+// CheckinRequest tells a new leader a gateway pod's calls in flight.
+type CheckinRequest struct {
+	// Pod is the gateway's pod, "namespace/name" (Server.Gateways).
+	Pod    string      `json:"pod"`
+	Grants []OpenGrant `json:"grants"`
+}
 
 // AcquireRequest asks for quota for one interactive call.
 type AcquireRequest struct {

@@ -44,6 +44,9 @@ type Dispatcher struct {
 	// writesHeld holds batch calls back until results are written
 	// (HoldForWrites).
 	writesHeld bool
+	// ready, while open, holds every admission (HoldUntil); nil once it
+	// closed.
+	ready <-chan struct{}
 	// spareUse is SpareUse, from the config.
 	spareUse time.Duration
 	meter    *cost.Meter

@@ -62,6 +62,9 @@ type Grant struct {
 	// spare is set on each of them.
 	spares []*Grant
 	spare  bool
+	// adopted is set on a call a previous leader granted (Adopt): its end
+	// frees its slots and settles nothing else.
+	adopted bool
 }
 
 // ReportsWrite says the grant's holder must call Wrote when the call's
@@ -122,6 +125,14 @@ type laneAction struct {
 func (d *Dispatcher) Acquire(ctx context.Context, ask Ask) (*Grant, ratewindow.Decision, error) {
 	w := &waiter{ask: ask, deadline: d.clock.Now().Add(max(0, ask.MaxWait)), done: make(chan struct{})}
 	d.mu.Lock()
+	if !d.admitting() {
+		// A new leader still learning the calls in flight (HoldUntil):
+		// refused at once, as by a full slot; the quota authority answers
+		// its callers before they get here.
+		d.counted(false)
+		d.mu.Unlock()
+		return nil, ratewindow.Decision{Reason: ratewindow.ReasonConcurrency}, nil
+	}
 	if head := d.headHeld(); ask.MaxWait <= 0 && head.Reason != ratewindow.ReasonNone {
 		// A call that will not wait is not queued behind one that does:
 		// what holds the head holds it too, and it learns so at once.
@@ -334,6 +345,10 @@ func (d *Dispatcher) Interactive() InteractiveStats {
 // budget is settled from the usage (the worst case when the outcome is
 // unknown). Later calls of Done, Cancel or Expire do nothing.
 func (g *Grant) Done(resp *provider.Response, err error) {
+	if g.adopted {
+		g.end(g.endAdopted)
+		return
+	}
 	g.end(func(d *Dispatcher, now time.Time) {
 		pe := d.releaseSlot(now, g.est, resp, err)
 		d.endpointDone(g.endpoint, g.at, now, resp, pe, true)
@@ -351,6 +366,10 @@ func (g *Grant) Done(resp *provider.Response, err error) {
 // given back unused leaves them too (Limiter.Unadmit), so spares a replica
 // did not need cost the others nothing.
 func (g *Grant) Cancel() {
+	if g.adopted {
+		g.end(g.endAdopted)
+		return
+	}
 	g.end(func(d *Dispatcher, now time.Time) {
 		if g.spare {
 			d.limiter.Unadmit(g.at, g.est)
@@ -374,6 +393,10 @@ func (g *Grant) Cancel() {
 // charged the worst case; the slot comes back without teaching the backoff
 // anything.
 func (g *Grant) Expire() {
+	if g.adopted {
+		g.end(g.endAdopted)
+		return
+	}
 	g.end(func(d *Dispatcher, now time.Time) {
 		d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
 		d.endpointDone(g.endpoint, g.at, now, nil, nil, false)

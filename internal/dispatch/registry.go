@@ -17,6 +17,8 @@ type Registry struct {
 	mu       sync.Mutex
 	running  map[string]*entry
 	stopping bool
+	// ready holds each dispatcher run until it is closed (HoldUntil).
+	ready <-chan struct{}
 }
 
 type entry struct {
@@ -50,6 +52,12 @@ func (r *Registry) Start(ctx context.Context) error {
 	}
 	return nil
 }
+
+// HoldUntil holds every dispatcher the registry runs from admitting
+// anything until ready is closed (Dispatcher.HoldUntil): the quota
+// authority closes it once it knows the calls the previous leader's
+// gateways still have in flight. Call it before Start.
+func (r *Registry) HoldUntil(ready <-chan struct{}) { r.ready = ready }
 
 // NeedLeaderElection says dispatchers run on the leader only.
 func (r *Registry) NeedLeaderElection() bool { return true }
@@ -93,6 +101,9 @@ func (r *Registry) SetVersion(name, version string) {
 func (r *Registry) Run(d *Dispatcher, version string) {
 	<-r.started
 	r.Stop(d.Name())
+	if r.ready != nil {
+		d.HoldUntil(r.ready)
+	}
 	ctx, cancel := context.WithCancel(r.ctx)
 	e := &entry{d: d, cancel: cancel, done: make(chan struct{}), version: version}
 	r.mu.Lock()

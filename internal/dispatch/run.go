@@ -34,6 +34,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		case <-ctx.Done():
 		case <-d.wake:
 		case <-timer.C():
+		case <-d.readyChan(): // nil, never ready, unless held
 		}
 		timer.Stop()
 	}
@@ -102,6 +103,9 @@ func (d *Dispatcher) plan(now time.Time) move {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.relearn(now)
+	if !d.admitting() { // a new leader learning the calls in flight: readyChan wakes the loop
+		return move{wait: idle}
+	}
 	if len(d.lane) > 0 { // interactive calls first: no batch item starts while one waits
 		if wait, blocked, act := d.serveLane(now); blocked {
 			return move{wait: wait, lane: &act}

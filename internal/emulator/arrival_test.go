@@ -28,6 +28,7 @@ func TestArrivalIsWhenTheBytesCame(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln := StampArrivals(l)
+	untilTheKernelStamps(t)
 	conn, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -58,5 +59,47 @@ func TestArrivalIsWhenTheBytesCame(t *testing.T) {
 	}
 	if !log[0].Time.Before(serving) {
 		t.Fatalf("the request was stamped %v, after serving began at %v: the handler's clock, not its arrival", log[0].Time, serving)
+	}
+}
+
+// untilTheKernelStamps waits until the kernel stamps packets as they are
+// sent over loopback. Asking for stamps (StampArrivals) turns them on a
+// moment later, from a kernel work queue: a request written before that
+// is stamped when it is read instead, the handler's time, and the check
+// above would fail for the kernel's delay, not the emulator's. A probe is
+// stamped no later than its write returned once stamps are on.
+func untilTheKernelStamps(t *testing.T) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	probes := StampArrivals(l)
+	defer func() { _ = probes.Close() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := net.Dial("tcp", probes.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := probes.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := out.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		written := time.Now()
+		if _, err := in.Read(make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		_ = out.Close()
+		_ = in.Close()
+		if at, ok := in.(stamped).arrivals().get(); ok && !at.After(written) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the kernel did not stamp what arrived within 10 s of being asked")
+		}
 	}
 }

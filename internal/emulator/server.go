@@ -47,6 +47,9 @@ type Server struct {
 	totals   tokenWindows           // prompt and output tokens, as OpenAI's TPM counts them
 	inputs   tokenWindows           // prompt tokens, as Anthropic's ITPM and Gemini's TPM count them
 	log      []Record
+	// inFlight counts the requests being served now, most the highest
+	// inFlight reached: the concurrency the server saw, whoever limited it.
+	inFlight, most int
 }
 
 // New returns a Server for cfg.
@@ -74,6 +77,27 @@ func (s *Server) Log() []Record {
 	return slices.Clone(s.log)
 }
 
+// MaxInFlight is the most requests the server was serving at once, from
+// their arrival to their answer.
+func (s *Server) MaxInFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.most
+}
+
+// serving counts a request in flight until the returned func is called.
+func (s *Server) serving() func() {
+	s.mu.Lock()
+	s.inFlight++
+	s.most = max(s.most, s.inFlight)
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		s.inFlight--
+		s.mu.Unlock()
+	}
+}
+
 // call is one parsed request.
 type call struct {
 	api       dialect
@@ -94,6 +118,7 @@ type call struct {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	arrived := s.arrival(r) // before the body is read and decoded, which a loaded machine makes slow
+	defer s.serving()()
 	c, ok := parse(r)
 	if !ok {
 		http.NotFound(w, r)

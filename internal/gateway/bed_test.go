@@ -2,7 +2,9 @@ package gateway_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -56,16 +58,20 @@ type bed struct {
 	// team-b/ops (may use every provider), team-c/ops (RBAC lets it use
 	// every provider, but emu's namespaceSelector does not select team-c).
 	app, other, ops, unselected string
-	auth                        *authority.Server
+	// auth is the leader's quota authority (nextLeader replaces it).
+	auth *authority.Server
+	// authorize is the authority's check of the gateways' tokens.
+	authorize func(ctx context.Context, token string) error
 
 	runCtx      context.Context //nolint:containedctx // the bed's lifetime, for the dispatchers added to it
 	mu          sync.Mutex
 	dispatchers map[string]*dispatch.Dispatcher // the authority's, by provider
+	configs     map[string]dispatch.Config      // what each was made from
 	notServed   atomic.Int64                    // lookups of a provider it did not serve
 
 	// authDown, while set, makes the authority's address drop every
 	// connection unanswered, as a crashed leader's does; authDropped
-	// counts the requests it dropped.
+	// counts the acquires it dropped.
 	authDown    atomic.Bool
 	authDropped atomic.Int64
 
@@ -169,7 +175,52 @@ func (b *bed) addProviderWith(t *testing.T, name string, limit int, period time.
 		b.dispatchers = map[string]*dispatch.Dispatcher{}
 	}
 	b.dispatchers[name] = d
+	if b.configs == nil {
+		b.configs = map[string]dispatch.Config{}
+	}
+	b.configs[name] = cfg
 	return emu, d
+}
+
+// gatewayPod is the pod name the bed's gateway replica i checks in as.
+func gatewayPod(i int) string { return fmt.Sprintf("%s/gateway-%d", systemNS, i) }
+
+// nextLeader is another manager taking over, as after a kill -9 of the
+// leader: a new quota authority, with a new dispatcher for every provider,
+// that admits nothing until the bed's three gateway replicas told it
+// their calls in flight. The old dispatchers are no longer asked.
+func (b *bed) nextLeader(t *testing.T) *authority.Server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // unused: the bed's own address reaches the authority
+	must(t, err)
+	next := &authority.Server{Listener: ln, Lookup: b.dispatcher, Authorize: b.authorize, Log: logr.Discard(),
+		Gateways: func(context.Context) ([]string, error) {
+			return []string{gatewayPod(0), gatewayPod(1), gatewayPod(2)}, nil
+		}}
+	b.mu.Lock()
+	fresh := map[string]*dispatch.Dispatcher{}
+	for name, cfg := range b.configs {
+		d, err := dispatch.New(cfg, nil, clock.RealClock{}, logr.Discard(), nil)
+		must(t, err)
+		d.HoldUntil(next.Ready())
+		ctx, stop := context.WithCancel(b.runCtx)
+		stopped := make(chan struct{})
+		go func() { d.Run(ctx); close(stopped) }()
+		t.Cleanup(func() { stop(); <-stopped })
+		fresh[name] = d
+	}
+	b.dispatchers = fresh
+	b.auth = next
+	b.mu.Unlock()
+	go func() { _ = next.Start(b.runCtx) }()
+	return next
+}
+
+// authority is the quota authority that leads now.
+func (b *bed) authority() *authority.Server {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.auth
 }
 
 // newBed starts a bed whose provider "emu" (OpenAI dialect, default
@@ -198,13 +249,16 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 	b.app, b.other, b.ops = token(t, b.c, "team-a", "app", audience), token(t, b.c, "team-a", "other", audience), token(t, b.c, "team-b", "ops", audience)
 
 	reviewer := &kubeauth.Reviewer{Client: b.c, Audiences: []string{audience}}
-	b.auth = &authority.Server{Lookup: b.dispatcher, Authorize: authority.OnlyGateways(reviewer, []string{gatewayMember}), Log: logr.Discard()}
+	b.authorize = authority.OnlyGateways(reviewer, []string{gatewayMember})
+	b.auth = &authority.Server{Lookup: b.dispatcher, Authorize: b.authorize, Log: logr.Discard()}
 	authSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !b.authDown.Load() {
-			b.auth.ServeHTTP(w, r)
+			b.authority().ServeHTTP(w, r)
 			return
 		}
-		b.authDropped.Add(1)
+		if r.URL.Path == authority.AcquirePath { // not the replicas' pings
+			b.authDropped.Add(1)
+		}
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err == nil {
 			_ = conn.Close() // no answer at all: the caller's request fails
@@ -218,17 +272,19 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 	t.Cleanup(broadcaster.Shutdown)
 	denials := gateway.NewDenials(broadcaster.NewRecorder(scheme.Scheme, "llmquota-gateway"), gateway.DeniedEventsPerSecond, gateway.DeniedEventsBurst)
 
-	for range 3 {
+	for i := range 3 {
 		quota := &authority.Client{Resolver: authority.StaticURL(authSrv.URL), HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
 			Token: func() (string, error) { return gatewayToken, nil }}
 		releases := authority.NewReleaser(runCtx, quota, logr.Discard())
 		spares := &authority.Spares{Quota: quota, Return: releases.Release} // as cmd/gateway wires it
 		go spares.Run(runCtx)
 		b.spares = append(b.spares, spares)
+		ledger := &authority.Ledger{Quota: spares, Releases: releases}
+		go (&authority.CheckIns{Client: quota, Ledger: ledger, Pod: gatewayPod(i), Every: 250 * time.Millisecond, Log: logr.Discard()}).Run(runCtx)
 		gw := &gateway.Gateway{
 			Providers: &gateway.Providers{Reader: b.c, HTTP: b.slowed(provider.NewHTTPClient(256)), SecretRecheck: gateway.DefaultSecretRecheck},
-			Auth:      &kubeauth.Reviewer{Client: b.c, Audiences: []string{audience}}, Quota: spares,
-			Releases: releases,
+			Auth:      &kubeauth.Reviewer{Client: b.c, Audiences: []string{audience}}, Quota: ledger,
+			Releases: ledger,
 			Metrics:  gateway.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(), Denials: denials,
 			Cache: gateway.NewAnswerCache(1 << 20),
 		}

@@ -217,8 +217,8 @@ func TestGateway(t *testing.T) {
 		if n := len(b.emu.Log()) - before; n != 0 {
 			t.Fatalf("%d refused calls reached the provider", n)
 		}
-		if s := b.d.Interactive(); s.Waiting != 0 || b.auth.Held() != 0 {
-			t.Fatalf("refused calls left quota held: lane %+v, %d grants", s, b.auth.Held())
+		if s := b.d.Interactive(); s.Waiting != 0 || b.authority().Held() != 0 {
+			t.Fatalf("refused calls left quota held: lane %+v, %d grants", s, b.authority().Held())
 		}
 	})
 
@@ -253,7 +253,7 @@ func TestGateway(t *testing.T) {
 
 	t.Run("only a gateway's ServiceAccount draws quota", func(t *testing.T) {
 		for _, tok := range []string{"", b.app} {
-			if ok := b.auth.Authorize(ctx, tok) == nil; ok {
+			if ok := b.authority().Authorize(ctx, tok) == nil; ok {
 				t.Errorf("the authority accepts a token that is not a gateway's (%q...)", tok[:min(len(tok), 8)])
 			}
 		}
@@ -434,9 +434,9 @@ func TestGatewayAndBatchShareTheWindow(t *testing.T) {
 func waitReleased(t *testing.T, b *bed) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for b.auth.Held() != 0 {
+	for b.authority().Held() != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d grants still held", b.auth.Held())
+			t.Fatalf("%d grants still held", b.authority().Held())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -178,6 +178,16 @@ func (l *Limiter) Wrote(at time.Time) {
 	l.lastWrote = max(l.lastWrote, at.UnixNano())
 }
 
+// Occupy counts a call in flight that this Limiter did not admit (a
+// previous leader's, adopted by the new one): it takes a concurrency slot,
+// even past the limit, and nothing in the windows, which counted the call
+// where it was admitted. Release frees the slot.
+func (l *Limiter) Occupy() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inFlight++
+}
+
 // Release ends an admitted call: it frees its concurrency slot and applies
 // what the call taught (success, failure, Retry-After, extra tokens).
 func (l *Limiter) Release(now time.Time, r Result) {

@@ -121,6 +121,28 @@ func TestConcurrency(t *testing.T) {
 	})
 }
 
+// TestOccupiedSlotsHoldWithoutWindows: a call occupied (a previous
+// leader's, in flight) takes a slot, even past the limit, until released,
+// and takes no place in the windows.
+func TestOccupiedSlotsHoldWithoutWindows(t *testing.T) {
+	l, err := New(Config{MaxConcurrency: 1, Windows: []Window{{Name: "minute", Period: time.Minute, Limit: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	l.Occupy()
+	l.Occupy()
+	for i := range 2 {
+		if d := l.Admit(at, Cost{}); d.Reason != ReasonConcurrency {
+			t.Fatalf("admission with %d occupied slots of 1: %+v, want refused for concurrency", 2-i, d)
+		}
+		l.Release(at, Result{Outcome: OutcomeNeutral})
+	}
+	if d := l.Admit(at, Cost{}); !d.Allowed {
+		t.Fatalf("admission once both occupied slots were released: %+v; the window must not count them", d)
+	}
+}
+
 func TestBackoffDoublesToTheCapAndResetsOnSuccess(t *testing.T) {
 	cfg := Config{InitialBackoff: 2 * time.Second, MaxBackoff: 60 * time.Second}
 	s := time.Second

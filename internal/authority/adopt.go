@@ -1,0 +1,184 @@
+package authority
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"time"
+)
+
+// A leader that crashed leaves gateway calls in flight that it granted.
+// The quota state it persisted carries their windows, tokens and budgets
+// over to the next leader, but not the calls themselves: the next leader
+// would count its concurrency slots (the provider's, a namespace's, a
+// model's, an Ollama pod's) from zero while those calls still run. So a
+// new leader adopts them before it admits anything: every gateway replica
+// checks in with the calls it has in flight (CheckinRequest), each is
+// counted in its slots as a grant of this leader (dispatch.Dispatcher.
+// Adopt), and only once every gateway pod has checked in, or AdoptWithin
+// passed (by then every call of the previous leader has ended: the
+// gateway's upstream timeout is shorter), are the dispatchers let go
+// (Ready).
+
+// DefaultAdoptWithin bounds how long a new leader waits for a gateway pod
+// that does not check in: the gateway's upstream timeout (2 minutes), after
+// which no call the previous leader granted can still be in flight.
+const DefaultAdoptWithin = 2 * time.Minute
+
+// adoptRecheck is how often the gateway pods are listed again while a
+// new leader waits for them: a pod deleted meanwhile is no longer waited
+// for.
+const adoptRecheck = time.Second
+
+// maxForgotten bounds the releases of unknown grants kept while adopting.
+const maxForgotten = 1 << 16
+
+// Ready is closed once the leader knows the calls in flight that the
+// previous leader granted, or stopped waiting for them: until then its
+// dispatchers admit nothing (dispatch.Registry.HoldUntil), and acquires
+// are answered 503, which a gateway waits through as through an election.
+func (s *Server) Ready() <-chan struct{} {
+	s.readyOnce.Do(func() { s.ready = make(chan struct{}) })
+	return s.ready
+}
+
+func (s *Server) open() {
+	s.Ready()
+	s.opened.Do(func() {
+		close(s.ready)
+		s.mu.Lock()
+		s.forgotten = nil
+		s.mu.Unlock()
+	})
+}
+
+// begin starts a term: its epoch, and the wait for the gateways' calls in
+// flight. Call it before serving.
+func (s *Server) begin(ctx context.Context) {
+	s.term()
+	go s.awaitGateways(ctx)
+}
+
+// term names this leader's term, made once, whether Start or a request
+// comes first.
+func (s *Server) term() string {
+	s.termOnce.Do(func() { s.epoch, s.checkedIn = newID(), make(chan struct{}, 1) })
+	return s.epoch
+}
+
+// isReady says the leader admits calls: it waits for no gateway, or Ready
+// is closed.
+func (s *Server) isReady() bool {
+	if s.Gateways == nil {
+		return true
+	}
+	select {
+	case <-s.Ready():
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *Server) adoptWithin() time.Duration {
+	if s.AdoptWithin <= 0 {
+		return DefaultAdoptWithin
+	}
+	return s.AdoptWithin
+}
+
+// awaitGateways lets the dispatchers go once every gateway pod checked in,
+// or AdoptWithin passed.
+func (s *Server) awaitGateways(ctx context.Context) {
+	if s.Gateways == nil {
+		s.open()
+		return
+	}
+	deadline := s.clock().Now().Add(s.adoptWithin())
+	var missing []string
+	for {
+		pods, err := s.Gateways(ctx)
+		switch {
+		case err != nil:
+			s.Log.Error(err, "Listing the gateway pods that may have calls in flight; listing again", "in", adoptRecheck)
+		default:
+			if missing = s.notCheckedIn(pods); len(missing) == 0 {
+				s.Log.Info("Every gateway pod told its calls in flight; admitting", "pods", len(pods))
+				s.open()
+				return
+			}
+		}
+		if !s.clock().Now().Before(deadline) {
+			s.Log.Info("Gateway pods did not tell their calls in flight; admitting, since no call of the previous leader can still run",
+				"pods", missing, "waited", s.adoptWithin())
+			s.open()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.clock().After(adoptRecheck):
+		case <-s.checkedIn:
+		}
+	}
+}
+
+// notCheckedIn returns the pods that have not checked in.
+func (s *Server) notCheckedIn(pods []string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.DeleteFunc(slices.Clone(pods), func(p string) bool { return s.checked[p] })
+}
+
+// checkin counts a gateway's calls in flight as this leader's grants, each
+// once: a grant this leader gave or adopted already, or whose release came
+// first, is left alone.
+func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
+	var req CheckinRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "malformed check-in: " + err.Error()})
+		return
+	}
+	now := s.clock().Now()
+	adopted := 0
+	s.mu.Lock()
+	if s.grants == nil {
+		s.grants = map[string]held{}
+	}
+	for _, og := range req.Grants {
+		_, known := s.grants[og.Grant]
+		_, released := s.forgotten[og.Grant]
+		d := s.Lookup(og.Provider)
+		if known || released || d == nil { // a provider no longer served has nothing to count
+			continue
+		}
+		s.grants[og.Grant] = held{grant: d.Adopt(og.Namespace, og.Model, og.Endpoint), expires: now.Add(s.lease())}
+		adopted++
+	}
+	if s.checked == nil {
+		s.checked = map[string]bool{}
+	}
+	s.checked[req.Pod] = true
+	s.mu.Unlock()
+	select {
+	case s.checkedIn <- struct{}{}:
+	default:
+	}
+	if adopted > 0 {
+		s.Log.Info("Counting calls in flight that the previous leader granted", "gateway", req.Pod, "calls", adopted)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// forget notes the release of a grant this leader does not know while it
+// adopts: the gateway's check-in may still name it (called under s.mu).
+func (s *Server) forget(grant string) {
+	if s.isReady() || len(s.forgotten) >= maxForgotten {
+		return
+	}
+	if s.forgotten == nil {
+		s.forgotten = map[string]struct{}{}
+	}
+	s.forgotten[grant] = struct{}{}
+}

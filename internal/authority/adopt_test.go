@@ -1,0 +1,205 @@
+package authority
+
+import (
+	"context"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/ratewindow"
+)
+
+// switchURL is a Resolver whose leader the test changes.
+type switchURL struct {
+	mu  sync.Mutex
+	url string
+}
+
+func (s *switchURL) URL(context.Context) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.url, nil
+}
+
+func (*switchURL) Forget() {}
+
+func (s *switchURL) set(url string) {
+	s.mu.Lock()
+	s.url = url
+	s.mu.Unlock()
+}
+
+// sentAtOnce is a Releases that posts each release before it returns.
+type sentAtOnce struct{ c *Client }
+
+func (r sentAtOnce) Release(req ReleaseRequest) { _ = r.c.Release(context.Background(), req) }
+func (r sentAtOnce) Wrote(grant string)         { _ = r.c.Wrote(context.Background(), grant) }
+
+// leader is one manager's term: a dispatcher "p" with two concurrency
+// slots and its authority over real HTTP, waiting for the gateway pods
+// listed by pods.
+type leader struct {
+	s   *Server
+	d   *dispatch.Dispatcher
+	url string
+}
+
+func newLeader(t *testing.T, fc *clocktesting.FakeClock, pods func(context.Context) ([]string, error)) *leader {
+	t.Helper()
+	d, err := dispatch.New(dispatch.Config{Name: "p", Client: noCalls{}, Limits: ratewindow.Config{MaxConcurrency: 2}}, nil, fc, logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Clock: fc, Log: logr.Discard(), Gateways: pods, Lookup: func(string) *dispatch.Dispatcher { return d }}
+	d.HoldUntil(s.Ready())
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s.begin(ctx)
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	return &leader{s: s, d: d, url: srv.URL}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// gatewayOf is a gateway replica: its client, ledger and check-ins.
+func gatewayOf(resolver Resolver, pod string) (*Ledger, *CheckIns) {
+	c := &Client{Resolver: resolver, HTTP: httptest.NewServer(nil).Client()}
+	ledger := &Ledger{Quota: c, Releases: sentAtOnce{c}}
+	return ledger, &CheckIns{Client: c, Ledger: ledger, Pod: pod, Log: logr.Discard()}
+}
+
+// TestNewLeaderCountsTheCallsInFlight: the leader crashes while a
+// gateway's two calls run, holding both of the provider's slots. The new
+// leader admits nothing until the gateway pod told it those calls, then
+// counts them in its slots until they end. Without them it would have
+// granted two more calls at once, four in flight against a limit of two.
+func TestNewLeaderCountsTheCallsInFlight(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC))
+	const pod = "llmquota/gateway-0"
+	old := newLeader(t, fc, nil)
+	resolver := &switchURL{url: old.url}
+	ledger, checkIns := gatewayOf(resolver, pod)
+	ctx := context.Background()
+	ask := AcquireRequest{Provider: "p", Namespace: "app", MaxTokens: 16}
+	var calls []string
+	for range 2 {
+		got, err := ledger.Acquire(ctx, ask)
+		if err != nil || got.Grant == "" {
+			t.Fatalf("acquire from the first leader: %+v, %v", got, err)
+		}
+		calls = append(calls, got.Grant)
+	}
+	if err := checkIns.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first leader dies with both calls in flight; another takes over.
+	next := newLeader(t, fc, func(context.Context) ([]string, error) { return []string{pod}, nil })
+	resolver.set(next.url)
+	if got, err := ledger.Acquire(ctx, ask); err == nil {
+		t.Fatalf("the new leader answered an acquire before the gateway told it its calls: %+v", got)
+	}
+	if isClosed(next.s.Ready()) {
+		t.Fatal("the new leader let its dispatchers go before the gateway pod checked in")
+	}
+	if err := checkIns.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the new leader ready", func() bool { return isClosed(next.s.Ready()) })
+	if next.s.Held() != 2 {
+		t.Fatalf("the new leader holds %d grants, want the 2 calls in flight", next.s.Held())
+	}
+	if got, err := ledger.Acquire(ctx, ask); err != nil || got.Grant != "" || got.Reason != ratewindow.ReasonConcurrency.String() {
+		t.Fatalf("acquire while the previous leader's two calls run: %+v, %v; want refused for concurrency", got, err)
+	}
+	ledger.Release(ReleaseRequest{Grant: calls[0], Sent: true, InputTokens: 3, OutputTokens: 5})
+	if got, err := ledger.Acquire(ctx, ask); err != nil || got.Grant == "" {
+		t.Fatalf("acquire once one of them ended: %+v, %v; want granted", got, err)
+	}
+	if err := checkIns.Once(ctx); err != nil || next.s.Held() != 2 {
+		t.Fatalf("a check-in with the same leader again: %v, %d grants held; want nothing adopted twice", err, next.s.Held())
+	}
+}
+
+// TestCallEndedBeforeItsCheckInIsNotAdopted: a call whose release reaches
+// the new leader before the check-in that names it (the two race) is not
+// counted: it ended.
+func TestCallEndedBeforeItsCheckInIsNotAdopted(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC))
+	const pod = "llmquota/gateway-0"
+	next := newLeader(t, fc, func(context.Context) ([]string, error) { return []string{pod}, nil })
+	_, checkIns := gatewayOf(StaticURL(next.url), pod)
+	ctx := context.Background()
+	if err := checkIns.Client.Release(ctx, ReleaseRequest{Grant: "ended", Sent: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := checkIns.Client.CheckIn(ctx, CheckinRequest{Pod: pod, Grants: []OpenGrant{
+		{Grant: "ended", Provider: "p", Namespace: "app"}, {Grant: "running", Provider: "p", Namespace: "app"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := next.s.Held(); n != 1 {
+		t.Fatalf("the new leader holds %d grants; want 1, the call still running", n)
+	}
+}
+
+// TestNewLeaderStopsWaitingForGatewaysThatCannotTell: a gateway pod
+// deleted while the new leader waits is no longer waited for; one that
+// never checks in is waited for DefaultAdoptWithin, after which no call of
+// the previous leader can still run.
+func TestNewLeaderStopsWaitingForGatewaysThatCannotTell(t *testing.T) {
+	for _, deleted := range []bool{true, false} {
+		fc := clocktesting.NewFakeClock(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC))
+		var mu sync.Mutex
+		pods := []string{"llmquota/gateway-0", "llmquota/gateway-1"}
+		next := newLeader(t, fc, func(context.Context) ([]string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return pods, nil
+		})
+		_, checkIns := gatewayOf(StaticURL(next.url), pods[0])
+		if err := checkIns.Once(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the leader waiting for gateway-1", fc.HasWaiters)
+		if deleted {
+			mu.Lock()
+			pods = pods[:1]
+			mu.Unlock()
+		}
+		fc.Step(adoptRecheck)
+		if deleted {
+			eventually(t, "the leader ready once gateway-1 is gone", func() bool { return isClosed(next.s.Ready()) })
+			continue
+		}
+		eventually(t, "the pods listed again", fc.HasWaiters)
+		if isClosed(next.s.Ready()) {
+			t.Fatal("the leader let go with gateway-1 running and silent")
+		}
+		fc.Step(DefaultAdoptWithin - adoptRecheck)
+		eventually(t, "the leader ready once no call can remain", func() bool { return isClosed(next.s.Ready()) })
+	}
+}
