@@ -425,6 +425,9 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 			Eventually(leaseHolder, 90*time.Second, time.Second).ShouldNot(Or(Equal(holder), BeEmpty()))
 			leaderElectedAt = leaseAcquired()
 			GinkgoWriter.Printf("after kill -9 of %s, %s leads, %v later\n", pod, leaseHolder(), leaderElectedAt.Sub(leaderKilledAt).Round(time.Millisecond))
+			By("the new leader heard the calls in flight from the three gateway pods before it admitted anything")
+			Eventually(func() string { return kubectl("-n", namespace, "logs", leaderPod()) }, 60*time.Second, time.Second).
+				Should(ContainSubstring(`told its calls in flight; admitting","pods":3`))
 			waitSucceeded("steady", succeeded("steady")+1)
 
 			By("and kill -9 of a gateway's container: the kubelet restarts it, the other two serve on")
