@@ -148,6 +148,7 @@ func main() {
 		// Nothing is admitted until the gateways told the calls in flight
 		// that a previous leader granted (docs/gateway.md).
 		registry.HoldUntil(quota.Ready())
+		registry.BeforeRun(quota.AdoptInto)
 		utilruntime.Must(mgr.Add(quota))
 	}
 

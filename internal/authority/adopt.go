@@ -1,11 +1,14 @@
 package authority
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/llmquota/llmquota/internal/dispatch"
 )
 
 // A leader that crashed leaves gateway calls in flight that it granted.
@@ -149,8 +152,15 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 	for _, og := range req.Grants {
 		_, known := s.grants[og.Grant]
 		_, released := s.forgotten[og.Grant]
-		d := s.Lookup(og.Provider)
-		if known || released || d == nil { // a provider no longer served has nothing to count
+		_, orphaned := s.orphans[og.Provider][og.Grant]
+		if known || released || orphaned {
+			continue
+		}
+		// Looked up under s.mu, as AdoptInto takes the orphans: a call is
+		// adopted now, or by the dispatcher when it starts.
+		d := cmp.Or(s.Lookup(og.Provider), s.started[og.Provider])
+		if d == nil {
+			s.orphan(og, now.Add(s.lease()))
 			continue
 		}
 		s.grants[og.Grant] = held{grant: d.Adopt(og.Namespace, og.Model, og.Endpoint), expires: now.Add(s.lease())}
@@ -181,4 +191,75 @@ func (s *Server) forget(grant string) {
 		s.forgotten = map[string]struct{}{}
 	}
 	s.forgotten[grant] = struct{}{}
+}
+
+// orphan is a call in flight told for a provider whose dispatcher has not
+// started yet on this leader: the new leader's dispatchers start as their
+// providers are reconciled, and a gateway may tell its calls first.
+type orphan struct {
+	OpenGrant
+	expires time.Time
+}
+
+// orphan keeps a call told for a provider not served yet (called under s.mu).
+func (s *Server) orphan(og OpenGrant, expires time.Time) {
+	if s.orphans == nil {
+		s.orphans = map[string]map[string]orphan{}
+	}
+	if s.orphans[og.Provider] == nil {
+		s.orphans[og.Provider] = map[string]orphan{}
+	}
+	s.orphans[og.Provider][og.Grant] = orphan{OpenGrant: og, expires: expires}
+}
+
+// AdoptInto counts in a provider's dispatcher, before it is served, the
+// calls in flight gateways told for the provider before it started
+// (dispatch.Registry.BeforeRun): none of its slots is given twice.
+func (s *Server) AdoptInto(d *dispatch.Dispatcher) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started == nil {
+		s.started = map[string]*dispatch.Dispatcher{}
+	}
+	s.started[d.Name()] = d // check-ins from here on find it, registered or not
+	if s.grants == nil {
+		s.grants = map[string]held{}
+	}
+	for id, o := range s.orphans[d.Name()] {
+		s.grants[id] = held{grant: d.Adopt(o.Namespace, o.Model, o.Endpoint), expires: o.expires}
+	}
+	if n := len(s.orphans[d.Name()]); n > 0 {
+		s.Log.Info("Counting calls in flight that the previous leader granted", "provider", d.Name(), "calls", n)
+	}
+	delete(s.orphans, d.Name())
+}
+
+// dropOrphan forgets a call told for a provider not served yet, whose
+// release came (called under s.mu); false when it is none.
+func (s *Server) dropOrphan(grant string) bool {
+	for provider, calls := range s.orphans {
+		if _, ok := calls[grant]; ok {
+			delete(calls, grant)
+			if len(calls) == 0 {
+				delete(s.orphans, provider)
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// dropExpiredOrphans forgets the calls told for a provider that never
+// started within their lease (called under s.mu).
+func (s *Server) dropExpiredOrphans(now time.Time) {
+	for provider, calls := range s.orphans {
+		for id, o := range calls {
+			if !now.Before(o.expires) {
+				delete(calls, id)
+			}
+		}
+		if len(calls) == 0 {
+			delete(s.orphans, provider)
+		}
+	}
 }

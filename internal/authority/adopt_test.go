@@ -203,3 +203,52 @@ func TestNewLeaderStopsWaitingForGatewaysThatCannotTell(t *testing.T) {
 		eventually(t, "the leader ready once no call can remain", func() bool { return isClosed(next.s.Ready()) })
 	}
 }
+
+// TestCallsToldBeforeTheirProviderStartedAreCounted: a new leader starts
+// each provider's dispatcher as it reconciles the provider, and a gateway
+// may tell its calls in flight before. They are counted when the
+// dispatcher starts, before it serves anything; a call whose release came
+// in between is not.
+func TestCallsToldBeforeTheirProviderStartedAreCounted(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC))
+	var mu sync.Mutex
+	var served *dispatch.Dispatcher
+	s := &Server{Clock: fc, Log: logr.Discard(), Lookup: func(string) *dispatch.Dispatcher {
+		mu.Lock()
+		defer mu.Unlock()
+		return served
+	}}
+	s.begin(context.Background())
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	c := &Client{Resolver: StaticURL(srv.URL), HTTP: srv.Client()}
+	ctx := context.Background()
+	if _, err := c.CheckIn(ctx, CheckinRequest{Pod: "llmquota/gateway-0", Grants: []OpenGrant{
+		{Grant: "a", Provider: "p", Namespace: "app"}, {Grant: "b", Provider: "p", Namespace: "app"}, {Grant: "ended", Provider: "p", Namespace: "app"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Release(ctx, ReleaseRequest{Grant: "ended", Sent: true}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := dispatch.New(dispatch.Config{Name: "p", Client: noCalls{}, Limits: ratewindow.Config{MaxConcurrency: 2}}, nil, fc, logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.AdoptInto(d) // as dispatch.Registry.BeforeRun has it, before the dispatcher is found
+	mu.Lock()
+	served = d
+	mu.Unlock()
+	if s.Held() != 2 {
+		t.Fatalf("%d calls counted once the provider started, want the 2 still in flight", s.Held())
+	}
+	ask := AcquireRequest{Provider: "p", Namespace: "app", MaxTokens: 16}
+	if got, err := c.Acquire(ctx, ask); err != nil || got.Grant != "" || got.Reason != ratewindow.ReasonConcurrency.String() {
+		t.Fatalf("acquire while the 2 told calls run: %+v, %v; want refused for concurrency", got, err)
+	}
+	if err := c.Release(ctx, ReleaseRequest{Grant: "a", Sent: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Acquire(ctx, ask); err != nil || got.Grant == "" {
+		t.Fatalf("acquire once one of them ended: %+v, %v; want granted", got, err)
+	}
+}

@@ -77,6 +77,11 @@ type Server struct {
 	checked map[string]bool
 	// forgotten are releases of grants unknown here, while adopting.
 	forgotten map[string]struct{}
+	// orphans are calls in flight told for a provider whose dispatcher has
+	// not started on this leader yet, by provider and grant; started
+	// are the dispatchers AdoptInto saw start (adopt.go).
+	orphans map[string]map[string]orphan
+	started map[string]*dispatch.Dispatcher
 }
 
 type held struct {
@@ -150,6 +155,7 @@ func (s *Server) Reclaim() int {
 	now := s.clock().Now()
 	var expired, unreported []*dispatch.Grant
 	s.mu.Lock()
+	s.dropExpiredOrphans(now)
 	for id, h := range s.grants {
 		switch {
 		case !now.Before(h.expires):
@@ -304,7 +310,7 @@ func (s *Server) end(req ReleaseRequest) {
 	s.mu.Lock()
 	h, ok := s.grants[req.Grant]
 	delete(s.grants, req.Grant)
-	if !ok {
+	if !ok && !s.dropOrphan(req.Grant) {
 		s.forget(req.Grant)
 	}
 	s.mu.Unlock()

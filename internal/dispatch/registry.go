@@ -19,6 +19,8 @@ type Registry struct {
 	stopping bool
 	// ready holds each dispatcher run until it is closed (HoldUntil).
 	ready <-chan struct{}
+	// beforeRun sees each dispatcher before it is served (BeforeRun).
+	beforeRun func(*Dispatcher)
 }
 
 type entry struct {
@@ -58,6 +60,11 @@ func (r *Registry) Start(ctx context.Context) error {
 // authority closes it once it knows the calls the previous leader's
 // gateways still have in flight. Call it before Start.
 func (r *Registry) HoldUntil(ready <-chan struct{}) { r.ready = ready }
+
+// BeforeRun has fn see each dispatcher the registry runs before Get finds
+// it or it admits anything: the quota authority counts in it the calls in
+// flight that gateways told before it started. Call it before Start.
+func (r *Registry) BeforeRun(fn func(*Dispatcher)) { r.beforeRun = fn }
 
 // NeedLeaderElection says dispatchers run on the leader only.
 func (r *Registry) NeedLeaderElection() bool { return true }
@@ -103,6 +110,9 @@ func (r *Registry) Run(d *Dispatcher, version string) {
 	r.Stop(d.Name())
 	if r.ready != nil {
 		d.HoldUntil(r.ready)
+	}
+	if r.beforeRun != nil {
+		r.beforeRun(d)
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
 	e := &entry{d: d, cancel: cancel, done: make(chan struct{}), version: version}

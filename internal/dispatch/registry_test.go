@@ -51,3 +51,35 @@ func TestRegistryStopPersistsQuota(t *testing.T) {
 		t.Fatal("a stopped registry started a dispatcher")
 	}
 }
+
+// TestRegistryHoldsAndPreparesWhatItRuns: each dispatcher the registry
+// runs is seen by BeforeRun before Get finds it, and admits nothing until
+// HoldUntil's channel closes.
+func TestRegistryHoldsAndPreparesWhatItRuns(t *testing.T) {
+	r := NewRegistry()
+	ready := make(chan struct{})
+	r.HoldUntil(ready)
+	var foundFirst atomic.Bool
+	r.BeforeRun(func(d *Dispatcher) { foundFirst.Store(r.Get(d.Name()) != nil) })
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { _ = r.Start(ctx); close(stopped) }()
+	t.Cleanup(func() { cancel(); <-stopped })
+	d, err := New(Config{Name: "p", Client: &stubClient{}, Limits: ratewindow.Config{MaxConcurrency: 1}}, nil, clock.RealClock{}, logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Run(d, "v1")
+	if foundFirst.Load() || r.Get("p") != d {
+		t.Fatalf("Get found the dispatcher before BeforeRun saw it (%v), or not after (%v)", foundFirst.Load(), r.Get("p"))
+	}
+	if g, _, _ := d.Acquire(ctx, Ask{Namespace: "app", MaxTokens: 8}); g != nil {
+		t.Fatal("a dispatcher run before the registry's hold ended granted a call")
+	}
+	close(ready)
+	if g, _, _ := d.Acquire(ctx, Ask{Namespace: "app", MaxTokens: 8}); g == nil {
+		t.Fatal("no grant once the hold ended")
+	} else {
+		g.Cancel()
+	}
+}
