@@ -107,7 +107,8 @@ func main() {
 	// address nobody answers (a deleted leader's), better failed early.
 	dialer := &net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}
 	quota := &authority.Client{Resolver: resolver, HTTP: &http.Client{Transport: &http.Transport{
-		DialContext: dialer.DialContext, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}}, Token: cachedFile(tokenFile, time.Minute)}
+		DialContext: dialer.DialContext, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}}, Token: cachedFile(tokenFile, time.Minute),
+		Holder: authority.NewHolder(podName())}
 	releases := authority.NewReleaser(ctx, quota, log)
 	spares := &authority.Spares{Quota: quota, Return: releases.Release, Max: maxSpares}
 	go spares.Run(ctx)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/llmquota/llmquota/internal/dispatch"
@@ -143,7 +144,7 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "malformed check-in: " + err.Error()})
 		return
 	}
-	now := s.clock().Now()
+	now, holder := s.clock().Now(), r.Header.Get(HolderHeader)
 	adopted := 0
 	s.mu.Lock()
 	if s.grants == nil {
@@ -163,14 +164,21 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 			s.orphan(og, now.Add(s.lease()))
 			continue
 		}
-		s.grants[og.Grant] = held{grant: d.Adopt(og.Namespace, og.Model, og.Endpoint), expires: now.Add(s.lease())}
+		s.grants[og.Grant] = held{grant: d.Adopt(og.Namespace, og.Model, og.Endpoint), holder: holder, expires: now.Add(s.lease())}
 		adopted++
 	}
 	if s.checked == nil {
 		s.checked = map[string]bool{}
 	}
 	s.checked[req.Pod] = true
+	gone := s.predecessors(req.Pod, holder)
 	s.mu.Unlock()
+	for _, g := range gone {
+		g.Expire()
+	}
+	if len(gone) > 0 {
+		s.Log.Info("Reclaimed the grants of a gateway process that restarted", "gateway", req.Pod, "grants", len(gone))
+	}
 	select {
 	case s.checkedIn <- struct{}{}:
 	default:
@@ -262,4 +270,23 @@ func (s *Server) dropExpiredOrphans(now time.Time) {
 			delete(s.orphans, provider)
 		}
 	}
+}
+
+// predecessors takes out the grants held by an earlier process of the
+// gateway pod whose process holder now checks in: a restarted gateway's
+// calls ended with the process, so their slots come back at once rather
+// than at the end of their lease (called under s.mu). A gateway outside
+// a pod (no namespace: several may share a host's name) reclaims nothing.
+func (s *Server) predecessors(pod, holder string) []*dispatch.Grant {
+	if holder == "" || strings.HasPrefix(pod, "/") || !strings.HasPrefix(holder, pod+"/") {
+		return nil
+	}
+	var gone []*dispatch.Grant
+	for id, h := range s.grants {
+		if h.holder != holder && strings.HasPrefix(h.holder, pod+"/") {
+			gone = append(gone, h.grant)
+			delete(s.grants, id)
+		}
+	}
+	return gone
 }

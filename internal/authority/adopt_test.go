@@ -252,3 +252,49 @@ func TestCallsToldBeforeTheirProviderStartedAreCounted(t *testing.T) {
 		t.Fatalf("acquire once one of them ended: %+v, %v; want granted", got, err)
 	}
 }
+
+// TestRestartedGatewaysGrantsComeBack: a gateway whose process restarted
+// (kill -9 of its container) checks in anew, and the grants its previous
+// process held come back at once, not at the end of their lease: its calls
+// died with it. Another pod's grants stay, and so do those of gateways
+// outside a pod, whose names several may share.
+func TestRestartedGatewaysGrantsComeBack(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC))
+	d, err := dispatch.New(dispatch.Config{Name: "p", Client: noCalls{}, Limits: ratewindow.Config{MaxConcurrency: 4}}, nil, fc, logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Clock: fc, Log: logr.Discard(), Lookup: func(string) *dispatch.Dispatcher { return d }}
+	s.begin(context.Background())
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	process := func(pod string) *CheckIns {
+		c := &Client{Resolver: StaticURL(srv.URL), HTTP: srv.Client(), Holder: NewHolder(pod)}
+		ledger := &Ledger{Quota: c, Releases: sentAtOnce{c}}
+		checkIns := &CheckIns{Client: c, Ledger: ledger, Pod: pod, Log: logr.Discard()}
+		if err := checkIns.Once(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return checkIns
+	}
+	take := func(p *CheckIns, n int) {
+		t.Helper()
+		for range n {
+			if got, err := p.Ledger.Acquire(ctx, AcquireRequest{Provider: "p", Namespace: "app", MaxTokens: 16}); err != nil || got.Grant == "" {
+				t.Fatalf("acquire: %+v, %v", got, err)
+			}
+		}
+	}
+	take(process("llmquota/gateway-0"), 2)
+	take(process("llmquota/gateway-1"), 1)
+	take(process("/outside"), 1)
+	process("llmquota/gateway-0") // restarted
+	if n := s.Held(); n != 2 {
+		t.Fatalf("%d grants held after gateway-0 restarted; want 2, gateway-1's and the outside gateway's", n)
+	}
+	process("/outside") // a second gateway of the same host name, outside a pod
+	if n := s.Held(); n != 2 {
+		t.Fatalf("%d grants held after another outside gateway checked in; want 2", n)
+	}
+}

@@ -165,6 +165,9 @@ type Client struct {
 	HTTP     *http.Client
 	// Token returns the gateway's own bearer token; nil sends none.
 	Token func() (string, error)
+	// Holder names this gateway process, "namespace/pod/instance" with an
+	// instance new at each start (HolderHeader); empty sends none.
+	Holder string
 
 	// epoch is the last leader's term an answer named (EpochHeader).
 	epoch atomic.Pointer[string]
@@ -247,6 +250,9 @@ func (c *Client) do(ctx context.Context, path string, in, out any) (status int, 
 		return 0, "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if c.Holder != "" {
+		req.Header.Set(HolderHeader, c.Holder)
+	}
 	if c.Token != nil {
 		token, err := c.Token()
 		if err != nil {

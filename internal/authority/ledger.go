@@ -123,3 +123,8 @@ func (c *CheckIns) Once(ctx context.Context) error {
 	c.done = epoch
 	return nil
 }
+
+// NewHolder names a start of the gateway process of pod ("namespace/name"):
+// Client.Holder. Each start has its own, so a restarted gateway's check-in
+// ends the grants its previous process held.
+func NewHolder(pod string) string { return pod + "/" + newID() }

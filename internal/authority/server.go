@@ -85,7 +85,9 @@ type Server struct {
 }
 
 type held struct {
-	grant   *dispatch.Grant
+	grant *dispatch.Grant
+	// holder is the gateway process the grant was given to (HolderHeader).
+	holder  string
 	expires time.Time
 	// writeBy is when a write not yet reported counts as done; zero when
 	// none is awaited.
@@ -247,18 +249,19 @@ func (s *Server) acquire(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusTooManyRequests, AcquireResponse{Reason: dec.Reason.String(), Window: dec.Window, RetryAt: dec.RetryAt})
 		return
 	}
-	resp := AcquireResponse{Grant: s.hold(g), LeaseMillis: s.lease().Milliseconds(), Endpoint: g.Endpoint().Address,
+	holder := r.Header.Get(HolderHeader)
+	resp := AcquireResponse{Grant: s.hold(g, holder), LeaseMillis: s.lease().Milliseconds(), Endpoint: g.Endpoint().Address,
 		ReportWrite: g.ReportsWrite(), UseMillis: d.SpareUse().Milliseconds()}
 	for _, spare := range g.Spares() {
-		resp.Spares = append(resp.Spares, Spare{Grant: s.hold(spare), Endpoint: spare.Endpoint().Address})
+		resp.Spares = append(resp.Spares, Spare{Grant: s.hold(spare, holder), Endpoint: spare.Endpoint().Address})
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
 
 // hold keeps a grant until its release, or its lease ends, and returns its id.
-func (s *Server) hold(g *dispatch.Grant) string {
+func (s *Server) hold(g *dispatch.Grant, holder string) string {
 	id, now := newID(), s.clock().Now()
-	h := held{grant: g, expires: now.Add(s.lease())}
+	h := held{grant: g, holder: holder, expires: now.Add(s.lease())}
 	if g.ReportsWrite() {
 		h.writeBy = now.Add(s.writeDeadline())
 	}

@@ -23,6 +23,11 @@ const (
 	CheckinPath = "/quota/v1/checkin"
 )
 
+// HolderHeader names the gateway process that sends a request,
+// "namespace/pod/instance" (Client.Holder): the grants it is given are
+// held by that process, and a restarted one's check-in ends them.
+const HolderHeader = "X-Llmquota-Holder"
+
 // EpochHeader names the leader's term on every answer of the service: a
 // gateway that sees one it has not checked in with checks in.
 const EpochHeader = "X-Llmquota-Authority-Epoch"
