@@ -101,6 +101,7 @@ func (s *Server) awaitGateways(ctx context.Context) {
 	}
 	deadline := s.clock().Now().Add(s.adoptWithin())
 	var missing []string
+	told := false // the pods waited for were logged
 	for {
 		pods, err := s.Gateways(ctx)
 		switch {
@@ -112,9 +113,13 @@ func (s *Server) awaitGateways(ctx context.Context) {
 				s.open()
 				return
 			}
+			if !told {
+				s.Log.Info("Admitting nothing until the gateway pods tell their calls in flight", "pods", missing, "atMost", s.adoptWithin())
+				told = true
+			}
 		}
 		if !s.clock().Now().Before(deadline) {
-			s.Log.Info("Gateway pods did not tell their calls in flight; admitting, since no call of the previous leader can still run",
+			s.Log.Info("Gateway pods did not tell their calls in flight within --gateway-checkin-timeout; admitting",
 				"pods", missing, "waited", s.adoptWithin())
 			s.open()
 			return

@@ -239,7 +239,7 @@ func TestNonDefaultValues(t *testing.T) {
 		!slices.Contains(dig(c, "args").([]any), any("--ollama-namespaces=llm")) {
 		t.Errorf("manager container %v", c)
 	}
-	for _, arg := range []string{"--batch-workers=8", "--results-flush-interval=10s", "--results-flush-items=100",
+	for _, arg := range []string{"--batch-workers=8", "--results-flush-interval=10s", "--results-flush-items=100", "--gateway-checkin-timeout=2m",
 		"--s3-allowed-endpoints=minio.storage.svc,*.amazonaws.com"} {
 		if !slices.Contains(dig(c, "args").([]any), any(arg)) {
 			t.Errorf("manager args lack %s: %v", arg, dig(c, "args"))
@@ -325,7 +325,7 @@ func TestPinnedImagesAndPodExtras(t *testing.T) {
 
 func TestSchemaRefusesBadValues(t *testing.T) {
 	for _, bad := range []string{"manager.replicas=0", "manager.logLevel=loud", "metrics.prometheusRule.quotaWarningRatio=2", "nosuchkey=1",
-		"manager.batchWorkers=0", "manager.resultsFlush.interval=soon", "manager.resultsFlush.items=0",
+		"manager.batchWorkers=0", "manager.resultsFlush.interval=soon", "manager.resultsFlush.items=0", "manager.gatewayCheckinTimeout=soon",
 		"gateway.replicas=0", "gateway.maxWait=soon", "gateway.cacheMaxMiB=-1", "image.digest=latest", "gateway.image.digest=sha256:short", "gateway.autoscaling.targetCPUUtilizationPercentage=101", "gateway.nosuchkey=1"} {
 		if out, err := helm(t, "template", "rel", chartDir, "--kube-version", "1.37.2", "--set", bad); err == nil {
 			t.Errorf("--set %s rendered:\n%.200s", bad, out)
@@ -469,6 +469,22 @@ func TestGateway(t *testing.T) {
 		if !slices.Contains(args, want) {
 			t.Errorf("gateway args %v lack %v", args, want)
 		}
+	}
+	// A new leader lists the gateway's pods and waits until each, by
+	// name, told it the calls in flight.
+	podName := false
+	for _, e := range dig(gw, "env").([]any) {
+		podName = podName || dig(e, "name") == "POD_NAME" && dig(e, "valueFrom", "fieldRef", "fieldPath") == "metadata.name"
+	}
+	if !podName {
+		t.Errorf("the gateway is not told its pod's name: %v", dig(gw, "env"))
+	}
+	listsPods := false
+	for _, r := range dig(find(objs, "Role", "rel-llmquota-manager-leader-election"), "rules").([]any) {
+		listsPods = listsPods || slices.Contains(dig(r, "resources").([]any), any("pods")) && slices.Contains(dig(r, "verbs").([]any), any("list"))
+	}
+	if !listsPods {
+		t.Error("the manager may not list the gateway's pods in its namespace")
 	}
 	mgr := dig(find(objs, "Deployment", "rel-llmquota-manager"), "spec", "template", "spec", "containers").([]any)[0]
 	if !slices.Contains(dig(mgr, "args").([]any), any("--gateway-service-accounts=llmquota-system/rel-llmquota-gateway")) {
