@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -166,7 +167,7 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 		// adopted now, or by the dispatcher when it starts.
 		d := cmp.Or(s.Lookup(og.Provider), s.started[og.Provider])
 		if d == nil {
-			s.orphan(og, now.Add(s.lease()))
+			s.orphan(og, holder, now.Add(s.lease()))
 			continue
 		}
 		s.grants[og.Grant] = held{grant: d.Adopt(og.Namespace, og.Model, og.Endpoint), holder: holder, expires: now.Add(s.lease())}
@@ -211,18 +212,19 @@ func (s *Server) forget(grant string) {
 // providers are reconciled, and a gateway may tell its calls first.
 type orphan struct {
 	OpenGrant
+	holder  string
 	expires time.Time
 }
 
 // orphan keeps a call told for a provider not served yet (called under s.mu).
-func (s *Server) orphan(og OpenGrant, expires time.Time) {
+func (s *Server) orphan(og OpenGrant, holder string, expires time.Time) {
 	if s.orphans == nil {
 		s.orphans = map[string]map[string]orphan{}
 	}
 	if s.orphans[og.Provider] == nil {
 		s.orphans[og.Provider] = map[string]orphan{}
 	}
-	s.orphans[og.Provider][og.Grant] = orphan{OpenGrant: og, expires: expires}
+	s.orphans[og.Provider][og.Grant] = orphan{OpenGrant: og, holder: holder, expires: expires}
 }
 
 // AdoptInto counts in a provider's dispatcher, before it is served, the
@@ -239,7 +241,7 @@ func (s *Server) AdoptInto(d *dispatch.Dispatcher) {
 		s.grants = map[string]held{}
 	}
 	for id, o := range s.orphans[d.Name()] {
-		s.grants[id] = held{grant: d.Adopt(o.Namespace, o.Model, o.Endpoint), expires: o.expires}
+		s.grants[id] = held{grant: d.Adopt(o.Namespace, o.Model, o.Endpoint), holder: o.holder, expires: o.expires}
 	}
 	if n := len(s.orphans[d.Name()]); n > 0 {
 		s.Log.Info("Counting calls in flight that the previous leader granted", "provider", d.Name(), "calls", n)
@@ -286,12 +288,16 @@ func (s *Server) predecessors(pod, holder string) []*dispatch.Grant {
 	if holder == "" || strings.HasPrefix(pod, "/") || !strings.HasPrefix(holder, pod+"/") {
 		return nil
 	}
+	earlier := func(h string) bool { return h != holder && strings.HasPrefix(h, pod+"/") }
 	var gone []*dispatch.Grant
 	for id, h := range s.grants {
-		if h.holder != holder && strings.HasPrefix(h.holder, pod+"/") {
+		if earlier(h.holder) {
 			gone = append(gone, h.grant)
 			delete(s.grants, id)
 		}
+	}
+	for _, calls := range s.orphans { // told for a provider not started yet: nothing to end, only to forget
+		maps.DeleteFunc(calls, func(_ string, o orphan) bool { return earlier(o.holder) })
 	}
 	return gone
 }
