@@ -27,6 +27,7 @@ import (
 	"github.com/llmquota/llmquota/internal/egress"
 	"github.com/llmquota/llmquota/internal/kubeauth"
 	"github.com/llmquota/llmquota/internal/memlimit"
+	"github.com/llmquota/llmquota/internal/metrics"
 	"github.com/llmquota/llmquota/internal/results"
 	"github.com/llmquota/llmquota/internal/version"
 )
@@ -144,7 +145,7 @@ func main() {
 		accounts := gatewayAccounts(f.gatewaySAs)
 		quota := &authority.Server{Addr: f.quotaAddr, Lookup: registry.Get,
 			Authorize: authority.OnlyGateways(reviewer, accounts), Log: ctrl.Log.WithName("quota-authority"),
-			Gateways: authority.GatewayPods(mgr.GetAPIReader(), accounts), AdoptWithin: f.adoptWithin}
+			Gateways: authority.GatewayPods(mgr.GetAPIReader(), accounts), AdoptWithin: f.adoptWithin, Observe: metrics.AuthorityObserver{}}
 		// Nothing is admitted until the gateways told the calls in flight
 		// that a previous leader granted (docs/gateway.md).
 		registry.HoldUntil(quota.Ready())

@@ -52,6 +52,7 @@ func (s *Server) open() {
 	s.Ready()
 	s.opened.Do(func() {
 		close(s.ready)
+		s.observer().Waiting(false)
 		s.mu.Lock()
 		s.forgotten = nil
 		s.mu.Unlock()
@@ -100,6 +101,7 @@ func (s *Server) awaitGateways(ctx context.Context) {
 		s.open()
 		return
 	}
+	s.observer().Waiting(true)
 	deadline := s.clock().Now().Add(s.adoptWithin())
 	var missing []string
 	told := false // the pods waited for were logged
@@ -184,6 +186,7 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(gone) > 0 {
 		s.Log.Info("Reclaimed the grants of a gateway process that restarted", "gateway", req.Pod, "grants", len(gone))
+		s.observer().Reclaimed(ReclaimedRestart, len(gone))
 	}
 	select {
 	case s.checkedIn <- struct{}{}:
@@ -191,6 +194,7 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 	}
 	if adopted > 0 {
 		s.Log.Info("Counting calls in flight that the previous leader granted", "gateway", req.Pod, "calls", adopted)
+		s.observer().Adopted(adopted)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -245,6 +249,7 @@ func (s *Server) AdoptInto(d *dispatch.Dispatcher) {
 	}
 	if n := len(s.orphans[d.Name()]); n > 0 {
 		s.Log.Info("Counting calls in flight that the previous leader granted", "provider", d.Name(), "calls", n)
+		s.observer().Adopted(n)
 	}
 	delete(s.orphans, d.Name())
 }
@@ -301,3 +306,36 @@ func (s *Server) predecessors(pod, holder string) []*dispatch.Grant {
 	}
 	return gone
 }
+
+// Observer sees what the authority does with grants beyond acquire and
+// release (metrics.AuthorityObserver).
+type Observer interface {
+	// Reclaimed counts n grants ended without their release, for reason
+	// (ReclaimedLease, ReclaimedRestart).
+	Reclaimed(reason string, n int)
+	// Adopted counts n calls in flight a previous leader granted.
+	Adopted(n int)
+	// Waiting says whether the leader admits nothing, waiting for the
+	// gateways to tell their calls in flight.
+	Waiting(waiting bool)
+}
+
+// Why grants are reclaimed (Observer.Reclaimed).
+const (
+	ReclaimedLease   = "lease"
+	ReclaimedRestart = "restart"
+)
+
+// observer is Observe, or one that sees nothing.
+func (s *Server) observer() Observer {
+	if s.Observe == nil {
+		return unobserved{}
+	}
+	return s.Observe
+}
+
+type unobserved struct{}
+
+func (unobserved) Reclaimed(string, int) {}
+func (unobserved) Adopted(int)           {}
+func (unobserved) Waiting(bool)          {}

@@ -2,6 +2,7 @@ package authority
 
 import (
 	"context"
+	"maps"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -13,6 +14,48 @@ import (
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/ratewindow"
 )
+
+// sight is what an Observer saw.
+type sight struct {
+	reclaimed           map[string]int
+	adopted             int
+	waiting, waitedOnce bool
+}
+
+// seen is an Observer that keeps what it saw.
+type seen struct {
+	mu sync.Mutex
+	s  sight
+}
+
+func (o *seen) Reclaimed(reason string, n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.s.reclaimed == nil {
+		o.s.reclaimed = map[string]int{}
+	}
+	o.s.reclaimed[reason] += n
+}
+
+func (o *seen) Adopted(n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.s.adopted += n
+}
+
+func (o *seen) Waiting(w bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.s.waiting, o.s.waitedOnce = w, o.s.waitedOnce || w
+}
+
+func (o *seen) get() sight {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	got := o.s
+	got.reclaimed = maps.Clone(o.s.reclaimed)
+	return got
+}
 
 // switchURL is a Resolver whose leader the test changes.
 type switchURL struct {
@@ -55,7 +98,7 @@ func newLeader(t *testing.T, fc *clocktesting.FakeClock, pods func(context.Conte
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Clock: fc, Log: logr.Discard(), Gateways: pods, Lookup: func(string) *dispatch.Dispatcher { return d }}
+	s := &Server{Clock: fc, Log: logr.Discard(), Gateways: pods, Lookup: func(string) *dispatch.Dispatcher { return d }, Observe: &seen{}}
 	d.HoldUntil(s.Ready())
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -126,12 +169,18 @@ func TestNewLeaderCountsTheCallsInFlight(t *testing.T) {
 	if isClosed(next.s.Ready()) {
 		t.Fatal("the new leader let its dispatchers go before the gateway pod checked in")
 	}
+	if o := next.s.Observe.(*seen).get(); !o.waiting {
+		t.Fatal("llmquota_authority_waiting_for_gateways is not 1 while the new leader waits")
+	}
 	if err := checkIns.Once(ctx); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the new leader ready", func() bool { return isClosed(next.s.Ready()) })
 	if next.s.Held() != 2 {
 		t.Fatalf("the new leader holds %d grants, want the 2 calls in flight", next.s.Held())
+	}
+	if o := next.s.Observe.(*seen).get(); o.waiting || o.adopted != 2 {
+		t.Fatalf("seen %+v once ready; want no longer waiting and 2 calls adopted", o)
 	}
 	if got, err := ledger.Acquire(ctx, ask); err != nil || got.Grant != "" || got.Reason != ratewindow.ReasonConcurrency.String() {
 		t.Fatalf("acquire while the previous leader's two calls run: %+v, %v; want refused for concurrency", got, err)
@@ -264,7 +313,8 @@ func TestRestartedGatewaysGrantsComeBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Clock: fc, Log: logr.Discard(), Lookup: func(string) *dispatch.Dispatcher { return d }}
+	observed := &seen{}
+	s := &Server{Clock: fc, Log: logr.Discard(), Lookup: func(string) *dispatch.Dispatcher { return d }, Observe: observed}
 	s.begin(context.Background())
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
@@ -292,6 +342,9 @@ func TestRestartedGatewaysGrantsComeBack(t *testing.T) {
 	process("llmquota/gateway-0") // restarted
 	if n := s.Held(); n != 2 {
 		t.Fatalf("%d grants held after gateway-0 restarted; want 2, gateway-1's and the outside gateway's", n)
+	}
+	if o := observed.get(); o.reclaimed[ReclaimedRestart] != 2 || o.waitedOnce {
+		t.Fatalf("seen %+v; want 2 grants reclaimed for a restart, and no wait without gateways to wait for", o)
 	}
 	process("/outside") // a second gateway of the same host name, outside a pod
 	if n := s.Held(); n != 2 {

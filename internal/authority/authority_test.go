@@ -33,7 +33,7 @@ func served(t *testing.T) (*Server, *Client, *clocktesting.FakeClock) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Clock: fc, Lease: time.Minute, Log: logr.Discard(),
+	s := &Server{Clock: fc, Lease: time.Minute, Log: logr.Discard(), Observe: &seen{},
 		Lookup: func(name string) *dispatch.Dispatcher {
 			if name == "p" {
 				return d
@@ -70,6 +70,9 @@ func TestGrantOfAVanishedGatewayIsReclaimed(t *testing.T) {
 	fc.Step(time.Second)
 	if n := s.Reclaim(); n != 1 || s.Held() != 0 {
 		t.Fatalf("reclaimed %d grants at the lease's end, %d still held; want 1 and 0", n, s.Held())
+	}
+	if n := s.Observe.(*seen).get().reclaimed[ReclaimedLease]; n != 1 {
+		t.Fatalf("llmquota_authority_grants_reclaimed_total{reason=lease} counted %d, want 1", n)
 	}
 	got, err := c.Acquire(ctx, ask)
 	if err != nil || got.Grant == "" {

@@ -62,6 +62,9 @@ type Server struct {
 	// AdoptWithin bounds the wait for gateway pods that do not check in;
 	// DefaultAdoptWithin when zero.
 	AdoptWithin time.Duration
+	// Observe sees grants reclaimed, calls adopted and the wait for the
+	// gateways (metrics); nil sees nothing.
+	Observe Observer
 
 	// epoch names this leader's term on every answer (EpochHeader).
 	termOnce  sync.Once
@@ -175,6 +178,9 @@ func (s *Server) Reclaim() int {
 	}
 	for _, g := range expired {
 		g.Expire()
+	}
+	if len(expired) > 0 {
+		s.observer().Reclaimed(ReclaimedLease, len(expired))
 	}
 	return len(expired)
 }

@@ -116,6 +116,45 @@ var InteractiveDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Quota decisions for gateway calls on the leader, by provider and outcome (granted, refused).",
 }, []string{"provider", "outcome"})
 
+// The quota authority's grants beyond acquire and release: reclaimed ones,
+// a new leader's count of the calls in flight it inherited, and its wait
+// for the gateways to tell them.
+var (
+	GrantsReclaimed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmquota_authority_grants_reclaimed_total",
+		Help: "Gateway grants the leader ended without their release, by reason: lease (not released within their lease), restart (their gateway's process restarted).",
+	}, []string{"reason"})
+	CallsAdopted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "llmquota_authority_calls_adopted_total",
+		Help: "Gateway calls in flight that a previous leader granted, told by the gateways and counted by this leader in its concurrency.",
+	})
+	WaitingForGateways = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "llmquota_authority_waiting_for_gateways",
+		Help: "1 while this leader admits nothing, waiting for the gateway pods to tell their calls in flight (at most --gateway-checkin-timeout); 0 otherwise.",
+	})
+)
+
+// AuthorityObserver counts the quota authority's grants in the metrics
+// above (authority.Observer).
+type AuthorityObserver struct{}
+
+// Reclaimed counts n grants ended without their release, for reason.
+func (AuthorityObserver) Reclaimed(reason string, n int) {
+	GrantsReclaimed.WithLabelValues(reason).Add(float64(n))
+}
+
+// Adopted counts n calls in flight of a previous leader.
+func (AuthorityObserver) Adopted(n int) { CallsAdopted.Add(float64(n)) }
+
+// Waiting says whether the leader waits for the gateways.
+func (AuthorityObserver) Waiting(waiting bool) {
+	v := 0.0
+	if waiting {
+		v = 1
+	}
+	WaitingForGateways.Set(v)
+}
+
 // Usage per namespace: what each team used of each provider, batches and
 // gateway calls alike. tenant_namespace is the batch's namespace or the
 // gateway caller's ("" for a caller that is not a ServiceAccount).
@@ -132,7 +171,8 @@ var (
 
 // All are the manager's metrics.
 var All = []prometheus.Collector{RequestsTotal, CallDuration, QueueWait, AdmissionWait, WindowUsedRequests, WindowLimitRequests, LearnedLimitRatio, PoolEndpointConcurrency, WindowUsedTokens,
-	WindowLimitTokens, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, CostLimitUSD, BatchItems, BatchFailed, InteractiveDecisions, UsageTokens, UsageCostUSD}
+	WindowLimitTokens, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, CostLimitUSD, BatchItems, BatchFailed, InteractiveDecisions, UsageTokens, UsageCostUSD,
+	GrantsReclaimed, CallsAdopted, WaitingForGateways}
 
 func init() {
 	metrics.Registry.MustRegister(All...)
