@@ -66,9 +66,12 @@ type Server struct {
 	// gateways (metrics); nil sees nothing.
 	Observe Observer
 
-	// epoch names this leader's term on every answer (EpochHeader).
-	termOnce  sync.Once
-	epoch     string
+	// epoch names this leader's term on every answer (EpochHeader), made
+	// once (term).
+	termOnce sync.Once
+	epoch    string
+	// ready is closed once the calls in flight are known (Ready, open);
+	// checkedIn wakes the wait for the gateways at each check-in.
 	readyOnce sync.Once
 	ready     chan struct{}
 	opened    sync.Once
@@ -115,8 +118,10 @@ func (s *Server) lease() time.Duration {
 // dispatchers are the quota.
 func (s *Server) NeedLeaderElection() bool { return true }
 
-// Start serves on Addr until ctx ends, reclaiming expired grants every
-// second. Grants still held when it stops end with their dispatchers.
+// Start serves on Addr (or Listener) until ctx ends, reclaiming expired
+// grants every second. It begins a term: nothing is admitted until the
+// gateway pods told the calls in flight (Ready). Grants still held when it
+// stops end with their dispatchers.
 func (s *Server) Start(ctx context.Context) error {
 	ln := s.Listener
 	if ln == nil {
