@@ -106,16 +106,17 @@ func main() {
 	// The leader is in the cluster: a dial that takes a second is to an
 	// address nobody answers (a deleted leader's), better failed early.
 	dialer := &net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}
+	pod := podName()
 	quota := &authority.Client{Resolver: resolver, HTTP: &http.Client{Transport: &http.Transport{
 		DialContext: dialer.DialContext, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}}, Token: cachedFile(tokenFile, time.Minute),
-		Holder: authority.NewHolder(podName())}
+		Holder: authority.NewHolder(pod)}
 	releases := authority.NewReleaser(ctx, quota, log)
 	spares := &authority.Spares{Quota: quota, Return: releases.Release, Max: maxSpares}
 	go spares.Run(ctx)
 	// Every call's grant is kept until its release, so a new leader is told
 	// the calls in flight before it admits anything (docs/gateway.md).
 	ledger := &authority.Ledger{Quota: spares, Releases: releases}
-	go (&authority.CheckIns{Client: quota, Ledger: ledger, Pod: podName(), Log: log.WithName("check-in")}).Run(ctx)
+	go (&authority.CheckIns{Client: quota, Ledger: ledger, Pod: pod, Log: log.WithName("check-in")}).Run(ctx)
 	metrics := gateway.NewMetrics(crmetrics.Registry)
 	gateway.RegisterSpares(crmetrics.Registry, spares)
 	gw := &gateway.Gateway{

@@ -66,10 +66,10 @@ func (s *Server) begin(ctx context.Context) {
 	go s.awaitGateways(ctx)
 }
 
-// term names this leader's term, made once, whether Start or a request
-// comes first.
-func (s *Server) term() string {
-	s.termOnce.Do(func() { s.epoch, s.checkedIn = newID(), make(chan struct{}, 1) })
+// term is this leader's term as EpochHeader's value, made once, whether
+// Start or a request comes first.
+func (s *Server) term() []string {
+	s.termOnce.Do(func() { s.epoch, s.checkedIn = []string{newID()}, make(chan struct{}, 1) })
 	return s.epoch
 }
 

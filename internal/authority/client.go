@@ -268,8 +268,9 @@ func (c *Client) do(ctx context.Context, path string, in, out any) (status int, 
 		return 0, "", err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	if epoch = resp.Header.Get(EpochHeader); epoch != "" {
-		c.epoch.Store(&epoch)
+	if epoch = resp.Header.Get(EpochHeader); epoch != "" && epoch != c.Epoch() {
+		e := epoch // stored only when the term changes: no allocation per call
+		c.epoch.Store(&e)
 	}
 	if resp.StatusCode == http.StatusNotFound {
 		var e errorBody

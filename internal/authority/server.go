@@ -69,7 +69,7 @@ type Server struct {
 	// epoch names this leader's term on every answer (EpochHeader), made
 	// once (term).
 	termOnce sync.Once
-	epoch    string
+	epoch    []string // the header's value, shared by every answer: net/http only reads it
 	// ready is closed once the calls in flight are known (Ready, open);
 	// checkedIn wakes the wait for the gateways at each check-in.
 	readyOnce sync.Once
@@ -215,7 +215,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	w.Header().Set(EpochHeader, s.term())
+	w.Header()[EpochHeader] = s.term()
 	switch r.URL.Path {
 	case AcquirePath:
 		s.acquire(w, r)

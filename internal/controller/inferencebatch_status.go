@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,7 +41,7 @@ func setProgress(b *llmv1.InferenceBatch, o observation, now time.Time) (finishe
 	finished = int(done) >= o.kept && o.waiting == 0
 
 	set := func(c metav1.Condition) { setCondition(&st.Conditions, c, b.Generation, now) }
-	limited := batchHold(rateLimitedCondition(o.progress.Limit, o.progress.Queued), string(b.Spec.ProviderRef.Name))
+	limited := holdCondition(o.progress.Limit, o.progress.Queued, string(b.Spec.ProviderRef.Name))
 	if finished {
 		limited = rateLimitedCondition(o.progress.Limit, 0)
 	}
@@ -71,36 +70,6 @@ func setProgress(b *llmv1.InferenceBatch, o observation, now time.Time) (finishe
 var budgetHold = map[string]bool{
 	llmv1.ReasonDailyBudgetExhausted: true, llmv1.ReasonMonthlyBudgetExhausted: true,
 	llmv1.ReasonNamespaceDailyBudgetExhausted: true, llmv1.ReasonNamespaceMonthlyBudgetExhausted: true,
-}
-
-// holdWords say what holds a batch back, by the RateLimited reason, for
-// the holds whose end moves while they last.
-var holdWords = map[string]string{
-	llmv1.ReasonMinuteWindowFull: "the minute window of LLMProvider %s is full",
-	llmv1.ReasonHourWindowFull:   "the hour window of LLMProvider %s is full",
-	llmv1.ReasonDayWindowFull:    "the day window of LLMProvider %s is full",
-	llmv1.ReasonTokenWindowFull:  "a token window of LLMProvider %s is full",
-	llmv1.ReasonMinInterval:      "LLMProvider %s spaces its calls by spec.limits.minIntervalMilliseconds",
-	llmv1.ReasonBackingOff:       "LLMProvider %s backs off after failed calls",
-	llmv1.ReasonRetryAfter:       "the server of LLMProvider %s asked to wait (Retry-After)",
-}
-
-// batchHold words a batch's RateLimited condition without the moment the
-// next call may go. A batch shows a hold until its provider was free of
-// holds for a while (dispatch.HoldLinger), and is not written again while
-// the provider's windows keep filling, so that moment would soon be past;
-// the provider's status.nextRequestAt keeps it current. A budget names
-// when it resets, which does not move, and keeps its message.
-func batchHold(c metav1.Condition, provider string) metav1.Condition {
-	if c.Status != metav1.ConditionTrue {
-		return c
-	}
-	if what, ok := holdWords[c.Reason]; ok {
-		c.Message = fmt.Sprintf(what+"; its status.nextRequestAt says when", provider)
-	} else if held, _, ok := strings.Cut(c.Message, "next call at "); ok { // a namespace's or a model's own limit
-		c.Message = held + "the next call waits for it to free"
-	}
-	return c
 }
 
 // setCounts writes the item counts, usage, progress, batches and result

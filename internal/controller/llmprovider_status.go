@@ -109,6 +109,17 @@ func heldBy(s dispatch.Stats) ratewindow.Decision {
 // rateLimitedCondition says which constraint holds calls back, if any.
 // Only queued work makes a wait worth reporting.
 func rateLimitedCondition(next ratewindow.Decision, queued int) metav1.Condition {
+	return holdCondition(next, queued, "")
+}
+
+// holdCondition is rateLimitedCondition, worded for a batch when batchOf
+// names its provider: then it names no moment the next call may go. A
+// batch shows a hold until its provider was free of holds for a while
+// (dispatch.HoldLinger), and is not written again while the provider's
+// windows keep filling, so that moment would soon be past; the provider's
+// status.nextRequestAt keeps it current. A budget names when it resets,
+// which does not move, for a batch too.
+func holdCondition(next ratewindow.Decision, queued int, batchOf string) metav1.Condition {
 	c := metav1.Condition{Type: llmv1.ConditionRateLimited, Status: metav1.ConditionFalse, Reason: llmv1.ReasonWithinLimits, Message: "calls are admitted as they come"}
 	if next.Allowed || queued == 0 {
 		return c
@@ -130,13 +141,17 @@ func rateLimitedCondition(next ratewindow.Decision, queued int) metav1.Condition
 			dispatch.NamespaceBudgetWindow + "daily":   llmv1.ReasonNamespaceDailyBudgetExhausted,
 			dispatch.NamespaceBudgetWindow + "monthly": llmv1.ReasonNamespaceMonthlyBudgetExhausted}[next.Window]
 	}
-	if held, ok := scopeLimitCondition(next); ok {
+	if held, ok := scopeLimitCondition(next, batchOf != ""); ok {
 		return held
 	}
 	if reason == "" || next.RetryAt.IsZero() {
 		return c
 	}
 	c.Status, c.Reason = metav1.ConditionTrue, reason
+	if what, ok := holdWords[reason]; ok && batchOf != "" {
+		c.Message = fmt.Sprintf(what+"; its status.nextRequestAt says when", batchOf)
+		return c
+	}
 	c.Message = "next call at " + next.RetryAt.UTC().Format(time.RFC3339)
 	if next.Reason == ratewindow.ReasonBudget {
 		c.Message = fmt.Sprintf("the %s budget (spec.cost.budgets.%s) has no room for the next call's worst-case cost; it resets at %s",
@@ -149,9 +164,22 @@ func rateLimitedCondition(next ratewindow.Decision, queued int) metav1.Condition
 	return c
 }
 
+// holdWords say what holds a batch back, by the RateLimited reason, for
+// the holds whose end moves while they last.
+var holdWords = map[string]string{
+	llmv1.ReasonMinuteWindowFull: "the minute window of LLMProvider %s is full",
+	llmv1.ReasonHourWindowFull:   "the hour window of LLMProvider %s is full",
+	llmv1.ReasonDayWindowFull:    "the day window of LLMProvider %s is full",
+	llmv1.ReasonTokenWindowFull:  "a token window of LLMProvider %s is full",
+	llmv1.ReasonMinInterval:      "LLMProvider %s spaces its calls by spec.limits.minIntervalMilliseconds",
+	llmv1.ReasonBackingOff:       "LLMProvider %s backs off after failed calls",
+	llmv1.ReasonRetryAfter:       "the server of LLMProvider %s asked to wait (Retry-After)",
+}
+
 // scopeLimitCondition says which of a namespace's or a model's own limits
-// holds calls back, when one does.
-func scopeLimitCondition(next ratewindow.Decision) (metav1.Condition, bool) {
+// holds calls back, when one does; timeless names no moment the next call
+// may go (holdCondition).
+func scopeLimitCondition(next ratewindow.Decision, timeless bool) (metav1.Condition, bool) {
 	for _, scope := range []struct{ prefix, reason, whose, where, others string }{
 		{dispatch.NamespaceLimitWindow, llmv1.ReasonNamespaceLimitReached, "namespace", "its spec.shares", "other namespaces"},
 		{dispatch.ModelLimitWindow, llmv1.ReasonModelLimitReached, "model", "spec.modelLimits", "other models"},
@@ -161,9 +189,12 @@ func scopeLimitCondition(next ratewindow.Decision) (metav1.Condition, bool) {
 			continue
 		}
 		msg := fmt.Sprintf("this %s's own %s limit on the provider (%s) is full; %s go on; ", scope.whose, limit, scope.where, scope.others)
-		if next.RetryAt.IsZero() {
+		switch {
+		case next.RetryAt.IsZero():
 			msg += "the next call waits for one of the " + scope.whose + "'s calls to end"
-		} else {
+		case timeless:
+			msg += "the next call waits for it to free"
+		default:
 			msg += "next call at " + next.RetryAt.UTC().Format(time.RFC3339)
 		}
 		return metav1.Condition{Type: llmv1.ConditionRateLimited, Status: metav1.ConditionTrue, Reason: scope.reason, Message: msg}, true
