@@ -119,9 +119,12 @@ func (s *Spares) Acquire(ctx context.Context, req AcquireRequest) (AcquireRespon
 			return AcquireResponse{Grant: sp.Grant, Endpoint: sp.Endpoint}, nil
 		}
 		if set.use == 0 || set.fetch == nil || s.Max < 0 {
+			// The fetch begins under the lock that found none in flight:
+			// a call that comes meanwhile waits for it, as one after it.
+			fetch := set.startFetch(s.Max)
 			s.mu.Unlock()
 			s.giveBack(stale)
-			return s.ask(ctx, set, req)
+			return s.ask(ctx, set, req, fetch)
 		}
 		fetch := set.fetch
 		set.waiting++
@@ -140,17 +143,23 @@ func (s *Spares) Acquire(ctx context.Context, req AcquireRequest) (AcquireRespon
 	}
 }
 
-// ask asks the authority for the call. For a provider that gives spares,
-// and when no other acquire of the set is in flight, it also asks for
-// spares, without waiting for quota: a call that must wait asks again
-// alone, so the calls waiting for this acquire wait one round trip at most.
-func (s *Spares) ask(ctx context.Context, set *spareSet, req AcquireRequest) (AcquireResponse, error) {
-	s.mu.Lock()
-	var fetch chan struct{}
-	if set.use > 0 && set.fetch == nil && s.Max >= 0 {
-		fetch = make(chan struct{})
-		set.fetch = fetch
+// startFetch makes the set's acquire in flight, for a provider that gives
+// spares (and spares not turned off by max < 0); nil when it gives none
+// (called under s.mu, with no acquire of the set in flight).
+func (set *spareSet) startFetch(max int) chan struct{} {
+	if set.use == 0 || max < 0 {
+		return nil
 	}
+	set.fetch = make(chan struct{})
+	return set.fetch
+}
+
+// ask asks the authority for the call. With fetch, the set's acquire in
+// flight (startFetch), it also asks for spares, without waiting for quota:
+// a call that must wait asks again alone, so the calls waiting for this
+// acquire wait one round trip at most.
+func (s *Spares) ask(ctx context.Context, set *spareSet, req AcquireRequest, fetch chan struct{}) (AcquireResponse, error) {
+	s.mu.Lock()
 	ask := req
 	if fetch != nil {
 		ask.Prefetch, ask.MaxWaitMillis = set.want(s.max()), 0
