@@ -411,6 +411,22 @@ type InteractivePolicy struct {
 	// +optional
 	Fallback InteractiveFallback `json:"fallback,omitempty"`
 
+	// standbyCalls is how many calls each gateway replica may hold, per
+	// calling namespace and model, to send while no manager leads (an
+	// election after the leader crashed): the replica keeps serving that
+	// many calls from quota lent before the crash. Each lent call counts
+	// in every window from when it is lent until a minute after the last
+	// moment it may be sent (a minute later), and holds a concurrency slot
+	// while lent, so what is lent and unused costs the provider's other
+	// callers that much: keep replicas x namespaces x models x standbyCalls
+	// small beside each limit. None are lent under a minimum interval, a
+	// window shorter than 10 s, or for a pool of Ollama pods. Defaults to
+	// 0 (none); 0 to 64.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=64
+	StandbyCalls *int32 `json:"standbyCalls,omitempty"`
+
 	// cache lets the gateway answer a call identical to an earlier one
 	// (same calling namespace, provider, model, messages and output cap) at
 	// temperature 0 from that earlier answer, without quota or a provider

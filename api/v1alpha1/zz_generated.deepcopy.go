@@ -429,6 +429,11 @@ func (in *InteractivePolicy) DeepCopyInto(out *InteractivePolicy) {
 		*out = new(int32)
 		**out = **in
 	}
+	if in.StandbyCalls != nil {
+		in, out := &in.StandbyCalls, &out.StandbyCalls
+		*out = new(int32)
+		**out = **in
+	}
 	if in.CacheTTLSeconds != nil {
 		in, out := &in.CacheTTLSeconds, &out.CacheTTLSeconds
 		*out = new(int32)

@@ -115,10 +115,14 @@ func main() {
 	go spares.Run(ctx)
 	// Every call's grant is kept until its release, so a new leader is told
 	// the calls in flight before it admits anything (docs/gateway.md).
-	ledger := &authority.Ledger{Quota: spares, Releases: releases}
+	// Standby grants serve calls while no manager leads (docs/gateway.md).
+	standby := &authority.Standby{Quota: spares, Lender: quota, Return: releases.Release, Log: log.WithName("standby")}
+	go standby.Run(ctx)
+	ledger := &authority.Ledger{Quota: standby, Releases: releases}
 	go (&authority.CheckIns{Client: quota, Ledger: ledger, Pod: pod, Log: log.WithName("check-in")}).Run(ctx)
 	metrics := gateway.NewMetrics(crmetrics.Registry)
 	gateway.RegisterSpares(crmetrics.Registry, spares)
+	gateway.RegisterStandby(crmetrics.Registry, standby)
 	gw := &gateway.Gateway{
 		Providers: &gateway.Providers{Reader: mgr.GetClient(), HTTP: provider.NewHTTPClient(1024), SecretRecheck: gateway.DefaultSecretRecheck},
 		Auth:      &kubeauth.Reviewer{Client: mgr.GetClient(), Audiences: []string{audience}, TTL: authTTL},
@@ -137,7 +141,10 @@ func main() {
 	utilruntime.Must(mgr.AddReadyzCheck("quota-authority", func(r *http.Request) error {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		return quota.Ping(ctx)
+		if err := quota.Ping(ctx); err != nil && !standby.Serving() {
+			return err
+		}
+		return nil // or no manager leads, and standby grants serve calls meanwhile
 	}))
 	log.Info("Starting gateway", "version", version.Version, "address", addr)
 	if err := mgr.Start(ctx); err != nil {

@@ -205,6 +205,17 @@ func (c *Client) Acquire(ctx context.Context, req AcquireRequest) (AcquireRespon
 	return out, nil
 }
 
+// Lend asks for standby grants (req.Standby of them at most).
+func (c *Client) Lend(ctx context.Context, req AcquireRequest) (StandbyResponse, error) {
+	var out StandbyResponse
+	status, epoch, err := c.do(ctx, StandbyPath, req, &out)
+	if err == nil && status != http.StatusOK {
+		err = fmt.Errorf("the quota authority answered %d to a standby request", status)
+	}
+	out.Epoch = epoch
+	return out, err
+}
+
 // Release ends grants, in one request. Repeating it is safe.
 func (c *Client) Release(ctx context.Context, reqs ...ReleaseRequest) error {
 	return c.postNoContent(ctx, ReleasePath, ReleaseBatch{Releases: reqs}, "a release")

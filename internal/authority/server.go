@@ -221,6 +221,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.acquire(w, r)
 	case CheckinPath:
 		s.checkin(w, r)
+	case StandbyPath:
+		s.standby(w, r)
 	case ReleasePath:
 		s.release(w, r)
 	case WrotePath:
@@ -232,23 +234,31 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) acquire(w http.ResponseWriter, r *http.Request) {
-	var req AcquireRequest
+// asked reads an acquire (or standby) request and finds its provider's
+// dispatcher; ok is false when it answered the request already.
+func (s *Server) asked(w http.ResponseWriter, r *http.Request) (req AcquireRequest, d *dispatch.Dispatcher, ok bool) {
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&req); err != nil {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "malformed acquire request: " + err.Error()})
-		return
+		return req, nil, false
 	}
 	if req.MaxTokens <= 0 {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "maxTokens must be positive: it bounds the reservation"})
-		return
+		return req, nil, false
 	}
 	if !s.isReady() {
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the new leader is learning the calls in flight that the previous one granted"})
-		return
+		return req, nil, false
 	}
-	d := s.Lookup(req.Provider)
-	if d == nil {
+	if d = s.Lookup(req.Provider); d == nil {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "provider " + req.Provider + " is not served"})
+		return req, nil, false
+	}
+	return req, d, true
+}
+
+func (s *Server) acquire(w http.ResponseWriter, r *http.Request) {
+	req, d, ok := s.asked(w, r)
+	if !ok {
 		return
 	}
 	g, dec, err := d.Acquire(r.Context(), dispatch.Ask{Namespace: req.Namespace, Model: req.Model, InputChars: req.InputChars,
@@ -271,8 +281,13 @@ func (s *Server) acquire(w http.ResponseWriter, r *http.Request) {
 
 // hold keeps a grant until its release, or its lease ends, and returns its id.
 func (s *Server) hold(g *dispatch.Grant, holder string) string {
+	return s.holdFor(g, holder, s.lease())
+}
+
+// holdFor keeps a grant until its release, or lease from now.
+func (s *Server) holdFor(g *dispatch.Grant, holder string, lease time.Duration) string {
 	id, now := newID(), s.clock().Now()
-	h := held{grant: g, holder: holder, expires: now.Add(s.lease())}
+	h := held{grant: g, holder: holder, expires: now.Add(lease)}
 	if g.ReportsWrite() {
 		h.writeBy = now.Add(s.writeDeadline())
 	}

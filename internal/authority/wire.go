@@ -26,6 +26,9 @@ const (
 	WrotePath = "/quota/v1/wrote"
 	// CheckinPath takes a gateway's calls in flight (CheckinRequest).
 	CheckinPath = "/quota/v1/checkin"
+	// StandbyPath lends standby grants (AcquireRequest.Standby,
+	// StandbyResponse).
+	StandbyPath = "/quota/v1/standby"
 )
 
 // HolderHeader names the gateway process that sends a request,
@@ -71,6 +74,32 @@ type AcquireRequest struct {
 	// next calls of this namespace and model, of this cost at most
 	// (dispatch.Ask.Prefetch); at most MaxPrefetch.
 	Prefetch int `json:"prefetch,omitempty"`
+	// Standby asks StandbyPath for up to this many standby grants for
+	// calls of this namespace and model, of this cost at most; at most
+	// MaxStandby.
+	Standby int `json:"standby,omitempty"`
+}
+
+// MaxStandby bounds the standby grants one request asks for.
+const MaxStandby = 64
+
+// StandbyResponse lends standby grants: calls the gateway may send while
+// no authority answers it (dispatch.Lend).
+type StandbyResponse struct {
+	Grants []Spare `json:"grants,omitempty"`
+	// Calls is how many standby grants the provider lends a gateway for
+	// one namespace and model (its spec.interactive.standbyCalls): 0 lends
+	// none.
+	Calls int `json:"calls"`
+	// UseMillis is how long after the request was sent a grant may still
+	// be sent; EndMillis, how long after it a call sent from one must have
+	// ended: a new leader waits no longer for a gateway that cannot tell
+	// it its calls in flight.
+	UseMillis int64 `json:"useMillis,omitempty"`
+	EndMillis int64 `json:"endMillis,omitempty"`
+	// Epoch, set by the client from the answer (EpochHeader), is the term
+	// of the leader that lent the grants.
+	Epoch string `json:"-"`
 }
 
 // MaxPrefetch bounds the spares one acquire asks for.
@@ -104,6 +133,9 @@ type AcquireResponse struct {
 	// UseMillis is how long the provider's spares may be held (zero: the
 	// provider gives none, and each call asks for its own grant).
 	UseMillis int64 `json:"useMillis,omitempty"`
+	// EndBy, set by the gateway itself on a grant from its standby
+	// (Standby), is when the call must have ended.
+	EndBy time.Time `json:"-"`
 	// Reason names the constraint that refused (ratewindow.Reason), Window
 	// the window or budget, RetryAt when it frees (zero when no wait
 	// alone frees it).

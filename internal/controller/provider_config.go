@@ -88,8 +88,9 @@ func dispatchConfig(p *llmv1.LLMProvider) dispatch.Config {
 			cfg.ModelLimits[m.Model] = scopeLimits(&m.Limits)
 		}
 	}
-	if i := spec.Interactive; i != nil && i.ReservedPercent != nil {
-		cfg.InteractiveReserve = int(*i.ReservedPercent)
+	if i := spec.Interactive; i != nil {
+		cfg.InteractiveReserve = int(ptr.Deref(i.ReservedPercent, 0))
+		cfg.StandbyCalls = int(ptr.Deref(i.StandbyCalls, 0))
 	}
 	if spec.MaxPromptLength != nil {
 		cfg.MaxPromptLength = int(*spec.MaxPromptLength)

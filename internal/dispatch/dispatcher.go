@@ -194,6 +194,7 @@ func (d *Dispatcher) Reconfigure(cfg Config) error {
 	d.cfg.Limits, d.cfg.DefaultModel, d.cfg.MaxRetries, d.cfg.MaxPromptLength = cfg.Limits, cfg.DefaultModel, cfg.MaxRetries, cfg.MaxPromptLength
 	d.cfg.Fallback, d.cfg.CircuitThreshold, d.cfg.Prices, d.cfg.CallTimeout = cfg.Fallback, cfg.CircuitThreshold, cfg.Prices, cfg.CallTimeout
 	d.cfg.Budgets, d.cfg.InteractiveReserve, d.cfg.MaxRateLimitedWait = cfg.Budgets, cfg.InteractiveReserve, cfg.MaxRateLimitedWait
+	d.cfg.StandbyCalls = cfg.StandbyCalls
 	d.cfg.CapCountedAtStart, d.cfg.CrashRepay = cfg.CapCountedAtStart, cfg.CrashRepay
 	d.cfg.Shares, d.fair.shares, d.cfg.ModelLimits = cfg.Shares, cfg.Shares, cfg.ModelLimits
 	d.spareUse = spareUseOf(d.cfg)

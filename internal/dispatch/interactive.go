@@ -62,6 +62,10 @@ type Grant struct {
 	// spare is set on each of them.
 	spares []*Grant
 	spare  bool
+	// standbyUntil is when a standby grant (Lend) must have been sent by:
+	// its place in the windows counts from there (Limiter.Defer); zero
+	// for any other grant.
+	standbyUntil time.Time
 	// adopted is set on a call a previous leader granted (Adopt): its end
 	// frees its slots and settles nothing else.
 	adopted bool
@@ -372,7 +376,7 @@ func (g *Grant) Cancel() {
 	}
 	g.end(func(d *Dispatcher, now time.Time) {
 		if g.spare {
-			d.limiter.Unadmit(g.at, g.est)
+			d.limiter.Unadmit(g.windowAt(), g.est)
 		} else {
 			d.limiter.Release(now, ratewindow.Result{Outcome: ratewindow.OutcomeNeutral})
 		}
@@ -380,7 +384,7 @@ func (g *Grant) Cancel() {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		if g.spare {
-			d.scopeUnadmit(g.at, g.namespace, g.model, g.nsCost)
+			d.scopeUnadmit(g.windowAt(), g.namespace, g.model, g.nsCost)
 		} else {
 			d.scopeRelease(now, g.namespace, g.model, ratewindow.Cost{})
 		}

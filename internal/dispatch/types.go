@@ -124,6 +124,9 @@ type Config struct {
 	// InteractiveReserve is the percent of every limit batches leave to
 	// interactive calls (Acquire), which may use everything.
 	InteractiveReserve int
+	// StandbyCalls bounds the standby grants one Lend gives (see Lend);
+	// 0 lends none.
+	StandbyCalls int
 	// MaxRetries bounds the retries of one item after its first attempt.
 	// A rate-limit answer that says when to come back does not count
 	// (waitedOut), for up to MaxRateLimitedWait from the first.

@@ -52,8 +52,10 @@ type bed struct {
 	// gateways are the base URLs of three replicas, each with its own
 	// caches, clients and releaser, drawing on one authority.
 	gateways []string
-	// spares are each gateway's spare grants, in the order of gateways.
-	spares []*authority.Spares
+	// spares are each gateway's spare grants, in the order of gateways;
+	// standby, its standby grants.
+	spares  []*authority.Spares
+	standby []*authority.Standby
 	// tokens of team-a/app (may use emu), team-a/other (may use nothing),
 	// team-b/ops (may use every provider), team-c/ops (RBAC lets it use
 	// every provider, but emu's namespaceSelector does not select team-c).
@@ -279,7 +281,10 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 		spares := &authority.Spares{Quota: quota, Return: releases.Release} // as cmd/gateway wires it
 		go spares.Run(runCtx)
 		b.spares = append(b.spares, spares)
-		ledger := &authority.Ledger{Quota: spares, Releases: releases}
+		standby := &authority.Standby{Quota: spares, Lender: quota, Return: releases.Release, Every: 200 * time.Millisecond, Log: logr.Discard()}
+		go standby.Run(runCtx)
+		b.standby = append(b.standby, standby)
+		ledger := &authority.Ledger{Quota: standby, Releases: releases}
 		go (&authority.CheckIns{Client: quota, Ledger: ledger, Pod: gatewayPod(i), Every: 250 * time.Millisecond, Log: logr.Discard()}).Run(runCtx)
 		gw := &gateway.Gateway{
 			Providers: &gateway.Providers{Reader: b.c, HTTP: b.slowed(provider.NewHTTPClient(256)), SecretRecheck: gateway.DefaultSecretRecheck},

@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"k8s.io/utils/ptr"
+
+	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/emulator"
 	"github.com/llmquota/llmquota/internal/gateway"
@@ -66,5 +70,65 @@ func TestNewLeaderCountsTheGatewaysCallsInFlight(t *testing.T) {
 	case <-next.Ready():
 	default:
 		t.Fatal("the new leader answered calls before it was ready")
+	}
+}
+
+// TestGatewayServesFromStandbyWhileNoManagerLeads: a provider lends each
+// gateway replica 3 standby grants for the namespace and model it served.
+// With the quota authority gone, the replica answers 3 calls from them at
+// once (a fourth gets 503, as with no standby); the leader counted them
+// from the lend, so once it answers again the window admits exactly the
+// rest of its 10, and the provider's own log shows no window exceeded.
+func TestGatewayServesFromStandbyWhileNoManagerLeads(t *testing.T) {
+	b := newBed(t, 100, time.Minute)
+	emu, d := b.addProviderWith(t, "steady", 10, time.Minute, providerOptions{
+		spec:     func(s *llmv1.LLMProviderSpec) { s.Interactive = &llmv1.InteractivePolicy{StandbyCalls: ptr.To(int32(3))} },
+		dispatch: func(c *dispatch.Config) { c.StandbyCalls = 3 },
+	})
+	body := `{"model":"steady","messages":[{"role":"user","content":"through an election"}]}`
+	noWait := http.Header{gateway.MaxWaitHeader: {"0"}}
+	if code, out := post(t, b, b.ops, body, noWait); code != http.StatusOK {
+		t.Fatalf("first call: %d %s", code, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for b.standby[0].Stats().Held != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica holds %d standby grants, want the provider's 3", b.standby[0].Stats().Held)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if q := d.Quota(); q.Windows[0].Used != 4 {
+		t.Fatalf("the leader counts %d in the window, want the call and the 3 lent", q.Windows[0].Used)
+	}
+
+	b.authDown.Store(true)
+	for i := range 3 {
+		if code, out := post(t, b, b.ops, body, noWait); code != http.StatusOK {
+			t.Fatalf("call %d with no authority and standby held: %d %s", i, code, out)
+		}
+	}
+	if code, out := post(t, b, b.ops, body, noWait); code != http.StatusServiceUnavailable || !strings.Contains(out, "quota_unavailable") {
+		t.Fatalf("a fourth call with the standby spent: %d %s, want 503", code, out)
+	}
+	if got := b.standby[0].Stats().Used; got != 3 {
+		t.Fatalf("%d calls served from standby, want 3", got)
+	}
+	b.authDown.Store(false)
+
+	sent := 4
+	for {
+		code, out := post(t, b, b.ops, body, noWait)
+		if code == http.StatusTooManyRequests {
+			break
+		}
+		if code != http.StatusOK {
+			t.Fatalf("after the authority came back: %d %s", code, out)
+		}
+		sent++
+	}
+	log := emu.Log()
+	must(t, emulator.CheckWindows(log, []emulator.Limit{{Requests: 10, Period: time.Minute}}))
+	if n := emulator.Count(log).QuotaRefusals; n != 0 || sent != 10 || len(log) != 10 {
+		t.Fatalf("%d calls answered, %d at the provider, %d refused there for quota; want exactly the window's 10 and no refusal", sent, len(log), n)
 	}
 }

@@ -262,6 +262,9 @@ func (g *Gateway) run(ctx context.Context, c call, rl *relay) (outcome, *failure
 		return out, f
 	}
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	if !a.endBy.IsZero() { // a standby grant: the call must end while a new leader would still wait for it
+		cctx, cancel = withEnd(cctx, cancel, a.endBy)
+	}
 	if a.reportWrite {
 		cctx = g.reportingWrite(cctx, a.grant)
 	}
@@ -309,6 +312,15 @@ type admitted struct {
 	req         provider.Request
 	grant       string
 	reportWrite bool
+	// endBy is when the call must have ended: set for a call admitted
+	// from a standby grant while no authority answered.
+	endBy time.Time
+}
+
+// withEnd bounds ctx by end too; the cancel returned cancels both.
+func withEnd(ctx context.Context, cancel context.CancelFunc, end time.Time) (context.Context, context.CancelFunc) {
+	ectx, ecancel := context.WithDeadline(ctx, end)
+	return ectx, func() { ecancel(); cancel() }
 }
 
 // reportingWrite tells the authority when the call's request is written
@@ -394,7 +406,7 @@ func (g *Gateway) acquire(ctx context.Context, c call, name string, t target, wa
 		f.retryAt, f.limitedBy, f.limited = grant.RetryAt, strings.TrimSuffix(grant.Reason+"/"+grant.Window, "/"), true
 		return admitted{}, f
 	}
-	a := admitted{name: name, target: t, req: req, grant: grant.Grant, reportWrite: grant.ReportWrite}
+	a := admitted{name: name, target: t, req: req, grant: grant.Grant, reportWrite: grant.ReportWrite, endBy: grant.EndBy}
 	if t.pool {
 		if grant.Endpoint == "" {
 			g.Releases.Release(authority.ReleaseRequest{Grant: grant.Grant})

@@ -116,3 +116,33 @@ func (c spareCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(s.Used), "used")
 	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(s.Returned), "returned")
 }
+
+// StandbyCounter reads the standby grants a gateway used, gave back and
+// holds (authority.Standby).
+type StandbyCounter interface{ Stats() authority.StandbyStats }
+
+// RegisterStandby registers llmquota_gateway_standby_grants_total and
+// llmquota_gateway_standby_grants_held with reg, read from standby.
+func RegisterStandby(reg prometheus.Registerer, standby StandbyCounter) {
+	reg.MustRegister(standbyCollector{
+		total: prometheus.NewDesc("llmquota_gateway_standby_grants_total",
+			"Standby grants by result: used by a call while no quota authority answered, or returned unsent.", []string{"result"}, nil),
+		held: prometheus.NewDesc("llmquota_gateway_standby_grants_held",
+			"Standby grants held: calls this replica may send while no manager leads.", nil, nil),
+		standby: standby,
+	})
+}
+
+type standbyCollector struct {
+	total, held *prometheus.Desc
+	standby     StandbyCounter
+}
+
+func (c standbyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.total; ch <- c.held }
+
+func (c standbyCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.standby.Stats()
+	ch <- prometheus.MustNewConstMetric(c.total, prometheus.CounterValue, float64(s.Used), "used")
+	ch <- prometheus.MustNewConstMetric(c.total, prometheus.CounterValue, float64(s.Returned), "returned")
+	ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, float64(s.Held))
+}

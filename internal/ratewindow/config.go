@@ -46,7 +46,10 @@ type Cost struct {
 func (c Cost) Total() int64 { return c.Input + c.Output }
 
 // of is the part of c a window of kind k counts.
-func (c Cost) of(k TokenKind) int64 {
+func (c Cost) of(k TokenKind) int64 { return k.of(c) }
+
+// of is the part of c a window of kind k counts.
+func (k TokenKind) of(c Cost) int64 {
 	switch k {
 	case TokensInput:
 		return c.Input

@@ -18,6 +18,9 @@ type Limiter struct {
 	admitted ring       // admission times, shared by every request window
 	tokens   costRing   // the tokens window's entries
 	more     []costRing // the entries of each of Config.TokenWindows
+	// deferred are calls counted until a later time than their admission
+	// (Defer), oldest first.
+	deferred []deferred
 
 	lastAdmit   int64 // time of the last admission; valid when hasAdmitted
 	hasAdmitted bool
@@ -212,13 +215,22 @@ func (l *Limiter) Release(now time.Time, r Result) {
 // concurrency slot comes back, and so do its place in the request windows
 // and its token charge, as if it had not been admitted. Only a call
 // certainly never sent may be unadmitted (a spare grant given back unused);
-// one whose entries are gone or were stamped later is left counted.
+// one whose entries are gone or were stamped later is left counted. A
+// deferred call (Defer) is unadmitted at the time it was deferred to.
 func (l *Limiter) Unadmit(at time.Time, cost Cost) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	t := at.UnixNano()
 	l.inFlight = max(0, l.inFlight-1)
-	l.admitted.remove(t)
+	if !l.admitted.remove(t) && l.undefer(t) {
+		return // a deferred call: its tokens went with it
+	}
+	l.reduceTokens(t, cost)
+}
+
+// reduceTokens takes cost, charged at t, out of the token windows (called
+// under l.mu).
+func (l *Limiter) reduceTokens(t int64, cost Cost) {
 	if l.cfg.Tokens != nil && cost.Total() > 0 {
 		l.tokens.reduce(t, cost.Total())
 	}
@@ -329,25 +341,31 @@ func (l *Limiter) decide(now int64, cost Cost, keepPercent int) Decision {
 	b := blocker{now: now, at: math.MinInt64}
 	for i := range l.cfg.Windows {
 		w := &l.cfg.Windows[i]
-		if limit := kept(l.scaled(w.Limit), keepPercent); int64(l.admitted.n) >= limit {
-			b.consider(l.admitted.newest(int(limit))+int64(w.Period), ReasonWindow, w.Name)
+		if limit := kept(l.scaled(w.Limit), keepPercent); int64(l.admitted.n+len(l.deferred)) >= limit {
+			b.consider(l.kthNewest(int(limit))+int64(w.Period), ReasonWindow, w.Name)
 		}
 	}
-	tokenWindow := func(w Window, r *costRing, cost int64) bool {
+	tokenWindow := func(w Window, r *costRing, cost int64, of func(Cost) int64) bool {
 		limit := kept(w.Limit, keepPercent)
 		if cost > limit {
 			return false
 		}
-		if until, ok := tokensFreeAt(r, w.Period, now, cost, limit); !ok {
+		until, ok := int64(0), false
+		if len(l.deferred) == 0 {
+			until, ok = tokensFreeAt(r, w.Period, now, cost, limit)
+		} else {
+			until, ok = l.tokensFreeAtDeferred(r, w.Period, now, cost, limit, of)
+		}
+		if !ok {
 			b.consider(until, ReasonTokens, w.Name)
 		}
 		return true
 	}
-	if tw := l.cfg.Tokens; tw != nil && !tokenWindow(*tw, &l.tokens, cost.Total()) {
+	if tw := l.cfg.Tokens; tw != nil && !tokenWindow(*tw, &l.tokens, cost.Total(), Cost.Total) {
 		return Decision{Reason: ReasonTooLarge, Window: tw.Name}
 	}
 	for i, tw := range l.cfg.TokenWindows {
-		if !tokenWindow(tw.Window, &l.more[i], cost.of(tw.Kind)) {
+		if !tokenWindow(tw.Window, &l.more[i], cost.of(tw.Kind), tw.Kind.of) {
 			return Decision{Reason: ReasonTooLarge, Window: tw.Name}
 		}
 	}

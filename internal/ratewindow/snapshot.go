@@ -8,19 +8,21 @@ import (
 	"time"
 )
 
-// Snapshot format, version 2. All integers are unsigned varints; times are
+// Snapshot format, version 3. All integers are unsigned varints; times are
 // Unix nanoseconds.
 //
-//	"RW" 0x02
+//	"RW" 0x03
 //	takenAt lastAdmit+1 (0: none) failures backoffUntil retryAfter
 //	reservedCalls reservedTokens (input and output together)
 //	series(admissions) series(tokens)
 //	reservedOutputTokens
 //	k, then k times: len(name) name kind series(that window's tokens)
+//	d, then d times: time input output (the deferred calls, see Defer)
 //	CRC-32 (IEEE) of everything before it, 4 bytes little-endian
 //
 // Version 1, without the part after series(tokens), is read too: its
-// reserved tokens count as input. The further token windows
+// reserved tokens count as input; so is version 2, without the deferred
+// calls. The further token windows
 // (Config.TokenWindows) are matched by name and kind on Restore; one not
 // in the snapshot starts empty.
 //
@@ -32,7 +34,7 @@ import (
 // of g, which only ever holds calls back longer. A 1500/day window thus
 // stays exact and under 12 KiB, and 1M/day stays under ~40 KiB.
 const (
-	snapshotVersion    = 2
+	snapshotVersion    = 3
 	maxSnapshotEntries = 4096
 )
 
@@ -81,6 +83,13 @@ func (l *Limiter) Snapshot(now time.Time, dst []byte) []byte {
 		dst = append(dst, tw.Name...)
 		dst = binary.AppendUvarint(dst, uint64(tw.Kind))
 		dst = appendTokens(dst, &l.more[i], t-int64(tw.Period))
+	}
+	l.dropExpiredDeferred(t)
+	dst = binary.AppendUvarint(dst, uint64(len(l.deferred)))
+	for _, d := range l.deferred {
+		dst = binary.AppendUvarint(dst, uint64(d.t))
+		dst = binary.AppendUvarint(dst, uint64(d.cost.Input))
+		dst = binary.AppendUvarint(dst, uint64(d.cost.Output))
 	}
 	return binary.LittleEndian.AppendUint32(dst, crc32.ChecksumIEEE(dst[start:]))
 }
@@ -153,7 +162,7 @@ func Restore(cfg Config, data []byte, now time.Time) (*Limiter, error) {
 		return nil, fmt.Errorf("%w: no snapshot header", ErrCorrupt)
 	}
 	version := data[2]
-	if version != 1 && version != snapshotVersion {
+	if version < 1 || version > snapshotVersion {
 		return nil, fmt.Errorf("%w: unsupported version %d", ErrCorrupt, data[2])
 	}
 	body, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
@@ -193,6 +202,9 @@ func Restore(cfg Config, data []byte, now time.Time) (*Limiter, error) {
 	reserved := Cost{Input: int64(reservedTokens)}
 	if version >= 2 {
 		reserved = l.restoreTokenWindows(&r, int64(reservedTokens))
+	}
+	if version >= 3 {
+		l.restoreDeferred(&r)
 	}
 	if r.err == nil && len(r.buf) != 0 {
 		r.fail("trailing bytes")
@@ -257,6 +269,27 @@ func (l *Limiter) restoreTokenWindows(r *reader, reservedTotal int64) Cost {
 		})
 	}
 	return Cost{Input: reservedTotal - out, Output: out}
+}
+
+// restoreDeferred reads version 3's deferred calls: they count until
+// their time has left the windows, whatever the config is now.
+func (l *Limiter) restoreDeferred(r *reader) {
+	n := r.uvarint()
+	if r.err == nil && (n > MaxDeferred || n > uint64(len(r.buf))) {
+		r.fail("bad deferred calls count")
+	}
+	prev := int64(0)
+	for range n {
+		t, in, out := r.time(), r.uvarint(), r.uvarint()
+		if r.err == nil && (t < prev || in > 1<<61 || out > 1<<61) {
+			r.fail("bad deferred call")
+		}
+		if r.err != nil {
+			return
+		}
+		prev = t
+		l.deferred = append(l.deferred, deferred{t: t, cost: Cost{Input: int64(in), Output: int64(out)}})
+	}
 }
 
 // reader decodes varints, remembering the first error.

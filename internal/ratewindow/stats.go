@@ -52,17 +52,17 @@ func (l *Limiter) Stats(now time.Time) Stats {
 		ReservedTokens:      l.reservedToken.Total(),
 	}
 	for i, w := range l.cfg.Windows {
-		used := l.admitted.countSince(int(w.Limit), t-int64(w.Period))
+		used := l.admitted.countSince(int(w.Limit), t-int64(w.Period)) + l.deferredSince(t-int64(w.Period))
 		s.Windows[i] = WindowStats{Name: w.Name, Used: int64(used), Limit: w.Limit, Period: w.Period}
 		if l.scale != 0 {
 			s.Windows[i].Learned = l.scaled(w.Limit)
 		}
 	}
 	if tw := l.cfg.Tokens; tw != nil {
-		s.Tokens = &WindowStats{Name: tw.Name, Used: usedSince(&l.tokens, t-int64(tw.Period)), Limit: tw.Limit, Period: tw.Period}
+		s.Tokens = &WindowStats{Name: tw.Name, Used: usedSince(&l.tokens, t-int64(tw.Period)) + l.deferredTokens(t-int64(tw.Period), Cost.Total), Limit: tw.Limit, Period: tw.Period}
 	}
 	for i, tw := range l.cfg.TokenWindows {
-		s.TokenWindows = append(s.TokenWindows, WindowStats{Name: tw.Name, Used: usedSince(&l.more[i], t-int64(tw.Period)), Limit: tw.Limit, Period: tw.Period})
+		s.TokenWindows = append(s.TokenWindows, WindowStats{Name: tw.Name, Used: usedSince(&l.more[i], t-int64(tw.Period)) + l.deferredTokens(t-int64(tw.Period), tw.Kind.of), Limit: tw.Limit, Period: tw.Period})
 	}
 	if l.scale != 0 && l.cfg.MaxConcurrency > 0 {
 		s.LearnedConcurrency = int(l.scaled(int64(l.cfg.MaxConcurrency)))

@@ -368,6 +368,9 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: reservedPercent
       type:
         scalar: numeric
+    - name: standbyCalls
+      type:
+        scalar: numeric
 - name: com.github.llmquota.llmquota.api.v1alpha1.Item
   map:
     fields:

@@ -45,6 +45,18 @@ type InteractivePolicyApplyConfiguration struct {
 	// here, if the caller may use the fallback (RBAC and its
 	// namespaceSelector); else it waits here.
 	Fallback *apiv1alpha1.InteractiveFallback `json:"fallback,omitempty"`
+	// standbyCalls is how many calls each gateway replica may hold, per
+	// calling namespace and model, to send while no manager leads (an
+	// election after the leader crashed): the replica keeps serving that
+	// many calls from quota lent before the crash. Each lent call counts
+	// in every window from when it is lent until a minute after the last
+	// moment it may be sent (a minute later), and holds a concurrency slot
+	// while lent, so what is lent and unused costs the provider's other
+	// callers that much: keep replicas x namespaces x models x standbyCalls
+	// small beside each limit. None are lent under a minimum interval, a
+	// window shorter than 10 s, or for a pool of Ollama pods. Defaults to
+	// 0 (none); 0 to 64.
+	StandbyCalls *int32 `json:"standbyCalls,omitempty"`
 	// cache lets the gateway answer a call identical to an earlier one
 	// (same calling namespace, provider, model, messages and output cap) at
 	// temperature 0 from that earlier answer, without quota or a provider
@@ -84,6 +96,14 @@ func (b *InteractivePolicyApplyConfiguration) WithMaxWaitMilliseconds(value int3
 // If called multiple times, the Fallback field is set to the value of the last call.
 func (b *InteractivePolicyApplyConfiguration) WithFallback(value apiv1alpha1.InteractiveFallback) *InteractivePolicyApplyConfiguration {
 	b.Fallback = &value
+	return b
+}
+
+// WithStandbyCalls sets the StandbyCalls field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the StandbyCalls field is set to the value of the last call.
+func (b *InteractivePolicyApplyConfiguration) WithStandbyCalls(value int32) *InteractivePolicyApplyConfiguration {
+	b.StandbyCalls = &value
 	return b
 }
 
