@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -110,19 +111,8 @@ func main() {
 	quota := &authority.Client{Resolver: resolver, HTTP: &http.Client{Transport: &http.Transport{
 		DialContext: dialer.DialContext, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}}, Token: cachedFile(tokenFile, time.Minute),
 		Holder: authority.NewHolder(pod)}
-	releases := authority.NewReleaser(ctx, quota, log)
-	spares := &authority.Spares{Quota: quota, Return: releases.Release, Max: maxSpares}
-	go spares.Run(ctx)
-	// Every call's grant is kept until its release, so a new leader is told
-	// the calls in flight before it admits anything (docs/gateway.md).
-	// Standby grants serve calls while no manager leads (docs/gateway.md).
-	standby := &authority.Standby{Quota: spares, Lender: quota, Return: releases.Release, Log: log.WithName("standby")}
-	go standby.Run(ctx)
-	ledger := &authority.Ledger{Quota: standby, Releases: releases}
-	go (&authority.CheckIns{Client: quota, Ledger: ledger, Pod: pod, Log: log.WithName("check-in")}).Run(ctx)
+	ledger, standby := quotaChain(ctx, quota, pod, maxSpares, log)
 	metrics := gateway.NewMetrics(crmetrics.Registry)
-	gateway.RegisterSpares(crmetrics.Registry, spares)
-	gateway.RegisterStandby(crmetrics.Registry, standby)
 	gw := &gateway.Gateway{
 		Providers: &gateway.Providers{Reader: mgr.GetClient(), HTTP: provider.NewHTTPClient(1024), SecretRecheck: gateway.DefaultSecretRecheck},
 		Auth:      &kubeauth.Reviewer{Client: mgr.GetClient(), Audiences: []string{audience}, TTL: authTTL},
@@ -134,8 +124,9 @@ func main() {
 	}
 	utilruntime.Must(mgr.Add(&server{addr: addr, handler: gw.Handler()}))
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
-	// Ready once the quota authority answers: a gateway that cannot get
-	// quota would refuse every call. The check's 2 s stay under the
+	// Ready once the quota authority answers, or while no manager leads
+	// if standby grants serve some calls: a gateway that cannot get quota
+	// would refuse every call. The check's 2 s stay under the
 	// probe's timeoutSeconds (3, in the chart), so a slow answer is a
 	// failed check, not a probe the kubelet abandons.
 	utilruntime.Must(mgr.AddReadyzCheck("quota-authority", func(r *http.Request) error {
@@ -144,13 +135,31 @@ func main() {
 		if err := quota.Ping(ctx); err != nil && !standby.Serving() {
 			return err
 		}
-		return nil // or no manager leads, and standby grants serve calls meanwhile
+		return nil
 	}))
 	log.Info("Starting gateway", "version", version.Version, "address", addr)
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "Running the gateway")
 		os.Exit(1)
 	}
+}
+
+// quotaChain makes what stands between the gateway and the quota
+// authority, and starts their loops: spare grants, standby grants that
+// serve calls while no manager leads, and the ledger of calls in flight
+// that every new leader is told of before it admits anything
+// (docs/gateway.md). Each registers its metrics.
+func quotaChain(ctx context.Context, quota *authority.Client, pod string, maxSpares int, log logr.Logger) (*authority.Ledger, *authority.Standby) {
+	releases := authority.NewReleaser(ctx, quota, log)
+	spares := &authority.Spares{Quota: quota, Return: releases.Release, Max: maxSpares}
+	go spares.Run(ctx)
+	standby := &authority.Standby{Quota: spares, Lender: quota, Return: releases.Release, Log: log.WithName("standby")}
+	go standby.Run(ctx)
+	ledger := &authority.Ledger{Quota: standby, Releases: releases}
+	go (&authority.CheckIns{Client: quota, Ledger: ledger, Pod: pod, Log: log.WithName("check-in")}).Run(ctx)
+	gateway.RegisterSpares(crmetrics.Registry, spares)
+	gateway.RegisterStandby(crmetrics.Registry, standby)
+	return ledger, standby
 }
 
 // server serves the dialects as a manager Runnable on every replica.

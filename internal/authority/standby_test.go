@@ -113,7 +113,7 @@ func TestStandbyServesWhileNoAuthorityAnswers(t *testing.T) {
 
 	s.TopUp(ctx) // both used: two more
 	other := &Standby{Quota: downQuota{notServed: true}, Lender: lender, Clock: fc, Return: func(ReleaseRequest) {}}
-	other.Acquire(ctx, req)
+	_, _ = other.Acquire(ctx, req) // noted, so the next top-up lends for it
 	other.TopUp(ctx)
 	if resp, err := other.Acquire(ctx, req); err == nil || resp.Grant != "" {
 		t.Fatalf("a provider the authority does not serve was admitted from standby: %+v", resp)

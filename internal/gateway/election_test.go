@@ -82,7 +82,9 @@ func TestNewLeaderCountsTheGatewaysCallsInFlight(t *testing.T) {
 func TestGatewayServesFromStandbyWhileNoManagerLeads(t *testing.T) {
 	b := newBed(t, 100, time.Minute)
 	emu, d := b.addProviderWith(t, "steady", 10, time.Minute, providerOptions{
-		spec:     func(s *llmv1.LLMProviderSpec) { s.Interactive = &llmv1.InteractivePolicy{StandbyCalls: ptr.To(int32(3))} },
+		spec: func(s *llmv1.LLMProviderSpec) {
+			s.Interactive = &llmv1.InteractivePolicy{StandbyCalls: ptr.To(int32(3))}
+		},
 		dispatch: func(c *dispatch.Config) { c.StandbyCalls = 3 },
 	})
 	body := `{"model":"steady","messages":[{"role":"user","content":"through an election"}]}`
