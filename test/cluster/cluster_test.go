@@ -40,6 +40,9 @@ const (
 	// gatewayCalls an app makes through the gateway, one every 5 s, while
 	// the steady batch runs through the managers' kills.
 	gatewayCalls = 40
+	// standbyCalls an app makes, one every 3 s, with no wait for quota, to
+	// a provider that lends standby grants.
+	standbyCalls = 70
 )
 
 var chartDir, _ = filepath.Abs("../../charts/llmquota")
@@ -411,6 +414,14 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 			// after a kill -9 (the 15 s lease and a 2 s retry): a call begun
 			// while no manager leads is answered by the next leader.
 			apply(gatewayAppYAML("gateway-steady", "app", "steady", gatewayCalls, "5s", "25s"))
+			// Another app calls a provider that lends standby grants, every
+			// 3 s, with no wait at all: while no manager leads, the gateways
+			// answer it from what the leader lent them before its kill.
+			createKey("standby-api-key", "standby-key")
+			apply(standbyProviderYAML("standby", "standby-api-key"))
+			kubectl("wait", "--for=condition=Ready", "llmprovider/standby", "--timeout=60s")
+			apply(useRBACYAML("standby", work, "app"))
+			apply(gatewayAppYAML("gateway-standby", "app", "standby", standbyCalls, "3s", "0s"))
 		})
 
 		It("survives kill -9 of the leader's container and of a gateway's: the kubelet restarts them, a manager takes over, the other gateways serve", func() {
@@ -530,6 +541,19 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 			if outage >= 0 {
 				Expect(calls[outage:]).To(ContainElement(HaveField("Status", http.StatusOK)), "no call was answered after the first that was not: %+v", calls)
 			}
+
+			By("calls that could not wait were answered while no manager led, from standby grants")
+			calls, sum = gatewayAppLog("gateway-standby")
+			var fromStandby []gatewayCall
+			for _, c := range calls {
+				Expect(c.Status).To(BeElementOf(http.StatusOK, http.StatusServiceUnavailable, http.StatusTooManyRequests, 0), "call %+v", c)
+				if c.Status == http.StatusOK && c.started().After(leaderKilledAt) && c.ended().Before(leaderElectedAt) {
+					fromStandby = append(fromStandby, c)
+				}
+			}
+			GinkgoWriter.Printf("calls of no wait: %v; %d answered while no manager led\n", sum.ByStatus, len(fromStandby))
+			Expect(fromStandby).NotTo(BeEmpty(), "no call begun and ended between the kill -9 (%v) and the new leader's Lease (%v) was answered: %+v",
+				leaderKilledAt, leaderElectedAt, calls)
 		})
 	})
 

@@ -134,6 +134,23 @@ spec:
 `, name, emulatorIP, namespace, secret)
 }
 
+// standbyProviderYAML is a provider that lends each gateway replica 2
+// standby grants per namespace and model: no minimum interval, 4 slots.
+func standbyProviderYAML(name, secret string) string {
+	return fmt.Sprintf(`apiVersion: llmquota.dev/v1alpha1
+kind: LLMProvider
+metadata: {name: %s}
+spec:
+  type: Gemini
+  namespaceSelector: {}
+  model: gemini-2.5-flash
+  endpoint: http://%s
+  credentialsSecretRef: {namespace: %s, name: %s, key: api-key}
+  limits: {requestsPerMinute: 30, maxConcurrency: 4}
+  interactive: {standbyCalls: 2}
+`, name, emulatorIP, namespace, secret)
+}
+
 // steadyBatchYAML is n items that all pass minScore.
 func steadyBatchYAML(n int) string {
 	var b strings.Builder
@@ -356,6 +373,11 @@ type gatewayCall struct {
 func (c gatewayCall) started() time.Time {
 	at, _ := time.Parse(time.RFC3339Nano, c.Time)
 	return at
+}
+
+// ended is when the call ended.
+func (c gatewayCall) ended() time.Time {
+	return c.started().Add(time.Duration(c.Millis) * time.Millisecond)
 }
 
 // underWayAt reports whether the call was under way at t: it began before
