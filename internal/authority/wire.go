@@ -3,10 +3,12 @@
 // windows, interval, tokens, concurrency and budgets are decided; a gateway
 // asks for its calls' grants (acquire), sends each call itself, and reports
 // what it cost (release); under most limits an acquire also brings spare
-// grants that the gateway's next calls use without asking (Spares). A
-// grant not released within its lease is reclaimed, so a gateway that dies
-// holding quota wastes at most its lease, and a gateway that restarts gives
-// back its previous process's grants when it checks in. Each gateway keeps
+// grants that the gateway's next calls use without asking (Spares), and a
+// provider may lend standby grants that serve calls while no manager leads
+// (Standby; the leader's side in lend.go). A grant not released within its
+// lease is reclaimed, so a gateway that dies holding quota wastes at most
+// its lease, and a gateway that restarts gives back its previous process's
+// grants when it checks in. Each gateway keeps
 // its calls in flight (Ledger) and tells every new leader of them
 // (CheckIns), which counts them before it admits anything (adopt.go).
 // docs/gateway.md says why one admission per call rather than leased

@@ -174,3 +174,29 @@ func ExampleLimiter() {
 	// true
 	// false MinInterval 3s
 }
+
+// BenchmarkDecideWithDeferred measures a decision with none and with 12
+// deferred calls (3 gateway replicas lent 2 standby calls for each of 2
+// namespaces): a window of 100 a minute kept full, a tokens window, each
+// decision merging the deferred calls into both.
+func BenchmarkDecideWithDeferred(b *testing.B) {
+	for _, n := range []int{0, 12} {
+		b.Run(fmt.Sprintf("deferred=%d", n), func(b *testing.B) {
+			l, _ := New(Config{Windows: []Window{{Name: "minute", Limit: 100, Period: time.Minute}},
+				Tokens: &Window{Name: "tokens", Limit: 1 << 30, Period: time.Minute}})
+			cost := Cost{Input: 100, Output: 256}
+			for range n {
+				l.Admit(t0, cost)
+				l.Defer(t0, cost, t0.Add(48*time.Hour)) // counted all through the run
+			}
+			now := t0
+			b.ReportAllocs()
+			for b.Loop() {
+				if l.Admit(now, cost).Allowed {
+					l.Release(now, Result{Outcome: OutcomeSuccess})
+				}
+				now = now.Add(10 * time.Millisecond)
+			}
+		})
+	}
+}

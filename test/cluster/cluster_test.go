@@ -426,6 +426,11 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 
 		It("survives kill -9 of the leader's container and of a gateway's: the kubelet restarts them, a manager takes over, the other gateways serve", func() {
 			waitSucceeded("steady", 5)
+			// Six calls of no wait through the Service first: each gateway
+			// replica served some, so each holds standby grants for them.
+			Eventually(func() int {
+				return strings.Count(kubectl("-n", work, "logs", "gateway-standby"), `{"n":`)
+			}, 90*time.Second, time.Second).Should(BeNumerically(">=", 6))
 			pod, holder := leaderPod(), leaseHolder()
 			restarts := atoi(kubectl("-n", namespace, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].restartCount}"))
 			leaderKilledAt = time.Now()
