@@ -29,6 +29,9 @@ type Dispatcher struct {
 	// looked at the state as it is (a negative check after an event, not
 	// after a sleep).
 	steps atomic.Uint64
+	// persisting makes each write of the quota state the newest one:
+	// snapshot and write happen under it (persistQuota).
+	persisting sync.Mutex
 
 	mu      sync.Mutex
 	batches map[string]*batch

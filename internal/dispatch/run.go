@@ -302,8 +302,7 @@ func (d *Dispatcher) countsTokens() bool {
 // spent, so a crash cannot lose track of them.
 func (d *Dispatcher) reserve(ctx context.Context, est ratewindow.Cost) {
 	d.limiter.Reserve(d.cfg.ReserveBlock, ratewindow.Cost{Input: d.cfg.ReserveBlock * est.Input, Output: d.cfg.ReserveBlock * est.Output})
-	snap := d.limiter.Snapshot(d.clock.Now(), nil)
-	if err := d.cfg.Persist(ctx, snap); err != nil {
+	if err := d.persistQuota(ctx); err != nil {
 		d.limiter.Unreserve()
 		if ctx.Err() == nil {
 			d.log.Error(err, "Persisting quota reservation; retrying")
@@ -339,9 +338,20 @@ func (d *Dispatcher) shutdown() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := d.cfg.Persist(ctx, d.limiter.Snapshot(d.clock.Now(), nil)); err != nil {
+	if err := d.persistQuota(ctx); err != nil {
 		d.log.Error(err, "Giving back the unused quota reservation")
 	}
+}
+
+// persistQuota writes the quota state as it is now. Reservations (the
+// loop), standby lends (gateway requests) and the shutdown write from
+// their own goroutines; one at a time, each snapshot taken when its turn
+// comes, a write never replaces a newer state with an older one (which
+// could drop a reservation or a lend from what a new leader counts).
+func (d *Dispatcher) persistQuota(ctx context.Context) error {
+	d.persisting.Lock()
+	defer d.persisting.Unlock()
+	return d.cfg.Persist(ctx, d.limiter.Snapshot(d.clock.Now(), nil))
 }
 
 // call runs one attempt as c planned it and settles its outcome.

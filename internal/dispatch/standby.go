@@ -40,7 +40,7 @@ func (d *Dispatcher) Lend(ctx context.Context, ask Ask, n int) ([]*Grant, time.T
 	if len(grants) == 0 || d.cfg.Persist == nil {
 		return grants, until, nil
 	}
-	if err := d.cfg.Persist(ctx, d.limiter.Snapshot(d.clock.Now(), nil)); err != nil {
+	if err := d.persistQuota(ctx); err != nil {
 		for _, g := range grants {
 			g.Cancel()
 		}
