@@ -1,6 +1,7 @@
 package ratewindow
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -188,4 +189,122 @@ func TestKthNewestMergesTheDeferred(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestPropertyDeferredCallsNeverExceedAWindow replays random schedules in
+// which a quarter of the admitted calls are deferred up to two minutes
+// (standby grants), and each of those is either sent at a random moment up
+// to its deadline or given back unsent. Every decision must agree with the
+// brute-force model, every RetryAt must be exact, and the arrivals (each
+// call when it reached the provider) must never put more than a window's
+// limit, or its tokens, in any window.
+func TestPropertyDeferredCallsNeverExceedAWindow(t *testing.T) {
+	trials, steps := 200, 800
+	if testing.Short() {
+		trials = 40
+	}
+	for trial := range trials {
+		r := rand.New(rand.NewPCG(uint64(trial), 0xdefe))
+		cfg := randomConfig(r)
+		cfg.MinInterval = 0 // nothing is deferred under an interval
+		l, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &model{cfg: cfg}
+		var arrivals [][2]int64 // time, cost
+		type held struct{ until, cost int64 }
+		var givingBack []held
+		now, deferrals := t0.UnixNano(), 0
+		for step := range steps {
+			now += int64(randomGap(r) / 4)
+			switch {
+			case len(givingBack) > 0 && r.IntN(5) == 0:
+				g := givingBack[0]
+				givingBack = givingBack[1:]
+				l.Unadmit(time.Unix(0, g.until), tok(g.cost))
+				m.inFlight = max(0, m.inFlight-1)
+				for i, d := range m.deferred {
+					if d == [2]int64{g.until, g.cost} {
+						m.deferred = append(m.deferred[:i], m.deferred[i+1:]...)
+						break
+					}
+				}
+				continue
+			case m.inFlight > len(givingBack) && r.IntN(3) == 0:
+				l.Release(time.Unix(0, now), Result{Outcome: OutcomeNeutral})
+				m.release(now, Result{Outcome: OutcomeNeutral})
+				continue
+			}
+			cost := int64(0)
+			if cfg.Tokens != nil {
+				cost = 1 + r.Int64N(60)
+			}
+			want := m.allows(now, cost)
+			d := l.Admit(time.Unix(0, now), tok(cost))
+			if d.Allowed != want {
+				t.Fatalf("trial %d step %d: limiter allowed=%v (%v), model allowed=%v; cfg %+v", trial, step, d.Allowed, d.Reason, want, cfg)
+			}
+			if !d.Allowed {
+				if !d.RetryAt.IsZero() && m.allows(d.RetryAt.UnixNano()-1, cost) {
+					t.Fatalf("trial %d step %d: RetryAt %v is not the earliest (%v)", trial, step, d.RetryAt, d.Reason)
+				}
+				continue
+			}
+			m.admit(now, cost)
+			if r.IntN(4) != 0 {
+				arrivals = append(arrivals, [2]int64{now, cost})
+				continue
+			}
+			deferrals++
+			until := now + 1 + r.Int64N(int64(2*time.Minute))
+			l.Defer(time.Unix(0, now), tok(cost), time.Unix(0, until))
+			m.admissions = m.admissions[:len(m.admissions)-1]
+			if cfg.Tokens != nil && cost > 0 {
+				m.tokens = m.tokens[:len(m.tokens)-1]
+			}
+			m.deferred = append(m.deferred, [2]int64{until, cost})
+			if r.IntN(3) == 0 {
+				givingBack = append(givingBack, held{until, cost})
+				continue
+			}
+			arrivals = append(arrivals, [2]int64{now + r.Int64N(until-now+1), cost}) // sent at any moment up to its deadline
+		}
+		if deferrals == 0 {
+			t.Fatalf("trial %d deferred nothing", trial)
+		}
+		if err := arrivalsOverLimits(arrivals, cfg); err != "" {
+			t.Fatalf("trial %d: %s; cfg %+v", trial, err, cfg)
+		}
+	}
+}
+
+// arrivalsOverLimits checks that no window of cfg holds more calls, or
+// tokens, than its limit among the arrivals; "" when none does.
+func arrivalsOverLimits(arrivals [][2]int64, cfg Config) string {
+	for _, end := range arrivals { // the busiest window ends at an arrival
+		for _, w := range cfg.Windows {
+			n := int64(0)
+			for _, a := range arrivals {
+				if a[0] <= end[0] && a[0] > end[0]-int64(w.Period) {
+					n++
+				}
+			}
+			if n > w.Limit {
+				return fmt.Sprintf("%d calls arrived in the %v ending %v, limit %d", n, w.Period, time.Unix(0, end[0]), w.Limit)
+			}
+		}
+		if tw := cfg.Tokens; tw != nil {
+			sum := int64(0)
+			for _, a := range arrivals {
+				if a[0] <= end[0] && a[0] > end[0]-int64(tw.Period) {
+					sum += a[1]
+				}
+			}
+			if sum > tw.Limit {
+				return fmt.Sprintf("%d tokens arrived in the %v ending %v, limit %d", sum, tw.Period, time.Unix(0, end[0]), tw.Limit)
+			}
+		}
+	}
+	return ""
 }

@@ -10,6 +10,9 @@ type model struct {
 	cfg        Config
 	admissions []int64
 	tokens     [][2]int64 // time, cost
+	// deferred are calls counted at a later time than their admission
+	// (time, cost), apart from admissions and tokens.
+	deferred [][2]int64
 	inFlight   int
 	failures   int
 	backoff    int64
@@ -24,13 +27,18 @@ func (m *model) allows(now, cost int64) bool {
 				n++
 			}
 		}
+		for _, d := range m.deferred {
+			if d[0] > now-int64(w.Period) {
+				n++
+			}
+		}
 		if n >= w.Limit {
 			return false
 		}
 	}
 	if tw := m.cfg.Tokens; tw != nil {
 		sum := cost
-		for _, e := range m.tokens {
+		for _, e := range append(m.tokens, m.deferred...) {
 			if e[0] > now-int64(tw.Period) {
 				sum += e[1]
 			}
