@@ -66,6 +66,18 @@ func (d downQuota) Acquire(context.Context, AcquireRequest) (AcquireResponse, er
 	return AcquireResponse{}, errors.New("connection refused")
 }
 
+// standbyBed is a gateway's Standby on a fake clock, in front of an
+// authority that does not answer, lent 2 grants a time by the term
+// "term-1"; returned lists the grants it gave back.
+func standbyBed() (s *Standby, lender *fakeLender, fc *clocktesting.FakeClock, returned *[]string) {
+	fc = clocktesting.NewFakeClock(time.Date(2026, 12, 8, 9, 0, 0, 0, time.UTC))
+	lender = &fakeLender{calls: 2, epoch: "term-1"}
+	returned = new([]string)
+	s = &Standby{Quota: downQuota{}, Lender: lender, Clock: fc, Log: logr.Discard(),
+		Return: func(r ReleaseRequest) { *returned = append(*returned, r.Grant) }}
+	return s, lender, fc, returned
+}
+
 // TestStandbyServesWhileNoAuthorityAnswers: a gateway that served a
 // namespace's calls holds the provider's standby grants; with no authority
 // answering, calls of that cost or less are admitted from them, each with
@@ -73,13 +85,8 @@ func (d downQuota) Acquire(context.Context, AcquireRequest) (AcquireResponse, er
 // authority says it does not serve gets none (waiting would not help
 // either), nor does a call larger than what was lent.
 func TestStandbyServesWhileNoAuthorityAnswers(t *testing.T) {
-	t0 := time.Date(2026, 12, 8, 9, 0, 0, 0, time.UTC)
-	fc := clocktesting.NewFakeClock(t0)
-	lender := &fakeLender{calls: 2, epoch: "term-1"}
-	var returned []string
-	s := &Standby{Quota: downQuota{}, Lender: lender, Clock: fc, Log: logr.Discard(),
-		Return: func(r ReleaseRequest) { returned = append(returned, r.Grant) }}
-	ctx := context.Background()
+	s, lender, fc, gave := standbyBed()
+	t0, ctx := fc.Now(), context.Background()
 	req := AcquireRequest{Provider: "p", Namespace: "app", Model: "m", InputChars: 400, MaxTokens: 256}
 	if _, err := s.Acquire(ctx, req); err == nil {
 		t.Fatal("a call with no standby held and no authority was admitted")
@@ -107,8 +114,8 @@ func TestStandbyServesWhileNoAuthorityAnswers(t *testing.T) {
 	if _, err := s.Acquire(ctx, req); err == nil {
 		t.Fatal("a third call was admitted from two standby grants")
 	}
-	if u := s.Stats().Used; u != 2 || len(returned) != 0 {
-		t.Fatalf("used %d, returned %v; want 2 used, none returned", u, returned)
+	if u := s.Stats().Used; u != 2 || len(*gave) != 0 {
+		t.Fatalf("used %d, returned %v; want 2 used, none returned", u, *gave)
 	}
 
 	s.TopUp(ctx) // both used: two more
@@ -126,12 +133,7 @@ func TestStandbyServesWhileNoAuthorityAnswers(t *testing.T) {
 // are kept (they are what serves an election), and given back only at
 // their end. A set idle for a minute gives everything back.
 func TestStandbyRenewsBeforeItGoesStale(t *testing.T) {
-	t0 := time.Date(2026, 12, 8, 9, 0, 0, 0, time.UTC)
-	fc := clocktesting.NewFakeClock(t0)
-	lender := &fakeLender{calls: 2, epoch: "term-1"}
-	var returned []string
-	s := &Standby{Quota: downQuota{}, Lender: lender, Clock: fc, Log: logr.Discard(),
-		Return: func(r ReleaseRequest) { returned = append(returned, r.Grant) }}
+	s, lender, fc, gave := standbyBed()
 	ctx := context.Background()
 	req := AcquireRequest{Provider: "p", Namespace: "app", MaxTokens: 64}
 	s.note(req)
@@ -139,28 +141,28 @@ func TestStandbyRenewsBeforeItGoesStale(t *testing.T) {
 	fc.Step(30 * time.Second)
 	s.note(req)
 	s.TopUp(ctx) // stale: s3 s4 come, s1 s2 go back
-	if !slices.Equal(returned, []string{"s1", "s2"}) || s.Stats().Held != 2 {
-		t.Fatalf("after renewing: returned %v, holding %d; want s1 s2 back and 2 held", returned, s.Stats().Held)
+	if !slices.Equal(*gave, []string{"s1", "s2"}) || s.Stats().Held != 2 {
+		t.Fatalf("after renewing: returned %v, holding %d; want s1 s2 back and 2 held", *gave, s.Stats().Held)
 	}
 	lender.set(func(f *fakeLender) { f.down = true })
 	fc.Step(30 * time.Second) // s3 s4 stale, no fresh ones to replace them
 	s.note(req)
 	s.TopUp(ctx)
-	if len(returned) != 2 || !s.Serving() {
-		t.Fatalf("stale grants given back with no fresh ones (returned %v, serving %v)", returned, s.Serving())
+	if len(*gave) != 2 || !s.Serving() {
+		t.Fatalf("stale grants given back with no fresh ones (returned %v, serving %v)", *gave, s.Serving())
 	}
 	fc.Step(30 * time.Second) // past their time to be sent
 	s.TopUp(ctx)
-	if !slices.Equal(returned, []string{"s1", "s2", "s3", "s4"}) || s.Serving() {
-		t.Fatalf("grants past their time: returned %v, serving %v; want all back, none serving", returned, s.Serving())
+	if !slices.Equal(*gave, []string{"s1", "s2", "s3", "s4"}) || s.Serving() {
+		t.Fatalf("grants past their time: returned %v, serving %v; want all back, none serving", *gave, s.Serving())
 	}
 	lender.set(func(f *fakeLender) { f.down = false })
 	s.note(req)
 	s.TopUp(ctx) // s5 s6
 	fc.Step(idleSet)
 	s.TopUp(ctx)
-	if !slices.Equal(returned[4:], []string{"s5", "s6"}) || s.Stats().Held != 0 {
-		t.Fatalf("an idle set kept its grants: returned %v", returned)
+	if !slices.Equal((*gave)[4:], []string{"s5", "s6"}) || s.Stats().Held != 0 {
+		t.Fatalf("an idle set kept its grants: returned %v", *gave)
 	}
 }
 
@@ -170,12 +172,7 @@ func TestStandbyRenewsBeforeItGoesStale(t *testing.T) {
 // counts a call in flight only from a gateway's check-in, which a call
 // sent after it would miss.
 func TestStandbyOfAPastTermIsNotUsed(t *testing.T) {
-	t0 := time.Date(2026, 12, 8, 9, 0, 0, 0, time.UTC)
-	fc := clocktesting.NewFakeClock(t0)
-	lender := &fakeLender{calls: 2, epoch: "term-1"}
-	var returned []string
-	s := &Standby{Quota: downQuota{}, Lender: lender, Clock: fc, Log: logr.Discard(),
-		Return: func(r ReleaseRequest) { returned = append(returned, r.Grant) }}
+	s, lender, _, gave := standbyBed()
 	ctx := context.Background()
 	req := AcquireRequest{Provider: "p", Namespace: "app", MaxTokens: 64}
 	s.note(req)
@@ -188,8 +185,8 @@ func TestStandbyOfAPastTermIsNotUsed(t *testing.T) {
 		t.Fatal("serving from a past term's grants")
 	}
 	s.TopUp(ctx)
-	if s.Stats().Held != 0 || len(returned) != 0 {
-		t.Fatalf("a past term's grants: %d held, %v returned; want dropped unsent", s.Stats().Held, returned)
+	if s.Stats().Held != 0 || len(*gave) != 0 {
+		t.Fatalf("a past term's grants: %d held, %v returned; want dropped unsent", s.Stats().Held, *gave)
 	}
 }
 

@@ -95,28 +95,43 @@ func (d *Dispatcher) prefetch(now time.Time, ask Ask, model string, est, nsCost 
 		return nil
 	}
 	var spares []*Grant
-	for len(spares) < ask.Prefetch && d.endpointRoom() {
-		res, hold := d.budgetFor(now, ask.Namespace, ask.InputChars, ask.MaxTokens)
-		if hold != nil {
-			break
-		}
-		if _, full := d.scopeCheck(now, ask.Namespace, model, nsCost); full != nil {
-			d.unbudget(now, res)
-			break
-		}
-		if !d.limiter.AdmitKeeping(now, est, SpareKeepPercent).Allowed {
-			d.unbudget(now, res)
-			break
-		}
-		g := d.granted(now, ask, model, est, nsCost, res)
+	for len(spares) < ask.Prefetch {
+		g, _ := d.spareGrant(now, ask, model, est, nsCost)
 		if g == nil {
 			break
 		}
-		g.spare = true
 		spares = append(spares, g)
-		d.grantsOut++
 	}
 	return spares
+}
+
+// spareGrant admits one spare for calls like ask, if it is admissible at
+// once and leaves SpareKeepPercent of every limit: its budget, its scopes,
+// the provider's windows and slots, its endpoint. Nil, with what refused
+// it when the provider's limits did, when it is not (called under d.mu).
+func (d *Dispatcher) spareGrant(now time.Time, ask Ask, model string, est, nsCost ratewindow.Cost) (*Grant, ratewindow.Decision) {
+	if !d.endpointRoom() {
+		return nil, ratewindow.Decision{Reason: ratewindow.ReasonConcurrency}
+	}
+	res, hold := d.budgetFor(now, ask.Namespace, ask.InputChars, ask.MaxTokens)
+	if hold != nil {
+		return nil, hold.decision()
+	}
+	if dec, full := d.scopeCheck(now, ask.Namespace, model, nsCost); full != nil {
+		d.unbudget(now, res)
+		return nil, dec
+	}
+	if dec := d.limiter.AdmitKeeping(now, est, SpareKeepPercent); !dec.Allowed {
+		d.unbudget(now, res)
+		return nil, dec
+	}
+	g := d.granted(now, ask, model, est, nsCost, res)
+	if g == nil {
+		return nil, ratewindow.Decision{Reason: ratewindow.ReasonNoEndpoint}
+	}
+	g.spare = true
+	d.grantsOut++
+	return g, ratewindow.Decision{Allowed: true}
 }
 
 // scopeUnadmit takes a spare given back unused out of its scopes' windows

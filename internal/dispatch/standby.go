@@ -62,29 +62,16 @@ func (d *Dispatcher) lend(ask Ask, n int) (grants []*Grant, until time.Time, noR
 	}
 	model := cmp.Or(ask.Model, d.cfg.DefaultModel)
 	est, nsCost := d.tokensFor(ask.InputChars, ask.MaxTokens), tokenCost(ask.InputChars, ask.MaxTokens)
-	for len(grants) < n && d.endpointRoom() {
-		res, hold := d.budgetFor(now, ask.Namespace, ask.InputChars, ask.MaxTokens)
-		if hold != nil {
-			break
-		}
-		if _, full := d.scopeCheck(now, ask.Namespace, model, nsCost); full != nil {
-			d.unbudget(now, res)
-			break
-		}
-		if dec := d.limiter.AdmitKeeping(now, est, SpareKeepPercent); !dec.Allowed {
-			d.unbudget(now, res)
+	for len(grants) < n {
+		g, dec := d.spareGrant(now, ask, model, est, nsCost)
+		if g == nil {
 			noReservation = len(grants) == 0 && dec.Reason == ratewindow.ReasonReservation
 			break
 		}
-		g := d.granted(now, ask, model, est, nsCost, res)
-		if g == nil {
-			break
-		}
-		g.spare, g.standbyUntil = true, until
+		g.standbyUntil = until
 		d.limiter.Defer(now, est, until)
 		d.scopeDefer(now, ask.Namespace, model, nsCost, until)
 		grants = append(grants, g)
-		d.grantsOut++
 	}
 	return grants, until, noReservation
 }

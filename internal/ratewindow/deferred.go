@@ -138,14 +138,7 @@ func (l *Limiter) deferredTokens(cutoff int64, of func(Cost) int64) int64 {
 // the window (of) merged into its entries by time.
 func (l *Limiter) tokensFreeAtDeferred(r *costRing, period time.Duration, now, cost, limit int64, of func(Cost) int64) (int64, bool) {
 	cutoff := now - int64(period)
-	used, i := r.sum, 0
-	for ; i < r.n; i++ { // skip what has expired but not been dropped
-		t, c := r.at(i)
-		if t > cutoff {
-			break
-		}
-		used -= c
-	}
+	used, i := r.unexpired(cutoff)
 	used += l.deferredTokens(cutoff, of)
 	if used+cost <= limit {
 		return 0, true

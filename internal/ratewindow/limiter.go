@@ -393,14 +393,7 @@ func (l *Limiter) decide(now int64, cost Cost, keepPercent int) Decision {
 // have expired.
 func tokensFreeAt(r *costRing, period time.Duration, now, cost, limit int64) (int64, bool) {
 	cutoff := now - int64(period)
-	used, first := r.sum, 0
-	for ; first < r.n; first++ { // skip what has expired but not been dropped
-		t, c := r.at(first)
-		if t > cutoff {
-			break
-		}
-		used -= c
-	}
+	used, first := r.unexpired(cutoff)
 	if used+cost <= limit {
 		return 0, true
 	}
@@ -412,6 +405,20 @@ func tokensFreeAt(r *costRing, period time.Duration, now, cost, limit int64) (in
 		}
 	}
 	return math.MaxInt64, false // unreachable: cost <= Limit frees once all expire
+}
+
+// unexpired sums the entries after cutoff and finds the first of them:
+// those at or before it have expired but may not have been dropped yet.
+func (c *costRing) unexpired(cutoff int64) (used int64, first int) {
+	used = c.sum
+	for ; first < c.n; first++ {
+		t, cost := c.at(first)
+		if t > cutoff {
+			break
+		}
+		used -= cost
+	}
+	return used, first
 }
 
 // ConsecutiveFailures returns the failures since the last success, without

@@ -12,7 +12,7 @@ type model struct {
 	tokens     [][2]int64 // time, cost
 	// deferred are calls counted at a later time than their admission
 	// (time, cost), apart from admissions and tokens.
-	deferred [][2]int64
+	deferred   [][2]int64
 	inFlight   int
 	failures   int
 	backoff    int64

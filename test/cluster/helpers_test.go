@@ -120,23 +120,19 @@ func emulatorLog() []emulator.Record {
 // providerYAML is a Gemini-type provider on the emulator's Service, asking
 // for the emulator's quota.
 func providerYAML(name, secret string) string {
-	return fmt.Sprintf(`apiVersion: llmquota.dev/v1alpha1
-kind: LLMProvider
-metadata: {name: %s}
-spec:
-  type: Gemini
-  namespaceSelector: {}
-  model: gemini-2.5-flash
-  endpoint: http://%s
-  credentialsSecretRef: {namespace: %s, name: %s, key: api-key}
-  limits: {requestsPerMinute: 30, tokensPerMinute: 1000000, minIntervalMilliseconds: 1000, maxConcurrency: 2}
-  retry: {maxRetries: 3, initialBackoffMilliseconds: 1000, maxBackoffMilliseconds: 10000}
-`, name, emulatorIP, namespace, secret)
+	return providerYAMLWith(name, secret, "{requestsPerMinute: 30, tokensPerMinute: 1000000, minIntervalMilliseconds: 1000, maxConcurrency: 2}",
+		"retry: {maxRetries: 3, initialBackoffMilliseconds: 1000, maxBackoffMilliseconds: 10000}")
 }
 
 // standbyProviderYAML is a provider that lends each gateway replica 2
 // standby grants per namespace and model: no minimum interval, 4 slots.
 func standbyProviderYAML(name, secret string) string {
+	return providerYAMLWith(name, secret, "{requestsPerMinute: 30, maxConcurrency: 4}", "interactive: {standbyCalls: 2}")
+}
+
+// providerYAMLWith is a Gemini provider on the emulator with these limits
+// and one more line of spec.
+func providerYAMLWith(name, secret, limits, more string) string {
 	return fmt.Sprintf(`apiVersion: llmquota.dev/v1alpha1
 kind: LLMProvider
 metadata: {name: %s}
@@ -146,9 +142,9 @@ spec:
   model: gemini-2.5-flash
   endpoint: http://%s
   credentialsSecretRef: {namespace: %s, name: %s, key: api-key}
-  limits: {requestsPerMinute: 30, maxConcurrency: 4}
-  interactive: {standbyCalls: 2}
-`, name, emulatorIP, namespace, secret)
+  limits: %s
+  %s
+`, name, emulatorIP, namespace, secret, limits, more)
 }
 
 // steadyBatchYAML is n items that all pass minScore.
