@@ -78,7 +78,8 @@ func TestNewLeaderCountsTheGatewaysCallsInFlight(t *testing.T) {
 // With the quota authority gone, the replica answers 3 calls from them at
 // once (a fourth gets 503, as with no standby); the leader counted them
 // from the lend, so once it answers again the window admits exactly the
-// rest of its 10, and the provider's own log shows no window exceeded.
+// rest of its 10 (calls, and standby grants lent anew), and the provider's
+// own log shows no window exceeded.
 func TestGatewayServesFromStandbyWhileNoManagerLeads(t *testing.T) {
 	b := newBed(t, 100, time.Minute)
 	emu, d := b.addProviderWith(t, "steady", 10, time.Minute, providerOptions{
@@ -128,9 +129,18 @@ func TestGatewayServesFromStandbyWhileNoManagerLeads(t *testing.T) {
 		}
 		sent++
 	}
+	// The replica tops its standby grants up again once the leader
+	// answers: those it holds unused fill the rest of the window (a lend
+	// answered just before the 429 may still be on its way to it).
+	held := func() int64 { return b.standby[0].Stats().Held }
+	deadline = time.Now().Add(10 * time.Second)
+	for int64(sent)+held() != 10 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	log := emu.Log()
 	must(t, emulator.CheckWindows(log, []emulator.Limit{{Requests: 10, Period: time.Minute}}))
-	if n := emulator.Count(log).QuotaRefusals; n != 0 || sent != 10 || len(log) != 10 {
-		t.Fatalf("%d calls answered, %d at the provider, %d refused there for quota; want exactly the window's 10 and no refusal", sent, len(log), n)
+	if n := emulator.Count(log).QuotaRefusals; n != 0 || int64(sent)+held() != 10 || len(log) != sent {
+		t.Fatalf("%d calls answered, %d at the provider, %d refused there for quota, %d standby grants held; want the window's 10 answered or held, and no refusal",
+			sent, len(log), n, held())
 	}
 }
