@@ -69,7 +69,7 @@ type bed struct {
 	mu          sync.Mutex
 	dispatchers map[string]*dispatch.Dispatcher // the authority's, by provider
 	configs     map[string]dispatch.Config      // what each was made from
-	notServed   atomic.Int64                    // lookups of a provider it did not serve
+	notServed   atomic.Int64                    // acquires answered that the authority does not serve the provider
 
 	// authDown, while set, makes the authority's address drop every
 	// connection unanswered, as a crashed leader's does; authDropped
@@ -97,16 +97,26 @@ func (s slowTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return s.base.RoundTrip(r)
 }
 
-// dispatcher is the authority's lookup; lookups of a provider it does not
-// serve count in notServed.
+// dispatcher is the authority's lookup.
 func (b *bed) dispatcher(name string) *dispatch.Dispatcher {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	d := b.dispatchers[name]
-	if d == nil {
-		b.notServed.Add(1)
+	return b.dispatchers[name]
+}
+
+// notServedCounter counts an acquire answered 404 (a provider the
+// authority does not serve) in the bed's notServed: the replicas' standby
+// requests and pings are not the calls a test follows.
+type notServedCounter struct {
+	http.ResponseWriter
+	b *bed
+}
+
+func (c notServedCounter) WriteHeader(code int) {
+	if code == http.StatusNotFound {
+		c.b.notServed.Add(1)
 	}
-	return d
+	c.ResponseWriter.WriteHeader(code)
 }
 
 // serve makes the authority serve name from d, or serve it no more (nil),
@@ -255,6 +265,9 @@ func newBed(t *testing.T, limit int, period time.Duration) *bed {
 	b.auth = &authority.Server{Lookup: b.dispatcher, Authorize: b.authorize, Log: logr.Discard()}
 	authSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !b.authDown.Load() {
+			if r.URL.Path == authority.AcquirePath {
+				w = notServedCounter{ResponseWriter: w, b: b}
+			}
 			b.authority().ServeHTTP(w, r)
 			return
 		}
