@@ -97,6 +97,13 @@ type LaneUsage struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	InFlight int32 `json:"inFlight,omitempty"`
+	// standby counts the standby grants lent to gateway replicas and not
+	// ended (interactive lane only; spec.interactive.standbyCalls), sent or
+	// not: the leader learns that one was sent only when its call ends.
+	// inFlight leaves them out.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Standby int32 `json:"standby,omitempty"`
 	// waiting counts the calls waiting for quota: gateway calls in the
 	// interactive lane, queued items for batch.
 	// +optional

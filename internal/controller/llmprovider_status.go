@@ -79,7 +79,7 @@ func isZero(decimal string) bool {
 
 func laneUsage(l dispatch.LaneStats) *llmv1.LaneUsage {
 	return &llmv1.LaneUsage{CallsLastMinute: l.Calls, TokensLastMinute: l.Tokens, RefusedLastMinute: l.Refused,
-		InFlight: int32(l.InFlight), Waiting: int32(l.Waiting)}
+		InFlight: int32(l.InFlight), Waiting: int32(l.Waiting), Standby: int32(l.Standby)}
 }
 
 func later(a, b time.Time) time.Time {

@@ -52,6 +52,8 @@ type Lane struct {
 	Refused  int64  `json:"refusedLastMinute,omitempty"`
 	InFlight int32  `json:"inFlight"`
 	Waiting  int32  `json:"waiting"`
+	// Standby are the standby grants lent to gateways (interactive only).
+	Standby int32 `json:"standby,omitempty"`
 }
 
 // Window is one rolling quota window.
@@ -175,7 +177,7 @@ func provider(now time.Time, p *llmv1.LLMProvider) Provider {
 		}
 		if u != nil {
 			out.Lanes = append(out.Lanes, Lane{Name: l.name, Calls: u.CallsLastMinute, Tokens: u.TokensLastMinute,
-				Refused: u.RefusedLastMinute, InFlight: u.InFlight, Waiting: u.Waiting})
+				Refused: u.RefusedLastMinute, InFlight: u.InFlight, Waiting: u.Waiting, Standby: u.Standby})
 		}
 	}
 	if st.BackoffUntil != nil && st.BackoffUntil.After(now) {

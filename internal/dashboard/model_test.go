@@ -67,3 +67,21 @@ func TestTitleCountsInWords(t *testing.T) {
 		}
 	}
 }
+
+// TestStandbyShownBesideTheCallsInFlight: the standby grants lent to the
+// gateways show beside the interactive lane's calls in flight, not in them.
+func TestStandbyShownBesideTheCallsInFlight(t *testing.T) {
+	now := time.Date(2026, 12, 8, 9, 0, 0, 0, time.UTC)
+	p := llmv1.LLMProvider{ObjectMeta: metav1.ObjectMeta{Name: "gemini"}}
+	p.Status.Usage = llmv1.ProviderUsage{Minute: &llmv1.WindowUsage{Used: 7, Limit: 50, Summary: "7/50"},
+		Interactive: &llmv1.LaneUsage{CallsLastMinute: 1, InFlight: 1, Standby: 6}}
+	got := provider(now, &p).Lanes
+	if len(got) != 2 || got[0].InFlight != 1 || got[0].Standby != 6 {
+		t.Fatalf("lanes %+v, want the interactive one with 1 in flight and 6 standby", got)
+	}
+	var b strings.Builder
+	renderLanes(&b, got, Styles{})
+	if !strings.Contains(b.String(), "1 (+6 standby)") {
+		t.Fatalf("the lanes read:\n%s\nwant the interactive lane's in flight as %q", b.String(), "1 (+6 standby)")
+	}
+}

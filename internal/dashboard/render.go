@@ -88,7 +88,11 @@ func renderLanes(b *strings.Builder, lanes []Lane, st Styles) {
 				refused = st.Warn.Render(refused)
 			}
 		}
-		rows = append(rows, []string{l.Name, fmt.Sprint(l.Calls), fmt.Sprint(l.Tokens), fmt.Sprint(l.InFlight), fmt.Sprint(l.Waiting), refused})
+		inFlight := fmt.Sprint(l.InFlight)
+		if l.Standby > 0 { // lent to the gateways for an election, sent or not
+			inFlight += fmt.Sprintf(" (+%d standby)", l.Standby)
+		}
+		rows = append(rows, []string{l.Name, fmt.Sprint(l.Calls), fmt.Sprint(l.Tokens), inFlight, fmt.Sprint(l.Waiting), refused})
 	}
 	b.WriteString(table(rows, "    "))
 }

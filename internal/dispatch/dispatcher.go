@@ -69,6 +69,8 @@ type Dispatcher struct {
 	// the interactive grants not yet ended.
 	laneUse   [2]minuteCounter
 	grantsOut int
+	// standbyOut are the standby grants among grantsOut (Lend).
+	standbyOut int
 	// learner learns the provider's real limits (nil when off).
 	learner *aimd.Learner
 	// scratch is next's working space, kept between calls.

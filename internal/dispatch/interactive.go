@@ -422,6 +422,9 @@ func (g *Grant) end(settle func(d *Dispatcher, now time.Time)) {
 		settle(d, d.clock.Now())
 		d.mu.Lock()
 		d.grantsOut--
+		if !g.standbyUntil.IsZero() {
+			d.standbyOut--
+		}
 		d.mu.Unlock()
 		d.poke()
 	})

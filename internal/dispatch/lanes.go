@@ -15,6 +15,9 @@ type LaneStats struct {
 	// InFlight are the calls sent and not yet answered; Waiting those that
 	// wait for quota (interactive calls in the lane, batch items queued).
 	InFlight, Waiting int
+	// Standby are the standby grants lent (Lend) and not ended, sent or
+	// not: the interactive lane's InFlight leaves them out.
+	Standby int
 }
 
 // minuteBuckets is one second's counts in a minuteCounter.
@@ -68,7 +71,7 @@ func (c *minuteCounter) sum(now time.Time) LaneStats {
 // laneStats returns both lanes' use at now (called under d.mu).
 func (d *Dispatcher) laneStats(now time.Time) (interactive, batch LaneStats) {
 	interactive = d.laneUse[laneIndexInteractive].sum(now)
-	interactive.InFlight, interactive.Waiting = d.grantsOut, len(d.lane)
+	interactive.InFlight, interactive.Waiting, interactive.Standby = d.grantsOut-d.standbyOut, len(d.lane), d.standbyOut
 	batch = d.laneUse[laneIndexBatch].sum(now)
 	batch.InFlight = d.inFlight
 	for _, b := range d.batches {

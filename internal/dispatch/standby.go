@@ -69,6 +69,7 @@ func (d *Dispatcher) lend(ask Ask, n int) (grants []*Grant, until time.Time, noR
 			break
 		}
 		g.standbyUntil = until
+		d.standbyOut++
 		d.limiter.Defer(now, est, until)
 		d.scopeDefer(now, ask.Namespace, model, nsCost, until)
 		grants = append(grants, g)

@@ -10,6 +10,7 @@ import (
 	"github.com/go-logr/logr"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/llmquota/llmquota/internal/cost"
 	"github.com/llmquota/llmquota/internal/provider"
 	"github.com/llmquota/llmquota/internal/ratewindow"
 )
@@ -39,6 +40,9 @@ func TestLendCountsStandbyUntilItsDeadlineHasLeftTheWindow(t *testing.T) {
 	if err != nil || len(lent) != 5 || !until.Equal(t0.Add(StandbyFor)) {
 		t.Fatalf("lent %d until %v (%v), want the provider's 5 until a minute from now", len(lent), until, err)
 	}
+	if st := d.Stats(cost.Thresholds{}).Interactive; st.Standby != 5 || st.InFlight != 0 {
+		t.Fatalf("the interactive lane shows %d standby and %d in flight, want the 5 lent apart from calls in flight", st.Standby, st.InFlight)
+	}
 	mu.Lock()
 	snap := persisted
 	mu.Unlock()
@@ -56,6 +60,9 @@ func TestLendCountsStandbyUntilItsDeadlineHasLeftTheWindow(t *testing.T) {
 	}
 	for _, g := range lent[2:] {
 		g.Cancel()
+	}
+	if st := d.Stats(cost.Thresholds{}).Interactive; st.Standby != 0 {
+		t.Fatalf("%d standby shown once every grant ended", st.Standby)
 	}
 	// Just after the lending moment's minute, and before the deadline's:
 	// the window holds the two sent standby calls still.

@@ -550,6 +550,9 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: refusedLastMinute
       type:
         scalar: numeric
+    - name: standby
+      type:
+        scalar: numeric
     - name: tokensLastMinute
       type:
         scalar: numeric

@@ -32,6 +32,11 @@ type LaneUsageApplyConfiguration struct {
 	RefusedLastMinute *int64 `json:"refusedLastMinute,omitempty"`
 	// inFlight counts the calls sent and not yet answered.
 	InFlight *int32 `json:"inFlight,omitempty"`
+	// standby counts the standby grants lent to gateway replicas and not
+	// ended (interactive lane only; spec.interactive.standbyCalls), sent or
+	// not: the leader learns that one was sent only when its call ends.
+	// inFlight leaves them out.
+	Standby *int32 `json:"standby,omitempty"`
 	// waiting counts the calls waiting for quota: gateway calls in the
 	// interactive lane, queued items for batch.
 	Waiting *int32 `json:"waiting,omitempty"`
@@ -72,6 +77,14 @@ func (b *LaneUsageApplyConfiguration) WithRefusedLastMinute(value int64) *LaneUs
 // If called multiple times, the InFlight field is set to the value of the last call.
 func (b *LaneUsageApplyConfiguration) WithInFlight(value int32) *LaneUsageApplyConfiguration {
 	b.InFlight = &value
+	return b
+}
+
+// WithStandby sets the Standby field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Standby field is set to the value of the last call.
+func (b *LaneUsageApplyConfiguration) WithStandby(value int32) *LaneUsageApplyConfiguration {
+	b.Standby = &value
 	return b
 }
 
