@@ -427,12 +427,13 @@ var _ = Describe("llmquota on a real node, from its images", Ordered, func() {
 
 		It("survives kill -9 of the leader's container and of a gateway's: the kubelet restarts them, a manager takes over, the other gateways serve", func() {
 			waitSucceeded("steady", 5)
-			// Each of the three gateway replicas served calls of no wait
-			// through the Service, and holds the 2 standby grants the leader
-			// lent it for them (the provider's status counts what is lent).
+			// The gateway replica the app's connection reached (its SDK keeps
+			// the connection, so one replica serves it) holds the 2 standby
+			// grants the leader lent it for those calls: the provider's status
+			// counts what is lent.
 			Eventually(func() int {
 				return atoi(cmp.Or(kubectl("get", "llmprovider", "standby", "-o", "jsonpath={.status.usage.interactive.standby}"), "0"))
-			}, 120*time.Second, time.Second).Should(BeNumerically(">=", 6))
+			}, 120*time.Second, time.Second).Should(BeNumerically(">=", 2))
 			pod, holder := leaderPod(), leaseHolder()
 			restarts := atoi(kubectl("-n", namespace, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].restartCount}"))
 			leaderKilledAt = time.Now()
