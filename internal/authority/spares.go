@@ -89,11 +89,14 @@ func (s *Spares) Stats() SpareStats {
 	return SpareStats{Used: s.used.Load(), Returned: s.returned.Load()}
 }
 
-func (s *Spares) now() time.Time {
-	if s.Clock == nil {
+func (s *Spares) now() time.Time { return nowOn(s.Clock) }
+
+// nowOn reads c, or the wall clock when c is nil.
+func nowOn(c clock.PassiveClock) time.Time {
+	if c == nil {
 		return time.Now()
 	}
-	return s.Clock.Now()
+	return c.Now()
 }
 
 // Acquire admits a call from a spare when one fits, else asks the

@@ -76,11 +76,11 @@ type standbyGrant struct {
 	useBy, endBy, staleAt time.Time
 }
 
-func (s *Standby) now() time.Time {
-	if s.Clock == nil {
-		return time.Now()
-	}
-	return s.Clock.Now()
+func (s *Standby) now() time.Time { return nowOn(s.Clock) }
+
+// usable says a grant may still be sent now in the term epoch.
+func (g standbyGrant) usable(now time.Time, epoch string) bool {
+	return g.epoch == epoch && now.Before(g.useBy)
 }
 
 // Acquire asks Quota; when no authority answers, it admits the call from a
@@ -133,7 +133,7 @@ func (s *Standby) take(req AcquireRequest) (standbyGrant, bool) {
 	}
 	now, epoch := s.now(), s.Lender.Epoch()
 	for i, g := range set.grants {
-		if g.epoch == epoch && now.Before(g.useBy) && g.inputChars >= req.InputChars && g.maxTokens >= req.MaxTokens {
+		if g.usable(now, epoch) && g.inputChars >= req.InputChars && g.maxTokens >= req.MaxTokens {
 			set.grants = append(set.grants[:i], set.grants[i+1:]...)
 			return g, true
 		}
@@ -149,7 +149,7 @@ func (s *Standby) Serving() bool {
 	now, epoch := s.now(), s.Lender.Epoch()
 	for _, set := range s.sets {
 		for _, g := range set.grants {
-			if g.epoch == epoch && now.Before(g.useBy) {
+			if g.usable(now, epoch) {
 				return true
 			}
 		}
