@@ -121,32 +121,34 @@ type LLMProviderSpec struct {
 
 	// crashRepay bounds what a crash of the leader manager may pay for
 	// twice. An item counts as done once its result is written; answers
-	// the provider already gave (and billed) but whose results still wait
-	// for their write are asked again by the next leader. Unset, each
-	// batch's results wait for their write at most the manager's
-	// --results-flush-items (100) and --results-flush-interval (10 s), so a
-	// crash may re-pay that much per running batch. Set, the answers of
-	// all this provider's batches that wait at once stay within it: the
-	// results are written as soon as they would pass it, at the price of
-	// more, smaller writes. Calls in flight at a crash are paid again in
-	// any case.
+	// the provider already gave (and billed) whose results still wait for
+	// their batch's write (at most --results-flush-items or
+	// --results-flush-interval) are kept in the provider's results journal,
+	// one write for all its batches, from which the next leader takes them
+	// back; what is in neither is asked again. Unset, the journal is
+	// written once the answers in neither reach maxConcurrency or the
+	// provider's answers of the last second, whichever is more, and batch
+	// calls wait while twice that does (a journal write that is slow or
+	// failing). Set, they stay within it: smaller, more frequent journal
+	// writes. Calls in flight at a crash are paid again in any case.
 	// +optional
 	CrashRepay *CrashRepay `json:"crashRepay,omitempty"`
 }
 
-// CrashRepay bounds the answers whose results may wait for their write,
-// across all of a provider's batches: what a crash may pay for twice.
+// CrashRepay bounds the answers that are neither in the provider's results
+// journal nor in their batch's results, across all of the provider's
+// batches: what a crash may pay for twice, besides the calls in flight.
 //
 // +kubebuilder:validation:MinProperties=1
 type CrashRepay struct {
-	// maxCalls is the most answers that may wait for their write at once.
+	// maxCalls is the most answers that may wait for the journal at once.
 	// 1 to 100000.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100000
 	MaxCalls *int32 `json:"maxCalls,omitempty"`
 	// maxCost is the most their cost may reach, in USD (spec.cost's
-	// prices): results are written once the answers waiting cost this
+	// prices): the journal is written once the answers waiting cost this
 	// much.
 	// +optional
 	MaxCost Decimal `json:"maxCost,omitempty"`

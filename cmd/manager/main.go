@@ -25,6 +25,7 @@ import (
 	"github.com/llmquota/llmquota/internal/controller"
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/egress"
+	"github.com/llmquota/llmquota/internal/journal"
 	"github.com/llmquota/llmquota/internal/kubeauth"
 	"github.com/llmquota/llmquota/internal/memlimit"
 	"github.com/llmquota/llmquota/internal/metrics"
@@ -56,7 +57,7 @@ func parseFlags() flags {
 	flag.IntVar(&f.workers, "batch-workers", 8, "How many InferenceBatches are admitted and published at once.")
 	flag.DurationVar(&f.flushEvery, "results-flush-interval", 10*time.Second, "Longest a result waits before it is written to its batch's results; bounds what a crash re-sends.")
 	flag.IntVar(&f.flushItems, "results-flush-items", 100, "Write a batch's results once this many wait, without waiting for --results-flush-interval.")
-	flag.StringVar(&f.stateNS, "state-namespace", "", "Namespace of the manager's own state (each provider's quota snapshot, in a ConfigMap); default: POD_NAMESPACE, then the pod's namespace.")
+	flag.StringVar(&f.stateNS, "state-namespace", "", "Namespace of the manager's own state (each provider's quota snapshot and results journal, in ConfigMaps); default: POD_NAMESPACE, then the pod's namespace.")
 	flag.StringVar(&f.pprofAddr, "pprof-bind-address", "0", "Address of the Go profiling endpoints (/debug/pprof); \"0\" disables them.")
 	flag.StringVar(&f.quotaAddr, "quota-bind-address", ":8444", "Address the leader serves quota to gateway replicas on; \"0\" disables it.")
 	flag.StringVar(&f.s3Allowed, "s3-allowed-endpoints", "", "Comma-separated hostnames (\"*.amazonaws.com\"), IP addresses and CIDRs of the object storage batches may name; empty: public addresses only (cluster-internal, loopback and link-local refused).")
@@ -120,14 +121,16 @@ func main() {
 	// The dispatchers and the batch runs live while this manager leads: on
 	// shutdown the manager waits until they wrote their results and quota.
 	registry := dispatch.NewRegistry()
-	runs := batchrun.New(clock.RealClock{}, results.FlushPolicy{Interval: f.flushEvery, Items: f.flushItems})
+	stateNS := controller.StateNamespace(f.stateNS)
+	runs := batchrun.New(clock.RealClock{}, results.FlushPolicy{Interval: f.flushEvery, Items: f.flushItems},
+		journal.Options{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Namespace: stateNS})
 	utilruntime.Must(mgr.Add(registry))
 	utilruntime.Must(mgr.Add(runs))
 	recorder := mgr.GetEventRecorder("llmquota-manager")
 	if err := (&controller.LLMProviderReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
 		Registry: registry, SecretNamespaces: splitList(f.secretNS), OllamaNamespaces: splitList(f.ollamaNS),
-		StateNamespace: controller.StateNamespace(f.stateNS),
+		StateNamespace: stateNS,
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "Setting up controller", "controller", "LLMProvider")
 		os.Exit(1)

@@ -2,6 +2,7 @@ package batchrun
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,11 +27,12 @@ type Run struct {
 	// (written if due) before it waits again: a test that checks nothing
 	// was written waits for one, where a sleep only hopes the writer ran.
 	rounds atomic.Int64
-	// repay counts the provider's answers whose results wait for their
-	// write (spec.crashRepay); writeSoon is set when they reached its
-	// bound: write at once, due or not.
-	repay     *unrecorded
-	writeSoon atomic.Bool
+	// repay counts the provider's answers that are neither journaled nor
+	// in their results (what a crash would pay for twice).
+	repay *unrecorded
+	// adding makes a result's check, store and count one step, so that
+	// two answers of one item (the first wins) are counted once.
+	adding sync.Mutex
 	// changed, stored and finished tell the reconciler of news: what
 	// holds the batch back changed (Progress), results were stored
 	// (Stored), every result is stored (Final).
@@ -123,21 +125,21 @@ func newCause(was, is error) bool {
 	return was.Error() != is.Error()
 }
 
-// onResult stores a dispatcher result and wakes the writer.
+// onResult stores a dispatcher result, counts it until it is journaled or
+// written, and wakes the writer. A second result of an item is dropped:
+// the first one wins.
 func (run *Run) onResult(r dispatch.Result) {
 	stored := toStored(r)
 	if run.CacheKey != nil && r.Prompt != "" {
 		stored.CacheKey = run.CacheKey(r.Prompt)
 	}
-	run.Store.Add(stored)
-	run.repay.add(run, r.Cost)
-	run.poke()
-}
-
-// writeNow has the writer write what it holds at once: the provider's
-// answers waiting for their write reached spec.crashRepay.
-func (run *Run) writeNow() {
-	run.writeSoon.Store(true)
+	line, _ := json.Marshal(stored) // a Result holds only strings, numbers and a bool
+	run.adding.Lock()
+	if !run.Store.Has(stored.ID) {
+		run.Store.Add(stored)
+		run.repay.add(run, stored.ID, line, r.Cost)
+	}
+	run.adding.Unlock()
 	run.poke()
 }
 
@@ -180,17 +182,10 @@ func (run *Run) write(ctx context.Context) {
 	for {
 		pending, since := run.Store.Pending()
 		due, wait := run.policy.Due(run.clock.Now(), since, pending, run.StoredCount()+pending >= run.Total)
-		if soon := run.writeSoon.Swap(false); soon && pending > 0 {
-			due = true
-		}
-		if pending == 0 && !retry { // what the count holds of the run was written
-			run.repay.settle(run)
-		}
 		if due || retry {
-			held := run.repay.held(run)
 			n, err := run.Store.Flush(ctx)
-			if err == nil {
-				run.repay.written(run, held, n)
+			if n > 0 || err == nil {
+				run.repay.settle(run)
 			}
 			// Noted after every write: a write that succeeds after failed
 			// ones clears the error the status shows.

@@ -7,18 +7,28 @@
 // as typed events on News, a channel the reconciler watches, instead of
 // being polled. The reconciler is the one writer of a batch's status. When
 // the manager stops, Start returns only after every run wrote what it held.
+//
+// Answers waiting for their batch's result write go into their provider's
+// results journal (internal/journal) in one write for all its batches, so a
+// crash does not pay for them twice: a new leader's runtime reads the
+// journal before it launches anything, and Recover hands each batch its
+// answers back before its items are planned.
 package batchrun
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/llmquota/llmquota/internal/dispatch"
+	"github.com/llmquota/llmquota/internal/journal"
 	"github.com/llmquota/llmquota/internal/results"
 )
 
@@ -52,6 +62,10 @@ type Runtime struct {
 	clock  clock.Clock
 	policy results.FlushPolicy
 	news   chan event.TypedGenericEvent[News]
+	// journal says where the providers' results journals live; journals
+	// is what was read from them at the start, and writes them.
+	journal  journal.Options
+	journals *journal.Journals
 
 	started chan struct{}
 	ctx     context.Context
@@ -62,18 +76,57 @@ type Runtime struct {
 	stopping bool
 	// ledgers count each provider's answers waiting for their write.
 	ledgers map[*dispatch.Dispatcher]*unrecorded
+	// recovered are the answers of batches taken back from the journal,
+	// until the batch's run is launched (Recover, Launch): an admission
+	// that fails after Recover finds them again at the next.
+	recovered map[types.UID][]recoveredAnswer
 }
 
-// New returns a runtime whose runs write results as policy says.
-func New(c clock.Clock, policy results.FlushPolicy) *Runtime {
-	return &Runtime{clock: c, policy: policy, news: make(chan event.TypedGenericEvent[News], NewsBuffer),
-		started: make(chan struct{}), runs: map[types.NamespacedName]*Run{}, ledgers: map[*dispatch.Dispatcher]*unrecorded{}}
+// recoveredAnswer is an answer taken back from the journal: its result,
+// and the slot that holds it until it is in the batch's results.
+type recoveredAnswer struct {
+	result results.Result
+	slot   *journal.Slot
 }
 
-// Start runs until ctx ends, then stops every run and waits until each
-// wrote the results it held.
+// JournalGrace is how long after a leader's start the journal keeps the
+// answers no batch took back: every batch is admitted again by then.
+var JournalGrace = 10 * time.Minute
+
+// New returns a runtime whose runs write results as policy says, and
+// keep the providers' journals as j says.
+func New(c clock.Clock, policy results.FlushPolicy, j journal.Options) *Runtime {
+	return &Runtime{clock: c, policy: policy, journal: j, news: make(chan event.TypedGenericEvent[News], NewsBuffer),
+		started: make(chan struct{}), runs: map[types.NamespacedName]*Run{}, ledgers: map[*dispatch.Dispatcher]*unrecorded{},
+		recovered: map[types.UID][]recoveredAnswer{}}
+}
+
+// Start reads the journals, then runs until ctx ends, then stops every run
+// and waits until each wrote the results it held. Nothing is launched
+// before the journals are read: a batch admitted before would ask again
+// what the journal holds.
 func (rt *Runtime) Start(ctx context.Context) error {
 	rt.ctx = ctx
+	for {
+		j, err := journal.Open(ctx, rt.journal)
+		if err == nil {
+			rt.journals = j
+			break
+		}
+		logf.FromContext(ctx).Error(err, "Reading the results journal; retrying", "after", time.Second)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-rt.clock.After(time.Second):
+		}
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-rt.clock.After(JournalGrace):
+			rt.expireJournal()
+		}
+	}()
 	close(rt.started)
 	<-ctx.Done()
 	rt.mu.Lock()
@@ -91,8 +144,13 @@ func (rt *Runtime) News() <-chan event.TypedGenericEvent[News] { return rt.news 
 
 // Spec is a batch to run.
 type Spec struct {
-	Key   types.NamespacedName
+	Key types.NamespacedName
+	// UID is the batch's: its answers in the journal carry it.
+	UID   types.UID
 	Store results.Sink
+	// Provider, when set, owns the provider's journal slots (they are
+	// deleted with it).
+	Provider *metav1.OwnerReference
 	// Policy, when set, replaces the runtime's flush policy for this run
 	// (object storage writes large parts).
 	Policy *results.FlushPolicy
@@ -147,7 +205,11 @@ func (rt *Runtime) Launch(s Spec) *Run {
 		return nil
 	}
 	rt.runs[s.Key] = run
-	run.repay = rt.ledger(s.Dispatcher)
+	run.repay = rt.ledger(s.Dispatcher, s)
+	if rs, ok := rt.recovered[s.UID]; ok {
+		delete(rt.recovered, s.UID)
+		run.repay.adopt(run, rs)
+	}
 	rt.writers.Add(1)
 	rt.mu.Unlock()
 	go func() {
@@ -164,6 +226,52 @@ func (rt *Runtime) Launch(s Spec) *Run {
 	}
 	s.Dispatcher.Submit(s.Batch)
 	return run
+}
+
+// Recover adds to store the answers of the batch uid that a previous
+// leader journaled and its results lack, before its items are planned, so
+// that they are not asked again; they are written with its next results
+// once its run is launched. It returns how many it added.
+func (rt *Runtime) Recover(uid types.UID, store results.Sink) int {
+	<-rt.started
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rs, ok := rt.recovered[uid]
+	if !ok {
+		for _, e := range rt.journals.Take(uid) {
+			var res results.Result
+			if json.Unmarshal(e.Result, &res) != nil || res.ID == "" {
+				e.Slot.Release(1) // unreadable: nothing to give back
+				continue
+			}
+			rs = append(rs, recoveredAnswer{result: res, slot: e.Slot})
+		}
+	}
+	n := 0
+	for _, r := range rs {
+		if !store.Has(r.result.ID) {
+			store.Add(r.result)
+			n++
+		}
+	}
+	if len(rs) > 0 {
+		rt.recovered[uid] = rs
+	}
+	return n
+}
+
+// expireJournal frees the journal's slots of answers no batch took back,
+// or took back and never launched, by the end of the grace period.
+func (rt *Runtime) expireJournal() {
+	rt.journals.Expire()
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for uid, rs := range rt.recovered {
+		for _, r := range rs {
+			r.slot.Release(1)
+		}
+		delete(rt.recovered, uid)
+	}
 }
 
 // Get returns a batch's run, or nil.

@@ -21,41 +21,61 @@ import (
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/emulator"
+	"github.com/llmquota/llmquota/internal/journal"
 	"github.com/llmquota/llmquota/internal/provider"
 	"github.com/llmquota/llmquota/internal/ratewindow"
 	"github.com/llmquota/llmquota/internal/results"
 	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 )
 
-// writes counts the ConfigMap writes a store makes; failNext fails the
-// next create, as an API server that is not there would.
+// writes counts the result ConfigMap writes a store makes (journal writes
+// apart); failNext fails the next create of results, as an API server that
+// is not there would, and down fails every write.
 type writes struct {
 	client.Client
-	n        atomic.Int64
-	failNext atomic.Bool
+	n, journal     atomic.Int64
+	failNext, down atomic.Bool
+}
+
+func (w *writes) count(obj client.Object) error {
+	if w.down.Load() {
+		return errors.New("connection refused")
+	}
+	if _, ok := obj.GetLabels()[journal.LabelJournal]; ok {
+		w.journal.Add(1)
+		return nil
+	}
+	w.n.Add(1)
+	return nil
 }
 
 func (w *writes) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
-	if w.failNext.CompareAndSwap(true, false) {
+	if _, ok := obj.GetLabels()[journal.LabelJournal]; !ok && w.failNext.CompareAndSwap(true, false) {
 		return errors.New("connection refused")
 	}
-	w.n.Add(1)
+	if err := w.count(obj); err != nil {
+		return err
+	}
 	return w.Client.Create(ctx, obj, opts...)
 }
 
 func (w *writes) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
-	w.n.Add(1)
+	if err := w.count(obj); err != nil {
+		return err
+	}
 	return w.Client.Update(ctx, obj, opts...)
 }
 
 // bed is a real API server, a dispatcher calling the emulator over HTTP,
 // and a runtime on a fake clock.
 type bed struct {
+	k       client.Client
+	emu     *emulator.Server
 	c       *writes
 	d       *dispatch.Dispatcher
 	rt      *Runtime
 	clock   *clocktesting.FakeClock
-	stop    func()
+	stop    func() // stops the runtime
 	stopped chan struct{}
 }
 
@@ -64,7 +84,8 @@ type bed struct {
 func newBed(t *testing.T, policy results.FlushPolicy, latency time.Duration, opts ...func(*dispatch.Config)) *bed {
 	t.Helper()
 	k := apiserver.Start(t)
-	srv := emulator.NewTestServer(emulator.New(emulator.Config{Latency: latency}))
+	emu := emulator.New(emulator.Config{Latency: latency})
+	srv := emulator.NewTestServer(emu)
 	t.Cleanup(srv.Close)
 	pc, err := provider.New(provider.Config{Type: provider.Gemini, Endpoint: srv.URL, APIKey: "k"})
 	if err != nil {
@@ -81,9 +102,11 @@ func newBed(t *testing.T, policy results.FlushPolicy, latency time.Duration, opt
 	ctx, cancel := context.WithCancel(context.Background())
 	go d.Run(ctx)
 	fc := clocktesting.NewFakeClock(time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC))
-	b := &bed{c: &writes{Client: k}, d: d, rt: New(fc, policy), clock: fc, stopped: make(chan struct{})}
-	go func() { _ = b.rt.Start(ctx); close(b.stopped) }()
-	b.stop = cancel
+	w := &writes{Client: k}
+	b := &bed{k: k, emu: emu, c: w, d: d, rt: New(fc, policy, journal.Options{Reader: k, Writer: w, Namespace: "default"}), clock: fc, stopped: make(chan struct{})}
+	rtCtx, stopRuntime := context.WithCancel(ctx)
+	go func() { _ = b.rt.Start(rtCtx); close(b.stopped) }()
+	b.stop = stopRuntime // the runtime only: the dispatcher goes on
 	t.Cleanup(func() { cancel(); <-b.stopped })
 	return b
 }
@@ -112,7 +135,7 @@ func (b *bed) launch(t *testing.T, name string, n, total int) *Run {
 	for i := range n {
 		items = append(items, dispatch.Item{ID: fmt.Sprintf("i%d", i), Prompt: "rate this"})
 	}
-	return b.rt.Launch(Spec{Key: client.ObjectKeyFromObject(batch), Store: store, Dispatcher: b.d, Kept: total, Total: total,
+	return b.rt.Launch(Spec{Key: client.ObjectKeyFromObject(batch), UID: batch.UID, Store: store, Dispatcher: b.d, Kept: total, Total: total,
 		Batch: dispatch.Batch{Namespace: "default", Size: n, Items: items}})
 }
 

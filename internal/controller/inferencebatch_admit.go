@@ -131,7 +131,8 @@ func (r *InferenceBatchReconciler) input(ctx context.Context, b *llmv1.Inference
 // items at once, items in object storage as a stream while the batch
 // runs. A batch admitted again (its provider's dispatcher was replaced)
 // keeps its store, results waiting for their write included.
-func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.InferenceBatch, d *dispatch.Dispatcher, prev *batchrun.Run, priority int32) (*batchrun.Run, error) {
+func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.InferenceBatch, p *llmv1.LLMProvider, d *dispatch.Dispatcher,
+	prev *batchrun.Run, priority int32) (*batchrun.Run, error) {
 	in, err := r.input(ctx, b)
 	if err != nil {
 		return nil, err
@@ -145,6 +146,8 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 		store, policy = prev.Store, prev.Policy
 	} else if store, policy, err = r.openSink(ctx, b); err != nil {
 		return nil, err
+	} else if n := r.Runtime.Recover(b.UID, store); n > 0 {
+		logf.FromContext(ctx).Info("Took back answers from the results journal", "answers", n)
 	}
 	for _, id := range in.filtered {
 		store.Add(results.Result{ID: id, Status: results.Filtered})
@@ -157,7 +160,7 @@ func (r *InferenceBatchReconciler) admit(ctx context.Context, b *llmv1.Inference
 	}
 	size := int(max(1, b.Spec.BatchSize))
 	spec := batchrun.Spec{
-		Key: client.ObjectKeyFromObject(b), Store: store, Policy: policy, Dispatcher: d, CacheKey: keyOf,
+		Key: client.ObjectKeyFromObject(b), UID: b.UID, Provider: providerOwner(p), Store: store, Policy: policy, Dispatcher: d, CacheKey: keyOf,
 		Kept: in.kept, Filtered: len(in.filtered), Total: in.total, Source: in.source(send),
 		Batch: dispatch.Batch{Namespace: b.Namespace, Priority: priority, Size: size, Delay: llmv1.Milliseconds(b.Spec.BatchDelayMilliseconds, 0), Params: params},
 	}

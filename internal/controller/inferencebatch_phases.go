@@ -174,7 +174,7 @@ func (r *InferenceBatchReconciler) admitted(ctx context.Context, s *batchScope) 
 	if !s.inDispatcher {
 		prev := s.run
 		r.Runtime.Stop(s.key) // the provider's dispatcher was replaced: admit again, keeping results
-		run, err := r.admit(ctx, b, s.d, prev, s.priority)
+		run, err := r.admit(ctx, b, &s.provider, s.d, prev, s.priority)
 		if err != nil {
 			res, err := r.admitFailed(b, err, s.now)
 			return res, true, err

@@ -73,10 +73,16 @@ func (r *LLMProviderReconciler) loadQuota(ctx context.Context, p *llmv1.LLMProvi
 	return nil, nil
 }
 
+// providerOwner is p as the owner of the manager's state for it (its quota
+// state and its results journal), which goes with it.
+func providerOwner(p *llmv1.LLMProvider) *metav1.OwnerReference {
+	return &metav1.OwnerReference{APIVersion: llmv1.GroupVersion.String(), Kind: "LLMProvider", Name: p.Name, UID: p.UID}
+}
+
 // persistQuota writes a quota snapshot into the provider's state ConfigMap,
 // unconditionally (only the leader's dispatcher writes it).
 func (r *LLMProviderReconciler) persistQuota(p *llmv1.LLMProvider) func(context.Context, []byte) error {
-	owner := metav1.OwnerReference{APIVersion: llmv1.GroupVersion.String(), Kind: "LLMProvider", Name: p.Name, UID: p.UID}
+	owner := *providerOwner(p)
 	name := quotaStateName(p.Name)
 	return func(ctx context.Context, snapshot []byte) error {
 		cm := &corev1.ConfigMap{

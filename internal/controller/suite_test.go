@@ -24,6 +24,7 @@ import (
 	"github.com/llmquota/llmquota/internal/batchrun"
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/egress"
+	"github.com/llmquota/llmquota/internal/journal"
 	"github.com/llmquota/llmquota/internal/results"
 	"github.com/llmquota/llmquota/internal/testbed/apiserver"
 )
@@ -115,11 +116,12 @@ func runManager(opts ctrl.Options) (stop func(), registry *dispatch.Registry) {
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
 	registry = dispatch.NewRegistry()
-	runs := batchrun.New(clock.RealClock{}, results.FlushPolicy{})
+	c := countingWrites(mgr.GetClient())
+	runs := batchrun.New(clock.RealClock{}, results.FlushPolicy{},
+		journal.Options{Reader: mgr.GetAPIReader(), Writer: c, Namespace: stateNamespace})
 	Expect(mgr.Add(registry)).To(Succeed())
 	Expect(mgr.Add(runs)).To(Succeed())
 	recorder := mgr.GetEventRecorder("llmquota-manager")
-	c := countingWrites(mgr.GetClient())
 	Expect((&LLMProviderReconciler{
 		Client: c, APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clock.RealClock{},
 		Registry: registry, StateNamespace: stateNamespace,

@@ -524,6 +524,13 @@ func (d *Dispatcher) CrashRepay() RepayBound {
 	return d.cfg.CrashRepay
 }
 
+// MaxConcurrency is the most calls the provider has in flight at once.
+func (d *Dispatcher) MaxConcurrency() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg.Limits.MaxConcurrency
+}
+
 // HoldForWrites holds batch calls back (hold) or lets them go: the
 // batches' runtime holds them while the answers waiting for their results'
 // write reach spec.crashRepay (CrashRepay). Gateway calls, which have no

@@ -169,8 +169,16 @@ var (
 	}, []string{"provider", "tenant_namespace", "lane"})
 )
 
+// JournalWrites counts the writes of each provider's results journal, by
+// result: written, or failed (tried again a second later while batch calls
+// wait once twice the bound's answers do).
+var JournalWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "llmquota_results_journal_writes_total",
+	Help: "Writes of each provider's results journal (the answers of its batches waiting for their results' write, kept so a crash does not pay for them twice), by provider and result (written, failed).",
+}, []string{"provider", "result"})
+
 // All are the manager's metrics.
-var All = []prometheus.Collector{RequestsTotal, CallDuration, QueueWait, AdmissionWait, WindowUsedRequests, WindowLimitRequests, LearnedLimitRatio, PoolEndpointConcurrency, WindowUsedTokens,
+var All = []prometheus.Collector{JournalWrites, RequestsTotal, CallDuration, QueueWait, AdmissionWait, WindowUsedRequests, WindowLimitRequests, LearnedLimitRatio, PoolEndpointConcurrency, WindowUsedTokens,
 	WindowLimitTokens, BackoffSeconds, ConsecutiveFailures, CostUSD, CostAlert, CostLimitUSD, BatchItems, BatchFailed, InteractiveDecisions, UsageTokens, UsageCostUSD,
 	GrantsReclaimed, CallsAdopted, WaitingForGateways}
 

@@ -120,6 +120,9 @@ type Sink interface {
 	Add(rs ...Result)
 	// Has reports whether id has a stored or buffered result.
 	Has(id string) bool
+	// StatusOf returns the status of id's stored result; false if none is
+	// stored (buffered or not at all).
+	StatusOf(id string) (string, bool)
 	// Pending reports how many results wait, and since when the oldest has.
 	Pending() (int, time.Time)
 	// Flush writes what waits and returns how many it stored.

@@ -3,10 +3,12 @@
 // process, 200 ms answers, its log the independent count of what arrived)
 // while the manager (bin/manager, its own process) is killed with SIGKILL
 // --kills times at random points and started again. The emulator's log
-// then says how many calls were sent twice. It runs twice in one go: with
-// the provider's default (results written per --results-flush-items and
-// --results-flush-interval, the named baseline) and with
-// spec.crashRepay.maxCalls set to --bound. Figures go in
+// then says how many calls were sent twice. It runs in one go: with the
+// provider's default (answers journaled once the provider's concurrency or
+// a second of them wait), with spec.crashRepay.maxCalls set to --bound,
+// and first, with --baseline-manager, the default of an earlier build (the
+// named baseline: before the journal, results written per 100 or per 10 s
+// and nothing else). Figures go in
 // docs/benchmarks.md ("What a crash pays twice").
 package main
 
@@ -47,14 +49,15 @@ func main() {
 	kills := flag.Int("kills", 10, "How many times the manager is killed with SIGKILL while the batch runs.")
 	bound := flag.Int("bound", 5, "spec.crashRepay.maxCalls of the bounded run.")
 	seed := flag.Uint64("seed", 1, "Seed of the kill times.")
+	baseline := flag.String("baseline-manager", "", "A manager binary of an earlier build, run first with the provider's default (the named baseline).")
 	flag.Parse()
-	if err := run(context.Background(), *items, *kills, *bound, *seed); err != nil {
+	if err := run(context.Background(), *items, *kills, *bound, *seed, *baseline); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-repay:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, items, kills, bound int, seed uint64) error {
+func run(ctx context.Context, items, kills, bound int, seed uint64, baseline string) error {
 	dir, err := os.MkdirTemp("", "bench-repay-")
 	if err != nil {
 		return err
@@ -75,16 +78,21 @@ func run(ctx context.Context, items, kills, bound int, seed uint64) error {
 		return err
 	}
 	fmt.Printf("%-28s %6s %6s %10s %10s %9s %8s\n", "provider", "items", "kills", "arrivals", "sent twice", "per kill", "took")
-	for _, t := range []struct {
-		name  string
-		repay *llmv1.CrashRepay
-	}{
-		{"default (baseline)", nil},
-		{fmt.Sprintf("crashRepay.maxCalls=%d", bound), &llmv1.CrashRepay{MaxCalls: ptr.To(int32(bound))}},
-	} {
+	type trialSpec struct {
+		name, manager string
+		repay         *llmv1.CrashRepay
+	}
+	var trials []trialSpec
+	if baseline != "" {
+		trials = append(trials, trialSpec{"default (baseline build)", baseline, nil})
+	}
+	manager := filepath.Join(os.Getenv("LLMQUOTA_BIN"), "manager")
+	trials = append(trials, trialSpec{"default", manager, nil},
+		trialSpec{fmt.Sprintf("crashRepay.maxCalls=%d", bound), manager, &llmv1.CrashRepay{MaxCalls: ptr.To(int32(bound))}})
+	for i, t := range trials {
 		rng := rand.New(rand.NewPCG(seed, seed))
 		began := time.Now()
-		arrivals, twice, err := trial(ctx, c, dir, kubeconfig, strings.Fields(t.name)[0], t.repay, items, kills, rng)
+		arrivals, twice, err := trial(ctx, c, dir, kubeconfig, fmt.Sprintf("t%d-%s", i, strings.Fields(t.name)[0]), t.manager, t.repay, items, kills, rng)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
@@ -98,7 +106,8 @@ func run(ctx context.Context, items, kills, bound int, seed uint64) error {
 // trial runs one batch on a provider of its own through kills of the
 // manager, and counts the calls that reached the emulator and those that
 // reached it twice (an item answered before).
-func trial(ctx context.Context, c client.Client, dir, kubeconfig, name string, repay *llmv1.CrashRepay, items, kills int, rng *rand.Rand) (int, int, error) {
+func trial(ctx context.Context, c client.Client, dir, kubeconfig, name, manager string, repay *llmv1.CrashRepay, items, kills int,
+	rng *rand.Rand) (int, int, error) {
 	name = strings.NewReplacer(".", "-", "=", "-", "(", "", ")", "").Replace(strings.ToLower(name))
 	port, err := process.FreePort()
 	if err != nil {
@@ -129,7 +138,7 @@ func trial(ctx context.Context, c client.Client, dir, kubeconfig, name string, r
 		return 0, 0, err
 	}
 	start := func() (*process.Process, error) {
-		return process.Start(filepath.Join(dir, name+"-manager.log"), filepath.Join(os.Getenv("LLMQUOTA_BIN"), "manager"),
+		return process.Start(filepath.Join(dir, name+"-manager.log"), manager,
 			"--kubeconfig", kubeconfig, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0", "--quota-bind-address=0")
 	}
 	mgr, err := start()

@@ -248,6 +248,7 @@ func run(c config, batches int) (string, error) {
 	w := newWatcher(batches)
 	go w.batches(ctx, cfg)
 	go w.shards(ctx, cfg)
+	go w.journal(ctx, cfg)
 	if c.apiserverProfile != "" {
 		path := c.apiserverProfile
 		if len(c.sizes) > 1 {

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	llmv1 "github.com/llmquota/llmquota/api/v1alpha1"
+	"github.com/llmquota/llmquota/internal/journal"
 	"github.com/llmquota/llmquota/internal/results"
 )
 
@@ -68,7 +69,7 @@ func (w *watcher) written() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var parts []string
-	for _, kind := range []string{"InferenceBatch", "result ConfigMap"} {
+	for _, kind := range []string{"InferenceBatch", "result ConfigMap", "journal ConfigMap"} {
 		parts = append(parts, fmt.Sprintf("%s %d writes, %.1f MiB", kind, w.writes[kind], float64(w.bytes[kind])/(1<<20)))
 	}
 	return strings.Join(parts, "; ")
@@ -139,6 +140,18 @@ func (w *watcher) batches(ctx context.Context, cfg *rest.Config) {
 			}
 		}
 		return b.Metadata.ResourceVersion
+	})
+}
+
+// journal counts the writes of the providers' results journals.
+func (w *watcher) journal(ctx context.Context, cfg *rest.Config) {
+	watchLoop(ctx, cfg, "/api/v1/configmaps", journal.LabelJournal, func(raw json.RawMessage) string {
+		var m metav1.PartialObjectMetadata
+		if json.Unmarshal(raw, &m) != nil {
+			return ""
+		}
+		w.saw("journal ConfigMap", len(raw))
+		return m.ResourceVersion
 	})
 }
 

@@ -25,14 +25,15 @@ import (
 // CrashRepayApplyConfiguration represents a declarative configuration of the CrashRepay type for use
 // with apply.
 //
-// CrashRepay bounds the answers whose results may wait for their write,
-// across all of a provider's batches: what a crash may pay for twice.
+// CrashRepay bounds the answers that are neither in the provider's results
+// journal nor in their batch's results, across all of the provider's
+// batches: what a crash may pay for twice, besides the calls in flight.
 type CrashRepayApplyConfiguration struct {
-	// maxCalls is the most answers that may wait for their write at once.
+	// maxCalls is the most answers that may wait for the journal at once.
 	// 1 to 100000.
 	MaxCalls *int32 `json:"maxCalls,omitempty"`
 	// maxCost is the most their cost may reach, in USD (spec.cost's
-	// prices): results are written once the answers waiting cost this
+	// prices): the journal is written once the answers waiting cost this
 	// much.
 	MaxCost *apiv1alpha1.Decimal `json:"maxCost,omitempty"`
 }
