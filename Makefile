@@ -173,7 +173,7 @@ bench-gateway: k8s-bin build ## Gateway benchmark: vegeta at GATEWAY_RATES/s str
 
 REPAY_FLAGS ?=
 .PHONY: bench-repay
-bench-repay: k8s-bin build ## What a crash pays twice: one batch through SIGKILLs of the manager, by default and with spec.crashRepay (docs/benchmarks.md).
+bench-repay: k8s-bin build ## What a crash pays twice: one batch through SIGKILLs of the manager, by default (the results journal) and with spec.crashRepay; REPAY_FLAGS=--baseline-manager=<binary> adds an earlier build (docs/benchmarks.md).
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" LLMQUOTA_BIN="$(LOCALBIN)" go run ./test/performance/repay $(REPAY_FLAGS)
 
 .PHONY: bench-pool
