@@ -2,17 +2,18 @@ package batchrun
 
 import (
 	"context"
+	"encoding/json"
 	"math/big"
 	"sync"
 	"time"
 
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/llmquota/llmquota/internal/dispatch"
 	"github.com/llmquota/llmquota/internal/journal"
 	"github.com/llmquota/llmquota/internal/metrics"
+	"github.com/llmquota/llmquota/internal/results"
 )
 
 // unrecorded counts, for one provider (its dispatcher), the answers of its
@@ -45,12 +46,13 @@ type unrecorded struct {
 
 // answer is one answer of a run not yet in its batch's results.
 type answer struct {
-	id    string
-	batch types.UID
-	line  []byte // its result line, until it is journaled
-	cost  *big.Rat
-	slot  *journal.Slot // the journal slot holding it; nil until journaled
-	done  bool          // in the batch's results
+	id string
+	// result is what the journal writes, kept until it is journaled: it
+	// is encoded then, off the path of every answer.
+	result results.Result
+	cost   *big.Rat
+	slot   *journal.Slot // the journal slot holding it; nil until journaled
+	done   bool          // in the batch's results
 }
 
 // perSecond counts events in the current second and the one before.
@@ -82,26 +84,26 @@ func (u *unrecorded) bounds() (writeAt, holdAt dispatch.RepayBound) {
 	return dispatch.RepayBound{Calls: n}, dispatch.RepayBound{Calls: 2 * n}
 }
 
-// add counts an answer of run, of cost (nil when unpriced), whose result
-// line is line; it has the journal written when the bound is reached.
-func (u *unrecorded) add(run *Run, id string, line []byte, cost *big.Rat) {
+// add counts an answer of run, of cost (nil when unpriced); it has the
+// journal written when the bound is reached.
+func (u *unrecorded) add(run *Run, result results.Result, cost *big.Rat) {
 	if u == nil {
 		return
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	a := &answer{id: id, batch: run.UID, line: line, cost: cost}
-	u.queues[run] = append(u.queues[run], a)
+	u.queues[run] = append(u.queues[run], &answer{id: result.ID, result: result, cost: cost})
 	u.calls++
 	if cost != nil {
 		u.cost.Add(u.cost, cost)
 	}
 	u.peak = max(u.peak, u.calls)
 	u.rate.add(u.clock.Now())
-	if writeAt, _ := u.bounds(); writeAt.Reached(u.calls, u.cost) {
+	writeAt, holdAt := u.bounds()
+	if writeAt.Reached(u.calls, u.cost) {
 		u.poke()
 	}
-	u.gate()
+	u.gate(holdAt)
 }
 
 // adopt counts answers a previous leader journaled for run (Recover added
@@ -114,7 +116,7 @@ func (u *unrecorded) adopt(run *Run, rs []recoveredAnswer) {
 			r.slot.Release(1)
 			continue
 		}
-		u.queues[run] = append(u.queues[run], &answer{id: r.result.ID, batch: run.UID, slot: r.slot})
+		u.queues[run] = append(u.queues[run], &answer{id: r.result.ID, slot: r.slot})
 	}
 }
 
@@ -147,7 +149,7 @@ func (u *unrecorded) settle(run *Run) {
 	if len(keep) == 0 {
 		delete(u.queues, run)
 	}
-	u.gate()
+	u.regate()
 }
 
 // retire takes an answer out: it is in its batch's results, or its run
@@ -176,14 +178,19 @@ func (u *unrecorded) drop(run *Run) {
 		u.retire(a)
 	}
 	delete(u.queues, run)
-	u.gate()
+	u.regate()
+}
+
+// regate is gate at the hold bound as it is now (called under u.mu).
+func (u *unrecorded) regate() {
+	_, holdAt := u.bounds()
+	u.gate(holdAt)
 }
 
 // gate holds the provider's batch calls back while the answers waiting
-// reach the hold bound, and lets them go once they do not (called under
-// u.mu, which the dispatcher never takes).
-func (u *unrecorded) gate() {
-	_, holdAt := u.bounds()
+// reach holdAt, and lets them go once they do not (called under u.mu,
+// which the dispatcher never takes).
+func (u *unrecorded) gate(holdAt dispatch.RepayBound) {
 	if reached := holdAt.Reached(u.calls, u.cost); reached != u.holding {
 		u.holding = reached
 		u.d.HoldForWrites(reached)
@@ -227,17 +234,24 @@ func (u *unrecorded) journal(ctx context.Context) error {
 	}
 	var todo []*answer
 	var entries []journal.Entry
-	for _, q := range u.queues {
+	for run, q := range u.queues {
 		for _, a := range q {
 			if a.slot == nil && !a.done {
 				todo = append(todo, a)
-				entries = append(entries, journal.Entry{Batch: a.batch, Result: a.line})
+				entries = append(entries, journal.Entry{Batch: run.UID})
 			}
 		}
+	}
+	rs := make([]results.Result, len(todo))
+	for i, a := range todo {
+		rs[i] = a.result
 	}
 	u.mu.Unlock()
 	if len(todo) == 0 {
 		return nil
+	}
+	for i := range entries { // a Result holds only strings, numbers and a bool
+		entries[i].Result, _ = json.Marshal(rs[i])
 	}
 	slots, err := u.w.Write(ctx, entries)
 	if err != nil {
@@ -252,13 +266,13 @@ func (u *unrecorded) journal(ctx context.Context) error {
 			slots[i].Release(1)
 			continue
 		}
-		a.slot, a.line = slots[i], nil
+		a.slot, a.result = slots[i], results.Result{}
 		u.calls--
 		if a.cost != nil {
 			u.cost.Sub(u.cost, a.cost)
 		}
 	}
-	u.gate()
+	u.regate()
 	return nil
 }
 

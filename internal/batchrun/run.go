@@ -2,7 +2,6 @@ package batchrun
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,9 +29,6 @@ type Run struct {
 	// repay counts the provider's answers that are neither journaled nor
 	// in their results (what a crash would pay for twice).
 	repay *unrecorded
-	// adding makes a result's check, store and count one step, so that
-	// two answers of one item (the first wins) are counted once.
-	adding sync.Mutex
 	// changed, stored and finished tell the reconciler of news: what
 	// holds the batch back changed (Progress), results were stored
 	// (Stored), every result is stored (Final).
@@ -126,20 +122,14 @@ func newCause(was, is error) bool {
 }
 
 // onResult stores a dispatcher result, counts it until it is journaled or
-// written, and wakes the writer. A second result of an item is dropped:
-// the first one wins.
+// written, and wakes the writer.
 func (run *Run) onResult(r dispatch.Result) {
 	stored := toStored(r)
 	if run.CacheKey != nil && r.Prompt != "" {
 		stored.CacheKey = run.CacheKey(r.Prompt)
 	}
-	line, _ := json.Marshal(stored) // a Result holds only strings, numbers and a bool
-	run.adding.Lock()
-	if !run.Store.Has(stored.ID) {
-		run.Store.Add(stored)
-		run.repay.add(run, stored.ID, line, r.Cost)
-	}
-	run.adding.Unlock()
+	run.Store.Add(stored)
+	run.repay.add(run, stored, r.Cost)
 	run.poke()
 }
 
